@@ -1,0 +1,216 @@
+"""Powder X-ray diffraction: stick patterns and broadened profiles of a :class:`Crystal`.
+
+Algorithm (the same conventions as pymatgen's ``XRDCalculator``, so the two can be
+cross-checked peak by peak):
+
+1. Enumerate reciprocal-lattice points h (one Friedel half-space) with
+   2 sin(θ_lo)/λ ≤ |g| ≤ 2 sin(θ_hi)/λ, g = h·B, B = (A⁻¹)ᵀ, d = 1/|g|.
+2. For each, s = |g|/2, sin θ = λ s, form factors f_j(s) (pymatgen's table),
+   F(h) = Σ_j occ_j f_j exp(−B_j s²) exp(2πi h·x_j).
+3. I(h) = |F|² · (1 + cos² 2θ)/(sin² θ cos θ), doubled for the Friedel mate −h.
+4. Sort by (|g|, −h, −k, −l); reflections whose 2θ round to the same multiple of
+   ``TWO_THETA_TOL`` merge (intensities add, position of the first).
+5. Scale the largest peak to 100 and drop peaks at or below ``SCALED_INTENSITY_TOL``.
+
+Deliberately left out, as in pymatgen: absorption, preferred orientation, anomalous
+dispersion, Kα2, background, anisotropic displacement. Broadened profiles
+(:meth:`Diffractometer.pattern`) sum unit-area peak shapes over *all* reflections in
+range (unmerged, unthresholded: merging does not change a sum, and the threshold would
+make the profile jump as structures move).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crystal import Crystal, element_symbol
+from .kernels import cpu
+from .profiles import default_window, peak_widths, resolve_shape
+from .scattering import form_factor_coefficients, resolve_wavelength
+
+#: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).
+TWO_THETA_TOL = 1e-5
+#: Peaks whose scaled intensity (max = 100) is not above this are dropped (pymatgen's value).
+SCALED_INTENSITY_TOL = 1e-3
+#: Largest 2θ a range may reach (deg): at 180° the Lorentz factor diverges.
+MAX_TWO_THETA = 179.9
+#: Default 2θ grid step of broadened patterns (deg).
+DEFAULT_STEP = 0.02
+
+
+@dataclass(frozen=True)
+class Reflections:
+    """All half-space reflections in a 2θ window, sorted by (|g|, −h, −k, −l).
+
+    ``hkl`` (M, 3) int, ``g`` (M,) Å⁻¹, ``two_theta`` (M,) deg, ``intensity`` (M,)
+    |F|²·LP counting the Friedel mate (arbitrary absolute units, not scaled).
+    """
+
+    hkl: np.ndarray
+    g: np.ndarray
+    two_theta: np.ndarray
+    intensity: np.ndarray
+
+    @property
+    def d_spacing(self) -> np.ndarray:
+        """Interplanar spacing d = 1/|g| in Å."""
+        return 1.0 / self.g
+
+
+class PeakList:
+    """A stick pattern: merged peaks with ``two_theta`` (deg), ``intensity`` (max 100), ``d_spacing`` (Å).
+
+    ``hkls[i]`` is an (n_i, 3) int array of the reflections merged into peak i, one of each
+    Friedel pair (h and −h both contribute; ``multiplicity`` counts both, like pymatgen).
+    """
+
+    def __init__(self, two_theta, intensity, d_spacing, member_hkl, member_start):
+        self.two_theta = two_theta
+        self.intensity = intensity
+        self.d_spacing = d_spacing
+        self._member_hkl = member_hkl
+        self._member_start = member_start
+
+    def __len__(self) -> int:
+        return len(self.two_theta)
+
+    @property
+    def hkls(self) -> list[np.ndarray]:
+        return np.split(self._member_hkl, self._member_start[1:-1])
+
+    @property
+    def multiplicity(self) -> np.ndarray:
+        """Number of reflections (h and −h counted separately) in each peak."""
+        return 2 * np.diff(self._member_start)
+
+    def __repr__(self) -> str:
+        return f"PeakList({len(self)} peaks, 2θ {self.two_theta.min(initial=np.nan):.3f}–{self.two_theta.max(initial=np.nan):.3f}°)"
+
+
+def _scatterer_tables(crystal: Crystal):
+    """Group atoms by (element, B) so each form factor is evaluated once per reflection."""
+    pairs, scatterer_type = np.unique(
+        np.column_stack([crystal.atomic_numbers, crystal.b_iso]), axis=0, return_inverse=True
+    )
+    type_z = pairs[:, 0].copy()
+    type_b = pairs[:, 1].copy()
+    type_coeffs = np.stack([form_factor_coefficients(element_symbol(z)) for z in type_z])
+    return scatterer_type.reshape(-1).astype(np.int64), type_z, type_coeffs, type_b
+
+
+def _check_range(two_theta_range) -> tuple[float, float]:
+    try:
+        lo, hi = (float(t) for t in two_theta_range)
+    except (TypeError, ValueError):
+        raise ValueError(f"two_theta_range must be (low, high) in degrees, got {two_theta_range!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi <= MAX_TWO_THETA):
+        raise ValueError(f"two_theta_range must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo}, {hi})")
+    return lo, hi
+
+
+class Diffractometer:
+    """A powder diffractometer: wavelength and 2θ window (Bragg–Brentano, kinematic theory).
+
+    Parameters
+    ----------
+    wavelength : line name such as "CuKa" (1.54184 Å, pymatgen's table) or a number in Å.
+    two_theta_range : (low, high) in degrees, 0 ≤ low < high ≤ 179.9.
+    step : grid step in degrees for :meth:`pattern` when no grid is given.
+    """
+
+    def __init__(self, wavelength: str | float = "CuKa", two_theta_range=(10.0, 90.0), step: float = DEFAULT_STEP):
+        self.wavelength = resolve_wavelength(wavelength)
+        self.two_theta_range = _check_range(two_theta_range)
+        if not (np.isfinite(step) and step > 0):
+            raise ValueError(f"step must be a positive number of degrees, got {step}")
+        self.step = float(step)
+
+    def __repr__(self) -> str:
+        lo, hi = self.two_theta_range
+        return f"Diffractometer(λ = {self.wavelength} Å, 2θ {lo}–{hi}°)"
+
+    @property
+    def two_theta(self) -> np.ndarray:
+        """Default 2θ grid (deg): ``two_theta_range`` in steps of ``step``, both ends included."""
+        lo, hi = self.two_theta_range
+        return np.linspace(lo, hi, int(round((hi - lo) / self.step)) + 1)
+
+    # ---------------------------------------------------------------- reflections
+    def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
+        """Every half-space reflection with 2θ in the range (default: the instrument's)."""
+        if not isinstance(crystal, Crystal):
+            raise TypeError(f"expected an xrdcore.Crystal, got {type(crystal).__name__} (use Crystal.from_pymatgen)")
+        lo, hi = _check_range(self.two_theta_range if two_theta_range is None else two_theta_range)
+        g_min, g_max = (2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
+        index_bounds = np.floor(g_max * np.linalg.norm(crystal.lattice, axis=1)).astype(np.int64)
+        reciprocal = np.linalg.inv(crystal.lattice).T
+        hkl, g = cpu.half_space_reflections(reciprocal, index_bounds, g_min, g_max)
+        order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], g))
+        hkl, g = hkl[order], g[order]
+        two_theta, intensity = cpu.reflection_intensities(
+            hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, *_scatterer_tables(crystal)
+        )
+        return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
+
+    # ---------------------------------------------------------------- stick pattern
+    def peaks(self, crystal: Crystal) -> PeakList:
+        """Merged, scaled stick pattern, peak for peak what pymatgen's ``get_pattern`` returns."""
+        refl = self.reflections(crystal)
+        bins = np.round(refl.two_theta / TWO_THETA_TOL).astype(np.int64)
+        start = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if len(bins) else np.zeros(0, np.int64)
+        merged = np.add.reduceat(refl.intensity, start) if len(bins) else np.zeros(0)
+        if len(merged) == 0 or merged.max() <= 0:
+            empty = np.zeros(0)
+            return PeakList(empty, empty, empty, np.zeros((0, 3), np.int64), np.zeros(1, np.int64))
+        scaled = merged / merged.max() * 100
+        keep = scaled > SCALED_INTENSITY_TOL
+        bounds = np.r_[start, len(bins)]
+        kept_members = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in np.flatnonzero(keep)])
+        member_start = np.r_[0, np.cumsum(np.diff(bounds)[keep])]
+        first = start[keep]
+        return PeakList(refl.two_theta[first], scaled[keep], refl.d_spacing[first], refl.hkl[kept_members], member_start)
+
+    # ---------------------------------------------------------------- profile
+    def pattern(
+        self,
+        crystal: Crystal,
+        two_theta=None,
+        fwhm=0.1,
+        shape: str = "gaussian",
+        eta: float | None = None,
+        window: float | None = None,
+        normalize: bool = True,
+    ) -> np.ndarray:
+        """Broadened powder pattern y(2θ) on a grid.
+
+        Parameters
+        ----------
+        two_theta : ascending grid in degrees (default: :attr:`two_theta`).
+        fwhm : peak FWHM in degrees, or Caglioti (U, V, W) in deg².
+        shape : "gaussian", "lorentzian" or "pseudo-voigt" (mixing ``eta``, default 0.5).
+        window : half-width, in FWHMs, within which each peak is evaluated
+            (default 5 for Gaussian, 50 with a Lorentzian part; see :mod:`xrdcore.profiles`).
+        normalize : scale the maximum to 100; otherwise absolute |F|²·LP units per degree.
+        """
+        grid = self.two_theta if two_theta is None else np.asarray(two_theta, dtype=float)
+        if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
+            raise ValueError("two_theta grid must be a non-empty 1-D array of finite angles in degrees")
+        if np.any(np.diff(grid) <= 0):
+            raise ValueError("two_theta grid must be strictly ascending")
+        eta = resolve_shape(shape, eta)
+        window = default_window(eta) if window is None else float(window)
+        if not window > 0:
+            raise ValueError(f"window must be a positive number of FWHMs, got {window}")
+        reach = window * peak_widths(fwhm, grid).max()
+        lo = max(grid[0] - reach, 0.0)
+        hi = min(grid[-1] + reach, MAX_TWO_THETA)
+        if lo >= hi:
+            raise ValueError(f"two_theta grid {grid[0]}–{grid[-1]}° lies outside 0–{MAX_TWO_THETA}°")
+        refl = self.reflections(crystal, (lo, hi))
+        widths = peak_widths(fwhm, refl.two_theta)
+        profile = cpu.broadened_profile(grid, refl.two_theta, refl.intensity, widths, eta, window)
+        if normalize and profile.max() > 0:
+            profile *= 100.0 / profile.max()
+        return profile

@@ -1,0 +1,133 @@
+"""numba CPU kernels for the forward model (see ``reference`` for their numpy twins).
+
+Inputs are plain arrays (float64 unless noted) prepared by :mod:`xrdcore.diffraction`:
+
+* reflections: ``hkl`` (M, 3) Miller indices as floats, ``g`` (M,) |g| = 1/d in Å⁻¹;
+* scatterers: ``frac_coords`` (N, 3), ``occupancies`` (N,), ``scatterer_type`` (N,) int64
+  index into per-type tables ``type_z`` (T,), ``type_coeffs`` (T, 4, 2), ``type_b`` (T,) Å².
+  A type is one (element, B) pair, so each form factor is evaluated once per reflection.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ..scattering import FORM_FACTOR_PREFACTOR
+
+
+@njit(cache=True)
+def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
+    """All hkl ≠ 0 of one Friedel half-space with g_min ≤ |g| ≤ g_max.
+
+    ``reciprocal`` (3, 3): crystallographic reciprocal vectors as rows (no 2π), Å⁻¹;
+    ``index_bounds`` (3,) int64: |h|, |k|, |l| limits. The half-space keeps h > 0, or
+    h = 0 and k > 0, or h = k = 0 and l > 0; the other half are the Friedel mates −h.
+    Returns ``hkl`` (M, 3) float64 and ``g`` (M,).
+    """
+    hmax, kmax, lmax = index_bounds[0], index_bounds[1], index_bounds[2]
+    capacity = (hmax + 1) * (2 * kmax + 1) * (2 * lmax + 1)
+    hkl = np.empty((capacity, 3))
+    g = np.empty(capacity)
+    g_min2 = g_min * g_min
+    g_max2 = g_max * g_max
+    count = 0
+    for h in range(0, hmax + 1):
+        for k in range(-kmax, kmax + 1):
+            if h == 0 and k < 0:
+                continue
+            for l in range(-lmax, lmax + 1):
+                if h == 0 and k == 0 and l <= 0:
+                    continue
+                gx = h * reciprocal[0, 0] + k * reciprocal[1, 0] + l * reciprocal[2, 0]
+                gy = h * reciprocal[0, 1] + k * reciprocal[1, 1] + l * reciprocal[2, 1]
+                gz = h * reciprocal[0, 2] + k * reciprocal[1, 2] + l * reciprocal[2, 2]
+                g2 = gx * gx + gy * gy + gz * gz
+                if g_min2 <= g2 <= g_max2:
+                    hkl[count, 0] = h
+                    hkl[count, 1] = k
+                    hkl[count, 2] = l
+                    g[count] = math.sqrt(g2)
+                    count += 1
+    return hkl[:count].copy(), g[:count].copy()
+
+
+@njit(cache=True, inline="always")
+def _form_factor(z, coeffs, b, s2):
+    """f(s) · exp(−B s²) for one scatterer type at s² (Å⁻²)."""
+    acc = 0.0
+    for i in range(coeffs.shape[0]):
+        acc += coeffs[i, 0] * math.exp(-coeffs[i, 1] * s2)
+    return (z - FORM_FACTOR_PREFACTOR * s2 * acc) * math.exp(-b * s2)
+
+
+@njit(parallel=True, cache=True)
+def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+    """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
+
+    F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j), s = |g|/2, sin θ = λ|g|/2,
+    LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
+    """
+    n_reflections = g.shape[0]
+    n_types = type_z.shape[0]
+    two_theta = np.empty(n_reflections)
+    intensity = np.empty(n_reflections)
+    for m in prange(n_reflections):
+        s = 0.5 * g[m]
+        s2 = s * s
+        type_f = np.empty(n_types)
+        for t in range(n_types):
+            type_f[t] = _form_factor(type_z[t], type_coeffs[t], type_b[t], s2)
+        real = 0.0
+        imag = 0.0
+        for j in range(frac_coords.shape[0]):
+            phase = 2.0 * math.pi * (
+                hkl[m, 0] * frac_coords[j, 0] + hkl[m, 1] * frac_coords[j, 1] + hkl[m, 2] * frac_coords[j, 2]
+            )
+            weight = occupancies[j] * type_f[scatterer_type[j]]
+            real += weight * math.cos(phase)
+            imag += weight * math.sin(phase)
+        theta = math.asin(wavelength * s)
+        cos_2theta = math.cos(2.0 * theta)
+        sin_theta = math.sin(theta)
+        lorentz_polarization = (1.0 + cos_2theta * cos_2theta) / (sin_theta * sin_theta * math.cos(theta))
+        intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
+        two_theta[m] = math.degrees(2.0 * theta)
+    return two_theta, intensity
+
+
+@njit(cache=True, inline="always")
+def _peak_shape(offset, fwhm, eta):
+    """Unit-area pseudo-Voigt at ``offset`` (deg) from the centre: η·Lorentzian + (1 − η)·Gaussian."""
+    half = 0.5 * fwhm
+    lorentzian = half / (math.pi * (offset * offset + half * half))
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+    return eta * lorentzian + (1.0 - eta) * gaussian
+
+
+@njit(parallel=True, cache=True)
+def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window):
+    """y(2θ_k) = Σ_h I_h P(2θ_k − 2θ_h; w_h, η), each peak cut at |2θ_k − 2θ_h| > window·w_h.
+
+    ``centres`` (deg) must be sorted ascending; ``fwhm`` (deg) is per peak. Each grid point
+    only visits the peaks whose window covers it (binary search), so the cost is
+    O(grid + peaks · window points), never grid × peaks.
+    """
+    profile = np.zeros(two_theta_grid.shape[0])
+    if centres.shape[0] == 0:
+        return profile
+    reach = window * fwhm.max()
+    for k in prange(two_theta_grid.shape[0]):
+        x = two_theta_grid[k]
+        first = np.searchsorted(centres, x - reach)
+        last = np.searchsorted(centres, x + reach, side="right")
+        acc = 0.0
+        for p in range(first, last):
+            offset = x - centres[p]
+            if abs(offset) <= window * fwhm[p]:
+                acc += intensities[p] * _peak_shape(offset, fwhm[p], eta)
+        profile[k] = acc
+    return profile

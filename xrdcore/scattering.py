@@ -1,0 +1,68 @@
+"""X-ray wavelengths and atomic form factors (the tables pymatgen's XRDCalculator uses).
+
+Form factor of element j at s = sin θ / λ (Å⁻¹)::
+
+    f_j(s) = Z_j − 41.78214 s² Σ_i a_i exp(−b_i s²)
+
+with four (a_i, b_i) pairs per element from pymatgen's ``atomic_scattering_params.json``
+(read from the installed pymatgen, so both codes use the very same numbers).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+#: Prefactor of the s² term in pymatgen's form-factor fit (Å²).
+FORM_FACTOR_PREFACTOR = 41.78214
+#: Accepted X-ray wavelengths, Å (hard synchrotron … soft laboratory sources).
+WAVELENGTH_RANGE = (0.01, 10.0)
+
+
+@lru_cache(maxsize=1)
+def wavelengths() -> dict[str, float]:
+    """Named characteristic lines in Å, e.g. ``{"CuKa": 1.54184, ...}`` (pymatgen's table)."""
+    from pymatgen.analysis.diffraction.xrd import WAVELENGTHS
+
+    return dict(WAVELENGTHS)
+
+
+def resolve_wavelength(wavelength: str | float) -> float:
+    """Wavelength in Å from a line name ("CuKa") or a number; ValueError if unknown or out of range."""
+    if isinstance(wavelength, str):
+        table = wavelengths()
+        if wavelength not in table:
+            raise ValueError(f"unknown X-ray line {wavelength!r}; choose one of {sorted(table)} or give Å as a number")
+        return table[wavelength]
+    try:
+        value = float(wavelength)
+    except (TypeError, ValueError):
+        raise TypeError(f"wavelength must be a line name such as 'CuKa' or a number in Å, got {wavelength!r}") from None
+    lo, hi = WAVELENGTH_RANGE
+    if not lo <= value <= hi:
+        raise ValueError(f"wavelength {value} Å is outside the supported X-ray range [{lo}, {hi}] Å")
+    return value
+
+
+@lru_cache(maxsize=1)
+def _coefficient_table() -> dict[str, np.ndarray]:
+    text = resources.files("pymatgen.analysis.diffraction").joinpath("atomic_scattering_params.json").read_text()
+    return {symbol: np.array(pairs, dtype=float) for symbol, pairs in json.loads(text).items()}
+
+
+def form_factor_coefficients(symbol: str) -> np.ndarray:
+    """(4, 2) array of (a_i, b_i) for one element; ValueError if the table lacks it."""
+    table = _coefficient_table()
+    if symbol not in table:
+        raise ValueError(f"no X-ray form-factor coefficients for element {symbol!r} (pymatgen's table has {len(table)} elements)")
+    return table[symbol]
+
+
+def form_factor(atomic_number: int, coefficients: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """f(s) for one element; s = sin θ / λ in Å⁻¹ (any shape). Plain numpy."""
+    s2 = np.asarray(s, dtype=float) ** 2
+    a, b = coefficients[:, 0], coefficients[:, 1]
+    return atomic_number - FORM_FACTOR_PREFACTOR * s2 * np.sum(a * np.exp(-b * s2[..., None]), axis=-1)
