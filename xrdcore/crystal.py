@@ -180,15 +180,15 @@ class Crystal:
         """From a pymatgen ``Structure``; a disordered site gives one entry per species.
 
         A site property ``b_iso`` (Å²), if present, is read as the Debye–Waller factor.
+        A left-handed pymatgen lattice (negative volume) is made right-handed by swapping
+        the first two lattice vectors and the matching fractional coordinates: the same
+        atoms at the same Cartesian positions, with h and k exchanged in Miller indices.
         """
         if len(structure) == 0:
             raise ValueError("structure is empty: a crystal needs at least one atom")
         b_site = structure.site_properties.get("b_iso", [0.0] * len(structure))
         frac, species, occupancies, b_iso = [], [], [], []
         for site, b in zip(structure, b_site):
-            total = sum(site.species.values())
-            if total > 1 + OCCUPANCY_TOL:
-                raise ValueError(f"site {site.frac_coords} has total occupancy {total:.4g} > 1")
             for sp, occu in site.species.items():
                 symbol = getattr(sp, "symbol", None)
                 if symbol is None or getattr(sp, "Z", 0) < 1:
@@ -197,7 +197,10 @@ class Crystal:
                 species.append(symbol)
                 occupancies.append(occu)
                 b_iso.append(0.0 if b is None else b)
-        return cls(structure.lattice.matrix, frac, species, occupancies, b_iso)
+        lattice, frac = structure.lattice.matrix, np.array(frac, dtype=float)
+        if np.linalg.det(lattice) < 0:
+            lattice, frac = lattice[[1, 0, 2]], frac[:, [1, 0, 2]]
+        return cls(lattice, frac, species, occupancies, b_iso)
 
     def to_pymatgen(self):
         """A pymatgen ``Structure``; entries at one position become one disordered site."""

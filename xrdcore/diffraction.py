@@ -78,6 +78,8 @@ class PeakList:
 
     @property
     def hkls(self) -> list[np.ndarray]:
+        if len(self) == 0:
+            return []
         return np.split(self._member_hkl, self._member_start[1:-1])
 
     @property

@@ -1,0 +1,78 @@
+"""numba kernels against their plain-numpy twins (xrdcore.kernels.reference)."""
+
+import numpy as np
+import pytest
+from conftest import random_triclinic
+
+from xrdcore import Diffractometer
+from xrdcore.diffraction import _scatterer_tables
+from xrdcore.kernels import cpu, reference
+from xrdcore.profiles import pseudo_voigt
+
+
+def _enumeration_inputs(crystal, wavelength=1.54184, two_theta_range=(5.0, 120.0)):
+    g_min, g_max = (2 * np.sin(np.radians(t / 2)) / wavelength for t in two_theta_range)
+    bounds = np.floor(g_max * np.linalg.norm(crystal.lattice, axis=1)).astype(np.int64)
+    return np.linalg.inv(crystal.lattice).T, bounds, g_min, g_max
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_reflection_enumeration_matches_reference(seed):
+    crystal = random_triclinic(np.random.default_rng(seed), 3)
+    fast_hkl, fast_g = cpu.half_space_reflections(*_enumeration_inputs(crystal))
+    ref_hkl, ref_g = reference.half_space_reflections(*_enumeration_inputs(crystal))
+    assert len(fast_g) > 50
+    fast = {tuple(h): g for h, g in zip(fast_hkl.astype(int), fast_g)}
+    ref = {tuple(h): g for h, g in zip(ref_hkl.astype(int), ref_g)}
+    assert fast.keys() == ref.keys()
+    np.testing.assert_allclose([fast[k] for k in ref], list(ref.values()), rtol=1e-14)
+
+
+def test_enumeration_bounds_are_complete():
+    """No reflection inside the sphere is missed by the |h| ≤ g_max |a| bound: compare with a wider box."""
+    crystal = random_triclinic(np.random.default_rng(7), 2)
+    reciprocal, bounds, g_min, g_max = _enumeration_inputs(crystal)
+    hkl, _ = reference.half_space_reflections(reciprocal, bounds, g_min, g_max)
+    wide, _ = reference.half_space_reflections(reciprocal, bounds + 3, g_min, g_max)
+    assert len(hkl) == len(wide)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_intensities_match_reference(seed):
+    rng = np.random.default_rng(100 + seed)
+    crystal = random_triclinic(rng, int(rng.integers(1, 12)))
+    crystal = crystal.replace(occupancies=rng.uniform(0.3, 1.0, len(crystal)))
+    hkl, g = cpu.half_space_reflections(*_enumeration_inputs(crystal))
+    args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, *_scatterer_tables(crystal))
+    fast_tt, fast_i = cpu.reflection_intensities(*args)
+    ref_tt, ref_i = reference.reflection_intensities(*args)
+    np.testing.assert_allclose(fast_tt, ref_tt, rtol=1e-13)
+    np.testing.assert_allclose(fast_i, ref_i, rtol=1e-10, atol=1e-10 * ref_i.max())
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
+def test_profile_matches_dense_reference(eta):
+    rng = np.random.default_rng(3)
+    grid = np.linspace(10, 60, 2501)
+    centres = np.sort(rng.uniform(5, 65, 40))
+    intensities = rng.uniform(0, 10, 40)
+    fwhm = rng.uniform(0.05, 0.5, 40)
+    dense = reference.broadened_profile(grid, centres, intensities, fwhm, eta, None)
+    # with a window wider than the grid nothing is cut: agreement to rounding
+    np.testing.assert_allclose(cpu.broadened_profile(grid, centres, intensities, fwhm, eta, 1e4), dense, rtol=1e-12, atol=1e-14)
+    # with the default windows each peak's neglected tail is below the documented fraction of its height
+    window = 5.0 if eta == 0 else 50.0
+    windowed = cpu.broadened_profile(grid, centres, intensities, fwhm, eta, window)
+    tail_fraction = 1e-13 if eta == 0 else 1e-4  # Gaussian: only rounding remains
+    heights = intensities * pseudo_voigt(0.0, fwhm, eta)
+    assert np.max(np.abs(windowed - dense)) <= tail_fraction * heights.sum()
+
+
+def test_pattern_equals_dense_sum_over_reflections(rng):
+    crystal = random_triclinic(rng, 6)
+    diffractometer = Diffractometer(two_theta_range=(20, 60))
+    refl = diffractometer.reflections(crystal, (0.0, 179.9))
+    grid = diffractometer.two_theta
+    y = diffractometer.pattern(crystal, fwhm=0.3, shape="pseudo-voigt", eta=0.3, normalize=False, window=1e3)
+    dense = reference.broadened_profile(grid, refl.two_theta, refl.intensity, np.full(len(refl.g), 0.3), 0.3, None)
+    np.testing.assert_allclose(y, dense, rtol=1e-10)
