@@ -40,6 +40,19 @@ MAX_TWO_THETA = 179.9
 DEFAULT_STEP = 0.02
 
 
+def bragg_two_theta(d_spacing, wavelength: str | float = "CuKa"):
+    """2θ in degrees from Bragg's law λ = 2 d sin θ; NaN where λ > 2d (no reflection)."""
+    ratio = resolve_wavelength(wavelength) / (2 * np.asarray(d_spacing, dtype=float))
+    with np.errstate(invalid="ignore"):
+        return np.degrees(2 * np.arcsin(np.where(ratio <= 1, ratio, np.nan)))
+
+
+def lorentz_polarization(two_theta):
+    """Lorentz-polarisation factor (1 + cos² 2θ)/(sin² θ cos θ) for an unpolarised beam; 2θ in degrees."""
+    theta = np.radians(np.asarray(two_theta, dtype=float) / 2)
+    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+
+
 @dataclass(frozen=True)
 class Reflections:
     """All half-space reflections in a 2θ window, sorted by (|g|, −h, −k, −l).

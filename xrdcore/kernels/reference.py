@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..diffraction import lorentz_polarization
 from ..scattering import form_factor
 
 
@@ -30,9 +31,8 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
     type_f = np.stack([form_factor(z, c, s) * np.exp(-b * s**2) for z, c, b in zip(type_z, type_coeffs, type_b)], axis=1)
     atom_f = type_f[:, scatterer_type] * occupancies  # (M, N)
     structure_factor = np.sum(atom_f * np.exp(2j * np.pi * hkl @ frac_coords.T), axis=1)
-    theta = np.arcsin(wavelength * s)
-    lorentz_polarization = (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
-    return np.degrees(2 * theta), 2 * np.abs(structure_factor) ** 2 * lorentz_polarization
+    two_theta = np.degrees(2 * np.arcsin(wavelength * s))
+    return two_theta, 2 * np.abs(structure_factor) ** 2 * lorentz_polarization(two_theta)
 
 
 def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window):

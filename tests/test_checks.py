@@ -1,0 +1,48 @@
+"""Exercise checks: right answers pass, common slips are named, nonsense is explained."""
+
+import numpy as np
+import pytest
+from pymatgen.core import Lattice, Structure
+
+from xrdcore import Crystal, checks
+
+
+def test_bragg_check_accepts_right_and_names_slips():
+    d = 3.1356  # Si (111), Å
+    right = np.degrees(2 * np.arcsin(1.54184 / (2 * d)))
+    assert checks.check_bragg_two_theta(right, d)
+    assert "θ instead of 2θ" in checks.check_bragg_two_theta(right / 2, d).message
+    assert "radians" in checks.check_bragg_two_theta(np.radians(right), d).message
+    wrong = checks.check_bragg_two_theta(right * 1.1, d)
+    assert not wrong and "too large" in wrong.message
+    assert "number" in checks.check_bragg_two_theta("twenty", d).message
+    assert "nan" in checks.check_bragg_two_theta(np.nan, d).message
+
+
+@pytest.fixture(scope="module")
+def silicon():
+    return Crystal.from_pymatgen(Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]))
+
+
+def test_absences_check(silicon):
+    candidates = [(2, 0, 0), (2, 2, 2), (3, 1, 1), (4, 0, 0)]
+    assert checks.check_absent_reflections([(2, 0, 0), (2, 2, 2)], silicon, candidates)
+    partial = checks.check_absent_reflections([(2, 0, 0)], silicon, candidates)
+    assert not partial and "(2, 2, 2)" in partial.message and "absent too" in partial.message
+    extra = checks.check_absent_reflections([(2, 0, 0), (2, 2, 2), (4, 0, 0)], silicon, candidates)
+    assert not extra and "(4, 0, 0)" in extra.message and "scatter" in extra.message
+    assert "not among" in checks.check_absent_reflections([(1, 0, 0)], silicon, candidates).message
+
+
+def test_lorentz_ratio_check():
+    def lp(tt):
+        theta = np.radians(tt / 2)
+        return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+
+    assert checks.check_lorentz_polarization_ratio(lp(20) / lp(80), 20, 80)
+    assert "invert" in checks.check_lorentz_polarization_ratio(lp(80) / lp(20), 20, 80).message
+
+
+def test_feedback_renders():
+    feedback = checks.check_value(1.0, 1.0)
+    assert str(feedback).startswith("✔") and "Correct" in feedback._repr_markdown_()
