@@ -22,6 +22,7 @@ make the profile jump as structures move).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -104,14 +105,18 @@ class PeakList:
         return f"PeakList({len(self)} peaks, 2θ {self.two_theta.min(initial=np.nan):.3f}–{self.two_theta.max(initial=np.nan):.3f}°)"
 
 
+@lru_cache(maxsize=None)
+def _coefficients_of(atomic_number: int) -> np.ndarray:
+    return form_factor_coefficients(element_symbol(atomic_number))
+
+
 def _scatterer_tables(crystal: Crystal):
     """Group atoms by (element, B) so each form factor is evaluated once per reflection."""
-    pairs, scatterer_type = np.unique(
-        np.column_stack([crystal.atomic_numbers, crystal.b_iso]), axis=0, return_inverse=True
-    )
-    type_z = pairs[:, 0].copy()
-    type_b = pairs[:, 1].copy()
-    type_coeffs = np.stack([form_factor_coefficients(element_symbol(z)) for z in type_z])
+    # a complex key Z + iB sorts and groups by (Z, B) with a fast 1-D unique
+    pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True)
+    type_z = pairs.real.copy()
+    type_b = pairs.imag.copy()
+    type_coeffs = np.stack([_coefficients_of(int(z)) for z in type_z])
     return scatterer_type.reshape(-1).astype(np.int64), type_z, type_coeffs, type_b
 
 
@@ -134,6 +139,9 @@ class Diffractometer:
     two_theta_range : (low, high) in degrees, 0 ≤ low < high ≤ 179.9.
     step : grid step in degrees for :meth:`pattern` when no grid is given.
     """
+
+    #: Kernel module (numba CPU); a subclass may swap in ``kernels.reference`` for checks and benchmarks.
+    _kernels = cpu
 
     def __init__(self, wavelength: str | float = "CuKa", two_theta_range=(10.0, 90.0), step: float = DEFAULT_STEP):
         self.wavelength = resolve_wavelength(wavelength)
@@ -161,10 +169,8 @@ class Diffractometer:
         g_min, g_max = (2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
         index_bounds = np.floor(g_max * np.linalg.norm(crystal.lattice, axis=1)).astype(np.int64)
         reciprocal = np.linalg.inv(crystal.lattice).T
-        hkl, g = cpu.half_space_reflections(reciprocal, index_bounds, g_min, g_max)
-        order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], g))
-        hkl, g = hkl[order], g[order]
-        two_theta, intensity = cpu.reflection_intensities(
+        hkl, g = self._kernels.half_space_reflections(reciprocal, index_bounds, g_min, g_max)
+        two_theta, intensity = self._kernels.reflection_intensities(
             hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, *_scatterer_tables(crystal)
         )
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
@@ -181,9 +187,9 @@ class Diffractometer:
             return PeakList(empty, empty, empty, np.zeros((0, 3), np.int64), np.zeros(1, np.int64))
         scaled = merged / merged.max() * 100
         keep = scaled > SCALED_INTENSITY_TOL
-        bounds = np.r_[start, len(bins)]
-        kept_members = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in np.flatnonzero(keep)])
-        member_start = np.r_[0, np.cumsum(np.diff(bounds)[keep])]
+        members_per_peak = np.diff(np.r_[start, len(bins)])
+        kept_members = np.repeat(keep, members_per_peak)
+        member_start = np.r_[0, np.cumsum(members_per_peak[keep])]
         first = start[keep]
         return PeakList(refl.two_theta[first], scaled[keep], refl.d_spacing[first], refl.hkl[kept_members], member_start)
 
@@ -225,7 +231,7 @@ class Diffractometer:
             raise ValueError(f"two_theta grid {grid[0]}–{grid[-1]}° lies outside 0–{MAX_TWO_THETA}°")
         refl = self.reflections(crystal, (lo, hi))
         widths = peak_widths(fwhm, refl.two_theta)
-        profile = cpu.broadened_profile(grid, refl.two_theta, refl.intensity, widths, eta, window)
+        profile = self._kernels.broadened_profile(grid, refl.two_theta, refl.intensity, widths, eta, window)
         if normalize and profile.max() > 0:
             profile *= 100.0 / profile.max()
         return profile

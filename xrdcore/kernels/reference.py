@@ -23,7 +23,9 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
     hkl = hkl[upper_half]
     g = np.linalg.norm(hkl @ reciprocal, axis=1)
     keep = (g >= g_min) & (g <= g_max)
-    return hkl[keep].astype(float), g[keep]
+    hkl, g = hkl[keep], g[keep]
+    order = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], g))
+    return hkl[order].astype(float), g[order]
 
 
 def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
