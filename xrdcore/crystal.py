@@ -65,9 +65,11 @@ class Crystal:
     species : length-N sequence of element symbols or atomic numbers.
     occupancies : (N,) array_like in (0, 1], default all 1.
     b_iso : (N,) array_like, Å², isotropic Debye–Waller B ≥ 0, default all 0.
+
+    The arrays are read-only; :meth:`replace` makes a changed copy.
     """
 
-    __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso")
+    __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso", "derived")
 
     def __init__(self, lattice, frac_coords, species, occupancies=None, b_iso=None):
         lattice = np.array(lattice, dtype=float)
@@ -106,6 +108,10 @@ class Crystal:
         self.atomic_numbers = atomic_numbers
         self.occupancies = occupancies
         self.b_iso = b_iso
+        for array in (lattice, frac_coords, atomic_numbers, occupancies, b_iso):
+            array.flags.writeable = False  # a Crystal is a value: change it with replace()
+        #: memo of data derived from the (read-only) arrays, filled by other modules on demand
+        self.derived: dict = {}
         self._check_site_occupancy()
 
     @staticmethod

@@ -87,6 +87,11 @@ class PeakList:
         self._member_hkl = member_hkl
         self._member_start = member_start
 
+    @classmethod
+    def empty(cls) -> PeakList:
+        """No peaks (nothing diffracts inside the 2θ window)."""
+        return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int64), np.zeros(1, np.int64))
+
     def __len__(self) -> int:
         return len(self.two_theta)
 
@@ -111,13 +116,15 @@ def _coefficients_of(atomic_number: int) -> np.ndarray:
 
 
 def _scatterer_tables(crystal: Crystal):
-    """Group atoms by (element, B) so each form factor is evaluated once per reflection."""
-    # a complex key Z + iB sorts and groups by (Z, B) with a fast 1-D unique
-    pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True)
-    type_z = pairs.real.copy()
-    type_b = pairs.imag.copy()
-    type_coeffs = np.stack([_coefficients_of(int(z)) for z in type_z])
-    return scatterer_type.reshape(-1).astype(np.int64), type_z, type_coeffs, type_b
+    """Group atoms by (element, B) so each form factor is evaluated once per reflection (memoised)."""
+    if "scatterer_tables" not in crystal.derived:
+        # a complex key Z + iB sorts and groups by (Z, B) with a fast 1-D unique
+        pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True)
+        type_coeffs = np.stack([_coefficients_of(int(z)) for z in pairs.real])
+        crystal.derived["scatterer_tables"] = (
+            scatterer_type.reshape(-1).astype(np.int64), pairs.real.copy(), type_coeffs, pairs.imag.copy()
+        )
+    return crystal.derived["scatterer_tables"]
 
 
 def _check_range(two_theta_range) -> tuple[float, float]:
@@ -180,18 +187,28 @@ class Diffractometer:
         """Merged, scaled stick pattern, peak for peak what pymatgen's ``get_pattern`` returns."""
         refl = self.reflections(crystal)
         bins = np.round(refl.two_theta / TWO_THETA_TOL).astype(np.int64)
-        start = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]]) if len(bins) else np.zeros(0, np.int64)
-        merged = np.add.reduceat(refl.intensity, start) if len(bins) else np.zeros(0)
-        if len(merged) == 0 or merged.max() <= 0:
-            empty = np.zeros(0)
-            return PeakList(empty, empty, empty, np.zeros((0, 3), np.int64), np.zeros(1, np.int64))
-        scaled = merged / merged.max() * 100
+        if len(bins) == 0:
+            return PeakList.empty()
+        new_peak = np.empty(len(bins), dtype=bool)
+        new_peak[0] = True
+        np.not_equal(bins[1:], bins[:-1], out=new_peak[1:])
+        start = np.flatnonzero(new_peak)
+        merged = np.add.reduceat(refl.intensity, start)
+        if merged.max() <= 0:  # every reflection extinct
+            return PeakList.empty()
+        scaled = merged * (100.0 / merged.max())
         keep = scaled > SCALED_INTENSITY_TOL
-        members_per_peak = np.diff(np.r_[start, len(bins)])
-        kept_members = np.repeat(keep, members_per_peak)
-        member_start = np.r_[0, np.cumsum(members_per_peak[keep])]
+        members_per_peak = np.diff(np.append(start, len(bins)))
+        member_start = np.zeros(keep.sum() + 1, dtype=np.int64)
+        np.cumsum(members_per_peak[keep], out=member_start[1:])
         first = start[keep]
-        return PeakList(refl.two_theta[first], scaled[keep], refl.d_spacing[first], refl.hkl[kept_members], member_start)
+        return PeakList(
+            refl.two_theta[first],
+            scaled[keep],
+            1.0 / refl.g[first],
+            refl.hkl[np.repeat(keep, members_per_peak)],
+            member_start,
+        )
 
     # ---------------------------------------------------------------- profile
     def pattern(

@@ -53,10 +53,31 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
                     hkl[count, 2] = l
                     g[count] = math.sqrt(g2)
                     count += 1
-    order = np.argsort(g[:count][::-1], kind="mergesort")
-    reversed_hkl = hkl[:count][::-1]
-    reversed_g = g[:count][::-1]
-    return reversed_hkl[order].copy(), reversed_g[order].copy()
+    # reversed loop order = descending (h, k, l); a stable sort by |g| then gives pymatgen's order
+    reversed_g = g[:count][::-1].copy()
+    order = np.argsort(reversed_g)
+    _stabilise_ties(order, reversed_g)
+    sorted_hkl = np.empty((count, 3))
+    sorted_g = np.empty(count)
+    for i in range(count):
+        source = count - 1 - order[i]
+        sorted_hkl[i, 0] = hkl[source, 0]
+        sorted_hkl[i, 1] = hkl[source, 1]
+        sorted_hkl[i, 2] = hkl[source, 2]
+        sorted_g[i] = g[source]
+    return sorted_hkl, sorted_g
+
+
+@njit(cache=True)
+def _stabilise_ties(order, keys):
+    """Within each run of equal keys in an argsort, put indices in ascending order (insertion sort)."""
+    for i in range(1, order.shape[0]):
+        current = order[i]
+        j = i - 1
+        while j >= 0 and keys[order[j]] == keys[current] and order[j] > current:
+            order[j + 1] = order[j]
+            j -= 1
+        order[j + 1] = current
 
 
 @njit(cache=True, inline="always")
@@ -93,8 +114,11 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
 
     F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j), s = |g|/2, sin θ = λ|g|/2,
     LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
-    ``hkl`` must hold integers (as floats). Sums may be reassociated (fastmath
-    "reassoc"), which changes results only at the 1e-16 relative level.
+    ``hkl`` must hold integers (as floats).
+
+    No trigonometry in the O(M·N) loop: exp(2πi(hx + ky)) is tabulated once per (h, k)
+    pair in use (reflections share it across l), then multiplied by exp(2πi l z).
+    Sums may be reassociated (fastmath "reassoc"): changes at the 1e-16 relative level.
     """
     n_reflections = g.shape[0]
     n_atoms = frac_coords.shape[0]
@@ -104,6 +128,25 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
         for axis in range(3):
             max_index = max(max_index, int(abs(hkl[m, axis])))
     cos_table, sin_table = _phase_tables(frac_coords, max_index)
+    width = 2 * max_index + 1
+    pair_of = np.empty(n_reflections, dtype=np.int64)
+    pair_row = np.full(width * width, -1, dtype=np.int64)
+    n_pairs = 0
+    for m in range(n_reflections):
+        pair = (int(hkl[m, 0]) + max_index) * width + int(hkl[m, 1]) + max_index
+        if pair_row[pair] < 0:
+            pair_row[pair] = n_pairs
+            n_pairs += 1
+        pair_of[m] = pair_row[pair]
+    xy_real = np.empty((n_pairs, n_atoms))
+    xy_imag = np.empty((n_pairs, n_atoms))
+    for pair in prange(width * width):
+        row = pair_row[pair]
+        if row >= 0:
+            h, k = pair // width, pair % width
+            for j in range(n_atoms):
+                xy_real[row, j] = cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
+                xy_imag[row, j] = cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
     weight_of_type = np.empty((n_reflections, n_types))
     two_theta = np.empty(n_reflections)
     intensity = np.empty(n_reflections)
@@ -112,20 +155,17 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
         s2 = s * s
         for t in range(n_types):
             weight_of_type[m, t] = _form_factor(type_z[t], type_coeffs[t], type_b[t], s2)
-        h = int(hkl[m, 0]) + max_index
-        k = int(hkl[m, 1]) + max_index
+        weight = np.empty(n_atoms)
+        for j in range(n_atoms):
+            weight[j] = occupancies[j] * weight_of_type[m, scatterer_type[j]]
+        pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
         l = int(hkl[m, 2]) + max_index
+        cos_z, sin_z = cos_table[2, l], sin_table[2, l]
         real = 0.0
         imag = 0.0
         for j in range(n_atoms):
-            # exp(2πi(hx + ky + lz)) as a product of three unit complex numbers
-            xy_real = cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
-            xy_imag = cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
-            phase_real = xy_real * cos_table[2, l, j] - xy_imag * sin_table[2, l, j]
-            phase_imag = xy_real * sin_table[2, l, j] + xy_imag * cos_table[2, l, j]
-            weight = occupancies[j] * weight_of_type[m, scatterer_type[j]]
-            real += weight * phase_real
-            imag += weight * phase_imag
+            real += weight[j] * (pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j])
+            imag += weight[j] * (pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j])
         theta = math.asin(wavelength * s)
         cos_2theta = math.cos(2.0 * theta)
         sin_theta = math.sin(theta)
