@@ -1,8 +1,9 @@
 """Benchmark: xrdcore stick patterns vs pymatgen's XRDCalculator and vs our numpy reference.
 
-All three are timed in one run on the same structures, warm (after numba's JIT and
-pymatgen's first call): best of several repeats, each repeat averaging enough calls
-to last ≥ 0.2 s. Prints markdown tables; copy them into benchmarks/RESULTS.md.
+All are timed in one run on the same structures, warm (after numba's JIT and
+pymatgen's first call): best of 7 interleaved repeats, each averaging enough calls to
+last ≥ 0.1 s. xrdcore runs with all numba threads and with one (pymatgen is
+single-threaded). Prints markdown tables; copy them into benchmarks/RESULTS.md.
 
 Structures: CsCl (2 atoms), rock salt conventional cell (8), and rock-salt / CsCl
 supercells (64, 200) with 0.05 Å random displacements (so symmetry does not help anyone).
@@ -41,19 +42,35 @@ def structures() -> dict[int, Structure]:
     return {2: cscl, 8: nacl, 64: rattled(nacl * (2, 2, 2)), 200: rattled(cscl * (5, 5, 4))}
 
 
-def best_time(call, min_duration=0.2, repeats=5) -> float:
-    call()
-    best = np.inf
+def best_times(calls: dict, min_duration=0.1, repeats=7) -> dict:
+    """Best time per call (s) of each callable; repeats interleave the callables so that
+    drift in machine load hits all of them alike."""
+    for call in calls.values():
+        call()
+    best = dict.fromkeys(calls, np.inf)
     for _ in range(repeats):
-        n, start = 0, time.perf_counter()
-        while True:
-            call()
-            n += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_duration:
-                break
-        best = min(best, elapsed / n)
+        for name, call in calls.items():
+            n, start = 0, time.perf_counter()
+            while True:
+                call()
+                n += 1
+                elapsed = time.perf_counter() - start
+                if elapsed >= min_duration:
+                    break
+            best[name] = min(best[name], elapsed / n)
     return best
+
+
+def one_thread(call):
+    def run():
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            return call()
+        finally:
+            numba.set_num_threads(threads)
+
+    return run
 
 
 def compare(structure: Structure, two_theta_range) -> dict:
@@ -61,24 +78,30 @@ def compare(structure: Structure, two_theta_range) -> dict:
     ours = Diffractometer("CuKa", two_theta_range)
     numpy_ref = NumpyDiffractometer("CuKa", two_theta_range)
     calc = XRDCalculator("CuKa")
-    n_reflections = len(ours.reflections(crystal).g)
-    return {
-        "reflections": n_reflections,
-        "xrdcore": best_time(lambda: ours.peaks(crystal)),
-        "numpy": best_time(lambda: numpy_ref.peaks(crystal)),
-        "pymatgen": best_time(lambda: calc.get_pattern(structure, two_theta_range=two_theta_range)),
-    }
+    result = best_times(
+        {
+            "xrdcore": lambda: ours.peaks(crystal),
+            "xrdcore_1thread": one_thread(lambda: ours.peaks(crystal)),
+            "numpy": lambda: numpy_ref.peaks(crystal),
+            "pymatgen": lambda: calc.get_pattern(structure, two_theta_range=two_theta_range),
+        }
+    )
+    result["reflections"] = len(ours.reflections(crystal).g)
+    return result
 
 
 def row(label, result) -> str:
-    x, n, p = result["xrdcore"], result["numpy"], result["pymatgen"]
+    x, x1, n, p = (result[k] for k in ("xrdcore", "xrdcore_1thread", "numpy", "pymatgen"))
     return (
-        f"| {label} | {result['reflections']} | {x * 1e3:.3f} | {n * 1e3:.2f} | {p * 1e3:.2f} "
-        f"| {p / x:.0f}× | {n / x:.0f}× |"
+        f"| {label} | {result['reflections']} | {x * 1e3:.3f} | {x1 * 1e3:.3f} | {n * 1e3:.2f} | {p * 1e3:.2f} "
+        f"| {p / x:.0f}× | {p / x1:.0f}× | {n / x:.0f}× |"
     )
 
 
-HEADER = "| {} | reflections (half-space) | xrdcore (ms) | numpy ref (ms) | pymatgen (ms) | pymatgen / xrdcore | numpy / xrdcore |\n|---|---|---|---|---|---|---|"
+HEADER = (
+    "| {} | reflections (half-space) | xrdcore (ms) | xrdcore 1 thread (ms) | numpy ref (ms) | pymatgen (ms) "
+    "| pymatgen / xrdcore | pymatgen / xrdcore 1 thread | numpy / xrdcore |\n|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def main():

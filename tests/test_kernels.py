@@ -5,7 +5,7 @@ import pytest
 from conftest import random_triclinic
 
 from xrdcore import Diffractometer
-from xrdcore.diffraction import _scatterer_tables
+from xrdcore.diffraction import scatterer_types
 from xrdcore.kernels import cpu, reference
 from xrdcore.profiles import pseudo_voigt
 
@@ -43,7 +43,10 @@ def test_intensities_match_reference(seed):
     crystal = random_triclinic(rng, int(rng.integers(1, 12)))
     crystal = crystal.replace(occupancies=rng.uniform(0.3, 1.0, len(crystal)))
     hkl, g = cpu.half_space_reflections(*_enumeration_inputs(crystal))
-    args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, *_scatterer_tables(crystal))
+    scatterer_type, *type_tables = scatterer_types(crystal)
+    np.testing.assert_allclose(cpu.form_factor_table(g, *type_tables), reference.form_factor_table(g, *type_tables), rtol=1e-13)
+    table = reference.form_factor_table(g, *type_tables)
+    args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, scatterer_type, table)
     fast_tt, fast_i = cpu.reflection_intensities(*args)
     ref_tt, ref_i = reference.reflection_intensities(*args)
     np.testing.assert_allclose(fast_tt, ref_tt, rtol=1e-13)

@@ -115,16 +115,22 @@ def _coefficients_of(atomic_number: int) -> np.ndarray:
     return form_factor_coefficients(element_symbol(atomic_number))
 
 
-def _scatterer_tables(crystal: Crystal):
-    """Group atoms by (element, B) so each form factor is evaluated once per reflection (memoised)."""
-    if "scatterer_tables" not in crystal.derived:
+def scatterer_types(crystal: Crystal):
+    """Atoms grouped by (element, B), memoised on the crystal.
+
+    Returns ``scatterer_type`` (N,) int64 and, per type, Z (T,), form-factor
+    coefficients (T, 4, 2) and B (T,) Å².
+    """
+    if "scatterer_types" not in crystal.derived:
         # a complex key Z + iB sorts and groups by (Z, B) with a fast 1-D unique
         pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True)
-        type_coeffs = np.stack([_coefficients_of(int(z)) for z in pairs.real])
-        crystal.derived["scatterer_tables"] = (
-            scatterer_type.reshape(-1).astype(np.int64), pairs.real.copy(), type_coeffs, pairs.imag.copy()
+        crystal.derived["scatterer_types"] = (
+            scatterer_type.reshape(-1).astype(np.int64),
+            pairs.real.copy(),
+            np.stack([_coefficients_of(int(z)) for z in pairs.real]),
+            pairs.imag.copy(),
         )
-    return crystal.derived["scatterer_tables"]
+    return crystal.derived["scatterer_types"]
 
 
 def _check_range(two_theta_range) -> tuple[float, float]:
@@ -177,8 +183,10 @@ class Diffractometer:
         index_bounds = np.floor(g_max * np.linalg.norm(crystal.lattice, axis=1)).astype(np.int64)
         reciprocal = np.linalg.inv(crystal.lattice).T
         hkl, g = self._kernels.half_space_reflections(reciprocal, index_bounds, g_min, g_max)
+        scatterer_type, *type_tables = scatterer_types(crystal)
+        type_form_factor = self._kernels.form_factor_table(g, *type_tables)
         two_theta, intensity = self._kernels.reflection_intensities(
-            hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, *_scatterer_tables(crystal)
+            hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, type_form_factor
         )
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 

@@ -4,8 +4,9 @@ Inputs are plain arrays (float64 unless noted) prepared by :mod:`xrdcore.diffrac
 
 * reflections: ``hkl`` (M, 3) Miller indices as floats, ``g`` (M,) |g| = 1/d in Å⁻¹;
 * scatterers: ``frac_coords`` (N, 3), ``occupancies`` (N,), ``scatterer_type`` (N,) int64
-  index into per-type tables ``type_z`` (T,), ``type_coeffs`` (T, 4, 2), ``type_b`` (T,) Å².
-  A type is one (element, B) pair, so each form factor is evaluated once per reflection.
+  index into ``type_form_factor`` (M, T): f_t(s_m) · exp(−B_t s_m²) of each scatterer type
+  t = (element, B) at each reflection
+  (from :func:`form_factor_table`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..scattering import FORM_FACTOR_PREFACTOR
+
 
 
 @njit(cache=True)
@@ -80,13 +82,23 @@ def _stabilise_ties(order, keys):
         order[j + 1] = current
 
 
-@njit(cache=True, inline="always")
-def _form_factor(z, coeffs, b, s2):
-    """f(s) · exp(−B s²) for one scatterer type at s² (Å⁻²)."""
-    acc = 0.0
-    for i in range(coeffs.shape[0]):
-        acc += coeffs[i, 0] * math.exp(-coeffs[i, 1] * s2)
-    return (z - FORM_FACTOR_PREFACTOR * s2 * acc) * math.exp(-b * s2)
+@njit(parallel=True, cache=True)
+def form_factor_table(g, type_z, type_coeffs, type_b):
+    """f_t(s)·exp(−B_t s²) (M, T) at s = |g|/2 for scatterer types with Z (T,), (a_i, b_i) (T, 4, 2), B (T,) Å².
+
+    f(s) = Z − 41.78214 s² Σ_i a_i exp(−b_i s²) (pymatgen's fit).
+    """
+    n_types = type_z.shape[0]
+    table = np.empty((g.shape[0], n_types))
+    for m in prange(g.shape[0]):
+        s2 = 0.25 * g[m] * g[m]
+        for t in range(n_types):
+            acc = 0.0
+            for i in range(type_coeffs.shape[1]):
+                acc += type_coeffs[t, i, 0] * math.exp(-type_coeffs[t, i, 1] * s2)
+            f = type_z[t] - FORM_FACTOR_PREFACTOR * s2 * acc
+            table[m, t] = f * math.exp(-type_b[t] * s2) if type_b[t] != 0.0 else f
+    return table
 
 
 @njit(cache=True)
@@ -109,10 +121,11 @@ def _phase_tables(frac_coords, max_index):
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
     """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
 
-    F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j), s = |g|/2, sin θ = λ|g|/2,
+    F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j) (the product f·exp(−B s²) is
+    ``type_form_factor[m, scatterer_type[j]]``), s = |g|/2, sin θ = λ|g|/2,
     LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
     ``hkl`` must hold integers (as floats).
 
@@ -122,12 +135,21 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
     """
     n_reflections = g.shape[0]
     n_atoms = frac_coords.shape[0]
-    n_types = type_z.shape[0]
+    n_types = type_form_factor.shape[1]
     max_index = 0
     for m in range(n_reflections):
         for axis in range(3):
             max_index = max(max_index, int(abs(hkl[m, axis])))
-    cos_table, sin_table = _phase_tables(frac_coords, max_index)
+    # atoms sorted by scatterer type, so each type is a contiguous slice [type_start[t], type_start[t + 1])
+    by_type = np.argsort(scatterer_type, kind="mergesort")
+    type_start = np.zeros(n_types + 1, dtype=np.int64)
+    for j in range(n_atoms):
+        type_start[scatterer_type[j] + 1] += 1
+    for t in range(n_types):
+        type_start[t + 1] += type_start[t]
+    sorted_occupancy = occupancies[by_type]
+    cos_table, sin_table = _phase_tables(frac_coords[by_type], max_index)
+    # occ_j exp(2πi(hx_j + ky_j)) for every (h, k) pair in use
     width = 2 * max_index + 1
     pair_of = np.empty(n_reflections, dtype=np.int64)
     pair_row = np.full(width * width, -1, dtype=np.int64)
@@ -145,33 +167,33 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
         if row >= 0:
             h, k = pair // width, pair % width
             for j in range(n_atoms):
-                xy_real[row, j] = cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
-                xy_imag[row, j] = cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
-    weight_of_type = np.empty((n_reflections, n_types))
+                occupancy = sorted_occupancy[j]
+                xy_real[row, j] = occupancy * (cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j])
+                xy_imag[row, j] = occupancy * (cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j])
     two_theta = np.empty(n_reflections)
     intensity = np.empty(n_reflections)
-    for m in prange(n_reflections):
-        s = 0.5 * g[m]
-        s2 = s * s
-        for t in range(n_types):
-            weight_of_type[m, t] = _form_factor(type_z[t], type_coeffs[t], type_b[t], s2)
-        weight = np.empty(n_atoms)
-        for j in range(n_atoms):
-            weight[j] = occupancies[j] * weight_of_type[m, scatterer_type[j]]
-        pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
-        l = int(hkl[m, 2]) + max_index
-        cos_z, sin_z = cos_table[2, l], sin_table[2, l]
-        real = 0.0
-        imag = 0.0
-        for j in range(n_atoms):
-            real += weight[j] * (pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j])
-            imag += weight[j] * (pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j])
-        theta = math.asin(wavelength * s)
-        cos_2theta = math.cos(2.0 * theta)
-        sin_theta = math.sin(theta)
-        lorentz_polarization = (1.0 + cos_2theta * cos_2theta) / (sin_theta * sin_theta * math.cos(theta))
-        intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
-        two_theta[m] = math.degrees(2.0 * theta)
+    n_chunks = min(n_reflections, 64)  # parallel over chunks; each chunk reuses one form-factor buffer
+    for chunk in prange(n_chunks):
+        form_factor = np.empty(n_atoms)
+        for m in range(chunk * n_reflections // n_chunks, (chunk + 1) * n_reflections // n_chunks):
+            s = 0.5 * g[m]
+            for t in range(n_types):
+                form_factor[type_start[t] : type_start[t + 1]] = type_form_factor[m, t]
+            pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
+            l = int(hkl[m, 2]) + max_index
+            cos_z, sin_z = cos_table[2, l], sin_table[2, l]
+            real = 0.0
+            imag = 0.0
+            for j in range(n_atoms):
+                real += form_factor[j] * (pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j])
+                imag += form_factor[j] * (pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j])
+            # sin θ = λ s; cos 2θ = 1 − 2 sin²θ
+            sin_theta = wavelength * s
+            sin2_theta = sin_theta * sin_theta
+            cos_2theta = 1.0 - 2.0 * sin2_theta
+            lorentz_polarization = (1.0 + cos_2theta * cos_2theta) / (sin2_theta * math.sqrt(1.0 - sin2_theta))
+            intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
+            two_theta[m] = math.degrees(2.0 * math.asin(sin_theta))
     return two_theta, intensity
 
 

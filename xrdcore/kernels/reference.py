@@ -28,10 +28,14 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
     return hkl[order].astype(float), g[order]
 
 
-def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+def form_factor_table(g, type_z, type_coeffs, type_b):
     s = g / 2
-    type_f = np.stack([form_factor(z, c, s) * np.exp(-b * s**2) for z, c, b in zip(type_z, type_coeffs, type_b)], axis=1)
-    atom_f = type_f[:, scatterer_type] * occupancies  # (M, N)
+    return np.stack([form_factor(z, c, s) * np.exp(-b * s**2) for z, c, b in zip(type_z, type_coeffs, type_b)], axis=1)
+
+
+def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
+    s = g / 2
+    atom_f = type_form_factor[:, scatterer_type] * occupancies  # (M, N)
     structure_factor = np.sum(atom_f * np.exp(2j * np.pi * hkl @ frac_coords.T), axis=1)
     two_theta = np.degrees(2 * np.arcsin(wavelength * s))
     return two_theta, 2 * np.abs(structure_factor) ** 2 * lorentz_polarization(two_theta)
