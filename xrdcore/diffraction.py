@@ -184,10 +184,11 @@ class Diffractometer:
         reciprocal = np.linalg.inv(crystal.lattice).T
         hkl, g = self._kernels.half_space_reflections(reciprocal, index_bounds, g_min, g_max)
         scatterer_type, *type_tables = scatterer_types(crystal)
-        type_form_factor = self._kernels.form_factor_table(g, *type_tables)
-        two_theta, intensity = self._kernels.reflection_intensities(
-            hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, type_form_factor
-        )
+        with cpu.threads_for(len(g) * len(crystal)):
+            type_form_factor = self._kernels.form_factor_table(g, *type_tables)
+            two_theta, intensity = self._kernels.reflection_intensities(
+                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, type_form_factor
+            )
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
     # ---------------------------------------------------------------- stick pattern
@@ -256,7 +257,9 @@ class Diffractometer:
             raise ValueError(f"two_theta grid {grid[0]}–{grid[-1]}° lies outside 0–{MAX_TWO_THETA}°")
         refl = self.reflections(crystal, (lo, hi))
         widths = peak_widths(fwhm, refl.two_theta)
-        profile = self._kernels.broadened_profile(grid, refl.two_theta, refl.intensity, widths, eta, window)
+        peak_points = 2 * reach / max((grid[-1] - grid[0]) / len(grid), 1e-12)  # grid points a window spans
+        with cpu.threads_for(int(len(refl.g) * peak_points)):
+            profile = self._kernels.broadened_profile(grid, refl.two_theta, refl.intensity, widths, eta, window)
         if normalize and profile.max() > 0:
             profile *= 100.0 / profile.max()
         return profile

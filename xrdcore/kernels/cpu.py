@@ -12,11 +12,31 @@ Inputs are plain arrays (float64 unless noted) prepared by :mod:`xrdcore.diffrac
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ..scattering import FORM_FACTOR_PREFACTOR
+
+#: Below this much work (e.g. reflections × atoms) a parallel kernel runs on the calling
+#: thread alone: waking worker threads costs more than it saves (measured in benchmarks/).
+PARALLEL_MIN_WORK = 500_000
+
+
+@contextmanager
+def threads_for(work: int):
+    """Run the enclosed numba calls on one thread when ``work`` is below ``PARALLEL_MIN_WORK``."""
+    if work >= PARALLEL_MIN_WORK:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 
