@@ -1,0 +1,220 @@
+"""Similarity between two powder patterns on a common 2θ grid, each with its exact gradient.
+
+Every metric is a function ``metric(pattern, target, two_theta) -> (value, gradient)`` where
+``gradient`` is d(value)/d(pattern), the derivative with respect to the *simulated* pattern
+(the first argument); ``target`` is held fixed. Two kinds:
+
+* **similarities** (1 for identical patterns, larger is better): ``cosine``, ``pearson``,
+  ``spectral_entropy``, ``weighted_cross_correlation``;
+* **distances** (0 for identical patterns, smaller is better): ``mse`` (on max-normalised
+  patterns), ``rwp`` (with the optimal scale factor), ``wasserstein`` (1-D, W1, in degrees).
+
+For optimisation use :func:`loss`, which turns every metric into a loss to *minimise*:
+``1 − similarity`` or the distance itself, with its gradient. All metrics are invariant to
+the scale of the simulated pattern, so raw intensities can be compared with a measurement
+in any units.
+
+Bad input gives a ``ValueError``: different shapes, NaN or inf, an all-zero pattern (the
+normalisations are undefined), negative intensities where a metric reads the pattern as a
+distribution (spectral entropy, Wasserstein).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+#: Floor added to normalised distributions in the spectral-entropy similarity, so that its
+#: gradient stays finite where the simulated pattern is exactly zero (value changes < 1e-10).
+ENTROPY_FLOOR = 1e-12
+#: Default half-width (deg) of the triangle weight of the weighted cross-correlation.
+WCC_WIDTH = 1.0
+
+
+def _check(pattern, target, two_theta=None, nonnegative=False):
+    pattern = np.asarray(pattern, dtype=float)
+    target = np.asarray(target, dtype=float)
+    if pattern.ndim != 1 or pattern.shape != target.shape:
+        raise ValueError(
+            f"patterns must be 1-D on the same grid, got shapes {pattern.shape} and {target.shape}"
+        )
+    if two_theta is not None and np.shape(two_theta) != pattern.shape:
+        raise ValueError(f"two_theta has shape {np.shape(two_theta)}, patterns {pattern.shape}: not the same grid")
+    for name, values in (("simulated pattern", pattern), ("target pattern", target)):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{name} contains NaN or inf")
+        if not np.any(values):
+            raise ValueError(f"{name} is all zero: nothing diffracts in the 2θ range, the metric is undefined")
+        if nonnegative and np.any(values < 0):
+            raise ValueError(f"{name} has negative intensities; this metric treats patterns as distributions")
+    return pattern, target
+
+
+def cosine(pattern, target, two_theta=None):
+    """S = <y, t> / (|y| |t|); dS/dy = t/(|y||t|) − S y/|y|²."""
+    y, t = _check(pattern, target, two_theta)
+    norm_y, norm_t = np.linalg.norm(y), np.linalg.norm(t)
+    value = float(y @ t / (norm_y * norm_t))
+    return value, t / (norm_y * norm_t) - value * y / norm_y**2
+
+
+def pearson(pattern, target, two_theta=None):
+    """Pearson correlation r of the two patterns (cosine of the mean-centred patterns)."""
+    y, t = _check(pattern, target, two_theta)
+    y_c, t_c = y - y.mean(), t - t.mean()
+    norm_y, norm_t = np.linalg.norm(y_c), np.linalg.norm(t_c)
+    if norm_y == 0 or norm_t == 0:
+        raise ValueError("a pattern is constant: the Pearson correlation is undefined")
+    value = float(y_c @ t_c / (norm_y * norm_t))
+    # both terms are already mean-free, so the centring needs no extra projection
+    return value, t_c / (norm_y * norm_t) - value * y_c / norm_y**2
+
+
+def mse(pattern, target, two_theta=None):
+    """D = mean((y/max y − t/max t)²), on max-normalised patterns (differentiable where the max is unique)."""
+    y, t = _check(pattern, target, two_theta)
+    top = int(np.argmax(y))
+    y_max = y[top]
+    if y_max <= 0:
+        raise ValueError("simulated pattern has no positive value to normalise by")
+    residual = y / y_max - t / t.max()
+    value = float(np.mean(residual**2))
+    d_normalised = 2 * residual / len(y)
+    gradient = d_normalised / y_max
+    gradient[top] -= d_normalised @ y / y_max**2
+    return value, gradient
+
+
+def rwp(pattern, target, two_theta=None):
+    """Weighted-profile R factor with the optimal scale c: sqrt(Σ w (t − c y)² / Σ w t²).
+
+    Weights w = 1/(t + 1e-3·max t) (counting statistics with a floor); c = Σ w t y / Σ w y².
+    The gradient uses ∂/∂c = 0 at the optimal scale.
+    """
+    y, t = _check(pattern, target, two_theta)
+    weight = 1.0 / (np.abs(t) + 1e-3 * np.abs(t).max())
+    scale = (weight * t) @ y / ((weight * y) @ y)
+    residual = t - scale * y
+    denominator = (weight * t) @ t
+    value = float(np.sqrt((weight * residual) @ residual / denominator))
+    if value == 0:
+        return value, np.zeros_like(y)
+    return value, -scale * weight * residual / (value * denominator)
+
+
+def _distribution_gradient(d_value_d_p, p, total):
+    """Chain rule through p = y / Σ y: d/dy_j = (G_j − Σ_k G_k p_k) / Σ y."""
+    return (d_value_d_p - d_value_d_p @ p) / total
+
+
+def spectral_entropy(pattern, target, two_theta=None):
+    """Spectral-entropy similarity S = 1 − (2H((p+q)/2) − H(p) − H(q)) / ln 4 (Li et al. 2021).
+
+    p, q are the patterns normalised to unit sum, floored by ``ENTROPY_FLOOR`` (then
+    renormalised) so the gradient log(m/p)/ln 4 stays finite; H(p) = −Σ p ln p.
+    """
+    y, t = _check(pattern, target, two_theta, nonnegative=True)
+    n = len(y)
+
+    def floored(values):
+        return (values / values.sum() + ENTROPY_FLOOR) / (1 + n * ENTROPY_FLOOR)
+
+    p, q = floored(y), floored(t)
+    m = 0.5 * (p + q)
+
+    def entropy(dist):
+        return -np.sum(dist * np.log(dist))
+
+    value = float(1 - (2 * entropy(m) - entropy(p) - entropy(q)) / np.log(4))
+    d_value_d_floored = np.log(m / p) / np.log(4)
+    # floored p depends on the plain p = y/Σy through a constant factor
+    d_value_d_p = d_value_d_floored / (1 + n * ENTROPY_FLOOR)
+    return value, _distribution_gradient(d_value_d_p, y / y.sum(), y.sum())
+
+
+def _triangle_weights(two_theta, width):
+    step = np.diff(two_theta)
+    if len(step) == 0 or not np.allclose(step, step[0], rtol=1e-6, atol=0):
+        raise ValueError("the weighted cross-correlation needs a uniform 2θ grid")
+    half = int(np.floor(width / step[0]))
+    if half < 1:
+        raise ValueError(f"triangle width {width}° is below one grid step ({step[0]}°)")
+    shifts = np.arange(-half, half + 1)
+    return 1 - np.abs(shifts) * step[0] / width
+
+
+def weighted_cross_correlation(pattern, target, two_theta, width: float = WCC_WIDTH):
+    """de Gelder et al. (2001) weighted cross-correlation with a triangle weight.
+
+    S = yᵀW t / sqrt(yᵀW y · tᵀW t), W_kl = w((k − l)Δ), w(r) = 1 − |r|/ℓ for |r| ≤ ℓ
+    (ℓ = ``width`` in degrees, Δ the grid step): peaks within ℓ of each other still count
+    as partly matching. dS/dy = W t/sqrt(…) − S W y/(yᵀW y). Needs a uniform grid.
+    """
+    if two_theta is None:
+        raise ValueError("weighted_cross_correlation needs the 2θ grid (two_theta=...)")
+    y, t = _check(pattern, target, two_theta)
+    weights = _triangle_weights(np.asarray(two_theta, dtype=float), width)
+    w_y = np.convolve(y, weights, mode="same")
+    w_t = np.convolve(t, weights, mode="same")
+    cross, auto_y, auto_t = y @ w_t, y @ w_y, t @ w_t
+    value = float(cross / np.sqrt(auto_y * auto_t))
+    return value, w_t / np.sqrt(auto_y * auto_t) - value * w_y / auto_y
+
+
+def wasserstein(pattern, target, two_theta):
+    """1-D Wasserstein-1 distance (degrees) between the patterns as distributions over 2θ.
+
+    W1 = Σ_k |P_k − Q_k| (2θ_{k+1} − 2θ_k), with P, Q the cumulative sums of the unit-sum
+    patterns. dW1/dp_j = Σ_{k ≥ j} sign(P_k − Q_k) Δ_k (sign 0 where the CDFs touch).
+    """
+    if two_theta is None:
+        raise ValueError("wasserstein needs the 2θ grid (two_theta=...)")
+    y, t = _check(pattern, target, two_theta, nonnegative=True)
+    grid = np.asarray(two_theta, dtype=float)
+    if np.any(np.diff(grid) <= 0):
+        raise ValueError("two_theta grid must be strictly ascending")
+    p, q = y / y.sum(), t / t.sum()
+    gap = np.cumsum(p)[:-1] - np.cumsum(q)[:-1]
+    steps = np.diff(grid)
+    value = float(np.abs(gap) @ steps)
+    tail_sums = np.cumsum((np.sign(gap) * steps)[::-1])[::-1]
+    d_value_d_p = np.append(tail_sums, 0.0)
+    return value, _distribution_gradient(d_value_d_p, p, y.sum())
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    function: Callable
+    kind: str  # "similarity" (1 = identical) or "distance" (0 = identical)
+
+
+METRICS = {
+    metric.name: metric
+    for metric in (
+        Metric("cosine", cosine, "similarity"),
+        Metric("pearson", pearson, "similarity"),
+        Metric("spectral_entropy", spectral_entropy, "similarity"),
+        Metric("wcc", weighted_cross_correlation, "similarity"),
+        Metric("mse", mse, "distance"),
+        Metric("rwp", rwp, "distance"),
+        Metric("wasserstein", wasserstein, "distance"),
+    )
+}
+
+
+def get_metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
+    return METRICS[name]
+
+
+def loss(name: str, pattern, target, two_theta=None, **options):
+    """Loss to minimise for metric ``name``: 1 − similarity, or the distance; with d(loss)/d(pattern)."""
+    metric = get_metric(name)
+    value, gradient = metric.function(pattern, target, two_theta, **options)
+    if metric.kind == "similarity":
+        return 1.0 - value, -gradient
+    return value, gradient
