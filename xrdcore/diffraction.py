@@ -133,6 +133,11 @@ def scatterer_types(crystal: Crystal):
     return crystal.derived["scatterer_types"]
 
 
+def _check_crystal(crystal):
+    if not isinstance(crystal, Crystal):
+        raise TypeError(f"expected an xrdcore.Crystal, got {type(crystal).__name__} (use Crystal.from_pymatgen)")
+
+
 def _check_range(two_theta_range) -> tuple[float, float]:
     try:
         lo, hi = (float(t) for t in two_theta_range)
@@ -174,22 +179,31 @@ class Diffractometer:
         return np.linspace(lo, hi, int(round((hi - lo) / self.step)) + 1)
 
     # ---------------------------------------------------------------- reflections
+    def g_window(self, two_theta_range) -> tuple[float, float]:
+        """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ."""
+        lo, hi = _check_range(two_theta_range)
+        return tuple(2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
+
+    def enumerate_hkl(self, lattice, g_min: float, g_max: float):
+        """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order."""
+        index_bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1)).astype(np.int64)
+        return self._kernels.half_space_reflections(np.linalg.inv(lattice).T, index_bounds, g_min, g_max)
+
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
-        if not isinstance(crystal, Crystal):
-            raise TypeError(f"expected an xrdcore.Crystal, got {type(crystal).__name__} (use Crystal.from_pymatgen)")
-        lo, hi = _check_range(self.two_theta_range if two_theta_range is None else two_theta_range)
-        g_min, g_max = (2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
-        index_bounds = np.floor(g_max * np.linalg.norm(crystal.lattice, axis=1)).astype(np.int64)
-        reciprocal = np.linalg.inv(crystal.lattice).T
-        hkl, g = self._kernels.half_space_reflections(reciprocal, index_bounds, g_min, g_max)
+        _check_crystal(crystal)
+        hkl, g = self.enumerate_hkl(crystal.lattice, *self.g_window(two_theta_range or self.two_theta_range))
+        two_theta, intensity = self.intensities(crystal, hkl, g)
+        return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
+
+    def intensities(self, crystal: Crystal, hkl, g):
+        """2θ (deg) and intensity 2|F|²·LP of the given reflections (hkl as floats, |g| in Å⁻¹)."""
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
-            type_form_factor = self._kernels.form_factor_table(g, *type_tables)
-            two_theta, intensity = self._kernels.reflection_intensities(
+            type_form_factor, _ = self._kernels.form_factor_tables(g, *type_tables)
+            return self._kernels.reflection_intensities(
                 hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, type_form_factor
             )
-        return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
     # ---------------------------------------------------------------- stick pattern
     def peaks(self, crystal: Crystal) -> PeakList:
@@ -241,6 +255,15 @@ class Diffractometer:
             (default 5 for Gaussian, 50 with a Lorentzian part; see :mod:`xrdcore.profiles`).
         normalize : scale the maximum to 100; otherwise absolute |F|²·LP units per degree.
         """
+        setup = self.profile_setup(two_theta, fwhm, shape, eta, window)
+        refl = self.reflections(crystal, setup.two_theta_range)
+        profile = setup.profile(self._kernels, refl.two_theta, refl.intensity)
+        if normalize and profile.max() > 0:
+            profile *= 100.0 / profile.max()
+        return profile
+
+    def profile_setup(self, two_theta=None, fwhm=0.1, shape="gaussian", eta=None, window=None) -> ProfileSetup:
+        """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid."""
         grid = self.two_theta if two_theta is None else np.asarray(two_theta, dtype=float)
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
             raise ValueError("two_theta grid must be a non-empty 1-D array of finite angles in degrees")
@@ -255,11 +278,32 @@ class Diffractometer:
         hi = min(grid[-1] + reach, MAX_TWO_THETA)
         if lo >= hi:
             raise ValueError(f"two_theta grid {grid[0]}–{grid[-1]}° lies outside 0–{MAX_TWO_THETA}°")
-        refl = self.reflections(crystal, (lo, hi))
-        widths = peak_widths(fwhm, refl.two_theta)
-        peak_points = 2 * reach / max((grid[-1] - grid[0]) / len(grid), 1e-12)  # grid points a window spans
-        with cpu.threads_for(int(len(refl.g) * peak_points)):
-            profile = self._kernels.broadened_profile(grid, refl.two_theta, refl.intensity, widths, eta, window)
-        if normalize and profile.max() > 0:
-            profile *= 100.0 / profile.max()
-        return profile
+        return ProfileSetup(grid, fwhm, eta, window, reach, (lo, hi))
+
+
+@dataclass(frozen=True)
+class ProfileSetup:
+    """Profile settings shared by patterns and their gradients.
+
+    ``grid`` (deg), ``fwhm`` (deg, or Caglioti U, V, W), mixing ``eta``, ``window`` (FWHMs),
+    ``reach`` = window × largest FWHM (deg), and ``two_theta_range``: the grid widened by
+    ``reach``, i.e. every reflection that can touch the grid.
+    """
+
+    grid: np.ndarray
+    fwhm: object
+    eta: float
+    window: float
+    reach: float
+    two_theta_range: tuple[float, float]
+
+    def profile(self, kernels, centres, intensities) -> np.ndarray:
+        """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
+        widths = peak_widths(self.fwhm, centres)
+        with cpu.threads_for(self.work(len(centres))):
+            return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta, self.window)
+
+    def work(self, n_peaks: int) -> int:
+        """Peak-shape evaluations of one profile: peaks × grid points per window."""
+        step = (self.grid[-1] - self.grid[0]) / max(len(self.grid) - 1, 1)
+        return int(n_peaks * 2 * self.reach / max(step, 1e-12))

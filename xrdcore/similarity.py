@@ -124,10 +124,10 @@ def spectral_entropy(pattern, target, two_theta=None):
     p, q = floored(y), floored(t)
     m = 0.5 * (p + q)
 
-    def entropy(dist):
-        return -np.sum(dist * np.log(dist))
-
-    value = float(1 - (2 * entropy(m) - entropy(p) - entropy(q)) / np.log(4))
+    # 2H(m) − H(p) − H(q) = Σ p ln(p/m) + q ln(q/m): a sum of small non-negative terms,
+    # free of the cancellation between entropies of order ln(n)
+    divergence = np.sum(p * np.log(p / m) + q * np.log(q / m))
+    value = float(1 - divergence / np.log(4))
     d_value_d_floored = np.log(m / p) / np.log(4)
     # floored p depends on the plain p = y/Σy through a constant factor
     d_value_d_p = d_value_d_floored / (1 + n * ENTROPY_FLOOR)

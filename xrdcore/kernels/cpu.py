@@ -1,12 +1,14 @@
-"""numba CPU kernels for the forward model (see ``reference`` for their numpy twins).
+"""numba CPU kernels: forward model and its adjoints (see ``reference`` for their numpy twins).
 
 Inputs are plain arrays (float64 unless noted) prepared by :mod:`xrdcore.diffraction`:
 
 * reflections: ``hkl`` (M, 3) Miller indices as floats, ``g`` (M,) |g| = 1/d in Å⁻¹;
 * scatterers: ``frac_coords`` (N, 3), ``occupancies`` (N,), ``scatterer_type`` (N,) int64
   index into ``type_form_factor`` (M, T): f_t(s_m) · exp(−B_t s_m²) of each scatterer type
-  t = (element, B) at each reflection
-  (from :func:`form_factor_table`).
+  t = (element, B) at each reflection (from :func:`form_factor_tables`).
+
+Each forward kernel ``name`` that the gradients need has an adjoint ``name_adjoint`` that
+pulls dL/d(outputs) back to dL/d(inputs) (reverse mode, written by hand).
 """
 
 from __future__ import annotations
@@ -103,31 +105,37 @@ def _stabilise_ties(order, keys):
 
 
 @njit(parallel=True, cache=True)
-def form_factor_table(g, type_z, type_coeffs, type_b):
-    """f_t(s)·exp(−B_t s²) (M, T) at s = |g|/2 for scatterer types with Z (T,), (a_i, b_i) (T, 4, 2), B (T,) Å².
+def form_factor_tables(g, type_z, type_coeffs, type_b):
+    """f_t(s)·exp(−B_t s²) and its derivative d/ds, each (M, T), at s = |g|/2.
 
-    f(s) = Z − 41.78214 s² Σ_i a_i exp(−b_i s²) (pymatgen's fit).
+    Scatterer types have Z (T,), (a_i, b_i) (T, 4, 2) and B (T,) Å²;
+    f(s) = Z − 41.78214 s² Σ_i a_i exp(−b_i s²) (pymatgen's fit), so
+    f'(s) = −2·41.78214 s Σ_i a_i exp(−b_i s²)(1 − b_i s²).
     """
     n_types = type_z.shape[0]
-    table = np.empty((g.shape[0], n_types))
+    value = np.empty((g.shape[0], n_types))
+    slope = np.empty((g.shape[0], n_types))
     for m in prange(g.shape[0]):
-        s2 = 0.25 * g[m] * g[m]
+        s = 0.5 * g[m]
+        s2 = s * s
         for t in range(n_types):
             acc = 0.0
+            acc_slope = 0.0
             for i in range(type_coeffs.shape[1]):
-                acc += type_coeffs[t, i, 0] * math.exp(-type_coeffs[t, i, 1] * s2)
+                term = type_coeffs[t, i, 0] * math.exp(-type_coeffs[t, i, 1] * s2)
+                acc += term
+                acc_slope += term * (1.0 - type_coeffs[t, i, 1] * s2)
             f = type_z[t] - FORM_FACTOR_PREFACTOR * s2 * acc
-            table[m, t] = f * math.exp(-type_b[t] * s2) if type_b[t] != 0.0 else f
-    return table
+            f_slope = -2.0 * FORM_FACTOR_PREFACTOR * s * acc_slope
+            debye_waller = math.exp(-type_b[t] * s2) if type_b[t] != 0.0 else 1.0
+            value[m, t] = f * debye_waller
+            slope[m, t] = (f_slope - 2.0 * type_b[t] * s * f) * debye_waller
+    return value, slope
 
 
 @njit(cache=True)
 def _phase_tables(frac_coords, max_index):
-    """cos and sin of 2π n x_j for n = −max_index … max_index, per axis: (3, 2·max_index + 1, N) each.
-
-    exp(2πi h·x) is then a product of three table entries, so the structure-factor loop
-    needs no trigonometry (the tables cost 3·(2n+1)·N sin/cos instead of M·N).
-    """
+    """cos and sin of 2π n x_j for n = −max_index … max_index, per axis: (3, 2·max_index + 1, N) each."""
     n_atoms = frac_coords.shape[0]
     cos_table = np.empty((3, 2 * max_index + 1, n_atoms))
     sin_table = np.empty((3, 2 * max_index + 1, n_atoms))
@@ -140,27 +148,22 @@ def _phase_tables(frac_coords, max_index):
     return cos_table, sin_table
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
-def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
-    """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
+@njit(parallel=True, cache=True)
+def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types):
+    """Everything the structure-factor loops share, so that they need no trigonometry.
 
-    F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j) (the product f·exp(−B s²) is
-    ``type_form_factor[m, scatterer_type[j]]``), s = |g|/2, sin θ = λ|g|/2,
-    LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
-    ``hkl`` must hold integers (as floats).
-
-    No trigonometry in the O(M·N) loop: exp(2πi(hx + ky)) is tabulated once per (h, k)
-    pair in use (reflections share it across l), then multiplied by exp(2πi l z).
-    Sums may be reassociated (fastmath "reassoc"): changes at the 1e-16 relative level.
+    Atoms are sorted by scatterer type (``by_type``; type t is the slice
+    ``type_start[t]:type_start[t + 1]``). For every (h, k) pair in use, row ``pair_of[m]`` of
+    ``xy_real``/``xy_imag`` holds occ_j exp(2πi(h x_j + k y_j)) (reflections share it across
+    l); ``cos_table[2, l + n]``, ``sin_table[2, l + n]`` give exp(2πi l z_j), n = ``max_index``.
+    Costs 3(2n+1)N sin/cos plus (pairs × N) products instead of M·N sin/cos.
     """
-    n_reflections = g.shape[0]
+    n_reflections = hkl.shape[0]
     n_atoms = frac_coords.shape[0]
-    n_types = type_form_factor.shape[1]
     max_index = 0
     for m in range(n_reflections):
         for axis in range(3):
             max_index = max(max_index, int(abs(hkl[m, axis])))
-    # atoms sorted by scatterer type, so each type is a contiguous slice [type_start[t], type_start[t + 1])
     by_type = np.argsort(scatterer_type, kind="mergesort")
     type_start = np.zeros(n_types + 1, dtype=np.int64)
     for j in range(n_atoms):
@@ -169,7 +172,6 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
         type_start[t + 1] += type_start[t]
     sorted_occupancy = occupancies[by_type]
     cos_table, sin_table = _phase_tables(frac_coords[by_type], max_index)
-    # occ_j exp(2πi(hx_j + ky_j)) for every (h, k) pair in use
     width = 2 * max_index + 1
     pair_of = np.empty(n_reflections, dtype=np.int64)
     pair_row = np.full(width * width, -1, dtype=np.int64)
@@ -190,13 +192,45 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
                 occupancy = sorted_occupancy[j]
                 xy_real[row, j] = occupancy * (cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j])
                 xy_imag[row, j] = occupancy * (cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j])
+    return by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table
+
+
+@njit(cache=True, inline="always")
+def _lorentz_polarization(sin2_theta):
+    """LP = (1 + cos² 2θ)/(sin² θ cos θ) from u = sin² θ, and dLP/du."""
+    cos_2theta = 1.0 - 2.0 * sin2_theta
+    numerator = 1.0 + cos_2theta * cos_2theta
+    cos_theta = math.sqrt(1.0 - sin2_theta)
+    denominator = sin2_theta * cos_theta
+    d_numerator = -4.0 * cos_2theta
+    d_denominator = cos_theta - 0.5 * sin2_theta / cos_theta
+    value = numerator / denominator
+    return value, (d_numerator * denominator - numerator * d_denominator) / (denominator * denominator)
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
+    """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
+
+    F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j) (the product f·exp(−B s²) is
+    ``type_form_factor[m, scatterer_type[j]]``), s = |g|/2, sin θ = λ|g|/2,
+    LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
+    ``hkl`` must hold integers (as floats). No trigonometry in the O(M·N) loop (see
+    ``_structure_factor_tables``). Sums may be reassociated (fastmath "reassoc"): changes
+    at the 1e-16 relative level.
+    """
+    n_reflections = g.shape[0]
+    n_atoms = frac_coords.shape[0]
+    n_types = type_form_factor.shape[1]
+    by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
+        hkl, frac_coords, occupancies, scatterer_type, n_types
+    )
     two_theta = np.empty(n_reflections)
     intensity = np.empty(n_reflections)
     n_chunks = min(n_reflections, 64)  # parallel over chunks; each chunk reuses one form-factor buffer
     for chunk in prange(n_chunks):
         form_factor = np.empty(n_atoms)
         for m in range(chunk * n_reflections // n_chunks, (chunk + 1) * n_reflections // n_chunks):
-            s = 0.5 * g[m]
             for t in range(n_types):
                 form_factor[type_start[t] : type_start[t + 1]] = type_form_factor[m, t]
             pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
@@ -207,14 +241,75 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
             for j in range(n_atoms):
                 real += form_factor[j] * (pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j])
                 imag += form_factor[j] * (pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j])
-            # sin θ = λ s; cos 2θ = 1 − 2 sin²θ
-            sin_theta = wavelength * s
-            sin2_theta = sin_theta * sin_theta
-            cos_2theta = 1.0 - 2.0 * sin2_theta
-            lorentz_polarization = (1.0 + cos_2theta * cos_2theta) / (sin2_theta * math.sqrt(1.0 - sin2_theta))
+            sin_theta = 0.5 * wavelength * g[m]
+            lorentz_polarization, _ = _lorentz_polarization(sin_theta * sin_theta)
             intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
             two_theta[m] = math.degrees(2.0 * math.asin(sin_theta))
     return two_theta, intensity
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def reflection_intensities_adjoint(
+    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor, type_form_factor_slope,
+    d_intensity, d_two_theta,
+):
+    """Pull dL/dI_h and dL/d(2θ_h) back to dL/dx (N, 3) and dL/d|g_h| (M,).
+
+    With I = 2|F|²·LP, W_j = occ_j f_j(s), φ_j = 2π h·x_j:
+      dI/dx_j  = 8π LP W_j (Im F cos φ_j − Re F sin φ_j) h,
+      dI/d|g|  = 2 LP Re(F* dF/ds) + 2|F|² dLP/du · λ²|g|/2      (s = |g|/2, u = sin²θ),
+      d2θ/d|g| = (360/π)(λ/2)/cos θ   (2θ in degrees).
+    Inputs as :func:`reflection_intensities`, plus ``type_form_factor_slope`` = d/ds of the
+    form-factor table. Cost O(M·N), the same loops as the forward kernel.
+    """
+    n_reflections = g.shape[0]
+    n_atoms = frac_coords.shape[0]
+    n_types = type_form_factor.shape[1]
+    by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
+        hkl, frac_coords, occupancies, scatterer_type, n_types
+    )
+    d_g = np.empty(n_reflections)
+    n_chunks = min(n_reflections, 64)
+    partial_d_frac = np.zeros((n_chunks, n_atoms, 3))  # one accumulator per chunk: no write races
+    for chunk in prange(n_chunks):
+        form_factor = np.empty(n_atoms)
+        form_factor_slope = np.empty(n_atoms)
+        phase_real = np.empty(n_atoms)
+        phase_imag = np.empty(n_atoms)
+        for m in range(chunk * n_reflections // n_chunks, (chunk + 1) * n_reflections // n_chunks):
+            for t in range(n_types):
+                form_factor[type_start[t] : type_start[t + 1]] = type_form_factor[m, t]
+                form_factor_slope[type_start[t] : type_start[t + 1]] = type_form_factor_slope[m, t]
+            pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
+            l = int(hkl[m, 2]) + max_index
+            cos_z, sin_z = cos_table[2, l], sin_table[2, l]
+            real = 0.0
+            imag = 0.0
+            slope_real = 0.0
+            slope_imag = 0.0
+            for j in range(n_atoms):  # phase_* = occ_j exp(iφ_j)
+                phase_real[j] = pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j]
+                phase_imag[j] = pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j]
+                real += form_factor[j] * phase_real[j]
+                imag += form_factor[j] * phase_imag[j]
+                slope_real += form_factor_slope[j] * phase_real[j]
+                slope_imag += form_factor_slope[j] * phase_imag[j]
+            sin_theta = 0.5 * wavelength * g[m]
+            sin2_theta = sin_theta * sin_theta
+            lorentz_polarization, d_lp_d_u = _lorentz_polarization(sin2_theta)
+            squared = real * real + imag * imag
+            d_intensity_d_g = 2.0 * lorentz_polarization * (real * slope_real + imag * slope_imag) + (
+                2.0 * squared * d_lp_d_u * 0.5 * wavelength * wavelength * g[m]
+            )
+            d_two_theta_d_g = (360.0 / math.pi) * 0.5 * wavelength / math.sqrt(1.0 - sin2_theta)
+            d_g[m] = d_intensity[m] * d_intensity_d_g + d_two_theta[m] * d_two_theta_d_g
+            coefficient = d_intensity[m] * 8.0 * math.pi * lorentz_polarization
+            for j in range(n_atoms):
+                along_h = coefficient * form_factor[j] * (imag * phase_real[j] - real * phase_imag[j])
+                atom = by_type[j]
+                for axis in range(3):
+                    partial_d_frac[chunk, atom, axis] += along_h * hkl[m, axis]
+    return partial_d_frac.sum(axis=0), d_g
 
 
 @njit(cache=True, inline="always")
@@ -225,6 +320,17 @@ def _peak_shape(offset, fwhm, eta):
     sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
     return eta * lorentzian + (1.0 - eta) * gaussian
+
+
+@njit(cache=True, inline="always")
+def _peak_shape_slope(offset, fwhm, eta):
+    """d/d(offset) of :func:`_peak_shape`."""
+    half = 0.5 * fwhm
+    lorentz_denominator = offset * offset + half * half
+    lorentzian_slope = -2.0 * offset * half / (math.pi * lorentz_denominator * lorentz_denominator)
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+    return eta * lorentzian_slope - (1.0 - eta) * gaussian * offset / (sigma * sigma)
 
 
 @njit(parallel=True, cache=True)
@@ -250,3 +356,29 @@ def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window):
                 acc += intensities[p] * _peak_shape(offset, fwhm[p], eta)
         profile[k] = acc
     return profile
+
+
+@njit(parallel=True, cache=True)
+def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile):
+    """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile` (fixed widths).
+
+    dL/dI_h = Σ_k dL/dy_k P(2θ_k − 2θ_h), dL/d2θ_h = −I_h Σ_k dL/dy_k P'(2θ_k − 2θ_h), over
+    the same windows as the forward pass; parallel over peaks, O(peaks · window points).
+    """
+    n_peaks = centres.shape[0]
+    d_intensity = np.zeros(n_peaks)
+    d_centre = np.zeros(n_peaks)
+    for p in prange(n_peaks):
+        half_width = window * fwhm[p]
+        first = np.searchsorted(two_theta_grid, centres[p] - half_width)
+        last = np.searchsorted(two_theta_grid, centres[p] + half_width, side="right")
+        acc_intensity = 0.0
+        acc_slope = 0.0
+        for k in range(first, last):
+            offset = two_theta_grid[k] - centres[p]
+            if abs(offset) <= half_width:
+                acc_intensity += d_profile[k] * _peak_shape(offset, fwhm[p], eta)
+                acc_slope += d_profile[k] * _peak_shape_slope(offset, fwhm[p], eta)
+        d_intensity[p] = acc_intensity
+        d_centre[p] = -intensities[p] * acc_slope
+    return d_intensity, d_centre

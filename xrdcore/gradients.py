@@ -1,0 +1,199 @@
+"""Exact gradients of a pattern-similarity loss with respect to the lattice and the atoms.
+
+The forward chain, for lattice rows A (Å) and fractional coordinates x (N, 3):
+
+    A → G* = (A Aᵀ)⁻¹ → |g_h| = sqrt(hᵀ G* h) → (2θ_h, s_h, LP_h)
+    x → F(h) = Σ_j occ_j f_j(s_h) exp(2πi h·x_j) → I_h = 2|F(h)|² LP_h
+    (2θ_h, I_h) → y(2θ_k) = Σ_h I_h P(2θ_k − 2θ_h; w) → loss L(y, target)
+
+is reversed by hand-written adjoint kernels (``*_adjoint`` in :mod:`xrdcore.kernels.cpu`),
+no autodiff framework: dL/dy from the metric (:mod:`xrdcore.similarity`), then
+dL/dI_h and dL/d2θ_h (profile adjoint), then dL/dx and dL/d|g_h| (intensity adjoint),
+and finally, with S = Σ_h (dL/d|g_h|)/(2|g_h|) h hᵀ,
+
+    dL/dG* = S,   dL/d(A Aᵀ) = −G* S G*,   dL/dA = −2 G* S G* A.
+
+Cost O(N_hkl · N_atoms + N_hkl · window points), like the forward pass. Gradients are taken
+with the fractional coordinates held fixed while the lattice moves, and with a fixed peak
+width (Caglioti widths are not differentiated).
+
+Reflection sets and a moving lattice: each call enumerates the reflections that can touch
+the grid at the *current* lattice, so none is missed. A fixed set reused across steps
+(:class:`ReflectionSet`) is enumerated with a relative margin m and is complete for every
+lattice A' whose transformation T = A'⁻¹A has singular values in [1/(1+m), 1/(1−m)]
+(then |g'| = |g Tᵀ| cannot cross the margin); :meth:`ReflectionSet.covers` checks this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .crystal import Crystal
+from .diffraction import Diffractometer, _check_crystal, scatterer_types
+from .kernels import cpu
+from .similarity import loss as metric_loss
+
+#: Default relative margin of a reusable reflection set (5 % change of any |g|).
+DEFAULT_MARGIN = 0.05
+
+
+class LossGradient(NamedTuple):
+    """Loss and its gradients: ``d_lattice`` (3, 3) per Å of each lattice-vector component, ``d_frac`` (N, 3)."""
+
+    loss: float
+    d_lattice: np.ndarray
+    d_frac: np.ndarray
+
+
+@dataclass(frozen=True)
+class ReflectionSet:
+    """Half-space hkl enumerated for ``lattice`` over ``g_range`` widened by a relative ``margin``."""
+
+    hkl: np.ndarray  # (M, 3) floats
+    lattice: np.ndarray
+    margin: float
+    g_window: tuple[float, float]  # |g| limits the set must cover (Å⁻¹)
+
+    def covers(self, lattice) -> bool:
+        """True when no reflection of ``lattice`` inside ``g_window`` can be missing from the set."""
+        singular_values = np.linalg.svd(np.linalg.solve(np.asarray(lattice, float), self.lattice), compute_uv=False)
+        return bool(singular_values.min() >= 1 / (1 + self.margin) and singular_values.max() <= 1 / (1 - self.margin))
+
+
+def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, margin: float = DEFAULT_MARGIN) -> ReflectionSet:
+    """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays within ``margin``."""
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin must lie in [0, 1), got {margin}")
+    g_min, g_max = diffractometer.g_window(two_theta_range)
+    hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin))
+    return ReflectionSet(hkl, np.array(lattice, dtype=float), margin, (g_min, g_max))
+
+
+def _g_lengths(lattice, hkl):
+    return np.linalg.norm(hkl @ np.linalg.inv(lattice).T, axis=1)
+
+
+def _target_pattern(target, diffractometer, setup):
+    if isinstance(target, Crystal):
+        refl = diffractometer.reflections(target, setup.two_theta_range)
+        return setup.profile(diffractometer._kernels, refl.two_theta, refl.intensity)
+    target = np.asarray(target, dtype=float)
+    if target.shape != setup.grid.shape:
+        raise ValueError(f"target pattern has shape {target.shape}, the 2θ grid {setup.grid.shape}: not the same grid")
+    return target
+
+
+def loss_and_grad(
+    crystal: Crystal,
+    target,
+    diffractometer: Diffractometer,
+    metric: str = "cosine",
+    fwhm: float = 0.1,
+    shape: str = "gaussian",
+    eta: float | None = None,
+    window: float | None = None,
+    two_theta=None,
+    reflections: ReflectionSet | None = None,
+    **metric_options,
+) -> LossGradient:
+    """Loss of ``crystal``'s pattern against ``target`` and its exact gradient.
+
+    Parameters
+    ----------
+    target : a pattern on the grid (any scale), or a Crystal whose pattern is the target.
+    metric : a name from :data:`xrdcore.similarity.METRICS`; the loss is 1 − similarity or
+        the distance (see :func:`xrdcore.similarity.loss`).
+    fwhm, shape, eta, window, two_theta : profile settings as in :meth:`Diffractometer.pattern`
+        (``fwhm`` a fixed number of degrees).
+    reflections : optional :class:`ReflectionSet` to reuse; ValueError if the lattice has
+        moved beyond its margin.
+
+    Returns ``LossGradient(loss, d_lattice, d_frac)``.
+    """
+    _check_crystal(crystal)
+    if np.ndim(fwhm) != 0:
+        raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
+    setup = diffractometer.profile_setup(two_theta, fwhm, shape, eta, window)
+    target_pattern = _target_pattern(target, diffractometer, setup)
+    kernels = diffractometer._kernels
+    lattice = crystal.lattice
+    if reflections is None:
+        hkl, g = diffractometer.enumerate_hkl(lattice, *diffractometer.g_window(setup.two_theta_range))
+    else:
+        if not reflections.covers(lattice):
+            raise ValueError("the lattice has moved beyond the reflection set's margin; enumerate a new set")
+        hkl = reflections.hkl
+        g = _g_lengths(lattice, hkl)
+        reachable = g <= 2 / diffractometer.wavelength  # shorter λ|g|/2 > 1 cannot diffract at any angle
+        hkl, g = hkl[reachable], g[reachable]
+        order = np.argsort(g, kind="stable")  # the profile kernels want ascending 2θ
+        hkl, g = hkl[order], g[order]
+
+    scatterer_type, *type_tables = scatterer_types(crystal)
+    work = len(g) * len(crystal)
+    with cpu.threads_for(work):
+        form_factor, form_factor_slope = kernels.form_factor_tables(g, *type_tables)
+        two_theta_h, intensity = kernels.reflection_intensities(
+            hkl, g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, form_factor
+        )
+    pattern = setup.profile(kernels, two_theta_h, intensity)
+    loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **metric_options)
+
+    widths = np.full(len(g), float(fwhm))
+    with cpu.threads_for(setup.work(len(g))):
+        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
+            setup.grid, two_theta_h, intensity, widths, setup.eta, setup.window, d_pattern
+        )
+    with cpu.threads_for(work):
+        d_frac, d_g = kernels.reflection_intensities_adjoint(
+            hkl, g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type,
+            form_factor, form_factor_slope, d_intensity, d_two_theta,
+        )
+    return LossGradient(loss, lattice_gradient(lattice, hkl, g, d_g), d_frac)
+
+
+def lattice_gradient(lattice, hkl, g, d_g) -> np.ndarray:
+    """dL/dA (3, 3) from dL/d|g_h| (M,): S = Σ (dL/d|g|)/(2|g|) h hᵀ, dL/dA = −2 G* S G* A."""
+    weighted = hkl * (d_g / (2 * g))[:, None]
+    s_matrix = weighted.T @ hkl
+    metric_inverse = np.linalg.inv(lattice @ lattice.T)  # G*
+    return -2 * metric_inverse @ s_matrix @ metric_inverse @ lattice
+
+
+def loss_and_grad_batch(
+    template: Crystal,
+    lattices,
+    frac_coords,
+    target,
+    diffractometer: Diffractometer,
+    margin: float = DEFAULT_MARGIN,
+    **options,
+):
+    """:func:`loss_and_grad` for B structures of one composition (``template``'s species).
+
+    ``lattices`` (B, 3, 3), ``frac_coords`` (B, N, 3). One :class:`ReflectionSet` is enumerated
+    for the template lattice with ``margin`` and reused for every member it covers (members
+    outside it get their own). Returns loss (B,), d_lattice (B, 3, 3), d_frac (B, N, 3).
+    """
+    lattices = np.asarray(lattices, dtype=float)
+    frac_coords = np.asarray(frac_coords, dtype=float)
+    if lattices.ndim != 3 or lattices.shape[1:] != (3, 3):
+        raise ValueError(f"lattices must have shape (B, 3, 3), got {lattices.shape}")
+    if frac_coords.shape != (len(lattices), len(template), 3):
+        raise ValueError(f"frac_coords must have shape ({len(lattices)}, {len(template)}, 3), got {frac_coords.shape}")
+    setup = diffractometer.profile_setup(
+        options.get("two_theta"), options.get("fwhm", 0.1), options.get("shape", "gaussian"), options.get("eta"), options.get("window")
+    )
+    shared = reflection_set(diffractometer, template.lattice, setup.two_theta_range, margin)
+    target_pattern = _target_pattern(target, diffractometer, setup)
+    losses = np.empty(len(lattices))
+    d_lattices = np.empty_like(lattices)
+    d_fracs = np.empty_like(frac_coords)
+    for b, (lattice, coords) in enumerate(zip(lattices, frac_coords)):
+        member = template.replace(lattice=lattice, frac_coords=coords)
+        reuse = shared if shared.covers(lattice) else None
+        losses[b], d_lattices[b], d_fracs[b] = loss_and_grad(member, target_pattern, diffractometer, reflections=reuse, **options)
+    return losses, d_lattices, d_fracs
