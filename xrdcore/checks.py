@@ -102,3 +102,85 @@ def check_lorentz_polarization_ratio(answer, two_theta_low: float, two_theta_hig
     low, high = lorentz_polarization([two_theta_low, two_theta_high])
     slips = {"invert the ratio": high / low, "use θ where the formula wants 2θ": float(np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2])))}
     return check_value(answer, low / high, rel=1e-3, slips=slips)
+
+
+def check_array(answer, expected, atol: float, what: str = "array") -> Feedback:
+    """Compare an array with the expected one within an absolute tolerance; name the components that differ."""
+    try:
+        value = np.asarray(answer, dtype=float)
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected a numeric {what}, got {answer!r}")
+    expected = np.asarray(expected, dtype=float)
+    if value.shape != expected.shape:
+        return Feedback(False, f"the {what} has shape {value.shape}, expected {expected.shape}")
+    wrong = np.flatnonzero(~np.isclose(value, expected, rtol=0, atol=atol))
+    if len(wrong) == 0:
+        return Feedback(True, f"every component of the {what} agrees within {atol:.1e}.")
+    index = np.unravel_index(wrong[0], value.shape)
+    return Feedback(
+        False,
+        f"{len(wrong)} component(s) of the {what} differ, e.g. at {tuple(int(i) for i in index)}: "
+        f"{value[index]:.6g} instead of {expected[index]:.6g}.",
+    )
+
+
+def check_similarity(answer, pattern, target, metric: str, two_theta=None) -> Feedback:
+    """Check a metric value (as the metric defines it, not as a loss) between two patterns."""
+    from .similarity import get_metric
+
+    function = get_metric(metric).function
+    expected, _ = function(pattern, target, two_theta)
+    slips = {}
+    if metric != "wasserstein":
+        swapped, _ = function(target, pattern, two_theta)
+        if not np.isclose(swapped, expected, rtol=1e-9):
+            slips["swap the simulated and the target pattern"] = swapped
+    slips["report the loss 1 − S instead of S"] = 1 - expected
+    return check_value(answer, expected, rel=1e-6, slips=slips)
+
+
+def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str, level: float) -> float:
+    """Smallest isotropic strain (%) > 0 at which the metric against the unstrained pattern first falls below ``level``."""
+    from .similarity import get_metric
+
+    function = get_metric(metric).function
+    grid = diffractometer.two_theta
+    target = diffractometer.pattern(crystal, fwhm=fwhm)
+
+    def similarity_at(percent):
+        strained = crystal.replace(lattice=crystal.lattice * (1 + percent / 100))
+        return function(diffractometer.pattern(strained, fwhm=fwhm), target, grid)[0]
+
+    strains = np.linspace(0, 10, 2001)
+    below = next((s for s in strains if similarity_at(s) < level), None)
+    if below is None:
+        return np.inf
+    low, high = below - strains[1], below
+    for _ in range(40):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if similarity_at(middle) >= level else (low, middle)
+    return 0.5 * (low + high)
+
+
+def check_similarity_basin(answer, crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str = "cosine", level: float = 0.5) -> Feedback:
+    """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 % absolute)."""
+    expected = similarity_basin(crystal, diffractometer, fwhm, metric, level)
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected a strain in %, got {answer!r}")
+    if abs(value - expected) <= 0.02:
+        return Feedback(True, f"{value:.3f} % agrees with {expected:.3f} %.")
+    if abs(value - expected / 100) <= 2e-4:
+        return Feedback(False, f"{value} looks like a fraction; give the strain in percent ({expected:.3f} %).")
+    side = "past the first drop: look for the *first* strain below the level" if value > expected else "too early"
+    return Feedback(False, f"{value:.3f} % is {side}; the similarity first falls below {level} at another strain.")
+
+
+def check_bragg_slope(answer, a: float, hkl=(1, 0, 0), wavelength: str | float = "CuKa") -> Feedback:
+    """Check d(2θ)/da in degrees per Å for reflection ``hkl`` of a cubic cell with edge ``a`` (Å)."""
+    d_of = lambda edge: edge / np.sqrt(np.sum(np.square(hkl)))  # noqa: E731
+    step = 1e-6 * a
+    expected = float((bragg_two_theta(d_of(a + step), wavelength) - bragg_two_theta(d_of(a - step), wavelength)) / (2 * step))
+    slips = {"leave the derivative in radians": np.radians(expected), "drop the minus sign": -expected, "differentiate θ instead of 2θ": expected / 2}
+    return check_value(answer, expected, rel=1e-5, unit="°/Å", slips=slips)

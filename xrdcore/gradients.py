@@ -113,6 +113,53 @@ def loss_and_grad(
 
     Returns ``LossGradient(loss, d_lattice, d_frac)``.
     """
+    forward = _forward(crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, metric_options)
+    kernels, setup = diffractometer._kernels, forward.setup
+    widths = np.full(len(forward.g), float(fwhm))
+    with cpu.threads_for(setup.work(len(forward.g))):
+        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
+            setup.grid, forward.two_theta, forward.intensity, widths, setup.eta, setup.window, forward.d_pattern
+        )
+    scatterer_type, *_ = scatterer_types(crystal)
+    with cpu.threads_for(len(forward.g) * len(crystal)):
+        d_frac, d_g = kernels.reflection_intensities_adjoint(
+            forward.hkl, forward.g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies,
+            scatterer_type, forward.form_factor, forward.form_factor_slope, d_intensity, d_two_theta,
+        )
+    return LossGradient(forward.loss, lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac)
+
+
+def loss_value(
+    crystal: Crystal,
+    target,
+    diffractometer: Diffractometer,
+    metric: str = "cosine",
+    fwhm: float = 0.1,
+    shape: str = "gaussian",
+    eta: float | None = None,
+    window: float | None = None,
+    two_theta=None,
+    reflections: ReflectionSet | None = None,
+    **metric_options,
+) -> float:
+    """The loss of :func:`loss_and_grad` alone (same arguments), without the backward pass."""
+    return _forward(crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, metric_options).loss
+
+
+class _Forward(NamedTuple):
+    setup: object
+    hkl: np.ndarray
+    g: np.ndarray
+    form_factor: np.ndarray
+    form_factor_slope: np.ndarray
+    two_theta: np.ndarray
+    intensity: np.ndarray
+    loss: float
+    d_pattern: np.ndarray
+
+
+def _forward(crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, metric_options):
+    """Forward pass of the loss, keeping what the backward pass needs."""
     _check_crystal(crystal)
     if np.ndim(fwhm) != 0:
         raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
@@ -127,32 +174,18 @@ def loss_and_grad(
             raise ValueError("the lattice has moved beyond the reflection set's margin; enumerate a new set")
         hkl = reflections.hkl
         g = _g_lengths(lattice, hkl)
-        reachable = g <= 2 / diffractometer.wavelength  # shorter λ|g|/2 > 1 cannot diffract at any angle
-        hkl, g = hkl[reachable], g[reachable]
-        order = np.argsort(g, kind="stable")  # the profile kernels want ascending 2θ
-        hkl, g = hkl[order], g[order]
-
+        reachable = g <= 2 / diffractometer.wavelength  # λ|g|/2 > 1 cannot diffract at any angle
+        order = np.argsort(g[reachable], kind="stable")  # the profile kernels want ascending 2θ
+        hkl, g = hkl[reachable][order], g[reachable][order]
     scatterer_type, *type_tables = scatterer_types(crystal)
-    work = len(g) * len(crystal)
-    with cpu.threads_for(work):
+    with cpu.threads_for(len(g) * len(crystal)):
         form_factor, form_factor_slope = kernels.form_factor_tables(g, *type_tables)
         two_theta_h, intensity = kernels.reflection_intensities(
             hkl, g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, form_factor
         )
     pattern = setup.profile(kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **metric_options)
-
-    widths = np.full(len(g), float(fwhm))
-    with cpu.threads_for(setup.work(len(g))):
-        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
-            setup.grid, two_theta_h, intensity, widths, setup.eta, setup.window, d_pattern
-        )
-    with cpu.threads_for(work):
-        d_frac, d_g = kernels.reflection_intensities_adjoint(
-            hkl, g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type,
-            form_factor, form_factor_slope, d_intensity, d_two_theta,
-        )
-    return LossGradient(loss, lattice_gradient(lattice, hkl, g, d_g), d_frac)
+    return _Forward(setup, hkl, g, form_factor, form_factor_slope, two_theta_h, intensity, loss, d_pattern)
 
 
 def lattice_gradient(lattice, hkl, g, d_g) -> np.ndarray:
