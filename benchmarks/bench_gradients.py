@@ -38,10 +38,37 @@ def finite_difference_time(crystal, target, diffractometer, step=1e-6) -> float:
     return time.perf_counter() - start
 
 
+def torch_comparison(crystal, target, diffractometer, xrdcore_time):
+    """Time torch.autograd on the same loss and compare its gradient with xrdcore's."""
+    from torch_reference import TorchCosineLoss
+
+    setup = diffractometer.profile_setup(fwhm=OPTIONS["fwhm"])
+    hkl, _ = diffractometer.enumerate_hkl(crystal.lattice, *diffractometer.g_window(setup.two_theta_range))
+    reference = TorchCosineLoss(crystal, hkl, diffractometer.wavelength, setup.grid, target, OPTIONS["fwhm"])
+    ours = loss_and_grad(crystal, target, diffractometer, **OPTIONS)
+    theirs = reference.loss_and_grad(crystal.lattice, crystal.frac_coords)
+    difference = max(
+        np.abs(ours.d_lattice - theirs[1]).max() / np.abs(theirs[1]).max(),
+        np.abs(ours.d_frac - theirs[2]).max() / np.abs(theirs[2]).max(),
+    )
+    torch_time = best_times({"torch": lambda: reference.loss_and_grad(crystal.lattice, crystal.frac_coords)}, repeats=3)["torch"]
+    return f"{torch_time * 1e3:.1f} | {torch_time / xrdcore_time:.0f}× | {difference:.1e} |"
+
+
 def main():
+    try:
+        import torch
+
+        torch_header, torch_rule = (
+            f" torch {torch.__version__} autograd, dense (ms) | torch / xrdcore | max relative gradient difference |",
+            "---|---|---|",
+        )
+    except ImportError:
+        torch = None
+        torch_header, torch_rule = "", ""
     diffractometer = Diffractometer("CuKa", (10, 90))
-    print("| atoms | reflections | value (ms) | value + gradient (ms) | ratio | finite differences (ms) | FD / (value + gradient) |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"| atoms | reflections | value (ms) | value + gradient (ms) | ratio | finite differences (ms) | FD / (value + gradient) |{torch_header}")
+    print(f"|---|---|---|---|---|---|---|{torch_rule}")
     for n_atoms, structure in structures().items():
         if n_atoms < 8:
             continue
@@ -61,13 +88,12 @@ def main():
             fd = 2 * n_parameters * times["value"]
             fd_text = f"≈{fd * 1e3:.0f} (2·{n_parameters} × value)"
         n_reflections = len(diffractometer.reflections(crystal, diffractometer.profile_setup(fwhm=0.1).two_theta_range).g)
+        torch_text = f" {torch_comparison(crystal, target, diffractometer, times['gradient'])}" if torch else ""
         print(
             f"| {n_atoms} | {n_reflections} | {times['value'] * 1e3:.2f} | {times['gradient'] * 1e3:.2f} "
-            f"| {times['gradient'] / times['value']:.2f}× | {fd_text} | {fd / times['gradient']:.0f}× |"
+            f"| {times['gradient'] / times['value']:.2f}× | {fd_text} | {fd / times['gradient']:.0f}× |{torch_text}"
         )
-    try:
-        import torch  # noqa: F401
-    except ImportError:
+    if torch is None:
         print("\ntorch is not installed: the autodiff comparison is skipped (pip install torch==2.13.0 to run it).")
 
 
