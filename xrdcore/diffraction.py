@@ -27,7 +27,7 @@ from functools import lru_cache
 import numpy as np
 
 from .crystal import Crystal, element_symbol
-from .kernels import cpu
+from .kernels import cpu, select_backend
 from .profiles import default_window, peak_widths, resolve_shape
 from .scattering import form_factor_coefficients, resolve_wavelength
 
@@ -156,12 +156,21 @@ class Diffractometer:
     wavelength : line name such as "CuKa" (1.54184 Å, pymatgen's table) or a number in Å.
     two_theta_range : (low, high) in degrees, 0 ≤ low < high ≤ 179.9.
     step : grid step in degrees for :meth:`pattern` when no grid is given.
+    backend : where batched work runs (:class:`xrdcore.batch.BatchLoss`): "cpu", "cuda", or
+        "auto" (CUDA when a physical GPU is present). Single-structure methods run on the CPU.
     """
 
     #: Kernel module (numba CPU); a subclass may swap in ``kernels.reference`` for checks and benchmarks.
     _kernels = cpu
 
-    def __init__(self, wavelength: str | float = "CuKa", two_theta_range=(10.0, 90.0), step: float = DEFAULT_STEP):
+    def __init__(
+        self,
+        wavelength: str | float = "CuKa",
+        two_theta_range=(10.0, 90.0),
+        step: float = DEFAULT_STEP,
+        backend: str = "auto",
+    ):
+        self.backend = select_backend(backend)
         self.wavelength = resolve_wavelength(wavelength)
         self.two_theta_range = _check_range(two_theta_range)
         if not (np.isfinite(step) and step > 0):
@@ -170,7 +179,7 @@ class Diffractometer:
 
     def __repr__(self) -> str:
         lo, hi = self.two_theta_range
-        return f"Diffractometer(λ = {self.wavelength} Å, 2θ {lo}–{hi}°)"
+        return f"Diffractometer(λ = {self.wavelength} Å, 2θ {lo}–{hi}°, backend {self.backend})"
 
     @property
     def two_theta(self) -> np.ndarray:

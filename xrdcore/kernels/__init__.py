@@ -1,5 +1,53 @@
-"""Compute kernels: ``cpu`` (numba, the fast path) and ``reference`` (plain numpy, for tests).
+"""Compute kernels: ``cpu`` (numba, the fast path), ``reference`` (plain numpy, for tests),
+``batched`` (many structures at once, CPU) and ``cuda`` (the same batch on a GPU).
 
 Every numba kernel in ``cpu`` has a twin of the same name in ``reference`` that computes the
-same quantity the obvious way; the test suite checks they agree.
+same quantity the obvious way; the test suite checks they agree. The batched kernels are
+checked against the single-structure path, and the CUDA kernels against the batched CPU
+kernels (on machines without a GPU through numba's CUDA simulator).
+
+The backend is chosen in one place, :func:`select_backend`.
 """
+
+from __future__ import annotations
+
+BACKENDS = ("auto", "cpu", "cuda")
+
+SIMULATOR_HINT = (
+    "set the environment variable NUMBA_ENABLE_CUDASIM=1 before Python starts to run the CUDA "
+    "kernels in numba's CUDA simulator (correct but slow: for tests), or use backend='cpu'"
+)
+
+
+def cuda_available() -> bool:
+    """True when numba can reach a CUDA GPU, or its simulator is enabled."""
+    try:
+        from numba import cuda
+
+        return bool(cuda.is_available())
+    except Exception:  # a broken driver install is "no GPU", not a crash
+        return False
+
+
+def real_gpu_available() -> bool:
+    """True only for a physical GPU (not the simulator)."""
+    from numba import config
+
+    return cuda_available() and not config.ENABLE_CUDASIM
+
+
+def select_backend(name: str = "auto") -> str:
+    """Resolve a backend request to "cpu" or "cuda".
+
+    "auto" picks CUDA only when a physical GPU is present; "cuda" without a GPU (and without
+    the simulator) is a clear error that names the simulator option.
+    """
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+    if name == "cpu":
+        return "cpu"
+    if name == "auto":
+        return "cuda" if real_gpu_available() else "cpu"
+    if not cuda_available():
+        raise RuntimeError(f"backend='cuda' was requested but no CUDA GPU is available; {SIMULATOR_HINT}")
+    return "cuda"
