@@ -1,9 +1,19 @@
-"""Shared fixtures: random triclinic cells and a few hand-made structures."""
+"""Shared fixtures: random triclinic cells and a few hand-made structures.
 
-import numpy as np
-import pytest
+Without a physical GPU the CUDA kernels are tested in numba's CUDA simulator: the switch
+must be set before numba is first imported, hence here, at the top.
+"""
 
-from xrdcore import Crystal
+import os
+from pathlib import Path
+
+if "NUMBA_ENABLE_CUDASIM" not in os.environ and not Path("/dev/nvidia0").exists():
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from xrdcore import Crystal  # noqa: E402
 
 
 def random_triclinic(rng, n_atoms, species=("O", "Si", "Fe", "Ba")):

