@@ -113,7 +113,9 @@ def loss_and_grad(
 
     Returns ``LossGradient(loss, d_lattice, d_frac)``.
     """
-    forward = _forward(crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, metric_options)
+    forward = _forward(
+        crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, **metric_options
+    )
     kernels, setup = diffractometer._kernels, forward.setup
     widths = np.full(len(forward.g), float(fwhm))
     with cpu.threads_for(setup.work(len(forward.g))):
@@ -129,21 +131,9 @@ def loss_and_grad(
     return LossGradient(forward.loss, lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac)
 
 
-def loss_value(
-    crystal: Crystal,
-    target,
-    diffractometer: Diffractometer,
-    metric: str = "cosine",
-    fwhm: float = 0.1,
-    shape: str = "gaussian",
-    eta: float | None = None,
-    window: float | None = None,
-    two_theta=None,
-    reflections: ReflectionSet | None = None,
-    **metric_options,
-) -> float:
-    """The loss of :func:`loss_and_grad` alone (same arguments), without the backward pass."""
-    return _forward(crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, metric_options).loss
+def loss_value(crystal: Crystal, target, diffractometer: Diffractometer, **options) -> float:
+    """The loss of :func:`loss_and_grad` alone (same keyword options), without the backward pass."""
+    return _forward(crystal, target, diffractometer, **options).loss
 
 
 class _Forward(NamedTuple):
@@ -158,7 +148,10 @@ class _Forward(NamedTuple):
     d_pattern: np.ndarray
 
 
-def _forward(crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, metric_options):
+def _forward(
+    crystal, target, diffractometer, metric="cosine", fwhm=0.1, shape="gaussian", eta=None, window=None,
+    two_theta=None, reflections=None, **metric_options,
+):
     """Forward pass of the loss, keeping what the backward pass needs."""
     _check_crystal(crystal)
     if np.ndim(fwhm) != 0:

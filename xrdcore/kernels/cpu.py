@@ -20,11 +20,19 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ..scattering import FORM_FACTOR_PREFACTOR
+from .elements import compile_elements
 
 #: Below this much work (e.g. reflections × atoms) a parallel kernel runs on the calling
 #: thread alone: waking worker threads costs more than it saves (measured in benchmarks/).
 PARALLEL_MIN_WORK = 500_000
+
+
+_cpu = compile_elements(njit(inline="always"))
+_form_factor_and_slope = _cpu["form_factor_and_slope"]
+_reflection_factors = _cpu["reflection_factors"]
+_reflection_adjoint = _cpu["reflection_adjoint"]
+_peak_shape = _cpu["peak_shape"]
+_peak_window_adjoint = _cpu["peak_window_adjoint"]
 
 
 @contextmanager
@@ -116,20 +124,8 @@ def form_factor_tables(g, type_z, type_coeffs, type_b):
     value = np.empty((g.shape[0], n_types))
     slope = np.empty((g.shape[0], n_types))
     for m in prange(g.shape[0]):
-        s = 0.5 * g[m]
-        s2 = s * s
         for t in range(n_types):
-            acc = 0.0
-            acc_slope = 0.0
-            for i in range(type_coeffs.shape[1]):
-                term = type_coeffs[t, i, 0] * math.exp(-type_coeffs[t, i, 1] * s2)
-                acc += term
-                acc_slope += term * (1.0 - type_coeffs[t, i, 1] * s2)
-            f = type_z[t] - FORM_FACTOR_PREFACTOR * s2 * acc
-            f_slope = -2.0 * FORM_FACTOR_PREFACTOR * s * acc_slope
-            debye_waller = math.exp(-type_b[t] * s2) if type_b[t] != 0.0 else 1.0
-            value[m, t] = f * debye_waller
-            slope[m, t] = (f_slope - 2.0 * type_b[t] * s * f) * debye_waller
+            value[m, t], slope[m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g[m])
     return value, slope
 
 
@@ -195,19 +191,6 @@ def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_ty
     return by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table
 
 
-@njit(cache=True, inline="always")
-def _lorentz_polarization(sin2_theta):
-    """LP = (1 + cos² 2θ)/(sin² θ cos θ) from u = sin² θ, and dLP/du."""
-    cos_2theta = 1.0 - 2.0 * sin2_theta
-    numerator = 1.0 + cos_2theta * cos_2theta
-    cos_theta = math.sqrt(1.0 - sin2_theta)
-    denominator = sin2_theta * cos_theta
-    d_numerator = -4.0 * cos_2theta
-    d_denominator = cos_theta - 0.5 * sin2_theta / cos_theta
-    value = numerator / denominator
-    return value, (d_numerator * denominator - numerator * d_denominator) / (denominator * denominator)
-
-
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
     """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
@@ -241,10 +224,8 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
             for j in range(n_atoms):
                 real += form_factor[j] * (pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j])
                 imag += form_factor[j] * (pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j])
-            sin_theta = 0.5 * wavelength * g[m]
-            lorentz_polarization, _ = _lorentz_polarization(sin_theta * sin_theta)
+            two_theta[m], lorentz_polarization, _, _ = _reflection_factors(g[m], wavelength)
             intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
-            two_theta[m] = math.degrees(2.0 * math.asin(sin_theta))
     return two_theta, intensity
 
 
@@ -294,43 +275,17 @@ def reflection_intensities_adjoint(
                 imag += form_factor[j] * phase_imag[j]
                 slope_real += form_factor_slope[j] * phase_real[j]
                 slope_imag += form_factor_slope[j] * phase_imag[j]
-            sin_theta = 0.5 * wavelength * g[m]
-            sin2_theta = sin_theta * sin_theta
-            lorentz_polarization, d_lp_d_u = _lorentz_polarization(sin2_theta)
-            squared = real * real + imag * imag
-            d_intensity_d_g = 2.0 * lorentz_polarization * (real * slope_real + imag * slope_imag) + (
-                2.0 * squared * d_lp_d_u * 0.5 * wavelength * wavelength * g[m]
+            _, lorentz_polarization, d_lp_d_u, d_two_theta_d_g = _reflection_factors(g[m], wavelength)
+            d_g[m], coefficient = _reflection_adjoint(
+                d_intensity[m], d_two_theta[m], g[m], wavelength, lorentz_polarization, d_lp_d_u, d_two_theta_d_g,
+                real, imag, slope_real, slope_imag,
             )
-            d_two_theta_d_g = (360.0 / math.pi) * 0.5 * wavelength / math.sqrt(1.0 - sin2_theta)
-            d_g[m] = d_intensity[m] * d_intensity_d_g + d_two_theta[m] * d_two_theta_d_g
-            coefficient = d_intensity[m] * 8.0 * math.pi * lorentz_polarization
             for j in range(n_atoms):
                 along_h = coefficient * form_factor[j] * (imag * phase_real[j] - real * phase_imag[j])
                 atom = by_type[j]
                 for axis in range(3):
                     partial_d_frac[chunk, atom, axis] += along_h * hkl[m, axis]
     return partial_d_frac.sum(axis=0), d_g
-
-
-@njit(cache=True, inline="always")
-def _peak_shape(offset, fwhm, eta):
-    """Unit-area pseudo-Voigt at ``offset`` (deg) from the centre: η·Lorentzian + (1 − η)·Gaussian."""
-    half = 0.5 * fwhm
-    lorentzian = half / (math.pi * (offset * offset + half * half))
-    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
-    return eta * lorentzian + (1.0 - eta) * gaussian
-
-
-@njit(cache=True, inline="always")
-def _peak_shape_slope(offset, fwhm, eta):
-    """d/d(offset) of :func:`_peak_shape`."""
-    half = 0.5 * fwhm
-    lorentz_denominator = offset * offset + half * half
-    lorentzian_slope = -2.0 * offset * half / (math.pi * lorentz_denominator * lorentz_denominator)
-    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
-    return eta * lorentzian_slope - (1.0 - eta) * gaussian * offset / (sigma * sigma)
 
 
 @njit(parallel=True, cache=True)
@@ -369,16 +324,7 @@ def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, w
     d_intensity = np.zeros(n_peaks)
     d_centre = np.zeros(n_peaks)
     for p in prange(n_peaks):
-        half_width = window * fwhm[p]
-        first = np.searchsorted(two_theta_grid, centres[p] - half_width)
-        last = np.searchsorted(two_theta_grid, centres[p] + half_width, side="right")
-        acc_intensity = 0.0
-        acc_slope = 0.0
-        for k in range(first, last):
-            offset = two_theta_grid[k] - centres[p]
-            if abs(offset) <= half_width:
-                acc_intensity += d_profile[k] * _peak_shape(offset, fwhm[p], eta)
-                acc_slope += d_profile[k] * _peak_shape_slope(offset, fwhm[p], eta)
-        d_intensity[p] = acc_intensity
-        d_centre[p] = -intensities[p] * acc_slope
+        d_intensity[p], d_centre[p] = _peak_window_adjoint(
+            d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window
+        )
     return d_intensity, d_centre

@@ -1,6 +1,7 @@
 """numba.cuda kernels for :class:`xrdcore.batch.BatchLoss`: the batched CPU kernels of
 :mod:`xrdcore.kernels.batched`, one GPU thread per (structure, reflection), (structure,
-atom) or structure, compiled from the *same* element functions.
+atom) or structure, compiled from the *same* element functions
+(:mod:`xrdcore.kernels.elements`).
 
 Patterns are accumulated with atomic adds (each reflection adds its peak to the grid
 points in its window); every other output has a single writer. :class:`DeviceBatch`
@@ -16,18 +17,20 @@ import math
 import numpy as np
 from numba import cuda
 
-from . import batched
+from .elements import compile_elements
 
-_reciprocal_metric = cuda.jit(device=True)(batched.reciprocal_metric)
-_g_length = cuda.jit(device=True)(batched.g_length)
-_reflection_factors = cuda.jit(device=True)(batched.reflection_factors)
-_form_factor_and_slope = cuda.jit(device=True)(batched.form_factor_and_slope)
-_structure_factor = cuda.jit(device=True)(batched.structure_factor)
-_window_bounds = cuda.jit(device=True)(batched.window_bounds)
-_peak_shape = cuda.jit(device=True)(batched.peak_shape)
-_peak_slope = cuda.jit(device=True)(batched.peak_slope)
-_atom_gradient = cuda.jit(device=True)(batched.atom_gradient)
-_lattice_gradient = cuda.jit(device=True)(batched.lattice_gradient)
+_gpu = compile_elements(cuda.jit(device=True))
+_reciprocal_metric = _gpu["reciprocal_metric"]
+_g_length = _gpu["g_length"]
+_reflection_factors = _gpu["reflection_factors"]
+_form_factor_and_slope = _gpu["form_factor_and_slope"]
+_structure_factor = _gpu["structure_factor"]
+_window_bounds = _gpu["window_bounds"]
+_peak_shape = _gpu["peak_shape"]
+_peak_window_adjoint = _gpu["peak_window_adjoint"]
+_reflection_adjoint = _gpu["reflection_adjoint"]
+_atom_gradient = _gpu["atom_gradient"]
+_lattice_gradient = _gpu["lattice_gradient"]
 
 THREADS_1D = 128
 THREADS_2D = (8, 32)
@@ -68,10 +71,8 @@ def _forward_kernel(metric, frac_coords, occupancies, scatterer_type, type_z, ty
     structure[b, m, 3] = slope_imag
     value = 2.0 * (real * real + imag * imag) * lp_m
     intensity[b, m] = value
-    n_grid = grid.shape[0]
-    grid_step = (grid[n_grid - 1] - grid[0]) / (n_grid - 1)
     half_width = window * fwhm
-    first, last = _window_bounds(tt, half_width, grid[0], grid_step, n_grid)
+    first, last = _window_bounds(tt, half_width, grid)
     for k in range(first, last):
         offset = grid[k] - tt
         if abs(offset) <= half_width:
@@ -109,25 +110,13 @@ def _reflection_adjoint_kernel(d_profile, grid, fwhm, eta, window, wavelength, g
     coefficient[b, m] = 0.0
     if lp[b, m] == 0.0:
         return
-    n_grid = grid.shape[0]
-    grid_step = (grid[n_grid - 1] - grid[0]) / (n_grid - 1)
-    half_width = window * fwhm
-    first, last = _window_bounds(two_theta[b, m], half_width, grid[0], grid_step, n_grid)
-    d_intensity = 0.0
-    slope_sum = 0.0
-    for k in range(first, last):
-        offset = grid[k] - two_theta[b, m]
-        if abs(offset) <= half_width:
-            d_intensity += d_profile[b, k] * _peak_shape(offset, fwhm, eta)
-            slope_sum += d_profile[b, k] * _peak_slope(offset, fwhm, eta)
-    d_centre = -intensity[b, m] * slope_sum
-    real = structure[b, m, 0]
-    imag = structure[b, m, 1]
-    d_intensity_d_g = 2.0 * lp[b, m] * (real * structure[b, m, 2] + imag * structure[b, m, 3]) + (
-        2.0 * (real * real + imag * imag) * d_lp[b, m] * 0.5 * wavelength * wavelength * g[b, m]
+    d_intensity, d_centre = _peak_window_adjoint(
+        d_profile[b], grid, two_theta[b, m], intensity[b, m], fwhm, eta, window
     )
-    d_g[b, m] = d_intensity * d_intensity_d_g + d_centre * d_two_theta[b, m]
-    coefficient[b, m] = d_intensity * 8.0 * math.pi * lp[b, m]
+    d_g[b, m], coefficient[b, m] = _reflection_adjoint(
+        d_intensity, d_centre, g[b, m], wavelength, lp[b, m], d_lp[b, m], d_two_theta[b, m],
+        structure[b, m, 0], structure[b, m, 1], structure[b, m, 2], structure[b, m, 3],
+    )
 
 
 @cuda.jit

@@ -1,0 +1,232 @@
+"""Element functions shared by every numba kernel: plain Python on scalars and small arrays.
+
+Each is compiled where it is used: ``njit`` for the CPU kernels (:mod:`~xrdcore.kernels.cpu`,
+:mod:`~xrdcore.kernels.batched`) and ``cuda.jit(device=True)`` for the GPU
+(:mod:`~xrdcore.kernels.cuda`), so all backends evaluate the very same formulas. Calls between
+them are rebound to the callee compiled for the same backend by :func:`compile_elements`.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+
+from ..scattering import FORM_FACTOR_PREFACTOR
+
+DEG_PER_RAD = 180.0 / math.pi
+
+
+def reciprocal_metric(lattice, out):
+    """out (6,) = G* = (A Aᵀ)⁻¹ as (g00, g11, g22, g01, g02, g12), by cofactors (Å⁻²)."""
+    m00 = lattice[0, 0] * lattice[0, 0] + lattice[0, 1] * lattice[0, 1] + lattice[0, 2] * lattice[0, 2]
+    m11 = lattice[1, 0] * lattice[1, 0] + lattice[1, 1] * lattice[1, 1] + lattice[1, 2] * lattice[1, 2]
+    m22 = lattice[2, 0] * lattice[2, 0] + lattice[2, 1] * lattice[2, 1] + lattice[2, 2] * lattice[2, 2]
+    m01 = lattice[0, 0] * lattice[1, 0] + lattice[0, 1] * lattice[1, 1] + lattice[0, 2] * lattice[1, 2]
+    m02 = lattice[0, 0] * lattice[2, 0] + lattice[0, 1] * lattice[2, 1] + lattice[0, 2] * lattice[2, 2]
+    m12 = lattice[1, 0] * lattice[2, 0] + lattice[1, 1] * lattice[2, 1] + lattice[1, 2] * lattice[2, 2]
+    c00 = m11 * m22 - m12 * m12
+    c01 = m02 * m12 - m01 * m22
+    c02 = m01 * m12 - m02 * m11
+    det = m00 * c00 + m01 * c01 + m02 * c02
+    out[0] = c00 / det
+    out[1] = (m00 * m22 - m02 * m02) / det
+    out[2] = (m00 * m11 - m01 * m01) / det
+    out[3] = c01 / det
+    out[4] = c02 / det
+    out[5] = (m01 * m02 - m00 * m12) / det
+
+
+def g_length(metric, h, k, l):
+    """|g| = sqrt(hᵀ G* h) (Å⁻¹) from the packed reciprocal metric of :func:`reciprocal_metric`."""
+    g2 = h * h * metric[0] + k * k * metric[1] + l * l * metric[2] + 2.0 * (h * k * metric[3] + h * l * metric[4] + k * l * metric[5])
+    return math.sqrt(g2)
+
+
+def reflection_factors(g, wavelength):
+    """2θ (deg), LP, dLP/du (u = sin²θ) and d2θ/d|g| (deg·Å) at |g|."""
+    sin_theta = 0.5 * wavelength * g
+    u = sin_theta * sin_theta
+    cos_2theta = 1.0 - 2.0 * u
+    numerator = 1.0 + cos_2theta * cos_2theta
+    cos_theta = math.sqrt(1.0 - u)
+    denominator = u * cos_theta
+    lp = numerator / denominator
+    d_lp_d_u = (-4.0 * cos_2theta * denominator - numerator * (cos_theta - 0.5 * u / cos_theta)) / (denominator * denominator)
+    two_theta = 2.0 * math.asin(sin_theta) * DEG_PER_RAD
+    d_two_theta_d_g = DEG_PER_RAD * wavelength / cos_theta
+    return two_theta, lp, d_lp_d_u, d_two_theta_d_g
+
+
+def form_factor_and_slope(z, coeffs, b, s):
+    """f(s)·exp(−B s²) and its derivative in s for one scatterer type (``coeffs`` (4, 2))."""
+    s2 = s * s
+    acc = 0.0
+    acc_slope = 0.0
+    for i in range(coeffs.shape[0]):
+        term = coeffs[i, 0] * math.exp(-coeffs[i, 1] * s2)
+        acc += term
+        acc_slope += term * (1.0 - coeffs[i, 1] * s2)
+    f = z - FORM_FACTOR_PREFACTOR * s2 * acc
+    f_slope = -2.0 * FORM_FACTOR_PREFACTOR * s * acc_slope
+    debye_waller = math.exp(-b * s2) if b != 0.0 else 1.0
+    return f * debye_waller, (f_slope - 2.0 * b * s * f) * debye_waller
+
+
+def structure_factor(hkl_row, frac_coords, occupancies, scatterer_type, type_f, type_f_slope):
+    """Re F, Im F, Re dF/ds, Im dF/ds of one reflection of one structure."""
+    real = 0.0
+    imag = 0.0
+    slope_real = 0.0
+    slope_imag = 0.0
+    for j in range(frac_coords.shape[0]):
+        phase = 2.0 * math.pi * (hkl_row[0] * frac_coords[j, 0] + hkl_row[1] * frac_coords[j, 1] + hkl_row[2] * frac_coords[j, 2])
+        c = math.cos(phase) * occupancies[j]
+        s = math.sin(phase) * occupancies[j]
+        t = scatterer_type[j]
+        real += type_f[t] * c
+        imag += type_f[t] * s
+        slope_real += type_f_slope[t] * c
+        slope_imag += type_f_slope[t] * s
+    return real, imag, slope_real, slope_imag
+
+
+def window_bounds(centre, half_width, grid):
+    """First and one-past-last index k of an ascending ``grid`` with |grid_k − centre| ≤ half_width
+    (binary search, so any ascending grid works)."""
+    low, high = 0, grid.shape[0]
+    while low < high:  # first grid point ≥ centre − half_width
+        middle = (low + high) // 2
+        if grid[middle] < centre - half_width:
+            low = middle + 1
+        else:
+            high = middle
+    first = low
+    high = grid.shape[0]
+    while low < high:  # first grid point > centre + half_width
+        middle = (low + high) // 2
+        if grid[middle] <= centre + half_width:
+            low = middle + 1
+        else:
+            high = middle
+    return first, low
+
+
+def peak_shape(offset, fwhm, eta):
+    """Unit-area pseudo-Voigt (deg⁻¹) at ``offset`` (deg)."""
+    half = 0.5 * fwhm
+    lorentzian = half / (math.pi * (offset * offset + half * half))
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+    return eta * lorentzian + (1.0 - eta) * gaussian
+
+
+def peak_slope(offset, fwhm, eta):
+    """d/d(offset) of :func:`peak_shape`."""
+    half = 0.5 * fwhm
+    denominator = offset * offset + half * half
+    lorentzian_slope = -2.0 * offset * half / (math.pi * denominator * denominator)
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+    return eta * lorentzian_slope - (1.0 - eta) * gaussian * offset / (sigma * sigma)
+
+
+def peak_window_adjoint(d_profile, grid, centre, intensity, fwhm, eta, window):
+    """dL/dI and dL/d(2θ) of one peak, from dL/dy on the grid points within its window."""
+    half_width = window * fwhm
+    first, last = window_bounds(centre, half_width, grid)
+    d_intensity = 0.0
+    slope_sum = 0.0
+    for k in range(first, last):
+        offset = grid[k] - centre
+        if abs(offset) <= half_width:
+            d_intensity += d_profile[k] * peak_shape(offset, fwhm, eta)
+            slope_sum += d_profile[k] * peak_slope(offset, fwhm, eta)
+    return d_intensity, -intensity * slope_sum
+
+
+def reflection_adjoint(d_intensity, d_centre, g, wavelength, lp, d_lp, d_two_theta_d_g, real, imag, slope_real, slope_imag):
+    """dL/d|g| and the coordinate coefficient dL/dI·8π·LP of one reflection (I = 2|F|² LP),
+    from dL/dI, dL/d(2θ) and the reflection's stored forward quantities.
+
+    dI/d|g| = 2 LP Re(F* dF/ds) + 2|F|² dLP/du · λ²|g|/2 (s = |g|/2, u = sin²θ).
+    """
+    d_intensity_d_g = 2.0 * lp * (real * slope_real + imag * slope_imag) + (
+        2.0 * (real * real + imag * imag) * d_lp * 0.5 * wavelength * wavelength * g
+    )
+    return d_intensity * d_intensity_d_g + d_centre * d_two_theta_d_g, d_intensity * 8.0 * math.pi * lp
+
+
+def atom_gradient(hkl, frac_row, occupancy, atom_type, type_f, coefficient, real, imag, out_row):
+    """out_row (3,) = Σ_m coefficient_m·occ·f_m(type)·(Im F_m cos φ_m − Re F_m sin φ_m)·h_m for one atom."""
+    out_row[0] = 0.0
+    out_row[1] = 0.0
+    out_row[2] = 0.0
+    for m in range(hkl.shape[0]):
+        phase = 2.0 * math.pi * (hkl[m, 0] * frac_row[0] + hkl[m, 1] * frac_row[1] + hkl[m, 2] * frac_row[2])
+        along_h = coefficient[m] * occupancy * type_f[m, atom_type] * (imag[m] * math.cos(phase) - real[m] * math.sin(phase))
+        out_row[0] += along_h * hkl[m, 0]
+        out_row[1] += along_h * hkl[m, 1]
+        out_row[2] += along_h * hkl[m, 2]
+
+
+def lattice_gradient(lattice, metric, hkl, g, d_g, out):
+    """out (3, 3) = dL/dA = −2 G* S G* A with S = Σ_m d_g/(2g) h hᵀ (``metric``: packed G*)."""
+    s00 = s11 = s22 = s01 = s02 = s12 = 0.0  # S is symmetric
+    for m in range(hkl.shape[0]):
+        weight = d_g[m] / (2.0 * g[m])
+        h, k, l = hkl[m, 0], hkl[m, 1], hkl[m, 2]
+        s00 += weight * h * h
+        s11 += weight * k * k
+        s22 += weight * l * l
+        s01 += weight * h * k
+        s02 += weight * h * l
+        s12 += weight * k * l
+    g00, g11, g22, g01, g02, g12 = metric[0], metric[1], metric[2], metric[3], metric[4], metric[5]
+    # T = G* S G*, entry by entry (G* symmetric), then out = −2 T A
+    gs00 = g00 * s00 + g01 * s01 + g02 * s02
+    gs01 = g00 * s01 + g01 * s11 + g02 * s12
+    gs02 = g00 * s02 + g01 * s12 + g02 * s22
+    gs10 = g01 * s00 + g11 * s01 + g12 * s02
+    gs11 = g01 * s01 + g11 * s11 + g12 * s12
+    gs12 = g01 * s02 + g11 * s12 + g12 * s22
+    gs20 = g02 * s00 + g12 * s01 + g22 * s02
+    gs21 = g02 * s01 + g12 * s11 + g22 * s12
+    gs22 = g02 * s02 + g12 * s12 + g22 * s22
+    t00 = gs00 * g00 + gs01 * g01 + gs02 * g02
+    t01 = gs00 * g01 + gs01 * g11 + gs02 * g12
+    t02 = gs00 * g02 + gs01 * g12 + gs02 * g22
+    t10 = gs10 * g00 + gs11 * g01 + gs12 * g02
+    t11 = gs10 * g01 + gs11 * g11 + gs12 * g12
+    t12 = gs10 * g02 + gs11 * g12 + gs12 * g22
+    t20 = gs20 * g00 + gs21 * g01 + gs22 * g02
+    t21 = gs20 * g01 + gs21 * g11 + gs22 * g12
+    t22 = gs20 * g02 + gs21 * g12 + gs22 * g22
+    for c in range(3):
+        out[0, c] = -2.0 * (t00 * lattice[0, c] + t01 * lattice[1, c] + t02 * lattice[2, c])
+        out[1, c] = -2.0 * (t10 * lattice[0, c] + t11 * lattice[1, c] + t12 * lattice[2, c])
+        out[2, c] = -2.0 * (t20 * lattice[0, c] + t21 * lattice[1, c] + t22 * lattice[2, c])
+
+
+#: Element functions in an order where every callee precedes its callers.
+ELEMENTS = (
+    "reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope", "structure_factor",
+    "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint", "reflection_adjoint",
+    "atom_gradient", "lattice_gradient",
+)
+
+
+def compile_elements(decorator) -> dict:
+    """Every element function compiled with ``decorator`` (e.g. ``njit`` or ``cuda.jit(device=True)``).
+
+    Each is re-created over a private copy of this module's globals in which the names of the
+    other element functions point to their compiled versions, so that, say, a compiled
+    ``peak_window_adjoint`` calls the compiled ``peak_shape`` of the same backend.
+    """
+    namespace = dict(globals())
+    compiled = {}
+    for name in ELEMENTS:
+        function = globals()[name]
+        rebound = types.FunctionType(function.__code__, namespace, name, function.__defaults__, function.__closure__)
+        rebound.__doc__ = function.__doc__
+        compiled[name] = namespace[name] = decorator(rebound)
+    return compiled
