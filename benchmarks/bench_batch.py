@@ -8,7 +8,11 @@ steps, FWHM 0.1°, float64.
 
 from __future__ import annotations
 
+import csv
+import os
+import platform
 import time
+from pathlib import Path
 
 import numpy as np
 from bench_peaks import best_times
@@ -18,6 +22,9 @@ from xrdcore.batch import BatchLoss
 from xrdcore.kernels import real_gpu_available
 
 BATCH_SIZES = (1, 64, 1024)
+#: Measured rates, one row per (backend, structure, batch); the book's chapter 3 reads this file.
+RESULTS_CSV = Path(__file__).parent / "results" / "batch_throughput.csv"
+FIELDS = ("date", "machine", "backend", "device", "structure", "atoms", "batch", "structures_per_second")
 
 
 def workload(crystal, n_batch, seed=0):
@@ -43,6 +50,7 @@ def main():
         b_iso=np.tile(rutile.b_iso, 8),
     )
     backends = ["cpu"] + (["cuda"] if real_gpu_available() else [])
+    rows = []
     print(f"Date: {time.strftime('%Y-%m-%d')}; backends measured: {', '.join(backends)}\n")
     print("| structure | atoms | batch | " + " | ".join(f"{b} (structures/s)" for b in backends) + (" | CUDA / CPU |" if len(backends) > 1 else " |"))
     print("|---|---|---|" + "---|" * len(backends) + ("---|" if len(backends) > 1 else ""))
@@ -53,10 +61,40 @@ def main():
                 diffractometer = Diffractometer("CuKa", (10, 90), backend=backend)
                 target = diffractometer.pattern(crystal, fwhm=0.1)
                 rates.append(throughput(BatchLoss(crystal, target, diffractometer, fwhm=0.1), n_batch, crystal))
+                rows.append(dict(
+                    date=time.strftime("%Y-%m-%d"), machine=f"{platform.machine()}, {os.cpu_count()} cores",
+                    backend=backend, device=device_name(backend), structure=name, atoms=len(crystal),
+                    batch=n_batch, structures_per_second=round(rates[-1], 1),
+                ))
             ratio = f" {rates[1] / rates[0]:.1f}× |" if len(rates) > 1 else ""
             print(f"| {name} | {len(crystal)} | {n_batch} | " + " | ".join(f"{r:,.0f}" for r in rates) + f" |{ratio}")
     if len(backends) == 1:
         print("\nNo CUDA GPU on this machine: CUDA throughput not measured (benchmarks/gpu_check.sh measures it on one).")
+    write_results(rows)
+
+
+def device_name(backend: str) -> str:
+    if backend == "cpu":
+        return platform.processor() or platform.machine()
+    from numba import cuda
+
+    name = cuda.get_current_device().name
+    return name.decode() if isinstance(name, bytes) else str(name)
+
+
+def write_results(rows):
+    """Replace this machine's rows for the measured backends in RESULTS_CSV, keep the others."""
+    RESULTS_CSV.parent.mkdir(exist_ok=True)
+    measured = {(row["backend"], row["machine"]) for row in rows}
+    kept = []
+    if RESULTS_CSV.exists():
+        with RESULTS_CSV.open() as handle:
+            kept = [row for row in csv.DictReader(handle) if (row["backend"], row["machine"]) not in measured]
+    with RESULTS_CSV.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(kept + rows)
+    print(f"\nwrote {RESULTS_CSV}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import pytest
 from conftest import random_triclinic
 
 from xrdcore import Crystal, Diffractometer
-from xrdcore.gradients import loss_and_grad, loss_and_grad_batch, reflection_set
+from xrdcore.gradients import loss_and_grad, reflection_set
 from xrdcore.kernels import cpu, reference
 from xrdcore.similarity import METRICS
 
@@ -183,20 +183,6 @@ def test_reused_reflection_set_gives_the_same_gradient():
     np.testing.assert_allclose(reused.d_lattice, fresh.d_lattice, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="beyond the reflection set's margin"):
         loss_and_grad(crystal.replace(lattice=crystal.lattice * 1.3), target, DIFFRACTOMETER, fwhm=0.3, reflections=shared)
-
-
-def test_batch_equals_one_by_one():
-    crystal, target = triclinic_case(8)
-    rng = np.random.default_rng(9)
-    members = [perturbed(crystal, rng, strain=0.02) for _ in range(3)] + [crystal.replace(lattice=crystal.lattice * 1.15)]
-    lattices = np.stack([m.lattice for m in members])
-    coords = np.stack([m.frac_coords for m in members])
-    losses, d_lattices, d_fracs = loss_and_grad_batch(crystal, lattices, coords, target, DIFFRACTOMETER, fwhm=0.3, metric="mse")
-    for b, member in enumerate(members):
-        single = loss_and_grad(member, target, DIFFRACTOMETER, fwhm=0.3, metric="mse")
-        assert losses[b] == pytest.approx(single.loss, rel=1e-12)
-        np.testing.assert_allclose(d_lattices[b], single.d_lattice, rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(d_fracs[b], single.d_frac, rtol=1e-9, atol=1e-12)
 
 
 def test_gradient_errors():

@@ -17,6 +17,9 @@ Cost O(N_hkl · N_atoms + N_hkl · window points), like the forward pass. Gradie
 with the fractional coordinates held fixed while the lattice moves, and with a fixed peak
 width (Caglioti widths are not differentiated).
 
+For many structures of one composition at once (CPU in parallel, or a GPU) use
+:class:`xrdcore.batch.BatchLoss`.
+
 Reflection sets and a moving lattice: each call enumerates the reflections that can touch
 the grid at the *current* lattice, so none is missed. A fixed set reused across steps
 (:class:`ReflectionSet`) is enumerated with a relative margin m and is complete for every
@@ -187,39 +190,3 @@ def lattice_gradient(lattice, hkl, g, d_g) -> np.ndarray:
     s_matrix = weighted.T @ hkl
     metric_inverse = np.linalg.inv(lattice @ lattice.T)  # G*
     return -2 * metric_inverse @ s_matrix @ metric_inverse @ lattice
-
-
-def loss_and_grad_batch(
-    template: Crystal,
-    lattices,
-    frac_coords,
-    target,
-    diffractometer: Diffractometer,
-    margin: float = DEFAULT_MARGIN,
-    **options,
-):
-    """:func:`loss_and_grad` for B structures of one composition (``template``'s species).
-
-    ``lattices`` (B, 3, 3), ``frac_coords`` (B, N, 3). One :class:`ReflectionSet` is enumerated
-    for the template lattice with ``margin`` and reused for every member it covers (members
-    outside it get their own). Returns loss (B,), d_lattice (B, 3, 3), d_frac (B, N, 3).
-    """
-    lattices = np.asarray(lattices, dtype=float)
-    frac_coords = np.asarray(frac_coords, dtype=float)
-    if lattices.ndim != 3 or lattices.shape[1:] != (3, 3):
-        raise ValueError(f"lattices must have shape (B, 3, 3), got {lattices.shape}")
-    if frac_coords.shape != (len(lattices), len(template), 3):
-        raise ValueError(f"frac_coords must have shape ({len(lattices)}, {len(template)}, 3), got {frac_coords.shape}")
-    setup = diffractometer.profile_setup(
-        options.get("two_theta"), options.get("fwhm", 0.1), options.get("shape", "gaussian"), options.get("eta"), options.get("window")
-    )
-    shared = reflection_set(diffractometer, template.lattice, setup.two_theta_range, margin)
-    target_pattern = _target_pattern(target, diffractometer, setup)
-    losses = np.empty(len(lattices))
-    d_lattices = np.empty_like(lattices)
-    d_fracs = np.empty_like(frac_coords)
-    for b, (lattice, coords) in enumerate(zip(lattices, frac_coords)):
-        member = template.replace(lattice=lattice, frac_coords=coords)
-        reuse = shared if shared.covers(lattice) else None
-        losses[b], d_lattices[b], d_fracs[b] = loss_and_grad(member, target_pattern, diffractometer, reflections=reuse, **options)
-    return losses, d_lattices, d_fracs
