@@ -1,0 +1,158 @@
+"""Free parameters ↔ Crystal, with the chain rule for gradients.
+
+A :class:`Parametrization` fixes the species and chooses how the lattice and the
+coordinates may move:
+
+========================  =============================================================
+lattice mode              parameters
+========================  =============================================================
+``"free"``                the 9 components of A (Å), rotations included
+``"family"``              p (K,): A = A_ref (I + Σ_i p_i S_i) with S_i an orthonormal
+                          basis of the symmetric strains the reference's point group
+                          allows (K = 1 cubic … 6 triclinic): the crystal-family constraint
+``"fixed"``               none (the template's lattice)
+========================  =============================================================
+
+========================  =============================================================
+coordinate mode           parameters
+========================  =============================================================
+``"free"``                the 3N fractional coordinates (P1)
+``"spacegroup"``          c (K,): x = x_ref + Σ_k c_k a_k along the symmetry axes a_k of
+                          the reference's space group (:mod:`xrdcore.symmetry`)
+``"fixed"``               none (the template's coordinates)
+========================  =============================================================
+
+The constrained modes are linear in their parameters, so gradients are exact projections
+(dL/dp_i = ⟨A_refᵀ dL/dA, S_i⟩, dL/dc_k = ⟨dL/dx, a_k⟩) and any optimiser, L-BFGS included,
+works on them. :meth:`Parametrization.parameters` maps any crystal into the parametrisation
+(the projection applied to a start), :meth:`Parametrization.project` = crystal ∘ parameters is
+idempotent and leaves the reference unchanged. The reference is the ground truth: the
+constraints use its symmetry, as in the study.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .crystal import Crystal
+from .gradients import LossGradient
+from .symmetry import Symmetry, find_symmetry
+
+LATTICE_MODES = ("free", "family", "fixed")
+COORDINATE_MODES = ("free", "spacegroup", "fixed")
+
+
+class Parametrization:
+    """Maps parameter vectors to crystals with ``template``'s species (see the module docstring)."""
+
+    def __init__(self, template: Crystal, lattice: str = "free", coordinates: str = "free", reference: Crystal | None = None):
+        if lattice not in LATTICE_MODES:
+            raise ValueError(f"unknown lattice mode {lattice!r}; choose one of {LATTICE_MODES}")
+        if coordinates not in COORDINATE_MODES:
+            raise ValueError(f"unknown coordinate mode {coordinates!r}; choose one of {COORDINATE_MODES}")
+        self.template = template
+        self.lattice_mode = lattice
+        self.coordinate_mode = coordinates
+        self.reference = reference if reference is not None else template
+        if len(self.reference) != len(template) or np.any(self.reference.atomic_numbers != template.atomic_numbers):
+            raise ValueError("the reference must have the template's atoms in the same order")
+        self.symmetry: Symmetry | None = None
+        if lattice == "family" or coordinates == "spacegroup":
+            self.symmetry = find_symmetry(self.reference)
+        self.strain_basis = self.symmetry.strain_basis() if lattice == "family" else np.zeros((0, 3, 3))
+        if coordinates == "spacegroup":
+            self.axes, self.axis_names = self.symmetry.symmetry_axes()
+        else:
+            self.axes, self.axis_names = np.zeros((0, len(template), 3)), []
+        self.n_lattice = {"free": 9, "family": len(self.strain_basis), "fixed": 0}[lattice]
+        self.n_coordinates = {"free": 3 * len(template), "spacegroup": len(self.axes), "fixed": 0}[coordinates]
+
+    @property
+    def size(self) -> int:
+        """Number of free parameters."""
+        return self.n_lattice + self.n_coordinates
+
+    def __repr__(self) -> str:
+        return f"Parametrization(lattice={self.lattice_mode!r}, coordinates={self.coordinate_mode!r}, {self.size} parameters)"
+
+    # ------------------------------------------------------------------ maps
+    def parameters(self, crystal: Crystal) -> np.ndarray:
+        """Parameters closest to ``crystal`` (projected onto the constraints)."""
+        parts = []
+        if self.lattice_mode == "free":
+            parts.append(crystal.lattice.ravel())
+        elif self.lattice_mode == "family":
+            deformation = np.linalg.solve(self.reference.lattice, crystal.lattice) - np.eye(3)
+            strain = 0.5 * (deformation + deformation.T)  # the antisymmetric part is a rotation
+            parts.append(np.einsum("kij,ij->k", self.strain_basis, strain))
+        if self.coordinate_mode == "free":
+            parts.append(crystal.frac_coords.ravel())
+        elif self.coordinate_mode == "spacegroup":
+            displacement = crystal.frac_coords - self.reference.frac_coords
+            displacement -= np.round(displacement)
+            symmetric = (self.symmetry.displacement_projector() @ displacement.ravel()).reshape(-1, 3)
+            parts.append(np.einsum("knx,nx->k", self.axes, symmetric))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def crystal(self, params) -> Crystal:
+        """The crystal for a parameter vector."""
+        params = np.asarray(params, dtype=float)
+        if params.shape != (self.size,):
+            raise ValueError(f"expected {self.size} parameters, got shape {params.shape}")
+        lattice_params, coordinate_params = params[: self.n_lattice], params[self.n_lattice :]
+        if self.lattice_mode == "free":
+            lattice = lattice_params.reshape(3, 3)
+        elif self.lattice_mode == "family":
+            lattice = self.reference.lattice @ (np.eye(3) + np.einsum("k,kij->ij", lattice_params, self.strain_basis))
+        else:
+            lattice = self.template.lattice
+        if self.coordinate_mode == "free":
+            frac_coords = coordinate_params.reshape(-1, 3)
+        elif self.coordinate_mode == "spacegroup":
+            frac_coords = self.reference.frac_coords + np.einsum("k,knx->nx", coordinate_params, self.axes)
+        else:
+            frac_coords = self.template.frac_coords
+        return self.template.replace(lattice=lattice, frac_coords=frac_coords)
+
+    def project(self, crystal: Crystal) -> Crystal:
+        """The crystal of ``parameters(crystal)``: idempotent, the reference is a fixed point."""
+        return self.crystal(self.parameters(crystal))
+
+    def gradient(self, result: LossGradient) -> np.ndarray:
+        """dL/d(parameters) from :func:`xrdcore.gradients.loss_and_grad`'s result (chain rule)."""
+        parts = []
+        if self.lattice_mode == "free":
+            parts.append(result.d_lattice.ravel())
+        elif self.lattice_mode == "family":
+            d_deformation = self.reference.lattice.T @ result.d_lattice  # A = A_ref (I + E)
+            parts.append(np.einsum("kij,ij->k", self.strain_basis, d_deformation))
+        if self.coordinate_mode == "free":
+            parts.append(result.d_frac.ravel())
+        elif self.coordinate_mode == "spacegroup":
+            parts.append(np.einsum("knx,nx->k", self.axes, result.d_frac))
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def p1(template: Crystal) -> Parametrization:
+    """Lattice and all coordinates free."""
+    return Parametrization(template, "free", "free")
+
+
+def lattice_only(template: Crystal) -> Parametrization:
+    """Only the lattice moves (coordinates fixed at the template's)."""
+    return Parametrization(template, "free", "fixed")
+
+
+def coordinates_only(template: Crystal) -> Parametrization:
+    """Only the coordinates move (lattice fixed at the template's)."""
+    return Parametrization(template, "fixed", "free")
+
+
+def crystal_family(template: Crystal, reference: Crystal, coordinates: str = "free") -> Parametrization:
+    """Lattice restricted to the reference's crystal family; coordinates as given."""
+    return Parametrization(template, "family", coordinates, reference)
+
+
+def space_group(template: Crystal, reference: Crystal) -> Parametrization:
+    """Lattice in the reference's crystal family and coordinates along its symmetry axes."""
+    return Parametrization(template, "family", "spacegroup", reference)
