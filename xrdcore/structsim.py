@@ -1,0 +1,65 @@
+"""Structural similarity: did a retrieval find the truth, and how far is it?
+
+* :func:`match`: pymatgen's ``StructureMatcher`` (tolerances as in the study: ltol 0.2,
+  stol 0.3, angle_tol 5°; the strict variant uses stol 0.1), with the RMS distance it
+  reports (normalised by (V/N)^(1/3), pymatgen's convention).
+* Cheap distances for use inside loops, under the known atom order:
+  :func:`lattice_error` and :func:`rms_displacement`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .crystal import Crystal
+
+DEFAULT_TOLERANCES = dict(ltol=0.2, stol=0.3, angle_tol=5.0)
+STRICT_TOLERANCES = dict(ltol=0.2, stol=0.1, angle_tol=5.0)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    matched: bool
+    rms: float  # pymatgen's normalised RMS distance; NaN when there is no match
+
+
+def match(crystal: Crystal, reference: Crystal, **tolerances) -> MatchResult:
+    """StructureMatcher verdict and RMS distance between two crystals."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    matcher = StructureMatcher(**{**DEFAULT_TOLERANCES, **tolerances})
+    result = matcher.get_rms_dist(crystal.to_pymatgen(), reference.to_pymatgen())
+    if result is None:
+        return MatchResult(False, float("nan"))
+    return MatchResult(True, float(result[0]))
+
+
+def lattice_parameters(lattice) -> np.ndarray:
+    """(a, b, c) in Å and (α, β, γ) in degrees."""
+    lattice = np.asarray(lattice, dtype=float)
+    lengths = np.linalg.norm(lattice, axis=1)
+    cosines = [lattice[1] @ lattice[2], lattice[0] @ lattice[2], lattice[0] @ lattice[1]]
+    products = [lengths[1] * lengths[2], lengths[0] * lengths[2], lengths[0] * lengths[1]]
+    angles = np.degrees(np.arccos(np.clip(np.divide(cosines, products), -1, 1)))
+    return np.concatenate([lengths, angles])
+
+
+def lattice_error(crystal: Crystal, reference: Crystal) -> tuple[float, float]:
+    """Largest relative error of a, b, c and largest error of α, β, γ (degrees)."""
+    ours, theirs = lattice_parameters(crystal.lattice), lattice_parameters(reference.lattice)
+    return float(np.max(np.abs(ours[:3] / theirs[:3] - 1))), float(np.max(np.abs(ours[3:] - theirs[3:])))
+
+
+def rms_displacement(crystal: Crystal, reference: Crystal) -> float:
+    """RMS Cartesian distance (Å) between matching atoms (same order), nearest periodic image,
+    after removing the mean displacement (a common translation is not an error); measured in
+    the reference's lattice."""
+    if len(crystal) != len(reference):
+        raise ValueError("the crystals have different numbers of atoms")
+    difference = crystal.frac_coords - reference.frac_coords
+    difference -= np.round(difference)
+    difference -= difference.mean(axis=0)
+    cartesian = difference @ reference.lattice
+    return float(np.sqrt(np.mean(np.sum(cartesian**2, axis=1))))
