@@ -1,0 +1,77 @@
+"""The retrieval runner: a tiny grid end to end, resume after a kill, dask, summary, CLI."""
+
+import csv
+from dataclasses import replace
+
+import pytest
+
+from xrdcore.cli import main
+from xrdcore.experiments import SMALL, StudyConfig, match_rates, run_study, wilson_interval
+
+TINY = replace(SMALL, structures=("AB_cF8_225_a_b",), steps=15)
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_grid_size_and_keys_are_unique():
+    tasks = SMALL.tasks()
+    assert len(tasks) == 2 * 2 * 2 * 2  # structures × kinds × parametrisations × magnitudes
+    assert len({t.key for t in tasks}) == len(tasks)
+    default = StudyConfig(per_family=1)
+    assert len(default.structure_names()) == 6
+
+
+def test_tiny_study_end_to_end(tmp_path):
+    output = run_study(TINY, tmp_path / "runs.csv", workers=1, progress=False)
+    rows = read_rows(output)
+    assert {row["key"] for row in rows} == {t.key for t in TINY.tasks()}
+    assert all(row["crystal_family"] == "cubic" and row["space_group"] == "225" for row in rows)
+    assert all(float(row["final_loss"]) <= float(row["start_loss"]) for row in rows)
+    assert (tmp_path / "runs.config.json").exists()
+    assert StudyConfig.from_json(tmp_path / "runs.config.json") == TINY
+
+
+def test_resume_after_a_kill_redoes_nothing(tmp_path):
+    complete = read_rows(run_study(TINY, tmp_path / "complete.csv", workers=1, progress=False))
+    partial = tmp_path / "partial.csv"
+    with partial.open("w", newline="") as handle:  # as if the run had been killed after 3 tasks
+        writer = csv.DictWriter(handle, fieldnames=list(complete[0]))
+        writer.writeheader()
+        writer.writerows(complete[:3])
+    rows = read_rows(run_study(TINY, partial, workers=2, progress=False))
+    assert len(rows) == len(complete)
+    assert len({row["key"] for row in rows}) == len(rows)
+    assert rows[:3] == complete[:3]  # finished rows are kept as they were
+    assert read_rows(run_study(TINY, partial, workers=2, progress=False)) == rows  # nothing left to do
+
+
+def test_dask_local_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            rows = read_rows(run_study(TINY, tmp_path / "dask.csv", scheduler=client, progress=False))
+    assert {row["key"] for row in rows} == {t.key for t in TINY.tasks()}
+
+
+def test_wilson_interval():
+    low, high = wilson_interval(8, 10)
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)  # textbook values for 8/10
+    assert wilson_interval(0, 5)[0] == 0 and wilson_interval(5, 5)[1] == 1
+
+
+def test_summary_and_cli(tmp_path, capsys):
+    output = tmp_path / "cli.csv"
+    config = tmp_path / "tiny.json"
+    config.write_text('{"structures": ["AB_cF8_225_a_b"], "kinds": ["lattice"], "strains": [0.01], '
+                      '"metrics": ["cosine"], "parametrizations": ["p1"], "seeds": [0, 1], "steps": 10}')
+    assert main(["retrieve", "--config", str(config), "--output", str(output), "--workers", "1", "--no-progress"]) == 0
+    table = match_rates(output, by=("kind", "parametrization"))
+    assert len(table) == 1 and table[0].trials == 2
+    assert main(["summary", str(output), "--by", "kind,parametrization"]) == 0
+    assert "lattice | p1 | 2 |" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown study settings"):
+        config.write_text('{"structure": ["x"]}')
+        StudyConfig.from_json(config)

@@ -1,0 +1,42 @@
+"""Command line: ``xrdcore retrieve`` runs the retrieval study, ``xrdcore summary`` reports it."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+
+from .experiments import SMALL, StudyConfig, format_rates, match_rates, run_study
+
+PRESETS = {"small": SMALL, "default": StudyConfig()}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="xrdcore", description="Powder-XRD structure retrieval study")
+    commands = parser.add_subparsers(dest="command", required=True)
+    retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
+    retrieve.add_argument("--config", default="small", help="'small', 'default' or a JSON file of StudyConfig fields")
+    retrieve.add_argument("--output", default="retrieval.csv", help="results CSV (appended to; a rerun resumes)")
+    retrieve.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
+    retrieve.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
+    retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
+    summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
+    summary.add_argument("results", help="results CSV written by 'xrdcore retrieve'")
+    summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by")
+    summary.add_argument("--strict", action="store_true", help="use the strict match (stol 0.1)")
+    args = parser.parse_args(argv)
+
+    if args.command == "retrieve":
+        config = PRESETS[args.config] if args.config in PRESETS else StudyConfig.from_json(args.config)
+        print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
+        path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress)
+        print(f"results in {path}")
+        return 0
+    by = tuple(column.strip() for column in args.by.split(","))
+    table = match_rates(args.results, by=by, column="matched_strict" if args.strict else "matched")
+    print(format_rates(table, by))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
