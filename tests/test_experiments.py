@@ -18,7 +18,8 @@ def read_rows(path):
 
 def test_grid_size_and_keys_are_unique():
     tasks = SMALL.tasks()
-    assert len(tasks) == 2 * 2 * 2 * 2  # structures × kinds × parametrisations × magnitudes
+    # structures × (lattice: p1, family; coordinates: p1, spacegroup) × magnitudes
+    assert len(tasks) == 2 * 4 * 2
     assert len({t.key for t in tasks}) == len(tasks)
     default = StudyConfig(per_family=1)
     assert len(default.structure_names()) == 6

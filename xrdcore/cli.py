@@ -6,16 +6,16 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from .experiments import SMALL, StudyConfig, format_rates, match_rates, run_study
+from .experiments import SHIPPED, SMALL, StudyConfig, format_rates, match_rates, run_study
 
-PRESETS = {"small": SMALL, "default": StudyConfig()}
+PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig()}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="xrdcore", description="Powder-XRD structure retrieval study")
     commands = parser.add_subparsers(dest="command", required=True)
     retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
-    retrieve.add_argument("--config", default="small", help="'small', 'default' or a JSON file of StudyConfig fields")
+    retrieve.add_argument("--config", default="small", help="'small', 'shipped', 'default' or a JSON file of StudyConfig fields")
     retrieve.add_argument("--output", default="retrieval.csv", help="results CSV (appended to; a rerun resumes)")
     retrieve.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
     retrieve.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
