@@ -184,3 +184,21 @@ def check_bragg_slope(answer, a: float, hkl=(1, 0, 0), wavelength: str | float =
     expected = float((bragg_two_theta(d_of(a + step), wavelength) - bragg_two_theta(d_of(a - step), wavelength)) / (2 * step))
     slips = {"leave the derivative in radians": np.radians(expected), "drop the minus sign": -expected, "differentiate θ instead of 2θ": expected / 2}
     return check_value(answer, expected, rel=1e-5, unit="°/Å", slips=slips)
+
+
+def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200) -> Feedback:
+    """Check the final cosine loss of a lattice-only retrieval of ``crystal`` from a seeded strain
+    (Cu Kα 10–90°, FWHM 0.1°); names the slip of running another optimiser."""
+    from .optimize import METHODS, optimize
+    from .parametrize import lattice_only
+    from .perturb import perturb
+
+    diffractometer = Diffractometer("CuKa", (10, 90))
+    target = diffractometer.pattern(crystal, fwhm=0.1)
+    start = perturb(crystal, strain=strain, seed=seed)
+
+    def final_loss(name):
+        return optimize(lattice_only(start), start, target, diffractometer, method=name, steps=steps, metric="cosine", fwhm=0.1).loss
+
+    slips = {f"run {other!r} instead of {method!r}": final_loss(other) for other in METHODS if other != method}
+    return check_value(answer, final_loss(method), rel=1e-6, slips=slips)
