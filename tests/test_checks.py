@@ -46,3 +46,19 @@ def test_lorentz_ratio_check():
 def test_feedback_renders():
     feedback = checks.check_value(1.0, 1.0)
     assert str(feedback).startswith("✔") and "Correct" in feedback._repr_markdown_()
+
+
+def test_lattice_retrieval_check_names_the_optimiser_slip():
+    from xrdcore import Diffractometer, datasets
+    from xrdcore.optimize import optimize
+    from xrdcore.parametrize import lattice_only
+    from xrdcore.perturb import perturb
+
+    rutile = datasets.load_prototype("A2B_tP6_136_f_a")
+    xrd = Diffractometer("CuKa", (10, 90))
+    target = xrd.pattern(rutile, fwhm=0.1)
+    start = perturb(rutile, strain=0.02, seed=3)
+    adam = optimize(lattice_only(start), start, target, xrd, steps=50, metric="cosine", fwhm=0.1).loss
+    assert checks.check_lattice_retrieval(adam, rutile, 0.02, 3, "adam", steps=50)
+    wrong = checks.check_lattice_retrieval(adam, rutile, 0.02, 3, "lbfgs", steps=50)
+    assert not wrong and "run 'adam' instead of 'lbfgs'" in wrong.message
