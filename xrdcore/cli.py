@@ -23,7 +23,8 @@ def main(argv=None) -> int:
     summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
     summary.add_argument("results", help="results CSV written by 'xrdcore retrieve'")
     summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by")
-    summary.add_argument("--strict", action="store_true", help="use the strict match (stol 0.1)")
+    summary.add_argument("--column", default="recovered", choices=["recovered", "matched", "matched_strict", "start_matched", "start_recovered"],
+                         help="success column (default: recovered, tight tolerances)")
     args = parser.parse_args(argv)
 
     if args.command == "retrieve":
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
         print(f"results in {path}")
         return 0
     by = tuple(column.strip() for column in args.by.split(","))
-    table = match_rates(args.results, by=by, column="matched_strict" if args.strict else "matched")
+    table = match_rates(args.results, by=by, column=args.column)
     print(format_rates(table, by))
     return 0
 

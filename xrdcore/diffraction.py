@@ -201,7 +201,8 @@ class Diffractometer:
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
         _check_crystal(crystal)
-        hkl, g = self.enumerate_hkl(crystal.lattice, *self.g_window(two_theta_range or self.two_theta_range))
+        window = self.two_theta_range if two_theta_range is None else two_theta_range
+        hkl, g = self.enumerate_hkl(crystal.lattice, *self.g_window(window))
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 

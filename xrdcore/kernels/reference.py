@@ -66,7 +66,7 @@ def reflection_intensities_adjoint(
     # d|F|²/dx_j = 2 Re(F* i 2π h w_j e^{iφ_j})
     d_squared_d_phase = 2 * np.real(np.conj(F)[:, None] * 1j * weights * phases)  # (M, N)
     d_frac = 2 * np.pi * np.einsum("m,mn,ma->na", d_intensity * 2 * lp, d_squared_d_phase, hkl)
-    # LP as a function of |g|, differentiated numerically-free via the closed form in u = sin²θ
+    # LP and its derivative in closed form, as functions of u = sin²θ = (λ|g|/2)²
     u = (wavelength * g / 2) ** 2
     numerator, denominator = 1 + (1 - 2 * u) ** 2, u * np.sqrt(1 - u)
     d_lp_d_u = (-4 * (1 - 2 * u) * denominator - numerator * (np.sqrt(1 - u) - u / (2 * np.sqrt(1 - u)))) / denominator**2
