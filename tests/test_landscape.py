@@ -1,0 +1,92 @@
+"""Scans agree with point-wise evaluation; minima, curvature, basins; correlation and mutual information."""
+
+import numpy as np
+import pytest
+
+from xrdcore import Diffractometer, datasets
+from xrdcore.analysis import dependence, mutual_information
+from xrdcore.gradients import loss_value
+from xrdcore.landscape import (
+    atom_direction, basin, curvature, lattice_direction, local_minima, random_direction, scan, symmetry_axis_direction,
+)
+from xrdcore.parametrize import space_group
+
+XRD = Diffractometer("CuKa", (15, 60), backend="cpu")
+
+
+@pytest.fixture(scope="module")
+def rutile():
+    return datasets.load_prototype("A2B_tP6_136_f_a")
+
+
+@pytest.fixture(scope="module")
+def target(rutile):
+    return XRD.pattern(rutile, fwhm=0.2)
+
+
+def moved(crystal, direction, t):
+    return crystal.replace(lattice=crystal.lattice + t * direction.d_lattice, frac_coords=crystal.frac_coords + t * direction.d_frac)
+
+
+@pytest.mark.parametrize("make", [lambda c: lattice_direction(c, 0), lambda c: atom_direction(c, 2, 1),
+                                  lambda c: random_direction(c, np.random.default_rng(0), strain=0.01)])
+def test_1d_scan_agrees_with_pointwise_evaluation(rutile, target, make):
+    direction = make(rutile)
+    offsets = np.linspace(-0.05, 0.05, 11)
+    result = scan(rutile, direction, offsets, target, XRD, fwhm=0.2)
+    pointwise = [loss_value(moved(rutile, direction, t), target, XRD, fwhm=0.2) for t in offsets]
+    np.testing.assert_allclose(result.loss, pointwise, rtol=1e-9, atol=1e-12)
+    # the exact slope matches a central difference of the loss along the direction
+    h = 1e-6
+    numeric = [(loss_value(moved(rutile, direction, t + h), target, XRD, fwhm=0.2)
+                - loss_value(moved(rutile, direction, t - h), target, XRD, fwhm=0.2)) / (2 * h) for t in offsets[::5]]
+    np.testing.assert_allclose(result.slope[::5], numeric, rtol=1e-5, atol=1e-8)
+
+
+def test_2d_scan_agrees_with_pointwise_evaluation(rutile, target):
+    first, second = lattice_direction(rutile, 0), symmetry_axis_direction(space_group(rutile, rutile), 0)
+    a, b = np.linspace(-0.02, 0.02, 3), np.linspace(-0.1, 0.1, 4)
+    result = scan(rutile, [first, second], (a, b), target, XRD, fwhm=0.2)
+    assert result.loss.shape == (3, 4)
+    for i, s in enumerate(a):
+        for j, t in enumerate(b):
+            crystal = rutile.replace(lattice=rutile.lattice + s * first.d_lattice,
+                                     frac_coords=rutile.frac_coords + s * first.d_frac + t * second.d_frac)
+            assert result.loss[i, j] == pytest.approx(loss_value(crystal, target, XRD, fwhm=0.2), rel=1e-9, abs=1e-12)
+
+
+def test_minima_curvature_and_basin_on_known_profiles():
+    x = np.linspace(-2, 2, 401)
+    quadratic = 3.0 * (x - 0.1) ** 2 + 1
+    assert curvature(x, quadratic, at=0.1) == pytest.approx(6.0, rel=1e-9)
+    assert list(local_minima(quadratic)) == [int(np.argmin(quadratic))]
+    double_well = (x**2 - 1) ** 2 + 0.1 * x
+    minima = local_minima(double_well)
+    assert len(minima) == 2 and x[minima[0]] < 0 < x[minima[1]]
+    low, high = basin(x, double_well, at=0.8)
+    assert 0 < low < 0.1 and high == 2.0  # the barrier top near x ≈ 0.025 bounds the right-hand basin
+    with pytest.raises(ValueError, match="1-D"):
+        local_minima(np.zeros((2, 2)))
+
+
+def test_mutual_information_of_a_gaussian_pair():
+    rng = np.random.default_rng(0)
+    rho = 0.8
+    x = rng.standard_normal(3000)
+    y = rho * x + np.sqrt(1 - rho**2) * rng.standard_normal(3000)
+    assert mutual_information(x, y) == pytest.approx(-0.5 * np.log(1 - rho**2), abs=0.05)
+    assert mutual_information(x, rng.standard_normal(3000)) == pytest.approx(0, abs=0.03)
+
+
+def test_dependence_of_a_noisy_monotone_relation():
+    rng = np.random.default_rng(1)
+    distance = rng.uniform(0, 1, 300)
+    similarity = 1 - distance**2 + 0.02 * rng.standard_normal(300)
+    result = dependence(distance, similarity, bootstrap=50)
+    assert result.spearman.value < -0.95 and result.spearman.low <= result.spearman.value <= result.spearman.high
+    assert result.pearson.value < -0.9
+    assert result.mutual_information.value > 1.0
+    with pytest.raises(ValueError, match="at least 10"):
+        dependence(distance[:5], similarity[:5])
+    with pytest.raises(ValueError, match="NaN"):
+        dependence(np.full(20, np.nan), np.ones(20))

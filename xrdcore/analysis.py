@@ -1,0 +1,64 @@
+"""How well does XRD similarity track structural similarity? Correlation and mutual information.
+
+Given paired samples (structural distance d_i, XRD similarity s_i) over many perturbed
+copies of a structure, :func:`dependence` reports Pearson's r, Spearman's ρ and the k-NN
+estimate of the mutual information I(d; s) in nats (Kraskov et al. 2004, via scikit-learn's
+``mutual_info_regression``), each with a percentile bootstrap 95 % interval. A metric that
+is a good guide for optimisation has |ρ| near 1 and a large I.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+#: Neighbours of the k-NN mutual-information estimator (scikit-learn's default).
+MI_NEIGHBOURS = 3
+
+
+def mutual_information(x, y, seed: int = 0) -> float:
+    """k-NN (Kraskov) estimate of I(x; y) in nats for 1-D samples."""
+    from sklearn.feature_selection import mutual_info_regression
+
+    x = np.asarray(x, dtype=float).reshape(-1, 1)
+    y = np.asarray(y, dtype=float)
+    return float(mutual_info_regression(x, y, n_neighbors=MI_NEIGHBOURS, random_state=seed)[0])
+
+
+@dataclass(frozen=True)
+class Estimate:
+    value: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Dependence:
+    pearson: Estimate
+    spearman: Estimate
+    mutual_information: Estimate
+    samples: int
+
+
+def dependence(distance, similarity, bootstrap: int = 200, seed: int = 0) -> Dependence:
+    """Pearson, Spearman and mutual information between paired samples, with bootstrap 95 % CIs."""
+    distance = np.asarray(distance, dtype=float)
+    similarity = np.asarray(similarity, dtype=float)
+    if distance.shape != similarity.shape or distance.ndim != 1:
+        raise ValueError("distance and similarity must be 1-D arrays of the same length")
+    if len(distance) < 10:
+        raise ValueError(f"need at least 10 paired samples, got {len(distance)}")
+    if not (np.all(np.isfinite(distance)) and np.all(np.isfinite(similarity))):
+        raise ValueError("samples contain NaN or inf")
+
+    def statistics(d, s):
+        return (stats.pearsonr(d, s)[0], stats.spearmanr(d, s)[0], mutual_information(d, s, seed))
+
+    point = statistics(distance, similarity)
+    rng = np.random.default_rng(seed)
+    resampled = np.array([statistics(distance[i], similarity[i]) for i in (rng.integers(0, len(distance), len(distance)) for _ in range(bootstrap))])
+    low, high = np.nanpercentile(resampled, [2.5, 97.5], axis=0)
+    estimates = [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high)]
+    return Dependence(*estimates, samples=len(distance))
