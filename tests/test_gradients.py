@@ -159,7 +159,7 @@ def test_reflection_set_margin_rule(rng):
     margin = 0.05
     shared = reflection_set(DIFFRACTOMETER, crystal.lattice, window, margin)
     members = {tuple(h) for h in shared.hkl.astype(int)}
-    for trial in range(40):
+    for _ in range(40):
         strain = rng.uniform(-0.04, 0.04, (3, 3))
         lattice = crystal.lattice @ (np.eye(3) + strain)
         hkl, _ = DIFFRACTOMETER.enumerate_hkl(lattice, *DIFFRACTOMETER.g_window(window))
