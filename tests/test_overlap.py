@@ -1,0 +1,47 @@
+"""Peak-pair decomposition of pattern overlap: sums to the grid inner product, no accidents for
+a perfect match, and a constructed accidental coincidence is found."""
+
+import numpy as np
+import pytest
+
+from xrdcore import Crystal, Diffractometer, datasets
+from xrdcore.overlap import overlap_report
+
+XRD = Diffractometer("CuKa", (15, 80), step=0.002)
+
+
+def test_total_equals_the_inner_product_of_the_patterns():
+    truth = datasets.load_prototype("A2B_tP6_136_f_a")
+    candidate = truth.replace(lattice=truth.lattice * 1.004)
+    report = overlap_report(candidate, truth, XRD, fwhm=0.2)
+    # the decomposition covers the whole line; compare on a grid with room beyond both ends
+    wide = Diffractometer("CuKa", (12, 83), step=0.002)
+    inner = wide.pattern(candidate, fwhm=0.2, normalize=False) @ wide.pattern(truth, fwhm=0.2, normalize=False) * 0.002
+    assert report.total == pytest.approx(inner, rel=1e-3)
+    assert report.from_partners + report.from_accidents == pytest.approx(report.total)
+
+
+def test_a_perfect_match_owes_nothing_to_accidents():
+    truth = datasets.load_prototype("AB_cF8_225_a_b")  # rock salt: no two peaks within a few FWHM
+    report = overlap_report(truth, truth, XRD, fwhm=0.1)
+    assert report.accidental_fraction < 1e-6
+
+
+def test_a_constructed_coincidence_is_reported():
+    """Simple cubic, a = 4 Å, against a candidate with a' = 4√2 Å: the candidate's (110) has
+    d = 4 Å and lands exactly on the truth's (100)."""
+    truth = Crystal(np.eye(3) * 4.0, [[0, 0, 0]], ["Po"])
+    candidate = truth.replace(lattice=np.eye(3) * 4.0 * np.sqrt(2))
+    report = overlap_report(candidate, truth, XRD, fwhm=0.1)
+    assert report.accidental_fraction > 0.99  # nothing else is shared: every match is accidental
+    first = report.largest_accidents[0]
+    assert sorted(np.abs(first.candidate_hkl)) == [0, 1, 1] and sorted(np.abs(first.truth_hkl)) == [0, 0, 1]
+    assert first.candidate_two_theta == pytest.approx(first.truth_two_theta, abs=1e-9)
+
+
+def test_errors():
+    truth = datasets.load_prototype("AB_cF8_225_a_b")
+    with pytest.raises(ValueError, match="fwhm"):
+        overlap_report(truth, truth, XRD, fwhm=0)
+    with pytest.raises(ValueError, match="same atoms"):
+        overlap_report(datasets.load_prototype("A2B_tP6_136_f_a"), truth, XRD)
