@@ -208,12 +208,19 @@ class Diffractometer:
 
     def intensities(self, crystal: Crystal, hkl, g):
         """2θ (deg) and intensity 2|F|²·LP of the given reflections (hkl as floats, |g| in Å⁻¹)."""
+        two_theta, intensity, _ = self.intensities_and_form_factors(crystal, hkl, g)
+        return two_theta, intensity
+
+    def intensities_and_form_factors(self, crystal: Crystal, hkl, g):
+        """:meth:`intensities`, plus the per-type form-factor tables (values and d/ds, each
+        (M, T)) that the gradient's backward pass reuses."""
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
-            type_form_factor, _ = self._kernels.form_factor_tables(g, *type_tables)
-            return self._kernels.reflection_intensities(
-                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, type_form_factor
+            form_factor, form_factor_slope = self._kernels.form_factor_tables(g, *type_tables)
+            two_theta, intensity = self._kernels.reflection_intensities(
+                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, form_factor
             )
+        return two_theta, intensity, (form_factor, form_factor_slope)
 
     # ---------------------------------------------------------------- stick pattern
     def peaks(self, crystal: Crystal) -> PeakList:

@@ -161,7 +161,6 @@ def _forward(
         raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
     setup = diffractometer.profile_setup(two_theta, fwhm, shape, eta, window)
     target_pattern = _target_pattern(target, diffractometer, setup)
-    kernels = diffractometer._kernels
     lattice = crystal.lattice
     if reflections is None:
         hkl, g = diffractometer.enumerate_hkl(lattice, *diffractometer.g_window(setup.two_theta_range))
@@ -173,13 +172,8 @@ def _forward(
         reachable = g <= 2 / diffractometer.wavelength  # λ|g|/2 > 1 cannot diffract at any angle
         order = np.argsort(g[reachable], kind="stable")  # the profile kernels want ascending 2θ
         hkl, g = hkl[reachable][order], g[reachable][order]
-    scatterer_type, *type_tables = scatterer_types(crystal)
-    with cpu.threads_for(len(g) * len(crystal)):
-        form_factor, form_factor_slope = kernels.form_factor_tables(g, *type_tables)
-        two_theta_h, intensity = kernels.reflection_intensities(
-            hkl, g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, form_factor
-        )
-    pattern = setup.profile(kernels, two_theta_h, intensity)
+    two_theta_h, intensity, (form_factor, form_factor_slope) = diffractometer.intensities_and_form_factors(crystal, hkl, g)
+    pattern = setup.profile(diffractometer._kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **metric_options)
     return _Forward(setup, hkl, g, form_factor, form_factor_slope, two_theta_h, intensity, loss, d_pattern)
 
