@@ -23,6 +23,7 @@ import numpy as np
 from .batch import BatchLoss
 from .crystal import Crystal
 from .parametrize import Parametrization
+from .perturb import random_strain
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,7 @@ def random_direction(crystal: Crystal, rng, strain: float = 0.0) -> Direction:
     cartesian = rng.standard_normal(crystal.frac_coords.shape)
     cartesian /= np.linalg.norm(cartesian, axis=1, keepdims=True)
     d_frac = cartesian @ np.linalg.inv(crystal.lattice)
-    raw = rng.standard_normal((3, 3))
-    sym = 0.5 * (raw + raw.T)
-    sym *= strain / np.sqrt(np.mean(np.linalg.eigvalsh(sym) ** 2))
-    return Direction(crystal.lattice @ sym, d_frac, "random")
+    return Direction(crystal.lattice @ random_strain(rng, strain), d_frac, "random")
 
 
 def symmetry_axis_direction(parametrization: Parametrization, axis: int) -> Direction:
