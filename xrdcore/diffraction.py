@@ -133,6 +133,15 @@ def scatterer_types(crystal: Crystal):
     return crystal.derived["scatterer_types"]
 
 
+def starts_peak(two_theta) -> np.ndarray:
+    """For 2θ sorted ascending (deg): True where a reflection opens a new peak, i.e. its 2θ
+    rounds to another multiple of ``TWO_THETA_TOL`` than its predecessor's (pymatgen's rule)."""
+    bins = np.round(np.asarray(two_theta) / TWO_THETA_TOL).astype(np.int64)
+    new_peak = np.ones(len(bins), dtype=bool)
+    np.not_equal(bins[1:], bins[:-1], out=new_peak[1:])
+    return new_peak
+
+
 def _check_crystal(crystal):
     if not isinstance(crystal, Crystal):
         raise TypeError(f"expected an xrdcore.Crystal, got {type(crystal).__name__} (use Crystal.from_pymatgen)")
@@ -226,19 +235,15 @@ class Diffractometer:
     def peaks(self, crystal: Crystal) -> PeakList:
         """Merged, scaled stick pattern, peak for peak what pymatgen's ``get_pattern`` returns."""
         refl = self.reflections(crystal)
-        bins = np.round(refl.two_theta / TWO_THETA_TOL).astype(np.int64)
-        if len(bins) == 0:
+        if len(refl.g) == 0:
             return PeakList.empty()
-        new_peak = np.empty(len(bins), dtype=bool)
-        new_peak[0] = True
-        np.not_equal(bins[1:], bins[:-1], out=new_peak[1:])
-        start = np.flatnonzero(new_peak)
+        start = np.flatnonzero(starts_peak(refl.two_theta))
         merged = np.add.reduceat(refl.intensity, start)
         if merged.max() <= 0:  # every reflection extinct
             return PeakList.empty()
         scaled = merged * (100.0 / merged.max())
         keep = scaled > SCALED_INTENSITY_TOL
-        members_per_peak = np.diff(np.append(start, len(bins)))
+        members_per_peak = np.diff(np.append(start, len(refl.g)))
         member_start = np.zeros(keep.sum() + 1, dtype=np.int64)
         np.cumsum(members_per_peak[keep], out=member_start[1:])
         first = start[keep]

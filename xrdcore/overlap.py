@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .crystal import Crystal
-from .diffraction import TWO_THETA_TOL, Diffractometer
+from .diffraction import Diffractometer, starts_peak
 
 #: Pairs farther apart than this many FWHM contribute less than 1e-30 of a coincident pair.
 PAIR_REACH = 6.0
@@ -59,7 +59,7 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
     reach = PAIR_REACH * fwhm
     window = (max(lo - reach, 0.0), min(hi + reach, 179.9))
     ours, theirs = diffractometer.reflections(candidate, window), diffractometer.reflections(truth, window)
-    truth_peak = np.cumsum(np.r_[True, np.diff(np.round(theirs.two_theta / TWO_THETA_TOL)) != 0]) - 1
+    truth_peak = np.cumsum(starts_peak(theirs.two_theta)) - 1
     peak_of_hkl = {}
     for hkl, peak in zip(map(tuple, theirs.hkl), truth_peak):
         peak_of_hkl[hkl] = peak
