@@ -19,20 +19,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .elements import compile_elements
+from .elements import CPU
 
-_cpu = compile_elements(njit(inline="always"))
-_reciprocal_metric = _cpu["reciprocal_metric"]
-_g_length = _cpu["g_length"]
-_reflection_factors = _cpu["reflection_factors"]
-_form_factor_and_slope = _cpu["form_factor_and_slope"]
-_structure_factor = _cpu["structure_factor"]
-_window_bounds = _cpu["window_bounds"]
-_peak_shape = _cpu["peak_shape"]
-_peak_window_adjoint = _cpu["peak_window_adjoint"]
-_reflection_adjoint = _cpu["reflection_adjoint"]
-_atom_gradient = _cpu["atom_gradient"]
-_lattice_gradient = _cpu["lattice_gradient"]
+_reciprocal_metric = CPU["reciprocal_metric"]
+_g_length = CPU["g_length"]
+_reflection_factors = CPU["reflection_factors"]
+_form_factor_and_slope = CPU["form_factor_and_slope"]
+_structure_factor = CPU["structure_factor"]
+_window_bounds = CPU["window_bounds"]
+_peak_shape = CPU["peak_shape"]
+_peak_window_adjoint = CPU["peak_window_adjoint"]
+_reflection_adjoint = CPU["reflection_adjoint"]
+_atom_gradient = CPU["atom_gradient"]
+_lattice_gradient = CPU["lattice_gradient"]
 
 
 @njit(parallel=True, cache=True)

@@ -20,19 +20,18 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .elements import compile_elements
+from .elements import CPU
 
 #: Below this much work (e.g. reflections × atoms) a parallel kernel runs on the calling
 #: thread alone: waking worker threads costs more than it saves (measured in benchmarks/).
 PARALLEL_MIN_WORK = 500_000
 
 
-_cpu = compile_elements(njit(inline="always"))
-_form_factor_and_slope = _cpu["form_factor_and_slope"]
-_reflection_factors = _cpu["reflection_factors"]
-_reflection_adjoint = _cpu["reflection_adjoint"]
-_peak_shape = _cpu["peak_shape"]
-_peak_window_adjoint = _cpu["peak_window_adjoint"]
+_form_factor_and_slope = CPU["form_factor_and_slope"]
+_reflection_factors = CPU["reflection_factors"]
+_reflection_adjoint = CPU["reflection_adjoint"]
+_peak_shape = CPU["peak_shape"]
+_peak_window_adjoint = CPU["peak_window_adjoint"]
 
 
 @contextmanager

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import types
 
+from numba import njit
+
 from ..scattering import FORM_FACTOR_PREFACTOR
 
 DEG_PER_RAD = 180.0 / math.pi
@@ -230,3 +232,8 @@ def compile_elements(decorator) -> dict:
         rebound.__doc__ = function.__doc__
         compiled[name] = namespace[name] = decorator(rebound)
     return compiled
+
+
+#: The CPU build, shared by :mod:`~xrdcore.kernels.cpu` and :mod:`~xrdcore.kernels.batched`
+#: (inlined into their kernels).
+CPU = compile_elements(njit(inline="always"))
