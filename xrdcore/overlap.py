@@ -12,6 +12,11 @@ Friedel mate or a reflection merged with it); otherwise it is an *accidental* ov
 candidate scores because one of its reflections happens to sit on a different peak of
 the truth. The cosine similarity is this inner product over the two norms, so
 ``accidental_fraction`` is the share of the candidate's similarity owed to such accidents.
+
+:func:`spurious_search` looks for the wrong structures that score well: it descends the
+loss from many random, strongly distorted starts and reports every end point with its
+similarity to the truth, its structural distance and its accidental fraction. End points
+that StructureMatcher does not match to the truth yet score high are the *spurious* cases.
 """
 
 from __future__ import annotations
@@ -22,6 +27,11 @@ import numpy as np
 
 from .crystal import Crystal
 from .diffraction import Diffractometer, starts_peak
+from .optimize import optimize
+from .parametrize import p1
+from .perturb import perturb
+from .similarity import cosine
+from .structsim import lattice_error, match, rms_displacement
 
 #: Pairs farther apart than this many FWHM contribute less than 1e-30 of a coincident pair.
 PAIR_REACH = 6.0
@@ -81,3 +91,65 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
     accidental.sort(reverse=True)
     largest = [AccidentalPair(h, k, float(a), float(b), float(v / total)) for v, h, k, a, b in accidental[:top]]
     return OverlapReport(float(total), float(partners), float(accidents), largest)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One end point of :func:`spurious_search`."""
+
+    crystal: Crystal
+    start: Crystal
+    loss: float  # final loss of the searched metric
+    cosine: float  # cosine similarity of its pattern to the truth's (1 = identical)
+    start_cosine: float
+    matched: bool  # StructureMatcher (default, loose tolerances) calls it the truth
+    rms_displacement: float  # Å, each atom to the truth atom it started from
+    lattice_error: float  # largest relative error of a, b, c
+    accidental_fraction: float  # share of its agreement owed to accidental peak pairs
+
+    @property
+    def spurious(self) -> bool:
+        """Wrong (not even loosely matched) but scoring: cosine ≥ ``SPURIOUS_COSINE``."""
+        return not self.matched and self.cosine >= SPURIOUS_COSINE
+
+
+#: A wrong structure whose pattern has at least this cosine similarity to the truth's counts
+#: as a spurious match (a well-refined powder pattern of the right structure scores > 0.95).
+SPURIOUS_COSINE = 0.8
+
+
+def spurious_search(
+    truth: Crystal,
+    diffractometer: Diffractometer,
+    starts: int = 20,
+    strain: float = 0.05,
+    displacement: float = 0.5,
+    metric: str = "cosine",
+    fwhm: float = 0.1,
+    steps: int = 100,
+    seed: int = 0,
+) -> list[SearchResult]:
+    """Descend the loss (L-BFGS, P1, ``steps`` evaluations) from ``starts`` random distortions
+    of the truth (RMS strain ``strain``, RMS displacement ``displacement`` Å, seeds
+    ``seed`` … ``seed + starts − 1``) and report every end point, best similarity first."""
+    if starts < 1:
+        raise ValueError("starts must be ≥ 1")
+    target = diffractometer.pattern(truth, fwhm=fwhm)
+    results = []
+    for offset in range(starts):
+        start = perturb(truth, strain=strain, displacement=displacement, seed=seed + offset)
+        end = optimize(p1(start), start, target, diffractometer, method="lbfgs", steps=steps, metric=metric, fwhm=fwhm)
+        results.append(
+            SearchResult(
+                crystal=end.crystal,
+                start=start,
+                loss=float(end.loss),
+                cosine=float(cosine(diffractometer.pattern(end.crystal, fwhm=fwhm), target)[0]),
+                start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm), target)[0]),
+                matched=match(end.crystal, truth).matched,
+                rms_displacement=rms_displacement(end.crystal, truth),
+                lattice_error=lattice_error(end.crystal, truth)[0],
+                accidental_fraction=overlap_report(end.crystal, truth, diffractometer, fwhm=fwhm).accidental_fraction,
+            )
+        )
+    return sorted(results, key=lambda r: -r.cosine)
