@@ -87,3 +87,17 @@ def test_spurious_search_finds_a_coincidence_in_rock_salt():
     assert spurious and max(r.accidental_fraction for r in spurious) > 0.5
     with pytest.raises(ValueError, match="starts"):
         spurious_search(datasets.load_prototype("AB_cF8_225_a_b"), xrd, starts=0)
+
+
+def test_cosine_split_adds_up_to_the_cosine_similarity():
+    from xrdcore import similarity
+    from xrdcore.overlap import cosine_split
+
+    truth = datasets.load_prototype("A2B_tP6_136_f_a")
+    wide = Diffractometer("CuKa", (12, 83), step=0.002)  # XRD's range plus the pairs' reach
+    for strain in (0.0, 0.004, -0.104):
+        candidate = truth.replace(lattice=truth.lattice * [[1 + strain], [1], [1]])
+        partners, accidents = cosine_split(candidate, truth, XRD, fwhm=0.2)
+        grid = similarity.cosine(wide.pattern(candidate, fwhm=0.2), wide.pattern(truth, fwhm=0.2))[0]
+        assert partners + accidents == pytest.approx(grid, abs=2e-3)
+    assert cosine_split(truth, truth, XRD, fwhm=0.2) == pytest.approx((1.0, 0.0), abs=1e-9)
