@@ -62,3 +62,13 @@ def test_lattice_retrieval_check_names_the_optimiser_slip():
     assert checks.check_lattice_retrieval(adam, rutile, 0.02, 3, "adam", steps=50)
     wrong = checks.check_lattice_retrieval(adam, rutile, 0.02, 3, "lbfgs", steps=50)
     assert not wrong and "run 'adam' instead of 'lbfgs'" in wrong.message
+
+
+def test_coincidence_scale_check():
+    """Rock salt scaled by s = √(8/11): its (220), d = s·a/√8, lands on the unscaled (311), d = a/√11."""
+    rock_salt = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
+    right = np.sqrt(8 / 11)
+    assert checks.check_coincidence_scale(right, rock_salt, (2, 2, 0), (3, 1, 1))
+    assert "invert" in str(checks.check_coincidence_scale(1 / right, rock_salt, (2, 2, 0), (3, 1, 1)))
+    assert "s − 1" in str(checks.check_coincidence_scale(right - 1, rock_salt, (2, 2, 0), (3, 1, 1)))
+    assert not checks.check_coincidence_scale(0.9, rock_salt, (2, 2, 0), (3, 1, 1))

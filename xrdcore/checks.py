@@ -202,3 +202,17 @@ def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, 
 
     slips = {f"run {other!r} instead of {method!r}": final_loss(other) for other in METHODS if other != method}
     return check_value(answer, final_loss(method), rel=1e-6, slips=slips)
+
+
+def check_coincidence_scale(answer, crystal: Crystal, moving_hkl, fixed_hkl) -> Feedback:
+    """Check the isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
+    ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
+    reciprocal = np.linalg.inv(np.asarray(crystal.lattice, dtype=float)).T
+    d_moving, d_fixed = (1 / np.linalg.norm(np.asarray(hkl, dtype=float) @ reciprocal) for hkl in (moving_hkl, fixed_hkl))
+    expected = d_fixed / d_moving  # d scales with the cell: s · d_moving = d_fixed
+    slips = {
+        "invert the ratio (scale the fixed reflection instead)": 1 / expected,
+        "compare squared d-spacings": expected**2,
+        "give the strain s − 1 instead of the scale factor s": expected - 1,
+    }
+    return check_value(answer, expected, rel=1e-5, slips=slips)
