@@ -89,7 +89,7 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
                 accidental.append((value, hkl, tuple(theirs.hkl[j]), centre, theirs.two_theta[j]))
     total = partners + accidents
     accidental.sort(reverse=True)
-    largest = [AccidentalPair(h, k, float(a), float(b), float(v / total)) for v, h, k, a, b in accidental[:top]]
+    largest = [AccidentalPair(tuple(map(int, h)), tuple(map(int, k)), float(a), float(b), float(v / total)) for v, h, k, a, b in accidental[:top]]
     return OverlapReport(float(total), float(partners), float(accidents), largest)
 
 
