@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test serve bench clean
+.PHONY: install book test serve bench clean chromium site-check vendor-widgets
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,26 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 	@echo "Book built: open $(CURDIR)/$(HTML)/index.html (or run 'make serve')"
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# Load every page of the built book in headless Chromium, offline (tests/site_check.py).
+site-check: book chromium
+	$(BIN)/python tests/site_check.py --html $(HTML)
+
+# Headless Chromium for the site check: Debian's package, installed when absent and running
+# as root (CI); otherwise the site check fails and says how to get it. CHROMIUM=... overrides.
+chromium:
+	@if [ -n "$$CHROMIUM" ] || command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's chromium (headless browser for the site check)"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "warning: could not install chromium; the site check will fail" >&2; \
+	else echo "warning: chromium not found; the site check will fail (apt-get install chromium, or set CHROMIUM=/path)" >&2; fi
+
+# Refresh book/_static/widgets/ from the npm registry (needs npm; only to change versions).
+vendor-widgets: $(STAMP)
+	$(BIN)/python book/_ext/vendor_widgets.py
 
 serve:
 	@test -f $(HTML)/index.html || { echo "no built book in $(HTML): run 'make book' first"; exit 1; }

@@ -1,10 +1,8 @@
 """The book is part of the test suite: it builds offline with warnings as errors, executing every chapter."""
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,18 +38,14 @@ def test_every_chapter_ends_with_checked_exercises():
         assert exercises.count("checks.check_") >= exercises.count("```{exercise}"), f"{chapter}: an answer is not auto-checked"
 
 
-def test_book_builds_with_warnings_as_errors(tmp_path):
-    """Clean build (fresh execution cache) into a temporary folder; any warning or raising cell fails."""
-    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    assert jupyter_book, "jupyter-book is not installed in this environment"
-    result = subprocess.run(
-        [jupyter_book, "build", str(ROOT), "--path-output", str(tmp_path), "--warningiserror", "--keep-going"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
-    html = tmp_path / "_build" / "html"
+@pytest.mark.xdist_group("book")
+def test_book_builds_with_warnings_as_errors(built_book):
+    """Clean build (fresh execution cache) into a temporary folder; any warning or raising cell fails.
+
+    The build itself is the session fixture ``built_book`` (conftest.py), shared with test_site.py.
+    """
+    built_book.require_success()
+    html = built_book.html
     for entry in _toc_files():
         page = html / f"{entry}.html"
         assert page.is_file(), f"{page} missing"
