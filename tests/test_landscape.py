@@ -103,3 +103,24 @@ def test_dependence_intervals_cover_the_truth_on_synthetic_data():
         estimate = dependence(x, y, resamples=60, seed=seed).pearson
         covered += estimate.low <= rho <= estimate.high
     assert covered >= 16  # nominal 19 of 20; an unscaled subsample interval covers far fewer
+
+
+def test_perturbed_sample_matches_copies_built_by_hand(rutile):
+    from xrdcore.analysis import perturbed_sample
+    from xrdcore.perturb import perturb
+    from xrdcore.similarity import loss
+    from xrdcore.structsim import lattice_error, rms_displacement, structural_distance
+
+    xrd = Diffractometer("CuKa", (10, 90), backend="cpu")
+    sample = perturbed_sample(rutile, xrd, ("cosine", "mse"), count=4, symmetric="family", seed=7)
+    for index in range(4):
+        rng = np.random.default_rng(7 + index)
+        copy = perturb(rutile, strain=0.03 * rng.uniform(), displacement=0.3 * rng.uniform(), seed=7 + index, symmetric="family")
+        assert sample.distance[index] == pytest.approx(rms_displacement(copy, rutile) + 5.0 * lattice_error(copy, rutile)[0])
+        assert structural_distance(copy, rutile) == pytest.approx(sample.distance[index])
+        pattern, truth_pattern = xrd.pattern(copy, fwhm=0.1), xrd.pattern(rutile, fwhm=0.1)
+        for metric in ("cosine", "mse"):
+            assert sample.loss[metric][index] == pytest.approx(loss(metric, pattern, truth_pattern, xrd.two_theta)[0])
+    assert sample.distance.min() > 0
+    with pytest.raises(ValueError, match="count"):
+        perturbed_sample(rutile, xrd, count=0)

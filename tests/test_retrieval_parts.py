@@ -53,6 +53,19 @@ def test_symmetric_perturbation_keeps_the_space_group(rutile):
     assert rms_displacement(moved, rutile) == pytest.approx(0.2, rel=1e-9)
 
 
+def test_family_perturbation_keeps_the_lattice_family_and_moves_atoms_freely(rutile):
+    from xrdcore.structsim import lattice_parameters
+
+    moved = perturb(rutile, strain=0.03, displacement=0.2, seed=1, symmetric="family")
+    a, b, c, alpha, beta, gamma = lattice_parameters(moved.lattice)
+    assert b == pytest.approx(c, rel=1e-12) and a != pytest.approx(b, rel=1e-3)  # rutile is loaded c, a, a
+    np.testing.assert_allclose([alpha, beta, gamma], 90, atol=1e-9)
+    assert find_symmetry(moved).space_group < 136  # free displacements break the space group
+    assert rms_displacement(moved, rutile) == pytest.approx(0.2, rel=1e-9)
+    with pytest.raises(ValueError, match="symmetric"):
+        perturb(rutile, strain=0.03, symmetric="cubic")
+
+
 def test_bad_perturbation_sizes(rutile):
     with pytest.raises(ValueError, match="≥ 0"):
         perturb(rutile, strain=-0.1)

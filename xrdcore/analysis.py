@@ -17,6 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from .crystal import Crystal
+from .diffraction import Diffractometer
+from .perturb import perturb
+from .similarity import loss as metric_loss
+from .structsim import structural_distance
+
 #: Neighbours of the k-NN mutual-information estimator (scikit-learn's default).
 MI_NEIGHBOURS = 3
 
@@ -76,3 +82,40 @@ def dependence(distance, similarity, resamples: int = 200, seed: int = 0) -> Dep
     low[2] = max(low[2], 0.0)  # mutual information is never negative
     estimates = [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high)]
     return Dependence(*estimates, samples=len(distance))
+
+
+@dataclass(frozen=True)
+class PerturbedSample:
+    distance: np.ndarray  # (count,) structural distance to the truth (Å, see structsim.structural_distance)
+    loss: dict  # metric name -> (count,) loss of each copy's pattern against the truth's
+    symmetric: bool | str
+
+
+def perturbed_sample(
+    truth: Crystal,
+    diffractometer: Diffractometer,
+    metrics=("cosine",),
+    count: int = 300,
+    max_strain: float = 0.03,
+    max_displacement: float = 0.3,
+    symmetric: bool | str = False,
+    fwhm: float = 0.1,
+    seed: int = 0,
+) -> PerturbedSample:
+    """``count`` perturbed copies of ``truth`` (copy i: seed ``seed + i``, strain and
+    displacement drawn uniformly up to ``max_strain`` and ``max_displacement`` Å, ``symmetric``
+    as in :func:`xrdcore.perturb.perturb`), each with its structural distance and its loss
+    under every metric (FWHM ``fwhm`` degrees)."""
+    if count < 1:
+        raise ValueError("count must be ≥ 1")
+    target = diffractometer.pattern(truth, fwhm=fwhm)
+    distance, losses = [], {metric: [] for metric in metrics}
+    for index in range(count):
+        rng = np.random.default_rng(seed + index)
+        strain, displacement = max_strain * rng.uniform(), max_displacement * rng.uniform()
+        copy = perturb(truth, strain=strain, displacement=displacement, seed=seed + index, symmetric=symmetric)
+        distance.append(structural_distance(copy, truth))
+        pattern = diffractometer.pattern(copy, fwhm=fwhm)
+        for metric in metrics:
+            losses[metric].append(metric_loss(metric, pattern, target, diffractometer.two_theta)[0])
+    return PerturbedSample(np.array(distance), {m: np.array(v) for m, v in losses.items()}, symmetric)

@@ -5,9 +5,11 @@
 * ``displacement`` δ (Å): random Cartesian displacements with root-mean-square length δ
   per atom, their mean removed (a common translation changes no pattern).
 
-Seeded (numpy ``default_rng``) and, with ``symmetric=True``, restricted to what the
-reference's space group allows (the strain to its crystal family, the displacements to its
-symmetry axes), then rescaled to the requested size.
+Seeded (numpy ``default_rng``) and, with ``symmetric=True`` (or ``"spacegroup"``),
+restricted to what the reference's space group allows (the strain to its crystal family,
+the displacements to its symmetry axes), then rescaled to the requested size. With
+``symmetric="family"`` only the strain is restricted (to the crystal family) and the atoms
+move freely: the perturbations a crystal-family-constrained search explores.
 """
 
 from __future__ import annotations
@@ -45,13 +47,18 @@ def random_displacement(rng, crystal: Crystal, rms: float, symmetry=None) -> np.
     return fractional * (rms / size)
 
 
-def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, seed: int = 0, symmetric: bool = False) -> Crystal:
+SYMMETRIC_CHOICES = (False, True, "family", "spacegroup")
+
+
+def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, seed: int = 0, symmetric: bool | str = False) -> Crystal:
     """A perturbed copy of ``crystal`` (see the module docstring for the definitions)."""
+    if symmetric not in SYMMETRIC_CHOICES:
+        raise ValueError(f"symmetric must be one of {SYMMETRIC_CHOICES}, got {symmetric!r}")
     rng = np.random.default_rng(seed)
     symmetry = find_symmetry(crystal) if symmetric else None
     frac_coords = crystal.frac_coords
     if displacement:
-        frac_coords = frac_coords + random_displacement(rng, crystal, displacement, symmetry)
+        frac_coords = frac_coords + random_displacement(rng, crystal, displacement, None if symmetric == "family" else symmetry)
     lattice = crystal.lattice
     if strain:
         lattice = lattice @ (np.eye(3) + random_strain(rng, strain, symmetry))

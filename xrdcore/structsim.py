@@ -5,7 +5,7 @@
   for a genuinely repaired structure), with the RMS distance it reports (normalised by
   (V/N)^(1/3), pymatgen's convention).
 * Cheap distances for use inside loops, under the known atom order:
-  :func:`lattice_error` and :func:`rms_displacement`.
+  :func:`lattice_error`, :func:`rms_displacement` and their sum :func:`structural_distance`.
 """
 
 from __future__ import annotations
@@ -68,3 +68,13 @@ def rms_displacement(crystal: Crystal, reference: Crystal) -> float:
     difference -= difference.mean(axis=0)
     cartesian = difference @ reference.lattice
     return float(np.sqrt(np.mean(np.sum(cartesian**2, axis=1))))
+
+
+#: Length (Å) that turns a relative lattice error into a distance in :func:`structural_distance`.
+LATTICE_LENGTH_SCALE = 5.0
+
+
+def structural_distance(crystal: Crystal, reference: Crystal) -> float:
+    """One number for "how far": RMS displacement (Å) plus the largest relative lattice-length
+    error times ``LATTICE_LENGTH_SCALE`` (5 Å, a typical cell edge)."""
+    return rms_displacement(crystal, reference) + LATTICE_LENGTH_SCALE * lattice_error(crystal, reference)[0]
