@@ -58,6 +58,8 @@ def atomic_number(species: str | int) -> int:
 class Crystal:
     """A periodic crystal as arrays (see the module docstring for shapes and units).
 
+    The arrays are read-only; :meth:`replace` makes a changed copy.
+
     Parameters
     ----------
     lattice : (3, 3) array_like, Å, lattice vectors as rows, right-handed.
@@ -65,8 +67,6 @@ class Crystal:
     species : length-N sequence of element symbols or atomic numbers.
     occupancies : (N,) array_like in (0, 1], default all 1.
     b_iso : (N,) array_like, Å², isotropic Debye–Waller B ≥ 0, default all 0.
-
-    The arrays are read-only; :meth:`replace` makes a changed copy.
     """
 
     __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso", "derived")

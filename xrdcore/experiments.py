@@ -9,14 +9,14 @@ the final loss, cheap distances and the cost. Kinds and what moves (see ``xrdcor
 
 Grids leave out (lattice, spacegroup) and (coordinates, family), which repeat another row.
 
-==============  ==========================  ===================================================
-kind            perturbation                parametrisations "p1" / "family" / "spacegroup"
-==============  ==========================  ===================================================
-``lattice``     strain ε                    lattice free / crystal family / crystal family;
-                                            coordinates fixed at the truth's
-``coordinates`` displacement δ (Å)          coordinates free / free / symmetry axes; lattice fixed
-``both``        ε and δ = 10 ε Å            both free / family + free / family + symmetry axes
-==============  ==========================  ===================================================
+===============  ==========================  ===================================================
+kind             perturbation                parametrisations "p1" / "family" / "spacegroup"
+===============  ==========================  ===================================================
+``lattice``      strain ε                    lattice free / crystal family / crystal family;
+                                             coordinates fixed at the truth's
+``coordinates``  displacement δ (Å)          coordinates free / free / symmetry axes; lattice fixed
+``both``         ε and δ = 10 ε Å            both free / family + free / family + symmetry axes
+===============  ==========================  ===================================================
 
 Rows stream to a CSV file as tasks finish; a killed run resumes where it stopped (tasks
 whose key is already in the file are skipped). Tasks run on all local cores by default

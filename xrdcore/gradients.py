@@ -114,7 +114,9 @@ def loss_and_grad(
     reflections : optional :class:`ReflectionSet` to reuse; ValueError if the lattice has
         moved beyond its margin.
 
-    Returns ``LossGradient(loss, d_lattice, d_frac)``.
+    Returns
+    -------
+    LossGradient(loss, d_lattice, d_frac)
     """
     forward = _forward(
         crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, **metric_options
