@@ -124,3 +124,17 @@ def test_perturbed_sample_matches_copies_built_by_hand(rutile):
     assert sample.distance.min() > 0
     with pytest.raises(ValueError, match="count"):
         perturbed_sample(rutile, xrd, count=0)
+
+
+def test_path_direction_lands_on_the_other_structure(rutile):
+    from xrdcore.landscape import path_direction
+    from xrdcore.perturb import perturb
+
+    other = perturb(rutile, strain=0.02, displacement=0.3, seed=4)
+    shifted = other.replace(frac_coords=other.frac_coords + [[1, 0, -1]] * np.ones((len(other), 1)))  # another image
+    direction = path_direction(rutile, shifted)
+    arrived = moved(rutile, direction, 1.0)
+    np.testing.assert_allclose(arrived.lattice, other.lattice, atol=1e-12)
+    np.testing.assert_allclose(arrived.frac_coords, other.frac_coords, atol=1e-12)  # nearest image, not a lattice vector away
+    with pytest.raises(ValueError, match="same atoms"):
+        path_direction(rutile, datasets.load_prototype("AB_cF8_225_a_b"))

@@ -8,7 +8,8 @@ A + t·dA, x + t·dx for the given offsets t. Directions for the usual questions
 * :func:`atom_direction` — move one atom along one Cartesian axis (t in Å);
 * :func:`random_direction` — random displacements of every atom, each atom's displacement
   normalised to 1 Å (t in Å per atom), optionally with a random strain;
-* :func:`symmetry_axis_direction` — along one symmetry axis of a space-group parametrisation.
+* :func:`symmetry_axis_direction` — along one symmetry axis of a space-group parametrisation;
+* :func:`path_direction` — the straight line from one structure to another (t from 0 to 1).
 
 All points of a scan are evaluated in one batched call (:class:`xrdcore.batch.BatchLoss`),
 which also returns the exact derivative along the direction at every point.
@@ -61,6 +62,15 @@ def symmetry_axis_direction(parametrization: Parametrization, axis: int) -> Dire
     if parametrization.coordinate_mode != "spacegroup":
         raise ValueError("symmetry axes need a space-group parametrisation (coordinates='spacegroup')")
     return Direction(np.zeros((3, 3)), parametrization.axes[axis], parametrization.axis_names[axis])
+
+
+def path_direction(crystal: Crystal, other: Crystal) -> Direction:
+    """The straight line from ``crystal`` (t = 0) to ``other`` (t = 1): lattice vectors and
+    fractional coordinates, each atom towards the nearest periodic image of its partner."""
+    if len(other) != len(crystal) or np.any(other.atomic_numbers != crystal.atomic_numbers):
+        raise ValueError("the two structures must have the same atoms in the same order")
+    step = other.frac_coords - crystal.frac_coords
+    return Direction(other.lattice - crystal.lattice, step - np.round(step), "straight path")
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ ADAM_EPSILON = 1e-12
 
 @dataclass
 class Trajectory:
-    """Per evaluation: loss, and (when the truth is known) RMS displacement (Å) and largest
-    relative lattice-length error."""
+    """Per evaluation: parameters, loss, and (when the truth is known) RMS displacement (Å) and
+    largest relative lattice-length error."""
 
+    params: list = field(default_factory=list)
     loss: list = field(default_factory=list)
     rms_displacement: list = field(default_factory=list)
     lattice_error: list = field(default_factory=list)
@@ -79,6 +80,7 @@ class _Objective:
         self.evaluations += 1
         if result.loss < self.best_loss:
             self.best_params, self.best_loss = np.array(params, dtype=float), result.loss
+        self.trajectory.params.append(np.array(params, dtype=float))
         self.trajectory.loss.append(result.loss)
         if self.truth is not None:
             self.trajectory.rms_displacement.append(rms_displacement(crystal, self.truth))
