@@ -1,0 +1,256 @@
+"""Energy and forces of a :class:`~xrdcore.crystal.Crystal` through the ASE calculator interface.
+
+Any ASE calculator works; the default is CHGNet (a universal machine-learned interatomic
+potential whose weights ship inside its wheel: nothing is downloaded), loaded once per
+process and run on the CPU. ``"emt"`` names ASE's effective-medium potential (a few fcc
+metals, H, C, N, O), small and smooth, for tests and quick experiments.
+
+Units: energies in eV per atom, forces in eV/Å, stress in eV/Å³ (ASE's sign: positive
+under tension), offsets along a :class:`~xrdcore.landscape.Direction` as in
+:mod:`xrdcore.landscape` (relative strain for a lattice stretch, Å for atom moves).
+
+ase, torch and chgnet are imported inside the functions, so ``import xrdcore`` needs none of
+them; install them with ``pip install -e ".[energy]"`` (``make install`` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import warnings
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .crystal import Crystal, element_symbol
+from .landscape import Direction, Scan
+
+#: Names :func:`calculator` understands.
+CALCULATORS = ("chgnet", "emt")
+#: Largest atomic number CHGNet's embedding covers (its training set, MPtrj, stops at Pu).
+CHGNET_MAX_Z = 94
+#: Relaxation defaults: largest force (eV/Å, and the cell's generalised force) at convergence, step budget.
+RELAX_FMAX = 0.01
+RELAX_STEPS = 500
+#: Threads for BLAS and torch while a calculator runs (see ``_quiet``).
+THREADS = 1
+
+_INSTALL_HINT = 'install the energy extra: pip install -e ".[energy]" (or make install)'
+
+
+def _require(module: str):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as error:
+        raise ImportError(f"xrdcore.energy needs {module.split('.')[0]} ({error}); {_INSTALL_HINT}") from error
+
+
+@contextlib.contextmanager
+def _quiet():
+    """One thread for BLAS and torch (restored afterwards), and CHGNet's harmless torch warning
+    about converting a tensor that requires grad silenced. The cells here are small: thread
+    start-up costs more than it saves, and on a busy machine several times more."""
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    with warnings.catch_warnings(), threadpool_limits(THREADS, user_api="blas"):
+        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        if torch is not None:
+            torch.set_num_threads(THREADS)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(threads)
+
+
+@lru_cache(maxsize=1)
+def _chgnet():
+    _require("torch")
+    dynamics = _require("chgnet.model.dynamics")
+    model = _require("chgnet.model").CHGNet
+    with _quiet(), contextlib.redirect_stdout(io.StringIO()):  # it prints the device it runs on
+        return dynamics.CHGNetCalculator(model=model.load(use_device="cpu", verbose=False), use_device="cpu")
+
+
+def calculator(name_or_calc=None):
+    """An ASE calculator: ``None`` or ``"chgnet"`` (cached, CPU), ``"emt"``, or any ASE
+    calculator object, which is returned unchanged."""
+    if name_or_calc is None:
+        name_or_calc = "chgnet"
+    if not isinstance(name_or_calc, str):
+        if not (hasattr(name_or_calc, "get_property") and hasattr(name_or_calc, "calculate")):
+            raise TypeError(f"expected an ASE calculator or one of {CALCULATORS}, got {type(name_or_calc).__name__}")
+        return name_or_calc
+    name = name_or_calc.strip().lower()
+    if name == "chgnet":
+        return _chgnet()
+    if name == "emt":
+        return _require("ase.calculators.emt").EMT()
+    raise ValueError(f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} or pass an ASE calculator object")
+
+
+def supported_elements(calc) -> set[int] | None:
+    """Atomic numbers ``calc`` can handle, where known (CHGNet, EMT); None for other calculators."""
+    kind = type(calc)
+    if kind.__name__ == "CHGNetCalculator":
+        return set(range(1, CHGNET_MAX_Z + 1))
+    if kind.__name__ == "EMT" and kind.__module__.startswith("ase."):
+        from ase.calculators.emt import parameters
+        from ase.data import atomic_numbers
+
+        return {atomic_numbers[symbol] for symbol in parameters}
+    return None
+
+
+def to_atoms(crystal: Crystal):
+    """The crystal as a periodic ``ase.Atoms`` (cell in Å, scaled positions = fractional
+    coordinates). Partially occupied sites have no single energy: ValueError."""
+    Atoms = _require("ase").Atoms
+    if not isinstance(crystal, Crystal):
+        raise TypeError(f"expected an xrdcore Crystal, got {type(crystal).__name__} (convert with Crystal.from_pymatgen)")
+    partial = np.flatnonzero(crystal.occupancies < 1)
+    if len(partial):
+        first = int(partial[0])
+        raise ValueError(
+            f"{len(partial)} site(s) are partially occupied (e.g. {crystal.species[first]}{first} at "
+            f"occupancy {crystal.occupancies[first]:g}); an energy needs an ordered structure: "
+            "choose one configuration (e.g. with pymatgen's OrderDisorderedStructureTransformation)"
+        )
+    return Atoms(numbers=crystal.atomic_numbers, cell=crystal.lattice, scaled_positions=crystal.frac_coords, pbc=True)
+
+
+def _check_elements(crystal: Crystal, calc):
+    known = supported_elements(calc)
+    if known is None:
+        return
+    missing = sorted(set(int(z) for z in crystal.atomic_numbers) - known)
+    if missing:
+        names = ", ".join(f"{element_symbol(z)} (Z = {z})" for z in missing)
+        raise ValueError(
+            f"{type(calc).__name__} has no parameters for {names}; it covers "
+            f"{', '.join(element_symbol(z) for z in sorted(known)) if len(known) < 20 else f'Z = 1 … {max(known)}'}"
+        )
+
+
+def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False):
+    atoms = to_atoms(crystal)
+    _check_elements(crystal, calc)
+    atoms.calc = calc
+    with _quiet():
+        results = [float(atoms.get_potential_energy())]
+        if forces:
+            results.append(np.array(atoms.get_forces(), dtype=float))
+        if stress:
+            results.append(np.array(atoms.get_stress(voigt=False), dtype=float))
+    if not np.isfinite(results[0]):
+        raise ValueError(f"the calculator returned a non-finite energy ({results[0]}) for {crystal!r}")
+    return results
+
+
+def energy(crystal: Crystal, calc=None) -> float:
+    """Potential energy in eV per atom."""
+    (total,) = _evaluate(crystal, calculator(calc))
+    return total / len(crystal)
+
+
+def energy_and_forces(crystal: Crystal, calc=None) -> tuple[float, np.ndarray]:
+    """Energy (eV per atom) and the forces on the atoms (N, 3), eV/Å, Cartesian."""
+    total, forces = _evaluate(crystal, calculator(calc), forces=True)
+    return total / len(crystal), forces
+
+
+def _moved(crystal: Crystal, directions, offsets) -> Crystal:
+    return crystal.replace(
+        lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
+        frac_coords=crystal.frac_coords + sum(t * d.d_frac for t, d in zip(offsets, directions)),
+    )
+
+
+def _check_direction(crystal: Crystal, direction):
+    if not isinstance(direction, Direction):
+        raise TypeError(f"expected an xrdcore.landscape.Direction, got {type(direction).__name__}")
+    if np.shape(direction.d_lattice) != (3, 3) or np.shape(direction.d_frac) != crystal.frac_coords.shape:
+        raise ValueError(f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)")
+    if not (np.all(np.isfinite(direction.d_lattice)) and np.all(np.isfinite(direction.d_frac))):
+        raise ValueError(f"direction {direction.name!r} contains NaN or inf")
+
+
+def slope_along(crystal: Crystal, direction: Direction, forces, stress) -> float:
+    """dE/dt (eV per atom per unit t) along ``direction`` from the forces (eV/Å) and the stress
+    (eV/Å³): dE = V Σ σ_ij ε_ij − Σ_n F_n · (δx_n A), with ε = A⁻¹ δA the homogeneous strain
+    that a lattice change at fixed fractional coordinates is."""
+    strain = np.linalg.solve(crystal.lattice, direction.d_lattice)
+    from_cell = crystal.volume * np.sum(np.asarray(stress) * strain)
+    from_atoms = -np.sum(np.asarray(forces) * (direction.d_frac @ crystal.lattice))
+    return float(from_cell + from_atoms) / len(crystal)
+
+
+def energy_scan(crystal: Crystal, directions, offsets, calc=None) -> Scan:
+    """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
+    (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
+    dE/dt along the (first) direction from forces and stress: the same
+    :class:`~xrdcore.landscape.Scan` as :func:`xrdcore.landscape.scan` returns for an XRD
+    loss, on the same directions and offsets, so the two compare point for point."""
+    calc = calculator(calc)
+    directions = [directions] if isinstance(directions, Direction) else list(directions)
+    if len(directions) not in (1, 2):
+        raise ValueError("give one direction (1-D scan) or two (2-D scan)")
+    for direction in directions:
+        _check_direction(crystal, direction)
+    if len(directions) == 1:
+        axes = (np.asarray(offsets, dtype=float),)
+        if axes[0].ndim != 1:
+            raise ValueError("offsets of a 1-D scan must be a 1-D array")
+    else:
+        axes = tuple(np.asarray(o, dtype=float) for o in offsets)
+    if any(axis.size == 0 for axis in axes):
+        raise ValueError("offsets are empty")
+    if not all(np.all(np.isfinite(axis)) for axis in axes):
+        raise ValueError("offsets contain NaN or inf")
+    need_stress = bool(np.any(directions[0].d_lattice))
+    shape = tuple(len(axis) for axis in axes)
+    values, slopes = np.empty(shape), np.empty(shape)
+    for index in np.ndindex(*shape):
+        point = _moved(crystal, directions, [axis[i] for axis, i in zip(axes, index)])
+        results = _evaluate(point, calc, forces=True, stress=need_stress)
+        values[index] = results[0] / len(point)
+        slopes[index] = slope_along(point, directions[0], results[1], results[2] if need_stress else np.zeros((3, 3)))
+    return Scan(axes[0] if len(axes) == 1 else axes, values, slopes)
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    crystal: Crystal
+    energy: float  # eV per atom at the end
+    max_force: float  # largest force on an atom at the end, eV/Å
+    steps: int
+    converged: bool  # forces (and, with cell=True, the cell's generalised forces) below fmax
+
+
+def relax(crystal: Crystal, calc=None, steps: int = RELAX_STEPS, fmax: float = RELAX_FMAX, cell: bool = True,
+          optimizer: str = "BFGS") -> Relaxation:
+    """Relax the atoms (and with ``cell=True`` the lattice, through ASE's FrechetCellFilter)
+    to the nearest energy minimum with ASE's ``optimizer`` ("FIRE" or "BFGS") until every
+    force is below ``fmax`` eV/Å or ``steps`` steps are spent."""
+    optimizers = _require("ase.optimize")
+    filters = _require("ase.filters")
+    if optimizer not in ("FIRE", "BFGS"):
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose 'FIRE' or 'BFGS'")
+    if steps < 0 or not fmax > 0:
+        raise ValueError(f"need steps ≥ 0 and fmax > 0 (eV/Å), got steps={steps}, fmax={fmax}")
+    calc = calculator(calc)
+    _check_elements(crystal, calc)
+    atoms = to_atoms(crystal)
+    atoms.calc = calc
+    target = filters.FrechetCellFilter(atoms) if cell else atoms
+    run = getattr(optimizers, optimizer)(target, logfile=None)
+    with _quiet():
+        converged = bool(run.run(fmax=fmax, steps=steps))
+        total = float(atoms.get_potential_energy())
+        max_force = float(np.max(np.linalg.norm(atoms.get_forces(), axis=1)))
+    relaxed = crystal.replace(lattice=np.array(atoms.cell.array), frac_coords=atoms.get_scaled_positions(wrap=False))
+    return Relaxation(relaxed, total / len(crystal), max_force, int(run.nsteps), converged)
