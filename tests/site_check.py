@@ -261,16 +261,17 @@ def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s:
     if state["views"]:
         result.notes.append(f"{state['rendered']}/{state['views']} widgets rendered")
     if state["animations"]:
-        result.notes.append(f"{len(state['animations'])} animations")
+        count = len(state["animations"])
+        result.notes.append(f"{count} animation{'s' if count != 1 else ''}")
     return result
 
 
 def _check_search(page, result: PageResult, settle_s: float) -> None:
-    query = page_query = page.url.split("q=", 1)[-1]
+    query = page.url.split("q=", 1)[-1]
     try:
         page.wait_for_selector("#search-results ul.search li", timeout=settle_s * 1000)
     except Exception:  # noqa: BLE001
-        result.problems.append(f"offline search found nothing for {page_query!r} (searchindex.js not working?)")
+        result.problems.append(f"offline search found nothing for {query!r} (searchindex.js not working?)")
         return
     hits = page.locator("#search-results ul.search li").count()
     result.notes.append(f"{hits} search results for {query!r}")

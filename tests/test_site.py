@@ -130,7 +130,7 @@ def test_widget_page_renders_offline(widget_site):
     results, report = _check(widget_site, widget_site.parent.parent / "_toc.yml", search_query="widgets")
     assert all(r.ok for r in results.values()), report
     notes = "; ".join(results["widgets.html"].notes)
-    assert "2/2 widgets rendered" in notes and "1 animations" in notes, report
+    assert "2/2 widgets rendered" in notes and "1 animation" in notes, report
 
 
 @pytest.mark.xdist_group("widget_book")
