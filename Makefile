@@ -6,12 +6,12 @@ STAMP := $(VENV)/.installed
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test serve bench clean chromium site-check vendor-widgets
+.PHONY: install book test serve bench clean chromium site-check vendor-widgets assignments
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[book,test,energy]"
+	$(BIN)/python -m pip install --quiet -e ".[book,test,energy,course]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +22,10 @@ book: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+
+# Course assignments (Otter-Grader): student notebooks and autograder zips in _build/assignments.
+assignments: $(STAMP)
+	$(BIN)/python book/assignments/make_assignments.py --output _build/assignments
 
 # Load every page of the built book in headless Chromium, offline (tests/site_check.py).
 site-check: book chromium
