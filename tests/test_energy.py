@@ -9,10 +9,10 @@ import pytest
 
 pytest.importorskip("ase")
 
-from xrdcore import Crystal, Diffractometer, datasets, energy  # noqa: E402
-from xrdcore.landscape import atom_direction, lattice_direction, local_minima, random_direction, scan  # noqa: E402
-from xrdcore.perturb import perturb  # noqa: E402
-from xrdcore.structsim import RECOVERY_TOLERANCES, match  # noqa: E402
+from xrdcore import Crystal, Diffractometer, datasets, energy
+from xrdcore.landscape import atom_direction, lattice_direction, local_minima, random_direction, scan
+from xrdcore.perturb import perturb
+from xrdcore.structsim import RECOVERY_TOLERANCES, match
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
@@ -49,10 +49,13 @@ def test_scan_agrees_with_pointwise_energy_and_its_slope_with_finite_differences
         up, down = (energy.energy(moved(copper, direction, t + s), calc="emt") for s in (h, -h))
         assert slope == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)
     assert np.ptp(result.slope) > 1e-3  # the profile is not flat: the comparison has teeth
+    values_only = energy.energy_scan(copper, direction, offsets, calc="emt", slopes=False)
+    np.testing.assert_array_equal(values_only.loss, result.loss)
+    assert np.all(np.isnan(values_only.slope))
 
 
 def test_forces_are_minus_the_energy_gradient(copper):
-    total_energy = lambda crystal: energy.energy(crystal, calc="emt") * len(crystal)  # noqa: E731
+    total_energy = lambda crystal: energy.energy(crystal, calc="emt") * len(crystal)
     value, forces = energy.energy_and_forces(copper, calc="emt")
     assert value == pytest.approx(total_energy(copper) / len(copper))
     assert forces.shape == (4, 3) and np.abs(forces).max() > 0.05
@@ -120,6 +123,8 @@ def test_chgnet_energy_is_lowest_near_the_truth_along_a_lattice_stretch(rutile):
     h = 2e-3
     up, down = (energy.energy(moved(rutile, lattice_direction(rutile, 0), s)) for s in (h, -h))
     assert result.slope[4] == pytest.approx((up - down) / (2 * h), rel=0.05, abs=2e-3)
+    values_only = energy.energy_scan(rutile, lattice_direction(rutile, 0), strains[3:6], slopes=False)
+    np.testing.assert_allclose(values_only.loss, result.loss[3:6], atol=1e-5)  # CHGNet's task "e" path
 
 
 def test_unsupported_elements_and_partial_occupancy_are_explained():

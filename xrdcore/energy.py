@@ -127,7 +127,7 @@ def _check_elements(crystal: Crystal, calc):
     known = supported_elements(calc)
     if known is None:
         return
-    missing = sorted(set(int(z) for z in crystal.atomic_numbers) - known)
+    missing = sorted({int(z) for z in crystal.atomic_numbers} - known)
     if missing:
         names = ", ".join(f"{element_symbol(z)} (Z = {z})" for z in missing)
         raise ValueError(
@@ -137,15 +137,30 @@ def _check_elements(crystal: Crystal, calc):
 
 
 def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False):
+    """[total energy (eV), forces (N, 3) if asked, stress (3, 3) if asked]. CHGNet is asked for
+    only what is needed (its ``task``): forces and stress each cost a backward pass."""
     atoms = to_atoms(crystal)
     _check_elements(crystal, calc)
     atoms.calc = calc
     with _quiet():
-        results = [float(atoms.get_potential_energy())]
-        if forces:
-            results.append(np.array(atoms.get_forces(), dtype=float))
-        if stress:
-            results.append(np.array(atoms.get_stress(voigt=False), dtype=float))
+        if type(calc).__name__ == "CHGNetCalculator":
+            from ase.calculators.calculator import all_changes
+            from ase.stress import voigt_6_to_full_3x3_stress
+
+            calc.calculate(atoms, ["energy"], all_changes, task="e" + "f" * forces + "s" * stress)
+            results = [float(calc.results["energy"])]
+            if forces:
+                results.append(np.array(calc.results["forces"], dtype=float))
+            if stress:
+                values = np.array(calc.results["stress"], dtype=float)
+                results.append(voigt_6_to_full_3x3_stress(values) if values.shape == (6,) else values.reshape(3, 3))
+            calc.reset()  # the partial results must not be served to a later ASE query
+        else:
+            results = [float(atoms.get_potential_energy())]
+            if forces:
+                results.append(np.array(atoms.get_forces(), dtype=float))
+            if stress:
+                results.append(np.array(atoms.get_stress(voigt=False), dtype=float))
     if not np.isfinite(results[0]):
         raise ValueError(f"the calculator returned a non-finite energy ({results[0]}) for {crystal!r}")
     return results
@@ -161,6 +176,25 @@ def energy_and_forces(crystal: Crystal, calc=None) -> tuple[float, np.ndarray]:
     """Energy (eV per atom) and the forces on the atoms (N, 3), eV/Å, Cartesian."""
     total, forces = _evaluate(crystal, calculator(calc), forces=True)
     return total / len(crystal), forces
+
+
+def check_supported(crystal: Crystal, calc=None) -> None:
+    """ValueError naming the elements of ``crystal`` that ``calc`` has no parameters for
+    (nothing is checked for calculators whose coverage is unknown)."""
+    _check_elements(crystal, calculator(calc))
+
+
+def energy_gradient(crystal: Crystal, calc=None) -> tuple[float, np.ndarray, np.ndarray]:
+    """Energy (eV per atom) and its exact gradient from one force + stress evaluation:
+    with respect to the lattice rows A at fixed fractional coordinates, dE/dA = V A⁻ᵀ σ
+    (eV per atom per Å, (3, 3)), and with respect to the fractional coordinates at fixed
+    lattice, dE/dx = −F Aᵀ (eV per atom per fractional unit, (N, 3)); the same variables as
+    :func:`xrdcore.gradients.loss_and_grad`, so the two gradients add."""
+    total, forces, stress = _evaluate(crystal, calculator(calc), forces=True, stress=True)
+    atoms = len(crystal)
+    d_lattice = crystal.volume * np.linalg.solve(crystal.lattice.T, stress)
+    d_frac = -forces @ crystal.lattice.T
+    return total / atoms, d_lattice / atoms, d_frac / atoms
 
 
 def _moved(crystal: Crystal, directions, offsets) -> Crystal:
@@ -189,12 +223,13 @@ def slope_along(crystal: Crystal, direction: Direction, forces, stress) -> float
     return float(from_cell + from_atoms) / len(crystal)
 
 
-def energy_scan(crystal: Crystal, directions, offsets, calc=None) -> Scan:
+def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool = True) -> Scan:
     """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
     (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
     dE/dt along the (first) direction from forces and stress: the same
     :class:`~xrdcore.landscape.Scan` as :func:`xrdcore.landscape.scan` returns for an XRD
-    loss, on the same directions and offsets, so the two compare point for point."""
+    loss, on the same directions and offsets, so the two compare point for point.
+    ``slopes=False`` skips forces and stress (about 2× faster with CHGNet); the slopes are then NaN."""
     calc = calculator(calc)
     directions = [directions] if isinstance(directions, Direction) else list(directions)
     if len(directions) not in (1, 2):
@@ -211,15 +246,16 @@ def energy_scan(crystal: Crystal, directions, offsets, calc=None) -> Scan:
         raise ValueError("offsets are empty")
     if not all(np.all(np.isfinite(axis)) for axis in axes):
         raise ValueError("offsets contain NaN or inf")
-    need_stress = bool(np.any(directions[0].d_lattice))
+    need_stress = slopes and bool(np.any(directions[0].d_lattice))
     shape = tuple(len(axis) for axis in axes)
-    values, slopes = np.empty(shape), np.empty(shape)
+    values, slope = np.empty(shape), np.full(shape, np.nan)
     for index in np.ndindex(*shape):
         point = _moved(crystal, directions, [axis[i] for axis, i in zip(axes, index)])
-        results = _evaluate(point, calc, forces=True, stress=need_stress)
+        results = _evaluate(point, calc, forces=slopes, stress=need_stress)
         values[index] = results[0] / len(point)
-        slopes[index] = slope_along(point, directions[0], results[1], results[2] if need_stress else np.zeros((3, 3)))
-    return Scan(axes[0] if len(axes) == 1 else axes, values, slopes)
+        if slopes:
+            slope[index] = slope_along(point, directions[0], results[1], results[2] if need_stress else np.zeros((3, 3)))
+    return Scan(axes[0] if len(axes) == 1 else axes, values, slope)
 
 
 @dataclass(frozen=True)
