@@ -72,3 +72,43 @@ def test_coincidence_scale_check():
     assert "invert" in str(checks.check_coincidence_scale(1 / right, rock_salt, (2, 2, 0), (3, 1, 1)))
     assert "s − 1" in str(checks.check_coincidence_scale(right - 1, rock_salt, (2, 2, 0), (3, 1, 1)))
     assert not checks.check_coincidence_scale(0.9, rock_salt, (2, 2, 0), (3, 1, 1))
+
+
+def test_energy_minimum_check_refines_and_names_slips():
+    pytest.importorskip("chgnet")
+    from xrdcore import datasets, energy
+    from xrdcore.landscape import lattice_direction, local_minima
+
+    rutile = datasets.load_prototype("A2B_tP6_136_f_a")
+    strains = np.linspace(-0.1, 0.1, 21)
+    values = energy.energy_scan(rutile, lattice_direction(rutile, 0), strains, slopes=False).loss
+    (i,) = local_minima(values)
+    y0, y1, y2 = values[i - 1 : i + 2]
+    right = 100 * (strains[i] + 0.01 * (y0 - y2) / (2 * (y0 - 2 * y1 + y2)))  # vertex of the parabola
+    assert checks.check_energy_minimum(right, rutile)
+    assert "fraction" in checks.check_energy_minimum(right / 100, rutile).message
+    assert "wrong sign" in checks.check_energy_minimum(-right, rutile).message
+    assert "experimental cell" in checks.check_energy_minimum(0.0, rutile).message
+    assert "lowest sample" in checks.check_energy_minimum(100 * strains[i], rutile).message
+    assert not checks.check_energy_minimum(right + 1.5, rutile)
+
+
+def test_bulk_modulus_check_names_unit_and_factor_slips():
+    pytest.importorskip("chgnet")
+    from ase.units import GPa
+
+    from xrdcore import datasets, energy
+    from xrdcore.landscape import Direction, curvature
+
+    rock_salt = datasets.load_prototype("AB_cF8_225_a_b")
+    relaxed = energy.relax(rock_salt).crystal
+    strains = np.array([-0.01, 0.0, 0.01])
+    isotropic = Direction(relaxed.lattice, np.zeros_like(relaxed.frac_coords), "isotropic")
+    second = curvature(strains, energy.energy_scan(relaxed, isotropic, strains, slopes=False).loss)
+    right = len(relaxed) * second / (9 * relaxed.volume) / GPa  # three-point route, not the check's fit
+    assert 15 < right < 40  # GPa: rock salt's is about 25
+    assert checks.check_bulk_modulus(right, rock_salt)
+    assert "eV/Å³" in checks.check_bulk_modulus(right * GPa, rock_salt).message
+    assert "1/9" in checks.check_bulk_modulus(9 * right, rock_salt).message
+    assert "experimental cell" in checks.check_bulk_modulus(checks.bulk_modulus(rock_salt, relax=False), rock_salt).message
+    assert not checks.check_bulk_modulus(1.2 * right, rock_salt)

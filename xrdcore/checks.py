@@ -216,3 +216,84 @@ def check_coincidence_scale(answer, crystal: Crystal, moving_hkl, fixed_hkl) -> 
         "give the strain s − 1 instead of the scale factor s": expected - 1,
     }
     return check_value(answer, expected, rel=1e-5, slips=slips)
+
+
+def energy_minimum_strain(crystal: Crystal, vector: int, calc=None) -> float:
+    """Stretch (%) of lattice vector ``vector`` at which the energy is lowest, by a bounded
+    Brent search within ±10 % (a different route from a sampled scan)."""
+    from scipy.optimize import minimize_scalar
+
+    from .energy import calculator, energy
+    from .landscape import lattice_direction
+
+    key = ("energy_minimum_strain", vector, calc) if calc is None or isinstance(calc, str) else None
+    if key in crystal.derived:
+        return crystal.derived[key]
+    calc = calculator(calc)
+    step = lattice_direction(crystal, vector).d_lattice
+    found = minimize_scalar(lambda t: energy(crystal.replace(lattice=crystal.lattice + t * step), calc),
+                            bounds=(-0.1, 0.1), method="bounded", options={"xatol": 1e-4})
+    if key is not None:  # named calculators are fixed, so the answer can be remembered
+        crystal.derived[key] = 100 * float(found.x)
+    return 100 * float(found.x)
+
+
+def check_energy_minimum(answer, crystal: Crystal, vector: int = 0, calc=None, tolerance: float = 0.15) -> Feedback:
+    """Check the stretch (%) of lattice vector ``vector`` at which the energy (default CHGNet)
+    is lowest, to ``tolerance`` percentage points."""
+    expected = energy_minimum_strain(crystal, vector, calc)
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected a strain in %, got {answer!r}")
+    if not np.isfinite(value):
+        return Feedback(False, f"the answer is {value}; check the parabola's denominator")
+    if abs(value - expected) <= tolerance:
+        return Feedback(True, f"{value:+.3f} % agrees with {expected:+.3f} % (a bounded line search on the energy).")
+    if abs(100 * value - expected) <= tolerance:
+        return Feedback(False, f"{value:+.4f} looks like a fraction; give the strain in percent ({expected:+.3f} %).")
+    if abs(value + expected) <= tolerance:
+        return Feedback(False, f"{value:+.3f} % has the wrong sign: the energy is lowest at {expected:+.3f} %.")
+    if abs(value) <= tolerance:
+        return Feedback(False, "0 % is the experimental cell, where the XRD loss is lowest; the potential's minimum lies elsewhere.")
+    if abs(value - round(value)) < 1e-6:
+        return Feedback(False, f"{value:+.0f} % looks like the lowest sample of a 1 % grid; refine it with the parabola through it and its neighbours.")
+    side = "too large" if value > expected else "too small"
+    return Feedback(False, f"{value:+.3f} % is {side} by {abs(value - expected):.2f} percentage points.")
+
+
+def bulk_modulus(crystal: Crystal, calc=None, relax: bool = True) -> float:
+    """Bulk modulus (GPa) at the energy minimum (``relax=True``) or at ``crystal`` itself:
+    B = N E''(ε) / (9 V) for an isotropic strain ε (each lattice vector scaled by 1 + ε,
+    E in eV per atom, V in Å³), from a quadratic fit over ε in ±1 % (7 points)."""
+    from ase.units import GPa
+
+    from .energy import calculator, energy_scan
+    from .energy import relax as relax_cell
+    from .landscape import Direction
+
+    calc = calculator(calc)
+    if relax:
+        crystal = relax_cell(crystal, calc).crystal
+    strains = np.linspace(-0.01, 0.01, 7)
+    isotropic = Direction(crystal.lattice, np.zeros_like(crystal.frac_coords), "isotropic strain")
+    values = energy_scan(crystal, isotropic, strains, calc, slopes=False).loss
+    second = 2 * np.polyfit(strains, values, 2)[0]  # eV per atom per strain²
+    return float(len(crystal) * second / (9 * crystal.volume) / GPa)
+
+
+def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -> Feedback:
+    """Check a bulk modulus (GPa) at the energy minimum of ``crystal`` (default CHGNet)."""
+    from ase.units import GPa
+
+    relaxed = bulk_modulus(crystal, calc)
+    slips = {
+        "evaluate the curvature at the experimental cell instead of the potential's minimum": bulk_modulus(crystal, calc, relax=False),
+        "leave B in eV/Å³ (multiply by 160.2 for GPa)": relaxed * GPa,
+        "drop the 1/9 (the volume strain of an isotropic strain ε is 3ε)": 9 * relaxed,
+        "take 1/3 instead of 1/9": 3 * relaxed,
+        "divide the energy per atom by the cell's volume (use the total energy, or the volume per atom)": relaxed / len(crystal),
+    }
+    if np.isclose(slips["evaluate the curvature at the experimental cell instead of the potential's minimum"], relaxed, rtol=rel):
+        del slips["evaluate the curvature at the experimental cell instead of the potential's minimum"]
+    return check_value(answer, relaxed, rel=rel, unit="GPa", slips=slips)
