@@ -112,3 +112,21 @@ def test_bulk_modulus_check_names_unit_and_factor_slips():
     assert "1/9" in checks.check_bulk_modulus(9 * right, rock_salt).message
     assert "experimental cell" in checks.check_bulk_modulus(checks.bulk_modulus(rock_salt, relax=False), rock_salt).message
     assert not checks.check_bulk_modulus(1.2 * right, rock_salt)
+
+
+def test_recovery_rate_check_names_the_slips(tmp_path):
+    import csv
+
+    path = tmp_path / "runs.csv"
+    rows = [dict(kind="lattice", parametrization="p1", magnitude=m, recovered=str(r), matched=str(t))
+            for m, r, t in [("0.02", True, True), ("0.02", False, True), ("0.02", False, True), ("0.02", False, False),
+                            ("0.05", True, True), ("0.05", True, True)]]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    where = dict(kind="lattice", parametrization="p1", magnitude="0.02")
+    assert checks.check_recovery_rate(0.25, path, **where)
+    assert "matched" in str(checks.check_recovery_rate(0.75, path, **where))
+    assert "percentage" in str(checks.check_recovery_rate(25, path, **where))
+    assert "pool" in str(checks.check_recovery_rate(0.5, path, **where))

@@ -297,3 +297,23 @@ def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -
     if np.isclose(slips["evaluate the curvature at the experimental cell instead of the potential's minimum"], relaxed, rtol=rel):
         del slips["evaluate the curvature at the experimental cell instead of the potential's minimum"]
     return check_value(answer, relaxed, rel=rel, unit="GPa", slips=slips)
+
+
+def check_recovery_rate(answer, path, **where) -> Feedback:
+    """Check a recovery rate (a fraction) read from a results CSV for the rows matching
+    ``where`` (column name = value as written in the file)."""
+    from .experiments import match_rates
+
+    def rate_of(column, **selection):
+        (row,) = [r for r in match_rates(path, by=tuple(selection), column=column) if r.group == tuple(map(str, selection.values()))]
+        return row.rate
+
+    expected = rate_of("recovered", **where)
+    slips = {
+        "count the loose 'matched' column instead of 'recovered'": rate_of("matched", **where),
+        "give a percentage instead of a fraction": 100 * expected,
+    }
+    pooled = {key: value for key, value in where.items() if key != "magnitude"}
+    if pooled != where:
+        slips["pool all magnitudes instead of the one asked for"] = rate_of("recovered", **pooled)
+    return check_value(answer, expected, rel=1e-9, slips=slips)
