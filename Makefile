@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test serve bench clean chromium site-check vendor-widgets assignments
+.PHONY: install book test serve lab bench clean chromium site-check vendor-widgets assignments
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ serve:
 	@test -f $(HTML)/index.html || { echo "no built book in $(HTML): run 'make book' first"; exit 1; }
 	@echo "Serving the book on http://localhost:$(PORT)/ (Ctrl-C to stop)"
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory $(HTML) $(PORT)
+
+# Run the chapters with a live kernel: the .md chapters open as notebooks (jupytext).
+lab: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/jupyter lab --notebook-dir=book
 
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python bench_peaks.py && ../$(BIN)/python bench_gradients.py && ../$(BIN)/python bench_batch.py
