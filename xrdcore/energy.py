@@ -5,8 +5,8 @@ potential whose weights ship inside its wheel: nothing is downloaded), loaded on
 process and run on the CPU. ``"emt"`` names ASE's effective-medium potential (a few fcc
 metals, H, C, N, O), small and smooth, for tests and quick experiments.
 
-Units: energies in eV per atom, forces in eV/Å, stress in eV/Å³ (ASE's sign: positive
-under tension), offsets along a :class:`~xrdcore.landscape.Direction` as in
+Units: energies in eV per atom, forces in eV/Å, stress in eV/Å³ (ASE's convention
+σ = (1/V) ∂E/∂ε), offsets along a :class:`~xrdcore.landscape.Direction` as in
 :mod:`xrdcore.landscape` (relative strain for a lattice stretch, Å for atom moves).
 
 ase, torch and chgnet are imported inside the functions, so ``import xrdcore`` needs none of
@@ -29,7 +29,7 @@ from .landscape import Direction, Scan
 
 #: Names :func:`calculator` understands.
 CALCULATORS = ("chgnet", "emt")
-#: Largest atomic number CHGNet's embedding covers (its training set, MPtrj, stops at Pu).
+#: Largest atomic number CHGNet covers (its atom embedding has 94 entries).
 CHGNET_MAX_Z = 94
 #: Relaxation defaults: largest force (eV/Å, and the cell's generalised force) at convergence, step budget.
 RELAX_FMAX = 0.01
