@@ -133,3 +133,14 @@ def test_optimizer_errors(rutile, setup):
         optimize(p1(rutile), rutile, target, diffractometer, method="sgd")
     with pytest.raises(ValueError, match="steps"):
         optimize(p1(rutile), rutile, target, diffractometer, steps=0)
+
+
+def test_recovery_requires_the_right_cell_size(rutile):
+    """StructureMatcher rescales volumes by default; recovery must not: a cell 2 % too large
+    in every direction "matches" but is not recovered."""
+    from xrdcore.structsim import RECOVERY_TOLERANCES
+
+    expanded = rutile.replace(lattice=rutile.lattice * 1.02)
+    assert match(expanded, rutile).matched
+    assert not match(expanded, rutile, **RECOVERY_TOLERANCES).matched
+    assert match(rutile.replace(lattice=rutile.lattice * 1.001), rutile, **RECOVERY_TOLERANCES).matched

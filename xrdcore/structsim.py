@@ -20,8 +20,9 @@ DEFAULT_TOLERANCES = dict(ltol=0.2, stol=0.3, angle_tol=5.0)
 STRICT_TOLERANCES = dict(ltol=0.2, stol=0.1, angle_tol=5.0)
 #: "Recovered": tight enough that the study's smallest distortions (1 % strain, 0.05 Å)
 #: do not pass unrepaired, which the two sets above let through (a 5 % strained cell
-#: still "matches" at ltol 0.2).
-RECOVERY_TOLERANCES = dict(ltol=0.005, stol=0.01, angle_tol=0.5)
+#: still "matches" at ltol 0.2); and without StructureMatcher's default volume scaling,
+#: which would accept a cell of the right shape but the wrong size.
+RECOVERY_TOLERANCES = dict(ltol=0.005, stol=0.01, angle_tol=0.5, scale=False)
 
 
 @dataclass(frozen=True)
