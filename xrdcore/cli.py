@@ -6,23 +6,23 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from .experiments import SHIPPED, SMALL, StudyConfig, format_rates, match_rates, run_study
+from .experiments import REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, StudyConfig, format_rates, match_rates, run_study
 
-PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig()}
+PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="xrdcore", description="Powder-XRD structure retrieval study")
     commands = parser.add_subparsers(dest="command", required=True)
     retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
-    retrieve.add_argument("--config", default="small", help="'small', 'shipped', 'default' or a JSON file of StudyConfig fields")
+    retrieve.add_argument("--config", default="small", help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields")
     retrieve.add_argument("--output", default="retrieval.csv", help="results CSV (appended to; a rerun resumes)")
     retrieve.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
     retrieve.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
     retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
     summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
     summary.add_argument("results", help="results CSV written by 'xrdcore retrieve'")
-    summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by")
+    summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by (e.g. remedy,kind)")
     summary.add_argument("--column", default="recovered", choices=["recovered", "matched", "matched_strict", "start_matched", "start_recovered"],
                          help="success column (default: recovered, tight tolerances)")
     args = parser.parse_args(argv)

@@ -9,6 +9,13 @@ the final loss, cheap distances and the cost. Kinds and what moves (see ``xrdcor
 
 Grids leave out (lattice, spacegroup) and (coordinates, family), which repeat another row.
 
+A *remedy* (the last grid dimension, :data:`REMEDY_DEFAULTS`) changes how the optimiser searches,
+always within the same budget of ``steps`` loss + gradient evaluations (see
+:mod:`xrdcore.optimize`): ``"none"``, ``"continuation"`` (peak width 1° → FWHM in 4 stages;
+``"continuation:3"`` starts at 3°), ``"multistart"`` (4 starts of steps/4 each;
+``"multistart:8"``), ``"basin"`` (basin hopping, 4 hops; ``"basin:8"``) and ``"energy:<w>"``
+(XRD loss + w · CHGNet energy per atom; each evaluation includes one CHGNet call).
+
 ===============  ==========================  ===================================================
 kind             perturbation                parametrisations "p1" / "family" / "spacegroup"
 ===============  ==========================  ===================================================
@@ -32,13 +39,14 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 from pathlib import Path
 
 from . import datasets
 from .diffraction import Diffractometer
-from .optimize import optimize
+from .gradients import loss_value
+from .optimize import BasinHopping, Continuation, optimize
 from .parametrize import Parametrization
 from .perturb import perturb
 from .structsim import RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error, match, rms_displacement
@@ -61,6 +69,37 @@ MODES = {
 REDUNDANT = {("lattice", "spacegroup"), ("coordinates", "family")}
 #: Displacement (Å) per unit strain in the "both" kind: 2 % strain goes with 0.2 Å.
 BOTH_DISPLACEMENT_PER_STRAIN = 10.0
+#: Remedy names (a grid dimension) and the default of their one parameter after a colon:
+#: start FWHM (deg), number of starts, number of hops, energy weight (atoms/eV; no default).
+REMEDY_DEFAULTS = {"none": None, "continuation": 1.0, "multistart": 4, "basin": 4, "energy": None}
+#: Peak-width stages of the "continuation" remedy.
+CONTINUATION_STAGES = 4
+
+
+def remedy_options(remedy: str, steps: int) -> dict:
+    """Keyword arguments of :func:`xrdcore.optimize.optimize` (``steps`` included) for a remedy
+    name such as ``"continuation:3"``; every remedy spends at most ``steps`` evaluations."""
+    name, _, value = remedy.partition(":")
+    if name not in REMEDY_DEFAULTS or (name == "none" and value):
+        raise ValueError(f"unknown remedy {remedy!r}; choose one of {sorted(REMEDY_DEFAULTS)} (parameter after a colon)")
+    if name == "energy" and not value:
+        raise ValueError("the energy remedy needs its weight (atoms/eV), e.g. 'energy:1'")
+    try:
+        parameter = float(value) if value else REMEDY_DEFAULTS[name]
+    except ValueError:
+        raise ValueError(f"remedy {remedy!r}: {value!r} is not a number") from None
+    if name == "none":
+        return dict(steps=steps)
+    if name == "continuation":
+        return dict(steps=steps, continuation=Continuation(parameter, CONTINUATION_STAGES))
+    if name == "energy":
+        return dict(steps=steps, energy_weight=parameter)
+    count = int(parameter)
+    if count != parameter or not 1 <= count <= steps:
+        raise ValueError(f"remedy {remedy!r}: need a whole number of starts or hops between 1 and {steps}")
+    if name == "multistart":
+        return dict(steps=steps // count, restarts=count - 1)  # (1 + restarts) × steps // count ≤ steps
+    return dict(steps=steps, basin_hopping=BasinHopping(hops=count))
 
 
 @dataclass(frozen=True)
@@ -76,6 +115,7 @@ class StudyConfig:
     parametrizations: tuple = ("p1", "family", "spacegroup")
     methods: tuple = ("adam",)
     seeds: tuple = (0, 1, 2)
+    remedies: tuple = ("none",)  # see REMEDY_DEFAULTS
     steps: int = 200
     wavelength: str = "CuKa"
     two_theta_range: tuple = (10.0, 90.0)
@@ -97,15 +137,17 @@ class StudyConfig:
 
     def tasks(self) -> list[Task]:
         """The full grid, in a fixed order."""
+        for remedy in self.remedies:
+            remedy_options(remedy, self.steps)  # a typo fails here, not in a worker
         tasks = []
-        for name, kind, metric, parametrization, method, seed in product(
-            self.structure_names(), self.kinds, self.metrics, self.parametrizations, self.methods, self.seeds
+        for name, kind, metric, parametrization, method, seed, remedy in product(
+            self.structure_names(), self.kinds, self.metrics, self.parametrizations, self.methods, self.seeds, self.remedies
         ):
             if (kind, parametrization) in REDUNDANT:
                 continue
             magnitudes = self.displacements if kind == "coordinates" else self.strains
             for magnitude in magnitudes:
-                tasks.append(Task(name, kind, float(magnitude), metric, parametrization, method, int(seed)))
+                tasks.append(Task(name, kind, float(magnitude), metric, parametrization, method, int(seed), remedy))
         return tasks
 
 
@@ -125,6 +167,20 @@ SMALL = StudyConfig(
 #: family from the ≤ 20-atom study set, every kind, magnitude, metric and parametrisation.
 SHIPPED = StudyConfig(per_family=4, seeds=(0, 1), steps=200)
 
+#: Three remedies against plain P1 and crystal-family descent (book/data/remedies_study.csv):
+#: SHIPPED's 24 prototypes, strained cells alone ("lattice") and with displaced atoms ("both"),
+#: every strain, cosine loss, seeds 0 and 1, and the same 200-evaluation budget for every remedy.
+REMEDIES = replace(SHIPPED, kinds=("lattice", "both"), metrics=("cosine",), parametrizations=("p1", "family"),
+                   remedies=("none", "continuation", "continuation:3", "multistart", "basin"))
+#: The combined objective (book/data/remedies_energy.csv), two weights. A CHGNet evaluation costs
+#: 10–100 XRD evaluations, so this arm is smaller: the first prototype of each crystal family in
+#: SHIPPED's order (all within CHGNet's elements), 2 and 5 % strain; its "none" rows are REMEDIES'.
+REMEDIES_ENERGY = replace(
+    REMEDIES, per_family=None, strains=(0.02, 0.05), remedies=("energy:10", "energy:100"),
+    structures=("A2B_aP6_2_2i_i", "A5B2_mC14_12_a2i_i", "A2B3C7D_oP13_47_t_aq_eqrs_h", "AB5C_tP7_123_b_ci_a",
+                "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c"),
+)
+
 
 @dataclass(frozen=True)
 class Task:
@@ -136,9 +192,13 @@ class Task:
     method: str
     seed: int
 
+    remedy: str = "none"
+
     @property
     def key(self) -> str:
-        return f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|{self.parametrization}|{self.method}|{self.seed}"
+        """Unique per task; without a remedy, the key of results files written before remedies existed."""
+        key = f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|{self.parametrization}|{self.method}|{self.seed}"
+        return key if self.remedy == "none" else f"{key}|{self.remedy}"
 
 
 RESULT_FIELDS = (
@@ -146,7 +206,10 @@ RESULT_FIELDS = (
     "method", "seed", "matched", "rms", "matched_strict", "recovered", "start_matched", "start_recovered",
     "final_loss", "start_loss", "lattice_error",
     "rms_displacement", "start_rms_displacement", "start_lattice_error", "status", "evaluations", "seconds",
+    "remedy", "final_energy", "energy_evaluations", "optimize_seconds",
 )
+#: Columns added with remedies: a results file without them is resumed for remedy-free tasks.
+REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
 
 
 def run_task(task: Task, config: StudyConfig) -> dict:
@@ -167,8 +230,8 @@ def run_task(task: Task, config: StudyConfig) -> dict:
     diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step, backend="cpu")
     target = diffractometer.pattern(truth, fwhm=config.fwhm)
     result = optimize(
-        parametrization, start, target, diffractometer, method=task.method, steps=config.steps,
-        truth=truth, metric=task.metric, fwhm=config.fwhm,
+        parametrization, start, target, diffractometer, method=task.method, truth=truth, metric=task.metric,
+        fwhm=config.fwhm, **remedy_options(task.remedy, config.steps),
     )
     found = result.crystal
     matched = match(found, truth) if found is not None else None
@@ -183,15 +246,25 @@ def run_task(task: Task, config: StudyConfig) -> dict:
         recovered=bool(recovered and recovered.matched),
         start_matched=match(start, truth).matched,
         start_recovered=match(start, truth, **RECOVERY_TOLERANCES).matched,
-        final_loss=result.loss,
-        start_loss=result.trajectory.loss[0] if result.trajectory.loss else math.nan,
+        final_loss=result.xrd_loss,  # the XRD loss alone, whatever the objective
+        start_loss=_start_loss(parametrization, start, target, diffractometer, task.metric, config.fwhm),
         lattice_error=lattice_error(found, truth)[0] if found is not None else math.nan,
         rms_displacement=rms_displacement(found, truth) if found is not None else math.nan,
         start_rms_displacement=rms_displacement(start, truth),
         start_lattice_error=lattice_error(start, truth)[0],
+        final_energy=result.energy,
+        energy_evaluations=result.energy_evaluations,
+        optimize_seconds=result.seconds,
         seconds=time.perf_counter() - begin,
     )
     return row
+
+
+def _start_loss(parametrization, start, target, diffractometer, metric, fwhm) -> float:
+    try:
+        return loss_value(parametrization.project(start), target, diffractometer, metric=metric, fwhm=fwhm)
+    except ValueError:
+        return math.nan
 
 
 def finished_keys(path) -> set:
@@ -217,18 +290,32 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
     if not config_path.exists():
         config_path.write_text(json.dumps(asdict(config), indent=2))
     new_file = not output.exists()
+    columns = RESULT_FIELDS if new_file else _columns(output, todo)
     with output.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RESULT_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=columns)
         if new_file:
             writer.writeheader()
             handle.flush()
         bar = _progress(len(todo), progress, initial=len(done), total=len(done) + len(todo))
         for row in _execute(todo, config, workers, scheduler):
-            writer.writerow({name: row[name] for name in RESULT_FIELDS})
+            writer.writerow({name: row[name] for name in columns})
             handle.flush()  # a killed run loses at most the tasks in flight
             bar.update(1)
         bar.close()
     return output
+
+
+def _columns(output, todo) -> tuple:
+    """The header of an existing results file; one written before remedies existed can take
+    remedy-free rows only."""
+    with output.open(newline="") as handle:
+        header = tuple(next(csv.reader(handle), ()))
+    missing = [name for name in RESULT_FIELDS if name not in header]
+    if not header or [name for name in missing if name not in REMEDY_FIELDS]:
+        raise ValueError(f"{output} is not a results file of this version (columns missing: {missing or 'all'})")
+    if missing and any(task.remedy != "none" for task in todo):
+        raise ValueError(f"{output} has no remedy columns; write runs with remedies to a new file")
+    return header
 
 
 def _execute(tasks, config, workers, scheduler):

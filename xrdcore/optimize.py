@@ -1,5 +1,6 @@
 """Optimisers for structure retrieval: Adam, plain gradient descent and L-BFGS (scipy), on any
-:class:`~xrdcore.parametrize.Parametrization` and any metric, with a recorded trajectory.
+:class:`~xrdcore.parametrize.Parametrization` and any metric, with a recorded trajectory,
+and three remedies for a rough loss landscape that combine with any of them.
 
 Parameters of different kinds have different natural scales (Å for a free lattice, strain
 for a family-constrained one, fractional units for coordinates). Adam's steps are in
@@ -10,17 +11,48 @@ needs no rate.
 
 A step that produces an invalid crystal (a collapsed or inverted cell, NaN) ends that run
 with ``status="invalid structure"`` instead of raising: in a study this is a failure to count.
+
+Remedies (each keeps the evaluation budget: one *evaluation* is one objective value with
+its gradient; the number spent is :attr:`OptimizationResult.evaluations`):
+
+* **continuation in peak width** (``continuation=Continuation(start_fwhm, stages)``): the
+  budget is split over ``stages`` widths falling geometrically from ``start_fwhm`` to the
+  target width (:func:`width_schedule`); each stage starts where the previous one ended
+  best, and the result is the best point of the last stage, at the target width. The
+  target at each width: re-rendered from the target *structure* when a Crystal is given;
+  a measured pattern (an array) is broadened by convolution with a Gaussian of FWHM
+  √(w² − w₀²) (:func:`broaden_pattern`), which is exact for Gaussian peaks of width w₀
+  away from the edges of the range (peaks just outside it are missing, as in any measured
+  pattern) and a smoothing of the same width for other shapes. The last stage uses the
+  target as given.
+* **combined objective** (``energy_weight`` w > 0): XRD loss + w · E, with E the potential
+  energy per atom (eV/atom; CHGNet by default, any ASE calculator through
+  ``energy_calculator``, see :mod:`xrdcore.energy`), w in atoms/eV, and its gradient from
+  forces and stress (:func:`combined_loss_and_grad`). One evaluation then includes one
+  energy + forces + stress call, counted in :attr:`OptimizationResult.energy_evaluations`
+  (a CHGNet call costs 10–50 × an XRD evaluation; :attr:`OptimizationResult.seconds` has the
+  wall time). Convergence (``tolerance``) is judged on the XRD loss.
+* **multi-start and basin hopping**: ``restarts`` runs extra starts near the start
+  ((1 + restarts) × steps evaluations; pass steps // (1 + restarts) for an equal budget);
+  ``basin_hopping=BasinHopping(hops, temperature)`` splits ``steps`` into ``hops`` local
+  descents, each from a random kick of the last accepted end point, accepted by the
+  Metropolis rule on the loss, and returns the best end point.
 """
 
 from __future__ import annotations
 
+import inspect
+import math
+import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from .crystal import Crystal
 from .gradients import loss_and_grad
 from .parametrize import Parametrization
+from .profiles import pseudo_voigt
 from .structsim import lattice_error, rms_displacement
 
 METHODS = ("adam", "gd", "lbfgs")
@@ -30,28 +62,60 @@ STEP_STRAIN = 0.002
 STEP_COORDINATE = 0.002  # fractional
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-12
+#: Peak width (deg) of :func:`loss_and_grad` when none is given.
+DEFAULT_FWHM = inspect.signature(loss_and_grad).parameters["fwhm"].default
+#: Half-width of the broadening kernel of :func:`broaden_pattern`, in its FWHMs.
+BROADENING_WINDOW = 5.0
 
 
 @dataclass
 class Trajectory:
     """Per evaluation: parameters, loss, and (when the truth is known) RMS displacement (Å) and
-    largest relative lattice-length error."""
+    largest relative lattice-length error; the peak width (deg) the loss was computed at, and
+    the energy (eV/atom) when the objective has an energy term (else NaN)."""
 
     params: list = field(default_factory=list)
     loss: list = field(default_factory=list)
     rms_displacement: list = field(default_factory=list)
     lattice_error: list = field(default_factory=list)
+    fwhm: list = field(default_factory=list)
+    energy: list = field(default_factory=list)
 
 
 @dataclass
 class OptimizationResult:
     crystal: Crystal
     params: np.ndarray
-    loss: float
+    loss: float  # the objective: XRD loss (+ w · energy per atom with an energy term)
     status: str  # "converged", "step budget", "stalled" (L-BFGS line search gave up), "invalid structure"
     evaluations: int
     trajectory: Trajectory
     start_index: int = 0  # which start (0 = the given one) produced this result
+    xrd_loss: float = math.nan  # the XRD loss alone at the result, at the target width
+    energy: float = math.nan  # eV/atom at the result, with an energy term
+    energy_evaluations: int = 0  # energy + forces + stress calls (one per evaluation with an energy term)
+    seconds: float = 0.0  # wall time of the whole optimisation
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """Continuation in peak width: ``stages`` widths from ``start_fwhm`` (deg) down to the
+    target width, geometrically spaced, sharing the evaluation budget (see :func:`width_schedule`)."""
+
+    start_fwhm: float = 1.0
+    stages: int = 4
+
+
+@dataclass(frozen=True)
+class BasinHopping:
+    """Perturb-and-descend: ``hops`` local descents share the budget; each starts from the last
+    accepted end point plus Gaussian noise of ``scale`` default steps per parameter (default:
+    ``restart_scale``) and is accepted when its loss is lower, or with probability
+    exp(−ΔL / ``temperature``) (Metropolis)."""
+
+    hops: int = 4
+    temperature: float = 0.02
+    scale: float | None = None
 
 
 def default_steps(parametrization: Parametrization) -> np.ndarray:
@@ -60,32 +124,161 @@ def default_steps(parametrization: Parametrization) -> np.ndarray:
     return np.concatenate([np.full(parametrization.n_lattice, lattice_step), np.full(parametrization.n_coordinates, STEP_COORDINATE)])
 
 
-class _Objective:
-    """loss and gradient in parameter space, recording the trajectory."""
+def split_budget(steps: int, parts: int) -> list[int]:
+    """``steps`` evaluations in ``parts`` near-equal shares (the first ones get the remainder), summing to ``steps``."""
+    if parts < 1 or steps < parts:
+        raise ValueError(f"cannot split {steps} evaluations into {parts} parts of at least one")
+    share, extra = divmod(steps, parts)
+    return [share + (1 if index < extra else 0) for index in range(parts)]
 
-    def __init__(self, parametrization, target, diffractometer, truth, options):
+
+def width_schedule(start_fwhm: float, fwhm: float, stages: int, steps: int) -> list[tuple[float, int]]:
+    """(width in deg, evaluations) per stage: ``stages`` widths geometrically from ``start_fwhm``
+    to ``fwhm`` (the last exactly ``fwhm``), the budget ``steps`` split evenly over them."""
+    if not (np.isfinite(start_fwhm) and np.isfinite(fwhm) and 0 < fwhm <= start_fwhm):
+        raise ValueError(f"continuation needs 0 < target FWHM ≤ start FWHM, got {fwhm} and {start_fwhm}")
+    if stages < 1:
+        raise ValueError(f"stages must be ≥ 1, got {stages}")
+    widths = np.geomspace(start_fwhm, fwhm, stages) if stages > 1 else np.array([fwhm])
+    widths[-1] = fwhm
+    return list(zip((float(w) for w in widths), split_budget(steps, stages)))
+
+
+def broaden_pattern(pattern, two_theta, from_fwhm: float, to_fwhm: float) -> np.ndarray:
+    """A pattern measured with Gaussian peaks of FWHM ``from_fwhm`` as if measured with FWHM
+    ``to_fwhm`` ≥ ``from_fwhm`` (deg): convolution with a unit-sum Gaussian of FWHM
+    √(to² − from²) on the (uniform) grid, zero beyond its ends. Peak areas are kept."""
+    pattern = np.asarray(pattern, dtype=float)
+    two_theta = np.asarray(two_theta, dtype=float)
+    if pattern.shape != two_theta.shape or pattern.ndim != 1:
+        raise ValueError(f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length")
+    if to_fwhm < from_fwhm:
+        raise ValueError(f"can only broaden: {to_fwhm} < {from_fwhm}")
+    kernel_fwhm = math.sqrt(to_fwhm**2 - from_fwhm**2)
+    steps = np.diff(two_theta)
+    if len(steps) == 0 or kernel_fwhm == 0:
+        return pattern.copy()
+    step = steps.mean()
+    if np.ptp(steps) > 1e-6 * step:
+        raise ValueError("broadening by convolution needs a uniform 2θ grid")
+    half = int(math.ceil(BROADENING_WINDOW * kernel_fwhm / step))
+    kernel = pseudo_voigt(step * np.arange(-half, half + 1), kernel_fwhm, 0.0)
+    kernel /= kernel.sum()
+    return np.convolve(pattern, kernel, mode="same")
+
+
+class CombinedGradient(NamedTuple):
+    """Like :class:`~xrdcore.gradients.LossGradient` (``loss``, ``d_lattice``, ``d_frac``) for
+    XRD loss + w · energy, with the two parts (``energy`` NaN when not evaluated)."""
+
+    loss: float
+    d_lattice: np.ndarray
+    d_frac: np.ndarray
+    xrd_loss: float
+    energy: float = math.nan
+
+
+def combined_loss_and_grad(crystal: Crystal, target, diffractometer, energy_weight: float = 0.0, calculator=None,
+                           **options) -> CombinedGradient:
+    """XRD loss (:func:`~xrdcore.gradients.loss_and_grad` with ``options``) + ``energy_weight``
+    · energy per atom (eV/atom, :func:`xrdcore.energy.energy_gradient`) and its exact gradient
+    with respect to the lattice and the fractional coordinates. The energy is evaluated when
+    ``energy_weight`` ≠ 0 or a ``calculator`` is given (then with weight 0 it is recorded but
+    adds nothing)."""
+    xrd = loss_and_grad(crystal, target, diffractometer, **options)
+    if energy_weight == 0 and calculator is None:
+        return CombinedGradient(xrd.loss, xrd.d_lattice, xrd.d_frac, xrd.loss)
+    from .energy import energy_gradient
+
+    value, d_lattice, d_frac = energy_gradient(crystal, calculator)
+    return CombinedGradient(xrd.loss + energy_weight * value, xrd.d_lattice + energy_weight * d_lattice,
+                            xrd.d_frac + energy_weight * d_frac, xrd.loss, value)
+
+
+class _Objective:
+    """Objective and gradient in parameter space at one peak width, recording the trajectory."""
+
+    def __init__(self, parametrization, target, diffractometer, truth, options, energy=(0.0, None), trajectory=None):
         self.parametrization = parametrization
         self.target = target
         self.diffractometer = diffractometer
         self.truth = truth
         self.options = options
-        self.trajectory = Trajectory()
+        self.energy_weight, self.calculator = energy
+        self.trajectory = Trajectory() if trajectory is None else trajectory
         self.evaluations = 0
+        self.energy_evaluations = 0
         self.best_params = None
         self.best_loss = np.inf
+        self.best_xrd_loss = np.inf
+        self.best_energy = math.nan
+        self.last_xrd_loss = np.inf
 
     def __call__(self, params):
         crystal = self.parametrization.crystal(params)  # ValueError for an invalid structure
-        result = loss_and_grad(crystal, self.target, self.diffractometer, **self.options)
+        result = combined_loss_and_grad(crystal, self.target, self.diffractometer, self.energy_weight,
+                                        self.calculator, **self.options)
         self.evaluations += 1
+        self.energy_evaluations += int(not math.isnan(result.energy))
+        self.last_xrd_loss = result.xrd_loss
         if result.loss < self.best_loss:
             self.best_params, self.best_loss = np.array(params, dtype=float), result.loss
+            self.best_xrd_loss, self.best_energy = result.xrd_loss, result.energy
         self.trajectory.params.append(np.array(params, dtype=float))
         self.trajectory.loss.append(result.loss)
+        self.trajectory.fwhm.append(self.options.get("fwhm", DEFAULT_FWHM))
+        self.trajectory.energy.append(result.energy)
         if self.truth is not None:
             self.trajectory.rms_displacement.append(rms_displacement(crystal, self.truth))
             self.trajectory.lattice_error.append(lattice_error(crystal, self.truth)[0])
         return result.loss, self.parametrization.gradient(result)
+
+
+class _Problem:
+    """What every local descent of one :func:`optimize` call shares: the stages (targets at each
+    width), the method and its settings."""
+
+    def __init__(self, parametrization, target, diffractometer, truth, options, energy, method, learning_rate,
+                 tolerance, continuation):
+        self.parametrization, self.diffractometer, self.truth = parametrization, diffractometer, truth
+        self.options, self.energy = options, energy
+        self.method, self.learning_rate, self.tolerance = method, learning_rate, tolerance
+        self.continuation = continuation
+        self.target = target
+        self._targets = {}
+
+    def stages(self, steps):
+        """(options, target, evaluations) per stage of a descent of ``steps`` evaluations."""
+        fwhm = self.options.get("fwhm", DEFAULT_FWHM)
+        if self.continuation is None:
+            return [(self.options, self.target, steps)]
+        schedule = width_schedule(self.continuation.start_fwhm, fwhm, self.continuation.stages, steps)
+        return [({**self.options, "fwhm": width}, self._target_at(width, fwhm), budget) for width, budget in schedule]
+
+    def _target_at(self, width, fwhm):
+        if width == fwhm or isinstance(self.target, Crystal):
+            return self.target  # loss_and_grad renders a Crystal target at the stage's width
+        if width not in self._targets:
+            setup = self.diffractometer.profile_setup(self.options.get("two_theta"), fwhm)
+            self._targets[width] = broaden_pattern(self.target, setup.grid, fwhm, width)
+        return self._targets[width]
+
+    def descend(self, params, steps, trajectory) -> OptimizationResult:
+        """One local descent (through every continuation stage) from ``params``."""
+        evaluations = energy_evaluations = 0
+        result = None
+        stages = self.stages(steps)
+        for index, (options, target, budget) in enumerate(stages):
+            budget += steps - evaluations - sum(b for _, _, b in stages[index:])  # unspent evaluations roll over
+            objective = _Objective(self.parametrization, target, self.diffractometer, self.truth, options, self.energy, trajectory)
+            result = _run(self.method, objective, params, budget, self.learning_rate, self.tolerance)
+            evaluations += objective.evaluations
+            energy_evaluations += objective.energy_evaluations
+            if result.crystal is None:
+                break
+            params = result.params
+        result.evaluations, result.energy_evaluations = evaluations, energy_evaluations
+        return result
 
 
 def optimize(
@@ -101,9 +294,14 @@ def optimize(
     restart_scale: float = 5.0,
     seed: int = 0,
     truth: Crystal | None = None,
+    continuation: Continuation | None = None,
+    energy_weight: float = 0.0,
+    energy_calculator=None,
+    basin_hopping: BasinHopping | None = None,
     **options,
 ) -> OptimizationResult:
-    """Minimise the loss of :func:`xrdcore.gradients.loss_and_grad` over ``parametrization``.
+    """Minimise the loss of :func:`xrdcore.gradients.loss_and_grad` over ``parametrization``,
+    optionally with the remedies of the module docstring.
 
     Parameters
     ----------
@@ -112,28 +310,75 @@ def optimize(
     method : "adam", "gd" or "lbfgs".
     steps : evaluation budget per start.
     learning_rate : multiplier of the default Adam steps; the step for "gd".
-    tolerance : stop once the loss is below this.
+    tolerance : stop once the (XRD) loss is below this.
     restarts : extra starts, each the projected start plus Gaussian noise of ``restart_scale``
         default steps per parameter (seeded); the best final loss wins. Total budget is
         (1 + restarts) × steps evaluations.
     truth : when known, the trajectory records the distance to it.
+    continuation : a :class:`Continuation` (peak-width schedule within the budget).
+    energy_weight : w of the combined objective XRD loss + w · E (atoms/eV); 0 = XRD only.
+    energy_calculator : ASE calculator or name for the energy term (default CHGNet).
+    basin_hopping : a :class:`BasinHopping` (``steps`` shared by its hops; not with ``restarts``).
     options : metric, fwhm, shape, … for :func:`loss_and_grad`.
     """
+    begin = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
     if steps < 1:
         raise ValueError("steps must be ≥ 1")
+    if basin_hopping is not None and restarts:
+        raise ValueError("choose restarts or basin hopping, not both")
+    if energy_weight < 0 or not np.isfinite(energy_weight):
+        raise ValueError(f"energy_weight must be a finite number ≥ 0, got {energy_weight}")
+    if energy_weight:
+        from .energy import check_supported
+
+        check_supported(start, energy_calculator)  # a missing element is an error, not a failed run
+    problem = _Problem(parametrization, target, diffractometer, truth, options,
+                       (float(energy_weight), energy_calculator if energy_weight else None),
+                       method, learning_rate, tolerance, continuation)
     rng = np.random.default_rng(seed)
     first = parametrization.parameters(start)
-    starts = [first] + [first + restart_scale * default_steps(parametrization) * rng.standard_normal(first.shape) for _ in range(restarts)]
-    results = []
-    for index, params in enumerate(starts):
-        objective = _Objective(parametrization, target, diffractometer, truth, options)
-        result = _run(method, objective, params, steps, learning_rate, tolerance)
-        result.start_index = index
-        results.append(result)
-    best = min(results, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
-    best.evaluations = sum(r.evaluations for r in results)
+    if basin_hopping is not None:
+        scale = restart_scale if basin_hopping.scale is None else basin_hopping.scale
+        best = _basin_hopping(problem, first, steps, basin_hopping, scale, rng)
+    else:
+        starts = [first] + [first + restart_scale * default_steps(parametrization) * rng.standard_normal(first.shape) for _ in range(restarts)]
+        results = []
+        for index, params in enumerate(starts):
+            result = problem.descend(params, steps, Trajectory())
+            result.start_index = index
+            results.append(result)
+        best = min(results, key=lambda r: r.loss if np.isfinite(r.loss) else np.inf)
+        best.evaluations = sum(r.evaluations for r in results)
+        best.energy_evaluations = sum(r.energy_evaluations for r in results)
+    best.seconds = time.perf_counter() - begin
+    return best
+
+
+def _basin_hopping(problem, first, steps, settings, scale, rng) -> OptimizationResult:
+    """Metropolis chain of local descents sharing ``steps``; one trajectory for the whole chain."""
+    if settings.hops < 1 or not settings.temperature > 0:
+        raise ValueError(f"basin hopping needs hops ≥ 1 and temperature > 0, got {settings}")
+    kick = scale * default_steps(problem.parametrization)
+    trajectory = Trajectory()
+    evaluations = energy_evaluations = 0
+    current = best = None
+    for hop, budget in enumerate(split_budget(steps, settings.hops)):
+        params = first if current is None else current.params + kick * rng.standard_normal(first.shape)
+        result = problem.descend(params, budget, trajectory)
+        result.start_index = hop
+        evaluations += result.evaluations
+        energy_evaluations += result.energy_evaluations
+        if best is None or result.loss < best.loss:
+            best = result
+        if current is None or result.loss <= current.loss or (
+            np.isfinite(result.loss) and rng.random() < math.exp(-(result.loss - current.loss) / settings.temperature)
+        ):
+            current = result
+        if best.status == "converged":
+            break
+    best.trajectory, best.evaluations, best.energy_evaluations = trajectory, evaluations, energy_evaluations
     return best
 
 
@@ -148,7 +393,9 @@ def _run(method, objective, params, steps, learning_rate, tolerance) -> Optimiza
     if objective.best_params is None:  # not even the start was a valid structure
         return OptimizationResult(None, params, float("inf"), status, objective.evaluations, objective.trajectory)
     crystal = objective.parametrization.crystal(objective.best_params)
-    return OptimizationResult(crystal, objective.best_params, float(objective.best_loss), status, objective.evaluations, objective.trajectory)
+    return OptimizationResult(crystal, objective.best_params, float(objective.best_loss), status, objective.evaluations,
+                              objective.trajectory, xrd_loss=float(objective.best_xrd_loss), energy=float(objective.best_energy),
+                              energy_evaluations=objective.energy_evaluations)
 
 
 def _first_order(method, objective, params, steps, learning_rate, tolerance) -> str:
@@ -158,7 +405,7 @@ def _first_order(method, objective, params, steps, learning_rate, tolerance) -> 
     second_moment = np.zeros_like(params)
     for step in range(1, steps + 1):
         loss, gradient = objective(params)
-        if loss < tolerance:
+        if objective.last_xrd_loss < tolerance:
             return "converged"
         if step == steps:
             break
@@ -178,6 +425,6 @@ def _lbfgs(objective, params, steps, tolerance) -> str:
     from scipy.optimize import minimize
 
     minimize(objective, params, jac=True, method="L-BFGS-B", options=dict(maxfun=steps, maxiter=steps, ftol=0, gtol=0))
-    if objective.best_loss < tolerance:
+    if objective.best_xrd_loss < tolerance:
         return "converged"
     return "step budget" if objective.evaluations >= steps else "stalled"
