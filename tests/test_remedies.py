@@ -246,3 +246,15 @@ def test_runner_resumes_a_file_from_before_remedies(tmp_path):
         run_study(replace(plain, remedies=("basin",)), old, workers=1, progress=False)
     with pytest.raises(ValueError, match="not a number"):
         replace(plain, remedies=("basin:x",)).tasks()
+
+
+def test_broad_stages_sample_a_coarser_grid(rutile, xrd):
+    from xrdcore.optimize import _Problem
+
+    target = xrd.pattern(rutile, fwhm=0.1)
+    problem = _Problem(lattice_only(rutile), target, xrd, None, {"fwhm": 0.1}, (0.0, None), "adam", 1.0, 0.0, Continuation(1.0, 3))
+    stages = problem.stages(30)
+    assert [options["fwhm"] for options, _, _ in stages] == pytest.approx([1.0, np.sqrt(0.1), 0.1])
+    assert np.array_equal(stages[0][0]["two_theta"], xrd.two_theta[::10]) and np.array_equal(stages[1][0]["two_theta"], xrd.two_theta[::3])
+    assert "two_theta" not in stages[2][0] and stages[2][1] is target
+    np.testing.assert_array_equal(stages[0][1], broaden_pattern(target, xrd.two_theta, 0.1, 1.0)[::10])

@@ -24,7 +24,8 @@ its gradient; the number spent is :attr:`OptimizationResult.evaluations`):
   √(w² − w₀²) (:func:`broaden_pattern`), which is exact for Gaussian peaks of width w₀
   away from the edges of the range (peaks just outside it are missing, as in any measured
   pattern) and a smoothing of the same width for other shapes. The last stage uses the
-  target as given.
+  target as given. A broad stage samples a coarser grid (every k-th point, k = ⌊w / w₀⌋),
+  so that every stage has as many grid points per peak width, and costs, as the last.
 * **combined objective** (``energy_weight`` w > 0): XRD loss + w · E, with E the potential
   energy per atom (eV/atom; CHGNet by default, any ASE calculator through
   ``energy_calculator``, see :mod:`xrdcore.energy`), w in atoms/eV, and its gradient from
@@ -144,6 +145,14 @@ def width_schedule(start_fwhm: float, fwhm: float, stages: int, steps: int) -> l
     return list(zip((float(w) for w in widths), split_budget(steps, stages)))
 
 
+def broadening_kernel_fwhm(from_fwhm: float, to_fwhm: float) -> float:
+    """FWHM (deg) of the Gaussian that turns Gaussian peaks of FWHM ``from_fwhm`` into peaks of
+    FWHM ``to_fwhm`` by convolution: widths of convolved Gaussians add in quadrature."""
+    if not 0 < from_fwhm <= to_fwhm:
+        raise ValueError(f"can only broaden: need 0 < {from_fwhm} ≤ {to_fwhm}")
+    return math.sqrt(to_fwhm**2 - from_fwhm**2)
+
+
 def broaden_pattern(pattern, two_theta, from_fwhm: float, to_fwhm: float) -> np.ndarray:
     """A pattern measured with Gaussian peaks of FWHM ``from_fwhm`` as if measured with FWHM
     ``to_fwhm`` ≥ ``from_fwhm`` (deg): convolution with a unit-sum Gaussian of FWHM
@@ -152,9 +161,7 @@ def broaden_pattern(pattern, two_theta, from_fwhm: float, to_fwhm: float) -> np.
     two_theta = np.asarray(two_theta, dtype=float)
     if pattern.shape != two_theta.shape or pattern.ndim != 1:
         raise ValueError(f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length")
-    if to_fwhm < from_fwhm:
-        raise ValueError(f"can only broaden: {to_fwhm} < {from_fwhm}")
-    kernel_fwhm = math.sqrt(to_fwhm**2 - from_fwhm**2)
+    kernel_fwhm = broadening_kernel_fwhm(from_fwhm, to_fwhm)
     steps = np.diff(two_theta)
     if len(steps) == 0 or kernel_fwhm == 0:
         return pattern.copy()
@@ -248,19 +255,27 @@ class _Problem:
         self._targets = {}
 
     def stages(self, steps):
-        """(options, target, evaluations) per stage of a descent of ``steps`` evaluations."""
+        """(options, target, evaluations) per stage of a descent of ``steps`` evaluations. A stage
+        of width w samples every k-th point of the grid, k = ⌊w / FWHM⌋: as many points per peak
+        width as the target has, so a broad stage costs no more than a sharp one."""
         fwhm = self.options.get("fwhm", DEFAULT_FWHM)
         if self.continuation is None:
             return [(self.options, self.target, steps)]
-        schedule = width_schedule(self.continuation.start_fwhm, fwhm, self.continuation.stages, steps)
-        return [({**self.options, "fwhm": width}, self._target_at(width, fwhm), budget) for width, budget in schedule]
+        grid = self.diffractometer.profile_setup(self.options.get("two_theta"), fwhm).grid
+        stages = []
+        for width, budget in width_schedule(self.continuation.start_fwhm, fwhm, self.continuation.stages, steps):
+            stride = max(1, int(width / fwhm + 1e-9))
+            options = {**self.options, "fwhm": width}
+            if stride > 1:
+                options["two_theta"] = grid[::stride]
+            stages.append((options, self._target_at(width, fwhm, grid, stride), budget))
+        return stages
 
-    def _target_at(self, width, fwhm):
+    def _target_at(self, width, fwhm, grid, stride):
         if width == fwhm or isinstance(self.target, Crystal):
-            return self.target  # loss_and_grad renders a Crystal target at the stage's width
+            return self.target  # loss_and_grad renders a Crystal target at the stage's width and grid
         if width not in self._targets:
-            setup = self.diffractometer.profile_setup(self.options.get("two_theta"), fwhm)
-            self._targets[width] = broaden_pattern(self.target, setup.grid, fwhm, width)
+            self._targets[width] = broaden_pattern(self.target, grid, fwhm, width)[::stride]
         return self._targets[width]
 
     def descend(self, params, steps, trajectory) -> OptimizationResult:
