@@ -130,3 +130,46 @@ def test_recovery_rate_check_names_the_slips(tmp_path):
     assert "matched" in str(checks.check_recovery_rate(0.75, path, **where))
     assert "percentage" in str(checks.check_recovery_rate(25, path, **where))
     assert "pool" in str(checks.check_recovery_rate(0.5, path, **where))
+
+
+def test_width_schedule_check_names_the_slips():
+    right = np.geomspace(3.0, 0.1, 4)
+    assert checks.check_width_schedule(right, 3.0, 0.1, 4)
+    assert "linearly" in checks.check_width_schedule(np.linspace(3.0, 0.1, 4), 3.0, 0.1, 4).message
+    assert "narrowest first" in checks.check_width_schedule(right[::-1], 3.0, 0.1, 4).message
+    assert "endpoint=False" in checks.check_width_schedule(np.geomspace(3.0, 0.1, 4, endpoint=False), 3.0, 0.1, 4).message
+    assert "not extra ones" in checks.check_width_schedule(np.geomspace(3.0, 0.1, 5), 3.0, 0.1, 4).message
+    assert "stage 2" in checks.check_width_schedule([3.0, 1.5, right[2], 0.1], 3.0, 0.1, 4).message
+    assert "list of 4 widths" in checks.check_width_schedule("wide", 3.0, 0.1, 4).message
+
+
+def test_broadening_kernel_check():
+    assert checks.check_broadening_kernel(np.sqrt(0.5**2 - 0.1**2), 0.1, 0.5)
+    assert "squares" in checks.check_broadening_kernel(0.4, 0.1, 0.5).message
+    assert "add the squares" in checks.check_broadening_kernel(np.hypot(0.5, 0.1), 0.1, 0.5).message
+    assert "already have a width" in checks.check_broadening_kernel(0.5, 0.1, 0.5).message
+
+
+def test_remedy_rate_check(tmp_path):
+    import csv
+
+    path = tmp_path / "remedies.csv"
+    rows = []
+    for remedy, parametrization, magnitude, recovered in [
+        ("basin", "p1", 0.02, [True, False, False, False]), ("basin", "family", 0.02, [True, True, True, True]),
+        ("basin", "p1", 0.05, [False, False, False, False]), ("none", "p1", 0.02, [False, False, False, True]),
+    ]:
+        for index, outcome in enumerate(recovered):
+            rows.append(dict(remedy=remedy, kind="lattice", parametrization=parametrization, magnitude=magnitude,
+                             recovered=outcome, matched=True if index < 3 else outcome))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    assert checks.check_remedy_rate(0.25, path, "basin", "lattice", "p1", 0.02)
+    assert "'matched'" in checks.check_remedy_rate(0.75, path, "basin", "lattice", "p1", 0.02).message
+    assert "pool both parametrisations" in checks.check_remedy_rate(5 / 8, path, "basin", "lattice", "p1", 0.02).message
+    assert "pool every magnitude" in checks.check_remedy_rate(1 / 8, path, "basin", "lattice", "p1", 0.02).message
+    assert checks.check_remedy_rate(0, path, "basin", "lattice", "p1", 0.05)
+    assert not checks.check_remedy_rate(0.1, path, "basin", "lattice", "p1", 0.05)
+    assert "no runs" in checks.check_remedy_rate(0.5, path, "energy:10", "lattice", "p1", 0.02).message

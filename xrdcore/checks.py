@@ -317,3 +317,78 @@ def check_recovery_rate(answer, path, **where) -> Feedback:
     if pooled != where:
         slips["pool all magnitudes instead of the one asked for"] = rate_of("recovered", **pooled)
     return check_value(answer, expected, rel=1e-9, slips=slips)
+
+
+def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) -> Feedback:
+    """Check the peak widths (deg, broadest first) of a continuation from ``start_fwhm`` to
+    ``fwhm`` in ``stages`` stages (:func:`xrdcore.optimize.width_schedule`)."""
+    from .optimize import width_schedule
+
+    expected = np.array([width for width, _ in width_schedule(start_fwhm, fwhm, stages, stages)])
+    try:
+        value = np.asarray(answer, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected a list of {stages} widths in degrees, got {answer!r}")
+    if len(value) != stages:
+        hint = " (the start and the target are the first and the last stage, not extra ones)" if len(value) == stages + 1 else ""
+        return Feedback(False, f"expected one width per stage, {stages} in all, got {len(value)}{hint}.")
+    if np.allclose(value, expected, rtol=1e-4, atol=0):
+        return Feedback(True, f"widths {np.round(expected, 4).tolist()}° agree: each is the previous one times {expected[1] / expected[0]:.4g}." if stages > 1 else "one stage, at the target width.")
+    slips = {
+        "space the widths evenly (linearly) instead of geometrically": np.linspace(start_fwhm, fwhm, stages),
+        "list the widths narrowest first: continuation starts broad": expected[::-1],
+        "leave out the target width (geomspace with endpoint=False): the last stage must be the target": np.geomspace(start_fwhm, fwhm, stages, endpoint=False),
+    }
+    for mistake, wrong in slips.items():
+        if np.allclose(value, wrong, rtol=1e-4, atol=0):
+            return Feedback(False, f"that is what you get if you {mistake}.")
+    first = int(np.flatnonzero(~np.isclose(value, expected, rtol=1e-4, atol=0))[0])
+    return Feedback(False, f"stage {first + 1} has width {value[first]:.4g}°, expected {expected[first]:.4g}°.")
+
+
+def check_broadening_kernel(answer, from_fwhm: float, to_fwhm: float) -> Feedback:
+    """Check the FWHM (deg) of the Gaussian that broadens Gaussian peaks of FWHM ``from_fwhm`` to
+    ``to_fwhm`` by convolution (:func:`xrdcore.optimize.broadening_kernel_fwhm`)."""
+    from .optimize import broadening_kernel_fwhm
+
+    expected = broadening_kernel_fwhm(from_fwhm, to_fwhm)
+    slips = {
+        "subtract the widths instead of their squares (Gaussian widths add in quadrature)": to_fwhm - from_fwhm,
+        "add the squares instead of subtracting them": float(np.hypot(to_fwhm, from_fwhm)),
+        "take the target width itself: the measured peaks already have a width": to_fwhm,
+    }
+    return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
+
+
+def check_remedy_rate(answer, path, remedy: str, kind: str, parametrization: str, magnitude: float) -> Feedback:
+    """Check a recovery rate (fraction of runs with ``recovered``) read from a remedies results
+    file for one remedy, kind, parametrisation and magnitude; names the usual slips of reading
+    the table (another column, pooled groups, another remedy)."""
+    from .experiments import match_rates
+
+    def rate(by, column="recovered", **wanted):
+        wanted = {"remedy": remedy, "kind": kind, "parametrization": parametrization, "magnitude": magnitude, **wanted}
+        for row in match_rates(path, by=by, column=column):
+            values = dict(zip(by, row.group))
+            if all(float(values[k]) == float(v) if k == "magnitude" else values[k] == v for k, v in wanted.items() if k in by):
+                return row.rate
+        return None
+
+    full = ("remedy", "kind", "parametrization", "magnitude")
+    expected = rate(full)
+    if expected is None:
+        return Feedback(False, f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, {parametrization!r} at {magnitude:g}.")
+    slips = {
+        "count 'matched' (lenient tolerances, which most distorted starts pass) instead of 'recovered'": rate(full, "matched"),
+        "pool both parametrisations": rate(("remedy", "kind", "magnitude")),
+        "pool every magnitude": rate(("remedy", "kind", "parametrization")),
+        "read the plain-descent rows (remedy 'none')": rate(full, remedy="none"),
+    }
+    slips = {mistake: value for mistake, value in slips.items() if value is not None and not np.isclose(value, expected)}
+    if expected == 0:
+        try:
+            correct = float(answer) == 0
+        except (TypeError, ValueError):
+            correct = False
+        return Feedback(correct, "no run recovered: the rate is 0." if correct else f"expected 0 (no run recovered), got {answer!r}.")
+    return check_value(answer, expected, rel=1e-9, slips=slips)
