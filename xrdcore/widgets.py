@@ -35,8 +35,10 @@ from .similarity import cosine
 
 #: Set to "1" (by the book build) to render explorers as kernel-free animations.
 STATIC_ENVIRONMENT = "XRDCORE_STATIC_WIDGETS"
-#: Resolution of the static animations' frames (dots per inch): keeps a page's frames ~1 MB.
-STATIC_DPI = 64
+#: The static animations' frames: figures shrunk by STATIC_SCALE and drawn at STATIC_DPI, so
+#: that text is larger for the same pixels (a page's frames stay ~1 MB).
+STATIC_SCALE = 0.72
+STATIC_DPI = 88
 
 
 def static_mode() -> bool:
@@ -59,11 +61,11 @@ class Explorer:
     columns: int = 1
     panel_size: tuple = (4.6, 3.0)
 
-    def _figure(self, rows: int, dpi: float = 100):
+    def _figure(self, rows: int, dpi: float = 100, scale: float = 1.0):
         import matplotlib.pyplot as plt
 
         width, height = self.panel_size
-        size = (width * self.columns, height * rows)
+        size = (scale * width * self.columns, scale * height * rows)
         fig, axes = plt.subplots(rows, self.columns, figsize=size, dpi=dpi, squeeze=False, layout="constrained")
         return fig, axes
 
@@ -78,7 +80,7 @@ class Explorer:
         import matplotlib.pyplot as plt
         from matplotlib.animation import FuncAnimation
 
-        fig, axes = self._figure(len(self.choices), dpi=STATIC_DPI)
+        fig, axes = self._figure(len(self.choices), dpi=STATIC_DPI, scale=STATIC_SCALE)
 
         def update(frame):
             for row, choice in zip(axes, self.choices):
