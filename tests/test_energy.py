@@ -165,3 +165,13 @@ def test_missing_dependencies_name_the_install_command(monkeypatch):
 def test_importing_xrdcore_does_not_import_torch_or_ase():
     code = "import sys, xrdcore, xrdcore.energy; assert not {'torch', 'ase', 'chgnet'} & set(sys.modules), sys.modules.keys()"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_chgnet_stress_without_forces(rutile):
+    """CHGNet computes stress only together with forces; asking for stress alone still works
+    and gives the same stress as asking for both."""
+    calc = energy.calculator()
+    _, stress_alone = energy._evaluate(rutile, calc, forces=False, stress=True)
+    _, _, stress_both = energy._evaluate(rutile, calc, forces=True, stress=True)
+    assert stress_alone.shape == (3, 3)
+    np.testing.assert_allclose(stress_alone, stress_both, atol=1e-6)

@@ -147,7 +147,8 @@ def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False
             from ase.calculators.calculator import all_changes
             from ase.stress import voigt_6_to_full_3x3_stress
 
-            calc.calculate(atoms, ["energy"], all_changes, task="e" + "f" * forces + "s" * stress)
+            # CHGNet's tasks are "e", "ef" and "efs": stress comes only with forces
+            calc.calculate(atoms, ["energy"], all_changes, task="e" + "f" * (forces or stress) + "s" * stress)
             results = [float(calc.results["energy"])]
             if forces:
                 results.append(np.array(calc.results["forces"], dtype=float))
