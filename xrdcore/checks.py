@@ -34,18 +34,26 @@ class Feedback:
         return f"**{'Correct' if self.correct else 'Not yet'}:** {self.message}"
 
 
+def _number(answer, what: str, nonfinite_hint: str):
+    """``(value, None)`` for a finite number, else ``(None, Feedback)`` saying what is wrong."""
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return None, Feedback(False, f"expected {what}, got {answer!r}")
+    if not np.isfinite(value):
+        return None, Feedback(False, f"the answer is {value}; {nonfinite_hint}")
+    return value, None
+
+
 def check_value(answer, expected, rel: float = 1e-3, unit: str = "", slips: dict | None = None) -> Feedback:
     """Compare a number with the expected one (relative tolerance ``rel``).
 
     ``slips`` maps a description of a common mistake to the value that mistake produces;
     if the answer matches one, the feedback names it.
     """
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"expected a number{f' in {unit}' if unit else ''}, got {answer!r}")
-    if not np.isfinite(value):
-        return Feedback(False, f"the answer is {value}; check for a division by zero or arcsin of a number > 1")
+    value, problem = _number(answer, f"a number{f' in {unit}' if unit else ''}", "check for a division by zero or arcsin of a number > 1")
+    if problem is not None:
+        return problem
     unit_text = f" {unit}" if unit else ""
     if np.isclose(value, expected, rtol=rel, atol=0):
         return Feedback(True, f"{value:.6g}{unit_text} agrees with {expected:.6g}{unit_text}.")
@@ -165,10 +173,9 @@ def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: flo
 def check_similarity_basin(answer, crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str = "cosine", level: float = 0.5) -> Feedback:
     """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 % absolute)."""
     expected = similarity_basin(crystal, diffractometer, fwhm, metric, level)
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"expected a strain in %, got {answer!r}")
+    value, problem = _number(answer, "a strain in %", "check for a division by zero")
+    if problem is not None:
+        return problem
     if abs(value - expected) <= 0.02:
         return Feedback(True, f"{value:.3f} % agrees with {expected:.3f} %.")
     if abs(value - expected / 100) <= 2e-4:
@@ -242,12 +249,9 @@ def check_energy_minimum(answer, crystal: Crystal, vector: int = 0, calc=None, t
     """Check the stretch (%) of lattice vector ``vector`` at which the energy (default CHGNet)
     is lowest, to ``tolerance`` percentage points."""
     expected = energy_minimum_strain(crystal, vector, calc)
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return Feedback(False, f"expected a strain in %, got {answer!r}")
-    if not np.isfinite(value):
-        return Feedback(False, f"the answer is {value}; check the parabola's denominator")
+    value, problem = _number(answer, "a strain in %", "check the parabola's denominator")
+    if problem is not None:
+        return problem
     if abs(value - expected) <= tolerance:
         return Feedback(True, f"{value:+.3f} % agrees with {expected:+.3f} % (a bounded line search on the energy).")
     if abs(100 * value - expected) <= tolerance:
