@@ -142,9 +142,9 @@ def _moved(crystal: Crystal, direction: Direction, t: float) -> Crystal:
 
 def _pattern_panel(ax, diffractometer, truth_pattern, pattern, label, fwhm):
     ax.plot(diffractometer.two_theta, truth_pattern, color="C0", lw=0.8, label="truth")
-    ax.plot(diffractometer.two_theta, -pattern, color="C3", lw=0.8, label=label)
+    ax.plot(diffractometer.two_theta, -pattern, color="C3", lw=0.8, label=f"{label} (drawn down)")
     ax.set_xlabel("2θ (degrees)")
-    ax.set_ylabel("intensity (max 100; candidate down)")
+    ax.set_ylabel("intensity (max 100)")
     ax.set_ylim(-105, 105)
     ax.legend(fontsize=7, loc="lower right")
 
