@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 
 from .crystal import Crystal, element_symbol
-from .landscape import Direction, Scan
+from .landscape import Direction, Scan, displaced
 
 #: Names :func:`calculator` understands.
 CALCULATORS = ("chgnet", "emt")
@@ -192,17 +192,15 @@ def energy_gradient(crystal: Crystal, calc=None) -> tuple[float, np.ndarray, np.
     lattice, dE/dx = −F Aᵀ (eV per atom per fractional unit, (N, 3)); the same variables as
     :func:`xrdcore.gradients.loss_and_grad`, so the two gradients add."""
     total, forces, stress = _evaluate(crystal, calculator(calc), forces=True, stress=True)
+    d_lattice, d_frac = _gradient(crystal, forces, stress)
     atoms = len(crystal)
-    d_lattice = crystal.volume * np.linalg.solve(crystal.lattice.T, stress)
-    d_frac = -forces @ crystal.lattice.T
     return total / atoms, d_lattice / atoms, d_frac / atoms
 
 
-def _moved(crystal: Crystal, directions, offsets) -> Crystal:
-    return crystal.replace(
-        lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
-        frac_coords=crystal.frac_coords + sum(t * d.d_frac for t, d in zip(offsets, directions)),
-    )
+def _gradient(crystal: Crystal, forces, stress) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient of the total energy (eV) from forces (eV/Å) and stress (eV/Å³): dE/dA = V A⁻ᵀ σ
+    (the work V σ : ε of the strain ε = A⁻¹ δA) and dE/dx = −F Aᵀ."""
+    return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(forces) @ crystal.lattice.T
 
 
 def _check_direction(crystal: Crystal, direction):
@@ -212,16 +210,6 @@ def _check_direction(crystal: Crystal, direction):
         raise ValueError(f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)")
     if not (np.all(np.isfinite(direction.d_lattice)) and np.all(np.isfinite(direction.d_frac))):
         raise ValueError(f"direction {direction.name!r} contains NaN or inf")
-
-
-def slope_along(crystal: Crystal, direction: Direction, forces, stress) -> float:
-    """dE/dt (eV per atom per unit t) along ``direction`` from the forces (eV/Å) and the stress
-    (eV/Å³): dE = V Σ σ_ij ε_ij − Σ_n F_n · (δx_n A), with ε = A⁻¹ δA the homogeneous strain
-    that a lattice change at fixed fractional coordinates is."""
-    strain = np.linalg.solve(crystal.lattice, direction.d_lattice)
-    from_cell = crystal.volume * np.sum(np.asarray(stress) * strain)
-    from_atoms = -np.sum(np.asarray(forces) * (direction.d_frac @ crystal.lattice))
-    return float(from_cell + from_atoms) / len(crystal)
 
 
 def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool = True) -> Scan:
@@ -251,11 +239,12 @@ def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool =
     shape = tuple(len(axis) for axis in axes)
     values, slope = np.empty(shape), np.full(shape, np.nan)
     for index in np.ndindex(*shape):
-        point = _moved(crystal, directions, [axis[i] for axis, i in zip(axes, index)])
+        point = displaced(crystal, directions, [axis[i] for axis, i in zip(axes, index)])
         results = _evaluate(point, calc, forces=slopes, stress=need_stress)
         values[index] = results[0] / len(point)
         if slopes:
-            slope[index] = slope_along(point, directions[0], results[1], results[2] if need_stress else np.zeros((3, 3)))
+            stress = results[2] if need_stress else np.zeros((3, 3))
+            slope[index] = directions[0].slope(*_gradient(point, results[1], stress)) / len(point)
     return Scan(axes[0] if len(axes) == 1 else axes, values, slope)
 
 

@@ -33,6 +33,19 @@ class Direction:
     d_frac: np.ndarray  # (N, 3) fractional per unit t
     name: str = ""
 
+    def slope(self, d_lattice, d_frac):
+        """dL/dt along this direction from the gradients dL/dA (..., 3, 3) and dL/dx (..., N, 3)
+        (one structure or a batch)."""
+        return np.einsum("...ij,ij->...", d_lattice, self.d_lattice) + np.einsum("...nx,nx->...", d_frac, self.d_frac)
+
+
+def displaced(crystal: Crystal, directions, offsets) -> Crystal:
+    """``crystal`` + Σ t_k · direction_k for directions and offsets t_k given in pairs."""
+    return crystal.replace(
+        lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
+        frac_coords=crystal.frac_coords + sum(t * d.d_frac for t, d in zip(offsets, directions)),
+    )
+
 
 def lattice_direction(crystal: Crystal, vector: int) -> Direction:
     """Stretch lattice vector ``vector`` (0, 1, 2): t = relative change of its length."""
@@ -100,7 +113,7 @@ def scan(crystal: Crystal, directions, offsets, target, diffractometer, metric="
     margin = min(0.9, 1.5 * reach + 0.01)
     batch = BatchLoss(crystal, target, diffractometer, metric=metric, fwhm=fwhm, margin=margin, **options)
     losses, d_lattice, d_frac = batch(lattices, coords)
-    slope = np.einsum("pij,ij->p", d_lattice, directions[0].d_lattice) + np.einsum("pnx,nx->p", d_frac, directions[0].d_frac)
+    slope = directions[0].slope(d_lattice, d_frac)
     return Scan(np.asarray(offsets, dtype=float) if len(directions) == 1 else (first, second),
                 losses.reshape(shape), slope.reshape(shape))
 

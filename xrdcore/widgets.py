@@ -29,7 +29,7 @@ import numpy as np
 
 from .crystal import Crystal
 from .diffraction import Diffractometer
-from .landscape import Direction, atom_direction, lattice_direction, path_direction
+from .landscape import atom_direction, displaced, lattice_direction, path_direction
 from .overlap import cosine_split
 from .similarity import cosine
 
@@ -136,10 +136,6 @@ class Explorer:
         display(self.static() if static_mode() else self.live())
 
 
-def _moved(crystal: Crystal, direction: Direction, t: float) -> Crystal:
-    return crystal.replace(lattice=crystal.lattice + t * direction.d_lattice, frac_coords=crystal.frac_coords + t * direction.d_frac)
-
-
 def _pattern_panel(ax, diffractometer, truth_pattern, pattern, label, fwhm):
     ax.plot(diffractometer.two_theta, truth_pattern, color="C0", lw=0.8, label="truth")
     ax.plot(diffractometer.two_theta, -pattern, color="C3", lw=0.8, label=f"{label} (drawn down)")
@@ -162,7 +158,7 @@ def peak_overlap(truth: Crystal, diffractometer: Diffractometer, vector: int = 0
 
     def draw(axes, value, choice):
         direction, scale = moves[choice]
-        candidate = _moved(truth, direction, value * scale)
+        candidate = displaced(truth, [direction], [value * scale])
         partners, accidents = cosine_split(candidate, truth, diffractometer, fwhm=fwhm)
         _pattern_panel(axes[0], diffractometer, truth_pattern, diffractometer.pattern(candidate, fwhm=fwhm), "moved", fwhm)
         axes[0].set_title(f"cosine {partners + accidents:.3f} = partners {partners:.3f} + accidents {accidents:.3f}", fontsize=8)
@@ -179,10 +175,10 @@ def ill_posed_pair(truth: Crystal, wrong: Crystal, diffractometer: Diffractomete
     direction = path_direction(truth, wrong)
     truth_pattern = diffractometer.pattern(truth, fwhm=fwhm)
     walk = np.linspace(0, 1, 101)
-    walk_cosine = [cosine(diffractometer.pattern(_moved(truth, direction, t), fwhm=fwhm), truth_pattern)[0] for t in walk]
+    walk_cosine = [cosine(diffractometer.pattern(displaced(truth, [direction], [t]), fwhm=fwhm), truth_pattern)[0] for t in walk]
 
     def draw(axes, value, choice):
-        candidate = _moved(truth, direction, value)
+        candidate = displaced(truth, [direction], [value])
         pattern = diffractometer.pattern(candidate, fwhm=fwhm)
         _pattern_panel(axes[0], diffractometer, truth_pattern, pattern, f"t = {value:.2f}", fwhm)
         axes[0].set_title(f"structural distance {structural_distance(candidate, truth):.2f} Å", fontsize=8)
