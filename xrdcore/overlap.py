@@ -97,8 +97,17 @@ def cosine_split(candidate: Crystal, truth: Crystal, diffractometer: Diffractome
     """The cosine similarity of the two (continuous, Gaussian) patterns split into its partner
     and accidental parts; they add up to the cosine (to ~1e-3 of the grid value)."""
     report = overlap_report(candidate, truth, diffractometer, fwhm)
-    norm = np.sqrt(overlap_report(candidate, candidate, diffractometer, fwhm).total * overlap_report(truth, truth, diffractometer, fwhm).total)
+    norm = np.sqrt(_self_overlap(candidate, diffractometer, fwhm) * _self_overlap(truth, diffractometer, fwhm))
     return report.from_partners / norm, report.from_accidents / norm
+
+
+def _self_overlap(crystal: Crystal, diffractometer: Diffractometer, fwhm: float) -> float:
+    """⟨y, y⟩ of ``crystal``'s pattern, remembered on the crystal (a scan splits against one truth
+    many times)."""
+    key = ("self_overlap", diffractometer.wavelength, tuple(diffractometer.two_theta_range), float(fwhm))
+    if key not in crystal.derived:
+        crystal.derived[key] = overlap_report(crystal, crystal, diffractometer, fwhm).total
+    return crystal.derived[key]
 
 
 @dataclass(frozen=True)
