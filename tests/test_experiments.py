@@ -76,3 +76,21 @@ def test_summary_and_cli(tmp_path, capsys):
     with pytest.raises(ValueError, match="unknown study settings"):
         config.write_text('{"structure": ["x"]}')
         StudyConfig.from_json(config)
+
+
+def test_rate_where_pools_the_matching_runs(tmp_path):
+    import csv
+
+    from xrdcore.experiments import rate_where, wilson_interval
+
+    path = tmp_path / "runs.csv"
+    rows = [dict(kind=k, magnitude=m, recovered=str(r)) for k, m, r in
+            [("lattice", "0.02", True), ("lattice", "0.02", False), ("lattice", "0.05", True), ("both", "0.02", True)]]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    row = rate_where(path, kind="lattice", magnitude=0.02)  # a number finds "0.02"
+    assert (row.matches, row.trials) == (1, 2) and (row.low, row.high) == wilson_interval(1, 2)
+    assert rate_where(path, kind="lattice").rate == pytest.approx(2 / 3)
+    assert rate_where(path, kind="coordinates") is None

@@ -306,11 +306,10 @@ def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -
 def check_recovery_rate(answer, path, **where) -> Feedback:
     """Check a recovery rate (a fraction) read from a results CSV for the rows matching
     ``where`` (column name = value as written in the file)."""
-    from .experiments import match_rates
+    from .experiments import rate_where
 
     def rate_of(column, **selection):
-        (row,) = [r for r in match_rates(path, by=tuple(selection), column=column) if r.group == tuple(map(str, selection.values()))]
-        return row.rate
+        return rate_where(path, column, **selection).rate
 
     expected = rate_of("recovered", **where)
     slips = {
@@ -368,15 +367,12 @@ def check_remedy_rate(answer, path, remedy: str, kind: str, parametrization: str
     """Check a recovery rate (fraction of runs with ``recovered``) read from a remedies results
     file for one remedy, kind, parametrisation and magnitude; names the usual slips of reading
     the table (another column, pooled groups, another remedy)."""
-    from .experiments import match_rates
+    from .experiments import rate_where
 
     def rate(by, column="recovered", **wanted):
         wanted = {"remedy": remedy, "kind": kind, "parametrization": parametrization, "magnitude": magnitude, **wanted}
-        for row in match_rates(path, by=by, column=column):
-            values = dict(zip(by, row.group))
-            if all(float(values[k]) == float(v) if k == "magnitude" else values[k] == v for k, v in wanted.items() if k in by):
-                return row.rate
-        return None
+        found = rate_where(path, column, **{name: wanted[name] for name in by})
+        return None if found is None else found.rate
 
     full = ("remedy", "kind", "parametrization", "magnitude")
     expected = rate(full)

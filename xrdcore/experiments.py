@@ -388,6 +388,22 @@ def match_rates(path, by=("kind", "parametrization", "magnitude"), column: str =
     return table
 
 
+def rate_where(path, column: str = "recovered", **where) -> RateRow | None:
+    """The rate of ``column`` pooled over the runs whose columns equal ``where`` (numbers compared
+    as numbers: ``magnitude=0.02`` finds "0.02"); None when no run matches."""
+    for row in match_rates(path, by=tuple(where), column=column):
+        if all(_same_value(text, wanted) for text, wanted in zip(row.group, where.values())):
+            return row
+    return None
+
+
+def _same_value(text: str, wanted) -> bool:
+    try:
+        return float(text) == float(wanted)
+    except (TypeError, ValueError):
+        return text == str(wanted)
+
+
 def format_rates(table: list[RateRow], by) -> str:
     header = " | ".join(by) + " | runs | matched | rate | 95 % CI"
     lines = [header, "-" * len(header)]
