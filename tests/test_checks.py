@@ -173,3 +173,9 @@ def test_remedy_rate_check(tmp_path):
     assert checks.check_remedy_rate(0, path, "basin", "lattice", "p1", 0.05)
     assert not checks.check_remedy_rate(0.1, path, "basin", "lattice", "p1", 0.05)
     assert "no runs" in checks.check_remedy_rate(0.5, path, "energy:10", "lattice", "p1", 0.02).message
+
+
+def test_check_value_against_zero():
+    assert checks.check_value(0.0, 0.0)
+    wrong = checks.check_value(0.1, 0.0)
+    assert not wrong and "should be 0" in wrong.message  # no division by the expected value
