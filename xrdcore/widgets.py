@@ -87,8 +87,9 @@ class Explorer:
                 for ax in row:
                     ax.clear()
                 self.draw(list(row), float(self.values[frame]), choice)
-                if choice:
-                    row[0].annotate(choice, (0.0, 1.12), xycoords="axes fraction", fontweight="bold", fontsize=9)
+                if choice:  # the variant's name leads the first panel's title
+                    title = row[0].get_title()
+                    row[0].set_title(f"{choice}: {title}" if title else choice, fontsize=8)
             fig.suptitle(f"{self.label} = {self.values[frame]:.3g}", fontsize=9)
             return []
 
