@@ -90,7 +90,7 @@ class Parametrization:
         elif self.coordinate_mode == "spacegroup":
             displacement = crystal.frac_coords - self.reference.frac_coords
             displacement -= np.round(displacement)
-            symmetric = (self.symmetry.displacement_projector() @ displacement.ravel()).reshape(-1, 3)
+            symmetric = self.symmetry.project_displacement(displacement)
             parts.append(np.einsum("knx,nx->k", self.axes, symmetric))
         return np.concatenate(parts) if parts else np.zeros(0)
 

@@ -28,7 +28,7 @@ def random_strain(rng, magnitude: float, symmetry=None) -> np.ndarray:
     strain = 0.5 * (raw + raw.T)
     if symmetry is not None:
         strain = symmetry.project_strain(strain)
-    size = np.sqrt(np.mean(np.linalg.eigvalsh(strain) ** 2))
+    size = np.linalg.norm(strain) / np.sqrt(3)  # RMS of the eigenvalues: ‖E‖_F² = Σ λ_i²
     return strain * (magnitude / size) if size > 0 else strain
 
 
@@ -40,7 +40,7 @@ def random_displacement(rng, crystal: Crystal, rms: float, symmetry=None) -> np.
     cartesian -= cartesian.mean(axis=0)
     fractional = cartesian @ np.linalg.inv(crystal.lattice)
     if symmetry is not None:
-        fractional = (symmetry.displacement_projector() @ fractional.ravel()).reshape(-1, 3)
+        fractional = symmetry.project_displacement(fractional)
     size = np.sqrt(np.mean(np.sum((fractional @ crystal.lattice) ** 2, axis=1)))
     if size == 0:
         return fractional  # nothing may move (e.g. every atom on a fixed special position)
