@@ -1,27 +1,60 @@
-# Everything runs inside .venv, created here from a plain python3.
+# Everything runs inside .venv, created here from a plain python3, installed from the
+# committed lock (requirements.lock: every package pinned, for Linux x86_64 and the Python
+# 3.11 the Makefile finds as python3). `make lock` refreshes it from pyproject.toml's ranges.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+EXTRAS := book,test,energy,course
+# pip itself and the lock tool are pinned too (pip is not a dependency, so not in the lock).
+PIP_VERSION := 26.3
+PIP_TOOLS_VERSION := 7.6.2
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test serve lab bench clean chromium site-check vendor-widgets assignments
+.PHONY: install book test test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments
 
-$(STAMP): pyproject.toml
+# setuptools comes from the lock and builds xrdcore without an isolated (unpinned) build env.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[book,test,energy,course]"
+	$(BIN)/python -m pip install --quiet "pip==$(PIP_VERSION)"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) setuptools
+	$(BIN)/python -m pip install --quiet --no-build-isolation -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 book: $(STAMP)
-	$(BIN)/jupyter-book build . --warningiserror --keep-going
+	@$(BIN)/jupyter-book build . --warningiserror --keep-going || { \
+	  echo "make book FAILED: see the 'did not execute' / warning lines above; the other pages are in $(HTML)" >&2; exit 1; }
 	@echo "Book built: open $(CURDIR)/$(HTML)/index.html (or run 'make serve')"
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
+	$(MAKE) --no-print-directory test-portable
+
+# Portability: the symmetry tests and every chapter's verdict cells again with numba
+# compiling for a generic x86-64 CPU (no AVX/FMA) and OpenBLAS forced to its oldest kernels.
+test-portable: $(STAMP)
+	NUMBA_CPU_NAME=generic OPENBLAS_CORETYPE=Prescott NUMBA_CACHE_DIR=$(CURDIR)/_build/numba-generic \
+	  $(BIN)/python -m pytest -n 2 -q tests/test_symmetry.py tests/test_portability.py
+
+# Drift watch (not in CI): the newest releases pyproject.toml allows, without the lock, in .venv-latest.
+test-latest: chromium
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	XRDCORE_UNLOCKED=1 .venv-latest/bin/python -m pytest -n 2 --dist loadgroup
+
+# Regenerate the lock from pyproject.toml (newest allowed releases), with pinned pip-tools.
+lock:
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet "pip==$(PIP_VERSION)" "pip-tools==$(PIP_TOOLS_VERSION)"
+	.venv-lock/bin/pip-compile --quiet --upgrade --strip-extras --allow-unsafe --no-emit-find-links \
+	  --no-emit-index-url --extra book --extra test --extra energy --extra course --extra lab --extra cluster \
+	  -o $(LOCK) pyproject.toml
 
 # Course assignments (Otter-Grader): student notebooks and autograder zips in _build/assignments.
 assignments: $(STAMP)
@@ -52,7 +85,7 @@ serve:
 
 # Run the chapters with a live kernel: the .md chapters open as notebooks (jupytext).
 lab: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[lab]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -c $(LOCK) -e ".[lab]"
 	$(BIN)/jupyter lab --notebook-dir=book
 
 bench: $(STAMP)
