@@ -3,8 +3,10 @@
 import csv
 from dataclasses import replace
 
+import numpy as np
 import pytest
 
+from xrdcore import Diffractometer, datasets
 from xrdcore.cli import main
 from xrdcore.experiments import SMALL, StudyConfig, match_rates, run_study, wilson_interval
 
@@ -94,3 +96,31 @@ def test_rate_where_pools_the_matching_runs(tmp_path):
     assert (row.matches, row.trials) == (1, 2) and (row.low, row.high) == wilson_interval(1, 2)
     assert rate_where(path, kind="lattice").rate == pytest.approx(2 / 3)
     assert rate_where(path, kind="coordinates") is None
+
+
+def test_barrier_sweep_places_starts_on_both_sides_at_equal_distances():
+    from xrdcore.experiments import barrier_sweep
+    from xrdcore.landscape import nearest_barrier, scan, symmetry_axis_direction
+    from xrdcore.parametrize import space_group
+
+    quartz = datasets.load_prototype("A2B_hP9_152_c_a")
+    constrained = space_group(quartz, quartz)
+    xrd = Diffractometer("CuKa", (10, 90), backend="cpu")
+    target = xrd.pattern(quartz, fwhm=0.1)
+    offsets = np.linspace(-0.6, 0.6, 241)
+    axis = constrained.axis_names.index("O 6c z")
+    values = scan(quartz, symmetry_axis_direction(constrained, axis), offsets, target, xrd, fwhm=0.1).loss
+    sweep = barrier_sweep(constrained, quartz, target, xrd, axis, offsets, values, starts_per_side=2, seeds=2, steps=20, fwhm=0.1)
+    barrier = nearest_barrier(offsets, values)
+    assert (sweep.barrier, sweep.wrong_minimum) == (barrier.barrier, barrier.wrong_minimum)
+    assert sweep.sides == ["truth", "truth", "far", "far"] * 2 and len(sweep.recovered) == len(sweep.final_offsets) == 8
+    distances = np.array(sweep.starts) - sweep.barrier
+    towards = np.sign(barrier.wrong_minimum)
+    assert np.all(towards * distances[np.array(sweep.sides) == "truth"] < 0) and np.all(towards * distances[np.array(sweep.sides) == "far"] > 0)
+    np.testing.assert_allclose(np.abs(distances[:2]), np.abs(distances[2:4]), atol=1e-12)  # mirror images
+    row = sweep.trapped("far")
+    assert row.trials == 4 and row.matches == sum(not r for r, s in zip(sweep.recovered, sweep.sides) if s == "far")
+    with pytest.raises(ValueError, match="no second minimum"):
+        rutile = datasets.load_prototype("A2B_tP6_136_f_a")
+        one = space_group(rutile, rutile)
+        barrier_sweep(one, rutile, xrd.pattern(rutile, fwhm=0.1), xrd, 0, offsets, offsets**2, fwhm=0.1)

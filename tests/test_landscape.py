@@ -138,3 +138,14 @@ def test_path_direction_lands_on_the_other_structure(rutile):
     np.testing.assert_allclose(arrived.frac_coords, other.frac_coords, atol=1e-12)  # nearest image, not a lattice vector away
     with pytest.raises(ValueError, match="same atoms"):
         path_direction(rutile, datasets.load_prototype("AB_cF8_225_a_b"))
+
+
+def test_nearest_barrier_of_an_analytic_double_well():
+    from xrdcore.landscape import nearest_barrier
+
+    offsets = np.linspace(-0.5, 1.5, 401)
+    values = offsets**2 * (offsets - 1) ** 2 + 0.01 * offsets  # minima near 0 and 1, maximum near 0.5
+    found = nearest_barrier(offsets, values)
+    assert abs(found.wrong_minimum - 1) < 0.02 and abs(found.barrier - 0.5) < 0.02
+    assert found.height == pytest.approx(values[np.argmin(np.abs(offsets - found.barrier))] - values.min())
+    assert nearest_barrier(offsets, (offsets - 0.2) ** 2) is None  # one well: no barrier

@@ -43,9 +43,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import product
 from pathlib import Path
 
+import numpy as np
+
 from . import datasets
 from .diffraction import Diffractometer
 from .gradients import loss_value
+from .landscape import nearest_barrier
 from .optimize import BasinHopping, Continuation, optimize
 from .parametrize import Parametrization
 from .perturb import perturb
@@ -417,3 +420,59 @@ def _sortable(value: str):
         return (0, float(value))
     except ValueError:
         return (1, value)
+
+
+# ------------------------------------------------------------------ barrier sweep
+@dataclass(frozen=True)
+class BarrierSweep:
+    """Starts on both sides of a barrier along one symmetry axis, each descended with every
+    parameter of the parametrisation free. Arrays have one entry per start (S,)."""
+
+    axis: str
+    wrong_minimum: float  # axis offset of the nearest wrong minimum on the scan
+    barrier: float  # axis offset of the barrier between it and the truth
+    starts: list  # axis offsets of the starts
+    sides: list  # "truth" (between the truth and the barrier) or "far" (beyond the barrier)
+    recovered: list  # RECOVERY_TOLERANCES verdict of each final structure
+    final_offsets: list  # the final structure's coordinate along the axis
+
+    def trapped(self, side: str) -> RateRow:
+        """Fraction of the starts on ``side`` that do not recover the truth, with a 95 % interval."""
+        outcomes = [not r for r, s in zip(self.recovered, self.sides) if s == side]
+        low, high = wilson_interval(sum(outcomes), len(outcomes))
+        return RateRow((side,), len(outcomes), sum(outcomes), low, high)
+
+
+def barrier_sweep(parametrization: Parametrization, truth, target, diffractometer, axis: int, offsets, values,
+                  starts_per_side: int = 12, seeds: int = 3, jitter: float = 0.005, steps: int = 200,
+                  **options) -> BarrierSweep:
+    """Find the barrier on a scan (``offsets``, ``values``) along symmetry axis ``axis`` of a
+    space-group ``parametrization`` and descend from starts on both sides of it.
+
+    Starts sit at the same distances d from the barrier on either side, ``starts_per_side``
+    values of d spread evenly up to the barrier's distance from the truth (so the truth side
+    covers all of the way back to the truth), each repeated for ``seeds`` random jitters of
+    the *other* parameters (normal, ``jitter`` in parameter units: strain coefficients and axis
+    offsets). Every start gets ``steps`` evaluations of Adam (``options``: metric, fwhm, …).
+    """
+    found = nearest_barrier(offsets, values)
+    if found is None:
+        raise ValueError(f"the scan along axis {parametrization.axis_names[axis]!r} has no second minimum")
+    index = parametrization.n_lattice + axis
+    towards = 1.0 if found.wrong_minimum > 0 else -1.0
+    distances = abs(found.barrier) * np.arange(1, starts_per_side + 1) / (starts_per_side + 1)
+    starts, sides, recovered, finals = [], [], [], []
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        noise = jitter * rng.standard_normal(parametrization.size)
+        noise[index] = 0.0
+        for side, sign in (("truth", -1.0), ("far", 1.0)):
+            for d in distances:
+                params = noise.copy()
+                params[index] = found.barrier + sign * towards * d
+                run = optimize(parametrization, parametrization.crystal(params), target, diffractometer, steps=steps, **options)
+                starts.append(float(params[index]))
+                sides.append(side)
+                recovered.append(match(run.crystal, truth, **RECOVERY_TOLERANCES).matched)
+                finals.append(float(parametrization.parameters(run.crystal)[index]))
+    return BarrierSweep(parametrization.axis_names[axis], found.wrong_minimum, found.barrier, starts, sides, recovered, finals)

@@ -155,3 +155,26 @@ def basin(offsets, values, at: float = 0.0) -> tuple[float, float]:
     while right < len(values) - 1 and values[right + 1] >= values[right]:
         right += 1
     return float(offsets[left]), float(offsets[right])
+
+
+@dataclass(frozen=True)
+class Barrier:
+    wrong_minimum: float  # offset of the local minimum nearest to ``at`` other than its own
+    barrier: float  # offset of the highest point between the two minima
+    height: float  # loss at the barrier minus loss at ``at``'s minimum
+
+
+def nearest_barrier(offsets, values, at: float = 0.0) -> Barrier | None:
+    """The wrong minimum nearest to the minimum at ``at`` along a sampled 1-D profile and the
+    barrier between them (its highest sample); None when the profile has no other minimum."""
+    offsets = np.asarray(offsets, dtype=float)
+    values = np.asarray(values, dtype=float)
+    minima = local_minima(values)
+    home = min(minima, key=lambda i: abs(offsets[i] - at), default=None)
+    others = [i for i in minima if i != home]
+    if home is None or not others:
+        return None
+    other = min(others, key=lambda i: abs(offsets[i] - offsets[home]))
+    low, high = sorted((home, other))
+    top = low + int(np.argmax(values[low : high + 1]))
+    return Barrier(float(offsets[other]), float(offsets[top]), float(values[top] - values[home]))
