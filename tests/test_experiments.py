@@ -124,3 +124,17 @@ def test_barrier_sweep_places_starts_on_both_sides_at_equal_distances():
         rutile = datasets.load_prototype("A2B_tP6_136_f_a")
         one = space_group(rutile, rutile)
         barrier_sweep(one, rutile, xrd.pattern(rutile, fwhm=0.1), xrd, 0, offsets, offsets**2, fwhm=0.1)
+
+
+def test_a_study_writes_an_environment_record(tmp_path):
+    import json
+
+    from xrdcore.experiments import run_study
+
+    config = replace(SMALL, structures=("AB_cF8_225_a_b",), kinds=("lattice",), strains=(0.01,), parametrizations=("p1",), steps=5)
+    output = run_study(config, tmp_path / "runs.csv", workers=1, progress=False)
+    records = json.loads(output.with_suffix(".env.json").read_text())
+    assert len(records) == 1 and records[0]["runs"] == 1 and records[0]["structures"] == ["AB_cF8_225_a_b"]
+    assert len(records[0]["lock_sha256"]) == 64 and records[0]["versions"]["numba"] and records[0]["cpu"]
+    run_study(config, output, workers=1, progress=False)  # nothing left to run: no new record
+    assert len(json.loads(output.with_suffix(".env.json").read_text())) == 1

@@ -33,13 +33,18 @@ whose key is already in the file are skipped). Tasks run on all local cores by d
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import multiprocessing
 import os
+import platform
+import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field, fields, replace
+from importlib import metadata
 from itertools import product
 from pathlib import Path
 
@@ -292,6 +297,10 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
     config_path = output.with_suffix(".config.json")
     if not config_path.exists():
         config_path.write_text(json.dumps(asdict(config), indent=2))
+    record_path = output.with_suffix(".env.json")  # one record per session that wrote rows
+    records = json.loads(record_path.read_text()) if record_path.exists() else []
+    if todo:
+        record_path.write_text(json.dumps(records + [environment_record(config, len(todo))], indent=2))
     new_file = not output.exists()
     columns = RESULT_FIELDS if new_file else _columns(output, todo)
     with output.open("a", newline="") as handle:
@@ -306,6 +315,40 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
             bar.update(1)
         bar.close()
     return output
+
+
+def environment_record(config: StudyConfig, runs: int) -> dict:
+    """What a results table was computed with: git commit, lock hash, CPU, library versions,
+    the BLAS kernel and numba's target, and the resolved prototype names (not ``per_family``)."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    root = Path(__file__).resolve().parents[1]
+    lock = root / "requirements.lock"
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    versions = {name: metadata.version(name) for name in ("numpy", "numba", "scipy", "pymatgen", "spglib")}
+    return {
+        "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "runs": runs,
+        "git_commit": commit,
+        "git_dirty": dirty,
+        "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "numba_target_cpu": numba.config.CPU_NAME or "host",
+        "blas": sorted({f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()}),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "versions": versions,
+        "structures": config.structure_names(),
+    }
 
 
 def _columns(output, todo) -> tuple:

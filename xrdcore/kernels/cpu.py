@@ -25,6 +25,11 @@ from .elements import CPU
 #: Below this much work (e.g. reflections × atoms) a parallel kernel runs on the calling
 #: thread alone: waking worker threads costs more than it saves (measured in benchmarks/).
 PARALLEL_MIN_WORK = 500_000
+#: fastmath of the two O(M·N) structure-factor kernels: FMA contraction only. Reassociation
+#: ("reassoc") bought no measurable speed (benchmarks/bench_fastmath.py, RESULTS.md) and made
+#: every sum depend on the vector width of the CPU; contraction is worth 10–40 % and changes
+#: results only at the 1e-16 relative level between CPUs with and without FMA.
+FASTMATH = {"contract"}
 
 
 _form_factor_and_slope = CPU["form_factor_and_slope"]
@@ -190,7 +195,7 @@ def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_ty
     return by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
     """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
 
@@ -198,8 +203,7 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
     ``type_form_factor[m, scatterer_type[j]]``), s = |g|/2, sin θ = λ|g|/2,
     LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
     ``hkl`` must hold integers (as floats). No trigonometry in the O(M·N) loop (see
-    ``_structure_factor_tables``). Sums may be reassociated (fastmath "reassoc"): changes
-    at the 1e-16 relative level.
+    ``_structure_factor_tables``). Sums run in source order (no "reassoc", see ``FASTMATH``).
     """
     n_reflections = g.shape[0]
     n_atoms = frac_coords.shape[0]
@@ -228,7 +232,7 @@ def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatter
     return two_theta, intensity
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
 def reflection_intensities_adjoint(
     hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor, type_form_factor_slope,
     d_intensity, d_two_theta,
