@@ -13,6 +13,8 @@ import numpy as np
 
 VERDICTS = ("matched", "matched_strict", "recovered", "start_matched", "start_recovered")
 FLOATS = ("start_loss", "final_loss", "lattice_error", "rms_displacement")
+#: Values below this count as zero (a loss of 1e-16 vs 3e-16 is the same converged run).
+FLOOR = 1e-12
 
 
 def compare(first: str, second: str) -> str:
@@ -28,8 +30,8 @@ def compare(first: str, second: str) -> str:
     for column in FLOATS:
         x = np.array([float(a[k][column]) for k in keys])
         y = np.array([float(b[k][column]) for k in keys])
-        scale = np.maximum(np.abs(x), np.abs(y))
-        relative = np.where(scale > 0, np.abs(x - y) / np.where(scale > 0, scale, 1), 0.0)
+        scale = np.maximum(np.maximum(np.abs(x), np.abs(y)), FLOOR)
+        relative = np.abs(x - y) / scale
         identical = int(np.sum(x == y))
         digits = -np.log10(np.maximum(relative, 1e-17))
         lines.append(f"  {column:16} bit-identical {identical}/{len(keys)}; agreeing digits: median "

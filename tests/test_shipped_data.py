@@ -1,0 +1,37 @@
+"""Every shipped results table carries its configuration and an environment record that names
+exactly the prototypes in it."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).resolve().parents[1] / "book" / "data"
+TABLES = sorted(DATA.glob("*.csv"))
+FULL_FIELDS = ("git_commit", "git_dirty", "lock_sha256", "cpu", "numba_target_cpu", "blas", "python", "versions", "structures")
+
+
+def test_there_are_shipped_tables():
+    assert len(TABLES) >= 6
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda p: p.name)
+def test_table_has_config_and_environment_record(table):
+    assert table.with_suffix(".config.json").is_file(), f"{table.name} has no .config.json"
+    record_path = table.with_suffix(".env.json")
+    assert record_path.is_file(), f"{table.name} has no environment record"
+    records = json.loads(record_path.read_text())
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    in_table = set(row["structure"] for row in rows)
+    named = set().union(*(record["structures"] for record in records))
+    assert in_table <= named, f"{table.name}: prototypes not in its record: {sorted(in_table - named)}"
+    for record in records:
+        if record.get("retrospective"):
+            assert record["rows"] == len(rows) and record["note"]
+        else:
+            assert all(field in record and record[field] is not None for field in FULL_FIELDS), record.keys()
+            assert len(record["lock_sha256"]) == 64 and len(record["git_commit"]) == 40
+    if not any(record.get("retrospective") for record in records):
+        assert sum(record["runs"] for record in records) >= len(rows)
