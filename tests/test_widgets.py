@@ -2,12 +2,16 @@
 draw what the physics says."""
 
 import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from xrdcore import Diffractometer, datasets, widgets
+from xrdcore.optimize import optimize
+from xrdcore.parametrize import crystal_family, p1
 from xrdcore.perturb import perturb
-from xrdcore.structsim import structural_distance
+from xrdcore.similarity import loss
+from xrdcore.structsim import lattice_error, structural_distance
 
 matplotlib.use("Agg")
 XRD = Diffractometer("CuKa", (10, 90), backend="cpu")
@@ -68,13 +72,41 @@ def test_ill_posed_pair_walks_from_truth_to_wrong(rutile):
 
 
 def test_constrained_retrieval_records_both_runs(rutile):
-    """From 1 % strain (seed 0) the crystal-family run reaches the truth; P1 does not."""
-    explorer = widgets.constrained_retrieval(rutile, perturb(rutile, strain=0.01, seed=0), XRD, steps=100)
-    final = {}
-    for choice in explorer.choices:
-        fig = explorer.figure(99, choice)
-        final[choice] = fig.axes[0].lines[2].get_ydata()[0]  # the marker: loss at that evaluation
-    assert final["crystal family"] < 1e-3 < final["P1"]
+    """The explorer shows the two optimisations it ran, evaluation by evaluation: each curve is
+    that run's recorded trajectory, the marker sits on the curve at the slider's evaluation and
+    the pattern panel draws that evaluation's structure. Bookkeeping only: whether a run
+    reaches the truth depends on the descent, and the study's rates (chapter 7) answer that."""
+    start, steps, frames = perturb(rutile, strain=0.01, seed=0), 12, 4
+    explorer = widgets.constrained_retrieval(rutile, start, XRD, steps=steps, frames=frames)
+    assert explorer.choices == ("P1", "crystal family")
+    assert list(explorer.values) == list(np.linspace(0, steps - 1, frames).round())
+    target = XRD.pattern(rutile, fwhm=0.1)
+    runs = {"P1": p1(start), "crystal family": crystal_family(start, rutile)}
+    for choice, parametrization in runs.items():
+        run = optimize(parametrization, start, target, XRD, steps=steps, metric="cosine", fwhm=0.1, truth=rutile)
+        recorded = run.trajectory
+        first = parametrization.project(start)  # evaluation 1: the start, projected onto the constraint
+        for value in [*explorer.values, steps + 5]:  # past the last evaluation: the last one
+            fig = explorer.figure(value, choice)
+            loss_curve, error_curve, marker = fig.axes[0].lines[:3]
+            index = min(int(value), len(recorded.loss) - 1)
+            # the same run repeated here: equal up to the rounding of parallel sums
+            np.testing.assert_allclose(loss_curve.get_ydata(), recorded.loss, rtol=1e-9, atol=1e-12)
+            np.testing.assert_allclose(error_curve.get_ydata(), recorded.lattice_error, rtol=1e-9, atol=1e-12)
+            assert marker.get_xdata()[0] == index + 1  # the marker sits on the curve it is drawn over
+            assert marker.get_ydata()[0] == loss_curve.get_ydata()[index]
+            drawn = -fig.axes[1].lines[1].get_ydata()
+            np.testing.assert_allclose(drawn, XRD.pattern(parametrization.crystal(recorded.params[index]), fwhm=0.1),
+                                       rtol=0, atol=1e-6)
+            assert f"evaluation {index + 1}" in fig.axes[1].get_legend().get_texts()[1].get_text()
+            plt.close(fig)
+        assert 1 <= len(recorded.loss) <= steps
+        assert recorded.loss[0] == pytest.approx(loss("cosine", XRD.pattern(first, fwhm=0.1), target)[0], abs=1e-12)
+        assert recorded.lattice_error[0] == pytest.approx(lattice_error(first, rutile)[0], abs=1e-12)
+    p1_start = explorer.figure(0, "P1").axes[1].lines[1].get_ydata()
+    np.testing.assert_allclose(-p1_start, XRD.pattern(start, fwhm=0.1), rtol=0, atol=1e-9)  # P1 starts at the start itself
+    plt.close("all")
+    assert explorer.static().data.count("data:image/png;base64") == frames
 
 
 def test_energy_vs_xrd_checks_its_arrays():
