@@ -17,6 +17,10 @@ the truth. The cosine similarity is this inner product over the two norms, so
 loss from many random, strongly distorted starts and reports every end point with its
 similarity to the truth, its structural distance and its accidental fraction. End points
 that StructureMatcher does not match to the truth yet score high are the *spurious* cases.
+One descent can end elsewhere on another CPU (fastmath, BLAS), so conclusions are drawn from
+:func:`summarize_search`: the spurious rate with a Wilson interval and medians with
+distribution-free intervals (:func:`median_interval`) over many end points.
+:func:`peak_coverage` says which of the truth's strong peaks a candidate reproduces.
 """
 
 from __future__ import annotations
@@ -24,9 +28,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
+from .analysis import Estimate
 from .crystal import Crystal
 from .diffraction import Diffractometer, starts_peak
+from .experiments import wilson_interval
 from .optimize import optimize
 from .parametrize import p1
 from .perturb import perturb
@@ -151,22 +158,113 @@ def spurious_search(
     ``seed`` … ``seed + starts − 1``) and report every end point, best similarity first."""
     if starts < 1:
         raise ValueError("starts must be ≥ 1")
+    from threadpoolctl import threadpool_limits
+
     target = diffractometer.pattern(truth, fwhm=fwhm)
     results = []
-    for offset in range(starts):
-        start = perturb(truth, strain=strain, displacement=displacement, seed=seed + offset)
-        end = optimize(p1(start), start, target, diffractometer, method="lbfgs", steps=steps, metric=metric, fwhm=fwhm)
-        results.append(
-            SearchResult(
-                crystal=end.crystal,
-                start=start,
-                loss=float(end.loss),
-                cosine=float(cosine(diffractometer.pattern(end.crystal, fwhm=fwhm), target)[0]),
-                start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm), target)[0]),
-                matched=match(end.crystal, truth).matched,
-                rms_displacement=rms_displacement(end.crystal, truth),
-                lattice_error=lattice_error(end.crystal, truth)[0],
-                accidental_fraction=overlap_report(end.crystal, truth, diffractometer, fwhm=fwhm).accidental_fraction,
+    # One BLAS thread: L-BFGS-B's tiny matrix products gain nothing from more, and on a busy
+    # machine OpenBLAS's spinning threads made each descent several times slower.
+    with threadpool_limits(1, user_api="blas"):
+        for offset in range(starts):
+            start = perturb(truth, strain=strain, displacement=displacement, seed=seed + offset)
+            end = optimize(p1(start), start, target, diffractometer, method="lbfgs", steps=steps, metric=metric, fwhm=fwhm)
+            results.append(
+                SearchResult(
+                    crystal=end.crystal,
+                    start=start,
+                    loss=float(end.loss),
+                    cosine=float(cosine(diffractometer.pattern(end.crystal, fwhm=fwhm), target)[0]),
+                    start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm), target)[0]),
+                    matched=match(end.crystal, truth).matched,
+                    rms_displacement=rms_displacement(end.crystal, truth),
+                    lattice_error=lattice_error(end.crystal, truth)[0],
+                    accidental_fraction=overlap_report(end.crystal, truth, diffractometer, fwhm=fwhm).accidental_fraction,
+                )
             )
-        )
     return sorted(results, key=lambda r: -r.cosine)
+
+
+def median_interval(values, confidence: float = 0.95) -> Estimate:
+    """Sample median of ``values`` with a distribution-free ``confidence`` interval from order
+    statistics: [x_(j), x_(n+1−j)] of the sorted sample, j the largest rank with
+    P(Binomial(n, ½) < j) ≤ (1 − confidence)/2, so the interval covers the population median
+    with probability ≥ ``confidence`` whatever the distribution. Below 6 values no such j ≥ 1
+    exists at 95 % and the interval is the whole sample range; an empty sample gives NaNs."""
+    values = np.sort(np.asarray(values, dtype=float).ravel())
+    if values.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"))
+    if not np.all(np.isfinite(values)):
+        raise ValueError("median_interval: values contain NaN or inf")
+    n = values.size
+    rank = max(1, int(stats.binom.ppf((1 - confidence) / 2, n, 0.5)))  # P(B < rank) ≤ α/2
+    return Estimate(float(np.median(values)), float(values[rank - 1]), float(values[n - rank]))
+
+
+@dataclass(frozen=True)
+class SearchSummary:
+    """Statistics over the end points of one :func:`spurious_search`."""
+
+    descents: int
+    matched: int  # loosely matched to the truth
+    spurious: int  # wrong and cosine ≥ SPURIOUS_COSINE
+    spurious_rate: Estimate  # spurious / descents with its 95 % Wilson interval
+    among: str  # which end points the medians below are over: "spurious" or "wrong"
+    count: int  # how many those are
+    cosine: Estimate  # medians with 95 % order-statistic intervals (median_interval)
+    accidental_fraction: Estimate
+    lattice_error: Estimate
+    rms_displacement: Estimate
+
+
+def summarize_search(results, among: str = "spurious") -> SearchSummary:
+    """Spurious rate (Wilson interval) of ``results`` and the medians (order-statistic
+    intervals) of cosine, accidental fraction, lattice error and RMS displacement over the
+    spurious end points (``among="spurious"``) or over all wrong ones (``among="wrong"``)."""
+    if among not in ("spurious", "wrong"):
+        raise ValueError(f"among must be 'spurious' or 'wrong', got {among!r}")
+    results = list(results)
+    spurious = sum(r.spurious for r in results)
+    low, high = wilson_interval(spurious, len(results))
+    chosen = [r for r in results if (r.spurious if among == "spurious" else not r.matched)]
+    return SearchSummary(
+        descents=len(results),
+        matched=sum(r.matched for r in results),
+        spurious=spurious,
+        spurious_rate=Estimate(spurious / len(results) if results else float("nan"), low, high),
+        among=among,
+        count=len(chosen),
+        **{name: median_interval([getattr(r, name) for r in chosen])
+           for name in ("cosine", "accidental_fraction", "lattice_error", "rms_displacement")},
+    )
+
+
+@dataclass(frozen=True)
+class PeakCoverage:
+    """Which of the truth's strong peaks a candidate reproduces (stick patterns, max 100)."""
+
+    strong: int  # the truth's peaks above the intensity threshold
+    hits: int  # of those, how many have a candidate peak within ``tolerance``
+    hit_strongest: bool  # the truth's strongest peak is among the hits
+    share: float  # the hits' share of Σ I² over the truth's strong peaks
+    extra: np.ndarray  # 2θ (°) of the candidate's strong peaks with no truth peak within ``far``
+
+
+def peak_coverage(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, strong: float = 5.0,
+                  tolerance: float = 0.02, far: float = 0.1) -> PeakCoverage:
+    """Compare the stick patterns: the truth's peaks above ``strong`` (% of the strongest) that
+    the candidate reproduces within ``tolerance`` degrees 2θ, their share of the squared
+    intensity (the cosine of narrow-peak patterns weighs I²), and the candidate's peaks above
+    ``strong`` farther than ``far`` degrees from any truth peak."""
+    ours, theirs = diffractometer.peaks(candidate), diffractometer.peaks(truth)
+    is_strong = theirs.intensity > strong
+    nearest = np.abs(theirs.two_theta[:, None] - ours.two_theta[None, :]).min(axis=1)
+    hit = nearest < tolerance
+    squared = theirs.intensity[is_strong] ** 2
+    isolated = np.abs(ours.two_theta[:, None] - theirs.two_theta[None, :]).min(axis=1) > far
+    return PeakCoverage(
+        strong=int(is_strong.sum()),
+        hits=int((is_strong & hit).sum()),
+        hit_strongest=bool(hit[np.argmax(theirs.intensity)]),
+        share=float(np.sum(theirs.intensity[is_strong & hit] ** 2) / np.sum(squared)),
+        extra=ours.two_theta[(ours.intensity > strong) & isolated],
+    )
