@@ -26,9 +26,10 @@ from .elements import CPU
 #: thread alone: waking worker threads costs more than it saves (measured in benchmarks/).
 PARALLEL_MIN_WORK = 500_000
 #: fastmath of the two O(M·N) structure-factor kernels: FMA contraction only. Reassociation
-#: ("reassoc") bought no measurable speed (benchmarks/bench_fastmath.py, RESULTS.md) and made
-#: every sum depend on the vector width of the CPU; contraction is worth 10–40 % and changes
-#: results only at the 1e-16 relative level between CPUs with and without FMA.
+#: ("reassoc") made every sum depend on the CPU's vector width; dropping it costs nothing at
+#: the study's sizes (2–8 atoms) and 7–17 % of a loss_and_grad at 64–200 atoms (single thread,
+#: benchmarks/bench_fastmath.py, RESULTS.md). Contraction is worth 0–5 % and changes results
+#: only at the 1e-16 relative level between CPUs with and without FMA.
 FASTMATH = {"contract"}
 
 
