@@ -331,8 +331,6 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
                                     capture_output=True, text=True, check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     versions = {name: metadata.version(name) for name in ("numpy", "numba", "scipy", "pymatgen", "spglib")}
     return {
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -340,7 +338,7 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
         "git_commit": commit,
         "git_dirty": dirty,
         "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
-        "cpu": cpu,
+        "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "numba_target_cpu": numba.config.CPU_NAME or "host",
         "blas": sorted({f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()}),
@@ -349,6 +347,13 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
         "versions": versions,
         "structures": config.structure_names(),
     }
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
 
 
 def _columns(output, todo) -> tuple:

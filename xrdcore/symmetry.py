@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from fractions import Fraction
 
 import numpy as np
@@ -82,6 +83,12 @@ class Symmetry:
 
     def named_strain_basis(self) -> tuple[np.ndarray, list[str]]:
         """The canonical strain basis (K, 3, 3) and the lattice parameter naming each direction."""
+        basis, names = self._strain_basis
+        return basis.copy(), list(names)
+
+    @cached_property
+    def _strain_basis(self) -> tuple[np.ndarray, tuple[str, ...]]:
+        """Built once per Symmetry (exact arithmetic is slow next to its uses)."""
         images = np.zeros((6, 6), dtype=object)  # column m: Σ_g R_gᵀ B_m R_g in components
         for m, (i, j) in enumerate(METRIC_COMPONENTS):
             unit = np.zeros((3, 3), dtype=np.int64)
@@ -89,7 +96,7 @@ class Symmetry:
             summed = np.einsum("gki,kl,glj->ij", self.rotations, unit, self.rotations)  # exact integers
             images[:, m] = [int(summed[p, q]) for p, q in METRIC_COMPONENTS]
         rows, pivots = _row_echelon_basis(images.T)
-        adjugate = _adjugate(self.reference.lattice)  # A⁻¹ up to a positive or negative factor
+        adjugate = np.array(_adjugate(self.reference.lattice.tolist()))  # A⁻¹ up to a factor det(A)
         strains = []
         for row in rows:
             metric = np.zeros((3, 3))
@@ -97,12 +104,12 @@ class Symmetry:
                 metric[i, j] = metric[j, i] = float(value)
             strain = _matmul(_matmul(adjugate, metric), adjugate.T)
             strains.append(0.5 * (strain + strain.T))
-        return _gram_schmidt(strains, shape=(3, 3)), [METRIC_NAMES[p] for p in pivots]
+        return _gram_schmidt(strains, shape=(3, 3)), tuple(METRIC_NAMES[p] for p in pivots)
 
     def project_strain(self, strain: np.ndarray) -> np.ndarray:
         """Orthogonal (Frobenius) projection (3, 3) of a symmetric strain onto the allowed ones
         (equal to the Reynolds average over the Cartesian rotations)."""
-        basis = self.strain_basis()
+        basis = self._strain_basis[0]
         coefficients = [_dot(s, strain) for s in basis]
         return np.array([[math.fsum(c * s[i, j] for c, s in zip(coefficients, basis)) for j in range(3)] for i in range(3)])
 
@@ -111,11 +118,15 @@ class Symmetry:
         """P(u) (N, 3): the Reynolds average of fractional displacements u (N, 3), summed with
         ``math.fsum`` (correctly rounded, so independent of the operations' order)."""
         u = np.asarray(displacement, dtype=float)
-        inverses = np.array([_integer_inverse(r) for r in self.rotations], dtype=float)
         images = u[self.permutations]  # (G, N, 3): u_{π_g(j)}
-        terms = np.einsum("gil,gjl->jigl", inverses, images)  # each term one product, no sums
+        terms = np.einsum("gil,gjl->jigl", self._inverse_rotations, images)  # each term one product, no sums
         n_ops = len(self.rotations)
         return np.array([[math.fsum(terms[j, i].ravel()) / n_ops for i in range(3)] for j in range(len(u))])
+
+    @cached_property
+    def _inverse_rotations(self) -> np.ndarray:
+        """R_g⁻¹ (G, 3, 3), exact integers stored as floats."""
+        return np.array([_integer_inverse(r) for r in self.rotations], dtype=float)
 
     def symmetry_axes(self) -> tuple[np.ndarray, list[str]]:
         """Canonical orthonormal basis (K, N, 3) of symmetric fractional displacements, and a
@@ -253,31 +264,22 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.array([[math.fsum(a[i, k] * b[k, j] for k in range(3)) for j in range(3)] for i in range(3)])
 
 
-def _adjugate(m: np.ndarray) -> np.ndarray:
-    """adj(M) = det(M) M⁻¹ of a 3×3 matrix, by cofactors (no LAPACK)."""
-    m = np.asarray(m, dtype=float)
-    cofactors = np.empty((3, 3))
+def _adjugate(m) -> list[list]:
+    """adj(M) = det(M) M⁻¹ of a 3×3 matrix by cofactors, in Python arithmetic (no LAPACK):
+    exact for integers; for floats each entry is one correctly rounded a·b − c·d."""
+    adjugate = [[0] * 3 for _ in range(3)]
     for i in range(3):
         for j in range(3):
-            rows = [r for r in range(3) if r != i]
-            cols = [c for c in range(3) if c != j]
-            minor = math.fsum([m[rows[0], cols[0]] * m[rows[1], cols[1]], -m[rows[0], cols[1]] * m[rows[1], cols[0]]])
-            cofactors[i, j] = (-1) ** (i + j) * minor
-    return cofactors.T
+            (r0, r1), (c0, c1) = [k for k in range(3) if k != j], [k for k in range(3) if k != i]
+            adjugate[i][j] = (-1) ** (i + j) * (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0])
+    return adjugate
 
 
 def _integer_inverse(rotation: np.ndarray) -> np.ndarray:
     """R⁻¹ of an integer rotation with det ±1, exactly (integer adjugate)."""
     r = [[int(v) for v in row] for row in rotation]
-    det = (r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
-           + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]))
+    adjugate = _adjugate(r)
+    det = sum(r[0][k] * adjugate[k][0] for k in range(3))
     if det not in (1, -1):
         raise ValueError(f"a rotation in the lattice basis has determinant {det}, not ±1")
-    inverse = np.empty((3, 3), dtype=np.int64)
-    for i in range(3):
-        for j in range(3):
-            rows = [k for k in range(3) if k != j]
-            cols = [k for k in range(3) if k != i]
-            minor = r[rows[0]][cols[0]] * r[rows[1]][cols[1]] - r[rows[0]][cols[1]] * r[rows[1]][cols[0]]
-            inverse[i, j] = (-1) ** (i + j) * minor * det
-    return inverse
+    return np.array(adjugate, dtype=np.int64) * det
