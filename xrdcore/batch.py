@@ -23,9 +23,29 @@ from .diffraction import Diffractometer, scatterer_types
 from .gradients import DEFAULT_MARGIN, _target_pattern, reflection_set
 from .kernels import batched
 from .similarity import loss as metric_loss
+from .similarity import loss_batch
 
 #: Metrics the GPU evaluates on the device; others make one host round trip per step.
 DEVICE_METRICS = ("cosine",)
+
+
+def required_margin(reference, lattices) -> np.ndarray:
+    """(B,) smallest relative margin of a reflection set enumerated at ``reference`` (3, 3) that
+    is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
+    max(1/s_min − 1, 1 − 1/s_max) (see :class:`xrdcore.gradients.ReflectionSet`; one batched SVD)."""
+    lattices = np.asarray(lattices, dtype=float)
+    transforms = np.linalg.solve(lattices, np.broadcast_to(np.asarray(reference, dtype=float), lattices.shape))
+    singular_values = np.linalg.svd(transforms, compute_uv=False)
+    return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
+
+
+def uniform_step(grid) -> float:
+    """The spacing (deg) of a uniform ascending grid (to 1e-9 relative), else 0."""
+    steps = np.diff(np.asarray(grid, dtype=float))
+    if len(steps) == 0:
+        return 0.0
+    step = float(steps.mean())
+    return step if np.ptp(steps) <= 1e-9 * step else 0.0
 
 
 class BatchLoss:
@@ -80,6 +100,9 @@ class BatchLoss:
             grid=self.setup.grid.astype(self.dtype),
         )
         self._scalars = (cast(self.wavelength), cast(fwhm), cast(self.setup.eta), cast(self.setup.window))
+        self._max_index = batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
+        self._step = cast(uniform_step(self.setup.grid))
+        self._g_window = tuple(cast(g) for g in diffractometer.g_window(self.setup.two_theta_range))
         if self.backend == "cuda":
             from .kernels import cuda as cuda_kernels
 
@@ -101,15 +124,19 @@ class BatchLoss:
         occupancies = np.asarray(occupancies, dtype=float)
         if occupancies.shape != (len(lattices), n_atoms) or np.any(occupancies < 0) or np.any(occupancies > 1):
             raise ValueError(f"occupancies must have shape ({len(lattices)}, {n_atoms}) with values in [0, 1]")
-        for lattice in lattices:
-            if np.linalg.det(lattice) <= 0:
-                raise ValueError("every lattice must be right-handed with a positive volume")
-            if not self.reflections.covers(lattice):
-                raise ValueError(
-                    "a lattice of the batch has moved beyond the shared reflection list's margin; "
-                    "build a new BatchLoss (or a larger margin)"
-                )
+        if np.any(np.linalg.det(lattices) <= 0):
+            raise ValueError("every lattice must be right-handed with a positive volume")
+        if not np.all(self.covers(lattices)):
+            raise ValueError(
+                "a lattice of the batch has moved beyond the shared reflection list's margin; "
+                "build a new BatchLoss (or a larger margin)"
+            )
         return (np.ascontiguousarray(a, dtype=self.dtype) for a in (lattices, frac_coords, occupancies))
+
+    def covers(self, lattices) -> np.ndarray:
+        """(B,) True where the shared reflection list is complete for lattice b (see
+        :meth:`xrdcore.gradients.ReflectionSet.covers`)."""
+        return required_margin(self.reflections.lattice, lattices) <= self.reflections.margin
 
     # ------------------------------------------------------------------ evaluation
     def patterns(self, lattices, frac_coords, occupancies=None) -> np.ndarray:
@@ -120,17 +147,22 @@ class BatchLoss:
         profile, _ = self._forward_cpu(lattices, frac_coords, occupancies)
         return profile
 
-    def __call__(self, lattices, frac_coords, occupancies=None):
-        """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3) as numpy arrays."""
+    def __call__(self, lattices, frac_coords, occupancies=None, undefined: str = "raise"):
+        """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3) as numpy arrays. A structure whose
+        metric is undefined (nothing diffracts in the range) raises ValueError, or with
+        ``undefined="nan"`` gets loss NaN and zero gradient while the others are evaluated."""
+        if undefined not in ("raise", "nan"):
+            raise ValueError(f"undefined must be 'raise' or 'nan', got {undefined!r}")
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
-            return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._metric_on_host())
+            return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._metric_on_host(undefined))
         profile, saved = self._forward_cpu(lattices, frac_coords, occupancies)
-        losses, d_profile = self._host_metric(profile)
+        losses, d_profile = self._host_metric(profile, undefined)
         a = self._arrays
+        wavelength, *profile_scalars = self._scalars
         d_lattice, d_frac = batched.backward_batch(
             d_profile.astype(self.dtype), saved, lattices, frac_coords, occupancies, a["scatterer_type"], a["hkl"],
-            self._scalars[0], a["grid"], *self._scalars[1:],
+            self._max_index, wavelength, a["grid"], self._step, *profile_scalars,
         )
         return losses, d_lattice, d_frac
 
@@ -158,18 +190,17 @@ class BatchLoss:
     # ------------------------------------------------------------------ helpers
     def _forward_cpu(self, lattices, frac_coords, occupancies):
         a = self._arrays
+        wavelength, *profile_scalars = self._scalars
         return batched.forward_batch(
             lattices, frac_coords, occupancies, a["scatterer_type"], a["type_z"], a["type_coeffs"], a["type_b"],
-            a["hkl"], self._scalars[0], a["grid"], *self._scalars[1:],
+            a["hkl"], self._max_index, *self._g_window, wavelength, a["grid"], self._step, *profile_scalars,
         )
 
-    def _metric_on_host(self):
+    def _metric_on_host(self, undefined="raise"):
         """None when the device evaluates the metric itself, else the host function."""
-        return None if self.metric in DEVICE_METRICS else self._host_metric
+        if self.metric in DEVICE_METRICS:
+            return None
+        return lambda profiles: self._host_metric(profiles, undefined)
 
-    def _host_metric(self, profiles):
-        losses = np.empty(len(profiles))
-        gradients = np.empty(profiles.shape)
-        for b, profile in enumerate(np.asarray(profiles, dtype=float)):
-            losses[b], gradients[b] = metric_loss(self.metric, profile, self.target, self.setup.grid)
-        return losses, gradients
+    def _host_metric(self, profiles, undefined="raise"):
+        return loss_batch(self.metric, profiles, self.target, self.setup.grid, undefined)

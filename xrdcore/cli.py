@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from .experiments import REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, StudyConfig, format_rates, match_rates, run_study
+from .experiments import EXECUTORS, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, StudyConfig, format_rates, match_rates, run_study
 
 PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
 
@@ -16,12 +16,14 @@ def main(argv=None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
     retrieve.add_argument("--config", default="small", help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields")
-    retrieve.add_argument("--output", default="retrieval.csv", help="results CSV (appended to; a rerun resumes)")
-    retrieve.add_argument("--workers", type=int, default=None, help="local processes (default: all cores)")
+    retrieve.add_argument("--output", default="retrieval.csv", help="results file, .csv or .parquet (a rerun resumes)")
+    retrieve.add_argument("--executor", default="batched", choices=EXECUTORS,
+                          help="batched: each group of seeds × magnitudes descends as one batch (default); task: one run at a time (the reference)")
+    retrieve.add_argument("--workers", type=int, default=None, help="local processes, one numba thread each (default: all cores)")
     retrieve.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
     retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
     summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
-    summary.add_argument("results", help="results CSV written by 'xrdcore retrieve'")
+    summary.add_argument("results", help="results file (CSV or Parquet) written by 'xrdcore retrieve'")
     summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by (e.g. remedy,kind)")
     summary.add_argument("--column", default="recovered", choices=["recovered", "matched", "matched_strict", "start_matched", "start_recovered"],
                          help="success column (default: recovered, tight tolerances)")
@@ -30,7 +32,8 @@ def main(argv=None) -> int:
     if args.command == "retrieve":
         config = PRESETS[args.config] if args.config in PRESETS else StudyConfig.from_json(args.config)
         print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
-        path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress)
+        path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
+                         executor=args.executor)
         print(f"results in {path}")
         return 0
     by = tuple(column.strip() for column in args.by.split(","))

@@ -43,7 +43,9 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import lru_cache
 from importlib import metadata
 from itertools import product
 from pathlib import Path
@@ -51,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets
+from .batch_optimize import BATCH_METHODS, descend_batch
 from .diffraction import Diffractometer
 from .gradients import loss_value
 from .landscape import nearest_barrier
@@ -220,52 +223,165 @@ RESULT_FIELDS = (
 REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
 
 
+EXECUTORS = ("batched", "task")
+
+
+@lru_cache(maxsize=16)
+def _setup(structure: str, config: StudyConfig):
+    """Prototype, truth, diffractometer and target pattern of one structure (cached per process)."""
+    prototype = datasets.get_prototype(structure)
+    truth = prototype.crystal()
+    diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step, backend="cpu")
+    return prototype, truth, diffractometer, diffractometer.pattern(truth, fwhm=config.fwhm)
+
+
+@lru_cache(maxsize=256)
+def _start(structure: str, kind: str, magnitude: float, seed: int, config: StudyConfig):
+    """The perturbed start of a run and its verdicts against the truth, shared by every metric,
+    parametrisation and remedy (cached per process)."""
+    _, truth, _, _ = _setup(structure, config)
+    strain = magnitude if kind != "coordinates" else 0.0
+    displacement = magnitude if kind == "coordinates" else 0.0
+    if kind == "both":
+        displacement = BOTH_DISPLACEMENT_PER_STRAIN * magnitude
+    start = perturb(truth, strain=strain, displacement=displacement, seed=seed)
+    matched = match(start, truth, first=True).matched
+    verdicts = dict(
+        start_matched=matched,
+        # recovery is tighter than the default match: no default match, no recovery
+        start_recovered=matched and match(start, truth, first=True, **RECOVERY_TOLERANCES).matched,
+        start_rms_displacement=rms_displacement(start, truth),
+        start_lattice_error=lattice_error(start, truth)[0],
+    )
+    return start, verdicts
+
+
+@lru_cache(maxsize=64)
+def _parametrization(structure: str, kind: str, parametrization: str, config: StudyConfig) -> Parametrization:
+    """What moves in a run; what is "fixed" stays at the truth's values, which the start shares for that part."""
+    _, truth, _, _ = _setup(structure, config)
+    lattice_mode, coordinate_mode = MODES[(kind, parametrization)]
+    return Parametrization(truth, lattice_mode, coordinate_mode, reference=truth)
+
+
+#: Below these cheap distances under the known atom order (50× inside RECOVERY_TOLERANCES) a
+#: result is near-identical to the truth and matches at every set of tolerances without asking
+#: StructureMatcher: relative lattice-length error, angle error (deg), RMS displacement in
+#: units of (V/N)^(1/3).
+NEAR_IDENTICAL = dict(lattice=1e-4, angle=1e-2, rms=2e-4)
+#: A cell whose volume differs from the truth's by more than this fraction cannot pass the
+#: recovery tolerances (ltol 0.005 changes a volume by ≤ 1.5 %, angle_tol 0.5° a reduced cell's
+#: by ≤ 1.5 %; twice their sum).
+RECOVERY_VOLUME = 0.06
+
+
+def final_verdicts(found, truth, shortcut: bool = True) -> dict:
+    """StructureMatcher verdicts of a result at the default, strict and recovery tolerances, its
+    RMS (StructureMatcher's, normalised by (V/N)^(1/3), of the first mapping within the default
+    tolerances: ``match(first=True)``) and cheap distances. With ``shortcut``,
+    StructureMatcher is asked only where the cheap distances cannot decide: a near-identical
+    result (:data:`NEAR_IDENTICAL`) matches everywhere (its RMS is then the known-order RMS
+    displacement in the same units); a tighter set of tolerances is tried only when the looser
+    one matched (each contains the next); recovery not when the volume is off by more than
+    :data:`RECOVERY_VOLUME`. Tests check the verdicts equal those of asking it always."""
+    if found is None:
+        return dict(matched=False, rms=math.nan, matched_strict=False, recovered=False, lattice_error=math.nan,
+                    rms_displacement=math.nan)
+    lengths, angles = lattice_error(found, truth)
+    displacement = rms_displacement(found, truth)
+    distances = dict(lattice_error=lengths, rms_displacement=displacement)
+    unit = (truth.volume / len(truth)) ** (1 / 3)
+    if shortcut and (lengths <= NEAR_IDENTICAL["lattice"] and angles <= NEAR_IDENTICAL["angle"]
+                     and displacement <= NEAR_IDENTICAL["rms"] * unit):
+        return dict(matched=True, rms=displacement / unit, matched_strict=True, recovered=True, **distances)
+    default = match(found, truth, first=True)
+    if not shortcut:
+        strict, recovered = match(found, truth, **STRICT_TOLERANCES).matched, match(found, truth, **RECOVERY_TOLERANCES).matched
+    elif not default.matched:
+        strict = recovered = False
+    else:
+        strict = match(found, truth, first=True, **STRICT_TOLERANCES).matched
+        recovered = (strict and abs(found.volume / truth.volume - 1) <= RECOVERY_VOLUME
+                     and match(found, truth, first=True, **RECOVERY_TOLERANCES).matched)
+    return dict(matched=default.matched, rms=default.rms, matched_strict=strict, recovered=recovered, **distances)
+
+
+def _row(task: Task, config: StudyConfig, found, status: str, evaluations: int, final_loss: float, start_loss: float,
+         seconds: float, optimize_seconds: float, energy: float = math.nan, energy_evaluations: int = 0) -> dict:
+    prototype, truth, _, _ = _setup(task.structure, config)
+    _, start_verdicts = _start(task.structure, task.kind, task.magnitude, task.seed, config)
+    row = dict(asdict(task), key=task.key, crystal_family=prototype.crystal_family, space_group=prototype.space_group,
+               atoms=len(truth), status=status, evaluations=int(evaluations))
+    row.update(final_verdicts(found, truth))
+    row.update(start_verdicts, final_loss=float(final_loss), start_loss=float(start_loss), final_energy=energy,
+               energy_evaluations=energy_evaluations, optimize_seconds=optimize_seconds, seconds=seconds)
+    return row
+
+
 def run_task(task: Task, config: StudyConfig) -> dict:
-    """Perturb, optimise back, compare with the truth; returns one result row."""
+    """Perturb, optimise back with :func:`xrdcore.optimize.optimize`, compare with the truth:
+    one result row (the task executor, the reference)."""
     if task.kind not in KINDS or task.parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"unknown kind or parametrisation in {task}")
     begin = time.perf_counter()
-    prototype = datasets.get_prototype(task.structure)
-    truth = prototype.crystal()
-    strain = task.magnitude if task.kind != "coordinates" else 0.0
-    displacement = task.magnitude if task.kind == "coordinates" else 0.0
-    if task.kind == "both":
-        displacement = BOTH_DISPLACEMENT_PER_STRAIN * task.magnitude
-    start = perturb(truth, strain=strain, displacement=displacement, seed=task.seed)
-    lattice_mode, coordinate_mode = MODES[(task.kind, task.parametrization)]
-    # what is "fixed" stays at the truth's values, which the start shares for that part
-    parametrization = Parametrization(truth, lattice_mode, coordinate_mode, reference=truth)
-    diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step, backend="cpu")
-    target = diffractometer.pattern(truth, fwhm=config.fwhm)
+    _, truth, diffractometer, target = _setup(task.structure, config)
+    start, _ = _start(task.structure, task.kind, task.magnitude, task.seed, config)
+    parametrization = _parametrization(task.structure, task.kind, task.parametrization, config)
     result = optimize(
-        parametrization, start, target, diffractometer, method=task.method, truth=truth, metric=task.metric,
+        parametrization, start, target, diffractometer, method=task.method, metric=task.metric,
         fwhm=config.fwhm, **remedy_options(task.remedy, config.steps),
     )
-    found = result.crystal
-    matched = match(found, truth) if found is not None else None
-    strict = match(found, truth, **STRICT_TOLERANCES) if found is not None else None
-    recovered = match(found, truth, **RECOVERY_TOLERANCES) if found is not None else None
-    row = dict(asdict(task), key=task.key, crystal_family=prototype.crystal_family, space_group=prototype.space_group,
-               atoms=len(truth), status=result.status, evaluations=result.evaluations)
-    row.update(
-        matched=bool(matched and matched.matched),
-        rms=matched.rms if matched else math.nan,
-        matched_strict=bool(strict and strict.matched),
-        recovered=bool(recovered and recovered.matched),
-        start_matched=match(start, truth).matched,
-        start_recovered=match(start, truth, **RECOVERY_TOLERANCES).matched,
-        final_loss=result.xrd_loss,  # the XRD loss alone, whatever the objective
-        start_loss=_start_loss(parametrization, start, target, diffractometer, task.metric, config.fwhm),
-        lattice_error=lattice_error(found, truth)[0] if found is not None else math.nan,
-        rms_displacement=rms_displacement(found, truth) if found is not None else math.nan,
-        start_rms_displacement=rms_displacement(start, truth),
-        start_lattice_error=lattice_error(start, truth)[0],
-        final_energy=result.energy,
-        energy_evaluations=result.energy_evaluations,
-        optimize_seconds=result.seconds,
-        seconds=time.perf_counter() - begin,
-    )
-    return row
+    start_loss = _start_loss(parametrization, start, target, diffractometer, task.metric, config.fwhm)
+    return _row(task, config, result.crystal, result.status, result.evaluations, result.xrd_loss, start_loss,
+                time.perf_counter() - begin, result.seconds, result.energy, result.energy_evaluations)
+
+
+def run_group(tasks: list, config: StudyConfig) -> list[dict]:
+    """The runs of one (structure, kind, metric, parametrisation, method, remedy) — every seed
+    and magnitude — descended together by :func:`xrdcore.batch_optimize.descend_batch` (the
+    batched executor); remedies other than "none" and L-BFGS run task by task. ``seconds``
+    and ``optimize_seconds`` of a row are the group's divided by its runs."""
+    first = tasks[0]
+    shared = {(t.structure, t.kind, t.metric, t.parametrization, t.method, t.remedy) for t in tasks}
+    if len(shared) != 1:
+        raise ValueError("a group's tasks must share structure, kind, metric, parametrisation, method and remedy")
+    if first.remedy != "none" or first.method not in BATCH_METHODS:
+        return [run_task(task, config) for task in tasks]
+    begin = time.perf_counter()
+    _, _, diffractometer, target = _setup(first.structure, config)
+    parametrization = _parametrization(first.structure, first.kind, first.parametrization, config)
+    starts = [_start(t.structure, t.kind, t.magnitude, t.seed, config)[0] for t in tasks]
+    descent = descend_batch(parametrization, [parametrization.parameters(start) for start in starts], target,
+                            diffractometer, method=first.method, steps=config.steps, metric=first.metric, fwhm=config.fwhm)
+    optimize_seconds = (time.perf_counter() - begin) / len(tasks)
+    rows = [_row(task, config, descent.crystal(parametrization, index), descent.status[index], descent.evaluations[index],
+                 descent.loss[index] if np.isfinite(descent.loss[index]) else math.nan,
+                 descent.start_loss[index], 0.0, optimize_seconds) for index, task in enumerate(tasks)]
+    seconds = (time.perf_counter() - begin) / len(tasks)
+    for row in rows:
+        row["seconds"] = seconds
+    return rows
+
+
+def run_unit(tasks: list, config: StudyConfig, executor: str = "batched") -> list[dict]:
+    """All runs of one (structure, kind) — the unit of work a process or dask worker takes, so
+    that starts and their verdicts are computed once — group by group (batched) or task by task."""
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    if executor == "task":
+        return [run_task(task, config) for task in tasks]
+    groups: dict[tuple, list] = {}
+    for task in tasks:
+        groups.setdefault((task.metric, task.parametrization, task.method, task.remedy), []).append(task)
+    return [row for group in groups.values() for row in run_group(group, config)]
+
+
+def work_units(tasks: list) -> list[list]:
+    """Tasks split by (structure, kind), in grid order."""
+    units: dict[tuple, list] = {}
+    for task in tasks:
+        units.setdefault((task.structure, task.kind), []).append(task)
+    return list(units.values())
 
 
 def _start_loss(parametrization, start, target, diffractometer, metric, fwhm) -> float:
@@ -276,22 +392,65 @@ def _start_loss(parametrization, start, target, diffractometer, metric, fwhm) ->
 
 
 def finished_keys(path) -> set:
-    """Keys of the rows already in a results file (empty if it does not exist)."""
+    """Keys of the complete rows already in a results file, CSV or Parquet (empty if it does not exist)."""
+    return {row["key"] for row in read_rows(path)}
+
+
+def read_rows(path) -> list[dict]:
+    """The rows of a results file as dicts of strings (CSV as written; Parquet values as CSV
+    would write them). A CSV's last line cut short by a kill is not a row."""
     path = Path(path)
     if not path.exists():
-        return set()
+        return []
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return [{name: _as_text(value) for name, value in row.items()} for row in pq.read_table(path).to_pylist()]
     with path.open(newline="") as handle:
-        return {row["key"] for row in csv.DictReader(handle)}
+        text = handle.read()
+    complete = text[: text.rfind("\n") + 1] if not text.endswith("\n") else text
+    rows = list(csv.DictReader(complete.splitlines(keepends=True)))
+    return [row for row in rows if None not in row and None not in row.values()]
 
 
-def run_study(config: StudyConfig, output, workers: int | None = None, scheduler: str | None = None, progress: bool = True) -> Path:
-    """Run every task of ``config`` not yet in ``output`` (CSV), appending rows as they finish.
+def _as_text(value) -> str:
+    return "" if value is None else str(value)
 
-    ``workers``: local processes (default: all cores). ``scheduler``: a dask.distributed
+
+def _repair_tail(path: Path) -> None:
+    """Cut a last line that a kill left half-written (no newline), so that appending continues cleanly."""
+    if not path.exists():
+        return
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
+def journal_path(output: Path) -> Path:
+    """Where a Parquet study streams its rows (CSV) until it is complete."""
+    return output.with_suffix(".journal.csv")
+
+
+def run_study(config: StudyConfig, output, workers: int | None = None, scheduler: str | None = None, progress: bool = True,
+              executor: str = "batched") -> Path:
+    """Run every task of ``config`` not yet in ``output``, appending rows as (structure, kind)
+    units finish; a killed run resumes with no row lost or repeated.
+
+    ``output``: a CSV file, or a ``.parquet`` file (rows stream to ``<name>.journal.csv``, which
+    becomes the Parquet file, zstd-compressed, once every task is done). ``executor``: "batched"
+    (default, :func:`run_group`) or "task" (:func:`run_task`, the reference). ``workers``: local
+    processes (default: as many as cores and units), each with one numba thread and one BLAS
+    thread; with one worker the kernels may use every core. ``scheduler``: a dask.distributed
     scheduler address ("tcp://host:8786") or a ``distributed.Client``, instead of the pool.
     """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
     output = Path(output)
-    done = finished_keys(output)
+    parquet = output.suffix == ".parquet"
+    journal = journal_path(output) if parquet else output
+    _repair_tail(journal)
+    done = finished_keys(journal) | (finished_keys(output) if parquet else set())
     todo = [task for task in config.tasks() if task.key not in done]
     output.parent.mkdir(parents=True, exist_ok=True)
     config_path = output.with_suffix(".config.json")
@@ -300,21 +459,59 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
     record_path = output.with_suffix(".env.json")  # one record per session that wrote rows
     records = json.loads(record_path.read_text()) if record_path.exists() else []
     if todo:
-        record_path.write_text(json.dumps(records + [environment_record(config, len(todo))], indent=2))
-    new_file = not output.exists()
-    columns = RESULT_FIELDS if new_file else _columns(output, todo)
-    with output.open("a", newline="") as handle:
+        record = environment_record(config, len(todo))
+        record_path.write_text(json.dumps(records + [dict(record, executor=executor)], indent=2))
+    new_file = not journal.exists() or journal.stat().st_size == 0
+    columns = RESULT_FIELDS if new_file else _columns(journal, todo)
+    begin = time.perf_counter()
+    with journal.open("a", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         if new_file:
             writer.writeheader()
             handle.flush()
         bar = _progress(len(todo), progress, initial=len(done), total=len(done) + len(todo))
-        for row in _execute(todo, config, workers, scheduler):
-            writer.writerow({name: row[name] for name in columns})
-            handle.flush()  # a killed run loses at most the tasks in flight
-            bar.update(1)
+        for rows in _execute(work_units(todo), config, workers, scheduler, executor):
+            for row in rows:
+                writer.writerow({name: row[name] for name in columns})
+            handle.flush()  # a killed run loses at most the units in flight
+            bar.update(len(rows))
         bar.close()
+    if todo and record_path.exists():
+        records = json.loads(record_path.read_text())
+        records[-1]["wall_seconds"] = round(time.perf_counter() - begin, 1)
+        record_path.write_text(json.dumps(records, indent=2))
+    if parquet:
+        _write_parquet(output, read_rows(output) + read_rows(journal), columns)
+        journal.unlink()
     return output
+
+
+#: Column types of a results table (the rest are text).
+BOOL_FIELDS = ("matched", "matched_strict", "recovered", "start_matched", "start_recovered")
+INT_FIELDS = ("atoms", "seed", "evaluations", "energy_evaluations")
+
+
+def _write_parquet(output: Path, rows: list[dict], columns) -> None:
+    """Rows (strings, as read) to a typed, zstd-compressed Parquet file, written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    text = {"key", "structure", "crystal_family", "space_group", "kind", "metric", "parametrization", "method",
+            "status", "remedy"}
+
+    def typed(name, value):
+        if name in text:
+            return value
+        if name in BOOL_FIELDS:
+            return value == "True"
+        if name in INT_FIELDS:
+            return int(value)
+        return float(value) if value != "" else math.nan
+
+    table = pa.Table.from_pylist([{name: typed(name, row[name]) for name in columns} for row in rows])
+    partial = output.with_suffix(".parquet.partial")
+    pq.write_table(table, partial, compression="zstd")
+    os.replace(partial, output)
 
 
 def environment_record(config: StudyConfig, runs: int) -> dict:
@@ -369,27 +566,49 @@ def _columns(output, todo) -> tuple:
     return header
 
 
-def _execute(tasks, config, workers, scheduler):
-    if not tasks:
+def _execute(units, config, workers, scheduler, executor):
+    """Rows of every unit (a list per unit), as units finish."""
+    if not units:
         return
     if scheduler is not None:
         from distributed import Client, as_completed as dask_completed
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        futures = client.map(run_task, tasks, config=config, pure=False)
+        futures = client.map(run_unit, units, config=config, executor=executor, pure=False)
         for future in dask_completed(futures):
             yield future.result()
         return
-    workers = workers or os.cpu_count() or 1
+    workers = min(workers or os.cpu_count() or 1, len(units))
     if workers == 1:
-        for task in tasks:
-            yield run_task(task, config)
+        for unit in units:
+            yield run_unit(unit, config, executor)
         return
-    # "spawn": forking a process whose OpenMP threads (numba) are running is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_task, task, config) for task in tasks]
+    # "spawn": forking a process whose OpenMP threads (numba) are running is unsafe. One level
+    # of parallelism: every worker gets one numba thread, passive OpenMP waits and one BLAS thread.
+    with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(run_unit, unit, config, executor) for unit in units]
         for future in as_completed(futures):
             yield future.result()
+
+
+#: Environment of the pool's worker processes (read when numba, OpenMP and BLAS start in them).
+WORKER_ENVIRONMENT = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "OMP_WAIT_POLICY": "PASSIVE",
+                      "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+@contextmanager
+def _worker_environment():
+    """:data:`WORKER_ENVIRONMENT` set while worker processes are spawned, then restored."""
+    saved = {name: os.environ.get(name) for name in WORKER_ENVIRONMENT}
+    os.environ.update(WORKER_ENVIRONMENT)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _progress(count, enabled, initial, total):
@@ -425,9 +644,8 @@ class RateRow:
 
 def match_rates(path, by=("kind", "parametrization", "magnitude"), column: str = "recovered") -> list[RateRow]:
     """Success rate of ``column`` ("recovered", "matched", …) with a 95 % Wilson interval for
-    each combination of the ``by`` columns."""
-    with Path(path).open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    each combination of the ``by`` columns; ``path`` a CSV or Parquet results file."""
+    rows = read_rows(path)
     groups: dict[tuple, list[bool]] = {}
     for row in rows:
         groups.setdefault(tuple(row[name] for name in by), []).append(row[column] == "True")

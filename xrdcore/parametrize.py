@@ -99,20 +99,29 @@ class Parametrization:
         params = np.asarray(params, dtype=float)
         if params.shape != (self.size,):
             raise ValueError(f"expected {self.size} parameters, got shape {params.shape}")
-        lattice_params, coordinate_params = params[: self.n_lattice], params[self.n_lattice :]
+        lattices, frac_coords = self.structures(params[None])
+        return self.template.replace(lattice=lattices[0], frac_coords=frac_coords[0])
+
+    def structures(self, params) -> tuple[np.ndarray, np.ndarray]:
+        """Lattices (B, 3, 3) in Å and fractional coordinates (B, N, 3) for parameter vectors
+        (B, size), unchecked (no Crystal is built): the map of :meth:`crystal`, batched."""
+        params = np.asarray(params, dtype=float)
+        batch = len(params)
+        lattice_params, coordinate_params = params[:, : self.n_lattice], params[:, self.n_lattice :]
         if self.lattice_mode == "free":
-            lattice = lattice_params.reshape(3, 3)
+            lattices = lattice_params.reshape(batch, 3, 3)
         elif self.lattice_mode == "family":
-            lattice = self.reference.lattice @ (np.eye(3) + np.einsum("k,kij->ij", lattice_params, self.strain_basis))
+            deformation = np.eye(3) + np.einsum("bk,kij->bij", lattice_params, self.strain_basis)
+            lattices = self.reference.lattice @ deformation
         else:
-            lattice = self.template.lattice
+            lattices = np.broadcast_to(self.template.lattice, (batch, 3, 3))
         if self.coordinate_mode == "free":
-            frac_coords = coordinate_params.reshape(-1, 3)
+            frac_coords = coordinate_params.reshape(batch, -1, 3)
         elif self.coordinate_mode == "spacegroup":
-            frac_coords = self.reference.frac_coords + np.einsum("k,knx->nx", coordinate_params, self.axes)
+            frac_coords = self.reference.frac_coords + np.einsum("bk,knx->bnx", coordinate_params, self.axes)
         else:
-            frac_coords = self.template.frac_coords
-        return self.template.replace(lattice=lattice, frac_coords=frac_coords)
+            frac_coords = np.broadcast_to(self.template.frac_coords, (batch, len(self.template), 3))
+        return lattices, frac_coords
 
     def project(self, crystal: Crystal) -> Crystal:
         """The crystal of ``parameters(crystal)``: idempotent, the reference is a fixed point."""
@@ -120,18 +129,22 @@ class Parametrization:
 
     def gradient(self, result: LossGradient) -> np.ndarray:
         """dL/d(parameters) from :func:`xrdcore.gradients.loss_and_grad`'s result (chain rule)."""
+        return self.gradients(result.d_lattice[None], result.d_frac[None])[0]
+
+    def gradients(self, d_lattice, d_frac) -> np.ndarray:
+        """dL/d(parameters) (B, size) from dL/dA (B, 3, 3) and dL/dx (B, N, 3): :meth:`gradient`, batched."""
+        d_lattice, d_frac = np.asarray(d_lattice, dtype=float), np.asarray(d_frac, dtype=float)
         parts = []
         if self.lattice_mode == "free":
-            parts.append(result.d_lattice.ravel())
+            parts.append(d_lattice.reshape(len(d_lattice), 9))
         elif self.lattice_mode == "family":
-            d_deformation = self.reference.lattice.T @ result.d_lattice  # A = A_ref (I + E)
-            parts.append(np.einsum("kij,ij->k", self.strain_basis, d_deformation))
+            d_deformation = self.reference.lattice.T @ d_lattice  # A = A_ref (I + E)
+            parts.append(np.einsum("kij,bij->bk", self.strain_basis, d_deformation))
         if self.coordinate_mode == "free":
-            parts.append(result.d_frac.ravel())
+            parts.append(d_frac.reshape(len(d_frac), -1))
         elif self.coordinate_mode == "spacegroup":
-            parts.append(np.einsum("knx,nx->k", self.axes, result.d_frac))
-        return np.concatenate(parts) if parts else np.zeros(0)
-
+            parts.append(np.einsum("knx,bnx->bk", self.axes, d_frac))
+        return np.concatenate(parts, axis=1) if parts else np.zeros((len(d_lattice), 0))
 
 def p1(template: Crystal) -> Parametrization:
     """Lattice and all coordinates free."""

@@ -218,3 +218,32 @@ def loss(name: str, pattern, target, two_theta=None, **options):
     if metric.kind == "similarity":
         return 1.0 - value, -gradient
     return value, gradient
+
+
+def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "raise"):
+    """:func:`loss` of every row of ``patterns`` (B, K) against one ``target``: losses (B,) and
+    gradients (B, K). Cosine is evaluated for the whole batch at once; other metrics row by row.
+    A row whose metric is undefined (all zero, NaN) raises ValueError, or with
+    ``undefined="nan"`` gets loss NaN and zero gradient."""
+    patterns = np.asarray(patterns, dtype=float)
+    losses = np.full(len(patterns), np.nan)
+    gradients = np.zeros(patterns.shape)
+    rows = range(len(patterns))
+    if name == "cosine" and patterns.ndim == 2 and len(patterns):
+        _check(patterns[0], target, two_theta)  # shapes and the target
+        t = np.asarray(target, dtype=float)
+        norm_y, norm_t = np.linalg.norm(patterns, axis=1), np.linalg.norm(t)
+        fine = np.all(np.isfinite(patterns), axis=1) & (norm_y > 0)
+        y, n = patterns[fine], norm_y[fine][:, None]
+        value = (y @ t)[:, None] / (n * norm_t)
+        losses[fine] = 1.0 - value[:, 0]
+        gradients[fine] = -(t / (n * norm_t) - value * y / n**2)
+        rows = np.flatnonzero(~fine)  # the metric is undefined there: as loss() says
+    for b in rows:
+        try:
+            losses[b], gradients[b] = loss(name, patterns[b], target, two_theta)
+        except ValueError:
+            if undefined == "raise":
+                raise
+            losses[b], gradients[b] = np.nan, 0.0
+    return losses, gradients

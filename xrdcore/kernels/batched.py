@@ -7,14 +7,20 @@ formulas. Conventions (see :mod:`xrdcore.gradients` for the chain):
 
 * all structures share one half-space reflection list ``hkl`` (M, 3) (a
   :class:`xrdcore.gradients.ReflectionSet` covering every lattice of the batch);
-* the 2θ grid (K,) is any ascending grid, shared by the batch;
+* the 2θ grid (K,) is any ascending grid, shared by the batch; ``step`` > 0 declares it
+  uniform with that spacing (deg), which lets Gaussian peaks (η = 0) use the recurrence of
+  :func:`~xrdcore.kernels.elements.gaussian_window` (one exp per peak side instead of one
+  per grid point); ``step`` = 0 evaluates every point directly;
 * atoms are padded to a common N with occupancy 0 where structures differ in size.
 
-Unlike the single-structure kernels (phase tables), these evaluate sin/cos per
-reflection and atom: simpler, and what a GPU does best.
+Like the single-structure kernels, the structure factors use phase tables: cos and sin of
+2π n x_j for |n| ≤ max |h|, per axis and atom (3(2n+1)N sin/cos per structure), so the
+O(M·N) loops multiply table entries instead of calling sin and cos.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numba import njit, prange
@@ -25,26 +31,59 @@ _reciprocal_metric = CPU["reciprocal_metric"]
 _g_length = CPU["g_length"]
 _reflection_factors = CPU["reflection_factors"]
 _form_factor_and_slope = CPU["form_factor_and_slope"]
-_structure_factor = CPU["structure_factor"]
 _window_bounds = CPU["window_bounds"]
 _peak_shape = CPU["peak_shape"]
 _peak_window_adjoint = CPU["peak_window_adjoint"]
+_gaussian_window = CPU["gaussian_window"]
+_gaussian_window_adjoint = CPU["gaussian_window_adjoint"]
 _reflection_adjoint = CPU["reflection_adjoint"]
-_atom_gradient = CPU["atom_gradient"]
 _lattice_gradient = CPU["lattice_gradient"]
 
 
+@njit(cache=True)
+def max_miller_index(hkl) -> int:
+    """Largest |h|, |k| or |l| of the list (the phase tables' reach)."""
+    largest = 0.0
+    for m in range(hkl.shape[0]):
+        for axis in range(3):
+            largest = max(largest, abs(hkl[m, axis]))
+    return int(largest)
+
+
+@njit(cache=True, inline="always")
+def _phase_tables(frac_coords, max_index, cos_table, sin_table):
+    """cos_table[axis, n + max_index, j] = cos 2π n x_j (and sin) for |n| ≤ max_index."""
+    for axis in range(3):
+        for j in range(frac_coords.shape[0]):
+            for n in range(-max_index, max_index + 1):
+                phase = 2.0 * math.pi * n * frac_coords[j, axis]
+                cos_table[axis, n + max_index, j] = math.cos(phase)
+                sin_table[axis, n + max_index, j] = math.sin(phase)
+
+
+@njit(cache=True, inline="always")
+def _phase(cos_table, sin_table, h, k, l, j):
+    """cos and sin of 2π(h x_j + k y_j + l z_j) from the tables (table offsets already added)."""
+    xy_real = cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
+    xy_imag = cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
+    return (xy_real * cos_table[2, l, j] - xy_imag * sin_table[2, l, j],
+            xy_real * sin_table[2, l, j] + xy_imag * cos_table[2, l, j])
+
+
 @njit(parallel=True, cache=True)
-def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b, hkl, wavelength, grid, fwhm, eta, window):
+def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b, hkl, max_index,
+                  g_min, g_max, wavelength, grid, step, fwhm, eta, window):
     """Patterns (B, K) of B structures, and what the backward pass needs (see ``backward_batch``).
 
     ``lattices`` (B, 3, 3), ``frac_coords`` (B, N, 3), ``occupancies`` (B, N) (0 for padding),
     ``scatterer_type`` (N,), per-type tables as in :mod:`xrdcore.kernels.cpu`, shared ``hkl``
-    (M, 3) floats, ascending ``grid`` (K,) in degrees. Reflections with λ|g|/2 ≥ 1 (possible
-    only beyond 180°) are skipped. Parallel over structures.
+    (M, 3) integer floats with ``max_index`` = :func:`max_miller_index`, ascending ``grid``
+    (K,) in degrees, ``step`` its uniform spacing or 0. Only reflections with g_min ≤ |g| ≤
+    g_max (Å⁻¹; those that can touch the grid, the single path's list) are computed, so a
+    wide margin of the shared list costs one |g| per extra reflection. Parallel over structures.
     """
     n_batch, n_reflections, n_types = lattices.shape[0], hkl.shape[0], type_z.shape[0]
-    n_grid = grid.shape[0]
+    n_atoms, n_grid, width = frac_coords.shape[1], grid.shape[0], 2 * max_index + 1
     metric = np.empty((n_batch, 6))
     g = np.zeros((n_batch, n_reflections))
     two_theta = np.zeros((n_batch, n_reflections))
@@ -56,21 +95,36 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
     structure = np.zeros((n_batch, n_reflections, 4))  # Re F, Im F, Re dF/ds, Im dF/ds
     intensity = np.zeros((n_batch, n_reflections))
     profile = np.zeros((n_batch, n_grid))
+    gaussian = eta == 0.0 and step > 0.0
     for b in prange(n_batch):
         _reciprocal_metric(lattices[b], metric[b])
+        cos_table = np.empty((3, width, n_atoms))
+        sin_table = np.empty((3, width, n_atoms))
+        _phase_tables(frac_coords[b], max_index, cos_table, sin_table)
         for m in range(n_reflections):
             g_m = _g_length(metric[b], hkl[m, 0], hkl[m, 1], hkl[m, 2])
             g[b, m] = g_m
-            if 0.5 * wavelength * g_m >= 1.0:
-                continue
+            if g_m < g_min or g_m > g_max or 0.5 * wavelength * g_m >= 1.0:
+                continue  # cannot reach the grid (λ|g|/2 ≥ 1: not at any angle); lp stays 0
             two_theta[b, m], lp[b, m], d_lp[b, m], d_two_theta[b, m] = _reflection_factors(g_m, wavelength)
             for t in range(n_types):
                 type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m)
-            real, imag, slope_real, slope_imag = _structure_factor(
-                hkl[m], frac_coords[b], occupancies[b], scatterer_type, type_f[b, m], type_f_slope[b, m]
-            )
+            h, k, l = int(hkl[m, 0]) + max_index, int(hkl[m, 1]) + max_index, int(hkl[m, 2]) + max_index
+            real = imag = slope_real = slope_imag = 0.0
+            for j in range(n_atoms):
+                c, s = _phase(cos_table, sin_table, h, k, l, j)
+                t = scatterer_type[j]
+                weight = occupancies[b, j] * type_f[b, m, t]
+                slope = occupancies[b, j] * type_f_slope[b, m, t]
+                real += weight * c
+                imag += weight * s
+                slope_real += slope * c
+                slope_imag += slope * s
             structure[b, m, 0], structure[b, m, 1], structure[b, m, 2], structure[b, m, 3] = real, imag, slope_real, slope_imag
             intensity[b, m] = 2.0 * (real * real + imag * imag) * lp[b, m]
+            if gaussian:
+                _gaussian_window(profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window)
+                continue
             half_width = window * fwhm
             first, last = _window_bounds(two_theta[b, m], half_width, grid)
             for k in range(first, last):
@@ -81,30 +135,38 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
 
 
 @njit(parallel=True, cache=True)
-def backward_batch(d_profile, saved, lattices, frac_coords, occupancies, scatterer_type, hkl, wavelength, grid, fwhm, eta, window):
+def backward_batch(d_profile, saved, lattices, frac_coords, occupancies, scatterer_type, hkl, max_index, wavelength,
+                   grid, step, fwhm, eta, window):
     """dL/dA (B, 3, 3) and dL/dx (B, N, 3) from dL/dy (B, K) and the saved forward arrays."""
     metric, g, two_theta, lp, d_lp, d_two_theta, type_f, type_f_slope, structure, intensity = saved
     n_batch, n_reflections = g.shape
-    n_atoms = frac_coords.shape[1]
+    n_atoms, width = frac_coords.shape[1], 2 * max_index + 1
     d_lattice = np.zeros((n_batch, 3, 3))
     d_frac = np.zeros((n_batch, n_atoms, 3))
+    gaussian = eta == 0.0 and step > 0.0
     for b in prange(n_batch):
-        coefficient = np.zeros(n_reflections)
+        cos_table = np.empty((3, width, n_atoms))
+        sin_table = np.empty((3, width, n_atoms))
+        _phase_tables(frac_coords[b], max_index, cos_table, sin_table)
         d_g = np.zeros(n_reflections)
         for m in range(n_reflections):
             if lp[b, m] == 0.0:  # skipped in the forward pass
                 continue
-            d_intensity, d_centre = _peak_window_adjoint(
-                d_profile[b], grid, two_theta[b, m], intensity[b, m], fwhm, eta, window
-            )
-            d_g[m], coefficient[m] = _reflection_adjoint(
+            if gaussian:
+                d_intensity, d_centre = _gaussian_window_adjoint(d_profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window)
+            else:
+                d_intensity, d_centre = _peak_window_adjoint(d_profile[b], grid, two_theta[b, m], intensity[b, m], fwhm, eta, window)
+            real, imag = structure[b, m, 0], structure[b, m, 1]
+            d_g[m], coefficient = _reflection_adjoint(
                 d_intensity, d_centre, g[b, m], wavelength, lp[b, m], d_lp[b, m], d_two_theta[b, m],
-                structure[b, m, 0], structure[b, m, 1], structure[b, m, 2], structure[b, m, 3],
+                real, imag, structure[b, m, 2], structure[b, m, 3],
             )
-        for j in range(n_atoms):
-            _atom_gradient(
-                hkl, frac_coords[b, j], occupancies[b, j], scatterer_type[j], type_f[b], coefficient,
-                structure[b, :, 0], structure[b, :, 1], d_frac[b, j],
-            )
+            h, k, l = int(hkl[m, 0]) + max_index, int(hkl[m, 1]) + max_index, int(hkl[m, 2]) + max_index
+            for j in range(n_atoms):
+                c, s = _phase(cos_table, sin_table, h, k, l, j)
+                along_h = coefficient * occupancies[b, j] * type_f[b, m, scatterer_type[j]] * (imag * c - real * s)
+                d_frac[b, j, 0] += along_h * hkl[m, 0]
+                d_frac[b, j, 1] += along_h * hkl[m, 1]
+                d_frac[b, j, 2] += along_h * hkl[m, 2]
         _lattice_gradient(lattices[b], metric[b], hkl, g[b], d_g, d_lattice[b])
     return d_lattice, d_frac
