@@ -89,7 +89,7 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=book
 
 bench: $(STAMP)
-	cd benchmarks && ../$(BIN)/python bench_peaks.py && ../$(BIN)/python bench_gradients.py && ../$(BIN)/python bench_batch.py && ../$(BIN)/python bench_fastmath.py
+	cd benchmarks && ../$(BIN)/python bench_peaks.py && ../$(BIN)/python bench_gradients.py && ../$(BIN)/python bench_batch.py && ../$(BIN)/python bench_study.py && ../$(BIN)/python bench_fastmath.py
 
 clean:
 	rm -rf _build .pytest_cache

@@ -1,5 +1,7 @@
 """Benchmark: batched value + gradient throughput (structures per second), CPU and, when a
-GPU is present, CUDA, with the CUDA/CPU ratio. One run, warm, best of repeats.
+GPU is present, CUDA, with the CUDA/CPU ratio; and BatchLoss against a Python loop of
+``loss_and_grad`` over the same structures, both on one thread (backend rows "cpu 1 thread"
+and "loop 1 thread"). One run, warm, best of repeats.
 
 Workload: rutile (6 atoms) and its 2 × 2 × 2 supercell (48 atoms), each copy randomly
 strained (0.5 %) and displaced (0.01 fractional), cosine loss on Cu Kα 10–90° in 0.02°
@@ -14,11 +16,13 @@ import platform
 import time
 from pathlib import Path
 
+import numba
 import numpy as np
 from bench_peaks import best_times
 
 from xrdcore import Diffractometer, datasets
 from xrdcore.batch import BatchLoss
+from xrdcore.gradients import loss_and_grad
 from xrdcore.kernels import real_gpu_available
 
 BATCH_SIZES = (1, 64, 1024)
@@ -38,6 +42,42 @@ def throughput(batch: BatchLoss, n_batch: int, crystal) -> float:
     lattices, coords = workload(crystal, n_batch)
     seconds = best_times({"run": lambda: batch(lattices, coords)}, min_duration=0.2, repeats=3)["run"]
     return n_batch / seconds
+
+
+def loop_throughput(crystal, target, diffractometer, n_batch: int) -> float:
+    """The same structures through loss_and_grad one by one (each builds a Crystal, as a user's loop does)."""
+    lattices, coords = workload(crystal, n_batch)
+    structures = [crystal.replace(lattice=lattice, frac_coords=xyz) for lattice, xyz in zip(lattices, coords)]
+
+    def run():
+        for structure in structures:
+            loss_and_grad(structure, target, diffractometer, fwhm=0.1)
+
+    return n_batch / best_times({"run": run}, min_duration=0.2, repeats=3)["run"]
+
+
+def single_thread_rows(crystals, machine) -> list[dict]:
+    """BatchLoss and a loop of loss_and_grad, both on one numba thread: structures/s and their ratio."""
+    diffractometer = Diffractometer("CuKa", (10, 90), backend="cpu")
+    rows = []
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        print("\nOne thread each: BatchLoss vs a loop of loss_and_grad (structures/s)\n")
+        print("| structure | atoms | batch | BatchLoss | loop | BatchLoss / loop |\n|---|---|---|---|---|---|")
+        for name, crystal in crystals:
+            target = diffractometer.pattern(crystal, fwhm=0.1)
+            for n_batch in BATCH_SIZES:
+                batched = throughput(BatchLoss(crystal, target, diffractometer, fwhm=0.1), n_batch, crystal)
+                loop = loop_throughput(crystal, target, diffractometer, n_batch)
+                print(f"| {name} | {len(crystal)} | {n_batch} | {batched:,.0f} | {loop:,.0f} | {batched / loop:.1f}× |")
+                for backend, rate in (("cpu 1 thread", batched), ("loop 1 thread", loop)):
+                    rows.append(dict(date=time.strftime("%Y-%m-%d"), machine=machine, backend=backend,
+                                     device=device_name("cpu"), structure=name, atoms=len(crystal), batch=n_batch,
+                                     structures_per_second=round(rate, 1)))
+    finally:
+        numba.set_num_threads(previous)
+    return rows
 
 
 def main():
@@ -70,6 +110,7 @@ def main():
             print(f"| {name} | {len(crystal)} | {n_batch} | " + " | ".join(f"{r:,.0f}" for r in rates) + f" |{ratio}")
     if len(backends) == 1:
         print("\nNo CUDA GPU on this machine: CUDA throughput not measured (benchmarks/gpu_check.sh measures it on one).")
+    rows += single_thread_rows((("rutile", rutile), ("rutile 2×2×2", supercell)), f"{platform.machine()}, {os.cpu_count()} cores")
     write_results(rows)
 
 
@@ -82,20 +123,19 @@ def device_name(backend: str) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def write_results(rows):
-    """Replace this machine's rows for the measured backends in RESULTS_CSV, keep the others."""
-    RESULTS_CSV.parent.mkdir(exist_ok=True)
-    measured = {(row["backend"], row["machine"]) for row in rows}
+def write_results(rows, path: Path = RESULTS_CSV, fields=FIELDS, key=("backend", "machine")):
+    """Replace the rows of ``path`` that share ``key`` columns with a measured row, keep the others."""
+    path.parent.mkdir(exist_ok=True)
+    measured = {tuple(str(row[name]) for name in key) for row in rows}
     kept = []
-    if RESULTS_CSV.exists():
-        with RESULTS_CSV.open() as handle:
-            kept = [row for row in csv.DictReader(handle) if (row["backend"], row["machine"]) not in measured]
-    with RESULTS_CSV.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+    if path.exists():
+        with path.open() as handle:
+            kept = [row for row in csv.DictReader(handle) if tuple(row[name] for name in key) not in measured]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(kept + rows)
-    print(f"\nwrote {RESULTS_CSV}")
-
+    print(f"\nwrote {path}")
 
 if __name__ == "__main__":
     main()

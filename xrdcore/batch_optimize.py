@@ -63,23 +63,27 @@ class _BatchObjective:
     def __init__(self, parametrization, target, diffractometer, options, starts):
         self.parametrization, self.target, self.diffractometer, self.options = parametrization, target, diffractometer, options
         self.reference = parametrization.reference.lattice
-        self.batch_loss = None
-        self._rebuild(required_margin(self.reference, parametrization.structures(starts)[0]))
+        lattices, _, valid = self._structures(starts)
+        self._rebuild(required_margin(self.reference, lattices[valid]))
+
+    def _structures(self, params):
+        """Lattices, coordinates and which parameter vectors give a valid cell (finite, volume ≥ MIN_CELL_VOLUME)."""
+        lattices, frac_coords = self.parametrization.structures(params)
+        valid = np.all(np.isfinite(params), axis=1)
+        valid[valid] = np.linalg.det(lattices[valid]) >= MIN_CELL_VOLUME
+        return lattices, frac_coords, valid
 
     def _rebuild(self, needed):
-        finite = needed[np.isfinite(needed) & (needed <= MAX_MARGIN)]
-        margin = min(MAX_MARGIN, max(DEFAULT_MARGIN, (finite.max() if len(finite) else 0.0) + MARGIN_HEADROOM))
+        within = needed[needed <= MAX_MARGIN]
+        margin = min(MAX_MARGIN, max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM))
         self.batch_loss = BatchLoss(self.parametrization.reference, self.target, self.diffractometer, margin=margin, **self.options)
 
     def __call__(self, params):
         """Losses (B,) (NaN for an invalid structure) and gradients (B, size)."""
-        lattices, frac_coords = self.parametrization.structures(params)
+        lattices, frac_coords, valid = self._structures(params)
         losses = np.full(len(params), np.nan)
         d_lattice = np.zeros((len(params), 3, 3))
         d_frac = np.zeros(frac_coords.shape)
-        finite = np.all(np.isfinite(params), axis=1)
-        valid = finite.copy()
-        valid[finite] = np.linalg.det(lattices[finite]) >= MIN_CELL_VOLUME
         if np.any(valid):
             needed = np.full(len(params), np.inf)
             needed[valid] = required_margin(self.reference, lattices[valid])

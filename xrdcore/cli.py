@@ -19,6 +19,8 @@ def main(argv=None) -> int:
     retrieve.add_argument("--output", default="retrieval.csv", help="results file, .csv or .parquet (a rerun resumes)")
     retrieve.add_argument("--executor", default="batched", choices=EXECUTORS,
                           help="batched: each group of seeds × magnitudes descends as one batch (default); task: one run at a time (the reference)")
+    retrieve.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "auto"],
+                          help="where the batched executor evaluates its batches (auto: CUDA when a GPU is present)")
     retrieve.add_argument("--workers", type=int, default=None, help="local processes, one numba thread each (default: all cores)")
     retrieve.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
     retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -33,7 +35,7 @@ def main(argv=None) -> int:
         config = PRESETS[args.config] if args.config in PRESETS else StudyConfig.from_json(args.config)
         print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
         path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-                         executor=args.executor)
+                         executor=args.executor, backend=args.backend)
         print(f"results in {path}")
         return 0
     by = tuple(column.strip() for column in args.by.split(","))

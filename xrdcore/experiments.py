@@ -25,9 +25,19 @@ kind             perturbation                parametrisations "p1" / "family" / 
 ``both``         ε and δ = 10 ε Å            both free / family + free / family + symmetry axes
 ===============  ==========================  ===================================================
 
-Rows stream to a CSV file as tasks finish; a killed run resumes where it stopped (tasks
-whose key is already in the file are skipped). Tasks run on all local cores by default
-(process pool), or on a dask.distributed cluster given its scheduler address.
+Two executors compute the rows. ``"batched"`` (the default, :func:`run_group`) descends all
+runs of a group — one structure, kind, metric, parametrisation, method and remedy, every seed ×
+magnitude — together through :class:`~xrdcore.batch.BatchLoss`
+(:func:`~xrdcore.batch_optimize.descend_batch`, the same Adam/GD as :func:`optimize`);
+``"task"`` (:func:`run_task`) runs each through :func:`optimize`, the reference. The unit of
+work is (structure, kind), so that a start and its StructureMatcher verdicts, shared by every
+metric and parametrisation, are computed once; StructureMatcher is asked only where cheap
+distances cannot decide (:func:`final_verdicts`).
+
+Rows stream to a CSV file (or a ``.parquet`` file's journal) as units finish; a killed run
+resumes where it stopped (tasks whose key is already in the file are skipped, a half-written
+last line is cut). Units run on local processes (one numba thread each, so processes × threads
+never exceed the cores), or on a dask.distributed cluster given its scheduler address.
 """
 
 from __future__ import annotations
@@ -336,11 +346,12 @@ def run_task(task: Task, config: StudyConfig) -> dict:
                 time.perf_counter() - begin, result.seconds, result.energy, result.energy_evaluations)
 
 
-def run_group(tasks: list, config: StudyConfig) -> list[dict]:
+def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[dict]:
     """The runs of one (structure, kind, metric, parametrisation, method, remedy) — every seed
     and magnitude — descended together by :func:`xrdcore.batch_optimize.descend_batch` (the
-    batched executor); remedies other than "none" and L-BFGS run task by task. ``seconds``
-    and ``optimize_seconds`` of a row are the group's divided by its runs."""
+    batched executor) on ``backend`` ("cpu", "cuda" or "auto": CUDA when a GPU is present);
+    remedies other than "none" and L-BFGS run task by task. ``seconds`` and
+    ``optimize_seconds`` of a row are the group's divided by its runs."""
     first = tasks[0]
     shared = {(t.structure, t.kind, t.metric, t.parametrization, t.method, t.remedy) for t in tasks}
     if len(shared) != 1:
@@ -349,6 +360,8 @@ def run_group(tasks: list, config: StudyConfig) -> list[dict]:
         return [run_task(task, config) for task in tasks]
     begin = time.perf_counter()
     _, _, diffractometer, target = _setup(first.structure, config)
+    if backend != "cpu":
+        diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step, backend=backend)
     parametrization = _parametrization(first.structure, first.kind, first.parametrization, config)
     starts = [_start(t.structure, t.kind, t.magnitude, t.seed, config)[0] for t in tasks]
     descent = descend_batch(parametrization, [parametrization.parameters(start) for start in starts], target,
@@ -363,7 +376,7 @@ def run_group(tasks: list, config: StudyConfig) -> list[dict]:
     return rows
 
 
-def run_unit(tasks: list, config: StudyConfig, executor: str = "batched") -> list[dict]:
+def run_unit(tasks: list, config: StudyConfig, executor: str = "batched", backend: str = "cpu") -> list[dict]:
     """All runs of one (structure, kind) — the unit of work a process or dask worker takes, so
     that starts and their verdicts are computed once — group by group (batched) or task by task."""
     if executor not in EXECUTORS:
@@ -373,7 +386,7 @@ def run_unit(tasks: list, config: StudyConfig, executor: str = "batched") -> lis
     groups: dict[tuple, list] = {}
     for task in tasks:
         groups.setdefault((task.metric, task.parametrization, task.method, task.remedy), []).append(task)
-    return [row for group in groups.values() for row in run_group(group, config)]
+    return [row for group in groups.values() for row in run_group(group, config, backend)]
 
 
 def work_units(tasks: list) -> list[list]:
@@ -398,19 +411,27 @@ def finished_keys(path) -> set:
 
 def read_rows(path) -> list[dict]:
     """The rows of a results file as dicts of strings (CSV as written; Parquet values as CSV
-    would write them). A CSV's last line cut short by a kill is not a row."""
+    would write them). A CSV's last line cut short by a kill is not a row. Parsed files are
+    cached by path, size and modification time (each call returns fresh dicts)."""
     path = Path(path)
     if not path.exists():
         return []
+    status = path.stat()
+    return [dict(row) for row in _parsed_rows(str(path.resolve()), status.st_size, status.st_mtime_ns)]
+
+
+@lru_cache(maxsize=4)
+def _parsed_rows(path: str, size: int, modified: int) -> tuple:
+    path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return [{name: _as_text(value) for name, value in row.items()} for row in pq.read_table(path).to_pylist()]
+        return tuple({name: _as_text(value) for name, value in row.items()} for row in pq.read_table(path).to_pylist())
     with path.open(newline="") as handle:
         text = handle.read()
     complete = text[: text.rfind("\n") + 1] if not text.endswith("\n") else text
-    rows = list(csv.DictReader(complete.splitlines(keepends=True)))
-    return [row for row in rows if None not in row and None not in row.values()]
+    rows = csv.DictReader(complete.splitlines(keepends=True))
+    return tuple(row for row in rows if None not in row and None not in row.values())
 
 
 def _as_text(value) -> str:
@@ -433,13 +454,14 @@ def journal_path(output: Path) -> Path:
 
 
 def run_study(config: StudyConfig, output, workers: int | None = None, scheduler: str | None = None, progress: bool = True,
-              executor: str = "batched") -> Path:
+              executor: str = "batched", backend: str = "cpu") -> Path:
     """Run every task of ``config`` not yet in ``output``, appending rows as (structure, kind)
     units finish; a killed run resumes with no row lost or repeated.
 
     ``output``: a CSV file, or a ``.parquet`` file (rows stream to ``<name>.journal.csv``, which
     becomes the Parquet file, zstd-compressed, once every task is done). ``executor``: "batched"
-    (default, :func:`run_group`) or "task" (:func:`run_task`, the reference). ``workers``: local
+    (default, :func:`run_group`) or "task" (:func:`run_task`, the reference); ``backend`` of the
+    batched executor ("cpu", "cuda", "auto"; with a GPU use one worker). ``workers``: local
     processes (default: as many as cores and units), each with one numba thread and one BLAS
     thread; with one worker the kernels may use every core. ``scheduler``: a dask.distributed
     scheduler address ("tcp://host:8786") or a ``distributed.Client``, instead of the pool.
@@ -460,7 +482,7 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
     records = json.loads(record_path.read_text()) if record_path.exists() else []
     if todo:
         record = environment_record(config, len(todo))
-        record_path.write_text(json.dumps(records + [dict(record, executor=executor)], indent=2))
+        record_path.write_text(json.dumps(records + [dict(record, executor=executor, backend=backend)], indent=2))
     new_file = not journal.exists() or journal.stat().st_size == 0
     columns = RESULT_FIELDS if new_file else _columns(journal, todo)
     begin = time.perf_counter()
@@ -470,7 +492,7 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
             writer.writeheader()
             handle.flush()
         bar = _progress(len(todo), progress, initial=len(done), total=len(done) + len(todo))
-        for rows in _execute(work_units(todo), config, workers, scheduler, executor):
+        for rows in _execute(work_units(todo), config, workers, scheduler, executor, backend):
             for row in rows:
                 writer.writerow({name: row[name] for name in columns})
             handle.flush()  # a killed run loses at most the units in flight
@@ -566,7 +588,7 @@ def _columns(output, todo) -> tuple:
     return header
 
 
-def _execute(units, config, workers, scheduler, executor):
+def _execute(units, config, workers, scheduler, executor, backend):
     """Rows of every unit (a list per unit), as units finish."""
     if not units:
         return
@@ -574,19 +596,19 @@ def _execute(units, config, workers, scheduler, executor):
         from distributed import Client, as_completed as dask_completed
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        futures = client.map(run_unit, units, config=config, executor=executor, pure=False)
+        futures = client.map(run_unit, units, config=config, executor=executor, backend=backend, pure=False)
         for future in dask_completed(futures):
             yield future.result()
         return
     workers = min(workers or os.cpu_count() or 1, len(units))
     if workers == 1:
         for unit in units:
-            yield run_unit(unit, config, executor)
+            yield run_unit(unit, config, executor, backend)
         return
     # "spawn": forking a process whose OpenMP threads (numba) are running is unsafe. One level
     # of parallelism: every worker gets one numba thread, passive OpenMP waits and one BLAS thread.
     with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_unit, unit, config, executor) for unit in units]
+        futures = [pool.submit(run_unit, unit, config, executor, backend) for unit in units]
         for future in as_completed(futures):
             yield future.result()
 
