@@ -1,19 +1,20 @@
 """Every shipped results table carries its configuration and an environment record that names
 exactly the prototypes in it."""
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 
+from xrdcore.experiments import read_rows
+
 DATA = Path(__file__).resolve().parents[1] / "book" / "data"
-TABLES = sorted(DATA.glob("*.csv"))
+TABLES = sorted(DATA.glob("*.csv")) + sorted(DATA.glob("*.parquet"))
 FULL_FIELDS = ("git_commit", "git_dirty", "lock_sha256", "cpu", "numba_target_cpu", "blas", "python", "versions", "structures")
 
 
 def test_there_are_shipped_tables():
-    assert len(TABLES) >= 6
+    assert len(TABLES) >= 7
 
 
 @pytest.mark.parametrize("table", TABLES, ids=lambda p: p.name)
@@ -22,8 +23,7 @@ def test_table_has_config_and_environment_record(table):
     record_path = table.with_suffix(".env.json")
     assert record_path.is_file(), f"{table.name} has no environment record"
     records = json.loads(record_path.read_text())
-    with table.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = read_rows(table)
     in_table = set(row["structure"] for row in rows)
     named = set().union(*(record["structures"] for record in records))
     assert in_table <= named, f"{table.name}: prototypes not in its record: {sorted(in_table - named)}"
