@@ -80,10 +80,18 @@ def test_batched_descent_stops_like_optimize(rutile):
 
 
 def test_required_margin_of_a_uniform_scaling():
+    """A' = 1.1 A: T = A'⁻¹A = I/1.1 needs 1/(1 + m) ≤ 1/1.1, m ≥ 0.1; A' = A/1.2: T = 1.2 I needs
+    1.2 ≤ 1/(1 − m), m ≥ 1/6; and ReflectionSet.covers agrees just above and below."""
+    from xrdcore.gradients import ReflectionSet
+
     lattice = np.diag([3.0, 4.0, 5.0])
-    margins = required_margin(lattice, np.stack([lattice * 1.1, lattice / 1.2, lattice]))
-    # |g| scales by 1/1.1 (needs 1 − 1/1.1), by 1.2 (needs 0.2), or stays
-    assert np.allclose(margins, [1 - 1 / 1.1, 0.2, 0.0])
+    lattices = np.stack([lattice * 1.1, lattice / 1.2, lattice])
+    margins = required_margin(lattice, lattices)
+    assert np.allclose(margins, [0.1, 1 / 6, 0.0])
+    for lattice_b, margin in zip(lattices, margins):
+        assert ReflectionSet(np.zeros((0, 3)), lattice, margin + 1e-9, (0.0, 1.0)).covers(lattice_b)
+        if margin > 0:
+            assert not ReflectionSet(np.zeros((0, 3)), lattice, margin - 1e-6, (0.0, 1.0)).covers(lattice_b)
 
 
 def test_gaussian_recurrence_equals_direct_evaluation(rutile):
