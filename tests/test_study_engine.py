@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from xrdcore import datasets
-from xrdcore.batch import BatchLoss, required_margin, uniform_step
+from xrdcore.batch import BatchLoss, uniform_step
 from xrdcore.batch_optimize import descend_batch
 from xrdcore.diffraction import Diffractometer
 from xrdcore.experiments import (
@@ -82,7 +82,7 @@ def test_batched_descent_stops_like_optimize(rutile):
 def test_required_margin_of_a_uniform_scaling():
     """A' = 1.1 A: T = A'⁻¹A = I/1.1 needs 1/(1 + m) ≤ 1/1.1, m ≥ 0.1; A' = A/1.2: T = 1.2 I needs
     1.2 ≤ 1/(1 − m), m ≥ 1/6; and ReflectionSet.covers agrees just above and below."""
-    from xrdcore.gradients import ReflectionSet
+    from xrdcore.gradients import ReflectionSet, required_margin
 
     lattice = np.diag([3.0, 4.0, 5.0])
     lattices = np.stack([lattice * 1.1, lattice / 1.2, lattice])

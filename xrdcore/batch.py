@@ -20,23 +20,13 @@ import numpy as np
 
 from .crystal import Crystal
 from .diffraction import Diffractometer, scatterer_types
-from .gradients import DEFAULT_MARGIN, _target_pattern, reflection_set
+from .gradients import DEFAULT_MARGIN, _target_pattern, reflection_set, required_margin
 from .kernels import batched
 from .similarity import loss as metric_loss
 from .similarity import loss_batch
 
 #: Metrics the GPU evaluates on the device; others make one host round trip per step.
 DEVICE_METRICS = ("cosine",)
-
-
-def required_margin(reference, lattices) -> np.ndarray:
-    """(B,) smallest relative margin of a reflection set enumerated at ``reference`` (3, 3) that
-    is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
-    max(1/s_min − 1, 1 − 1/s_max) (see :class:`xrdcore.gradients.ReflectionSet`; one batched SVD)."""
-    lattices = np.asarray(lattices, dtype=float)
-    transforms = np.linalg.solve(lattices, np.broadcast_to(np.asarray(reference, dtype=float), lattices.shape))
-    singular_values = np.linalg.svd(transforms, compute_uv=False)
-    return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
 
 
 def uniform_step(grid) -> float:

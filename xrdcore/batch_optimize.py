@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch import BatchLoss, required_margin
+from .batch import BatchLoss
 from .crystal import MIN_CELL_VOLUME, Crystal
-from .gradients import DEFAULT_MARGIN, loss_and_grad
+from .gradients import DEFAULT_MARGIN, loss_and_grad, required_margin
 from .optimize import ADAM_BETAS, ADAM_EPSILON, default_steps
 from .parametrize import Parametrization
 

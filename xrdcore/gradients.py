@@ -62,8 +62,17 @@ class ReflectionSet:
 
     def covers(self, lattice) -> bool:
         """True when no reflection of ``lattice`` inside ``g_window`` can be missing from the set."""
-        singular_values = np.linalg.svd(np.linalg.solve(np.asarray(lattice, float), self.lattice), compute_uv=False)
-        return bool(singular_values.min() >= 1 / (1 + self.margin) and singular_values.max() <= 1 / (1 - self.margin))
+        return bool(required_margin(self.lattice, np.asarray(lattice, float)[None])[0] <= self.margin)
+
+
+def required_margin(reference, lattices) -> np.ndarray:
+    """(B,) smallest relative margin of a reflection set enumerated at ``reference`` (3, 3) that
+    is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
+    max(1/s_min − 1, 1 − 1/s_max) (the condition of :class:`ReflectionSet`; one batched SVD)."""
+    lattices = np.asarray(lattices, dtype=float)
+    transforms = np.linalg.solve(lattices, np.broadcast_to(np.asarray(reference, dtype=float), lattices.shape))
+    singular_values = np.linalg.svd(transforms, compute_uv=False)
+    return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
 
 
 def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, margin: float = DEFAULT_MARGIN) -> ReflectionSet:

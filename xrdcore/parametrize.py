@@ -146,6 +146,7 @@ class Parametrization:
             parts.append(np.einsum("knx,bnx->bk", self.axes, d_frac))
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(d_lattice), 0))
 
+
 def p1(template: Crystal) -> Parametrization:
     """Lattice and all coordinates free."""
     return Parametrization(template, "free", "free")
