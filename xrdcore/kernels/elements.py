@@ -159,22 +159,17 @@ def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
     a = 0.5 / (sigma * sigma)
     scale = intensity / (sigma * math.sqrt(2.0 * math.pi))
     q = math.exp(-2.0 * a * step * step)
-    middle = first
+    middle = first  # the first grid point at or right of the centre
     while middle < last and grid[middle] < centre:
         middle += 1
-    if middle < last:  # right of the centre: offsets o ≥ 0 grow by step
-        offset = grid[middle] - centre
+    for direction in (1, -1):  # right of the centre (offsets o ≥ 0 grow), then left (o < 0 shrink)
+        begin, end = (middle, last) if direction == 1 else (middle - 1, first - 1)
+        if begin == end:
+            continue
+        offset = grid[begin] - centre
         value = scale * math.exp(-a * offset * offset)
-        ratio = math.exp(-a * (2.0 * offset * step + step * step))
-        for k in range(middle, last):
-            profile[k] += value
-            value *= ratio
-            ratio *= q
-    if middle > first:  # left: offsets o < 0 shrink by step
-        offset = grid[middle - 1] - centre
-        value = scale * math.exp(-a * offset * offset)
-        ratio = math.exp(-a * (-2.0 * offset * step + step * step))
-        for k in range(middle - 1, first - 1, -1):
+        ratio = math.exp(-a * (2.0 * direction * offset * step + step * step))
+        for k in range(begin, end, direction):
             profile[k] += value
             value *= ratio
             ratio *= q
@@ -191,26 +186,19 @@ def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, wind
     a = 0.5 / (sigma * sigma)
     norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
     q = math.exp(-2.0 * a * step * step)
-    middle = first
+    middle = first  # as in gaussian_window
     while middle < last and grid[middle] < centre:
         middle += 1
     d_intensity = 0.0
     moment = 0.0  # Σ dL/dy_k G_k o_k
-    if middle < last:
-        offset = grid[middle] - centre
+    for direction in (1, -1):
+        begin, end = (middle, last) if direction == 1 else (middle - 1, first - 1)
+        if begin == end:
+            continue
+        offset = grid[begin] - centre
         value = norm * math.exp(-a * offset * offset)
-        ratio = math.exp(-a * (2.0 * offset * step + step * step))
-        for k in range(middle, last):
-            weighted = d_profile[k] * value
-            d_intensity += weighted
-            moment += weighted * (grid[k] - centre)
-            value *= ratio
-            ratio *= q
-    if middle > first:
-        offset = grid[middle - 1] - centre
-        value = norm * math.exp(-a * offset * offset)
-        ratio = math.exp(-a * (-2.0 * offset * step + step * step))
-        for k in range(middle - 1, first - 1, -1):
+        ratio = math.exp(-a * (2.0 * direction * offset * step + step * step))
+        for k in range(begin, end, direction):
             weighted = d_profile[k] * value
             d_intensity += weighted
             moment += weighted * (grid[k] - centre)
