@@ -481,8 +481,8 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
     record_path = output.with_suffix(".env.json")  # one record per session that wrote rows
     records = json.loads(record_path.read_text()) if record_path.exists() else []
     if todo:
-        record = environment_record(config, len(todo))
-        record_path.write_text(json.dumps(records + [dict(record, executor=executor, backend=backend)], indent=2))
+        records.append(dict(environment_record(config, len(todo)), executor=executor, backend=backend))
+        record_path.write_text(json.dumps(records, indent=2))
     new_file = not journal.exists() or journal.stat().st_size == 0
     columns = RESULT_FIELDS if new_file else _columns(journal, todo)
     begin = time.perf_counter()
@@ -498,12 +498,13 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
             handle.flush()  # a killed run loses at most the units in flight
             bar.update(len(rows))
         bar.close()
-    if todo and record_path.exists():
-        records = json.loads(record_path.read_text())
+    if todo:
         records[-1]["wall_seconds"] = round(time.perf_counter() - begin, 1)
         record_path.write_text(json.dumps(records, indent=2))
     if parquet:
-        _write_parquet(output, read_rows(output) + read_rows(journal), columns)
+        streamed = read_rows(journal)
+        if streamed:  # a complete Parquet file with nothing new is left as it is
+            _write_parquet(output, read_rows(output) + streamed, columns)
         journal.unlink()
     return output
 
