@@ -1,13 +1,14 @@
 """The batched study engine: batched descent = optimize, batched executor = task executor,
 StructureMatcher shortcuts = asking it always, resumable and distributed runs."""
 
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -192,10 +193,7 @@ def test_a_half_written_row_is_cut_on_resume(tmp_path):
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
     config = replace(SMALL, steps=40)
     config_path = tmp_path / "config.json"
-    config_path.write_text(__import__("json").dumps({"structures": list(config.structures), "kinds": list(config.kinds),
-                                                      "strains": list(config.strains), "displacements": list(config.displacements),
-                                                      "metrics": list(config.metrics), "seeds": list(config.seeds),
-                                                      "steps": config.steps}))
+    config_path.write_text(json.dumps(asdict(config)))  # what run_study saves: a --config file
     output = tmp_path / "runs.csv"
     command = [sys.executable, "-m", "xrdcore", "retrieve", "--config", str(config_path), "--output", str(output),
                "--workers", "2", "--no-progress"]
