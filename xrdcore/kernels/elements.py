@@ -146,6 +146,18 @@ def peak_window_adjoint(d_profile, grid, centre, intensity, fwhm, eta, window):
     return d_intensity, -intensity * slope_sum
 
 
+def gaussian_side(grid, step, centre, a, first, middle, last, direction):
+    """One side of a Gaussian window's recurrence: the index range (begin, end) walked in steps of
+    ``direction`` (+1 from ``middle``, the first point at or right of the centre, to ``last``; −1
+    from middle − 1 down to ``first``), exp(−a o²) at ``begin`` and the first ratio
+    exp(−a((o ± step)² − o²)) (zeros for an empty side)."""
+    begin, end = (middle, last) if direction == 1 else (middle - 1, first - 1)
+    if begin == end:
+        return begin, end, 0.0, 0.0
+    offset = grid[begin] - centre
+    return begin, end, math.exp(-a * offset * offset), math.exp(-a * (2.0 * direction * offset * step + step * step))
+
+
 def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
     """profile[k] += I·G(grid_k − centre) over the peak's window, G the unit-area Gaussian of FWHM
     ``fwhm`` (deg), on a uniform ``grid`` of spacing ``step`` (deg): one exp per direction and a
@@ -163,12 +175,8 @@ def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
     while middle < last and grid[middle] < centre:
         middle += 1
     for direction in (1, -1):  # right of the centre (offsets o ≥ 0 grow), then left (o < 0 shrink)
-        begin, end = (middle, last) if direction == 1 else (middle - 1, first - 1)
-        if begin == end:
-            continue
-        offset = grid[begin] - centre
-        value = scale * math.exp(-a * offset * offset)
-        ratio = math.exp(-a * (2.0 * direction * offset * step + step * step))
+        begin, end, value, ratio = gaussian_side(grid, step, centre, a, first, middle, last, direction)
+        value *= scale
         for k in range(begin, end, direction):
             profile[k] += value
             value *= ratio
@@ -192,12 +200,8 @@ def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, wind
     d_intensity = 0.0
     moment = 0.0  # Σ dL/dy_k G_k o_k
     for direction in (1, -1):
-        begin, end = (middle, last) if direction == 1 else (middle - 1, first - 1)
-        if begin == end:
-            continue
-        offset = grid[begin] - centre
-        value = norm * math.exp(-a * offset * offset)
-        ratio = math.exp(-a * (2.0 * direction * offset * step + step * step))
+        begin, end, value, ratio = gaussian_side(grid, step, centre, a, first, middle, last, direction)
+        value *= norm
         for k in range(begin, end, direction):
             weighted = d_profile[k] * value
             d_intensity += weighted
@@ -274,7 +278,8 @@ def lattice_gradient(lattice, metric, hkl, g, d_g, out):
 #: Element functions in an order where every callee precedes its callers.
 ELEMENTS = (
     "reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope", "structure_factor",
-    "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint", "gaussian_window", "gaussian_window_adjoint",
+    "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint", "gaussian_side", "gaussian_window",
+    "gaussian_window_adjoint",
     "reflection_adjoint",
     "atom_gradient", "lattice_gradient",
 )
