@@ -6,9 +6,11 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from .experiments import EXECUTORS, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, StudyConfig, format_rates, match_rates, run_study
+from .experiments import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, WORKSHOP, StudyConfig, format_rates,
+                          match_rates, run_study)
 
-PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
+PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "paper": PAPER, "workshop": WORKSHOP,
+           "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
 
 
 def main(argv=None) -> int:

@@ -9,6 +9,14 @@ the final loss, cheap distances and the cost. Kinds and what moves (see ``xrdcor
 
 Grids leave out (lattice, spacegroup) and (coordinates, family), which repeat another row.
 
+Starts are fair by default (:data:`START_DESIGNS`): a constrained run starts from a perturbation
+of the same size inside its own subspace, and every row records the distances of the start it
+actually descended from (``start_lattice_error``, ``start_angle_error``,
+``start_rms_displacement``). Two regimes are presets: the strict one (:data:`SHIPPED`, the default
+grid: strains 1–10 %, displacements 0.05–0.3 Å, judged by "recovered") and the paper's
+(:data:`PAPER`: the symmetry-breaking lattice noise A' = (I + σN) A up to the size of the
+paper's BPO4 example, judged by StructureMatcher's default "matched" as well).
+
 A *remedy* (the last grid dimension, :data:`REMEDY_DEFAULTS`) changes how the optimiser searches,
 always within the same budget of ``steps`` loss + gradient evaluations (see
 :mod:`xrdcore.optimize`): ``"none"``, ``"continuation"`` (peak width 1° → FWHM in 4 stages;
@@ -69,7 +77,7 @@ from .gradients import loss_value
 from .landscape import nearest_barrier
 from .optimize import BasinHopping, Continuation, optimize
 from .parametrize import Parametrization
-from .perturb import perturb
+from .perturb import LATTICE_NOISES, perturb
 from .structsim import RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error, match, rms_displacement
 
 KINDS = ("lattice", "coordinates", "both")
@@ -142,6 +150,8 @@ class StudyConfig:
     two_theta_range: tuple = (10.0, 90.0)
     grid_step: float = 0.02
     fwhm: float = 0.1
+    lattice_noise: str = "strain"  # or "matrix": the paper's A' = (I + σN) A, σ = the strain value
+    starts: str = "subspace"  # see START_DESIGNS
 
     @classmethod
     def from_json(cls, path) -> StudyConfig:
@@ -160,6 +170,10 @@ class StudyConfig:
         """The full grid, in a fixed order."""
         for remedy in self.remedies:
             remedy_options(remedy, self.steps)  # a typo fails here, not in a worker
+        if self.starts not in START_DESIGNS:
+            raise ValueError(f"unknown start design {self.starts!r}; choose one of {START_DESIGNS}")
+        if self.lattice_noise not in LATTICE_NOISES:
+            raise ValueError(f"unknown lattice noise {self.lattice_noise!r}; choose one of {LATTICE_NOISES}")
         tasks = []
         for name, kind, metric, parametrization, method, seed, remedy in product(
             self.structure_names(), self.kinds, self.metrics, self.parametrizations, self.methods, self.seeds, self.remedies
@@ -203,6 +217,22 @@ REMEDIES_ENERGY = replace(
 )
 
 
+#: The paper's regime (book/data/paper_regime.parquet): lattice noise A' = (I + σN) A with σ up to
+#: 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å 96/82/85° from
+#: a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the three metrics
+#: of the paper, P1 against crystal family and space group, on the 250-prototype study set.
+PAPER = StudyConfig(kinds=("lattice", "coordinates"), lattice_noise="matrix", strains=(0.03, 0.06, 0.09),
+                    displacements=(0.1, 0.2, 0.3), seeds=(0, 1, 2), steps=200)
+#: The workshop version's design (10 structures × 50 perturbations) in the paper regime, at its
+#: middle sizes: ten prototypes drawn from the study set (``numpy.random.default_rng(0).choice(250,
+#: 10, replace=False)``, sorted; a test checks the draw) and seeds 0–49.
+WORKSHOP = replace(
+    PAPER, strains=(0.06,), displacements=(0.2,), seeds=tuple(range(50)),
+    structures=("A2B5_mC28_15_f_e2f", "AB3_mC16_12_g_ij", "A_mC4_12_i", "AB2_oI6_71_a_i", "AB_oP8_57_d_d",
+                "A_oP8_62_2c", "A_tP4_129_ac", "AB3C_hR10_148_c_f_c", "A2B_cF24_227_d_a", "A3B2_cI40_220_d_c"),
+)
+
+
 @dataclass(frozen=True)
 class Task:
     structure: str
@@ -227,7 +257,7 @@ RESULT_FIELDS = (
     "method", "seed", "matched", "rms", "matched_strict", "recovered", "start_matched", "start_recovered",
     "final_loss", "start_loss", "lattice_error",
     "rms_displacement", "start_rms_displacement", "start_lattice_error", "status", "evaluations", "seconds",
-    "remedy", "final_energy", "energy_evaluations", "optimize_seconds",
+    "remedy", "final_energy", "energy_evaluations", "optimize_seconds", "start_angle_error",
 )
 #: Columns added with remedies: a results file without them is resumed for remedy-free tasks.
 REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
@@ -245,16 +275,31 @@ def _setup(structure: str, config: StudyConfig):
     return prototype, truth, diffractometer, diffractometer.pattern(truth, fwhm=config.fwhm)
 
 
+#: How a constrained run's start is drawn (a grid setting, :attr:`StudyConfig.starts`):
+#: ``"subspace"`` — a perturbation of the same size already inside the run's own subspace
+#: (crystal-family strain, symmetry-axis displacements; the P1 draw of the same seed, projected
+#: and rescaled), so P1 and constrained runs start equally far from the truth; ``"projected"`` —
+#: every run starts from the P1 perturbation, which the constrained descent projects onto its
+#: constraint (the design of the study before 2026-12; the projection alone brings the start
+#: closer to the truth).
+START_DESIGNS = ("subspace", "projected")
+#: The perturbation symmetry (:func:`xrdcore.perturb.perturb`'s ``symmetric``) of a subspace start.
+SUBSPACE = {"p1": False, "family": "family", "spacegroup": "spacegroup"}
+
+
 @lru_cache(maxsize=256)
-def _start(structure: str, kind: str, magnitude: float, seed: int, config: StudyConfig):
-    """The perturbed start of a run and its verdicts against the truth, shared by every metric,
-    parametrisation and remedy (cached per process)."""
+def _start(structure: str, kind: str, magnitude: float, seed: int, parametrization: str, config: StudyConfig):
+    """The start a run descends from (after any projection onto its parametrisation) and its
+    verdicts and distances against the truth, shared by every metric and remedy (cached per process)."""
     _, truth, _, _ = _setup(structure, config)
     strain = magnitude if kind != "coordinates" else 0.0
     displacement = magnitude if kind == "coordinates" else 0.0
     if kind == "both":
         displacement = BOTH_DISPLACEMENT_PER_STRAIN * magnitude
-    start = perturb(truth, strain=strain, displacement=displacement, seed=seed)
+    symmetric = SUBSPACE[parametrization] if config.starts == "subspace" else False
+    drawn = perturb(truth, strain=strain, displacement=displacement, seed=seed, symmetric=symmetric,
+                    lattice_noise=config.lattice_noise)
+    start = _parametrization(structure, kind, parametrization, config).project(drawn)
     matched = match(start, truth, first=True).matched
     verdicts = dict(
         start_matched=matched,
@@ -262,6 +307,7 @@ def _start(structure: str, kind: str, magnitude: float, seed: int, config: Study
         start_recovered=matched and match(start, truth, first=True, **RECOVERY_TOLERANCES).matched,
         start_rms_displacement=rms_displacement(start, truth),
         start_lattice_error=lattice_error(start, truth)[0],
+        start_angle_error=lattice_error(start, truth)[1],
     )
     return start, verdicts
 
@@ -319,7 +365,7 @@ def final_verdicts(found, truth, shortcut: bool = True) -> dict:
 def _row(task: Task, config: StudyConfig, found, status: str, evaluations: int, final_loss: float, start_loss: float,
          seconds: float, optimize_seconds: float, energy: float = math.nan, energy_evaluations: int = 0) -> dict:
     prototype, truth, _, _ = _setup(task.structure, config)
-    _, start_verdicts = _start(task.structure, task.kind, task.magnitude, task.seed, config)
+    _, start_verdicts = _start(task.structure, task.kind, task.magnitude, task.seed, task.parametrization, config)
     row = dict(asdict(task), key=task.key, crystal_family=prototype.crystal_family, space_group=prototype.space_group,
                atoms=len(truth), status=status, evaluations=int(evaluations))
     row.update(final_verdicts(found, truth))
@@ -335,7 +381,7 @@ def run_task(task: Task, config: StudyConfig) -> dict:
         raise ValueError(f"unknown kind or parametrisation in {task}")
     begin = time.perf_counter()
     _, truth, diffractometer, target = _setup(task.structure, config)
-    start, _ = _start(task.structure, task.kind, task.magnitude, task.seed, config)
+    start, _ = _start(task.structure, task.kind, task.magnitude, task.seed, task.parametrization, config)
     parametrization = _parametrization(task.structure, task.kind, task.parametrization, config)
     result = optimize(
         parametrization, start, target, diffractometer, method=task.method, metric=task.metric,
@@ -363,7 +409,7 @@ def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[di
     if backend != "cpu":
         diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step, backend=backend)
     parametrization = _parametrization(first.structure, first.kind, first.parametrization, config)
-    starts = [_start(t.structure, t.kind, t.magnitude, t.seed, config)[0] for t in tasks]
+    starts = [_start(t.structure, t.kind, t.magnitude, t.seed, t.parametrization, config)[0] for t in tasks]
     descent = descend_batch(parametrization, [parametrization.parameters(start) for start in starts], target,
                             diffractometer, method=first.method, steps=config.steps, metric=first.metric, fwhm=config.fwhm)
     optimize_seconds = (time.perf_counter() - begin) / len(tasks)
