@@ -104,3 +104,28 @@ def test_paper_preset_reaches_the_bpo4_example():
     green_lagrange = 0.5 * (inverse @ metric @ inverse.T - np.eye(3))  # rotation-free strain of the start
     size = np.linalg.norm(green_lagrange) / np.sqrt(3)
     assert np.sqrt(2) * max(PAPER.strains) == pytest.approx(size, rel=0.05)
+
+
+def test_binned_rates_count_by_the_measured_start_error(tmp_path):
+    from xrdcore.experiments import binned_rates
+    path = tmp_path / "rows.csv"
+    rows = [("p1", 0.005, True), ("p1", 0.015, False), ("p1", 0.015, True), ("family", 0.015, True), ("p1", 0.5, True)]
+    path.write_text("key,parametrization,start_lattice_error,recovered\n"
+                    + "".join(f"{i},{p},{e},{r}\n" for i, (p, e, r) in enumerate(rows)))
+    table = binned_rates(path, [0, 0.01, 0.02, 0.05], parametrization="p1")
+    assert [(row.group, row.trials, row.matches) for row in table] == [
+        ((0.0, 0.01), 1, 1), ((0.01, 0.02), 2, 1), ((0.02, 0.05), 0, 0)]  # 0.5 is beyond the last edge
+    assert np.isnan(table[2].rate) and table[1].low < 0.5 < table[1].high
+    with pytest.raises(ValueError, match="increasing"):
+        binned_rates(path, [0.02, 0.01])
+
+
+def test_repair_rate_counts_only_the_starts_that_failed(tmp_path):
+    from xrdcore.experiments import repair_rate
+    path = tmp_path / "rows.csv"
+    rows = [(True, True), (False, True), (False, False), (False, False), (True, False)]  # (start_matched, matched)
+    path.write_text("key,kind,start_matched,matched\n" + "".join(f"{i},lattice,{a},{b}\n" for i, (a, b) in enumerate(rows)))
+    row = repair_rate(path, kind="lattice")
+    assert (row.trials, row.matches) == (3, 1) and row.low < 1 / 3 < row.high
+    with pytest.raises(ValueError, match="matched"):
+        repair_rate(path, column="matched_strict")

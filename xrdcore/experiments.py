@@ -735,6 +735,36 @@ def rate_where(path, column: str = "recovered", **where) -> RateRow | None:
     return None
 
 
+def repair_rate(path, column: str = "matched", **where) -> RateRow:
+    """Among the runs whose columns equal ``where`` and whose *start* failed ``column``'s test
+    ("matched" or "recovered"), the rate that ends passing it: what descent itself achieved,
+    where a loose criterion lets many starts pass before any step (group = ``where``'s values)."""
+    if column not in ("matched", "recovered"):
+        raise ValueError(f"repair_rate needs 'matched' or 'recovered', got {column!r}")
+    outcomes = [row[column] == "True" for row in read_rows(path) if row[f"start_{column}"] != "True"
+                and all(_same_value(row[name], wanted) for name, wanted in where.items())]
+    return RateRow(tuple(where.values()), len(outcomes), sum(outcomes), *wilson_interval(sum(outcomes), len(outcomes)))
+
+
+def binned_rates(path, edges, measure: str = "start_lattice_error", column: str = "recovered", **where) -> list[RateRow]:
+    """The rate of ``column`` among the runs whose columns equal ``where`` (as :func:`rate_where`),
+    binned by a measured value, by default the start's largest relative lattice-length error
+    after any projection: one row per bin ``edges[i] <= value < edges[i + 1]`` (group = the two
+    edges; an empty bin has 0 trials and a NaN rate and interval). For comparisons at matched
+    measured start distance."""
+    edges = np.asarray(edges, dtype=float)
+    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"bin edges must be increasing, at least two, got {edges}")
+    outcomes = [[] for _ in range(len(edges) - 1)]
+    for row in read_rows(path):
+        if all(_same_value(row[name], wanted) for name, wanted in where.items()):
+            index = int(np.searchsorted(edges, float(row[measure]), side="right")) - 1
+            if 0 <= index < len(outcomes):
+                outcomes[index].append(row[column] == "True")
+    return [RateRow((float(low), float(high)), len(hits), sum(hits), *wilson_interval(sum(hits), len(hits)))
+            for low, high, hits in zip(edges[:-1], edges[1:], outcomes)]
+
+
 def _same_value(text: str, wanted) -> bool:
     try:
         return float(text) == float(wanted)
