@@ -8,6 +8,7 @@ import pytest
 
 from xrdcore import datasets
 from xrdcore.experiments import PAPER, WORKSHOP, StudyConfig, _parametrization, _start
+from xrdcore.parametrize import Parametrization
 from xrdcore.perturb import perturb
 from xrdcore.structsim import lattice_error
 from xrdcore.symmetry import find_symmetry
@@ -129,3 +130,38 @@ def test_repair_rate_counts_only_the_starts_that_failed(tmp_path):
     assert (row.trials, row.matches) == (3, 1) and row.low < 1 / 3 < row.high
     with pytest.raises(ValueError, match="matched"):
         repair_rate(path, column="matched_strict")
+
+
+@pytest.mark.parametrize("parametrization", ["p1", "spacegroup"])
+def test_coordinate_tasks_of_the_paper_regime_are_the_strict_grids(parametrization):
+    """No strain, so the lattice noise never enters: the paper regime's coordinate rows are the full grid's."""
+    task_keys = {t.key for t in PAPER.tasks() if t.kind == "coordinates"}
+    assert task_keys <= {t.key for t in StudyConfig().tasks()}
+    a, verdicts_a = _start(RUTILE, "coordinates", 0.3, 2, parametrization, replace(PAPER, structures=(RUTILE,)))
+    b, verdicts_b = _start(RUTILE, "coordinates", 0.3, 2, parametrization, StudyConfig(structures=(RUTILE,)))
+    np.testing.assert_array_equal(a.frac_coords, b.frac_coords)
+    np.testing.assert_array_equal(a.lattice, b.lattice)
+    assert verdicts_a == verdicts_b
+
+
+def test_a_batch_result_that_is_no_crystal_is_an_invalid_structure():
+    """Two atoms moved onto one site: the loss allows it, a Crystal does not; the row says so."""
+    from xrdcore.experiments import _result, final_verdicts
+    truth = datasets.load_prototype(RUTILE)
+    free = Parametrization(truth, "fixed", "free")
+
+    class Descent:
+        params = np.array([free.parameters(truth)])
+        status = ["step budget"]
+
+        def crystal(self, parametrization, index):
+            return parametrization.crystal(self.params[index])
+
+    descent = Descent()
+    descent.params[0, 3:6] = descent.params[0, :3]  # atom 1 onto atom 0 (both Ti)
+    found, status = _result(descent, free, 0)
+    assert found is None and status == "invalid structure" and not final_verdicts(found, truth)["matched"]
+    descent.params = np.array([free.parameters(truth)])
+    found, status = _result(descent, free, 0)
+    assert status == "step budget" and final_verdicts(found, truth)["recovered"]
+

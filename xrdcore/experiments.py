@@ -413,13 +413,22 @@ def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[di
     descent = descend_batch(parametrization, [parametrization.parameters(start) for start in starts], target,
                             diffractometer, method=first.method, steps=config.steps, metric=first.metric, fwhm=config.fwhm)
     optimize_seconds = (time.perf_counter() - begin) / len(tasks)
-    rows = [_row(task, config, descent.crystal(parametrization, index), descent.status[index], descent.evaluations[index],
+    rows = [_row(task, config, *_result(descent, parametrization, index), descent.evaluations[index],
                  descent.loss[index] if np.isfinite(descent.loss[index]) else math.nan,
                  descent.start_loss[index], 0.0, optimize_seconds) for index, task in enumerate(tasks)]
     seconds = (time.perf_counter() - begin) / len(tasks)
     for row in rows:
         row["seconds"] = seconds
     return rows
+
+
+def _result(descent, parametrization: Parametrization, index: int) -> tuple:
+    """The crystal and status of one run of a batch; a best point that is no crystal (e.g. two
+    atoms moved onto one site, which the loss does not forbid) is an "invalid structure"."""
+    try:
+        return descent.crystal(parametrization, index), descent.status[index]
+    except ValueError:
+        return None, "invalid structure"
 
 
 def run_unit(tasks: list, config: StudyConfig, executor: str = "batched", backend: str = "cpu") -> list[dict]:
@@ -656,8 +665,12 @@ def _execute(units, config, workers, scheduler, executor, backend):
     # of parallelism: every worker gets one numba thread, passive OpenMP waits and one BLAS thread.
     with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_unit, unit, config, executor, backend) for unit in units]
-        for future in as_completed(futures):
-            yield future.result()
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:  # a failed unit (or an interrupt) stops the run now, not after every other unit
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 #: Environment of the pool's worker processes (read when numba, OpenMP and BLAS start in them).
