@@ -31,3 +31,12 @@ def test_table_has_config_and_environment_record(table):
         assert all(field in record and record[field] is not None for field in FULL_FIELDS), record.keys()
         assert len(record["lock_sha256"]) == 64 and len(record["git_commit"]) == 40
     assert sum(record["runs"] for record in records) >= len(rows)
+
+
+@pytest.mark.parametrize("table", TABLES, ids=lambda p: p.name)
+def test_table_holds_exactly_the_tasks_of_its_config(table):
+    """The saved config is the resolved input: rerunning it gives these tasks, no more, no fewer."""
+    from xrdcore.experiments import StudyConfig
+
+    config = StudyConfig.from_json(table.with_suffix(".config.json"))
+    assert sorted(row["key"] for row in read_rows(table)) == sorted(task.key for task in config.tasks())
