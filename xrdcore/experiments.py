@@ -301,13 +301,14 @@ def _start(structure: str, kind: str, magnitude: float, seed: int, parametrizati
                     lattice_noise=config.lattice_noise)
     start = _parametrization(structure, kind, parametrization, config).project(drawn)
     matched = match(start, truth, first=True).matched
+    lengths, angles = lattice_error(start, truth)
     verdicts = dict(
         start_matched=matched,
         # recovery is tighter than the default match: no default match, no recovery
         start_recovered=matched and match(start, truth, first=True, **RECOVERY_TOLERANCES).matched,
         start_rms_displacement=rms_displacement(start, truth),
-        start_lattice_error=lattice_error(start, truth)[0],
-        start_angle_error=lattice_error(start, truth)[1],
+        start_lattice_error=lengths,
+        start_angle_error=angles,
     )
     return start, verdicts
 
@@ -754,8 +755,7 @@ def repair_rate(path, column: str = "matched", **where) -> RateRow:
     where a loose criterion lets many starts pass before any step (group = ``where``'s values)."""
     if column not in ("matched", "recovered"):
         raise ValueError(f"repair_rate needs 'matched' or 'recovered', got {column!r}")
-    outcomes = [row[column] == "True" for row in read_rows(path) if row[f"start_{column}"] != "True"
-                and all(_same_value(row[name], wanted) for name, wanted in where.items())]
+    outcomes = [row[column] == "True" for row in _rows_where(path, where) if row[f"start_{column}"] != "True"]
     return RateRow(tuple(where.values()), len(outcomes), sum(outcomes), *wilson_interval(sum(outcomes), len(outcomes)))
 
 
@@ -769,13 +769,17 @@ def binned_rates(path, edges, measure: str = "start_lattice_error", column: str 
     if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"bin edges must be increasing, at least two, got {edges}")
     outcomes = [[] for _ in range(len(edges) - 1)]
-    for row in read_rows(path):
-        if all(_same_value(row[name], wanted) for name, wanted in where.items()):
-            index = int(np.searchsorted(edges, float(row[measure]), side="right")) - 1
-            if 0 <= index < len(outcomes):
-                outcomes[index].append(row[column] == "True")
+    for row in _rows_where(path, where):
+        index = int(np.searchsorted(edges, float(row[measure]), side="right")) - 1
+        if 0 <= index < len(outcomes):
+            outcomes[index].append(row[column] == "True")
     return [RateRow((float(low), float(high)), len(hits), sum(hits), *wilson_interval(sum(hits), len(hits)))
             for low, high, hits in zip(edges[:-1], edges[1:], outcomes)]
+
+
+def _rows_where(path, where: dict) -> list[dict]:
+    """The rows of a results file whose columns equal ``where`` (numbers compared as numbers)."""
+    return [row for row in read_rows(path) if all(_same_value(row[name], wanted) for name, wanted in where.items())]
 
 
 def _same_value(text: str, wanted) -> bool:
