@@ -13,7 +13,7 @@ PIP_TOOLS_VERSION := 7.6.2
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments
+.PHONY: install book test test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments pdf
 
 # setuptools comes from the lock and builds xrdcore without an isolated (unpinned) build env.
 $(STAMP): pyproject.toml $(LOCK)
@@ -59,6 +59,12 @@ lock:
 # Course assignments (Otter-Grader): student notebooks and autograder zips in _build/assignments.
 assignments: $(STAMP)
 	$(BIN)/python book/assignments/make_assignments.py --output _build/assignments
+
+# The whole book as one PDF (_build/book.pdf): the single-page HTML build printed offline by
+# headless Chromium; executed outputs come from the same cache as the site.
+pdf: $(STAMP) chromium
+	$(BIN)/jupyter-book build . --builder singlehtml --warningiserror --keep-going
+	$(BIN)/python book/_ext/print_pdf.py --html _build/singlehtml --output _build/book.pdf
 
 # Load every page of the built book in headless Chromium, offline (tests/site_check.py).
 site-check: book chromium

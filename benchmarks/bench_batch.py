@@ -27,7 +27,7 @@ from xrdcore.kernels import real_gpu_available
 
 BATCH_SIZES = (1, 64, 1024)
 #: Measured rates, one row per (backend, structure, batch); the book's chapter 3 reads this file.
-RESULTS_CSV = Path(__file__).parent / "results" / "batch_throughput.csv"
+RESULTS_CSV = Path(__file__).parents[1] / "xrdcore" / "data" / "batch_throughput.csv"  # chapter 3 reads it
 FIELDS = ("date", "machine", "backend", "device", "structure", "atoms", "batch", "structures_per_second")
 
 

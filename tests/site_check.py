@@ -16,7 +16,15 @@ A page fails on any of:
   or widget markup with no view at all);
 * a matplotlib ``to_jshtml`` animation without its frame, slider or visible button icons;
 * a broken image, or math that MathJax did not typeset;
-* (search page) no search results for the query: the local search index must work.
+* (search page) no search results for the query: the local search index must work;
+* (layout, at every viewport: a 390 px phone and a 1400 px desk by default) an element of the
+  page's content that sticks out past the right edge of the window, unless it sits inside a
+  scroll container (a wide table or code block that scrolls on its own is fine), or an
+  explorer (animation) whose frame, slider or buttons are cut off — by the window or by a
+  container, scrolling or not.
+
+``--screenshots DIR`` also saves a full-page screenshot of every page at every viewport
+(``DIR/<page>@<width>.png``), to look at.
 
 Exit status 0 when every page is clean, 1 otherwise (2 when the check itself cannot run).
 """
@@ -48,6 +56,8 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 LOCAL_HOSTS = {"127.0.0.1"}
+#: Window sizes (CSS px) every page is checked at: a phone and a desk.
+VIEWPORTS = ((390, 844), (1400, 900))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
@@ -182,9 +192,57 @@ PAGE_PROBE = """
 """ % {"view": WIDGET_VIEW}
 
 
+# JavaScript: elements of the content that overflow the window (outside scroll containers)
+# and explorer frames or controls that are cut off.
+LAYOUT_PROBE = """
+() => {
+  const width = document.documentElement.clientWidth;
+  const clips = (el) => ['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(el).overflowX);
+  const inScroller = (el) => {
+    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement)
+      if (clips(a)) return true;
+    return false;
+  };
+  const name = (el) => el.tagName.toLowerCase() + (el.id ? '#' + el.id : '') +
+    (el.classList.length ? '.' + Array.from(el.classList).slice(0, 2).join('.') : '');
+  const shown = (el) => {
+    const r = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    return r.width > 0 && r.height > 0 && style.visibility !== 'hidden';
+  };
+  const out = {overflowing: [], clipped: []};
+  const content = document.querySelector('#main-content, main, [role=main]') || document.body;
+  for (const el of content.querySelectorAll('*')) {
+    if (el.closest('mjx-assistive-mml, .visually-hidden, .sr-only')) continue;
+    if (!shown(el)) continue;
+    const r = el.getBoundingClientRect();
+    if (r.right > width + 1 && !inScroller(el))
+      out.overflowing.push(name(el) + ' reaches ' + Math.round(r.right) + ' px');
+  }
+  document.querySelectorAll('div.animation').forEach((anim, i) => {
+    const parts = [anim.querySelector('img'), anim.querySelector('input[type=range]'),
+                   ...anim.querySelectorAll('.anim-buttons button')].filter(Boolean);
+    for (const part of parts) {
+      const r = part.getBoundingClientRect();
+      let cut = r.right > width + 1 || r.left < -1;
+      for (let a = part.parentElement; a && !cut && a !== document.body; a = a.parentElement) {
+        if (!clips(a)) continue;
+        const box = a.getBoundingClientRect();
+        cut = r.right > box.right + 1 || r.left < box.left - 1;
+      }
+      if (cut) { out.clipped.push('animation #' + (i + 1) + ': ' + name(part) + ' cut off'); break; }
+    }
+  });
+  out.overflowing = Array.from(new Set(out.overflowing));
+  return out;
+}
+"""
+
+
 @dataclass
 class PageResult:
     page: str
+    width: int  # of the window, CSS px
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -209,8 +267,9 @@ def _probe(page, settle_s: float, has_source_animation: bool) -> dict:
         page.wait_for_timeout(250)
 
 
-def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s: float) -> PageResult:
-    result = PageResult(page_path)
+def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s: float, width: int,
+               screenshots: Path | None = None) -> PageResult:
+    result = PageResult(page_path, width)
     source_file = html_dir / page_path.split("?")[0]
     if not source_file.is_file():
         result.problems.append(f"page missing from the site: {source_file}")
@@ -239,8 +298,12 @@ def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s:
         except Exception:  # noqa: BLE001 (still probe what is there)
             result.notes.append("network did not go idle within 20 s")
         state = _probe(page, settle_s, "_anim_img" in source)
+        layout = page.evaluate(LAYOUT_PROBE)
         if page_path.startswith("search.html"):
             _check_search(page, result, settle_s)
+        if screenshots is not None:
+            shot = screenshots / f"{page_path.split('?')[0].replace('/', '_')[:-5]}@{width}.png"
+            page.screenshot(path=str(shot), full_page=True)
     except Exception as exc:  # noqa: BLE001 (a page that cannot load is a failure, not a crash)
         result.problems.append(f"could not load: {exc}")
         page.close()
@@ -256,6 +319,11 @@ def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s:
     for anim in state["animations"]:
         result.problems += [f"animation #{anim['index']}: {p}" for p in anim["problems"]]
     result.problems += [f"broken image: {src}" for src in state["brokenImages"]]
+    overflowing = layout["overflowing"]
+    if overflowing:
+        result.problems.append(f"{len(overflowing)} elements stick out of the {width} px window "
+                               f"(outside any scroll container), e.g. {'; '.join(overflowing[:4])}")
+    result.problems += layout["clipped"]
     if state["math"] and not state["typeset"]:
         result.problems.append(f"{state['math']} math elements but nothing typeset by MathJax")
     if state["views"]:
@@ -285,9 +353,12 @@ def check_site(
     search_query: str = "diffraction",
     settle_s: float = 20.0,
     chromium: str | None = None,
+    viewports=VIEWPORTS,
+    screenshots: Path | None = None,
     log=print,
 ) -> list[PageResult]:
-    """Check every page; returns one PageResult per page (raises SiteCheckError if it cannot run)."""
+    """Check every page at every viewport (width, height in CSS px); one PageResult per page and
+    viewport (raises SiteCheckError if it cannot run)."""
     html_dir = Path(html_dir).resolve()
     if not (html_dir / "index.html").is_file():
         raise SiteCheckError(f"no built site in {html_dir}: run 'make book' first")
@@ -312,17 +383,22 @@ def check_site(
     with Server(html_dir) as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_FLAGS)
         try:
-            context = browser.new_context(service_workers="block")
-            context.route("**/*", route)
-            for page_path in pages:
+            if screenshots is not None:
+                Path(screenshots).mkdir(parents=True, exist_ok=True)
+            for page_path, (width, height) in ((p, v) for v in viewports for p in pages):
+                context = browser.new_context(service_workers="block",
+                                              viewport={"width": width, "height": height})
+                context.route("**/*", route)
                 blocked.clear()
-                result = check_page(context, server.url, html_dir, page_path, settle_s)
+                result = check_page(context, server.url, html_dir, page_path, settle_s, width,
+                                    None if screenshots is None else Path(screenshots))
+                context.close()
                 # Blocked requests also show up as failed requests / console errors; keep the clear one.
                 result.problems = [p for p in result.problems if not any(b in p for b in blocked)]
                 result.problems += [f"request to a non-local host (blocked): {url}" for url in dict.fromkeys(blocked)]
                 results.append(result)
                 status = "ok  " if result.ok else "FAIL"
-                log(f"{status} {page_path}" + (f"  [{'; '.join(result.notes)}]" if result.notes else ""))
+                log(f"{status} {page_path} @{width}px" + (f"  [{'; '.join(result.notes)}]" if result.notes else ""))
                 for problem in result.problems:
                     log(f"       - {problem}")
         finally:
@@ -336,17 +412,20 @@ def main(argv=None) -> int:
     parser.add_argument("--toc", type=Path, default=ROOT / "_toc.yml", help="table of contents (default: _toc.yml)")
     parser.add_argument("--search-query", default="diffraction", help="word the search page must find")
     parser.add_argument("--page", action="append", help="check only these pages (paths relative to the site)")
+    parser.add_argument("--screenshots", type=Path, help="save a full-page screenshot of every page here")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
-        results = check_site(args.html, args.toc, pages=args.page, search_query=args.search_query)
+        results = check_site(args.html, args.toc, pages=args.page, search_query=args.search_query,
+                             screenshots=args.screenshots)
     except SiteCheckError as exc:
         print(f"site check could not run: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)}/{len(results)} pages clean in {time.monotonic() - start:.0f} s")
+    print(f"{len(results) - len(failed)}/{len(results)} page views clean "
+          f"({len(VIEWPORTS)} window widths) in {time.monotonic() - start:.0f} s")
     if failed:
-        print("site check FAILED: " + ", ".join(r.page for r in failed), file=sys.stderr)
+        print("site check FAILED: " + ", ".join(f"{r.page} @{r.width}px" for r in failed), file=sys.stderr)
         return 1
     return 0
 

@@ -79,3 +79,84 @@ def test_a_failing_cell_fails_the_build_naming_chapter_and_cell(tmp_path):
     html = tmp_path / "_build" / "html"
     assert "All fine here" in (html / "intro.html").read_text()
     assert "This page failed to execute when the site was built" in (html / "bad.html").read_text()
+
+
+def test_chapters_execute_in_a_temporary_folder():
+    """The book build runs every chapter in a fresh temporary folder (as after a download)."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["execute"]["run_in_temp"] is True
+    for chapter in _chapters():
+        text = (ROOT / f"{chapter}.md").read_text()
+        assert 'Path("data")' not in text and "../" not in text, f"{chapter} reads a path relative to the working directory"
+
+
+def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
+    """A mini-book built with the project's configuration: its page runs in a folder outside
+    the book and the repository, reads a shipped table through the package, and the page's
+    "Run this chapter" box links the executed notebook, the source, the table and its records
+    and the repository, every local link pointing at a file of the site."""
+    import re
+    import shutil
+    import subprocess
+    import sys
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config.pop("bibtex_bibfiles", None)
+    config["exclude_patterns"] = ["_build"]
+    sphinx = config["sphinx"]
+    sphinx["local_extensions"] = {name: str(ROOT / path) for name, path in sphinx["local_extensions"].items()}
+    sphinx["config"] = {k: v for k, v in sphinx["config"].items() if not k.startswith("bibtex")}
+    (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
+    header = (ROOT / "book" / "01_powder_diffraction.md").read_text().split("---\n")[1]
+    (tmp_path / "page.md").write_text(
+        f"---\n{header}---\n# A page\n\n```{{code-cell}} ipython3\nfrom pathlib import Path\n"
+        "from xrdcore.datasets import book_data\n\n"
+        f"here = Path.cwd().resolve()\nfor folder in (Path({str(tmp_path)!r}), Path({str(ROOT)!r})):\n"
+        "    assert not here.is_relative_to(folder), here\n"
+        "rows = book_data('remedies_energy.csv').read_text().splitlines()\nprint(len(rows) > 1)\n```\n")
+    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
+    result = subprocess.run([jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    html = tmp_path / "_build" / "html"
+    page = (html / "page.html").read_text()
+    assert "Run this chapter" in page and config["repository"]["url"] in page
+    links = re.findall(r'class="reference download" href="([^"]+)"', page)
+    assert {Path(link).name for link in links} == {
+        "page.ipynb", "page.md", "remedies_energy.csv", "remedies_energy.config.json", "remedies_energy.env.json"}
+    for link in links:
+        assert (html / link).is_file(), link
+
+
+@pytest.mark.xdist_group("book")
+def test_every_chapter_page_offers_its_notebook_and_data(built_book):
+    import re
+
+    built_book.require_success()
+    for chapter in _chapters():
+        page = (built_book.html / f"{chapter}.html").read_text()
+        assert "Run this chapter" in page, chapter
+        links = re.findall(r'class="reference download" href="([^"]+)"', page)
+        assert any(link.endswith(".ipynb") for link in links), chapter
+        for link in links:
+            assert (built_book.html / Path(chapter).parent / link).resolve().is_file(), f"{chapter}: {link}"
+
+
+@pytest.mark.xdist_group("book")
+def test_api_reference_has_no_misparsed_types(built_book):
+    """Napoleon takes the text before a constant's first colon for its type; none is left."""
+    built_book.require_success()
+    api = (built_book.html / "book" / "api.html").read_text()
+    assert ">Type<" not in api
+
+
+def test_attribute_docstring_colon_is_put_back():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("api_docstrings", ROOT / "book" / "_ext" / "api_docstrings.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    after_napoleon = ["a phone and a desk.", "", ":type: Window sizes (CSS px)"]
+    assert module.restore_inline_type(after_napoleon) == ["Window sizes (CSS px): a phone and a desk."]
+    assert module.restore_inline_type(["No colon here."]) == ["No colon here."]

@@ -95,3 +95,25 @@ def test_examples_load():
     si = datasets.load_example("Si")
     assert si.species == ["Si", "Si"]
     assert np.all(np.isfinite(si.frac_coords))
+
+
+def test_book_data_finds_shipped_tables_from_any_folder(tmp_path, monkeypatch):
+    from xrdcore.datasets import book_data, book_data_names
+
+    monkeypatch.chdir(tmp_path)
+    names = book_data_names()
+    assert "retrieval_full.parquet" in names and "retrieval_full.config.json" in names
+    path = book_data("retrieval_full.parquet")
+    assert path.is_absolute() and path.is_file() and path.parent.name == "data"
+    with pytest.raises(FileNotFoundError, match="retrieval_ful.parquet.*choose one of"):
+        book_data("retrieval_ful.parquet")
+
+
+def test_the_package_declares_its_shipped_tables():
+    """pyproject.toml packages xrdcore/data/* (so an installed xrdcore has the tables)."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "data/*" in config["tool"]["setuptools"]["package-data"]["xrdcore"]

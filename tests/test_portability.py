@@ -21,13 +21,13 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.mark.parametrize("chapter", VERDICT_CHAPTERS)
-def test_verdict_chapter_executes_on_a_generic_cpu(chapter):
+def test_verdict_chapter_executes_on_a_generic_cpu(chapter, tmp_path):
     import jupytext
     import nbclient
 
     notebook = jupytext.read(ROOT / "book" / f"{chapter}.md")
     client = nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
-                                     resources={"metadata": {"path": str(ROOT / "book")}})
+                                     resources={"metadata": {"path": str(tmp_path)}})
     os.environ["XRDCORE_STATIC_WIDGETS"] = "1"  # as in the book build: kernel-free explorers
     try:
         client.execute()

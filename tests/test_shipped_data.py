@@ -8,7 +8,7 @@ import pytest
 
 from xrdcore.experiments import read_rows
 
-DATA = Path(__file__).resolve().parents[1] / "book" / "data"
+DATA = Path(__file__).resolve().parents[1] / "xrdcore" / "data"
 TABLES = sorted(DATA.glob("*.csv")) + sorted(DATA.glob("*.parquet"))
 FULL_FIELDS = ("git_commit", "git_dirty", "lock_sha256", "cpu", "numba_target_cpu", "blas", "python", "versions", "structures")
 

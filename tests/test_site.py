@@ -109,7 +109,7 @@ def _check(html, toc, **kwargs):
         results = site_check.check_site(html, toc, log=lines.append, **kwargs)
     except site_check.SiteCheckError as exc:
         pytest.fail(f"the site check cannot run: {exc}")
-    return {r.page: r for r in results}, "\n".join(lines)
+    return {(r.page, r.width): r for r in results}, "\n".join(lines)
 
 
 def test_vendored_widget_files_match_their_provenance():
@@ -129,8 +129,9 @@ def test_widget_page_renders_offline(widget_site):
     assert "_static/widgets/embed-amd.js" in page and "_static/widgets/require.js" in page
     results, report = _check(widget_site, widget_site.parent.parent / "_toc.yml", search_query="widgets")
     assert all(r.ok for r in results.values()), report
-    notes = "; ".join(results["widgets.html"].notes)
-    assert "2/2 widgets rendered" in notes and "1 animation" in notes, report
+    for width, _height in site_check.VIEWPORTS:
+        notes = "; ".join(results["widgets.html", width].notes)
+        assert "2/2 widgets rendered" in notes and "1 animation" in notes, report
 
 
 @pytest.mark.xdist_group("widget_book")
@@ -140,9 +141,17 @@ def test_site_check_catches_breakage(widget_site, tmp_path):
     page = (broken / "widgets.html").read_text()
     page = page.replace("</head>", '<script src="https://cdn.example.org/lib.js"></script><link rel="stylesheet" href="_static/missing.css"></head>', 1)
     page = re.sub(r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>', "", page, flags=re.S)
+    # Layout: a wide block in the text and the explorer squeezed into a clipping box.
+    page = page.replace('<div class="animation"', '<div style="width: 1600px">too wide</div>'
+                        '<style>div.animation { width: 120px; overflow: hidden; } '
+                        'div.animation img { max-width: none !important; }</style>'
+                        '<div class="animation"', 1)
     (broken / "widgets.html").write_text(page)
-    results, report = _check(broken, widget_site.parent.parent / "_toc.yml", pages=["widgets.html"])
-    problems = "\n".join(results["widgets.html"].problems)
+    results, report = _check(broken, widget_site.parent.parent / "_toc.yml", pages=["widgets.html"],
+                             viewports=((390, 844),))
+    problems = "\n".join(results["widgets.html", 390].problems)
+    assert "stick out of the 390 px window" in problems and "reaches 1" in problems, report
+    assert "animation #1: img" in problems and "cut off" in problems, report
     assert "non-local host (blocked): https://cdn.example.org/lib.js" in problems, report
     assert "HTTP 404" in problems and "missing.css" in problems, report
     assert "did not render" in problems, report

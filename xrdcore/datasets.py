@@ -8,6 +8,9 @@
   original structure reference. Nine labels occur more than once in that file; they
   are told apart by a suffix "-001", "-002", … in file order (AFLOW's own convention for variants).
 * pymatgen's example structures (``pymatgen/util/structures/*.json``: Si, CsCl, LiFePO4, …).
+* The book's result tables, shipped inside this package (``xrdcore/data/``, see its
+  README): :func:`book_data` finds them wherever the package is installed, so a chapter
+  runs from any working directory.
 
 Cite the library as Mehl et al., Comput. Mater. Sci. 136, S1 (2017),
 Hicks et al., Comput. Mater. Sci. 161, S1 (2019) and 199, 110450 (2021).
@@ -24,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -208,6 +212,23 @@ def load_example(name: str) -> Crystal:
         raise KeyError(f"no example structure {name!r}; choose one of {example_names()}")
     text = resources.files("pymatgen.util").joinpath("structures", f"{name}.json").read_text()
     return Crystal.from_pymatgen(Structure.from_dict(json.loads(text)))
+
+
+def book_data_names() -> list[str]:
+    """File names of the result tables shipped in ``xrdcore/data/`` (tables and their records)."""
+    folder = resources.files("xrdcore").joinpath("data")
+    return sorted(item.name for item in folder.iterdir() if item.name.endswith((".csv", ".parquet", ".json")))
+
+
+def book_data(name: str) -> Path:
+    """Path of one shipped result table (e.g. ``"retrieval_full.parquet"``) or its record.
+
+    Found through the installed package, never the working directory; ``xrdcore/data/README.md``
+    gives the command that regenerates each table.
+    """
+    if not isinstance(name, str) or name not in book_data_names():
+        raise FileNotFoundError(f"no shipped table {name!r} in xrdcore/data; choose one of {book_data_names()}")
+    return Path(str(resources.files("xrdcore").joinpath("data", name)))
 
 
 @dataclass(frozen=True)

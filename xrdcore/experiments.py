@@ -198,16 +198,16 @@ SMALL = StudyConfig(
     steps=60,
 )
 
-#: The run shipped with the book (book/data/retrieval_study.csv): four prototypes per crystal
+#: The run shipped with the book (xrdcore/data/retrieval_study.csv): four prototypes per crystal
 #: family from the ≤ 20-atom study set, every kind, magnitude, metric and parametrisation.
 SHIPPED = StudyConfig(per_family=4, seeds=(0, 1), steps=200)
 
-#: Three remedies against plain P1 and crystal-family descent (book/data/remedies_study.csv):
+#: Three remedies against plain P1 and crystal-family descent (xrdcore/data/remedies_study.csv):
 #: SHIPPED's 24 prototypes, strained cells alone ("lattice") and with displaced atoms ("both"),
 #: every strain, cosine loss, seeds 0 and 1, and the same 200-evaluation budget for every remedy.
 REMEDIES = replace(SHIPPED, kinds=("lattice", "both"), metrics=("cosine",), parametrizations=("p1", "family"),
                    remedies=("none", "continuation", "continuation:3", "multistart", "basin"))
-#: The combined objective (book/data/remedies_energy.csv), two weights. A CHGNet evaluation costs
+#: The combined objective (xrdcore/data/remedies_energy.csv), two weights. A CHGNet evaluation costs
 #: 10–100 XRD evaluations, so this arm is smaller: the first prototype of each crystal family in
 #: SHIPPED's order (all within CHGNet's elements), 2 % strain only; its "none" rows are REMEDIES'.
 REMEDIES_ENERGY = replace(
@@ -217,7 +217,7 @@ REMEDIES_ENERGY = replace(
 )
 
 
-#: The paper's regime (book/data/paper_regime.parquet): lattice noise A' = (I + σN) A with σ = 0.03 and
+#: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with σ = 0.03 and
 #: 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å 96/82/85° from
 #: a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the three metrics
 #: of the paper, P1 against crystal family and space group, on the 250-prototype study set.
