@@ -198,8 +198,11 @@ LAYOUT_PROBE = """
 () => {
   const width = document.documentElement.clientWidth;
   const clips = (el) => ['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(el).overflowX);
+  // Scroll containers of the content (code, tables, outputs, display math) count; the page's
+  // own layout boxes do not (the article may scroll sideways, which is what must not happen).
+  const layout = '.bd-article-container, .bd-main, .bd-content, .bd-container, .bd-page-width, article, main';
   const inScroller = (el) => {
-    for (let a = el.parentElement; a && a !== document.body; a = a.parentElement)
+    for (let a = el.parentElement; a && a !== document.body && !a.matches(layout); a = a.parentElement)
       if (clips(a)) return true;
     return false;
   };

@@ -142,8 +142,9 @@ def test_site_check_catches_breakage(widget_site, tmp_path):
     page = page.replace("</head>", '<script src="https://cdn.example.org/lib.js"></script><link rel="stylesheet" href="_static/missing.css"></head>', 1)
     page = re.sub(r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>', "", page, flags=re.S)
     # Layout: a wide block in the text and the explorer squeezed into a clipping box.
-    page = page.replace('<div class="animation"', '<div style="width: 1600px">too wide</div>'
-                        '<style>div.animation { width: 120px; overflow: hidden; } '
+    head, article = page.split("<article", 1)
+    page = head + "<article" + article.replace("</h1>", '</h1><div style="width: 1600px">too wide</div>', 1)
+    page = page.replace('<div class="animation"', '<style>div.animation { width: 120px; overflow: hidden; } '
                         'div.animation img { max-width: none !important; }</style>'
                         '<div class="animation"', 1)
     (broken / "widgets.html").write_text(page)
