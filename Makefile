@@ -13,7 +13,7 @@ PIP_TOOLS_VERSION := 7.6.2
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments pdf
+.PHONY: install book test test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments grade pdf
 
 # setuptools comes from the lock and builds xrdcore without an isolated (unpinned) build env.
 $(STAMP): pyproject.toml $(LOCK)
@@ -59,6 +59,16 @@ lock:
 # Course assignments (Otter-Grader): student notebooks and autograder zips in _build/assignments.
 assignments: $(STAMP)
 	$(BIN)/python book/assignments/make_assignments.py --output _build/assignments
+
+# Grade a folder of submissions into a CSV gradebook, with per-question feedback, e.g.
+# make grade ASSIGNMENT=a1_diffraction SUBMISSIONS=~/a1_submissions (after make assignments).
+ASSIGNMENT ?= a1_diffraction
+SUBMISSIONS ?= submissions
+GRADEBOOK ?= $(SUBMISSIONS)/gradebook.csv
+grade: $(STAMP)
+	@zip=$$(ls _build/assignments/$(ASSIGNMENT)/autograder/*-autograder_*.zip 2>/dev/null | head -1); \
+	test -n "$$zip" || { echo "no autograder for $(ASSIGNMENT): run 'make assignments' first" >&2; exit 1; }; \
+	$(BIN)/python book/assignments/make_assignments.py --grade-folder "$$zip" $(SUBMISSIONS) --gradebook $(GRADEBOOK)
 
 # The whole book as one PDF (_build/book.pdf): the single-page HTML build printed offline by
 # headless Chromium; executed outputs come from the same cache as the site.

@@ -160,3 +160,49 @@ def test_attribute_docstring_colon_is_put_back():
     after_napoleon = ["a phone and a desk.", "", ":type: Window sizes (CSS px)"]
     assert module.restore_inline_type(after_napoleon) == ["Window sizes (CSS px): a phone and a desk."]
     assert module.restore_inline_type(["No colon here."]) == ["No colon here."]
+
+
+@pytest.mark.xdist_group("book")
+def test_whole_book_prints_to_one_pdf(built_book):
+    """``make pdf``'s two steps on the tested build: the single-page HTML (same execution cache,
+    warnings as errors) and its offline print to PDF, with every chapter in it."""
+    import shutil
+    import subprocess
+    import sys
+
+    built_book.require_success()
+    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
+    result = subprocess.run([jupyter_book, "build", str(ROOT), "--path-output", str(built_book.folder),
+                             "--builder", "singlehtml", "--warningiserror", "--keep-going"],
+                            capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    single = built_book.folder / "_build" / "singlehtml"
+    text = (single / "index.html").read_text()
+    for chapter in _chapters():
+        label = (ROOT / f"{chapter}.md").read_text().split("\n(", 1)[1].split(")=", 1)[0]
+        assert f'id="{label}"' in text, f"{chapter} ({label}) missing from the single page"
+    pdf = built_book.folder / "book.pdf"
+    result = subprocess.run([sys.executable, str(ROOT / "book" / "_ext" / "print_pdf.py"), "--html", str(single),
+                             "--output", str(pdf)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF") and data.count(b"/Type /Page") + data.count(b"/Type/Page") > 50
+
+
+def test_time_table_follows_the_chapters():
+    """How to use this book: each chapter's exercise count is the chapter's, its reading time
+    is its length at 200 words a minute (±5 min) and its total adds 15 min per exercise (±15 min)."""
+    import re
+
+    table = (ROOT / "book" / "how_to_use.md").read_text()
+    rows = re.findall(r"^\| (\d+) \{ref\}`([\w-]+)` \| (\d+) min \| (\d+) \| ([\d¼½¾]+) h \|$", table, re.M)
+    assert len(rows) == len(_chapters())
+    fractions = {"¼": 0.25, "½": 0.5, "¾": 0.75}
+    for (number, label, reading, exercises, total), chapter in zip(rows, _chapters()):
+        text = (ROOT / f"{chapter}.md").read_text()
+        assert f"({label})=" in text, (number, label, chapter)
+        assert int(exercises) == text.count("```{exercise}"), f"{chapter}: exercise count"
+        words = len(text.split())
+        assert abs(int(reading) - words / 200) <= 5, f"{chapter}: {words} words, table says {reading} min"
+        hours = sum(fractions.get(c, 0) for c in total) + float(re.sub("[¼½¾]", "", total) or 0)
+        assert abs(60 * hours - (int(reading) + 15 * int(exercises))) <= 15, f"{chapter}: total {total} h"

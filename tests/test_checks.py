@@ -179,3 +179,162 @@ def test_check_value_against_zero():
     assert checks.check_value(0.0, 0.0)
     wrong = checks.check_value(0.1, 0.0)
     assert not wrong and "should be 0" in wrong.message  # no division by the expected value
+
+
+def test_unanswered_placeholders_say_so(silicon):
+    candidates = [(2, 0, 0), (2, 2, 2)]
+    for feedback in (checks.check_value(..., 1.0), checks.check_bragg_two_theta(..., 3.1356),
+                     checks.check_absent_reflections(..., silicon, candidates), checks.check_array(..., np.zeros(3), atol=1e-9),
+                     checks.check_width_schedule(..., 3.0, 0.1, 4), checks.check_choice(..., "ABC"),
+                     checks.check_line_plot(..., {}), checks.check_scan_basin(..., [0, 1, 2], [1, 0, 1])):
+        assert not feedback and "no answer yet" in feedback.message
+    assert "list of (h, k, l)" in checks.check_absent_reflections(5, silicon, candidates).message
+
+
+def test_choice_check():
+    assert checks.check_choice("b", "ABC") and "graded after" in checks.check_choice("b", "ABC").message
+    assert "A, B, C" in checks.check_choice("E", "ABC").message
+    assert "as a string" in checks.check_choice(2, "ABC").message
+    right = checks.check_choice(" c ", {"A": "one", "B": "two", "C": "the right one"}, correct="C")
+    assert right and "the right one" in right.message
+    wrong = checks.check_choice("A", "ABC", correct="C", reasons={"A": "look at the intervals"})
+    assert not wrong and "look at the intervals" in wrong.message
+    assert "compare it with the values you computed" in checks.check_choice("B", "ABC", correct="C").message
+
+
+def test_line_plot_check_names_the_slips():
+    from matplotlib.figure import Figure
+
+    x = np.linspace(-0.1, 0.1, 21)
+    y = x**2
+    expected = {"the scan": (100 * x, y)}
+
+    def figure(*lines, labels=True):
+        fig = Figure()
+        ax = fig.subplots()
+        for line_x, line_y in lines:
+            ax.plot(line_x, line_y)
+        if labels:
+            ax.set_xlabel("strain (%)")
+            ax.set_ylabel("loss")
+        return fig
+
+    assert checks.check_line_plot(figure((100 * x, y)), expected)
+    assert checks.check_line_plot(figure((np.arange(3), np.arange(3)), (100 * x, y)).axes[0], expected)
+    scatter = Figure()
+    ax = scatter.subplots()
+    ax.scatter(100 * x, y)
+    assert checks.check_line_plot(scatter, expected, labels=False)
+    assert "fractions where per cent is wanted" in checks.check_line_plot(figure((x, y)), expected).message
+    assert "swapped" in checks.check_line_plot(figure((y, 100 * x)), expected).message
+    assert "other y values" in checks.check_line_plot(figure((100 * x, 2 * y)), expected).message
+    assert "label both axes" in checks.check_line_plot(figure((100 * x, y), labels=False), expected).message
+    assert "draws no lines" in checks.check_line_plot(Figure(), expected).message
+    assert "no line draws the scan" in checks.check_line_plot(figure((np.arange(3), np.arange(3))), expected).message
+    assert "matplotlib Figure" in checks.check_line_plot([1, 2], expected).message
+
+
+def test_peak_ratio_check_names_multiplicity_and_lp(silicon):
+    from xrdcore import Diffractometer
+    from xrdcore.diffraction import bragg_two_theta, lorentz_polarization
+    from xrdcore.scattering import form_factor, form_factor_coefficients
+
+    def by_hand(hkl, multiplicity):  # |F|² LP m with the real form factor (the assignment's route)
+        d = 5.431 / np.linalg.norm(hkl)
+        f = form_factor(14, form_factor_coefficients("Si"), 1 / (2 * d))
+        structure_factor = f * np.sum(np.exp(2j * np.pi * silicon.frac_coords @ np.array(hkl)))
+        return multiplicity * abs(structure_factor) ** 2 * lorentz_polarization(bragg_two_theta(d))
+
+    xrd = Diffractometer("CuKa", (10, 90))
+    right = by_hand((2, 2, 0), 12) / by_hand((1, 1, 1), 8)
+    assert checks.check_peak_ratio(right, silicon, (2, 2, 0), (1, 1, 1), xrd)
+    assert checks.check_peak_ratio(right, silicon, (0, -2, 2), (1, -1, 1), xrd)  # any member of the peak
+    assert "multiplicity" in checks.check_peak_ratio(right * 8 / 12, silicon, (2, 2, 0), (1, 1, 1), xrd).message
+    lp_220, lp_111 = lorentz_polarization(bragg_two_theta(5.431 / np.sqrt([8, 3])))
+    assert "Lorentz" in checks.check_peak_ratio(right * lp_111 / lp_220, silicon, (2, 2, 0), (1, 1, 1), xrd).message
+    assert "invert" in checks.check_peak_ratio(1 / right, silicon, (2, 2, 0), (1, 1, 1), xrd).message
+    with pytest.raises(ValueError, match="no peak"):
+        checks.check_peak_ratio(right, silicon, (2, 0, 0), (1, 1, 1), xrd)  # absent: on no peak
+
+
+def test_expansion_slope_check():
+    from xrdcore import Diffractometer
+    from xrdcore.gradients import loss_and_grad, loss_value
+
+    truth = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
+    xrd = Diffractometer("CuKa", (10, 90))
+    target = xrd.pattern(truth, fwhm=0.1)
+    stretched = truth.replace(lattice=truth.lattice * 1.005)
+    step = 1e-6
+
+    def loss_at(epsilon):
+        return loss_value(stretched.replace(lattice=stretched.lattice * (1 + epsilon)), target, xrd, fwhm=0.1)
+
+    right = (loss_at(step) - loss_at(-step)) / (2 * step)  # finite differences, not the adjoint
+    assert checks.check_expansion_slope(right, stretched, target, xrd)
+    assert "flip the sign" in checks.check_expansion_slope(-right, stretched, target, xrd).message
+    assert "per cent" in checks.check_expansion_slope(right / 100, stretched, target, xrd).message
+    unweighted = loss_and_grad(stretched, target, xrd, fwhm=0.1).d_lattice.sum()
+    assert "weighting" in checks.check_expansion_slope(unweighted, stretched, target, xrd).message
+
+
+def test_accidental_fraction_check():
+    from xrdcore import Diffractometer
+    from xrdcore.overlap import cosine_split
+
+    xrd = Diffractometer("CuKa", (10, 90))
+    truth = Crystal(np.eye(3) * 4.0, [[0, 0, 0]], ["Po"])
+    wrong = truth.replace(lattice=np.eye(3) * 4.0 * np.sqrt(2))  # every shared peak an accident
+    partners, accidents = cosine_split(wrong, truth, xrd, fwhm=0.1)
+    right = accidents / (partners + accidents)
+    assert right > 0.99 and checks.check_accidental_fraction(right, wrong, truth, xrd)
+    assert "partner share" in checks.check_accidental_fraction(1 - right, wrong, truth, xrd).message
+    assert "percentage" in checks.check_accidental_fraction(100 * right, wrong, truth, xrd).message
+
+
+def test_scan_basin_and_descent_end():
+    from xrdcore.landscape import basin
+
+    offsets = np.arange(-5, 6) / 100
+    values = np.array([5, 3, 4, 2, 1, 0, 1, 3, 2, 4, 6], dtype=float)
+    assert basin(offsets, values) == pytest.approx((-0.03, 0.02))
+    assert checks.scan_descent_end(offsets, values, 0.04) == pytest.approx(0.03)  # stops at a wrong minimum
+    assert checks.scan_descent_end(offsets, values, 0.01) == pytest.approx(0.0)
+    assert checks.scan_descent_end(offsets, values, -0.05) == pytest.approx(-0.04)
+    assert checks.check_scan_basin((-3, 2), offsets, values)
+    assert checks.check_scan_basin((-0.03, 0.02), offsets, values, percent=False)
+    assert "swapped" in checks.check_scan_basin((2, -3), offsets, values).message
+    assert "fractions" in checks.check_scan_basin((-0.03, 0.02), offsets, values).message
+    assert "left end" in checks.check_scan_basin((-4, 2), offsets, values).message
+    assert "outwards" in checks.check_scan_basin((-4, 2), offsets, values).message
+    assert "inwards" in checks.check_scan_basin((-3, 1), offsets, values).message
+    assert "two ends" in checks.check_scan_basin((1, 2, 3), offsets, values).message
+
+
+def test_rate_comparison(tmp_path):
+    import csv
+
+    path = tmp_path / "runs.csv"
+    outcomes = {"a": (40, 50), "b": (5, 50), "c": (10, 50), "d": (12, 50), "e": (0, 50), "f": (0, 50)}
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["parametrization", "magnitude", "recovered"])
+        writer.writeheader()
+        for name, (hits, runs) in outcomes.items():
+            writer.writerows(dict(parametrization=name, magnitude="0.02", recovered=str(i < hits)) for i in range(runs))
+
+    def compare(first, second):
+        return checks.rate_comparison(path, dict(parametrization=first, magnitude=0.02), dict(parametrization=second, magnitude=0.02))
+
+    assert compare("a", "b") == "higher" and compare("b", "a") == "lower"
+    assert compare("c", "d") == "indistinguishable" and compare("e", "f") == "both zero"
+    with pytest.raises(ValueError, match="no runs"):
+        compare("a", "z")
+
+
+def test_preferred_candidate_and_coincidence_scale():
+    grid = np.linspace(20, 40, 1001)
+    target = np.exp(-0.5 * ((grid - 30) / 0.1) ** 2)
+    candidates = {"shifted": np.exp(-0.5 * ((grid - 30.5) / 0.1) ** 2), "scaled": 3 * target}
+    assert checks.preferred_candidate("cosine", candidates, target) == "scaled"  # cosine ignores scale
+    rock_salt = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
+    assert checks.coincidence_scale(rock_salt, (2, 2, 0), (3, 1, 1)) == pytest.approx(np.sqrt(8 / 11))

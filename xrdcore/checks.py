@@ -34,8 +34,17 @@ class Feedback:
         return f"**{'Correct' if self.correct else 'Not yet'}:** {self.message}"
 
 
+def _unanswered(answer) -> Feedback | None:
+    """Feedback for an answer still left as the ``...`` of a handed-out notebook, else None."""
+    if answer is Ellipsis:
+        return Feedback(False, "no answer yet: replace the ... with your answer and run the cell again.")
+    return None
+
+
 def _number(answer, what: str, nonfinite_hint: str):
     """``(value, None)`` for a finite number, else ``(None, Feedback)`` saying what is wrong."""
+    if (missing := _unanswered(answer)) is not None:
+        return None, missing
     try:
         value = float(answer)
     except (TypeError, ValueError):
@@ -80,8 +89,13 @@ def check_bragg_two_theta(answer, d_spacing: float, wavelength: str | float = "C
 
 def check_absent_reflections(answer, crystal: Crystal, candidates, wavelength: str | float = "CuKa") -> Feedback:
     """Check which of ``candidates`` (list of hkl) are systematically absent for ``crystal``."""
+    if (missing := _unanswered(answer)) is not None:
+        return missing
     candidates = [tuple(int(i) for i in hkl) for hkl in candidates]
-    given = {tuple(int(i) for i in hkl) for hkl in answer}
+    try:
+        given = {tuple(int(i) for i in hkl) for hkl in answer}
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected a list of (h, k, l) tuples, e.g. [(1, 0, 0)], got {answer!r}")
     unknown = given - set(candidates)
     if unknown:
         return Feedback(False, f"{sorted(unknown)} is not among the reflections asked about: {candidates}")
@@ -116,6 +130,8 @@ def check_lorentz_polarization_ratio(answer, two_theta_low: float, two_theta_hig
 
 def check_array(answer, expected, atol: float, what: str = "array") -> Feedback:
     """Compare an array with the expected one within an absolute tolerance; name the components that differ."""
+    if (missing := _unanswered(answer)) is not None:
+        return missing
     try:
         value = np.asarray(answer, dtype=float)
     except (TypeError, ValueError):
@@ -202,6 +218,9 @@ def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, 
     from .parametrize import lattice_only
     from .perturb import perturb
 
+    _, problem = _number(answer, "a number", "check for a division by zero or arcsin of a number > 1")
+    if problem is not None:  # the same feedback check_value gives, without running the retrievals
+        return problem
     diffractometer = Diffractometer("CuKa", (10, 90))
     target = diffractometer.pattern(crystal, fwhm=0.1)
     start = perturb(crystal, strain=strain, seed=seed)
@@ -213,12 +232,18 @@ def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, 
     return check_value(answer, final_loss(method), rel=1e-6, slips=slips)
 
 
-def check_coincidence_scale(answer, crystal: Crystal, moving_hkl, fixed_hkl) -> Feedback:
-    """Check the isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
+def coincidence_scale(crystal: Crystal, moving_hkl, fixed_hkl) -> float:
+    """The isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
     ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
     reciprocal = np.linalg.inv(np.asarray(crystal.lattice, dtype=float)).T
     d_moving, d_fixed = (1 / np.linalg.norm(np.asarray(hkl, dtype=float) @ reciprocal) for hkl in (moving_hkl, fixed_hkl))
-    expected = d_fixed / d_moving  # d scales with the cell: s · d_moving = d_fixed
+    return float(d_fixed / d_moving)  # d scales with the cell: s · d_moving = d_fixed
+
+
+def check_coincidence_scale(answer, crystal: Crystal, moving_hkl, fixed_hkl) -> Feedback:
+    """Check the isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
+    ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
+    expected = coincidence_scale(crystal, moving_hkl, fixed_hkl)
     slips = {
         "invert the ratio (scale the fixed reflection instead)": 1 / expected,
         "compare squared d-spacings": expected**2,
@@ -329,6 +354,8 @@ def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) ->
     ``fwhm`` in ``stages`` stages (:func:`xrdcore.optimize.width_schedule`)."""
     from .optimize import width_schedule
 
+    if (missing := _unanswered(answer)) is not None:
+        return missing
     expected = np.array([width for width, _ in width_schedule(start_fwhm, fwhm, stages, stages)])
     try:
         value = np.asarray(answer, dtype=float).ravel()
@@ -388,3 +415,230 @@ def check_remedy_rate(answer, path, remedy: str, kind: str, parametrization: str
     }
     slips = {mistake: value for mistake, value in slips.items() if value is not None and not np.isclose(value, expected)}
     return check_value(answer, expected, rel=1e-9, slips=slips)
+
+
+# ------------------------------------------------------------ course assignments
+def check_choice(answer, options, correct: str | None = None, reasons: dict | None = None) -> Feedback:
+    """Check a multiple-choice answer, a letter given as a string, against ``options`` (the
+    letters, e.g. ``"ABCD"``, or a dict letter → statement). Without ``correct`` it only says
+    whether the answer is one of the options (the public check of a choice whose right option
+    is graded after submission); ``reasons`` maps a wrong option to what it overlooks."""
+    if (missing := _unanswered(answer)) is not None:
+        return missing
+    letters = list(options)
+    choice = answer.strip().upper() if isinstance(answer, str) else None
+    if choice not in letters:
+        return Feedback(False, f"expected one of the letters {', '.join(letters)} as a string, e.g. \"{letters[0]}\"; got {answer!r}.")
+    if correct is None:
+        return Feedback(True, f"({choice}) is one of the options; whether it is the right one is graded after you submit.")
+    if choice == correct:
+        statement = f" {options[choice]}" if isinstance(options, dict) else ""
+        return Feedback(True, f"({choice}) is right.{statement}")
+    reason = (reasons or {}).get(choice, "compare it with the values you computed")
+    return Feedback(False, f"({choice}) is not what the results show: {reason}.")
+
+
+def _plotted_lines(figure):
+    """``[(axes, x, y), …]`` for every line (``Axes.plot``, ``Axes.errorbar``) and point set
+    (``Axes.scatter``) of a Figure, an Axes or a sequence of Axes; None for anything else."""
+    from matplotlib.axes import Axes
+    from matplotlib.collections import PathCollection
+    from matplotlib.figure import Figure
+
+    if isinstance(figure, Figure):
+        axes = list(figure.axes)
+    elif isinstance(figure, Axes):
+        axes = [figure]
+    elif isinstance(figure, (list, tuple, np.ndarray)) and all(isinstance(a, Axes) for a in np.ravel(figure)):
+        axes = list(np.ravel(figure))
+    else:
+        return None
+    found = []
+    for ax in axes:
+        data = [(line.get_xdata(), line.get_ydata()) for line in ax.lines]
+        data += [tuple(np.asarray(c.get_offsets()).T) for c in ax.collections
+                 if isinstance(c, PathCollection) and len(c.get_offsets())]
+        for x, y in data:
+            try:
+                found.append((ax, np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()))
+            except (TypeError, ValueError):
+                continue  # dates or categories: not a numeric line
+    return found
+
+
+def check_line_plot(figure, expected: dict, rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True) -> Feedback:
+    """Check that a matplotlib figure (or Axes) draws every expected line: ``expected`` maps a
+    description to the ``(x, y)`` data its line must have, in any order and any style (a
+    marker-only line or a scatter counts). With ``labels`` the Axes drawing them must have an
+    x and a y label. Names the usual slips: per cent against fractions, x and y swapped, a line
+    with the right positions but other values."""
+    if (missing := _unanswered(figure)) is not None:
+        return missing
+    lines = _plotted_lines(figure)
+    if lines is None:
+        return Feedback(False, f"expected a matplotlib Figure (fig, ax = plt.subplots()), got {type(figure).__name__}.")
+    if not lines:
+        return Feedback(False, "the figure draws no lines: plot the data with ax.plot (or ax.scatter).")
+
+    def same(a, b):
+        return a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=atol)
+
+    drawn_on = []
+    for name, (x, y) in expected.items():
+        x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+        match = next((ax for ax, lx, ly in lines if same(lx, x) and same(ly, y)), None)
+        if match is not None:
+            drawn_on.append(match)
+            continue
+        for _, lx, ly in lines:
+            if same(lx, y) and same(ly, x):
+                return Feedback(False, f"the line for {name} has x and y swapped.")
+            if same(ly, y):
+                for factor, unit in ((100, "per cent where fractions are wanted"), (0.01, "fractions where per cent is wanted")):
+                    if same(lx, factor * x):
+                        return Feedback(False, f"the line for {name} has its x values in {unit}.")
+                return Feedback(False, f"a line has the y values of {name}, but not its x values.")
+            if same(lx, x):
+                for factor, unit in ((100, "per cent where fractions are wanted"), (0.01, "fractions where per cent is wanted")):
+                    if same(ly, factor * y):
+                        return Feedback(False, f"the line for {name} has its y values in {unit}.")
+                index = int(np.flatnonzero(~np.isclose(ly, y, rtol=rtol, atol=atol))[0])
+                return Feedback(False, f"a line has the x values of {name} but other y values, e.g. "
+                                       f"{ly[index]:.6g} instead of {y[index]:.6g} at x = {x[index]:.6g}.")
+        lengths = sorted({len(lx) for _, lx, _ in lines})
+        return Feedback(False, f"no line draws {name} ({len(x)} points; the figure's lines have {lengths} points).")
+    if labels:
+        for ax in drawn_on:
+            if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
+                return Feedback(False, "the lines are right; now label both axes, with units (ax.set_xlabel, ax.set_ylabel).")
+    return Feedback(True, f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else "."))
+
+
+def check_peak_ratio(answer, crystal: Crystal, hkl, reference_hkl, diffractometer: Diffractometer) -> Feedback:
+    """Check the intensity ratio of the peak holding reflection ``hkl`` to the peak holding
+    ``reference_hkl`` in ``crystal``'s stick pattern (symmetry-equivalent reflections merged,
+    :meth:`~xrdcore.Diffractometer.peaks`); names the slips of leaving out the multiplicity or the
+    Lorentz-polarisation factor, and of inverting the ratio."""
+    peaks = diffractometer.peaks(crystal)
+
+    def peak_of(wanted):
+        wanted = np.asarray(wanted)
+        for index, members in enumerate(peaks.hkls):
+            if np.any(np.all(members == wanted, axis=1) | np.all(members == -wanted, axis=1)):
+                return index
+        raise ValueError(f"no peak of the pattern holds reflection {tuple(wanted)}")
+
+    i, j = peak_of(hkl), peak_of(reference_hkl)
+    expected = float(peaks.intensity[i] / peaks.intensity[j])
+    lp_i, lp_j = lorentz_polarization(peaks.two_theta[[i, j]])
+    single = expected * peaks.multiplicity[j] / peaks.multiplicity[i]
+    slips = {
+        "leave out the multiplicity (how many symmetry-equivalent reflections add up in each peak)": single,
+        "leave out the Lorentz-polarisation factor": expected * lp_j / lp_i,
+        "leave out both the multiplicity and the Lorentz-polarisation factor": single * lp_j / lp_i,
+        "invert the ratio": 1 / expected,
+    }
+    return check_value(answer, expected, rel=1e-4, slips=slips)
+
+
+def check_expansion_slope(answer, crystal: Crystal, target, diffractometer: Diffractometer, metric: str = "cosine", fwhm: float = 0.1) -> Feedback:
+    """Check dL/dε at ε = 0 for the isotropic expansion A → (1 + ε)A of ``crystal``'s lattice
+    rows A, from the adjoint lattice gradient: dL/dε = Σ (∂L/∂A) ⊙ A."""
+    from .gradients import loss_and_grad
+
+    d_lattice = loss_and_grad(crystal, target, diffractometer, metric=metric, fwhm=fwhm).d_lattice
+    lattice = np.asarray(crystal.lattice, dtype=float)
+    expected = float(np.sum(d_lattice * lattice))
+    slips = {
+        "add up ∂L/∂A without weighting each component by the lattice A": float(d_lattice.sum()),
+        "take the trace of (∂L/∂A)·A: the sum runs over matching components, the trace of (∂L/∂A)·Aᵀ": float(np.trace(d_lattice @ lattice)),
+        "flip the sign": -expected,
+        "give the slope per per cent of strain instead of per unit strain": expected / 100,
+    }
+    return check_value(answer, expected, rel=1e-4, slips=slips)
+
+
+def check_accidental_fraction(answer, candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1) -> Feedback:
+    """Check the share of ``candidate``'s cosine overlap with ``truth`` that comes from
+    accidental reflection pairs (:func:`xrdcore.overlap.overlap_report`)."""
+    from .overlap import cosine_split, overlap_report
+
+    expected = overlap_report(candidate, truth, diffractometer, fwhm).accidental_fraction
+    partner_part, accidental_part = cosine_split(candidate, truth, diffractometer, fwhm)
+    slips = {
+        "give the partner share instead of the accidental one": 1 - expected,
+        "give the accidental part of the cosine itself, not its share of the cosine": accidental_part,
+        "give a percentage instead of a fraction": 100 * expected,
+    }
+    return check_value(answer, expected, rel=1e-3, slips=slips)
+
+
+def preferred_candidate(metric: str, candidates: dict, target, two_theta=None) -> str:
+    """The name of the candidate pattern (``candidates``: name → pattern) with the lowest
+    ``metric`` loss (:func:`xrdcore.similarity.loss`) against ``target``."""
+    from .similarity import loss
+
+    return min(candidates, key=lambda name: loss(metric, candidates[name], target, two_theta)[0])
+
+
+def scan_descent_end(offsets, values, at: float) -> float:
+    """Where descent along a sampled 1-D scan started at ``at`` stops: from the sample nearest
+    to ``at``, step to the lower neighbour while one is lower (the walk
+    :func:`xrdcore.landscape.basin` makes), and return that sample's offset."""
+    offsets = np.asarray(offsets, dtype=float)
+    values = np.asarray(values, dtype=float)
+    i = int(np.argmin(np.abs(offsets - at)))
+    while True:
+        lower = [k for k in (i - 1, i + 1) if 0 <= k < len(values) and values[k] < values[i]]
+        if not lower:
+            return float(offsets[i])
+        i = min(lower, key=lambda k: values[k])
+
+
+def check_scan_basin(answer, offsets, values, at: float = 0.0, percent: bool = True) -> Feedback:
+    """Check the interval (left, right) around ``at`` from which descent along a sampled scan
+    reaches the minimum nearest to ``at`` (:func:`xrdcore.landscape.basin`), in per cent of the
+    offsets by default."""
+    from .landscape import basin
+
+    if (missing := _unanswered(answer)) is not None:
+        return missing
+    scale = 100 if percent else 1
+    unit = " %" if percent else ""
+    expected = scale * np.array(basin(offsets, values, at))
+    try:
+        value = np.asarray(answer, dtype=float).ravel()
+    except (TypeError, ValueError):
+        return Feedback(False, f"expected the two ends (left, right) as numbers, got {answer!r}")
+    if value.shape != (2,):
+        return Feedback(False, f"expected the two ends (left, right) of the interval, got {value.size} number(s).")
+    tolerance = 1e-6 * scale
+    if np.allclose(value, expected, rtol=0, atol=tolerance):
+        return Feedback(True, f"the basin runs from {expected[0]:+.4g}{unit} to {expected[1]:+.4g}{unit}.")
+    if np.allclose(value, expected[::-1], rtol=0, atol=tolerance):
+        return Feedback(False, "the ends are swapped: give (left, right), the smaller offset first.")
+    if percent and np.allclose(value, expected / 100, rtol=0, atol=1e-8):
+        return Feedback(False, "those are fractions; give the ends in per cent of strain.")
+    side, got, wanted = next((side, got, wanted) for side, got, wanted in zip(("left", "right"), value, expected)
+                             if not np.isclose(got, wanted, rtol=0, atol=tolerance))
+    direction = "outwards" if abs(got - scale * at) > abs(wanted - scale * at) else "inwards"
+    return Feedback(False, f"the {side} end {got:+.4g}{unit} lies too far {direction}: the basin ends at the "
+                           "first sample past which the loss stops rising (a local maximum or the scan's end).")
+
+
+def rate_comparison(path, first: dict, second: dict, column: str = "recovered") -> str:
+    """How the rate of ``column`` among the runs matching ``first`` compares with that among the
+    runs matching ``second`` in a results file, judged by their 95 % Wilson intervals:
+    "higher" or "lower" (intervals apart), "indistinguishable" (they overlap) or "both zero"."""
+    from .experiments import rate_where
+
+    a, b = rate_where(path, column, **first), rate_where(path, column, **second)
+    if a is None or b is None:
+        raise ValueError(f"{path} has no runs matching {first if a is None else second}")
+    if a.matches == 0 and b.matches == 0:
+        return "both zero"
+    if a.low > b.high:
+        return "higher"
+    if a.high < b.low:
+        return "lower"
+    return "indistinguishable"

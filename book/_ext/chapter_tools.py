@@ -51,10 +51,18 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
         link(pathto(f"_sources/{pagename}.md", 1), f"<code>{stem}.md</code>")
         + " — its MyST Markdown source (opens as a notebook with jupytext)",
     ]
-    tables = tables_read(source.read_text(encoding="utf8"))
+    files = tables_read(source.read_text(encoding="utf8"))
+    tables = [name for name in files if not name.endswith(".json")]
     if tables:
-        items.append("the data it reads: " + ", ".join(
-            link(pathto(f"_downloads/data/{name}", 1), f"<code>{name}</code>") for name in tables))
+        def entry(name: str) -> str:
+            stem = name.rsplit(".", 1)[0]
+            records = [link(pathto(f"_downloads/data/{stem}{suffix}", 1), text)
+                       for suffix, text in ((".config.json", "config"), (".env.json", "environment"))
+                       if f"{stem}{suffix}" in files]
+            return (link(pathto(f"_downloads/data/{name}", 1), f"<code>{name}</code>")
+                    + (f" ({', '.join(records)})" if records else ""))
+
+        items.append("the data it reads: " + "; ".join(entry(name) for name in tables))
     repository = app.config.html_theme_options.get("repository_url", "")
     branch = app.config.html_theme_options.get("repository_branch", "") or "main"
     if repository:
