@@ -100,7 +100,7 @@ class Prototype:
 @lru_cache(maxsize=1)
 def _raw_entries() -> dict[str, dict]:
     # The file, not the package: importing pymatgen.analysis.prototypes rebuilds all 288 structures.
-    path = resources.files("pymatgen").joinpath("analysis", "prototypes", "aflow_prototypes.json.gz")
+    path = resources.files("pymatgen").joinpath("analysis").joinpath("prototypes").joinpath("aflow_prototypes.json.gz")
     with path.open("rb") as handle:
         entries = json.loads(gzip.decompress(handle.read()))
     repeats = Counter(entry["tags"]["aflow"] for entry in entries)
