@@ -9,6 +9,10 @@ Found by ``make site-check`` (tests/site_check.py) on the Jupyter Book 1.x stack
   which names a CDN (unpkg), lands on every page: it is left out when thebe is off.
 * pydata-sphinx-theme logs "Got invalid theme mode" on a reader's first visit unless a default
   colour mode is set: ``default_mode = "auto"`` (what the theme falls back to anyway).
+* The single-page build (``make pdf``) fails on folded cells ("unknown node type:
+  HideCodeCellNode"): myst-nb registers its HTML visitors for the ``html`` builder only, and
+  Sphinx falls back from ``singlehtml`` to them only when no extension registered any
+  ``singlehtml`` visitor. Every ``html`` visitor missing for ``singlehtml`` is copied over.
 """
 
 from __future__ import annotations
@@ -41,7 +45,15 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = kept
 
 
+def _singlehtml_visitors(app):
+    handlers = app.registry.translation_handlers
+    single = handlers.setdefault("singlehtml", {})
+    for node, visitors in handlers.get("html", {}).items():
+        single.setdefault(node, visitors)
+
+
 def setup(app):
+    app.connect("builder-inited", _singlehtml_visitors)
     app.connect("config-inited", _default_mode)
     # After every other handler (priority 500) has added its page scripts.
     app.connect("html-page-context", _clean_scripts, priority=900)
