@@ -211,3 +211,30 @@ def test_time_table_follows_the_chapters():
         assert abs(int(reading) - words / 200) <= 5, f"{chapter}: {words} words, table says {reading} min"
         hours = sum(fractions.get(c, 0) for c in total) + float(re.sub("[¼½¾]", "", total) or 0)
         assert abs(60 * hours - (int(reading) + 15 * int(exercises))) <= 15, f"{chapter}: total {total} h"
+
+
+def _code_cells(chapter):
+    """(cell, inside an exercise solution) for every code cell of a chapter."""
+    import jupytext
+
+    in_solution = False
+    for cell in jupytext.read(ROOT / f"{chapter}.md").cells:
+        if cell.cell_type == "markdown":
+            start, end = cell.source.rfind("{solution-start}"), cell.source.rfind("{solution-end}")
+            if start >= 0 or end >= 0:
+                in_solution = start > end
+        else:
+            yield cell, in_solution
+
+
+def test_chapter_code_reads_like_a_textbook():
+    """Code lines fit 88 characters, and the checks that guard the prose are folded away
+    (remove-input) rather than shown: a visible assert appears only in a solution."""
+    for chapter in _chapters():
+        for cell, in_solution in _code_cells(chapter):
+            long = [line for line in cell.source.splitlines() if len(line) > 88]
+            assert not long, f"{chapter}: code line over 88 characters: {long[0]!r}"
+            hidden = set(cell.metadata.get("tags", [])) & {"remove-input", "remove-cell", "hide-input"}
+            if not hidden and not in_solution:
+                shown = [line for line in cell.source.splitlines() if line.lstrip().startswith("assert ")]
+                assert not shown, f"{chapter}: a visible assert outside the solutions: {shown[0]!r}"
