@@ -32,6 +32,8 @@ def test_every_chapter_ends_with_checked_exercises():
     for chapter in chapters:
         text = (ROOT / f"{chapter}.md").read_text()
         assert "## Exercises" in text, f"{chapter} has no Exercises section"
+        for section in ("## Key takeaways", "## Try it yourself"):
+            assert section in text.split("## Exercises", 1)[0], f"{chapter} has no {section[3:]} before its exercises"
         exercises = text.split("## Exercises", 1)[1]
         assert exercises.count("```{exercise}") >= 2, f"{chapter}: fewer than two exercises"
         assert exercises.count("```{solution-start}") == exercises.count("```{exercise}")
