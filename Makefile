@@ -100,9 +100,12 @@ serve:
 	$(BIN)/python -m http.server --bind 127.0.0.1 --directory $(HTML) $(PORT)
 
 # Run the chapters with a live kernel: the .md chapters open as notebooks (jupytext).
+# LAB_ARGS passes options to JupyterLab (e.g. LAB_ARGS=--no-browser); as root (a container)
+# --allow-root is added, since JupyterLab refuses root otherwise.
+LAB_ARGS ?=
 lab: $(STAMP)
 	$(BIN)/python -m pip install --quiet --no-build-isolation -c $(LOCK) -e ".[lab]"
-	$(BIN)/jupyter lab --notebook-dir=book
+	$(BIN)/jupyter lab --notebook-dir=book $(LAB_ARGS) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
 	cd benchmarks && ../$(BIN)/python bench_peaks.py && ../$(BIN)/python bench_gradients.py && ../$(BIN)/python bench_batch.py && ../$(BIN)/python bench_study.py && ../$(BIN)/python bench_fastmath.py
