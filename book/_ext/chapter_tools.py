@@ -18,8 +18,9 @@ import re
 import shutil
 from pathlib import Path
 
+from xrdcore.datasets import book_data, book_data_names
+
 CSS = Path(__file__).resolve().parents[1] / "_static" / "css"
-DATA = Path(__file__).resolve().parents[2] / "xrdcore" / "data"
 #: ``book_data("retrieval_full.parquet")`` in a chapter's source names a table it reads.
 BOOK_DATA_CALL = re.compile(r"""book_data\(\s*["']([^"']+)["']\s*\)""")
 
@@ -34,11 +35,12 @@ def _notebook_source(app, docname: str) -> Path | None:
 
 def tables_read(source: str) -> list[str]:
     """Shipped tables a chapter reads, with the records beside them, in order of first use."""
+    shipped = set(book_data_names())
     files: list[str] = []
     for name in dict.fromkeys(BOOK_DATA_CALL.findall(source)):
         stem = name.rsplit(".", 1)[0]
         files += [name] + [f"{stem}{suffix}" for suffix in (".config.json", ".env.json")
-                           if (DATA / f"{stem}{suffix}").is_file()]
+                           if f"{stem}{suffix}" in shipped]
     return files
 
 
@@ -102,7 +104,7 @@ def _copy_downloads(app, exception):
         for name in tables_read(source.read_text(encoding="utf8")):
             target = outdir / "_downloads" / "data" / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(DATA / name, target)
+            shutil.copyfile(book_data(name), target)
 
 
 def _stylesheet(app, config):
