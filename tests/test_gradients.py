@@ -140,7 +140,8 @@ def test_adjoint_kernels_match_reference(rng):
     types, *tables = scatterer_types(crystal)
     f, f_slope = reference.form_factor_tables(g, *tables)
     d_i, d_c = rng.standard_normal(len(g)), rng.standard_normal(len(g))
-    args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, types, f, f_slope, d_i, d_c)
+    sums = reference.structure_factor_sums(hkl, crystal.frac_coords, crystal.occupancies, types, len(tables[0]))
+    args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, types, f, f_slope, *sums, d_i, d_c)
     for fast, slow in zip(cpu.reflection_intensities_adjoint(*args), reference.reflection_intensities_adjoint(*args)):
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9 * np.abs(slow).max())
     grid = np.linspace(10, 40, 1501)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from xrdcore import datasets
-from xrdcore.batch import BatchLoss, uniform_step
+from xrdcore.batch import BatchLoss
+from xrdcore.profiles import uniform_step
 from xrdcore.batch_optimize import descend_batch
 from xrdcore.diffraction import Diffractometer
 from xrdcore.experiments import (

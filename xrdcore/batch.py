@@ -29,15 +29,6 @@ from .similarity import loss_batch
 DEVICE_METRICS = ("cosine",)
 
 
-def uniform_step(grid) -> float:
-    """The spacing (deg) of a uniform ascending grid (to 1e-9 relative), else 0."""
-    steps = np.diff(np.asarray(grid, dtype=float))
-    if len(steps) == 0:
-        return 0.0
-    step = float(steps.mean())
-    return step if np.ptp(steps) <= 1e-9 * step else 0.0
-
-
 class BatchLoss:
     """Batched ``loss_and_grad`` for structures with ``template``'s species.
 
@@ -91,7 +82,7 @@ class BatchLoss:
         )
         self._scalars = (cast(self.wavelength), cast(fwhm), cast(self.setup.eta), cast(self.setup.window))
         self._max_index = batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
-        self._step = cast(uniform_step(self.setup.grid))
+        self._step = cast(self.setup.step)
         self._g_window = tuple(cast(g) for g in diffractometer.g_window(self.setup.two_theta_range))
         if self.backend == "cuda":
             from .kernels import cuda as cuda_kernels

@@ -28,7 +28,7 @@ import numpy as np
 
 from .crystal import Crystal, element_symbol
 from .kernels import cpu, select_backend
-from .profiles import default_window, peak_widths, resolve_shape
+from .profiles import default_window, peak_widths, resolve_shape, uniform_step
 from .scattering import form_factor_coefficients, resolve_wavelength
 
 #: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).
@@ -107,7 +107,9 @@ class PeakList:
         return 2 * np.diff(self._member_start)
 
     def __repr__(self) -> str:
-        return f"PeakList({len(self)} peaks, 2θ {self.two_theta.min(initial=np.nan):.3f}–{self.two_theta.max(initial=np.nan):.3f}°)"
+        if len(self) == 0:
+            return "PeakList(0 peaks)"
+        return f"PeakList({len(self)} peaks, 2θ {self.two_theta.min():.3f}–{self.two_theta.max():.3f}°)"
 
 
 @lru_cache(maxsize=None)
@@ -133,10 +135,10 @@ def scatterer_types(crystal: Crystal):
     return crystal.derived["scatterer_types"]
 
 
-def starts_peak(two_theta) -> np.ndarray:
+def starts_peak(two_theta, tolerance: float = TWO_THETA_TOL) -> np.ndarray:
     """For 2θ sorted ascending (deg): True where a reflection opens a new peak, i.e. its 2θ
-    rounds to another multiple of ``TWO_THETA_TOL`` than its predecessor's (pymatgen's rule)."""
-    bins = np.round(np.asarray(two_theta) / TWO_THETA_TOL).astype(np.int64)
+    rounds to another multiple of ``tolerance`` than its predecessor's (pymatgen's rule)."""
+    bins = np.round(np.asarray(two_theta) / tolerance).astype(np.int64)
     new_peak = np.ones(len(bins), dtype=bool)
     np.not_equal(bins[1:], bins[:-1], out=new_peak[1:])
     return new_peak
@@ -185,6 +187,9 @@ class Diffractometer:
         if not (np.isfinite(step) and step > 0):
             raise ValueError(f"step must be a positive number of degrees, got {step}")
         self.step = float(step)
+        self._setups: dict = {}  # profile_setup's results on the default grid, by settings
+        self._g_windows: dict = {}  # g_window's results, by 2θ range
+        self._g_window = self.g_window(self.two_theta_range)
 
     def __repr__(self) -> str:
         lo, hi = self.two_theta_range
@@ -198,20 +203,21 @@ class Diffractometer:
 
     # ---------------------------------------------------------------- reflections
     def g_window(self, two_theta_range) -> tuple[float, float]:
-        """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ."""
+        """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ (kept per range)."""
         lo, hi = _check_range(two_theta_range)
-        return tuple(2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
+        if (lo, hi) not in self._g_windows:
+            self._g_windows[lo, hi] = tuple(2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
+        return self._g_windows[lo, hi]
 
     def enumerate_hkl(self, lattice, g_min: float, g_max: float):
         """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order."""
-        index_bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1)).astype(np.int64)
-        return self._kernels.half_space_reflections(np.linalg.inv(lattice).T, index_bounds, g_min, g_max)
+        return self._kernels.reflection_list(lattice, g_min, g_max)
 
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
         _check_crystal(crystal)
-        window = self.two_theta_range if two_theta_range is None else two_theta_range
-        hkl, g = self.enumerate_hkl(crystal.lattice, *self.g_window(window))
+        g_window = self._g_window if two_theta_range is None else self.g_window(two_theta_range)
+        hkl, g = self.enumerate_hkl(crystal.lattice, *g_window)
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
@@ -221,39 +227,23 @@ class Diffractometer:
         return two_theta, intensity
 
     def intensities_and_form_factors(self, crystal: Crystal, hkl, g):
-        """:meth:`intensities`, plus the per-type form-factor tables (values and d/ds, each
-        (M, T)) that the gradient's backward pass reuses."""
+        """:meth:`intensities`, plus what the gradient's backward pass reuses: the per-type
+        form-factor tables (values and d/ds) and structure-factor sums (real, imaginary), each (M, T)."""
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
-            form_factor, form_factor_slope = self._kernels.form_factor_tables(g, *type_tables)
-            two_theta, intensity = self._kernels.reflection_intensities(
-                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, form_factor
+            two_theta, intensity, *saved = self._kernels.structure_intensities(
+                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, *type_tables
             )
-        return two_theta, intensity, (form_factor, form_factor_slope)
+        return two_theta, intensity, tuple(saved)
 
     # ---------------------------------------------------------------- stick pattern
     def peaks(self, crystal: Crystal) -> PeakList:
         """Merged, scaled stick pattern, peak for peak what pymatgen's ``get_pattern`` returns."""
         refl = self.reflections(crystal)
-        if len(refl.g) == 0:
-            return PeakList.empty()
-        start = np.flatnonzero(starts_peak(refl.two_theta))
-        merged = np.add.reduceat(refl.intensity, start)
-        if merged.max() <= 0:  # every reflection extinct
-            return PeakList.empty()
-        scaled = merged * (100.0 / merged.max())
-        keep = scaled > SCALED_INTENSITY_TOL
-        members_per_peak = np.diff(np.append(start, len(refl.g)))
-        member_start = np.zeros(keep.sum() + 1, dtype=np.int64)
-        np.cumsum(members_per_peak[keep], out=member_start[1:])
-        first = start[keep]
-        return PeakList(
-            refl.two_theta[first],
-            scaled[keep],
-            1.0 / refl.g[first],
-            refl.hkl[np.repeat(keep, members_per_peak)],
-            member_start,
+        first, scaled, member_start, members = self._kernels.merge_peaks(
+            refl.two_theta, refl.intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL
         )
+        return PeakList(refl.two_theta[first], scaled, 1.0 / refl.g[first], refl.hkl[members], member_start)
 
     # ---------------------------------------------------------------- profile
     def pattern(
@@ -285,7 +275,17 @@ class Diffractometer:
         return profile
 
     def profile_setup(self, two_theta=None, fwhm=0.1, shape="gaussian", eta=None, window=None) -> ProfileSetup:
-        """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid."""
+        """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid.
+
+        On the default grid the result is kept per (fwhm, shape, eta, window), so repeated
+        calls (a descent's every step) validate nothing again."""
+        key = None
+        if two_theta is None:
+            key = (fwhm if np.ndim(fwhm) == 0 else tuple(np.ravel(fwhm)), shape, eta, window)
+            try:
+                return self._setups[key]
+            except (KeyError, TypeError):  # not yet made, or an unhashable setting (validated below)
+                pass
         grid = self.two_theta if two_theta is None else np.asarray(two_theta, dtype=float)
         if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
             raise ValueError("two_theta grid must be a non-empty 1-D array of finite angles in degrees")
@@ -300,7 +300,14 @@ class Diffractometer:
         hi = min(grid[-1] + reach, MAX_TWO_THETA)
         if lo >= hi:
             raise ValueError(f"two_theta grid {grid[0]}–{grid[-1]}° lies outside 0–{MAX_TWO_THETA}°")
-        return ProfileSetup(grid, fwhm, eta, window, reach, (lo, hi))
+        setup = ProfileSetup(grid, fwhm, eta, window, reach, (lo, hi), uniform_step(grid))
+        if key is not None:
+            grid.flags.writeable = False  # shared by every later call with these settings
+            try:
+                self._setups[key] = setup
+            except TypeError:
+                pass
+        return setup
 
 
 @dataclass(frozen=True)
@@ -318,12 +325,13 @@ class ProfileSetup:
     window: float
     reach: float
     two_theta_range: tuple[float, float]
+    step: float = 0.0  # the grid's uniform spacing (deg), 0 if it is not uniform
 
     def profile(self, kernels, centres, intensities) -> np.ndarray:
         """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
         widths = peak_widths(self.fwhm, centres)
         with cpu.threads_for(self.work(len(centres))):
-            return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta, self.window)
+            return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta, self.window, self.step)
 
     def work(self, n_peaks: int) -> int:
         """Peak-shape evaluations of one profile: peaks × grid points per window."""

@@ -62,17 +62,15 @@ class ReflectionSet:
 
     def covers(self, lattice) -> bool:
         """True when no reflection of ``lattice`` inside ``g_window`` can be missing from the set."""
-        return bool(required_margin(self.lattice, np.asarray(lattice, float)[None])[0] <= self.margin)
+        return bool(required_margin(self.lattice, lattice)[0] <= self.margin)
 
 
 def required_margin(reference, lattices) -> np.ndarray:
     """(B,) smallest relative margin of a reflection set enumerated at ``reference`` (3, 3) that
     is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
-    max(1/s_min − 1, 1 − 1/s_max) (the condition of :class:`ReflectionSet`; one batched SVD)."""
-    lattices = np.asarray(lattices, dtype=float)
-    transforms = np.linalg.solve(lattices, np.broadcast_to(np.asarray(reference, dtype=float), lattices.shape))
-    singular_values = np.linalg.svd(transforms, compute_uv=False)
-    return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
+    max(1/s_min − 1, 1 − 1/s_max) (the condition of :class:`ReflectionSet`)."""
+    lattices = np.ascontiguousarray(lattices, dtype=float)
+    return cpu.required_margins(np.ascontiguousarray(reference, dtype=float), lattices.reshape(-1, 3, 3))
 
 
 def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, margin: float = DEFAULT_MARGIN) -> ReflectionSet:
@@ -82,10 +80,6 @@ def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, mar
     g_min, g_max = diffractometer.g_window(two_theta_range)
     hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin))
     return ReflectionSet(hkl, np.array(lattice, dtype=float), margin, (g_min, g_max))
-
-
-def _g_lengths(lattice, hkl):
-    return np.linalg.norm(hkl @ np.linalg.inv(lattice).T, axis=1)
 
 
 def _target_pattern(target, diffractometer, setup):
@@ -134,13 +128,14 @@ def loss_and_grad(
     widths = np.full(len(forward.g), float(fwhm))
     with cpu.threads_for(setup.work(len(forward.g))):
         d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
-            setup.grid, forward.two_theta, forward.intensity, widths, setup.eta, setup.window, forward.d_pattern
+            setup.grid, forward.two_theta, forward.intensity, widths, setup.eta, setup.window, forward.d_pattern,
+            setup.step,
         )
     scatterer_type, *_ = scatterer_types(crystal)
     with cpu.threads_for(len(forward.g) * len(crystal)):
         d_frac, d_g = kernels.reflection_intensities_adjoint(
             forward.hkl, forward.g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies,
-            scatterer_type, forward.form_factor, forward.form_factor_slope, d_intensity, d_two_theta,
+            scatterer_type, *forward.saved, d_intensity, d_two_theta,
         )
     return LossGradient(forward.loss, lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac)
 
@@ -154,8 +149,7 @@ class _Forward(NamedTuple):
     setup: object
     hkl: np.ndarray
     g: np.ndarray
-    form_factor: np.ndarray
-    form_factor_slope: np.ndarray
+    saved: tuple  # form-factor tables and structure-factor sums (Diffractometer.intensities_and_form_factors)
     two_theta: np.ndarray
     intensity: np.ndarray
     loss: float
@@ -178,15 +172,12 @@ def _forward(
     else:
         if not reflections.covers(lattice):
             raise ValueError("the lattice has moved beyond the reflection set's margin; enumerate a new set")
-        hkl = reflections.hkl
-        g = _g_lengths(lattice, hkl)
-        reachable = g <= 2 / diffractometer.wavelength  # λ|g|/2 > 1 cannot diffract at any angle
-        order = np.argsort(g[reachable], kind="stable")  # the profile kernels want ascending 2θ
-        hkl, g = hkl[reachable][order], g[reachable][order]
-    two_theta_h, intensity, (form_factor, form_factor_slope) = diffractometer.intensities_and_form_factors(crystal, hkl, g)
+        # λ|g|/2 > 1 cannot diffract at any angle; the profile kernels want ascending 2θ
+        hkl, g = diffractometer._kernels.reflection_lengths(lattice, reflections.hkl, 2 / diffractometer.wavelength)
+    two_theta_h, intensity, saved = diffractometer.intensities_and_form_factors(crystal, hkl, g)
     pattern = setup.profile(diffractometer._kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **metric_options)
-    return _Forward(setup, hkl, g, form_factor, form_factor_slope, two_theta_h, intensity, loss, d_pattern)
+    return _Forward(setup, hkl, g, saved, two_theta_h, intensity, loss, d_pattern)
 
 
 def lattice_gradient(lattice, hkl, g, d_g) -> np.ndarray:

@@ -65,3 +65,12 @@ def peak_widths(fwhm, two_theta) -> np.ndarray:
     if np.any(squared <= 0) or not np.all(np.isfinite(squared)):
         raise ValueError(f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² in this 2θ range")
     return np.sqrt(squared)
+
+
+def uniform_step(grid) -> float:
+    """The spacing (deg) of a uniform ascending grid (to 1e-9 relative), else 0."""
+    steps = np.diff(np.asarray(grid, dtype=float))
+    if len(steps) == 0:
+        return 0.0
+    step = float(steps.mean())
+    return step if np.ptp(steps) <= 1e-9 * step else 0.0

@@ -14,8 +14,6 @@ pulls dL/d(outputs) back to dL/d(inputs) (reverse mode, written by hand).
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-
 import numba
 import numpy as np
 from numba import njit, prange
@@ -38,21 +36,29 @@ _reflection_factors = CPU["reflection_factors"]
 _reflection_adjoint = CPU["reflection_adjoint"]
 _peak_shape = CPU["peak_shape"]
 _peak_window_adjoint = CPU["peak_window_adjoint"]
+_gaussian_window = CPU["gaussian_window"]
+_gaussian_window_adjoint = CPU["gaussian_window_adjoint"]
 
 
-@contextmanager
-def threads_for(work: int):
-    """Run the enclosed numba calls on one thread when ``work`` is below ``PARALLEL_MIN_WORK``."""
-    if work >= PARALLEL_MIN_WORK:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+class threads_for:
+    """Context manager: the enclosed numba calls run on one thread when ``work`` is below
+    ``PARALLEL_MIN_WORK`` (a plain class, not a generator: it costs ~1 µs, not ~5)."""
 
+    __slots__ = ("serial", "previous")
+
+    def __init__(self, work: int):
+        self.serial = work < PARALLEL_MIN_WORK
+
+    def __enter__(self):
+        if self.serial:
+            self.previous = numba.get_num_threads()
+            self.serial = self.previous != 1
+            if self.serial:
+                numba.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        if self.serial:
+            numba.set_num_threads(self.previous)
 
 
 @njit(cache=True)
@@ -91,9 +97,7 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
                     g[count] = math.sqrt(g2)
                     count += 1
     # reversed loop order = descending (h, k, l); a stable sort by |g| then gives pymatgen's order
-    reversed_g = g[:count][::-1].copy()
-    order = np.argsort(reversed_g)
-    _stabilise_ties(order, reversed_g)
+    order = np.argsort(g[:count][::-1].copy(), kind="mergesort")
     sorted_hkl = np.empty((count, 3))
     sorted_g = np.empty(count)
     for i in range(count):
@@ -105,48 +109,75 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
     return sorted_hkl, sorted_g
 
 
-@njit(cache=True)
-def _stabilise_ties(order, keys):
-    """Within each run of equal keys in an argsort, put indices in ascending order (insertion sort)."""
-    for i in range(1, order.shape[0]):
-        current = order[i]
-        j = i - 1
-        while j >= 0 and keys[order[j]] == keys[current] and order[j] > current:
-            order[j + 1] = order[j]
-            j -= 1
-        order[j + 1] = current
-
-
 @njit(parallel=True, cache=True)
 def form_factor_tables(g, type_z, type_coeffs, type_b):
     """f_t(s)·exp(−B_t s²) and its derivative d/ds, each (M, T), at s = |g|/2.
 
     Scatterer types have Z (T,), (a_i, b_i) (T, 4, 2) and B (T,) Å²;
     f(s) = Z − 41.78214 s² Σ_i a_i exp(−b_i s²) (pymatgen's fit), so
-    f'(s) = −2·41.78214 s Σ_i a_i exp(−b_i s²)(1 − b_i s²).
+    f'(s) = −2·41.78214 s Σ_i a_i exp(−b_i s²)(1 − b_i s²). A reflection with the same |g| as
+    its predecessor (symmetry-equivalent, in a sorted list) copies its row: the same numbers.
     """
-    n_types = type_z.shape[0]
-    value = np.empty((g.shape[0], n_types))
-    slope = np.empty((g.shape[0], n_types))
-    for m in prange(g.shape[0]):
-        for t in range(n_types):
-            value[m, t], slope[m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g[m])
+    n_reflections, n_types = g.shape[0], type_z.shape[0]
+    value = np.empty((n_reflections, n_types))
+    slope = np.empty((n_reflections, n_types))
+    n_chunks = min(n_reflections, 64)
+    for chunk in prange(n_chunks):
+        begin, end = chunk * n_reflections // n_chunks, (chunk + 1) * n_reflections // n_chunks
+        for m in range(begin, end):
+            if m > begin and g[m] == g[m - 1]:
+                value[m] = value[m - 1]
+                slope[m] = slope[m - 1]
+                continue
+            for t in range(n_types):
+                value[m, t], slope[m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g[m])
     return value, slope
 
 
 @njit(cache=True)
 def _phase_tables(frac_coords, max_index):
-    """cos and sin of 2π n x_j for n = −max_index … max_index, per axis: (3, 2·max_index + 1, N) each."""
+    """cos and sin of 2π n x_j for n = −max_index … max_index, per axis: (3, 2·max_index + 1, N) each.
+    Negative n by symmetry (cos even, sin odd: the same digits as computing them)."""
     n_atoms = frac_coords.shape[0]
     cos_table = np.empty((3, 2 * max_index + 1, n_atoms))
     sin_table = np.empty((3, 2 * max_index + 1, n_atoms))
     for axis in range(3):
-        for n in range(-max_index, max_index + 1):
+        for n in range(0, max_index + 1):
             for j in range(n_atoms):
                 phase = 2.0 * math.pi * n * frac_coords[j, axis]
-                cos_table[axis, n + max_index, j] = math.cos(phase)
-                sin_table[axis, n + max_index, j] = math.sin(phase)
+                c, s = math.cos(phase), math.sin(phase)
+                cos_table[axis, max_index + n, j] = c
+                sin_table[axis, max_index + n, j] = s
+                cos_table[axis, max_index - n, j] = c
+                sin_table[axis, max_index - n, j] = -s
     return cos_table, sin_table
+
+
+@njit(cache=True)
+def _l_runs(hkl, pair_of, n_pairs, max_index):
+    """Reflections grouped into runs of one (h, k) pair and consecutive l (a counting sort by
+    (pair, l), O(M + pairs·(2n+1))): ``run_order`` (M,) reflection indices, run r being
+    ``run_order[run_start[r]:run_start[r + 1]]`` with l ascending by one."""
+    n_reflections, width = hkl.shape[0], 2 * max_index + 1
+    count = np.zeros(n_pairs * width + 1, dtype=np.int64)
+    for m in range(n_reflections):
+        count[pair_of[m] * width + int(hkl[m, 2]) + max_index + 1] += 1
+    for key in range(n_pairs * width):
+        count[key + 1] += count[key]
+    run_order = np.empty(n_reflections, dtype=np.int64)
+    for m in range(n_reflections):
+        key = pair_of[m] * width + int(hkl[m, 2]) + max_index
+        run_order[count[key]] = m
+        count[key] += 1
+    run_start = np.empty(n_reflections + 1, dtype=np.int64)
+    n_runs = 0
+    for i in range(n_reflections):
+        m = run_order[i]
+        if i == 0 or pair_of[m] != pair_of[run_order[i - 1]] or hkl[m, 2] != hkl[run_order[i - 1], 2] + 1.0:
+            run_start[n_runs] = i
+            n_runs += 1
+    run_start[n_runs] = n_reflections
+    return run_order, run_start[: n_runs + 1]
 
 
 @njit(parallel=True, cache=True)
@@ -196,47 +227,114 @@ def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_ty
     return by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table
 
 
-@njit(parallel=True, cache=True, fastmath=FASTMATH)
-def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
-    """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real, phase_imag):
+    """phase_*[j] = occ_j exp(2πi h_m·x_j) for every atom (type-sorted order), from the tables:
+    one complex product per atom, no reduction, so the loop vectorises."""
+    pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
+    l = int(hkl[m, 2]) + max_index
+    cos_z, sin_z = cos_table[2, l], sin_table[2, l]
+    for j in range(phase_real.shape[0]):
+        phase_real[j] = pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j]
+        phase_imag[j] = pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j]
 
-    F(h) = Σ_j occ_j f_j(s) exp(−B_j s²) exp(2πi h·x_j) (the product f·exp(−B s²) is
-    ``type_form_factor[m, scatterer_type[j]]``), s = |g|/2, sin θ = λ|g|/2,
-    LP = (1 + cos² 2θ) / (sin² θ cos θ). The factor 2 adds the Friedel mate −h.
-    ``hkl`` must hold integers (as floats). No trigonometry in the O(M·N) loop (see
-    ``_structure_factor_tables``). Sums run in source order (no "reassoc", see ``FASTMATH``).
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def _run_sums(a, b, z_cos, z_sin, l, count, sums_real, sums_imag, run_order, i, t):
+    """S_t of ``count`` ≤ 4 consecutive-l reflections of one (h, k) pair (their rows of the
+    output ``run_order[i:i + count]``): Σ_j (a_j + i b_j) exp(2πi (l + i) z_j) over the type's atoms, with the
+    four reflections' eight sums carried side by side (independent chains), atoms in index order."""
+    r0 = r1 = r2 = r3 = q0 = q1 = q2 = q3 = 0.0
+    if count == 4:
+        zc = z_cos[:, l : l + 4]
+        zs = z_sin[:, l : l + 4]
+        for j in range(a.shape[0]):
+            r0 += a[j] * zc[j, 0] - b[j] * zs[j, 0]
+            q0 += a[j] * zs[j, 0] + b[j] * zc[j, 0]
+            r1 += a[j] * zc[j, 1] - b[j] * zs[j, 1]
+            q1 += a[j] * zs[j, 1] + b[j] * zc[j, 1]
+            r2 += a[j] * zc[j, 2] - b[j] * zs[j, 2]
+            q2 += a[j] * zs[j, 2] + b[j] * zc[j, 2]
+            r3 += a[j] * zc[j, 3] - b[j] * zs[j, 3]
+            q3 += a[j] * zs[j, 3] + b[j] * zc[j, 3]
+        sums_real[run_order[i + 1], t], sums_imag[run_order[i + 1], t] = r1, q1
+        sums_real[run_order[i + 2], t], sums_imag[run_order[i + 2], t] = r2, q2
+        sums_real[run_order[i + 3], t], sums_imag[run_order[i + 3], t] = r3, q3
+    else:
+        zc1 = z_cos[:, l]
+        zs1 = z_sin[:, l]
+        for j in range(a.shape[0]):
+            r0 += a[j] * zc1[j] - b[j] * zs1[j]
+            q0 += a[j] * zs1[j] + b[j] * zc1[j]
+    sums_real[run_order[i], t], sums_imag[run_order[i], t] = r0, q0
+
+
+@njit(parallel=True, cache=True, fastmath=FASTMATH)
+def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types):
+    """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j): real and imaginary parts, each (M, T).
+
+    The O(M·N) kernel of the forward model: F(h) = Σ_t f_t(s) exp(−B_t s²) S_t(h), so the
+    form factors enter per type, not per atom. No trigonometry in the loop (see
+    ``_structure_factor_tables``). The reflections are walked in runs of one (h, k) pair and
+    consecutive l (:func:`_l_runs`), four at a time (:func:`_run_sums`): they share
+    occ_j exp(2πi(h x_j + k y_j)) and read exp(2πi l z_j) from one contiguous table row.
+    Every S_t(h) adds its atoms in index order: the same digits on every CPU (no
+    "reassoc", see ``FASTMATH``).
     """
-    n_reflections = g.shape[0]
-    n_atoms = frac_coords.shape[0]
-    n_types = type_form_factor.shape[1]
-    by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
+    n_reflections = hkl.shape[0]
+    _, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
         hkl, frac_coords, occupancies, scatterer_type, n_types
     )
+    run_order, run_start = _l_runs(hkl, pair_of, xy_real.shape[0], max_index)
+    z_cos = np.ascontiguousarray(cos_table[2].T)  # (N, 2n + 1): atom-major, l contiguous
+    z_sin = np.ascontiguousarray(sin_table[2].T)
+    sums_real = np.empty((n_reflections, n_types))
+    sums_imag = np.empty((n_reflections, n_types))
+    n_runs = run_start.shape[0] - 1
+    n_chunks = min(n_runs, 64)
+    for chunk in prange(n_chunks):
+        for r in range(chunk * n_runs // n_chunks, (chunk + 1) * n_runs // n_chunks):
+            first, end = run_start[r], run_start[r + 1]
+            pair = pair_of[run_order[first]]
+            l0 = int(hkl[run_order[first], 2]) + max_index - first  # table column of position i: l0 + i
+            for t in range(n_types):
+                begin, stop = type_start[t], type_start[t + 1]
+                a, b = xy_real[pair, begin:stop], xy_imag[pair, begin:stop]
+                zc, zs = z_cos[begin:stop], z_sin[begin:stop]
+                i = first
+                while i < end:
+                    count = 4 if i + 4 <= end else 1
+                    _run_sums(a, b, zc, zs, l0 + i, count, sums_real, sums_imag, run_order, i, t)
+                    i += count
+    return sums_real, sums_imag
+
+
+@njit(cache=True)
+def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag):
+    """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
+
+    F(h) = Σ_t ``type_form_factor[m, t]`` S_t(h) with the type sums of
+    :func:`structure_factor_sums`; s = |g|/2, sin θ = λ|g|/2, LP = (1 + cos² 2θ) / (sin² θ cos θ).
+    The factor 2 adds the Friedel mate −h. O(M·T).
+    """
+    n_reflections, n_types = g.shape[0], type_form_factor.shape[1]
     two_theta = np.empty(n_reflections)
     intensity = np.empty(n_reflections)
-    n_chunks = min(n_reflections, 64)  # parallel over chunks; each chunk reuses one form-factor buffer
-    for chunk in prange(n_chunks):
-        form_factor = np.empty(n_atoms)
-        for m in range(chunk * n_reflections // n_chunks, (chunk + 1) * n_reflections // n_chunks):
-            for t in range(n_types):
-                form_factor[type_start[t] : type_start[t + 1]] = type_form_factor[m, t]
-            pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
-            l = int(hkl[m, 2]) + max_index
-            cos_z, sin_z = cos_table[2, l], sin_table[2, l]
-            real = 0.0
-            imag = 0.0
-            for j in range(n_atoms):
-                real += form_factor[j] * (pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j])
-                imag += form_factor[j] * (pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j])
-            two_theta[m], lorentz_polarization, _, _ = _reflection_factors(g[m], wavelength)
-            intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
+    for m in range(n_reflections):
+        real = 0.0
+        imag = 0.0
+        for t in range(n_types):
+            real += type_form_factor[m, t] * sums_real[m, t]
+            imag += type_form_factor[m, t] * sums_imag[m, t]
+        two_theta[m], lorentz_polarization, _, _ = _reflection_factors(g[m], wavelength)
+        intensity[m] = 2.0 * (real * real + imag * imag) * lorentz_polarization
     return two_theta, intensity
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def reflection_intensities_adjoint(
     hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor, type_form_factor_slope,
-    d_intensity, d_two_theta,
+    sums_real, sums_imag, d_intensity, d_two_theta,
 ):
     """Pull dL/dI_h and dL/d(2θ_h) back to dL/dx (N, 3) and dL/d|g_h| (M,).
 
@@ -245,63 +343,68 @@ def reflection_intensities_adjoint(
       dI/d|g|  = 2 LP Re(F* dF/ds) + 2|F|² dLP/du · λ²|g|/2      (s = |g|/2, u = sin²θ),
       d2θ/d|g| = (360/π)(λ/2)/cos θ   (2θ in degrees).
     Inputs as :func:`reflection_intensities`, plus ``type_form_factor_slope`` = d/ds of the
-    form-factor table. Cost O(M·N), the same loops as the forward kernel.
+    form-factor table and the forward pass's type sums (so F and dF/ds cost O(T) per
+    reflection here). One O(M·N) pass: the phases again, and three products per atom.
     """
-    n_reflections = g.shape[0]
-    n_atoms = frac_coords.shape[0]
-    n_types = type_form_factor.shape[1]
+    n_reflections, n_atoms, n_types = g.shape[0], frac_coords.shape[0], type_form_factor.shape[1]
     by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
         hkl, frac_coords, occupancies, scatterer_type, n_types
     )
     d_g = np.empty(n_reflections)
     n_chunks = min(n_reflections, 64)
-    partial_d_frac = np.zeros((n_chunks, n_atoms, 3))  # one accumulator per chunk: no write races
+    partial_d_frac = np.zeros((n_chunks, 3, n_atoms))  # one accumulator per chunk: no write races
     for chunk in prange(n_chunks):
-        form_factor = np.empty(n_atoms)
-        form_factor_slope = np.empty(n_atoms)
         phase_real = np.empty(n_atoms)
         phase_imag = np.empty(n_atoms)
+        d_x, d_y, d_z = partial_d_frac[chunk, 0], partial_d_frac[chunk, 1], partial_d_frac[chunk, 2]
         for m in range(chunk * n_reflections // n_chunks, (chunk + 1) * n_reflections // n_chunks):
+            real = imag = slope_real = slope_imag = 0.0
             for t in range(n_types):
-                form_factor[type_start[t] : type_start[t + 1]] = type_form_factor[m, t]
-                form_factor_slope[type_start[t] : type_start[t + 1]] = type_form_factor_slope[m, t]
-            pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
-            l = int(hkl[m, 2]) + max_index
-            cos_z, sin_z = cos_table[2, l], sin_table[2, l]
-            real = 0.0
-            imag = 0.0
-            slope_real = 0.0
-            slope_imag = 0.0
-            for j in range(n_atoms):  # phase_* = occ_j exp(iφ_j)
-                phase_real[j] = pair_real[j] * cos_z[j] - pair_imag[j] * sin_z[j]
-                phase_imag[j] = pair_real[j] * sin_z[j] + pair_imag[j] * cos_z[j]
-                real += form_factor[j] * phase_real[j]
-                imag += form_factor[j] * phase_imag[j]
-                slope_real += form_factor_slope[j] * phase_real[j]
-                slope_imag += form_factor_slope[j] * phase_imag[j]
+                real += type_form_factor[m, t] * sums_real[m, t]
+                imag += type_form_factor[m, t] * sums_imag[m, t]
+                slope_real += type_form_factor_slope[m, t] * sums_real[m, t]
+                slope_imag += type_form_factor_slope[m, t] * sums_imag[m, t]
             _, lorentz_polarization, d_lp_d_u, d_two_theta_d_g = _reflection_factors(g[m], wavelength)
             d_g[m], coefficient = _reflection_adjoint(
                 d_intensity[m], d_two_theta[m], g[m], wavelength, lorentz_polarization, d_lp_d_u, d_two_theta_d_g,
                 real, imag, slope_real, slope_imag,
             )
-            for j in range(n_atoms):
-                along_h = coefficient * form_factor[j] * (imag * phase_real[j] - real * phase_imag[j])
-                atom = by_type[j]
-                for axis in range(3):
-                    partial_d_frac[chunk, atom, axis] += along_h * hkl[m, axis]
-    return partial_d_frac.sum(axis=0), d_g
+            if coefficient == 0.0:
+                continue
+            _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real, phase_imag)
+            h, k, l = hkl[m, 0], hkl[m, 1], hkl[m, 2]
+            for t in range(n_types):
+                weight_imag = coefficient * type_form_factor[m, t] * imag
+                weight_real = coefficient * type_form_factor[m, t] * real
+                for j in range(type_start[t], type_start[t + 1]):
+                    along_h = weight_imag * phase_real[j] - weight_real * phase_imag[j]
+                    d_x[j] += along_h * h
+                    d_y[j] += along_h * k
+                    d_z[j] += along_h * l
+    d_frac = np.empty((n_atoms, 3))
+    summed = partial_d_frac.sum(axis=0)
+    for j in range(n_atoms):
+        for axis in range(3):
+            d_frac[by_type[j], axis] = summed[axis, j]
+    return d_frac, d_g
 
 
 @njit(parallel=True, cache=True)
-def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window):
+def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, step=0.0):
     """y(2θ_k) = Σ_h I_h P(2θ_k − 2θ_h; w_h, η), each peak cut at |2θ_k − 2θ_h| > window·w_h.
 
-    ``centres`` (deg) must be sorted ascending; ``fwhm`` (deg) is per peak. Each grid point
-    only visits the peaks whose window covers it (binary search), so the cost is
-    O(grid + peaks · window points), never grid × peaks.
+    ``centres`` (deg) must be sorted ascending; ``fwhm`` (deg) is per peak. ``step`` > 0
+    declares the grid uniform with that spacing: Gaussian peaks (η = 0) then use the
+    recurrence of :func:`~xrdcore.kernels.elements.gaussian_window` (one exp per peak side),
+    peak by peak on one thread. Otherwise each grid point visits the peaks whose window covers
+    it (binary search). Cost O(grid + peaks · window points), never grid × peaks.
     """
     profile = np.zeros(two_theta_grid.shape[0])
     if centres.shape[0] == 0:
+        return profile
+    if eta == 0.0 and step > 0.0:
+        for p in range(centres.shape[0]):
+            _gaussian_window(profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window)
         return profile
     reach = window * fwhm.max()
     for k in prange(two_theta_grid.shape[0]):
@@ -318,17 +421,126 @@ def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window):
 
 
 @njit(parallel=True, cache=True)
-def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile):
+def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0):
     """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile` (fixed widths).
 
     dL/dI_h = Σ_k dL/dy_k P(2θ_k − 2θ_h), dL/d2θ_h = −I_h Σ_k dL/dy_k P'(2θ_k − 2θ_h), over
-    the same windows as the forward pass; parallel over peaks, O(peaks · window points).
+    the same windows as the forward pass (the Gaussian recurrence where it used it); parallel
+    over peaks, O(peaks · window points).
     """
     n_peaks = centres.shape[0]
     d_intensity = np.zeros(n_peaks)
     d_centre = np.zeros(n_peaks)
+    gaussian = eta == 0.0 and step > 0.0
     for p in prange(n_peaks):
-        d_intensity[p], d_centre[p] = _peak_window_adjoint(
-            d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window
-        )
+        if gaussian:
+            d_intensity[p], d_centre[p] = _gaussian_window_adjoint(
+                d_profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window
+            )
+        else:
+            d_intensity[p], d_centre[p] = _peak_window_adjoint(
+                d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window
+            )
     return d_intensity, d_centre
+
+
+@njit(cache=True)
+def reflection_list(lattice, g_min, g_max):
+    """:func:`half_space_reflections` of a lattice (rows, Å): reciprocal vectors (A⁻¹)ᵀ and the
+    index bounds floor(g_max |a_i|) computed here, so that one call enumerates."""
+    reciprocal = np.ascontiguousarray(np.linalg.inv(lattice).T)
+    index_bounds = np.empty(3, dtype=np.int64)
+    for axis in range(3):
+        length = math.sqrt(lattice[axis, 0] ** 2 + lattice[axis, 1] ** 2 + lattice[axis, 2] ** 2)
+        index_bounds[axis] = int(math.floor(g_max * length))
+    return half_space_reflections(reciprocal, index_bounds, g_min, g_max)
+
+
+@njit(cache=True)
+def structure_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+    """The forward model of a reflection list in one call: 2θ (M,), intensity (M,), and what the
+    backward pass reuses: form factors and their d/ds, type sums real and imaginary (each (M, T);
+    :func:`form_factor_tables`, :func:`structure_factor_sums`, :func:`reflection_intensities`)."""
+    form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
+    sums_real, sums_imag = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, type_z.shape[0])
+    two_theta, intensity = reflection_intensities(g, wavelength, form_factor, sums_real, sums_imag)
+    return two_theta, intensity, form_factor, form_factor_slope, sums_real, sums_imag
+
+
+@njit(cache=True)
+def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
+    """pymatgen's merge of a 2θ-sorted reflection list: reflections whose 2θ round to the same
+    multiple of ``two_theta_tol`` form one peak (intensities add; the first gives the position),
+    peaks are scaled to a maximum of 100 and kept where above ``scaled_tol``.
+
+    Returns ``first`` (P,) the index of each kept peak's first reflection, ``scaled`` (P,), and
+    ``member_start`` (P + 1,) with ``members`` (Σ,) the reflections of kept peak p in
+    ``members[member_start[p]:member_start[p + 1]]``; all empty when nothing diffracts."""
+    n = two_theta.shape[0]
+    start = np.empty(n + 1, dtype=np.int64)
+    merged = np.empty(n)
+    n_peaks = 0
+    previous = 0.0
+    for m in range(n):
+        bin_ = np.rint(two_theta[m] / two_theta_tol)
+        if m == 0 or bin_ != previous:
+            start[n_peaks] = m
+            merged[n_peaks] = 0.0
+            n_peaks += 1
+        merged[n_peaks - 1] += intensity[m]
+        previous = bin_
+    start[n_peaks] = n
+    largest = 0.0
+    for p in range(n_peaks):
+        largest = max(largest, merged[p])
+    if largest <= 0.0:  # nothing in range, or every reflection extinct
+        n_peaks = 0
+    scale = 100.0 / largest if largest > 0.0 else 0.0
+    first = np.empty(n_peaks, dtype=np.int64)
+    scaled = np.empty(n_peaks)
+    member_start = np.zeros(n_peaks + 1, dtype=np.int64)
+    members = np.empty(n, dtype=np.int64)
+    kept = 0
+    for p in range(n_peaks):
+        value = merged[p] * scale
+        if value > scaled_tol:
+            first[kept] = start[p]
+            scaled[kept] = value
+            count = start[p + 1] - start[p]
+            for i in range(count):
+                members[member_start[kept] + i] = start[p] + i
+            member_start[kept + 1] = member_start[kept] + count
+            kept += 1
+    return first[:kept], scaled[:kept], member_start[: kept + 1], members[: member_start[kept]]
+
+
+@njit(cache=True)
+def reflection_lengths(lattice, hkl, g_limit):
+    """A fixed hkl list (M, 3) at a lattice (rows, Å): the reflections with |g| ≤ ``g_limit``
+    (Å⁻¹) in ascending |g| (a stable sort), as hkl (M', 3) and |g| (M',)."""
+    reciprocal = np.ascontiguousarray(np.linalg.inv(lattice).T)
+    n = hkl.shape[0]
+    g = np.empty(n)
+    for m in range(n):
+        gx = hkl[m, 0] * reciprocal[0, 0] + hkl[m, 1] * reciprocal[1, 0] + hkl[m, 2] * reciprocal[2, 0]
+        gy = hkl[m, 0] * reciprocal[0, 1] + hkl[m, 1] * reciprocal[1, 1] + hkl[m, 2] * reciprocal[2, 1]
+        gz = hkl[m, 0] * reciprocal[0, 2] + hkl[m, 1] * reciprocal[1, 2] + hkl[m, 2] * reciprocal[2, 2]
+        g[m] = math.sqrt(gx * gx + gy * gy + gz * gz)
+    reachable = np.flatnonzero(g <= g_limit)
+    order = reachable[np.argsort(g[reachable], kind="mergesort")]
+    out_hkl = np.empty((order.shape[0], 3))
+    for i in range(order.shape[0]):
+        out_hkl[i] = hkl[order[i]]
+    return out_hkl, g[order]
+
+
+@njit(cache=True)
+def required_margins(reference, lattices):
+    """(B,) smallest relative margin of a reflection list enumerated at ``reference`` (3, 3)
+    that is complete for each of ``lattices`` (B, 3, 3): with s the singular values of
+    A_b⁻¹ A_ref, max(1/s_min − 1, 1 − 1/s_max)."""
+    margins = np.empty(lattices.shape[0])
+    for b in range(lattices.shape[0]):
+        _, singular_values, _ = np.linalg.svd(np.linalg.solve(lattices[b], reference))
+        margins[b] = max(1.0 / singular_values.min() - 1.0, 1.0 - 1.0 / singular_values.max())
+    return margins

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..diffraction import lorentz_polarization
+from ..diffraction import lorentz_polarization, starts_peak
 from ..profiles import pseudo_voigt
 from ..scattering import FORM_FACTOR_PREFACTOR, form_factor
 
@@ -42,25 +42,28 @@ def form_factor_tables(g, type_z, type_coeffs, type_b):
     return np.stack(values, axis=1), np.stack(slopes, axis=1)
 
 
-def _structure_factors(hkl, frac_coords, occupancies, scatterer_type, type_table):
-    """F(h) = Σ_j occ_j table[h, type_j] exp(2πi h·x_j), plus the (M, N) phase factors."""
-    phases = np.exp(2j * np.pi * hkl @ frac_coords.T)
-    weights = type_table[:, scatterer_type] * occupancies
-    return np.sum(weights * phases, axis=1), weights, phases
+def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types):
+    """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j), as (real, imag) (M, T), by a dense matrix product."""
+    phases = np.exp(2j * np.pi * hkl @ frac_coords.T) * occupancies  # (M, N)
+    sums = phases @ np.eye(n_types)[scatterer_type]
+    return sums.real, sums.imag
 
 
-def reflection_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor):
-    structure_factor, _, _ = _structure_factors(hkl, frac_coords, occupancies, scatterer_type, type_form_factor)
+def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag):
+    structure_factor = np.sum(type_form_factor * (sums_real + 1j * sums_imag), axis=1)
     two_theta = np.degrees(2 * np.arcsin(wavelength * g / 2))
     return two_theta, 2 * np.abs(structure_factor) ** 2 * lorentz_polarization(two_theta)
 
 
 def reflection_intensities_adjoint(
     hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor, type_form_factor_slope,
-    d_intensity, d_two_theta,
+    sums_real, sums_imag, d_intensity, d_two_theta,
 ):
-    F, weights, phases = _structure_factors(hkl, frac_coords, occupancies, scatterer_type, type_form_factor)
-    dF_ds, _, _ = _structure_factors(hkl, frac_coords, occupancies, scatterer_type, type_form_factor_slope)
+    """The adjoint from the atoms up (the forward pass's type sums are not used)."""
+    phases = np.exp(2j * np.pi * hkl @ frac_coords.T)  # (M, N)
+    weights = type_form_factor[:, scatterer_type] * occupancies
+    F = np.sum(weights * phases, axis=1)
+    dF_ds = np.sum(type_form_factor_slope[:, scatterer_type] * occupancies * phases, axis=1)
     two_theta = np.degrees(2 * np.arcsin(wavelength * g / 2))
     lp = lorentz_polarization(two_theta)
     # d|F|²/dx_j = 2 Re(F* i 2π h w_j e^{iφ_j})
@@ -83,15 +86,52 @@ def _peak_shape_slope(offset, fwhm, eta):
     return eta * lorentzian_slope - (1 - eta) * gaussian * offset / sigma**2
 
 
-def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window):
-    """Dense sum over every peak at every grid point; ``window`` is ignored (no truncation)."""
+def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, step=0.0):
+    """Dense sum over every peak at every grid point; ``window`` and ``step`` are ignored (no truncation)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
     return pseudo_voigt(offsets, fwhm[None, :], eta) @ intensities
 
 
-def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile):
+def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0):
     """Dense adjoint (no truncation): Pᵀ dL/dy and −I ⊙ (P′ᵀ dL/dy)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
     d_intensity = pseudo_voigt(offsets, fwhm[None, :], eta).T @ d_profile
     d_centre = -intensities * (_peak_shape_slope(offsets, fwhm[None, :], eta).T @ d_profile)
     return d_intensity, d_centre
+
+
+def reflection_list(lattice, g_min, g_max):
+    index_bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1)).astype(np.int64)
+    return half_space_reflections(np.linalg.inv(lattice).T, index_bounds, g_min, g_max)
+
+
+def structure_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+    form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
+    sums = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, len(type_z))
+    return (*reflection_intensities(g, wavelength, form_factor, *sums), form_factor, form_factor_slope, *sums)
+
+
+def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
+    start = np.flatnonzero(starts_peak(two_theta, two_theta_tol))
+    merged = np.add.reduceat(intensity, start) if len(start) else np.zeros(0)
+    if len(merged) == 0 or merged.max() <= 0:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(1, np.int64), np.zeros(0, np.int64)
+    scaled = merged * (100.0 / merged.max())
+    keep = scaled > scaled_tol
+    members_per_peak = np.diff(np.append(start, len(two_theta)))
+    member_start = np.concatenate([[0], np.cumsum(members_per_peak[keep])])
+    members = np.flatnonzero(np.repeat(keep, members_per_peak))
+    return start[keep], scaled[keep], member_start, members
+
+
+def reflection_lengths(lattice, hkl, g_limit):
+    g = np.linalg.norm(hkl @ np.linalg.inv(lattice).T, axis=1)
+    reachable = g <= g_limit
+    order = np.argsort(g[reachable], kind="stable")
+    return hkl[reachable][order], g[reachable][order]
+
+
+def required_margins(reference, lattices):
+    transforms = np.linalg.solve(lattices, np.broadcast_to(reference, lattices.shape))
+    singular_values = np.linalg.svd(transforms, compute_uv=False)
+    return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
