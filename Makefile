@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
-EXTRAS := book,test,energy,course
+EXTRAS := book,test,energy,course,bench
 # pip itself and the lock tool are pinned too (pip is not a dependency, so not in the lock).
 PIP_VERSION := 26.3
 PIP_TOOLS_VERSION := 7.6.2
@@ -53,7 +53,7 @@ lock:
 	$(PYTHON) -m venv .venv-lock
 	.venv-lock/bin/python -m pip install --quiet "pip==$(PIP_VERSION)" "pip-tools==$(PIP_TOOLS_VERSION)"
 	.venv-lock/bin/pip-compile --quiet --upgrade --strip-extras --allow-unsafe --no-emit-find-links \
-	  --no-emit-index-url --extra book --extra test --extra energy --extra course --extra lab --extra cluster \
+	  --no-emit-index-url --extra book --extra test --extra energy --extra course --extra lab --extra cluster --extra bench \
 	  -o $(LOCK) pyproject.toml
 
 # Course assignments (Otter-Grader): student notebooks and autograder zips in _build/assignments.
@@ -108,7 +108,9 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=book $(LAB_ARGS) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 bench: $(STAMP)
-	cd benchmarks && ../$(BIN)/python bench_peaks.py && ../$(BIN)/python bench_gradients.py && ../$(BIN)/python bench_batch.py && ../$(BIN)/python bench_study.py && ../$(BIN)/python bench_fastmath.py
+	cd benchmarks && ../$(BIN)/python bench_peaks.py && ../$(BIN)/python bench_gradients.py && ../$(BIN)/python bench_jax.py \
+	  && ../$(BIN)/python bench_roofline.py && ../$(BIN)/python bench_batch.py && ../$(BIN)/python bench_study.py \
+	  && ../$(BIN)/python bench_fastmath.py
 
 clean:
 	rm -rf _build .pytest_cache

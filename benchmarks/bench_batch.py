@@ -38,6 +38,17 @@ def workload(crystal, n_batch, seed=0):
     return lattices, coords
 
 
+def doubled(crystal):
+    """The 2 × 2 × 2 supercell of a crystal."""
+    return crystal.replace(
+        lattice=crystal.lattice * 2,
+        frac_coords=np.concatenate([(crystal.frac_coords + shift) / 2 for shift in np.ndindex(2, 2, 2)]),
+        species=np.tile(crystal.atomic_numbers, 8),
+        occupancies=np.tile(crystal.occupancies, 8),
+        b_iso=np.tile(crystal.b_iso, 8),
+    )
+
+
 def throughput(batch: BatchLoss, n_batch: int, crystal) -> float:
     lattices, coords = workload(crystal, n_batch)
     seconds = best_times({"run": lambda: batch(lattices, coords)}, min_duration=0.2, repeats=3)["run"]
@@ -82,13 +93,7 @@ def single_thread_rows(crystals, machine) -> list[dict]:
 
 def main():
     rutile = datasets.load_prototype("A2B_tP6_136_f_a")
-    supercell = rutile.replace(
-        lattice=rutile.lattice * 2,
-        frac_coords=np.concatenate([(rutile.frac_coords + shift) / 2 for shift in np.ndindex(2, 2, 2)]),
-        species=np.tile(rutile.atomic_numbers, 8),
-        occupancies=np.tile(rutile.occupancies, 8),
-        b_iso=np.tile(rutile.b_iso, 8),
-    )
+    supercell = doubled(rutile)
     backends = ["cpu"] + (["cuda"] if real_gpu_available() else [])
     rows = []
     print(f"Date: {time.strftime('%Y-%m-%d')}; backends measured: {', '.join(backends)}\n")

@@ -107,3 +107,71 @@ def test_reflections_come_sorted_like_pymatgen():
         hkl, g = kernels.half_space_reflections(*_enumeration_inputs(crystal))
         expected = np.lexsort((-hkl[:, 2], -hkl[:, 1], -hkl[:, 0], np.round(g, 12)))
         np.testing.assert_array_equal(expected, np.arange(len(g)))
+
+
+def test_gaussian_recurrence_matches_dense_reference():
+    """On a uniform grid (step given) Gaussian peaks use the recurrence; it agrees with the dense sum."""
+    from xrdcore.profiles import uniform_step
+
+    rng = np.random.default_rng(4)
+    grid = np.linspace(10, 60, 2501)
+    centres = np.sort(rng.uniform(5, 65, 40))
+    intensities, fwhm, d_profile = rng.uniform(0, 10, 40), rng.uniform(0.05, 0.5, 40), rng.standard_normal(2501)
+    step = uniform_step(grid)
+    assert step == pytest.approx(0.02)
+    dense = reference.broadened_profile(grid, centres, intensities, fwhm, 0.0, None)
+    fast = cpu.broadened_profile(grid, centres, intensities, fwhm, 0.0, 1e4, step)
+    np.testing.assert_allclose(fast, dense, rtol=1e-10, atol=1e-12 * dense.max())
+    for fast, slow in zip(cpu.broadened_profile_adjoint(grid, centres, intensities, fwhm, 0.0, 1e4, d_profile, step),
+                          reference.broadened_profile_adjoint(grid, centres, intensities, fwhm, 0.0, None, d_profile)):
+        np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-11 * np.abs(slow).max())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fused_kernels_match_reference(seed):
+    """reflection_list, reflection_lengths, structure_intensities, merge_peaks and
+    required_margins against their numpy twins."""
+    from xrdcore.diffraction import SCALED_INTENSITY_TOL, TWO_THETA_TOL
+
+    rng = np.random.default_rng(200 + seed)
+    crystal = random_triclinic(rng, int(rng.integers(1, 10)))
+    g_min, g_max = 0.1, 1.1
+    fast_hkl, fast_g = cpu.reflection_list(crystal.lattice, g_min, g_max)
+    ref_hkl, ref_g = reference.reflection_list(crystal.lattice, g_min, g_max)
+    np.testing.assert_array_equal(fast_hkl, ref_hkl)
+    np.testing.assert_allclose(fast_g, ref_g, rtol=1e-14)
+    moved = crystal.lattice @ (np.eye(3) + 0.01 * rng.standard_normal((3, 3)))
+    for fast, slow in zip(cpu.reflection_lengths(moved, ref_hkl, 1.0), reference.reflection_lengths(moved, ref_hkl, 1.0)):
+        np.testing.assert_allclose(fast, slow, rtol=1e-13)
+    scatterer_type, *tables = scatterer_types(crystal)
+    args = (ref_hkl, ref_g, 1.54184, crystal.frac_coords, crystal.occupancies, scatterer_type, *tables)
+    for fast, slow in zip(cpu.structure_intensities(*args), reference.structure_intensities(*args)):
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10 * np.abs(slow).max())
+    two_theta, intensity = reference.structure_intensities(*args)[:2]
+    intensity[::7] = 0.0  # some peaks below the threshold
+    for fast, slow in zip(cpu.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL),
+                          reference.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL)):
+        np.testing.assert_allclose(fast, slow, rtol=1e-14)
+    lattices = crystal.lattice @ (np.eye(3) + 0.03 * rng.standard_normal((5, 3, 3)))
+    np.testing.assert_allclose(cpu.required_margins(crystal.lattice, lattices),
+                               reference.required_margins(crystal.lattice, lattices), rtol=1e-12)
+
+
+def test_merge_of_nothing_is_empty():
+    for kernels in (cpu, reference):
+        first, scaled, member_start, members = kernels.merge_peaks(np.zeros(0), np.zeros(0), 1e-5, 1e-3)
+        assert len(first) == len(scaled) == len(members) == 0 and list(member_start) == [0]
+        first, *_ = kernels.merge_peaks(np.array([20.0, 30.0]), np.zeros(2), 1e-5, 1e-3)  # all extinct
+        assert len(first) == 0
+
+
+def test_structure_factor_sums_of_special_positions():
+    """Analytic case: fcc copper, S(h) = 4 for h, k, l unmixed and 0 for mixed parity, whatever the run layout."""
+    from xrdcore import Crystal
+
+    fcc = Crystal(np.eye(3) * 3.61, [[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]], ["Cu"] * 4)
+    hkl, _ = cpu.reflection_list(fcc.lattice, 0.1, 1.2)
+    real, imag = cpu.structure_factor_sums(hkl, fcc.frac_coords, fcc.occupancies, np.zeros(4, np.int64), 1)
+    unmixed = np.all(hkl % 2 == 0, axis=1) | np.all(hkl % 2 == 1, axis=1)
+    np.testing.assert_allclose(real[:, 0], np.where(unmixed, 4.0, 0.0), atol=1e-12)
+    np.testing.assert_allclose(imag[:, 0], 0.0, atol=1e-12)

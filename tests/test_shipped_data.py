@@ -9,8 +9,8 @@ import pytest
 from xrdcore.experiments import read_rows
 
 DATA = Path(__file__).resolve().parents[1] / "xrdcore" / "data"
-#: Benchmark results (benchmarks/bench_batch.py; each row names its machine and date), not studies.
-BENCHMARK_TABLES = {"batch_throughput.csv"}
+#: Benchmark results (benchmarks/bench_batch.py, bench_jax.py; each row names its machine and date), not studies.
+BENCHMARK_TABLES = {"batch_throughput.csv", "engine_speed.csv"}
 TABLES = [path for path in sorted(DATA.glob("*.csv")) + sorted(DATA.glob("*.parquet"))
           if path.name not in BENCHMARK_TABLES]
 FULL_FIELDS = ("git_commit", "git_dirty", "lock_sha256", "cpu", "numba_target_cpu", "blas", "python", "versions", "structures")

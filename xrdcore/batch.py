@@ -27,6 +27,9 @@ from .similarity import loss_batch
 
 #: Metrics the GPU evaluates on the device; others make one host round trip per step.
 DEVICE_METRICS = ("cosine",)
+#: Structures per CPU kernel call: a larger batch is evaluated chunk by chunk, so that each
+#: chunk's work arrays (patterns, saved forward quantities) stay in cache (the same results).
+CPU_CHUNK = 64
 
 
 class BatchLoss:
@@ -137,14 +140,18 @@ class BatchLoss:
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
             return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._metric_on_host(undefined))
-        profile, saved = self._forward_cpu(lattices, frac_coords, occupancies)
-        losses, d_profile = self._host_metric(profile, undefined)
+        losses = np.empty(len(lattices))
+        d_lattice, d_frac = np.empty(lattices.shape, self.dtype), np.empty(frac_coords.shape, self.dtype)
         a = self._arrays
         wavelength, *profile_scalars = self._scalars
-        d_lattice, d_frac = batched.backward_batch(
-            d_profile.astype(self.dtype), saved, lattices, frac_coords, occupancies, a["scatterer_type"], a["hkl"],
-            self._max_index, wavelength, a["grid"], self._step, *profile_scalars,
-        )
+        for chunk in range(0, len(lattices), CPU_CHUNK):  # the chunk's work arrays stay in cache
+            part = slice(chunk, chunk + CPU_CHUNK)
+            profile, saved = self._forward_cpu(lattices[part], frac_coords[part], occupancies[part])
+            losses[part], d_profile = self._host_metric(profile, undefined)
+            d_lattice[part], d_frac[part] = batched.backward_batch(
+                d_profile.astype(self.dtype), saved, lattices[part], frac_coords[part], occupancies[part],
+                a["scatterer_type"], a["hkl"], self._max_index, wavelength, a["grid"], self._step, *profile_scalars,
+            )
         return losses, d_lattice, d_frac
 
     def descend(self, lattices, frac_coords, steps: int, lattice_rate: float, frac_rate: float, occupancies=None):
