@@ -3,9 +3,9 @@
 1. The ceiling: an L1-resident microbenchmark of the structure-factor loop's work, one complex
    multiply-accumulate (a + ib)(c + is) per term, on one thread. Two ceilings: "vectorised"
    (numba's fastmath, reassociation allowed, so the compiler splits each sum across SIMD
-   lanes: the machine's limit for this loop) and "in order" (eight independent sums, each
-   added strictly in order: what the shipped kernels allow themselves, since they never
-   reassociate, see xrdcore.kernels.cpu.FASTMATH).
+   lanes: the machine's limit for this loop) and "in order" (the shipped inner loop itself,
+   ``xrdcore.kernels.cpu._run_sums``: four reflections' sums side by side, each added strictly
+   in order, since the kernels never reassociate, see xrdcore.kernels.cpu.FASTMATH).
 2. What the engine reaches, one thread, in terms (reflections × atoms) per second: the
    structure-factor kernel alone (``structure_factor_sums``), and whole ``peaks``, ``pattern``
    and ``loss_and_grad`` calls (the last counts 2 terms per reflection and atom: forward and
@@ -52,24 +52,20 @@ def _vectorised(a, b, c, s, repeats):
     return real, imag
 
 
-@njit(fastmath={"contract"})
+_run_sums = cpu._run_sums  # the shipped inner loop: four reflections' sums side by side, in order
+
+
+@njit(fastmath=cpu.FASTMATH)
 def _in_order(a, b, c, s, repeats):
-    """Eight sums side by side, each over its own stride-8 slice, every one strictly in order."""
-    out = np.zeros(16)
+    """The shipped loop (four reflections of a run, eight in-order sums) on L1-resident tables:
+    ``c``, ``s`` hold exp(2πi l z_j) of four consecutive l per atom."""
+    z_cos, z_sin = c.reshape(-1, 4), s.reshape(-1, 4)
+    n = z_cos.shape[0]
+    sums_real, sums_imag = np.zeros((4, 1)), np.zeros((4, 1))
+    rows = np.arange(4)
     for _ in range(repeats):
-        r0 = r1 = r2 = r3 = q0 = q1 = q2 = q3 = 0.0
-        for j in range(0, a.shape[0], 4):
-            r0 += a[j] * c[j] - b[j] * s[j]
-            q0 += a[j] * s[j] + b[j] * c[j]
-            r1 += a[j + 1] * c[j + 1] - b[j + 1] * s[j + 1]
-            q1 += a[j + 1] * s[j + 1] + b[j + 1] * c[j + 1]
-            r2 += a[j + 2] * c[j + 2] - b[j + 2] * s[j + 2]
-            q2 += a[j + 2] * s[j + 2] + b[j + 2] * c[j + 2]
-            r3 += a[j + 3] * c[j + 3] - b[j + 3] * s[j + 3]
-            q3 += a[j + 3] * s[j + 3] + b[j + 3] * c[j + 3]
-        out[0] += r0 + r1 + r2 + r3
-        out[1] += q0 + q1 + q2 + q3
-    return out
+        _run_sums(a[:n], b[:n], z_cos, z_sin, 0, 4, sums_real, sums_imag, rows, 0, 0)
+    return sums_real, sums_imag
 
 
 def ceilings(n=256, repeats=20000) -> dict:
@@ -84,7 +80,7 @@ def ceilings(n=256, repeats=20000) -> dict:
             begin = time.perf_counter()
             kernel(*arrays, repeats)
             best = min(best, time.perf_counter() - begin)
-        rates[name] = n * repeats / best
+        rates[name] = n * repeats / best  # the in-order loop: n/4 atoms × 4 reflections per repeat
     return rates
 
 

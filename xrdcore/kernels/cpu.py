@@ -70,7 +70,7 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
     h = 0 and k > 0, or h = k = 0 and l > 0; the other half are the Friedel mates −h.
     Returns ``hkl`` (M, 3) float64 and ``g`` (M,). The sort order is pymatgen's: the
     loops visit (h, k, l) in ascending order, so a stable sort by |g| of the reversed
-    list breaks ties by descending (h, k, l).
+    list breaks ties by descending (h, k, l) (:func:`_sort_by_length`).
     """
     hmax, kmax, lmax = index_bounds[0], index_bounds[1], index_bounds[2]
     capacity = (hmax + 1) * (2 * kmax + 1) * (2 * lmax + 1)
@@ -96,17 +96,50 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
                     hkl[count, 2] = l
                     g[count] = math.sqrt(g2)
                     count += 1
-    # reversed loop order = descending (h, k, l); a stable sort by |g| then gives pymatgen's order
-    order = np.argsort(g[:count][::-1].copy(), kind="mergesort")
+    order = _sort_by_length(g[:count], g_min, g_max)
     sorted_hkl = np.empty((count, 3))
     sorted_g = np.empty(count)
     for i in range(count):
-        source = count - 1 - order[i]
+        source = order[i]
         sorted_hkl[i, 0] = hkl[source, 0]
         sorted_hkl[i, 1] = hkl[source, 1]
         sorted_hkl[i, 2] = hkl[source, 2]
         sorted_g[i] = g[source]
     return sorted_hkl, sorted_g
+
+
+@njit(cache=True)
+def _sort_by_length(g, g_min, g_max):
+    """Indices that sort ``g`` (in g_min … g_max) ascending, equal values in *descending* index
+    order (the loops' reversed order: pymatgen's tie-break by descending (h, k, l)).
+
+    A bucket sort, O(M) for reflections: buckets of equal width in g³ (reflections fill
+    reciprocal space uniformly, so each holds about one), filled from the last index down,
+    then an insertion sort within each bucket that moves an entry only past strictly larger ones."""
+    n = g.shape[0]
+    low, span = g_min**3, max(g_max**3 - g_min**3, 1e-300)
+    bucket_of = np.empty(n, dtype=np.int64)
+    start = np.zeros(n + 1, dtype=np.int64)
+    for i in range(n):
+        bucket = min(max(int((g[i] ** 3 - low) / span * n), 0), n - 1)
+        bucket_of[i] = bucket
+        start[bucket + 1] += 1
+    for bucket in range(n):
+        start[bucket + 1] += start[bucket]
+    fill = start[:n].copy()
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n - 1, -1, -1):  # descending index: a stable placement keeps ties that way
+        order[fill[bucket_of[i]]] = i
+        fill[bucket_of[i]] += 1
+    for bucket in range(n):
+        for position in range(start[bucket] + 1, start[bucket + 1]):
+            current = order[position]
+            j = position - 1
+            while j >= start[bucket] and g[order[j]] > g[current]:
+                order[j + 1] = order[j]
+                j -= 1
+            order[j + 1] = current
+    return order
 
 
 @njit(parallel=True, cache=True)
