@@ -1,7 +1,8 @@
 """Benchmark: what numba's fastmath flags buy in the structure-factor kernels, and what they cost
 in digits.
 
-The two O(M·N) kernels (``reflection_intensities`` and its adjoint) are compiled three ways
+The two O(M·N) kernels (``structure_factor_sums`` and ``reflection_intensities_adjoint``) are
+compiled three ways
 from the same Python source — fastmath {"reassoc", "contract"} (shipped until 2026-12-01),
 {"contract"} only (shipped now, ``xrdcore.kernels.cpu.FASTMATH``), and none — and timed
 interleaved on the same structures (warm, best of repeats, one run),
@@ -24,11 +25,15 @@ from xrdcore.gradients import loss_and_grad
 from xrdcore.kernels import cpu
 
 VARIANTS = {"reassoc+contract": {"reassoc", "contract"}, "contract": {"contract"}, "none": False}
-KERNELS = ("reflection_intensities", "reflection_intensities_adjoint")
+KERNELS = ("structure_factor_sums", "reflection_intensities_adjoint")
 
 
 def compiled(flags) -> dict:
-    return {name: njit(parallel=True, fastmath=flags)(getattr(cpu, name).py_func) for name in KERNELS}
+    """The kernels built with ``flags``, and a fresh ``structure_intensities`` that calls them
+    (numba binds the callee when it first compiles a caller, i.e. after :func:`use`)."""
+    kernels = {name: njit(parallel=True, fastmath=flags)(getattr(cpu, name).py_func) for name in KERNELS}
+    kernels["structure_intensities"] = njit(cpu.structure_intensities.py_func)
+    return kernels
 
 
 def use(kernels: dict):
@@ -38,7 +43,7 @@ def use(kernels: dict):
 
 def main():
     numba.set_num_threads(1)
-    shipped = {name: getattr(cpu, name) for name in KERNELS}
+    shipped = {name: getattr(cpu, name) for name in (*KERNELS, "structure_intensities")}
     builds = {label: compiled(flags) for label, flags in VARIANTS.items()}
     xrd = Diffractometer("CuKa", (10, 90), backend="cpu")
     print(f"numba {numba.__version__}, numpy {np.__version__}, {platform.processor() or platform.machine()}, 1 thread")
