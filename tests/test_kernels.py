@@ -129,8 +129,8 @@ def test_gaussian_recurrence_matches_dense_reference():
 
 @pytest.mark.parametrize("seed", range(3))
 def test_fused_kernels_match_reference(seed):
-    """reflection_list, reflection_lengths, structure_intensities, merge_peaks and
-    required_margins against their numpy twins."""
+    """reflection_list, reflection_lengths, structure_intensities, merge_peaks, lattice_gradient
+    and required_margins against their numpy twins."""
     from xrdcore.diffraction import SCALED_INTENSITY_TOL, TWO_THETA_TOL
 
     rng = np.random.default_rng(200 + seed)
@@ -152,6 +152,9 @@ def test_fused_kernels_match_reference(seed):
     for fast, slow in zip(cpu.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL),
                           reference.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL)):
         np.testing.assert_allclose(fast, slow, rtol=1e-14)
+    d_g = rng.standard_normal(len(ref_g))
+    np.testing.assert_allclose(cpu.lattice_gradient(crystal.lattice, ref_hkl, ref_g, d_g),
+                               reference.lattice_gradient(crystal.lattice, ref_hkl, ref_g, d_g), rtol=1e-10, atol=1e-12)
     lattices = crystal.lattice @ (np.eye(3) + 0.03 * rng.standard_normal((5, 3, 3)))
     np.testing.assert_allclose(cpu.required_margins(crystal.lattice, lattices),
                                reference.required_margins(crystal.lattice, lattices), rtol=1e-12)
@@ -175,3 +178,14 @@ def test_structure_factor_sums_of_special_positions():
     unmixed = np.all(hkl % 2 == 0, axis=1) | np.all(hkl % 2 == 1, axis=1)
     np.testing.assert_allclose(real[:, 0], np.where(unmixed, 4.0, 0.0), atol=1e-12)
     np.testing.assert_allclose(imag[:, 0], 0.0, atol=1e-12)
+
+
+def test_cosine_rows_match_reference():
+    rng = np.random.default_rng(9)
+    target, patterns = rng.random(300), rng.random((6, 300))
+    patterns[1], patterns[4, 7] = 0.0, np.nan  # undefined rows
+    fast, slow = cpu.cosine_loss_rows(patterns, target), reference.cosine_loss_rows(patterns, target)
+    np.testing.assert_array_equal(fast[2], slow[2])
+    assert list(np.flatnonzero(fast[2])) == [1, 4]
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12)
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-10, atol=1e-14)

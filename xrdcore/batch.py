@@ -149,7 +149,7 @@ class BatchLoss:
             profile, saved = self._forward_cpu(lattices[part], frac_coords[part], occupancies[part])
             losses[part], d_profile = self._host_metric(profile, undefined)
             d_lattice[part], d_frac[part] = batched.backward_batch(
-                d_profile.astype(self.dtype), saved, lattices[part], frac_coords[part], occupancies[part],
+                d_profile.astype(self.dtype, copy=False), saved, lattices[part], frac_coords[part], occupancies[part],
                 a["scatterer_type"], a["hkl"], self._max_index, wavelength, a["grid"], self._step, *profile_scalars,
             )
         return losses, d_lattice, d_frac

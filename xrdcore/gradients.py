@@ -137,7 +137,7 @@ def loss_and_grad(
             forward.hkl, forward.g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies,
             scatterer_type, *forward.saved, d_intensity, d_two_theta,
         )
-    return LossGradient(forward.loss, lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac)
+    return LossGradient(forward.loss, kernels.lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac)
 
 
 def loss_value(crystal: Crystal, target, diffractometer: Diffractometer, **options) -> float:
@@ -178,11 +178,3 @@ def _forward(
     pattern = setup.profile(diffractometer._kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **metric_options)
     return _Forward(setup, hkl, g, saved, two_theta_h, intensity, loss, d_pattern)
-
-
-def lattice_gradient(lattice, hkl, g, d_g) -> np.ndarray:
-    """dL/dA (3, 3) from dL/d|g_h| (M,): S = Σ (dL/d|g|)/(2|g|) h hᵀ, dL/dA = −2 G* S G* A."""
-    weighted = hkl * (d_g / (2 * g))[:, None]
-    s_matrix = weighted.T @ hkl
-    metric_inverse = np.linalg.inv(lattice @ lattice.T)  # G*
-    return -2 * metric_inverse @ s_matrix @ metric_inverse @ lattice

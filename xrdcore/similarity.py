@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from .kernels.cpu import cosine_loss_rows
+
 #: Floor added to normalised distributions in the spectral-entropy similarity, so that its
 #: gradient stays finite where the simulated pattern is exactly zero (value changes < 1e-10).
 ENTROPY_FLOOR = 1e-12
@@ -225,20 +227,14 @@ def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "ra
     gradients (B, K). Cosine is evaluated for the whole batch at once; other metrics row by row.
     A row whose metric is undefined (all zero, NaN) raises ValueError, or with
     ``undefined="nan"`` gets loss NaN and zero gradient."""
-    patterns = np.asarray(patterns, dtype=float)
+    patterns = np.ascontiguousarray(patterns, dtype=float)
     losses = np.full(len(patterns), np.nan)
     gradients = np.zeros(patterns.shape)
     rows = range(len(patterns))
     if name == "cosine" and patterns.ndim == 2 and len(patterns):
         _check(patterns[0], target, two_theta)  # shapes and the target
-        t = np.asarray(target, dtype=float)
-        norm_y, norm_t = np.linalg.norm(patterns, axis=1), np.linalg.norm(t)
-        fine = np.all(np.isfinite(patterns), axis=1) & (norm_y > 0)
-        y, n = patterns[fine], norm_y[fine][:, None]
-        value = (y @ t)[:, None] / (n * norm_t)
-        losses[fine] = 1.0 - value[:, 0]
-        gradients[fine] = -(t / (n * norm_t) - value * y / n**2)
-        rows = np.flatnonzero(~fine)  # the metric is undefined there: as loss() says
+        losses, gradients, not_defined = cosine_loss_rows(patterns, np.asarray(target, dtype=float))
+        rows = np.flatnonzero(not_defined)  # the metric is undefined there: as loss() says
     for b in rows:
         try:
             losses[b], gradients[b] = loss(name, patterns[b], target, two_theta)

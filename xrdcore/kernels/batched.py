@@ -14,8 +14,10 @@ formulas. Conventions (see :mod:`xrdcore.gradients` for the chain):
 * atoms are padded to a common N with occupancy 0 where structures differ in size.
 
 Like the single-structure kernels, the structure factors use phase tables: cos and sin of
-2π n x_j for |n| ≤ max |h|, per axis and atom (3(2n+1)N sin/cos per structure), so the
-O(M·N) loops multiply table entries instead of calling sin and cos.
+2π n x_j for |n| ≤ max |h|, per axis and atom (3(2n+1)N sin/cos per structure), and per
+structure a table of occ_j exp(2πi(h x_j + k y_j)) for every (h, k) pair of the shared list
+(:func:`~xrdcore.kernels.cpu.pair_tables`), so the O(M·N) loops make one complex product
+per term instead of calling sin and cos.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .cpu import pair_tables, reflection_pairs
 from .elements import CPU
 
 _reciprocal_metric = CPU["reciprocal_metric"]
@@ -62,12 +65,11 @@ def _phase_tables(frac_coords, max_index, cos_table, sin_table):
 
 
 @njit(cache=True, inline="always")
-def _phase(cos_table, sin_table, h, k, l, j):
-    """cos and sin of 2π(h x_j + k y_j + l z_j) from the tables (table offsets already added)."""
-    xy_real = cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
-    xy_imag = cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
-    return (xy_real * cos_table[2, l, j] - xy_imag * sin_table[2, l, j],
-            xy_real * sin_table[2, l, j] + xy_imag * cos_table[2, l, j])
+def _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j):
+    """occ_j times cos and sin of 2π(h x_j + k y_j + l z_j): the (h, k) pair's table entry
+    times the l table's (one complex product; table offsets already added)."""
+    return (xy_real[pair, j] * cos_table[2, l, j] - xy_imag[pair, j] * sin_table[2, l, j],
+            xy_real[pair, j] * sin_table[2, l, j] + xy_imag[pair, j] * cos_table[2, l, j])
 
 
 @njit(parallel=True, cache=True)
@@ -96,11 +98,15 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
     intensity = np.zeros((n_batch, n_reflections))
     profile = np.zeros((n_batch, n_grid))
     gaussian = eta == 0.0 and step > 0.0
+    pair_of, pair_h, pair_k = reflection_pairs(hkl, max_index)
     for b in prange(n_batch):
         _reciprocal_metric(lattices[b], metric[b])
         cos_table = np.empty((3, width, n_atoms))
         sin_table = np.empty((3, width, n_atoms))
         _phase_tables(frac_coords[b], max_index, cos_table, sin_table)
+        xy_real = np.empty((pair_h.shape[0], n_atoms), dtype=cos_table.dtype)
+        xy_imag = np.empty((pair_h.shape[0], n_atoms), dtype=cos_table.dtype)
+        pair_tables(cos_table, sin_table, occupancies[b], pair_h, pair_k, xy_real, xy_imag)
         for m in range(n_reflections):
             g_m = _g_length(metric[b], hkl[m, 0], hkl[m, 1], hkl[m, 2])
             g[b, m] = g_m
@@ -109,13 +115,13 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
             two_theta[b, m], lp[b, m], d_lp[b, m], d_two_theta[b, m] = _reflection_factors(g_m, wavelength)
             for t in range(n_types):
                 type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m)
-            h, k, l = int(hkl[m, 0]) + max_index, int(hkl[m, 1]) + max_index, int(hkl[m, 2]) + max_index
+            pair, l = pair_of[m], int(hkl[m, 2]) + max_index
             real = imag = slope_real = slope_imag = 0.0
             for j in range(n_atoms):
-                c, s = _phase(cos_table, sin_table, h, k, l, j)
+                c, s = _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j)  # occupancy included
                 t = scatterer_type[j]
-                weight = occupancies[b, j] * type_f[b, m, t]
-                slope = occupancies[b, j] * type_f_slope[b, m, t]
+                weight = type_f[b, m, t]
+                slope = type_f_slope[b, m, t]
                 real += weight * c
                 imag += weight * s
                 slope_real += slope * c
@@ -144,10 +150,14 @@ def backward_batch(d_profile, saved, lattices, frac_coords, occupancies, scatter
     d_lattice = np.zeros((n_batch, 3, 3))
     d_frac = np.zeros((n_batch, n_atoms, 3))
     gaussian = eta == 0.0 and step > 0.0
+    pair_of, pair_h, pair_k = reflection_pairs(hkl, max_index)
     for b in prange(n_batch):
         cos_table = np.empty((3, width, n_atoms))
         sin_table = np.empty((3, width, n_atoms))
         _phase_tables(frac_coords[b], max_index, cos_table, sin_table)
+        xy_real = np.empty((pair_h.shape[0], n_atoms), dtype=cos_table.dtype)
+        xy_imag = np.empty((pair_h.shape[0], n_atoms), dtype=cos_table.dtype)
+        pair_tables(cos_table, sin_table, occupancies[b], pair_h, pair_k, xy_real, xy_imag)
         d_g = np.zeros(n_reflections)
         for m in range(n_reflections):
             if lp[b, m] == 0.0:  # skipped in the forward pass
@@ -161,10 +171,10 @@ def backward_batch(d_profile, saved, lattices, frac_coords, occupancies, scatter
                 d_intensity, d_centre, g[b, m], wavelength, lp[b, m], d_lp[b, m], d_two_theta[b, m],
                 real, imag, structure[b, m, 2], structure[b, m, 3],
             )
-            h, k, l = int(hkl[m, 0]) + max_index, int(hkl[m, 1]) + max_index, int(hkl[m, 2]) + max_index
+            pair, l = pair_of[m], int(hkl[m, 2]) + max_index
             for j in range(n_atoms):
-                c, s = _phase(cos_table, sin_table, h, k, l, j)
-                along_h = coefficient * occupancies[b, j] * type_f[b, m, scatterer_type[j]] * (imag * c - real * s)
+                c, s = _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j)  # occupancy included
+                along_h = coefficient * type_f[b, m, scatterer_type[j]] * (imag * c - real * s)
                 d_frac[b, j, 0] += along_h * hkl[m, 0]
                 d_frac[b, j, 1] += along_h * hkl[m, 1]
                 d_frac[b, j, 2] += along_h * hkl[m, 2]

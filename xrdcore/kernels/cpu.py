@@ -38,6 +38,8 @@ _peak_shape = CPU["peak_shape"]
 _peak_window_adjoint = CPU["peak_window_adjoint"]
 _gaussian_window = CPU["gaussian_window"]
 _gaussian_window_adjoint = CPU["gaussian_window_adjoint"]
+_reciprocal_metric = CPU["reciprocal_metric"]
+_lattice_gradient = CPU["lattice_gradient"]
 
 
 class threads_for:
@@ -213,7 +215,7 @@ def _l_runs(hkl, pair_of, n_pairs, max_index):
     return run_order, run_start[: n_runs + 1]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types):
     """Everything the structure-factor loops share, so that they need no trigonometry.
 
@@ -237,27 +239,41 @@ def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_ty
         type_start[t + 1] += type_start[t]
     sorted_occupancy = occupancies[by_type]
     cos_table, sin_table = _phase_tables(frac_coords[by_type], max_index)
-    width = 2 * max_index + 1
+    pair_of, pair_h, pair_k = reflection_pairs(hkl, max_index)
+    xy_real = np.empty((pair_h.shape[0], n_atoms))
+    xy_imag = np.empty((pair_h.shape[0], n_atoms))
+    pair_tables(cos_table, sin_table, sorted_occupancy, pair_h, pair_k, xy_real, xy_imag)
+    return by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table
+
+
+@njit(cache=True)
+def reflection_pairs(hkl, max_index):
+    """The (h, k) pairs of a reflection list: ``pair_of`` (M,) the pair of each reflection, and
+    per pair its table rows h + n and k + n (n = ``max_index``), (P,) each, in order of first use."""
+    n_reflections, width = hkl.shape[0], 2 * max_index + 1
     pair_of = np.empty(n_reflections, dtype=np.int64)
     pair_row = np.full(width * width, -1, dtype=np.int64)
+    pair_h = np.empty(n_reflections, dtype=np.int64)
+    pair_k = np.empty(n_reflections, dtype=np.int64)
     n_pairs = 0
     for m in range(n_reflections):
-        pair = (int(hkl[m, 0]) + max_index) * width + int(hkl[m, 1]) + max_index
-        if pair_row[pair] < 0:
-            pair_row[pair] = n_pairs
+        h, k = int(hkl[m, 0]) + max_index, int(hkl[m, 1]) + max_index
+        if pair_row[h * width + k] < 0:
+            pair_row[h * width + k] = n_pairs
+            pair_h[n_pairs], pair_k[n_pairs] = h, k
             n_pairs += 1
-        pair_of[m] = pair_row[pair]
-    xy_real = np.empty((n_pairs, n_atoms))
-    xy_imag = np.empty((n_pairs, n_atoms))
-    for pair in prange(width * width):
-        row = pair_row[pair]
-        if row >= 0:
-            h, k = pair // width, pair % width
-            for j in range(n_atoms):
-                occupancy = sorted_occupancy[j]
-                xy_real[row, j] = occupancy * (cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j])
-                xy_imag[row, j] = occupancy * (cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j])
-    return by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table
+        pair_of[m] = pair_row[h * width + k]
+    return pair_of, pair_h[:n_pairs], pair_k[:n_pairs]
+
+
+@njit(cache=True, inline="always", fastmath=FASTMATH)
+def pair_tables(cos_table, sin_table, occupancies, pair_h, pair_k, xy_real, xy_imag):
+    """xy_*[p, j] = occ_j exp(2πi(h_p x_j + k_p y_j)) from the per-axis tables (P × N products)."""
+    for p in range(pair_h.shape[0]):
+        h, k = pair_h[p], pair_k[p]
+        for j in range(occupancies.shape[0]):
+            xy_real[p, j] = occupancies[j] * (cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j])
+            xy_imag[p, j] = occupancies[j] * (cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j])
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
@@ -577,3 +593,46 @@ def required_margins(reference, lattices):
         _, singular_values, _ = np.linalg.svd(np.linalg.solve(lattices[b], reference))
         margins[b] = max(1.0 / singular_values.min() - 1.0, 1.0 - 1.0 / singular_values.max())
     return margins
+
+
+@njit(cache=True)
+def lattice_gradient(lattice, hkl, g, d_g):
+    """dL/dA (3, 3) from dL/d|g_h| (M,): S = Σ (dL/d|g|)/(2|g|) h hᵀ, dL/dA = −2 G* S G* A
+    (G* = (A Aᵀ)⁻¹ by cofactors; the element function the batched kernels use)."""
+    metric = np.empty(6)
+    _reciprocal_metric(lattice, metric)
+    out = np.empty((3, 3))
+    _lattice_gradient(lattice, metric, hkl, g, d_g, out)
+    return out
+
+
+@njit(parallel=True, cache=True)
+def cosine_loss_rows(patterns, target):
+    """1 − cos(y_b, t) and its gradient t/(|y||t|) − S y/|y|², negated, for every row y_b of
+    ``patterns`` (B, K): losses (B,), gradients (B, K), and ``undefined`` (B,) True where a
+    row is not finite or all zero (loss NaN, gradient 0 there). One pass per row, parallel
+    over rows, no temporaries."""
+    n_rows, n_points = patterns.shape
+    norm_t = 0.0
+    for k in range(n_points):
+        norm_t += target[k] * target[k]
+    norm_t = math.sqrt(norm_t)
+    losses = np.empty(n_rows)
+    gradients = np.zeros((n_rows, n_points))
+    undefined = np.zeros(n_rows, dtype=np.bool_)
+    for b in prange(n_rows):
+        dot = 0.0
+        norm_y = 0.0
+        for k in range(n_points):
+            dot += patterns[b, k] * target[k]
+            norm_y += patterns[b, k] * patterns[b, k]
+        if not (math.isfinite(dot) and math.isfinite(norm_y)) or norm_y == 0.0:
+            undefined[b] = True
+            losses[b] = np.nan
+            continue
+        norm_y = math.sqrt(norm_y)
+        value = dot / (norm_y * norm_t)
+        losses[b] = 1.0 - value
+        for k in range(n_points):
+            gradients[b, k] = value * patterns[b, k] / (norm_y * norm_y) - target[k] / (norm_y * norm_t)
+    return losses, gradients, undefined

@@ -146,70 +146,116 @@ def peak_window_adjoint(d_profile, grid, centre, intensity, fwhm, eta, window):
     return d_intensity, -intensity * slope_sum
 
 
-def gaussian_side(grid, step, centre, a, first, middle, last, direction):
-    """One side of a Gaussian window's recurrence: the index range (begin, end) walked in steps of
-    ``direction`` (+1 from ``middle``, the first point at or right of the centre, to ``last``; −1
-    from middle − 1 down to ``first``), exp(−a o²) at ``begin`` and the first ratio
-    exp(−a((o ± step)² − o²)) (zeros for an empty side)."""
-    begin, end = (middle, last) if direction == 1 else (middle - 1, first - 1)
-    if begin == end:
-        return begin, end, 0.0, 0.0
-    offset = grid[begin] - centre
-    return begin, end, math.exp(-a * offset * offset), math.exp(-a * (2.0 * direction * offset * step + step * step))
+def first_at_least(value, grid, step):
+    """The first index k of a uniform ascending ``grid`` (spacing ``step``) with grid_k ≥ value
+    (n if none): estimated from the spacing, then corrected against the grid values."""
+    n = grid.shape[0]
+    k = min(max(int(math.ceil((value - grid[0]) / step)), 0), n)
+    while k > 0 and grid[k - 1] >= value:
+        k -= 1
+    while k < n and grid[k] < value:
+        k += 1
+    return k
+
+
+def first_above(value, grid, step):
+    """The first index k of a uniform ascending ``grid`` with grid_k > value (n if none)."""
+    n = grid.shape[0]
+    k = min(max(int(math.ceil((value - grid[0]) / step)), 0), n)
+    while k < n and grid[k] <= value:
+        k += 1
+    while k > 0 and grid[k - 1] > value:
+        k -= 1
+    return k
+
+
+def uniform_window(centre, half_width, grid, step):
+    """``first``, ``middle``, ``last`` of a peak's window on a uniform grid: the first index with
+    grid_k ≥ centre − half_width, the first with grid_k ≥ centre (kept within the window), one
+    past the last with grid_k ≤ centre + half_width. The same indices as a binary search
+    (:func:`window_bounds`), in O(1)."""
+    first = first_at_least(centre - half_width, grid, step)
+    last = first_above(centre + half_width, grid, step)
+    middle = min(max(first_at_least(centre, grid, step), first), last)
+    return first, middle, last
+
+
+def gaussian_start(grid, step, centre, a, k, direction):
+    """exp(−a o²) at grid point k (o = grid_k − centre) and the first ratio exp(−a((o ± step)² − o²))
+    of a walk away from the centre in ``direction`` (+1 right, −1 left)."""
+    offset = grid[k] - centre
+    return math.exp(-a * offset * offset), math.exp(-a * (2.0 * direction * offset * step + step * step))
 
 
 def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
     """profile[k] += I·G(grid_k − centre) over the peak's window, G the unit-area Gaussian of FWHM
     ``fwhm`` (deg), on a uniform ``grid`` of spacing ``step`` (deg): one exp per direction and a
     recurrence G_{k+1} = G_k R_k, R_{k+1} = R_k Q (exact in exact arithmetic; ~1e-12 relative
-    here), walking out from the grid point nearest the centre so that nothing under- or overflows."""
-    half_width = window * fwhm
-    first, last = window_bounds(centre, half_width, grid)
+    here), walking out from the grid point nearest the centre so that nothing under- or overflows;
+    the right and left walks advance side by side (two independent chains)."""
+    first, middle, last = uniform_window(centre, window * fwhm, grid, step)
     if first >= last:
         return
     sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     a = 0.5 / (sigma * sigma)
     scale = intensity / (sigma * math.sqrt(2.0 * math.pi))
     q = math.exp(-2.0 * a * step * step)
-    middle = first  # the first grid point at or right of the centre
-    while middle < last and grid[middle] < centre:
-        middle += 1
-    for direction in (1, -1):  # right of the centre (offsets o ≥ 0 grow), then left (o < 0 shrink)
-        begin, end, value, ratio = gaussian_side(grid, step, centre, a, first, middle, last, direction)
-        value *= scale
-        for k in range(begin, end, direction):
-            profile[k] += value
-            value *= ratio
-            ratio *= q
+    right = left = right_ratio = left_ratio = 0.0
+    if middle < last:
+        right, right_ratio = gaussian_start(grid, step, centre, a, middle, 1)
+        right *= scale
+    if middle > first:
+        left, left_ratio = gaussian_start(grid, step, centre, a, middle - 1, -1)
+        left *= scale
+    n_right, n_left = last - middle, middle - first
+    for i in range(max(n_right, n_left)):
+        if i < n_right:
+            profile[middle + i] += right
+            right *= right_ratio
+            right_ratio *= q
+        if i < n_left:
+            profile[middle - 1 - i] += left
+            left *= left_ratio
+            left_ratio *= q
 
 
 def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, window):
     """dL/dI and dL/d(2θ) of one Gaussian peak (the adjoint of :func:`gaussian_window`):
-    Σ_k dL/dy_k G_k and I Σ_k dL/dy_k G_k o_k/σ², with the same recurrence."""
-    half_width = window * fwhm
-    first, last = window_bounds(centre, half_width, grid)
+    Σ_k dL/dy_k G_k and I Σ_k dL/dy_k G_k o_k/σ², with the same recurrence (right and left
+    sums kept apart and added at the end)."""
+    first, middle, last = uniform_window(centre, window * fwhm, grid, step)
     if first >= last:
         return 0.0, 0.0
     sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     a = 0.5 / (sigma * sigma)
     norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
     q = math.exp(-2.0 * a * step * step)
-    middle = first  # as in gaussian_window
-    while middle < last and grid[middle] < centre:
-        middle += 1
-    d_intensity = 0.0
-    moment = 0.0  # Σ dL/dy_k G_k o_k
-    for direction in (1, -1):
-        begin, end, value, ratio = gaussian_side(grid, step, centre, a, first, middle, last, direction)
-        value *= norm
-        for k in range(begin, end, direction):
-            weighted = d_profile[k] * value
-            d_intensity += weighted
-            moment += weighted * (grid[k] - centre)
-            value *= ratio
-            ratio *= q
+    right = left = right_ratio = left_ratio = 0.0
+    if middle < last:
+        right, right_ratio = gaussian_start(grid, step, centre, a, middle, 1)
+        right *= norm
+    if middle > first:
+        left, left_ratio = gaussian_start(grid, step, centre, a, middle - 1, -1)
+        left *= norm
+    right_sum = left_sum = right_moment = left_moment = 0.0  # Σ dL/dy_k G_k and Σ dL/dy_k G_k o_k
+    n_right, n_left = last - middle, middle - first
+    for i in range(max(n_right, n_left)):
+        if i < n_right:
+            k = middle + i
+            weighted = d_profile[k] * right
+            right_sum += weighted
+            right_moment += weighted * (grid[k] - centre)
+            right *= right_ratio
+            right_ratio *= q
+        if i < n_left:
+            k = middle - 1 - i
+            weighted = d_profile[k] * left
+            left_sum += weighted
+            left_moment += weighted * (grid[k] - centre)
+            left *= left_ratio
+            left_ratio *= q
     # dP/d(offset) = −P·o/σ² and d(offset)/d(centre) = −1
-    return d_intensity, intensity * moment / (sigma * sigma)
+    return right_sum + left_sum, intensity * (right_moment + left_moment) / (sigma * sigma)
 
 
 def reflection_adjoint(d_intensity, d_centre, g, wavelength, lp, d_lp, d_two_theta_d_g, real, imag, slope_real, slope_imag):
@@ -278,7 +324,9 @@ def lattice_gradient(lattice, metric, hkl, g, d_g, out):
 #: Element functions in an order where every callee precedes its callers.
 ELEMENTS = (
     "reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope", "structure_factor",
-    "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint", "gaussian_side", "gaussian_window",
+    "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint", "first_at_least", "first_above",
+    "uniform_window", "gaussian_start",
+    "gaussian_window",
     "gaussian_window_adjoint",
     "reflection_adjoint",
     "atom_gradient", "lattice_gradient",

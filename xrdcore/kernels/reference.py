@@ -135,3 +135,20 @@ def required_margins(reference, lattices):
     transforms = np.linalg.solve(lattices, np.broadcast_to(reference, lattices.shape))
     singular_values = np.linalg.svd(transforms, compute_uv=False)
     return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
+
+
+def lattice_gradient(lattice, hkl, g, d_g):
+    """dL/dA = −2 G* S G* A with S = Σ (dL/d|g|)/(2|g|) h hᵀ, as matrix products."""
+    s_matrix = (hkl * (d_g / (2 * g))[:, None]).T @ hkl
+    metric_inverse = np.linalg.inv(lattice @ lattice.T)  # G*
+    return -2 * metric_inverse @ s_matrix @ metric_inverse @ lattice
+
+
+def cosine_loss_rows(patterns, target):
+    norm_y, norm_t = np.linalg.norm(patterns, axis=1), np.linalg.norm(target)
+    undefined = ~(np.all(np.isfinite(patterns), axis=1) & (norm_y > 0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (patterns @ target) / (norm_y * norm_t)
+        gradients = value[:, None] * patterns / norm_y[:, None] ** 2 - target / (norm_y[:, None] * norm_t)
+    gradients[undefined] = 0.0
+    return np.where(undefined, np.nan, 1.0 - value), gradients, undefined
