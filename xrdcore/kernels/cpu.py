@@ -8,12 +8,17 @@ Inputs are plain arrays (float64 unless noted) prepared by :mod:`xrdcore.diffrac
   t = (element, B) at each reflection (from :func:`form_factor_tables`).
 
 Each forward kernel ``name`` that the gradients need has an adjoint ``name_adjoint`` that
-pulls dL/d(outputs) back to dL/d(inputs) (reverse mode, written by hand).
+pulls dL/d(outputs) back to dL/d(inputs) (reverse mode, written by hand). A call of
+:meth:`~xrdcore.diffraction.Diffractometer.peaks` is three kernels (:func:`reflection_list`,
+:func:`structure_intensities`, :func:`merge_peaks`), so little of it is Python.
+:func:`reflection_pairs` and :func:`pair_tables` build tables that :mod:`.batched` shares;
+they are tested through the kernels that use them.
 """
 
 from __future__ import annotations
 
 import math
+
 import numba
 import numpy as np
 from numba import njit, prange
