@@ -180,11 +180,26 @@ def uniform_window(centre, half_width, grid, step):
     return first, middle, last
 
 
-def gaussian_start(grid, step, centre, a, k, direction):
-    """exp(−a o²) at grid point k (o = grid_k − centre) and the first ratio exp(−a((o ± step)² − o²))
-    of a walk away from the centre in ``direction`` (+1 right, −1 left)."""
-    offset = grid[k] - centre
-    return math.exp(-a * offset * offset), math.exp(-a * (2.0 * direction * offset * step + step * step))
+def gaussian_start(grid, step, centre, fwhm, window, scale):
+    """The start of a Gaussian window's two walks (:func:`gaussian_window`): ``first``,
+    ``middle``, ``last`` (:func:`uniform_window`), σ, Q = exp(−2a step²) (a = 1/2σ²), and for the
+    walk right from ``middle`` and left from ``middle`` − 1 the value scale·G at its first point
+    (G the unit-area Gaussian) and its first ratio exp(−a((o ± step)² − o²)); zeros for an
+    empty side."""
+    first, middle, last = uniform_window(centre, window * fwhm, grid, step)
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    a = 0.5 / (sigma * sigma)
+    scale = scale / (sigma * math.sqrt(2.0 * math.pi))
+    right = left = right_ratio = left_ratio = 0.0
+    if middle < last:
+        offset = grid[middle] - centre
+        right = scale * math.exp(-a * offset * offset)
+        right_ratio = math.exp(-a * (2.0 * offset * step + step * step))
+    if middle > first:
+        offset = grid[middle - 1] - centre
+        left = scale * math.exp(-a * offset * offset)
+        left_ratio = math.exp(-a * (-2.0 * offset * step + step * step))
+    return first, middle, last, sigma, math.exp(-2.0 * a * step * step), right, right_ratio, left, left_ratio
 
 
 def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
@@ -193,20 +208,9 @@ def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
     recurrence G_{k+1} = G_k R_k, R_{k+1} = R_k Q (exact in exact arithmetic; ~1e-12 relative
     here), walking out from the grid point nearest the centre so that nothing under- or overflows;
     the right and left walks advance side by side (two independent chains)."""
-    first, middle, last = uniform_window(centre, window * fwhm, grid, step)
-    if first >= last:
-        return
-    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    a = 0.5 / (sigma * sigma)
-    scale = intensity / (sigma * math.sqrt(2.0 * math.pi))
-    q = math.exp(-2.0 * a * step * step)
-    right = left = right_ratio = left_ratio = 0.0
-    if middle < last:
-        right, right_ratio = gaussian_start(grid, step, centre, a, middle, 1)
-        right *= scale
-    if middle > first:
-        left, left_ratio = gaussian_start(grid, step, centre, a, middle - 1, -1)
-        left *= scale
+    first, middle, last, _, q, right, right_ratio, left, left_ratio = gaussian_start(
+        grid, step, centre, fwhm, window, intensity
+    )
     n_right, n_left = last - middle, middle - first
     for i in range(max(n_right, n_left)):
         if i < n_right:
@@ -223,20 +227,9 @@ def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, wind
     """dL/dI and dL/d(2θ) of one Gaussian peak (the adjoint of :func:`gaussian_window`):
     Σ_k dL/dy_k G_k and I Σ_k dL/dy_k G_k o_k/σ², with the same recurrence (right and left
     sums kept apart and added at the end)."""
-    first, middle, last = uniform_window(centre, window * fwhm, grid, step)
-    if first >= last:
-        return 0.0, 0.0
-    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    a = 0.5 / (sigma * sigma)
-    norm = 1.0 / (sigma * math.sqrt(2.0 * math.pi))
-    q = math.exp(-2.0 * a * step * step)
-    right = left = right_ratio = left_ratio = 0.0
-    if middle < last:
-        right, right_ratio = gaussian_start(grid, step, centre, a, middle, 1)
-        right *= norm
-    if middle > first:
-        left, left_ratio = gaussian_start(grid, step, centre, a, middle - 1, -1)
-        left *= norm
+    first, middle, last, sigma, q, right, right_ratio, left, left_ratio = gaussian_start(
+        grid, step, centre, fwhm, window, 1.0
+    )
     right_sum = left_sum = right_moment = left_moment = 0.0  # Σ dL/dy_k G_k and Σ dL/dy_k G_k o_k
     n_right, n_left = last - middle, middle - first
     for i in range(max(n_right, n_left)):
