@@ -77,6 +77,7 @@ class JaxCosineLoss:
         self._single = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
         self._vmapped = jax.jit(jax.vmap(jax.value_and_grad(loss, argnums=(0, 1))))
         self._loss = loss
+        self._mapped_by_chunk: dict = {}
 
     def value_and_grad(self, lattice, frac_coords):
         """(loss, dL/dA (3, 3), dL/dx (N, 3)) as numpy, after the computation has finished."""
@@ -94,8 +95,10 @@ class JaxCosineLoss:
         return np.asarray(value), np.asarray(d_lattice), np.asarray(d_frac)
 
     def _mapped(self, chunk: int):
-        key = ("map", chunk)
-        if key not in self.__dict__:
+        """The jitted ``lax.map`` over chunks of ``chunk`` structures (compiled once per size)."""
+        if chunk not in self._mapped_by_chunk:
             step = jax.value_and_grad(self._loss, argnums=(0, 1))
-            self.__dict__[key] = jax.jit(lambda a, x: jax.lax.map(lambda ax: step(*ax), (a, x), batch_size=chunk))
-        return self.__dict__[key]
+            self._mapped_by_chunk[chunk] = jax.jit(
+                lambda a, x: jax.lax.map(lambda ax: step(*ax), (a, x), batch_size=chunk)
+            )
+        return self._mapped_by_chunk[chunk]

@@ -87,11 +87,6 @@ class PeakList:
         self._member_hkl = member_hkl
         self._member_start = member_start
 
-    @classmethod
-    def empty(cls) -> PeakList:
-        """No peaks (nothing diffracts inside the 2θ window)."""
-        return cls(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros((0, 3), np.int64), np.zeros(1, np.int64))
-
     def __len__(self) -> int:
         return len(self.two_theta)
 
@@ -189,7 +184,6 @@ class Diffractometer:
         self.step = float(step)
         self._setups: dict = {}  # profile_setup's results on the default grid, by settings
         self._g_windows: dict = {}  # g_window's results, by 2θ range
-        self._g_window = self.g_window(self.two_theta_range)
 
     def __repr__(self) -> str:
         lo, hi = self.two_theta_range
@@ -216,8 +210,8 @@ class Diffractometer:
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
         _check_crystal(crystal)
-        g_window = self._g_window if two_theta_range is None else self.g_window(two_theta_range)
-        hkl, g = self.enumerate_hkl(crystal.lattice, *g_window)
+        window = self.two_theta_range if two_theta_range is None else two_theta_range
+        hkl, g = self.enumerate_hkl(crystal.lattice, *self.g_window(window))
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 

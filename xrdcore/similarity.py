@@ -228,13 +228,13 @@ def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "ra
     A row whose metric is undefined (all zero, NaN) raises ValueError, or with
     ``undefined="nan"`` gets loss NaN and zero gradient."""
     patterns = np.ascontiguousarray(patterns, dtype=float)
-    losses = np.full(len(patterns), np.nan)
-    gradients = np.zeros(patterns.shape)
-    rows = range(len(patterns))
     if name == "cosine" and patterns.ndim == 2 and len(patterns):
         _check(patterns[0], target, two_theta)  # shapes and the target
         losses, gradients, not_defined = cosine_loss_rows(patterns, np.asarray(target, dtype=float))
         rows = np.flatnonzero(not_defined)  # the metric is undefined there: as loss() says
+    else:
+        losses, gradients = np.full(len(patterns), np.nan), np.zeros(patterns.shape)
+        rows = range(len(patterns))
     for b in rows:
         try:
             losses[b], gradients[b] = loss(name, patterns[b], target, two_theta)

@@ -228,7 +228,7 @@ def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_ty
     ``type_start[t]:type_start[t + 1]``). For every (h, k) pair in use, row ``pair_of[m]`` of
     ``xy_real``/``xy_imag`` holds occ_j exp(2πi(h x_j + k y_j)) (reflections share it across
     l); ``cos_table[2, l + n]``, ``sin_table[2, l + n]`` give exp(2πi l z_j), n = ``max_index``.
-    Costs 3(2n+1)N sin/cos plus (pairs × N) products instead of M·N sin/cos.
+    Costs 3(n+1)N sin/cos plus (pairs × N) products instead of M·N sin/cos.
     """
     n_reflections = hkl.shape[0]
     n_atoms = frac_coords.shape[0]
@@ -295,9 +295,11 @@ def _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
 def _run_sums(a, b, z_cos, z_sin, l, count, sums_real, sums_imag, run_order, i, t):
-    """S_t of ``count`` ≤ 4 consecutive-l reflections of one (h, k) pair (their rows of the
-    output ``run_order[i:i + count]``): Σ_j (a_j + i b_j) exp(2πi (l + i) z_j) over the type's atoms, with the
-    four reflections' eight sums carried side by side (independent chains), atoms in index order."""
+    """S_t of ``count`` (4 or 1) consecutive-l reflections of one (h, k) pair, written to rows
+    ``run_order[i:i + count]`` of column t: for c < count, Σ_j (a_j + i b_j) exp(2πi (l + c) z_j)
+    over the type's atoms (``a``, ``b`` its pair-table entries, ``z_cos``, ``z_sin`` its
+    l-tables with column l + c), the four reflections' eight sums carried side by side
+    (independent chains), atoms in index order."""
     r0 = r1 = r2 = r3 = q0 = q1 = q2 = q3 = 0.0
     if count == 4:
         zc = z_cos[:, l : l + 4]
