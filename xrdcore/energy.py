@@ -25,7 +25,8 @@ from functools import lru_cache
 import numpy as np
 
 from .crystal import Crystal, element_symbol
-from .landscape import Direction, Scan, displaced
+from .landscape import Scan, displaced, scan_axes
+from .validation import StructureError, choice, guard_memory, instance, real, whole
 
 #: Names :func:`calculator` understands.
 CALCULATORS = ("chgnet", "emt")
@@ -36,6 +37,15 @@ RELAX_FMAX = 0.01
 RELAX_STEPS = 500
 #: Threads for BLAS and torch while a calculator runs (see ``_quiet``).
 THREADS = 1
+
+#: Memory estimate of one evaluation (checked before the calculator runs): neighbour pairs within
+#: CHGNet's atom-graph cutoff and bond-angle triplets within its bond-graph cutoff (Å), at
+#: about this many bytes each (features, activations and gradients; a rough upper figure).
+GRAPH_CUTOFF = 5.0
+BOND_CUTOFF = 3.0
+BYTES_PER_GRAPH_ELEMENT = 2048
+#: Below this volume per atom (Å³) a cell has collapsed (solids have ≳ 5 Å³ per atom).
+MIN_VOLUME_PER_ATOM = 1.0
 
 _INSTALL_HINT = 'install the energy extra: pip install -e ".[energy]" (or make install)'
 
@@ -109,9 +119,8 @@ def supported_elements(calc) -> set[int] | None:
 def to_atoms(crystal: Crystal):
     """The crystal as a periodic ``ase.Atoms`` (cell in Å, scaled positions = fractional
     coordinates). Partially occupied sites have no single energy: ValueError."""
+    instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     Atoms = _require("ase").Atoms
-    if not isinstance(crystal, Crystal):
-        raise TypeError(f"expected an xrdcore Crystal, got {type(crystal).__name__} (convert with Crystal.from_pymatgen)")
     partial = np.flatnonzero(crystal.occupancies < 1)
     if len(partial):
         first = int(partial[0])
@@ -136,10 +145,24 @@ def _check_elements(crystal: Crystal, calc):
         )
 
 
+def check_cell(crystal: Crystal) -> None:
+    """StructureError for a collapsed cell, ResourceLimitError when the estimated neighbour graph
+    (see :data:`BYTES_PER_GRAPH_ELEMENT`) exceeds ``LIMITS.max_memory_gb``: before any calculator runs."""
+    density = len(crystal) / crystal.volume  # atoms per Å³
+    if 1 / density < MIN_VOLUME_PER_ATOM:
+        raise StructureError(f"the cell has collapsed: {1 / density:.3g} Å³ per atom (solids have ≳ 5); "
+                             "no interatomic potential is meaningful there")
+    pairs = len(crystal) * density * 4 / 3 * np.pi * GRAPH_CUTOFF**3
+    triplets = len(crystal) * (density * 4 / 3 * np.pi * BOND_CUTOFF**3) ** 2
+    guard_memory(BYTES_PER_GRAPH_ELEMENT * (pairs + triplets), f"an energy of {len(crystal)} atoms ({pairs:.3g} neighbour pairs)",
+                 "use a smaller cell")
+
+
 def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False):
     """[total energy (eV), forces (N, 3) if asked, stress (3, 3) if asked]. CHGNet is asked for
     only what is needed (its ``task``): forces and stress each cost a backward pass."""
     atoms = to_atoms(crystal)
+    check_cell(crystal)
     _check_elements(crystal, calc)
     atoms.calc = calc
     with _quiet():
@@ -203,15 +226,6 @@ def _gradient(crystal: Crystal, forces, stress) -> tuple[np.ndarray, np.ndarray]
     return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(forces) @ crystal.lattice.T
 
 
-def _check_direction(crystal: Crystal, direction):
-    if not isinstance(direction, Direction):
-        raise TypeError(f"expected an xrdcore.landscape.Direction, got {type(direction).__name__}")
-    if np.shape(direction.d_lattice) != (3, 3) or np.shape(direction.d_frac) != crystal.frac_coords.shape:
-        raise ValueError(f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)")
-    if not (np.all(np.isfinite(direction.d_lattice)) and np.all(np.isfinite(direction.d_frac))):
-        raise ValueError(f"direction {direction.name!r} contains NaN or inf")
-
-
 def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool = True) -> Scan:
     """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
     (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
@@ -219,22 +233,8 @@ def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool =
     :class:`~xrdcore.landscape.Scan` as :func:`xrdcore.landscape.scan` returns for an XRD
     loss, on the same directions and offsets, so the two compare point for point.
     ``slopes=False`` skips forces and stress (about 2× faster with CHGNet); the slopes are then NaN."""
+    directions, axes = scan_axes(crystal, directions, offsets)
     calc = calculator(calc)
-    directions = [directions] if isinstance(directions, Direction) else list(directions)
-    if len(directions) not in (1, 2):
-        raise ValueError("give one direction (1-D scan) or two (2-D scan)")
-    for direction in directions:
-        _check_direction(crystal, direction)
-    if len(directions) == 1:
-        axes = (np.asarray(offsets, dtype=float),)
-        if axes[0].ndim != 1:
-            raise ValueError("offsets of a 1-D scan must be a 1-D array")
-    else:
-        axes = tuple(np.asarray(o, dtype=float) for o in offsets)
-    if any(axis.size == 0 for axis in axes):
-        raise ValueError("offsets are empty")
-    if not all(np.all(np.isfinite(axis)) for axis in axes):
-        raise ValueError("offsets contain NaN or inf")
     need_stress = slopes and bool(np.any(directions[0].d_lattice))
     shape = tuple(len(axis) for axis in axes)
     values, slope = np.empty(shape), np.full(shape, np.nan)
@@ -264,13 +264,15 @@ def relax(crystal: Crystal, calc=None, steps: int = RELAX_STEPS, fmax: float = R
     force is below ``fmax`` eV/Å or ``steps`` steps are spent."""
     optimizers = _require("ase.optimize")
     filters = _require("ase.filters")
-    if optimizer not in ("FIRE", "BFGS"):
-        raise ValueError(f"unknown optimizer {optimizer!r}; choose 'FIRE' or 'BFGS'")
-    if steps < 0 or not fmax > 0:
-        raise ValueError(f"need steps ≥ 0 and fmax > 0 (eV/Å), got steps={steps}, fmax={fmax}")
+    optimizer = choice(optimizer, "optimizer", ("FIRE", "BFGS"))
+    steps = whole(steps, "steps", low=0)
+    fmax = real(fmax, "fmax", low=0, low_open=True, unit="eV/Å")
+    if not isinstance(cell, (bool, np.bool_)):
+        raise TypeError(f"cell must be True or False, got {type(cell).__name__}")
     calc = calculator(calc)
     _check_elements(crystal, calc)
     atoms = to_atoms(crystal)
+    check_cell(crystal)
     atoms.calc = calc
     target = filters.FrechetCellFilter(atoms) if cell else atoms
     run = getattr(optimizers, optimizer)(target, logfile=None)

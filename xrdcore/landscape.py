@@ -25,6 +25,7 @@ from .batch import BatchLoss
 from .crystal import Crystal
 from .parametrize import Parametrization
 from .perturb import random_strain
+from .validation import instance, real_array
 
 
 @dataclass(frozen=True)
@@ -93,20 +94,41 @@ class Scan:
     slope: np.ndarray  # exact dL/dt along the (first) direction at every point
 
 
+def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
+    """The directions of a scan as a list (one or two :class:`Direction`, each checked against
+    ``crystal``) and its offsets as a tuple of finite 1-D arrays, one per direction."""
+    instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
+    directions = [directions] if isinstance(directions, Direction) else list(directions)
+    if len(directions) not in (1, 2):
+        raise ValueError(f"give one direction (1-D scan) or two (2-D scan), got {len(directions)}")
+    for direction in directions:
+        instance(direction, "direction", Direction, "make one with xrdcore.landscape (lattice_direction, …)")
+        if np.shape(direction.d_lattice) != (3, 3) or np.shape(direction.d_frac) != crystal.frac_coords.shape:
+            raise ValueError(f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)")
+        real_array(direction.d_lattice, f"direction {direction.name!r}")
+        real_array(direction.d_frac, f"direction {direction.name!r}")
+    if len(directions) == 1:
+        axes = (real_array(offsets, "offsets of a 1-D scan", ndim=1),)
+    else:
+        if isinstance(offsets, np.ndarray) and offsets.ndim != 2 or len(offsets) != 2:
+            raise ValueError("offsets of a 2-D scan must be a pair of 1-D arrays")
+        axes = tuple(real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(offsets))
+    if any(axis.size == 0 for axis in axes):
+        raise ValueError("offsets are empty")
+    return directions, axes
+
+
 def scan(crystal: Crystal, directions, offsets, target, diffractometer, metric="cosine", fwhm=0.1, **options) -> Scan:
     """Loss at crystal + t·direction for every t (1-D, one direction) or every (t1, t2) pair
     (2-D, two directions, ``offsets`` a pair of 1-D arrays); evaluated as one batch."""
-    directions = [directions] if isinstance(directions, Direction) else list(directions)
+    directions, axes = scan_axes(crystal, directions, offsets)
     if len(directions) == 1:
-        grid = np.asarray(offsets, dtype=float)[:, None]
+        grid = axes[0][:, None]
         shape = grid.shape[:1]
-    elif len(directions) == 2:
-        first, second = (np.asarray(o, dtype=float) for o in offsets)
-        mesh = np.stack(np.meshgrid(first, second, indexing="ij"), axis=-1)
+    else:
+        mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
         shape = mesh.shape[:2]
         grid = mesh.reshape(-1, 2)
-    else:
-        raise ValueError("give one direction (1-D scan) or two (2-D scan)")
     lattices = crystal.lattice + np.einsum("pk,kij->pij", grid, np.stack([d.d_lattice for d in directions]))
     coords = crystal.frac_coords + np.einsum("pk,knx->pnx", grid, np.stack([d.d_frac for d in directions]))
     reach = max(np.abs(np.linalg.svd(np.linalg.solve(a, crystal.lattice), compute_uv=False) - 1).max() for a in lattices)
@@ -114,8 +136,7 @@ def scan(crystal: Crystal, directions, offsets, target, diffractometer, metric="
     batch = BatchLoss(crystal, target, diffractometer, metric=metric, fwhm=fwhm, margin=margin, **options)
     losses, d_lattice, d_frac = batch(lattices, coords)
     slope = directions[0].slope(d_lattice, d_frac)
-    return Scan(np.asarray(offsets, dtype=float) if len(directions) == 1 else (first, second),
-                losses.reshape(shape), slope.reshape(shape))
+    return Scan(axes[0] if len(axes) == 1 else axes, losses.reshape(shape), slope.reshape(shape))
 
 
 def local_minima(values, tolerance: float = 0.0) -> np.ndarray:

@@ -9,8 +9,15 @@ parameter units, so each parameter gets a default step size from :func:`default_
 descent takes x ← x − ``learning_rate`` · g, with no rescaling. L-BFGS (scipy's L-BFGS-B)
 needs no rate.
 
-A step that produces an invalid crystal (a collapsed or inverted cell, NaN) ends that run
-with ``status="invalid structure"`` instead of raising: in a study this is a failure to count.
+Every argument is checked before the first evaluation: a wrong call (an unknown metric, a bad
+width, a target of the wrong length or all zero, a NaN learning rate, …) raises TypeError or
+ValueError. What a *run* reaches is a status instead: a step that produces an invalid crystal
+(a collapsed or inverted cell, NaN: :class:`~xrdcore.validation.StructureError`) or a pattern
+on which the metric is undefined (nothing diffracts in range:
+:class:`~xrdcore.validation.UndefinedMetricError`) ends that run with
+``status="invalid structure"``, a cell grown beyond a resource guard
+(:class:`~xrdcore.validation.ResourceLimitError`) with ``status="resource limit"``; the best
+valid point so far is kept. In a study these are failures to count.
 
 Remedies (each keeps the evaluation budget: one *evaluation* is one objective value with
 its gradient; the number spent is :attr:`OptimizationResult.evaluations`):
@@ -55,6 +62,8 @@ from .gradients import loss_and_grad
 from .parametrize import Parametrization
 from .profiles import pseudo_voigt
 from .structsim import lattice_error, rms_displacement
+from .validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice, instance, real, real_array,
+                         whole)
 
 METHODS = ("adam", "gd", "lbfgs")
 #: Default Adam step per parameter kind (see the module docstring).
@@ -88,7 +97,7 @@ class OptimizationResult:
     crystal: Crystal
     params: np.ndarray
     loss: float  # the objective: XRD loss (+ w · energy per atom with an energy term)
-    status: str  # "converged", "step budget", "stalled" (L-BFGS line search gave up), "invalid structure"
+    status: str  # "converged", "step budget", "stalled" (L-BFGS gave up), "invalid structure", "resource limit"
     evaluations: int
     trajectory: Trajectory
     start_index: int = 0  # which start (0 = the given one) produced this result
@@ -200,6 +209,41 @@ def combined_loss_and_grad(crystal: Crystal, target, diffractometer, energy_weig
     value, d_lattice, d_frac = energy_gradient(crystal, calculator)
     return CombinedGradient(xrd.loss + energy_weight * value, xrd.d_lattice + energy_weight * d_lattice,
                             xrd.d_frac + energy_weight * d_frac, xrd.loss, value)
+
+
+#: Keywords of :func:`loss_and_grad` that set the profile (the rest, but ``reflections``, go to the metric).
+PROFILE_OPTIONS = ("two_theta", "fwhm", "shape", "eta", "window")
+
+
+def check_loss_call(target, diffractometer, options: dict) -> None:
+    """Raise TypeError/ValueError for :func:`loss_and_grad` arguments that fail for every
+    structure: not a Diffractometer, bad profile settings, an unknown metric or metric option,
+    a target that is neither a Crystal nor a finite pattern on the grid, or one on which the
+    metric is undefined (all zero). Costs one pattern of a Crystal target, no gradient."""
+    from .diffraction import Diffractometer
+    from .similarity import loss
+
+    instance(diffractometer, "diffractometer", Diffractometer, "e.g. Diffractometer('CuKa', (10, 90))")
+    if "reflections" in options:
+        raise TypeError("optimize enumerates reflections itself; do not pass reflections=")
+    profile = {name: options[name] for name in PROFILE_OPTIONS if name in options}
+    setup = diffractometer.profile_setup(**profile)
+    if isinstance(target, Crystal):
+        target = diffractometer.pattern(target, **{"two_theta": setup.grid, **profile}, normalize=False)
+    else:
+        target = real_array(target, "target pattern", ndim=1)
+        if target.shape != setup.grid.shape:
+            raise ValueError(f"target pattern has {len(target)} points, the 2θ grid {len(setup.grid)}: "
+                             "give the pattern on the diffractometer's grid (or the grid as two_theta=)")
+    probe = np.linspace(1.0, 2.0, len(target))  # a valid simulated pattern for every metric
+    metric_options = {k: v for k, v in options.items() if k not in PROFILE_OPTIONS and k != "metric"}
+    try:
+        loss(options.get("metric", "cosine"), probe, target, setup.grid, **metric_options)
+    except TypeError as error:
+        if "unexpected keyword" not in str(error):
+            raise
+        raise TypeError(f"unknown option(s) {sorted(metric_options)}: the loss takes metric, {', '.join(PROFILE_OPTIONS)} "
+                        "and the metric's own options (e.g. width for 'wcc')") from None
 
 
 class _Objective:
@@ -337,21 +381,42 @@ def optimize(
     options : metric, fwhm, shape, … for :func:`loss_and_grad`.
     """
     begin = time.perf_counter()
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {METHODS}")
-    if steps < 1:
-        raise ValueError("steps must be ≥ 1")
-    if basin_hopping is not None and restarts:
-        raise ValueError("choose restarts or basin hopping, not both")
-    if energy_weight < 0 or not np.isfinite(energy_weight):
-        raise ValueError(f"energy_weight must be a finite number ≥ 0, got {energy_weight}")
+    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.parametrize (p1, space_group, …)")
+    instance(start, "start", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
+    if truth is not None:
+        instance(truth, "truth", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
+        if len(truth) != len(start):
+            raise ValueError(f"truth has {len(truth)} atoms, the start {len(start)}: they must be the same atoms")
+    method = choice(method, "method", METHODS)
+    steps = whole(steps, "steps", low=1)
+    learning_rate = real(learning_rate, "learning_rate", low=0, low_open=True)
+    tolerance = real(tolerance, "tolerance")  # a negative one never stops a run early
+    restarts = whole(restarts, "restarts", low=0)
+    restart_scale = real(restart_scale, "restart_scale", low=0)
+    seed = whole(seed, "seed", low=0)
+    energy_weight = real(energy_weight, "energy_weight", low=0, unit="atoms/eV")
+    if continuation is not None:
+        instance(continuation, "continuation", Continuation)
+        real(continuation.start_fwhm, "continuation.start_fwhm", low=0, low_open=True, unit="deg")
+        whole(continuation.stages, "continuation.stages", low=1)
+    if basin_hopping is not None:
+        instance(basin_hopping, "basin_hopping", BasinHopping)
+        whole(basin_hopping.hops, "basin_hopping.hops", low=1, high=steps)
+        real(basin_hopping.temperature, "basin_hopping.temperature", low=0, low_open=True)
+        if basin_hopping.scale is not None:
+            real(basin_hopping.scale, "basin_hopping.scale", low=0)
+        if restarts:
+            raise ValueError("choose restarts or basin hopping, not both")
     if energy_weight:
         from .energy import check_supported
 
         check_supported(start, energy_calculator)  # a missing element is an error, not a failed run
+    check_loss_call(target, diffractometer, options)
     problem = _Problem(parametrization, target, diffractometer, truth, options,
-                       (float(energy_weight), energy_calculator if energy_weight else None),
+                       (energy_weight, energy_calculator if energy_weight else None),
                        method, learning_rate, tolerance, continuation)
+    if continuation is not None:
+        problem.stages(steps)  # a start width below the target's fails here, not in the run
     rng = np.random.default_rng(seed)
     first = parametrization.parameters(start)
     if basin_hopping is not None:
@@ -403,8 +468,10 @@ def _run(method, objective, params, steps, learning_rate, tolerance) -> Optimiza
             status = _lbfgs(objective, params, steps, tolerance)
         else:
             status = _first_order(method, objective, params, steps, learning_rate, tolerance)
-    except ValueError:
+    except (StructureError, UndefinedMetricError):
         status = "invalid structure"
+    except ResourceLimitError:
+        status = "resource limit"
     if objective.best_params is None:  # not even the start was a valid structure
         return OptimizationResult(None, params, float("inf"), status, objective.evaluations, objective.trajectory)
     crystal = objective.parametrization.crystal(objective.best_params)

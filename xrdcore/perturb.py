@@ -26,6 +26,7 @@ import numpy as np
 
 from .crystal import Crystal
 from .symmetry import find_symmetry
+from .validation import choice, instance, real, whole
 
 
 def random_strain(rng, magnitude: float, symmetry=None) -> np.ndarray:
@@ -78,11 +79,13 @@ LATTICE_NOISES = ("strain", "matrix")
 def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, seed: int = 0, symmetric: bool | str = False,
             lattice_noise: str = "strain") -> Crystal:
     """A perturbed copy of ``crystal`` (see the module docstring for the definitions)."""
-    if symmetric not in SYMMETRIC_CHOICES:
+    instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
+    if not (isinstance(symmetric, (bool, np.bool_)) or isinstance(symmetric, str) and symmetric in SYMMETRIC_CHOICES):
         raise ValueError(f"symmetric must be one of {SYMMETRIC_CHOICES}, got {symmetric!r}")
-    if lattice_noise not in LATTICE_NOISES:
-        raise ValueError(f"lattice_noise must be one of {LATTICE_NOISES}, got {lattice_noise!r}")
-    rng = np.random.default_rng(seed)
+    lattice_noise = choice(lattice_noise, "lattice_noise", LATTICE_NOISES)
+    strain = real(strain, "strain", low=0)
+    displacement = real(displacement, "displacement", low=0, unit="Å")
+    rng = np.random.default_rng(whole(seed, "seed", low=0))
     symmetry = find_symmetry(crystal) if symmetric else None
     frac_coords = crystal.frac_coords
     if displacement:

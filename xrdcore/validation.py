@@ -4,12 +4,14 @@ Every public function checks its arguments here *before* any kernel runs, so a w
 fails with a :class:`TypeError` or :class:`ValueError` that names the argument, says what
 was given and what was probably meant — never a crash deep inside numba or pymatgen.
 
-Error types (both subclasses of :class:`ValueError`, so ``except ValueError`` still works):
+Error types (all subclasses of :class:`ValueError`, so ``except ValueError`` still works):
 
 * :class:`StructureError`: the arrays do not describe a crystal (singular or inverted cell,
   NaN coordinates, over-full site, …). :func:`xrdcore.optimize.optimize` turns one raised
   *during* a run into the status "invalid structure"; everything else a call does wrong is
   raised to the caller.
+* :class:`UndefinedMetricError`: the metric is undefined for the pattern a structure gives
+  (nothing diffracts in range); like a StructureError, a run status, not a call error.
 * :class:`ResourceLimitError`: the work asked for is beyond a guard of :data:`LIMITS`
   (grid points, reflections, reflections × atoms, an estimate of memory), checked before
   anything is allocated. The message names the limit and how to raise it: set the attribute
@@ -35,6 +37,11 @@ class StructureError(ValueError):
 
 class ResourceLimitError(ValueError):
     """A computation would exceed a resource guard of :data:`LIMITS`."""
+
+
+class UndefinedMetricError(ValueError):
+    """A similarity metric is undefined for a *simulated* pattern (all zero: nothing diffracts in
+    the 2θ range; constant, for a correlation), a property of the structure, not of the call."""
 
 
 @dataclass
