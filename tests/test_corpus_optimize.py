@@ -14,6 +14,7 @@ from xrdcore.landscape import Direction, lattice_direction, scan
 from xrdcore.optimize import BasinHopping, Continuation, optimize
 from xrdcore.parametrize import p1
 from xrdcore.perturb import perturb
+from xrdcore.symmetry import find_symmetry
 from xrdcore.validation import ResourceLimitError, StructureError, limits
 
 RUTILE = load_prototype("A2B_tP6_136_f_a")
@@ -130,3 +131,17 @@ def test_a_resource_limit_reached_in_a_run_is_a_status():
         result = optimize(p1(start), start, TARGET, XRD, method="gd", steps=20, learning_rate=1e-3)
     assert result.status in ("resource limit", "step budget")
     assert result.status == "resource limit" or result.evaluations == 20
+
+
+SYMMETRY_CASES = [
+    ("symprec zero", lambda: find_symmetry(RUTILE, 0.0), ValueError, "symprec must be >"),
+    ("symprec huge", lambda: find_symmetry(RUTILE, 3.0), ValueError, "symprec must be ≤ 0.5"),
+    ("symprec a string", lambda: find_symmetry(RUTILE, "1e-3"), TypeError, "symprec must be a real number"),
+    ("symmetry of a Structure", lambda: find_symmetry(RUTILE.to_pymatgen()), TypeError, "Crystal.from_pymatgen"),
+]
+
+
+@pytest.mark.parametrize("call, error, phrase", [case[1:] for case in SYMMETRY_CASES],
+                         ids=[case[0] for case in SYMMETRY_CASES])
+def test_bad_symmetry_call_is_refused(call, error, phrase):
+    rejects(call, error, phrase)

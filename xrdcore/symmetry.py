@@ -51,6 +51,7 @@ import numpy as np
 import spglib
 
 from .crystal import Crystal
+from .validation import instance, real
 
 #: spglib tolerance (Å) for finding the operations of a reference structure.
 SYMPREC = 1e-3
@@ -176,8 +177,15 @@ class Symmetry:
         return field
 
 
+#: Largest symmetry tolerance accepted (Å).
+MAX_SYMPREC = 0.5
+
+
 def find_symmetry(reference: Crystal, symprec: float = SYMPREC) -> Symmetry:
-    """The space-group operations of ``reference`` (canonically sorted) with each one's atom permutation."""
+    """The space-group operations of ``reference`` (canonically sorted) with each one's atom permutation;
+    ``symprec`` in Å, at most :data:`MAX_SYMPREC` (beyond, distinct atoms would count as images)."""
+    instance(reference, "reference", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
+    symprec = real(symprec, "symprec", low=0, low_open=True, high=MAX_SYMPREC, unit="Å")
     cell = (reference.lattice, reference.frac_coords, reference.atomic_numbers)
     found = spglib.get_symmetry_dataset(cell, symprec=symprec)
     if found is None:
