@@ -12,6 +12,10 @@ computed on the device, other metrics go through the host (one copy per step).
 
 Structures of different sizes can share a batch by padding: give padded atoms occupancy 0
 (they scatter nothing and get zero gradient).
+
+Inputs are checked before a kernel runs: shapes (B, 3, 3) and (B, N, 3), finite values, a
+non-empty batch, and the estimated working memory of the batch (B × reflections × scatterer
+types, B × grid points) against :data:`xrdcore.validation.LIMITS` ``max_memory_gb``.
 """
 
 from __future__ import annotations
@@ -19,17 +23,25 @@ from __future__ import annotations
 import numpy as np
 
 from .crystal import Crystal
-from .diffraction import Diffractometer, scatterer_types
-from .gradients import DEFAULT_MARGIN, _target_pattern, reflection_set, required_margin
+from .diffraction import Diffractometer, _check_crystal, scatterer_types
+from .gradients import (DEFAULT_MARGIN, _check_diffractometer, _target_pattern, check_target, reflection_set,
+                        required_margin)
 from .kernels import batched
+from .similarity import UNDEFINED, get_metric, loss_batch
 from .similarity import loss as metric_loss
-from .similarity import loss_batch
+from .validation import StructureError, choice, describe, guard_memory, real, real_array, whole
 
 #: Metrics the GPU evaluates on the device; others make one host round trip per step.
 DEVICE_METRICS = ("cosine",)
 #: Structures per CPU kernel call: a larger batch is evaluated chunk by chunk, so that each
 #: chunk's work arrays (patterns, saved forward quantities) stay in cache (the same results).
 CPU_CHUNK = 64
+#: Floating-point types the kernels work in.
+DTYPES = ("float64", "float32")
+#: Work values kept per structure and reflection (g, 2θ, LP and slopes, intensity, structure
+#: factors), per structure, reflection and scatterer type (form factors and slopes), and per
+#: structure and grid point (profile, its gradient, the metric's arrays on the host).
+PER_REFLECTION, PER_TYPE, PER_GRID_POINT = 10, 2, 4
 
 
 class BatchLoss:
@@ -60,19 +72,24 @@ class BatchLoss:
         margin: float = DEFAULT_MARGIN,
         dtype=np.float64,
     ):
-        if np.ndim(fwhm) != 0:
+        _check_crystal(template, "template")
+        _check_diffractometer(diffractometer)
+        get_metric(metric)
+        if isinstance(fwhm, (list, tuple, np.ndarray)) and np.ndim(fwhm) != 0:
             raise ValueError("batched gradients need a fixed FWHM in degrees")
-        if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
-            raise ValueError(f"dtype must be float64 or float32, got {np.dtype(dtype)}")
-        self.setup = diffractometer.profile_setup(None, float(fwhm), shape, eta, window)
+        self.dtype = _check_dtype(dtype)
+        self.setup = diffractometer.profile_setup(None, fwhm, shape, eta, window)
+        fwhm = self.setup.fwhm
         self.template = template
         self.metric = metric
         self.backend = diffractometer.backend
-        self.dtype = np.dtype(dtype)
         self.wavelength = diffractometer.wavelength
-        self.reflections = reflection_set(diffractometer, template.lattice, self.setup.two_theta_range, margin)
+        check_target(target, self.setup.grid)
+        self._n_types = len(scatterer_types(template)[1])
+        self.reflections = reflection_set(diffractometer, template.lattice, self.setup.two_theta_range, margin,
+                                          len(template), self._n_types)
         self.target = np.asarray(_target_pattern(target, diffractometer, self.setup), dtype=float)
-        metric_loss(metric, self.target, self.target, self.setup.grid)  # validates the metric and the target
+        metric_loss(metric, self.target, self.target, self.setup.grid)  # the metric accepts the target (signs, grid)
         scatterer_type, type_z, type_coeffs, type_b = scatterer_types(template)
         cast = self.dtype.type
         self._arrays = dict(
@@ -94,28 +111,41 @@ class BatchLoss:
 
     # ------------------------------------------------------------------ inputs
     def _prepare(self, lattices, frac_coords, occupancies):
-        lattices = np.asarray(lattices, dtype=float)
-        frac_coords = np.asarray(frac_coords, dtype=float)
         n_atoms = len(self.template)
+        lattices = real_array(lattices, "lattices")
         if lattices.ndim != 3 or lattices.shape[1:] != (3, 3):
-            raise ValueError(f"lattices must have shape (B, 3, 3), got {lattices.shape}")
-        if frac_coords.shape != (len(lattices), n_atoms, 3):
-            raise ValueError(f"frac_coords must have shape ({len(lattices)}, {n_atoms}, 3), got {frac_coords.shape}")
-        if not (np.all(np.isfinite(lattices)) and np.all(np.isfinite(frac_coords))):
-            raise ValueError("lattices or frac_coords contain NaN or inf")
+            raise ValueError(f"lattices must have shape (B, 3, 3), one lattice (rows, Å) per structure, "
+                             f"got {lattices.shape}")
+        n_batch = len(lattices)
+        if n_batch == 0:
+            raise ValueError("the batch is empty: lattices has shape (0, 3, 3); give at least one structure")
+        frac_coords = real_array(frac_coords, "frac_coords", shape=(n_batch, n_atoms, 3))
         if occupancies is None:
-            occupancies = np.broadcast_to(self.template.occupancies, (len(lattices), n_atoms))
-        occupancies = np.asarray(occupancies, dtype=float)
-        if occupancies.shape != (len(lattices), n_atoms) or np.any(occupancies < 0) or np.any(occupancies > 1):
-            raise ValueError(f"occupancies must have shape ({len(lattices)}, {n_atoms}) with values in [0, 1]")
+            occupancies = np.broadcast_to(self.template.occupancies, (n_batch, n_atoms))
+        occupancies = real_array(occupancies, "occupancies", shape=(n_batch, n_atoms))
+        if np.any(occupancies < 0) or np.any(occupancies > 1):
+            raise ValueError(f"occupancies must have shape ({n_batch}, {n_atoms}) with values in [0, 1]")
+        self.check_memory(n_batch)
         if np.any(np.linalg.det(lattices) <= 0):
-            raise ValueError("every lattice must be right-handed with a positive volume")
+            raise StructureError("every lattice must be right-handed with a positive volume")
         if not np.all(self.covers(lattices)):
             raise ValueError(
                 "a lattice of the batch has moved beyond the shared reflection list's margin; "
                 "build a new BatchLoss (or a larger margin)"
             )
         return (np.ascontiguousarray(a, dtype=self.dtype) for a in (lattices, frac_coords, occupancies))
+
+    def check_memory(self, n_batch: int) -> None:
+        """ResourceLimitError when a batch of ``n_batch`` structures would need more working memory than
+        ``LIMITS.max_memory_gb`` (estimate: the work arrays of the structures evaluated at once, per
+        reflection and scatterer type, and the batch's patterns and gradients on the grid)."""
+        at_once = n_batch if self.backend == "cuda" else min(n_batch, CPU_CHUNK)
+        n_reflections, n_grid = len(self.reflections.hkl), len(self.setup.grid)
+        values = (at_once * n_reflections * (PER_REFLECTION + PER_TYPE * self._n_types)
+                  + n_batch * n_grid * PER_GRID_POINT)
+        guard_memory(values * self.dtype.itemsize + n_batch * n_grid * 8,
+                     f"a batch of {n_batch:,} structures ({n_reflections:,} reflections, {n_grid:,} grid points)",
+                     "evaluate the batch in smaller parts")
 
     def covers(self, lattices) -> np.ndarray:
         """(B,) True where the shared reflection list is complete for lattice b (see
@@ -135,8 +165,7 @@ class BatchLoss:
         """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3) as numpy arrays. A structure whose
         metric is undefined (nothing diffracts in the range) raises ValueError, or with
         ``undefined="nan"`` gets loss NaN and zero gradient while the others are evaluated."""
-        if undefined not in ("raise", "nan"):
-            raise ValueError(f"undefined must be 'raise' or 'nan', got {undefined!r}")
+        choice(undefined, "undefined", UNDEFINED)
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
             return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._metric_on_host(undefined))
@@ -158,12 +187,13 @@ class BatchLoss:
         """Plain gradient descent for ``steps`` steps on every structure; returns final lattices,
         coordinates and the loss history (steps + 1, B). On the GPU nothing leaves the device
         between steps (cosine loss)."""
-        if steps < 0:
-            raise ValueError("steps must be ≥ 0")
+        steps = whole(steps, "steps", low=0)
+        lattice_rate = real(lattice_rate, "lattice_rate", low=0)
+        frac_rate = real(frac_rate, "frac_rate", low=0)
+        prepared = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
-            lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
             rates = (self.dtype.type(lattice_rate), self.dtype.type(frac_rate))
-            return self._device.descend(lattices, frac_coords, occupancies, steps, *rates, self._metric_on_host())
+            return self._device.descend(*prepared, steps, *rates, self._metric_on_host())
         lattices = np.array(lattices, dtype=float)
         frac_coords = np.array(frac_coords, dtype=float)
         history = []
@@ -192,3 +222,14 @@ class BatchLoss:
 
     def _host_metric(self, profiles, undefined="raise"):
         return loss_batch(self.metric, profiles, self.target, self.setup.grid, undefined)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    """float64 or float32 as a numpy dtype; TypeError for what is no dtype, ValueError for another one."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        if isinstance(dtype, str):
+            choice(dtype, "dtype", DTYPES)  # a misspelt name: suggest the nearest
+        raise TypeError(f"dtype must be np.float64 or np.float32, got {describe(dtype)}") from None
+    return np.dtype(choice(dtype.name, "dtype", DTYPES))

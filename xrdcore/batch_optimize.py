@@ -29,14 +29,18 @@ import numpy as np
 from .batch import BatchLoss
 from .crystal import MIN_CELL_VOLUME, Crystal
 from .gradients import DEFAULT_MARGIN, loss_and_grad, required_margin
-from .optimize import ADAM_BETAS, ADAM_EPSILON, default_steps
+from .optimize import ADAM_BETAS, ADAM_EPSILON, METHODS, default_steps
 from .parametrize import Parametrization
+from .similarity import check_options
+from .validation import choice, instance, real, real_array, whole
 
 #: Extra relative margin of a reflection list beyond what the current lattices need.
 MARGIN_HEADROOM = 0.05
 #: Largest margin of a shared list; a lattice needing more is evaluated alone.
 MAX_MARGIN = 0.5
 BATCH_METHODS = ("adam", "gd")
+#: Keyword options of :func:`descend_batch`, passed to BatchLoss and loss_and_grad alike.
+BATCH_OPTIONS = ("metric", "fwhm", "shape", "eta", "window")
 
 
 @dataclass
@@ -107,13 +111,19 @@ def descend_batch(parametrization: Parametrization, starts, target, diffractomet
     """Descend from every start (B, size) (parameter vectors of ``parametrization``) for at most
     ``steps`` evaluations each; ``options`` are BatchLoss's (metric, fwhm, shape, eta, window).
     Same algorithm as :func:`xrdcore.optimize.optimize` (see the module docstring)."""
-    if method not in BATCH_METHODS:
+    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.parametrize.p1(crystal)")
+    if method in METHODS and method not in BATCH_METHODS:
         raise ValueError(f"batched descent supports {BATCH_METHODS}, got {method!r} (use xrdcore.optimize for others)")
-    if steps < 1:
-        raise ValueError("steps must be ≥ 1")
-    starts = np.array(starts, dtype=float, ndmin=2)
-    if starts.ndim != 2 or starts.shape[1] != parametrization.size:
-        raise ValueError(f"starts must have shape (B, {parametrization.size}), got {starts.shape}")
+    choice(method, "method", BATCH_METHODS)
+    steps = whole(steps, "steps", low=1)
+    learning_rate = real(learning_rate, "learning_rate", low=0, low_open=True)
+    tolerance = real(tolerance, "tolerance", low=0)
+    check_options(options, BATCH_OPTIONS, "descend_batch")
+    starts = real_array(starts, "starts")
+    starts = starts[None] if starts.ndim == 1 else starts
+    if starts.ndim != 2 or starts.shape[1] != parametrization.size or len(starts) == 0:
+        raise ValueError(f"starts must have shape (B, {parametrization.size}) with B ≥ 1, one parameter vector of "
+                         f"the parametrisation per row, got {starts.shape}")
     n_starts = len(starts)
     objective = _BatchObjective(parametrization, target, diffractometer, options, starts)
     params = starts.copy()

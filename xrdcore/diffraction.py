@@ -21,15 +21,17 @@ make the profile jump as structures move).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .crystal import Crystal, element_symbol
+from .crystal import MIN_CELL_VOLUME, Crystal, element_symbol
 from .kernels import cpu, select_backend
-from .profiles import default_window, peak_widths, resolve_shape, uniform_step
+from .profiles import peak_widths, resolve_fwhm, resolve_shape, resolve_window, uniform_step
 from .scattering import form_factor_coefficients, resolve_wavelength
+from .validation import StructureError, describe, guard, guard_memory, instance, real, real_array
 
 #: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).
 TWO_THETA_TOL = 1e-5
@@ -39,6 +41,13 @@ SCALED_INTENSITY_TOL = 1e-3
 MAX_TWO_THETA = 179.9
 #: Default 2θ grid step of broadened patterns (deg).
 DEFAULT_STEP = 0.02
+#: Working memory (bytes) of the enumeration per point of its index box (hkl and |g| in float64),
+#: of the forward pass per reflection (sorted copies, sort keys, 2θ, intensity, runs) and per
+#: reflection and scatterer type (form factors, their slopes, structure-factor sums): the
+#: estimate :func:`check_reflection_work` guards.
+BOX_BYTES, REFLECTION_BYTES, TYPE_BYTES = 32, 96, 32
+#: What to do about too many reflections, for the guards' messages.
+REFLECTION_HINT = "narrow the 2θ range or use a longer wavelength"
 
 
 def bragg_two_theta(d_spacing, wavelength: str | float = "CuKa"):
@@ -139,19 +148,59 @@ def starts_peak(two_theta, tolerance: float = TWO_THETA_TOL) -> np.ndarray:
     return new_peak
 
 
-def _check_crystal(crystal):
-    if not isinstance(crystal, Crystal):
-        raise TypeError(f"expected an xrdcore.Crystal, got {type(crystal).__name__} (use Crystal.from_pymatgen)")
+def _check_crystal(crystal, name: str = "crystal") -> Crystal:
+    _refuse_pymatgen(crystal, name, "an xrdcore Crystal")
+    return instance(crystal, name, Crystal, "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
+                    "Crystal.from_cif(path) for a CIF file")
 
 
-def _check_range(two_theta_range) -> tuple[float, float]:
-    try:
-        lo, hi = (float(t) for t in two_theta_range)
-    except (TypeError, ValueError):
-        raise ValueError(f"two_theta_range must be (low, high) in degrees, got {two_theta_range!r}") from None
-    if not (np.isfinite(lo) and np.isfinite(hi) and 0 <= lo < hi <= MAX_TWO_THETA):
-        raise ValueError(f"two_theta_range must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo}, {hi})")
+def _refuse_pymatgen(value, name: str, wanted: str) -> None:
+    """TypeError for a pymatgen object where ``wanted`` is meant, saying how to convert it."""
+    if type(value).__module__.startswith("pymatgen"):
+        kind = type(value).__name__
+        hint = ("a molecule has no lattice: box it (Molecule.get_boxed_structure) and convert that with "
+                "Crystal.from_pymatgen" if "Molecule" in kind else "convert it with Crystal.from_pymatgen(structure)")
+        raise TypeError(f"{name} must be {wanted}, got a pymatgen {kind}; {hint}")
+
+
+def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float, float]:
+    if isinstance(two_theta_range, numbers.Real) and not isinstance(two_theta_range, (bool, np.bool_)):
+        raise ValueError(f"{name} must be (low, high) in degrees, got the single number {two_theta_range!r}")
+    if not isinstance(two_theta_range, (tuple, list, np.ndarray)):
+        raise TypeError(f"{name} must be (low, high) in degrees, got {describe(two_theta_range)}")
+    if len(two_theta_range) != 2:
+        raise ValueError(f"{name} must be (low, high) in degrees, got {len(two_theta_range)} values")
+    lo, hi = (real(t, f"{name}[{i}]", unit="degrees") for i, t in enumerate(two_theta_range))
+    if not 0 <= lo < hi <= MAX_TWO_THETA:
+        raise ValueError(f"{name} must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo:g}, {hi:g})")
     return lo, hi
+
+
+def reflection_count(lattice, g_min: float, g_max: float) -> float:
+    """Estimated number of half-space reflections with g_min ≤ |g| ≤ g_max (Å⁻¹) of a lattice (rows, Å):
+    one reciprocal-lattice point per 1/V of reciprocal space, M ≈ (4π/3)(g_max³ − g_min³) V / 2."""
+    volume = abs(float(np.linalg.det(lattice)))
+    return 2 * np.pi / 3 * (g_max**3 - g_min**3) * volume
+
+
+def check_reflection_work(lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1) -> None:
+    """ResourceLimitError, before anything is enumerated, when the reflections of ``lattice`` with
+    g_min ≤ |g| ≤ g_max, their structure-factor terms (reflections × atoms) or the estimated memory
+    of enumerating and evaluating them exceed :data:`xrdcore.validation.LIMITS`."""
+    count = reflection_count(lattice, g_min, g_max)
+    where = f"a cell of {abs(np.linalg.det(lattice)):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"
+    guard(count, "max_reflections", f"about {count:,.0f} reflections ({where})", REFLECTION_HINT)
+    guard(count * n_atoms, "max_terms", f"about {count:,.0f} reflections × {n_atoms} atoms "
+          f"= {count * n_atoms:,.0f} structure-factor terms", REFLECTION_HINT + ", or use a smaller cell")
+    bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1))  # the enumeration's |h|, |k|, |l| limits
+    box = (bounds[0] + 1) * (2 * bounds[1] + 1) * (2 * bounds[2] + 1)
+    pairs = min(count, (bounds[0] + 1) * (2 * bounds[1] + 1))  # (h, k) pairs of the phase tables
+    memory = (BOX_BYTES * box + count * (REFLECTION_BYTES + TYPE_BYTES * n_types)
+              + 16 * n_atoms * (pairs + 3 * (2 * bounds.max() + 1)))
+    oblique = ("; this oblique cell makes the index box far larger than its reflections: reduce it first "
+               "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)") if box > 100 * max(count, 1) else ""
+    guard_memory(memory, f"enumerating about {count:,.0f} reflections ({where}, an index box of {box:,.0f} points)",
+                 REFLECTION_HINT + oblique)
 
 
 class Diffractometer:
@@ -178,10 +227,15 @@ class Diffractometer:
     ):
         self.backend = select_backend(backend)
         self.wavelength = resolve_wavelength(wavelength)
-        self.two_theta_range = _check_range(two_theta_range)
-        if not (np.isfinite(step) and step > 0):
-            raise ValueError(f"step must be a positive number of degrees, got {step}")
-        self.step = float(step)
+        self.two_theta_range = lo, hi = _check_range(two_theta_range)
+        self.step = real(step, "step", low=0, low_open=True, unit="degrees")
+        if self.step > hi - lo:
+            raise ValueError(f"step {self.step:g}° is wider than the 2θ range {lo:g}–{hi:g}°; give a step of a "
+                             f"fraction of a peak width (default {DEFAULT_STEP}°)")
+        points = round((hi - lo) / self.step) + 1
+        guard(points, "max_grid_points",
+              f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
+              "use a larger step (a few points per peak width suffice)")
         self._setups: dict = {}  # profile_setup's results on the default grid, by settings
         self._g_windows: dict = {}  # g_window's results, by 2θ range
 
@@ -203,15 +257,29 @@ class Diffractometer:
             self._g_windows[lo, hi] = tuple(2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
         return self._g_windows[lo, hi]
 
-    def enumerate_hkl(self, lattice, g_min: float, g_max: float):
-        """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order."""
+    def enumerate_hkl(self, lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1):
+        """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order.
+
+        Guarded first (:func:`check_reflection_work`) for a structure of ``n_atoms`` atoms of
+        ``n_types`` scatterer types: a ResourceLimitError, not an exhausted memory."""
+        lattice = real_array(lattice, "lattice", shape=(3, 3))
+        if not np.linalg.det(lattice) >= MIN_CELL_VOLUME:
+            raise StructureError(f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, "
+                                 f"got {np.linalg.det(lattice):.3g} Å³")
+        g_min = real(g_min, "g_min", low=0, unit="Å⁻¹")
+        g_max = real(g_max, "g_max", low=g_min, unit="Å⁻¹")
+        check_reflection_work(lattice, g_min, g_max, n_atoms, n_types)
         return self._kernels.reflection_list(lattice, g_min, g_max)
+
+    def _enumerate_for(self, crystal: Crystal, g_min: float, g_max: float):
+        """:meth:`enumerate_hkl` for ``crystal``'s lattice, guarded for its atoms and scatterer types."""
+        return self.enumerate_hkl(crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1]))
 
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
         _check_crystal(crystal)
         window = self.two_theta_range if two_theta_range is None else two_theta_range
-        hkl, g = self.enumerate_hkl(crystal.lattice, *self.g_window(window))
+        hkl, g = self._enumerate_for(crystal, *self.g_window(window))
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
@@ -261,6 +329,9 @@ class Diffractometer:
             (default 5 for Gaussian, 50 with a Lorentzian part; see :mod:`xrdcore.profiles`).
         normalize : scale the maximum to 100; otherwise absolute |F|²·LP units per degree.
         """
+        _check_crystal(crystal)
+        if not isinstance(normalize, (bool, np.bool_)):
+            raise TypeError(f"normalize must be True or False, got {describe(normalize)}")
         setup = self.profile_setup(two_theta, fwhm, shape, eta, window)
         refl = self.reflections(crystal, setup.two_theta_range)
         profile = setup.profile(self._kernels, refl.two_theta, refl.intensity)
@@ -271,37 +342,51 @@ class Diffractometer:
     def profile_setup(self, two_theta=None, fwhm=0.1, shape="gaussian", eta=None, window=None) -> ProfileSetup:
         """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid.
 
-        On the default grid the result is kept per (fwhm, shape, eta, window), so repeated
-        calls (a descent's every step) validate nothing again."""
-        key = None
-        if two_theta is None:
-            key = (fwhm if np.ndim(fwhm) == 0 else tuple(np.ravel(fwhm)), shape, eta, window)
-            try:
-                return self._setups[key]
-            except (KeyError, TypeError):  # not yet made, or an unhashable setting (validated below)
-                pass
-        grid = self.two_theta if two_theta is None else np.asarray(two_theta, dtype=float)
-        if grid.ndim != 1 or grid.size == 0 or not np.all(np.isfinite(grid)):
-            raise ValueError("two_theta grid must be a non-empty 1-D array of finite angles in degrees")
-        if np.any(np.diff(grid) <= 0):
-            raise ValueError("two_theta grid must be strictly ascending")
+        The grid must lie in 0–179.9°, ascend strictly, and be fine enough for the peaks: a grid
+        spacing wider than the FWHM would let peaks fall between grid points. On the default
+        grid the result is kept per (fwhm, shape, eta, window), so that repeated calls (a
+        descent's every step) check only these four settings again."""
+        fwhm = resolve_fwhm(fwhm)
         eta = resolve_shape(shape, eta)
-        window = default_window(eta) if window is None else float(window)
-        if not window > 0:
-            raise ValueError(f"window must be a positive number of FWHMs, got {window}")
-        reach = window * peak_widths(fwhm, grid).max()
+        window = resolve_window(window, eta)
+        key = (fwhm, eta, window)
+        if two_theta is None and key in self._setups:
+            return self._setups[key]
+        grid = self.two_theta if two_theta is None else _check_grid(two_theta)
+        widths = peak_widths(fwhm, grid)
+        spacing = np.diff(grid)
+        extent = min(1.0, 2 * window)  # what of a peak the grid must resolve, in FWHMs: itself or its window
+        coarse = np.flatnonzero(spacing > np.maximum(widths[:-1], widths[1:]) * extent * (1 + 1e-6))
+        if len(coarse):
+            k = coarse[0]
+            what = f"peak FWHM {widths[k]:.4g}°" if extent == 1 else f"evaluation window ±{window:g} FWHM"
+            remedy = "a finer step or a wider fwhm" if extent == 1 else "a wider window (default: 5 FWHMs)"
+            raise ValueError(
+                f"the 2θ grid spacing {spacing[k]:.4g}° at {grid[k]:.4g}° is wider than the {what}: peaks would "
+                f"fall between grid points (the pattern would miss them); use {remedy}"
+            )
+        reach = window * widths.max()
         lo = max(grid[0] - reach, 0.0)
         hi = min(grid[-1] + reach, MAX_TWO_THETA)
-        if lo >= hi:
-            raise ValueError(f"two_theta grid {grid[0]}–{grid[-1]}° lies outside 0–{MAX_TWO_THETA}°")
         setup = ProfileSetup(grid, fwhm, eta, window, reach, (lo, hi), uniform_step(grid))
-        if key is not None:
+        if two_theta is None:
             grid.flags.writeable = False  # shared by every later call with these settings
-            try:
-                self._setups[key] = setup
-            except TypeError:
-                pass
+            self._setups[key] = setup
         return setup
+
+
+def _check_grid(two_theta) -> np.ndarray:
+    """A 2θ grid (deg) given by the caller: 1-D, finite, non-empty, within the guard, strictly
+    ascending and inside 0–179.9°."""
+    grid = real_array(two_theta, "two_theta grid", ndim=1)  # no copy of a float64 array
+    guard(grid.size, "max_grid_points", f"a two_theta grid of {grid.size:,} points", "use a coarser grid")
+    if grid.size == 0:
+        raise ValueError("two_theta grid must be a non-empty 1-D array of angles in degrees, got an empty one")
+    if np.any(np.diff(grid) <= 0):
+        raise ValueError("two_theta grid must be strictly ascending (no repeated or decreasing angles)")
+    if grid[0] < 0 or grid[-1] > MAX_TWO_THETA:
+        raise ValueError(f"two_theta grid {grid[0]:g}–{grid[-1]:g}° reaches outside 0–{MAX_TWO_THETA}°")
+    return grid
 
 
 @dataclass(frozen=True)
@@ -324,10 +409,13 @@ class ProfileSetup:
     def profile(self, kernels, centres, intensities) -> np.ndarray:
         """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
         widths = peak_widths(self.fwhm, centres)
-        with cpu.threads_for(self.work(len(centres))):
+        work = self.work(len(centres))
+        guard(work, "max_terms", f"the profile's {work:,} peak-shape evaluations ({len(centres):,} reflections × "
+              f"grid points within {self.window:g} FWHMs)", "use a smaller window or a coarser grid")
+        with cpu.threads_for(work):
             return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta, self.window, self.step)
 
     def work(self, n_peaks: int) -> int:
-        """Peak-shape evaluations of one profile: peaks × grid points per window."""
+        """Peak-shape evaluations of one profile: peaks × grid points per window (at most the grid)."""
         step = (self.grid[-1] - self.grid[0]) / max(len(self.grid) - 1, 1)
-        return int(n_peaks * 2 * self.reach / max(step, 1e-12))
+        return int(n_peaks * min(2 * self.reach / max(step, 1e-12), len(self.grid)))

@@ -24,7 +24,14 @@ Reflection sets and a moving lattice: each call enumerates the reflections that 
 the grid at the *current* lattice, so none is missed. A fixed set reused across steps
 (:class:`ReflectionSet`) is enumerated with a relative margin m and is complete for every
 lattice A' whose transformation T = A'⁻¹A has singular values in [1/(1+m), 1/(1−m)]
-(then |g'| = |g Tᵀ| cannot cross the margin); :meth:`ReflectionSet.covers` checks this.
+(then |g'| = |g Tᵀ| cannot cross the margin); :meth:`ReflectionSet.covers` checks this, and a
+call with a set that no longer covers the lattice is a ValueError (not a
+:class:`~xrdcore.validation.StructureError`: the structure is fine, the set is stale).
+
+Every argument is checked before a kernel runs (:func:`check_target`, the profile settings of
+:meth:`~xrdcore.diffraction.Diffractometer.profile_setup`, the reflection guards of
+:func:`~xrdcore.diffraction.check_reflection_work`); an unknown keyword is a TypeError that
+lists the accepted ones.
 """
 
 from __future__ import annotations
@@ -35,9 +42,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .crystal import Crystal
-from .diffraction import Diffractometer, _check_crystal, scatterer_types
+from .diffraction import Diffractometer, _check_crystal, _refuse_pymatgen, scatterer_types
 from .kernels import cpu
+from .similarity import ALL_ZERO, check_options, get_metric, metric_options
 from .similarity import loss as metric_loss
+from .validation import instance, real, real_array
 
 #: Default relative margin of a reusable reflection set (5 % change of any |g|).
 DEFAULT_MARGIN = 0.05
@@ -73,22 +82,52 @@ def required_margin(reference, lattices) -> np.ndarray:
     return cpu.required_margins(np.ascontiguousarray(reference, dtype=float), lattices.reshape(-1, 3, 3))
 
 
-def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, margin: float = DEFAULT_MARGIN) -> ReflectionSet:
-    """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays within ``margin``."""
-    if not 0 <= margin < 1:
-        raise ValueError(f"margin must lie in [0, 1), got {margin}")
+def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, margin: float = DEFAULT_MARGIN,
+                   n_atoms: int = 1, n_types: int = 1) -> ReflectionSet:
+    """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays within
+    ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for ``n_atoms`` atoms."""
+    _check_diffractometer(diffractometer)
+    margin = check_margin(margin)
     g_min, g_max = diffractometer.g_window(two_theta_range)
-    hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin))
+    hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin), n_atoms, n_types)
     return ReflectionSet(hkl, np.array(lattice, dtype=float), margin, (g_min, g_max))
 
 
+def check_margin(margin) -> float:
+    """A reflection set's relative margin: a number in [0, 1)."""
+    margin = real(margin, "margin")
+    if not 0 <= margin < 1:
+        raise ValueError(f"margin must lie in [0, 1) (a relative change of |g|, e.g. 0.05), got {margin:g}")
+    return margin
+
+
+def _check_diffractometer(diffractometer) -> Diffractometer:
+    return instance(diffractometer, "diffractometer", Diffractometer, "make one with Diffractometer('CuKa', (10, 90))")
+
+
+def check_target(target, grid):
+    """``target`` for a loss on ``grid``: a :class:`Crystal` (returned as is), or its pattern as a
+    finite, not all-zero 1-D float array with one value per grid point."""
+    if isinstance(target, Crystal):
+        return target
+    _refuse_pymatgen(target, "target", "an xrdcore Crystal or its pattern")
+    try:
+        pattern = real_array(target, "target pattern", ndim=1)
+    except TypeError as error:
+        raise TypeError(f"{error}; the target is a Crystal or its pattern (intensities on the 2θ grid)") from None
+    if len(pattern) != len(grid):
+        raise ValueError(f"target pattern has {len(pattern)} points, the 2θ grid {len(grid)}: not the same grid "
+                         "(give the pattern on the diffractometer's grid, or that grid as two_theta=)")
+    if not np.any(pattern):
+        raise ValueError(ALL_ZERO["target pattern"])
+    return pattern
+
+
 def _target_pattern(target, diffractometer, setup):
+    target = check_target(target, setup.grid)
     if isinstance(target, Crystal):
         refl = diffractometer.reflections(target, setup.two_theta_range)
         return setup.profile(diffractometer._kernels, refl.two_theta, refl.intensity)
-    target = np.asarray(target, dtype=float)
-    if target.shape != setup.grid.shape:
-        raise ValueError(f"target pattern has shape {target.shape}, the 2θ grid {setup.grid.shape}: not the same grid")
     return target
 
 
@@ -103,7 +142,7 @@ def loss_and_grad(
     window: float | None = None,
     two_theta=None,
     reflections: ReflectionSet | None = None,
-    **metric_options,
+    **options,
 ) -> LossGradient:
     """Loss of ``crystal``'s pattern against ``target`` and its exact gradient.
 
@@ -116,13 +155,14 @@ def loss_and_grad(
         (``fwhm`` a fixed number of degrees).
     reflections : optional :class:`ReflectionSet` to reuse; ValueError if the lattice has
         moved beyond its margin.
+    options : the metric's own options (e.g. ``width`` of "wcc"); any other keyword is a TypeError.
 
     Returns
     -------
     LossGradient(loss, d_lattice, d_frac)
     """
     forward = _forward(
-        crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, **metric_options
+        crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, **options
     )
     kernels, setup = diffractometer._kernels, forward.setup
     widths = np.full(len(forward.g), float(fwhm))
@@ -156,19 +196,36 @@ class _Forward(NamedTuple):
     d_pattern: np.ndarray
 
 
+#: Keywords of :func:`loss_value` (those of :func:`loss_and_grad`) besides the metric's own options.
+LOSS_OPTIONS = ("metric", "fwhm", "shape", "eta", "window", "two_theta", "reflections")
+
+
+def loss_setup(target, diffractometer: Diffractometer, metric="cosine", fwhm=0.1, shape="gaussian", eta=None,
+               window=None, two_theta=None, reflections=None, **options):
+    """The checked settings of a :func:`loss_and_grad` call that do not depend on the structure:
+    its :class:`~xrdcore.diffraction.ProfileSetup` and the target pattern on its grid (a Crystal
+    target rendered); TypeError/ValueError for any that no structure could make work."""
+    _check_diffractometer(diffractometer)
+    check_options(options, LOSS_OPTIONS + metric_options(get_metric(metric)), "loss_and_grad")
+    if isinstance(fwhm, (list, tuple, np.ndarray)) and np.ndim(fwhm) != 0:
+        raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
+    if reflections is not None:
+        instance(reflections, "reflections", ReflectionSet, "make one with xrdcore.gradients.reflection_set")
+    setup = diffractometer.profile_setup(two_theta, fwhm, shape, eta, window)
+    return setup, _target_pattern(target, diffractometer, setup)
+
+
 def _forward(
     crystal, target, diffractometer, metric="cosine", fwhm=0.1, shape="gaussian", eta=None, window=None,
-    two_theta=None, reflections=None, **metric_options,
+    two_theta=None, reflections=None, **options,
 ):
     """Forward pass of the loss, keeping what the backward pass needs."""
     _check_crystal(crystal)
-    if np.ndim(fwhm) != 0:
-        raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
-    setup = diffractometer.profile_setup(two_theta, fwhm, shape, eta, window)
-    target_pattern = _target_pattern(target, diffractometer, setup)
+    setup, target_pattern = loss_setup(target, diffractometer, metric, fwhm, shape, eta, window, two_theta,
+                                       reflections, **options)
     lattice = crystal.lattice
     if reflections is None:
-        hkl, g = diffractometer.enumerate_hkl(lattice, *diffractometer.g_window(setup.two_theta_range))
+        hkl, g = diffractometer._enumerate_for(crystal, *diffractometer.g_window(setup.two_theta_range))
     else:
         if not reflections.covers(lattice):
             raise ValueError("the lattice has moved beyond the reflection set's margin; enumerate a new set")
@@ -176,5 +233,5 @@ def _forward(
         hkl, g = diffractometer._kernels.reflection_lengths(lattice, reflections.hkl, 2 / diffractometer.wavelength)
     two_theta_h, intensity, saved = diffractometer.intensities_and_form_factors(crystal, hkl, g)
     pattern = setup.profile(diffractometer._kernels, two_theta_h, intensity)
-    loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **metric_options)
+    loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **options)
     return _Forward(setup, hkl, g, saved, two_theta_h, intensity, loss, d_pattern)

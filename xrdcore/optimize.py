@@ -58,12 +58,11 @@ from typing import NamedTuple
 import numpy as np
 
 from .crystal import Crystal
-from .gradients import loss_and_grad
+from .gradients import loss_and_grad, loss_setup
 from .parametrize import Parametrization
 from .profiles import pseudo_voigt
 from .structsim import lattice_error, rms_displacement
-from .validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice, instance, real, real_array,
-                         whole)
+from .validation import ResourceLimitError, StructureError, UndefinedMetricError, choice, instance, real, whole
 
 METHODS = ("adam", "gd", "lbfgs")
 #: Default Adam step per parameter kind (see the module docstring).
@@ -209,41 +208,6 @@ def combined_loss_and_grad(crystal: Crystal, target, diffractometer, energy_weig
     value, d_lattice, d_frac = energy_gradient(crystal, calculator)
     return CombinedGradient(xrd.loss + energy_weight * value, xrd.d_lattice + energy_weight * d_lattice,
                             xrd.d_frac + energy_weight * d_frac, xrd.loss, value)
-
-
-#: Keywords of :func:`loss_and_grad` that set the profile (the rest, but ``reflections``, go to the metric).
-PROFILE_OPTIONS = ("two_theta", "fwhm", "shape", "eta", "window")
-
-
-def check_loss_call(target, diffractometer, options: dict) -> None:
-    """Raise TypeError/ValueError for :func:`loss_and_grad` arguments that fail for every
-    structure: not a Diffractometer, bad profile settings, an unknown metric or metric option,
-    a target that is neither a Crystal nor a finite pattern on the grid, or one on which the
-    metric is undefined (all zero). Costs one pattern of a Crystal target, no gradient."""
-    from .diffraction import Diffractometer
-    from .similarity import loss
-
-    instance(diffractometer, "diffractometer", Diffractometer, "e.g. Diffractometer('CuKa', (10, 90))")
-    if "reflections" in options:
-        raise TypeError("optimize enumerates reflections itself; do not pass reflections=")
-    profile = {name: options[name] for name in PROFILE_OPTIONS if name in options}
-    setup = diffractometer.profile_setup(**profile)
-    if isinstance(target, Crystal):
-        target = diffractometer.pattern(target, **{"two_theta": setup.grid, **profile}, normalize=False)
-    else:
-        target = real_array(target, "target pattern", ndim=1)
-        if target.shape != setup.grid.shape:
-            raise ValueError(f"target pattern has {len(target)} points, the 2θ grid {len(setup.grid)}: "
-                             "give the pattern on the diffractometer's grid (or the grid as two_theta=)")
-    probe = np.linspace(1.0, 2.0, len(target))  # a valid simulated pattern for every metric
-    metric_options = {k: v for k, v in options.items() if k not in PROFILE_OPTIONS and k != "metric"}
-    try:
-        loss(options.get("metric", "cosine"), probe, target, setup.grid, **metric_options)
-    except TypeError as error:
-        if "unexpected keyword" not in str(error):
-            raise
-        raise TypeError(f"unknown option(s) {sorted(metric_options)}: the loss takes metric, {', '.join(PROFILE_OPTIONS)} "
-                        "and the metric's own options (e.g. width for 'wcc')") from None
 
 
 class _Objective:
@@ -411,7 +375,9 @@ def optimize(
         from .energy import check_supported
 
         check_supported(start, energy_calculator)  # a missing element is an error, not a failed run
-    check_loss_call(target, diffractometer, options)
+    if "reflections" in options:
+        raise TypeError("optimize enumerates the reflections of every step itself; do not pass reflections=")
+    loss_setup(target, diffractometer, **options)  # a wrong call fails here, not as a failed run
     problem = _Problem(parametrization, target, diffractometer, truth, options,
                        (energy_weight, energy_calculator if energy_weight else None),
                        method, learning_rate, tolerance, continuation)

@@ -28,6 +28,13 @@ works on them. :meth:`Parametrization.parameters` maps any crystal into the para
 (the projection applied to a start), :meth:`Parametrization.project` = crystal ∘ parameters is
 idempotent and leaves the reference unchanged. The reference is the ground truth: the
 constraints use its symmetry, as in the study.
+
+Arguments are checked: the template and reference must be Crystals with the same atoms in the
+same order, modes are names (a misspelt one gets the nearest suggested), a parameter vector
+must have the right shape and be finite (a batch of them, and gradients, the right shape: NaN
+marks an invalid start in a batched descent). A parameter vector that maps to no valid
+crystal (a collapsed cell, an over-full site) raises the Crystal's own
+:class:`~xrdcore.validation.StructureError`, unchanged.
 """
 
 from __future__ import annotations
@@ -35,8 +42,10 @@ from __future__ import annotations
 import numpy as np
 
 from .crystal import Crystal
+from .diffraction import _check_crystal
 from .gradients import LossGradient
 from .symmetry import Symmetry, find_symmetry
+from .validation import choice, describe, real_array
 
 LATTICE_MODES = ("free", "family", "fixed")
 COORDINATE_MODES = ("free", "spacegroup", "fixed")
@@ -46,16 +55,14 @@ class Parametrization:
     """Maps parameter vectors to crystals with ``template``'s species (see the module docstring)."""
 
     def __init__(self, template: Crystal, lattice: str = "free", coordinates: str = "free", reference: Crystal | None = None):
-        if lattice not in LATTICE_MODES:
-            raise ValueError(f"unknown lattice mode {lattice!r}; choose one of {LATTICE_MODES}")
-        if coordinates not in COORDINATE_MODES:
-            raise ValueError(f"unknown coordinate mode {coordinates!r}; choose one of {COORDINATE_MODES}")
+        _check_crystal(template, "template")
+        if reference is not None:
+            _check_crystal(reference, "reference")
+        self.lattice_mode = choice(lattice, "lattice mode", LATTICE_MODES)
+        self.coordinate_mode = choice(coordinates, "coordinate mode", COORDINATE_MODES)
         self.template = template
-        self.lattice_mode = lattice
-        self.coordinate_mode = coordinates
         self.reference = reference if reference is not None else template
-        if len(self.reference) != len(template) or np.any(self.reference.atomic_numbers != template.atomic_numbers):
-            raise ValueError("the reference must have the template's atoms in the same order")
+        self._check_atoms(self.reference, "the reference")
         self.symmetry: Symmetry | None = None
         if lattice == "family" or coordinates == "spacegroup":
             self.symmetry = find_symmetry(self.reference)
@@ -75,9 +82,16 @@ class Parametrization:
     def __repr__(self) -> str:
         return f"Parametrization(lattice={self.lattice_mode!r}, coordinates={self.coordinate_mode!r}, {self.size} parameters)"
 
+    def _check_atoms(self, crystal: Crystal, name: str) -> None:
+        if len(crystal) != len(self.template) or np.any(crystal.atomic_numbers != self.template.atomic_numbers):
+            raise ValueError(f"{name} must have the template's atoms in the same order: the template is "
+                             f"{self.template!r}, {name} {crystal!r}")
+
     # ------------------------------------------------------------------ maps
     def parameters(self, crystal: Crystal) -> np.ndarray:
         """Parameters closest to ``crystal`` (projected onto the constraints)."""
+        _check_crystal(crystal)
+        self._check_atoms(crystal, "the crystal")
         parts = []
         if self.lattice_mode == "free":
             parts.append(crystal.lattice.ravel())
@@ -96,16 +110,20 @@ class Parametrization:
 
     def crystal(self, params) -> Crystal:
         """The crystal for a parameter vector."""
-        params = np.asarray(params, dtype=float)
+        params = real_array(params, "params")
         if params.shape != (self.size,):
-            raise ValueError(f"expected {self.size} parameters, got shape {params.shape}")
+            raise ValueError(f"expected {self.size} parameters ({self!r}), got shape {params.shape}")
         lattices, frac_coords = self.structures(params[None])
         return self.template.replace(lattice=lattices[0], frac_coords=frac_coords[0])
 
     def structures(self, params) -> tuple[np.ndarray, np.ndarray]:
         """Lattices (B, 3, 3) in Å and fractional coordinates (B, N, 3) for parameter vectors
-        (B, size), unchecked (no Crystal is built): the map of :meth:`crystal`, batched."""
+        (B, size), unchecked but for their shape (no Crystal is built, NaN passes through): the map
+        of :meth:`crystal`, batched."""
         params = np.asarray(params, dtype=float)
+        if params.ndim != 2 or params.shape[1] != self.size:
+            raise ValueError(f"params must have shape (B, {self.size}), one parameter vector per row, "
+                             f"got {params.shape}")
         batch = len(params)
         lattice_params, coordinate_params = params[:, : self.n_lattice], params[:, self.n_lattice :]
         if self.lattice_mode == "free":
@@ -129,11 +147,18 @@ class Parametrization:
 
     def gradient(self, result: LossGradient) -> np.ndarray:
         """dL/d(parameters) from :func:`xrdcore.gradients.loss_and_grad`'s result (chain rule)."""
+        if not (hasattr(result, "d_lattice") and hasattr(result, "d_frac")):
+            raise TypeError(f"result must hold d_lattice and d_frac, as what loss_and_grad returns does, "
+                            f"got {describe(result)}")
         return self.gradients(result.d_lattice[None], result.d_frac[None])[0]
 
     def gradients(self, d_lattice, d_frac) -> np.ndarray:
         """dL/d(parameters) (B, size) from dL/dA (B, 3, 3) and dL/dx (B, N, 3): :meth:`gradient`, batched."""
-        d_lattice, d_frac = np.asarray(d_lattice, dtype=float), np.asarray(d_frac, dtype=float)
+        d_lattice, d_frac = np.asarray(d_lattice, dtype=float), np.asarray(d_frac, dtype=float)  # NaN passes through
+        n_atoms = len(self.template)
+        if d_lattice.ndim != 3 or d_lattice.shape[1:] != (3, 3) or d_frac.shape != (len(d_lattice), n_atoms, 3):
+            raise ValueError(f"gradients must have shapes (B, 3, 3) and (B, {n_atoms}, 3), "
+                             f"got {d_lattice.shape} and {d_frac.shape}")
         parts = []
         if self.lattice_mode == "free":
             parts.append(d_lattice.reshape(len(d_lattice), 9))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import choice, real
+
 #: Mixing parameter η of each named shape ("pseudo-voigt" uses the given or default η).
 SHAPES = {"gaussian": 0.0, "lorentzian": 1.0, "pseudo-voigt": 0.5}
 #: Default half-width of the evaluation window, in FWHMs, by whether a Lorentzian part is present.
@@ -33,15 +35,41 @@ def pseudo_voigt(offset, fwhm, eta):
 
 def resolve_shape(shape: str, eta: float | None) -> float:
     """Mixing parameter η for a shape name; ``eta`` overrides it for "pseudo-voigt" only."""
-    if shape not in SHAPES:
-        raise ValueError(f"unknown peak shape {shape!r}; choose one of {sorted(SHAPES)}")
+    choice(shape, "peak shape", SHAPES)
     if eta is None:
         return SHAPES[shape]
     if shape != "pseudo-voigt":
         raise ValueError(f"eta only applies to shape='pseudo-voigt', not {shape!r}")
+    eta = real(eta, "eta")
     if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1], got {eta}")
-    return float(eta)
+        raise ValueError(f"eta must lie in [0, 1] (0 Gaussian, 1 Lorentzian), got {eta:g}")
+    return eta
+
+
+def resolve_fwhm(fwhm) -> float | tuple[float, float, float]:
+    """``fwhm`` checked: a positive number of degrees, or Caglioti (U, V, W) in deg² as three floats
+    (whether these give a positive width is checked on the 2θ values, by :func:`peak_widths`)."""
+    if isinstance(fwhm, np.ndarray) and fwhm.ndim == 0:
+        fwhm = fwhm[()]
+    if isinstance(fwhm, (list, tuple, np.ndarray)):
+        if len(fwhm) != 3:
+            raise ValueError(f"fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg², got {fwhm!r}")
+        return tuple(real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm))
+    width = real(fwhm, "fwhm", unit="degrees")
+    if width <= 0:
+        raise ValueError(f"fwhm must be a positive number of degrees, got {width:g}")
+    return width
+
+
+def resolve_window(window, eta: float) -> float:
+    """Half-width of the evaluation window in FWHMs: the default for ``eta`` when None, else a positive number."""
+    if window is None:
+        return default_window(eta)
+    window = real(window, "window", unit="FWHMs")
+    if window <= 0:
+        raise ValueError(f"window must be a positive number of FWHMs (the half-width of each peak's evaluation), "
+                         f"got {window:g}")
+    return window
 
 
 def default_window(eta: float) -> float:
@@ -52,14 +80,10 @@ def default_window(eta: float) -> float:
 def peak_widths(fwhm, two_theta) -> np.ndarray:
     """FWHM (deg) of each peak: a number for all peaks, or Caglioti (U, V, W) in deg²."""
     two_theta = np.asarray(two_theta, dtype=float)
-    if np.ndim(fwhm) == 0:
-        width = float(fwhm)
-        if not np.isfinite(width) or width <= 0:
-            raise ValueError(f"fwhm must be a positive number of degrees, got {fwhm}")
-        return np.full(two_theta.shape, width)
-    if np.shape(fwhm) != (3,):
-        raise ValueError("fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg²")
-    u, v, w = (float(p) for p in fwhm)
+    fwhm = resolve_fwhm(fwhm)
+    if not isinstance(fwhm, tuple):
+        return np.full(two_theta.shape, fwhm)
+    u, v, w = fwhm
     tan_theta = np.tan(np.radians(two_theta / 2))
     squared = u * tan_theta**2 + v * tan_theta + w
     if np.any(squared <= 0) or not np.all(np.isfinite(squared)):

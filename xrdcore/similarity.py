@@ -14,19 +14,26 @@ For optimisation use :func:`loss`, which turns every metric into a loss to *mini
 the scale of the simulated pattern, so raw intensities can be compared with a measurement
 in any units.
 
-Bad input gives a ``ValueError``: different shapes, NaN or inf, an all-zero pattern (the
-normalisations are undefined), negative intensities where a metric reads the pattern as a
-distribution (spectral entropy, Wasserstein).
+Bad input gives a ``TypeError`` for what is not an array of real numbers (strings, booleans,
+complex numbers, None) or an unknown metric option, and a ``ValueError`` for different shapes,
+NaN or inf, an all-zero target (there is nothing to compare with), negative intensities where a
+metric reads the pattern as a distribution (spectral entropy, Wasserstein), or an unknown metric
+name (with the nearest one suggested). An all-zero (or, for Pearson, constant) *simulated*
+pattern is an :class:`~xrdcore.validation.UndefinedMetricError` (a ValueError): nothing
+diffracts in the 2θ range, a property of the structure, which an optimiser counts as a failed run.
 """
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from .kernels.cpu import cosine_loss_rows
+from .validation import UndefinedMetricError, choice, real, real_array
 
 #: Floor added to normalised distributions in the spectral-entropy similarity, so that its
 #: gradient stays finite where the simulated pattern is exactly zero (value changes < 1e-10).
@@ -35,23 +42,39 @@ ENTROPY_FLOOR = 1e-12
 WCC_WIDTH = 1.0
 
 
+#: Why an all-zero pattern makes every metric undefined, per argument.
+ALL_ZERO = {
+    "simulated pattern": "the simulated pattern is all zero: nothing diffracts in the 2θ range "
+                         "(check the structure and the 2θ range); the metric is undefined",
+    "target pattern": "the target pattern is all zero: there is nothing to compare with "
+                      "(check the measured or rendered target); the metric is undefined",
+}
+
+
 def _check(pattern, target, two_theta=None, nonnegative=False):
-    pattern = np.asarray(pattern, dtype=float)
-    target = np.asarray(target, dtype=float)
-    if pattern.ndim != 1 or pattern.shape != target.shape:
-        raise ValueError(
-            f"patterns must be 1-D on the same grid, got shapes {pattern.shape} and {target.shape}"
-        )
-    if two_theta is not None and np.shape(two_theta) != pattern.shape:
-        raise ValueError(f"two_theta has shape {np.shape(two_theta)}, patterns {pattern.shape}: not the same grid")
-    for name, values in (("simulated pattern", pattern), ("target pattern", target)):
-        if not np.all(np.isfinite(values)):
-            raise ValueError(f"{name} contains NaN or inf")
-        if not np.any(values):
-            raise ValueError(f"{name} is all zero: nothing diffracts in the 2θ range, the metric is undefined")
-        if nonnegative and np.any(values < 0):
-            raise ValueError(f"{name} has negative intensities; this metric treats patterns as distributions")
+    pattern = _checked_pattern(pattern, "simulated pattern", nonnegative)
+    target = _checked_pattern(target, "target pattern", nonnegative, pattern.shape)
+    _check_grid_shape(two_theta, pattern.shape)
     return pattern, target
+
+
+def _checked_pattern(values, name, nonnegative=False, shape=None):
+    """``values`` as a finite, not all-zero 1-D float array (of ``shape`` when given)."""
+    values = real_array(values, name)
+    if shape is not None and values.shape != shape or values.ndim != 1:
+        other = "simulated pattern" if name == "target pattern" else "target pattern"
+        raise ValueError(f"patterns must be 1-D on the same grid, got {name} shape {values.shape}"
+                         + (f" and {other} shape {shape}" if shape is not None else ""))
+    if not np.any(values):
+        raise (UndefinedMetricError if name == "simulated pattern" else ValueError)(ALL_ZERO[name])
+    if nonnegative and np.any(values < 0):
+        raise ValueError(f"{name} has negative intensities; this metric treats patterns as distributions")
+    return values
+
+
+def _check_grid_shape(two_theta, shape):
+    if two_theta is not None and real_array(two_theta, "two_theta").shape != shape:
+        raise ValueError(f"two_theta has shape {np.shape(two_theta)}, patterns {shape}: not the same grid")
 
 
 def cosine(pattern, target, two_theta=None):
@@ -67,8 +90,10 @@ def pearson(pattern, target, two_theta=None):
     y, t = _check(pattern, target, two_theta)
     y_c, t_c = y - y.mean(), t - t.mean()
     norm_y, norm_t = np.linalg.norm(y_c), np.linalg.norm(t_c)
-    if norm_y == 0 or norm_t == 0:
-        raise ValueError("a pattern is constant: the Pearson correlation is undefined")
+    if norm_t == 0:
+        raise ValueError("the target pattern is constant: the Pearson correlation is undefined")
+    if norm_y == 0:
+        raise UndefinedMetricError("the simulated pattern is constant: the Pearson correlation is undefined")
     value = float(y_c @ t_c / (norm_y * norm_t))
     # both terms are already mean-free, so the centring needs no extra projection
     return value, t_c / (norm_y * norm_t) - value * y_c / norm_y**2
@@ -156,6 +181,7 @@ def weighted_cross_correlation(pattern, target, two_theta, width: float = WCC_WI
     """
     if two_theta is None:
         raise ValueError("weighted_cross_correlation needs the 2θ grid (two_theta=...)")
+    width = real(width, "width", low=0, low_open=True, unit="degrees")
     y, t = _check(pattern, target, two_theta)
     weights = _triangle_weights(np.asarray(two_theta, dtype=float), width)
     w_y = np.convolve(y, weights, mode="same")
@@ -208,18 +234,37 @@ METRICS = {
 
 
 def get_metric(name: str) -> Metric:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; choose one of {sorted(METRICS)}")
-    return METRICS[name]
+    """The :class:`Metric` of a name in :data:`METRICS` (an unknown name suggests the nearest)."""
+    return METRICS[choice(name, "metric", METRICS)]
+
+
+def metric_options(metric: Metric) -> tuple[str, ...]:
+    """Keyword options a metric's function accepts beyond (pattern, target, two_theta), e.g. wcc's width."""
+    return tuple(inspect.signature(metric.function).parameters)[3:]
+
+
+def check_options(given, accepted, caller: str) -> None:
+    """TypeError naming the unknown keywords in ``given`` (with the nearest accepted one) and listing ``accepted``."""
+    unknown = sorted(set(given) - set(accepted))
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], accepted, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        takes = f"it accepts {', '.join(sorted(accepted))}" if accepted else "it takes none"
+        raise TypeError(f"unknown option(s) {unknown} for {caller}{hint} ({takes})")
 
 
 def loss(name: str, pattern, target, two_theta=None, **options):
     """Loss to minimise for metric ``name``: 1 − similarity, or the distance; with d(loss)/d(pattern)."""
     metric = get_metric(name)
+    check_options(options, metric_options(metric), f"metric {name!r}")
     value, gradient = metric.function(pattern, target, two_theta, **options)
     if metric.kind == "similarity":
         return 1.0 - value, -gradient
     return value, gradient
+
+
+#: What :func:`loss_batch` does with a row whose metric is undefined.
+UNDEFINED = ("raise", "nan")
 
 
 def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "raise"):
@@ -227,10 +272,18 @@ def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "ra
     gradients (B, K). Cosine is evaluated for the whole batch at once; other metrics row by row.
     A row whose metric is undefined (all zero, NaN) raises ValueError, or with
     ``undefined="nan"`` gets loss NaN and zero gradient."""
+    get_metric(name)
+    choice(undefined, "undefined", UNDEFINED)
+    if not (isinstance(patterns, np.ndarray) and patterns.dtype.kind == "f"):  # a float array may hold NaN rows
+        patterns = real_array(patterns, "patterns")
+    target = _checked_pattern(target, "target pattern")
+    if patterns.ndim != 2 or patterns.shape[1] != len(target):
+        raise ValueError(f"patterns must have shape (B, {len(target)}), one pattern per row on the target's grid, "
+                         f"got shape {patterns.shape}")
+    _check_grid_shape(two_theta, target.shape)
     patterns = np.ascontiguousarray(patterns, dtype=float)
-    if name == "cosine" and patterns.ndim == 2 and len(patterns):
-        _check(patterns[0], target, two_theta)  # shapes and the target
-        losses, gradients, not_defined = cosine_loss_rows(patterns, np.asarray(target, dtype=float))
+    if name == "cosine" and len(patterns):
+        losses, gradients, not_defined = cosine_loss_rows(patterns, target)
         rows = np.flatnonzero(not_defined)  # the metric is undefined there: as loss() says
     else:
         losses, gradients = np.full(len(patterns), np.nan), np.zeros(patterns.shape)

@@ -108,7 +108,7 @@ def guard_memory(n_bytes: float, what: str, hint: str = "") -> None:
 
 def describe(value) -> str:
     """A short description of a value for messages: its type and a clipped repr."""
-    text = repr(value)
+    text = " ".join(repr(value).split())  # one line, whatever the repr spans
     if len(text) > 60:
         text = text[:57] + "..."
     return f"{type(value).__name__} {text}"

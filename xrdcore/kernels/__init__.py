@@ -11,7 +11,11 @@ The backend is chosen in one place, :func:`select_backend`.
 
 from __future__ import annotations
 
+from ..validation import choice
+
 BACKENDS = ("auto", "cpu", "cuda")
+#: What a request probably meant, for names that are not a backend (compared in lower case).
+BACKEND_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "numba": "cpu", "host": "cpu", "default": "auto"}
 
 SIMULATOR_HINT = (
     "set the environment variable NUMBA_ENABLE_CUDASIM=1 before Python starts to run the CUDA "
@@ -40,10 +44,14 @@ def select_backend(name: str = "auto") -> str:
     """Resolve a backend request to "cpu" or "cuda".
 
     "auto" picks CUDA only when a physical GPU is present; "cuda" without a GPU (and without
-    the simulator) is a clear error that names the simulator option.
+    the simulator) is a clear error that names the simulator option; an unknown name is a
+    ValueError that suggests the backend probably meant ("GPU" → "cuda").
     """
-    if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+    if isinstance(name, str) and name not in BACKENDS:
+        meant = BACKEND_ALIASES.get(name.strip().lower(), name.strip().lower())
+        if meant in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; did you mean {meant!r}? (choose one of {BACKENDS})")
+    choice(name, "backend", BACKENDS)
     if name == "cpu":
         return "cpu"
     if name == "auto":
