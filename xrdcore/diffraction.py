@@ -21,6 +21,7 @@ make the profile jump as structures move).
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from functools import lru_cache
@@ -46,6 +47,8 @@ DEFAULT_STEP = 0.02
 #: reflection and scatterer type (form factors, their slopes, structure-factor sums): the
 #: estimate :func:`check_reflection_work` guards.
 BOX_BYTES, REFLECTION_BYTES, TYPE_BYTES = 32, 96, 32
+#: How many 2θ ranges a Diffractometer keeps the |g| window of (then it starts afresh).
+G_WINDOWS_KEPT = 64
 #: What to do about too many reflections, for the guards' messages.
 REFLECTION_HINT = "narrow the 2θ range or use a longer wavelength"
 
@@ -179,28 +182,39 @@ def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float,
 def reflection_count(lattice, g_min: float, g_max: float) -> float:
     """Estimated number of half-space reflections with g_min ≤ |g| ≤ g_max (Å⁻¹) of a lattice (rows, Å):
     one reciprocal-lattice point per 1/V of reciprocal space, M ≈ (4π/3)(g_max³ − g_min³) V / 2."""
-    volume = abs(float(np.linalg.det(lattice)))
-    return 2 * np.pi / 3 * (g_max**3 - g_min**3) * volume
+    volume, _ = _cell_measures(lattice)
+    return 2 * math.pi / 3 * (g_max**3 - g_min**3) * abs(volume)
+
+
+def _cell_measures(lattice) -> tuple[float, list[float]]:
+    """Signed volume (Å³) and the three row lengths (Å) of a (3, 3) lattice, in plain floats (fast)."""
+    (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = np.asarray(lattice, dtype=float).tolist()
+    volume = a0 * (b1 * c2 - b2 * c1) - a1 * (b0 * c2 - b2 * c0) + a2 * (b0 * c1 - b1 * c0)
+    return volume, [math.sqrt(x * x + y * y + z * z) for x, y, z in ((a0, a1, a2), (b0, b1, b2), (c0, c1, c2))]
 
 
 def check_reflection_work(lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1) -> None:
     """ResourceLimitError, before anything is enumerated, when the reflections of ``lattice`` with
     g_min ≤ |g| ≤ g_max, their structure-factor terms (reflections × atoms) or the estimated memory
     of enumerating and evaluating them exceed :data:`xrdcore.validation.LIMITS`."""
-    count = reflection_count(lattice, g_min, g_max)
-    where = f"a cell of {abs(np.linalg.det(lattice)):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"
-    guard(count, "max_reflections", f"about {count:,.0f} reflections ({where})", REFLECTION_HINT)
-    guard(count * n_atoms, "max_terms", f"about {count:,.0f} reflections × {n_atoms} atoms "
+    volume, lengths = _cell_measures(lattice)
+    count = 2 * math.pi / 3 * (g_max**3 - g_min**3) * abs(volume)
+
+    def where():
+        return f"a cell of {abs(volume):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"
+
+    guard(count, "max_reflections", lambda: f"about {count:,.0f} reflections ({where()})", REFLECTION_HINT)
+    guard(count * n_atoms, "max_terms", lambda: f"about {count:,.0f} reflections × {n_atoms} atoms "
           f"= {count * n_atoms:,.0f} structure-factor terms", REFLECTION_HINT + ", or use a smaller cell")
-    bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1))  # the enumeration's |h|, |k|, |l| limits
+    bounds = [math.floor(g_max * length) for length in lengths]  # the enumeration's |h|, |k|, |l| limits
     box = (bounds[0] + 1) * (2 * bounds[1] + 1) * (2 * bounds[2] + 1)
     pairs = min(count, (bounds[0] + 1) * (2 * bounds[1] + 1))  # (h, k) pairs of the phase tables
     memory = (BOX_BYTES * box + count * (REFLECTION_BYTES + TYPE_BYTES * n_types)
-              + 16 * n_atoms * (pairs + 3 * (2 * bounds.max() + 1)))
+              + 16 * n_atoms * (pairs + 3 * (2 * max(bounds) + 1)))
     oblique = ("; this oblique cell makes the index box far larger than its reflections: reduce it first "
                "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)") if box > 100 * max(count, 1) else ""
-    guard_memory(memory, f"enumerating about {count:,.0f} reflections ({where}, an index box of {box:,.0f} points)",
-                 REFLECTION_HINT + oblique)
+    guard_memory(memory, lambda: f"enumerating about {count:,.0f} reflections ({where()}, an index box of "
+                 f"{box:,.0f} points)", REFLECTION_HINT + oblique)
 
 
 class Diffractometer:
@@ -237,7 +251,7 @@ class Diffractometer:
               f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
               "use a larger step (a few points per peak width suffice)")
         self._setups: dict = {}  # profile_setup's results on the default grid, by settings
-        self._g_windows: dict = {}  # g_window's results, by 2θ range
+        self._g_windows: dict = {}  # g_window's results, by the identity of the 2θ range tuple asked for
 
     def __repr__(self) -> str:
         lo, hi = self.two_theta_range
@@ -252,10 +266,16 @@ class Diffractometer:
     # ---------------------------------------------------------------- reflections
     def g_window(self, two_theta_range) -> tuple[float, float]:
         """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ (kept per range)."""
+        seen = self._g_windows.get(id(two_theta_range))  # a descent asks with the same tuple every step
+        if seen is not None and seen[0] is two_theta_range:
+            return seen[1]
         lo, hi = _check_range(two_theta_range)
-        if (lo, hi) not in self._g_windows:
-            self._g_windows[lo, hi] = tuple(2 * np.sin(np.radians(t / 2)) / self.wavelength for t in (lo, hi))
-        return self._g_windows[lo, hi]
+        window = tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi))
+        if isinstance(two_theta_range, tuple):  # immutable: safe to know again by identity (it is kept alive here)
+            if len(self._g_windows) >= G_WINDOWS_KEPT:
+                self._g_windows.clear()
+            self._g_windows[id(two_theta_range)] = (two_theta_range, window)
+        return window
 
     def enumerate_hkl(self, lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1):
         """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order.
@@ -263,17 +283,18 @@ class Diffractometer:
         Guarded first (:func:`check_reflection_work`) for a structure of ``n_atoms`` atoms of
         ``n_types`` scatterer types: a ResourceLimitError, not an exhausted memory."""
         lattice = real_array(lattice, "lattice", shape=(3, 3))
-        if not np.linalg.det(lattice) >= MIN_CELL_VOLUME:
-            raise StructureError(f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, "
-                                 f"got {np.linalg.det(lattice):.3g} Å³")
+        volume, _ = _cell_measures(lattice)
+        if not volume >= MIN_CELL_VOLUME:
+            raise StructureError(f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, got {volume:.3g} Å³")
         g_min = real(g_min, "g_min", low=0, unit="Å⁻¹")
         g_max = real(g_max, "g_max", low=g_min, unit="Å⁻¹")
         check_reflection_work(lattice, g_min, g_max, n_atoms, n_types)
         return self._kernels.reflection_list(lattice, g_min, g_max)
 
     def _enumerate_for(self, crystal: Crystal, g_min: float, g_max: float):
-        """:meth:`enumerate_hkl` for ``crystal``'s lattice, guarded for its atoms and scatterer types."""
-        return self.enumerate_hkl(crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1]))
+        """:meth:`enumerate_hkl` for ``crystal``'s lattice (valid already), guarded for its atoms and scatterer types."""
+        check_reflection_work(crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1]))
+        return self._kernels.reflection_list(crystal.lattice, g_min, g_max)
 
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""

@@ -28,6 +28,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -238,6 +239,7 @@ def get_metric(name: str) -> Metric:
     return METRICS[choice(name, "metric", METRICS)]
 
 
+@lru_cache(maxsize=None)
 def metric_options(metric: Metric) -> tuple[str, ...]:
     """Keyword options a metric's function accepts beyond (pattern, target, two_theta), e.g. wcc's width."""
     return tuple(inspect.signature(metric.function).parameters)[3:]

@@ -89,11 +89,13 @@ def limits(**changes):
             setattr(LIMITS, name, value)
 
 
-def guard(amount: float, limit: str, what: str, hint: str = "") -> None:
-    """ResourceLimitError unless ``amount`` ≤ ``LIMITS.<limit>``; ``what`` describes the amount."""
+def guard(amount: float, limit: str, what, hint: str = "") -> None:
+    """ResourceLimitError unless ``amount`` ≤ ``LIMITS.<limit>``; ``what`` describes the amount (a
+    string, or a function making it: messages of guards that pass cost nothing on hot paths)."""
     allowed = getattr(LIMITS, limit)
     if amount > allowed:
         shown = f"{int(allowed):,}" if float(allowed).is_integer() else f"{allowed:g}"
+        what = what() if callable(what) else what
         raise ResourceLimitError(
             f"{what} exceeds the limit {limit} = {shown}{'; ' + hint if hint else ''} "
             f"(raise it with xrdcore.validation.limits({limit}=...) or the environment variable "
@@ -101,9 +103,10 @@ def guard(amount: float, limit: str, what: str, hint: str = "") -> None:
         )
 
 
-def guard_memory(n_bytes: float, what: str, hint: str = "") -> None:
-    """:func:`guard` on an estimate of working memory in bytes."""
-    guard(n_bytes / 2**30, "max_memory_gb", f"{what} needs about {n_bytes / 2**30:.3g} GiB, which", hint)
+def guard_memory(n_bytes: float, what, hint: str = "") -> None:
+    """:func:`guard` on an estimate of working memory in bytes (``what`` as for :func:`guard`)."""
+    guard(n_bytes / 2**30, "max_memory_gb",
+          lambda: f"{what() if callable(what) else what} needs about {n_bytes / 2**30:.3g} GiB, which", hint)
 
 
 def describe(value) -> str:
