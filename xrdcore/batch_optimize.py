@@ -32,7 +32,8 @@ from .gradients import DEFAULT_MARGIN, loss_and_grad, required_margin
 from .optimize import ADAM_BETAS, ADAM_EPSILON, METHODS, default_steps
 from .parametrize import Parametrization
 from .similarity import check_options
-from .validation import choice, instance, real, real_array, whole
+from .validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice, instance, real, real_array,
+                         whole)
 
 #: Extra relative margin of a reflection list beyond what the current lattices need.
 MARGIN_HEADROOM = 0.05
@@ -98,10 +99,10 @@ class _BatchObjective:
                 losses[shared], d_lattice[shared], d_frac[shared] = self.batch_loss(
                     lattices[shared], frac_coords[shared], undefined="nan")
             for b in np.flatnonzero(valid & ~shared):  # moved too far for a shared list
-                crystal = self.parametrization.template.replace(lattice=lattices[b], frac_coords=frac_coords[b])
                 try:
+                    crystal = self.parametrization.template.replace(lattice=lattices[b], frac_coords=frac_coords[b])
                     losses[b], d_lattice[b], d_frac[b] = loss_and_grad(crystal, self.target, self.diffractometer, **self.options)
-                except ValueError:
+                except (StructureError, UndefinedMetricError, ResourceLimitError):  # what a run reaches, not a wrong call
                     losses[b] = np.nan
         return losses, self.parametrization.gradients(d_lattice, d_frac)
 
