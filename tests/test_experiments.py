@@ -40,6 +40,7 @@ def test_tiny_study_end_to_end(tmp_path):
 def test_resume_after_a_kill_redoes_nothing(tmp_path):
     complete = read_rows(run_study(TINY, tmp_path / "complete.csv", workers=1, progress=False))
     partial = tmp_path / "partial.csv"
+    TINY.to_json(tmp_path / "partial.config.json")  # what the killed run had stored beside its rows
     with partial.open("w", newline="") as handle:  # as if the run had been killed after 3 tasks
         writer = csv.DictWriter(handle, fieldnames=list(complete[0]))
         writer.writeheader()

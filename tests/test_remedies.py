@@ -229,6 +229,7 @@ def test_runner_runs_a_remedy_grid_and_resumes(tmp_path):
         writer = csv.DictWriter(handle, fieldnames=list(complete[0]))
         writer.writeheader()
         writer.writerows(complete[:4])
+    TINY.to_json(tmp_path / "partial.config.json")  # what the killed run had written beside its rows
     rows = read_rows(run_study(TINY, partial, workers=1, progress=False))
     assert sorted(row["key"] for row in rows) == sorted(row["key"] for row in complete) and rows[:4] == complete[:4]
     assert StudyConfig.from_json(tmp_path / "all.config.json") == TINY

@@ -1,15 +1,10 @@
 """The batched study engine: batched descent = optimize, batched executor = task executor,
-StructureMatcher shortcuts = asking it always, resumable and distributed runs."""
+StructureMatcher shortcuts = asking it always, Parquet output (killed and resumed runs:
+tests/test_faults.py)."""
 
-import json
 import math
 import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -30,7 +25,6 @@ from xrdcore.perturb import perturb
 from xrdcore.similarity import loss, loss_batch
 from xrdcore.structsim import DEFAULT_TOLERANCES, RECOVERY_TOLERANCES, STRICT_TOLERANCES, match
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = replace(SMALL, structures=("AB_cF8_225_a_b",), strains=(0.02,), displacements=(0.1,), steps=20)
 VERDICTS = ("matched", "matched_strict", "recovered", "start_matched", "start_recovered", "status", "evaluations")
 
@@ -180,37 +174,6 @@ def test_parquet_output_and_summary(tmp_path, capsys):
     assert "rate" in capsys.readouterr().out
 
 
-def test_a_half_written_row_is_cut_on_resume(tmp_path):
-    complete = read_rows(run_study(TINY, tmp_path / "complete.csv", workers=1, progress=False))
-    partial = tmp_path / "partial.csv"
-    lines = (tmp_path / "complete.csv").read_text().splitlines(keepends=True)
-    partial.write_text("".join(lines[:3]) + lines[3][:40])  # a kill in the middle of row 3
-    assert len(read_rows(partial)) == 2
-    rows = read_rows(run_study(TINY, partial, workers=1, progress=False))
-    assert sorted(r["key"] for r in rows) == sorted(r["key"] for r in complete)
-
-
-@pytest.mark.xdist_group("heavy")
-def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
-    config = replace(SMALL, steps=40)
-    config_path = tmp_path / "config.json"
-    config_path.write_text(json.dumps(asdict(config)))  # what run_study saves: a --config file
-    output = tmp_path / "runs.csv"
-    command = [sys.executable, "-m", "xrdcore", "retrieve", "--config", str(config_path), "--output", str(output),
-               "--workers", "2", "--no-progress"]
-    process = subprocess.Popen(command, cwd=tmp_path, start_new_session=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    deadline = time.time() + 300
-    while len(read_rows(output)) == 0 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
-    os.killpg(process.pid, signal.SIGKILL)  # the runner and its workers, as a machine going down would
-    process.wait()
-    written = len(read_rows(output))
-    assert 0 < written < len(config.tasks())
-    subprocess.run(command, cwd=tmp_path, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)
-    keys = [row["key"] for row in read_rows(output)]
-    assert len(keys) == len(set(keys)) == len(config.tasks())
-
-
 def test_worker_processes_get_one_thread():
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
@@ -222,35 +185,6 @@ def test_worker_processes_get_one_thread():
         assert pool.submit(numba.get_num_threads).result() == 1
         assert pool.submit(os.getenv, "OMP_WAIT_POLICY").result() == WORKER_ENVIRONMENT["OMP_WAIT_POLICY"]
     assert dict(os.environ) == before
-
-
-@pytest.mark.xdist_group("heavy")
-def test_dask_worker_killed_mid_run_loses_no_rows(tmp_path):
-    distributed = pytest.importorskip("distributed")
-    config = replace(SMALL, steps=40)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  env={"NUMBA_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}) as cluster, \
-            distributed.Client(cluster) as client:
-        client.run(lambda: __import__("xrdcore.experiments"))  # imports done before the clock starts
-        pid = next(iter(client.run(os.getpid).values()))
-        output = tmp_path / "dask.csv"
-        killed = []
-
-        def kill_when_rows_appear():  # both workers are busy with later units by then
-            while not read_rows(output):
-                time.sleep(0.05)
-            os.kill(pid, signal.SIGKILL)
-            killed.append(time.time())
-
-        import threading
-
-        killer = threading.Thread(target=kill_when_rows_appear, daemon=True)
-        killer.start()
-        rows = read_rows(run_study(config, output, scheduler=client, progress=False))
-        finished = time.time()
-    assert killed and killed[0] < finished
-    keys = [row["key"] for row in rows]
-    assert len(keys) == len(set(keys)) == len(config.tasks())
 
 
 @pytest.mark.skipif(not __import__("xrdcore.kernels", fromlist=["cuda_available"]).cuda_available(),

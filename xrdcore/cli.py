@@ -1,20 +1,39 @@
-"""Command line: ``xrdcore retrieve`` runs the retrieval study, ``xrdcore summary`` reports it."""
+"""Command line: ``xrdcore retrieve`` runs the retrieval study, ``xrdcore summary`` reports it.
+
+A wrong argument, study config or results file is one line on stderr, ``xrdcore: error: …``,
+with exit status 2; so is a results file that cannot be written (a full disk: rerun to resume)
+and a missing GPU or package. A failure inside a study task is a bug and keeps its traceback; a
+worker process that dies (killed, out of memory) is one line with status 1. Ctrl-C ends the run
+with one line and status 130; rerunning the same command resumes it.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
+import warnings
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
+from pathlib import Path
 
-from .experiments import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, WORKSHOP, StudyConfig, format_rates,
-                          match_rates, run_study)
+from .experiments import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, WORKSHOP, ResumeWarning,
+                          StudyConfig, format_rates, match_rates, run_study)
 
 PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "paper": PAPER, "workshop": WORKSHOP,
            "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
+SUCCESS_COLUMNS = ["recovered", "matched", "matched_strict", "start_matched", "start_recovered"]
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="xrdcore", description="Powder-XRD structure retrieval study")
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one ``--help`` away)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xrdcore", description="Powder-XRD structure retrieval study")
     commands = parser.add_subparsers(dest="command", required=True)
     retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
     retrieve.add_argument("--config", default="small", help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields")
@@ -29,12 +48,47 @@ def main(argv=None) -> int:
     summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
     summary.add_argument("results", help="results file (CSV or Parquet) written by 'xrdcore retrieve'")
     summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by (e.g. remedy,kind)")
-    summary.add_argument("--column", default="recovered", choices=["recovered", "matched", "matched_strict", "start_matched", "start_recovered"],
+    summary.add_argument("--column", default="recovered", choices=SUCCESS_COLUMNS,
                          help="success column (default: recovered, tight tolerances)")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def load_config(name: str) -> StudyConfig:
+    """A preset by name, else a JSON file of settings (validated)."""
+    if name in PRESETS:
+        return PRESETS[name]
+    if not Path(name).exists():
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise FileNotFoundError(f"--config {name!r} is neither a preset ({', '.join(PRESETS)}) nor a file{hint}")
+    return StudyConfig.from_json(name)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ResumeWarning)
+            warnings.showwarning = _one_line_warning(warnings.showwarning)
+            return _run(args)
+    except KeyboardInterrupt:
+        resume = "; rerun the same command to resume" if args.command == "retrieve" else ""
+        print(f"xrdcore: interrupted{resume}", file=sys.stderr)
+        return 130
+    except BrokenProcessPool:
+        print("xrdcore: error: a worker process died (killed, or out of memory?); the finished units' rows are kept: "
+              "rerun the same command to resume", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
+        if hasattr(error, "study_unit"):  # raised inside a task: a bug, with its traceback
+            raise
+        print(f"xrdcore: error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.command == "retrieve":
-        config = PRESETS[args.config] if args.config in PRESETS else StudyConfig.from_json(args.config)
+        config = load_config(args.config)
         print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
         path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
                          executor=args.executor, backend=args.backend)
@@ -44,6 +98,18 @@ def main(argv=None) -> int:
     table = match_rates(args.results, by=by, column=args.column)
     print(format_rates(table, by))
     return 0
+
+
+def _one_line_warning(show):
+    """``warnings.showwarning`` that prints the runner's own warnings as one line."""
+
+    def shown(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, ResumeWarning):
+            print(f"xrdcore: warning: {' '.join(str(message).split())}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return shown
 
 
 if __name__ == "__main__":

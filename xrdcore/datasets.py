@@ -21,6 +21,7 @@ The default study set (:func:`study_set`) is the 250 prototypes with ≤ 20 atom
 
 from __future__ import annotations
 
+import difflib
 import gzip
 import json
 from collections import Counter
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .crystal import Crystal
+from .validation import choice, describe, whole
 
 CITATIONS = (
     "M. J. Mehl et al., The AFLOW Library of Crystallographic Prototypes: Part 1, "
@@ -146,10 +148,15 @@ def list_prototypes(
     space_group: int | None = None,
 ) -> list[Prototype]:
     """Prototypes matching every filter given, in file order."""
-    if crystal_family is not None and crystal_family not in CRYSTAL_FAMILIES:
-        raise ValueError(f"unknown crystal family {crystal_family!r}; choose one of {CRYSTAL_FAMILIES}")
-    if crystal_system is not None and crystal_system not in CRYSTAL_SYSTEMS:
-        raise ValueError(f"unknown crystal system {crystal_system!r}; choose one of {CRYSTAL_SYSTEMS}")
+    if max_atoms is not None:
+        whole(max_atoms, "max_atoms", low=1)
+    whole(min_atoms, "min_atoms", low=0)
+    if crystal_family is not None:
+        choice(crystal_family, "crystal family", CRYSTAL_FAMILIES)
+    if crystal_system is not None:
+        choice(crystal_system, "crystal system", CRYSTAL_SYSTEMS)
+    if space_group is not None:
+        whole(space_group, "space_group", low=1, high=230)
     selected = []
     for proto in _all_prototypes():
         if max_atoms is not None and proto.num_atoms > max_atoms:
@@ -166,14 +173,24 @@ def list_prototypes(
     return selected
 
 
+class UnknownPrototypeError(KeyError, ValueError):
+    """No prototype has this name (a KeyError for lookups, a ValueError for settings that name one)."""
+
+    def __str__(self) -> str:  # the message, not KeyError's repr of it
+        return str(self.args[0])
+
+
 def get_prototype(name: str) -> Prototype:
     """A prototype by its unique name (AFLOW label, e.g. "AB_cP2_221_b_a" for CsCl)."""
+    if not isinstance(name, str):
+        raise TypeError(f"a prototype name must be a string such as 'AB_cP2_221_b_a', got {describe(name)}")
     for proto in _all_prototypes():
         if proto.name == name:
             return proto
-    close = [p.name for p in _all_prototypes() if p.name.startswith(name)]
-    hint = f"; did you mean one of {close}?" if close else "; see list_prototypes()"
-    raise KeyError(f"no prototype named {name!r}{hint}")
+    names = [p.name for p in _all_prototypes()]
+    close = [n for n in names if n.startswith(name)] or difflib.get_close_matches(name, names, n=3)
+    hint = f"; did you mean {' or '.join(map(repr, close[:5]))}?" if close else "; see list_prototypes()"
+    raise UnknownPrototypeError(f"unknown prototype {name!r}{hint}")
 
 
 def load_prototype(name: str) -> Crystal:
@@ -188,7 +205,9 @@ def study_set(max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None, s
     seeded random draw of that many per family (all of a family when it has fewer),
     for small, still-balanced runs.
     """
-    rng = np.random.default_rng(seed)
+    if per_family is not None:
+        whole(per_family, "per_family", low=1)
+    rng = np.random.default_rng(whole(seed, "seed", low=0))
     chosen = []
     for family in CRYSTAL_FAMILIES:
         members = sorted(list_prototypes(max_atoms=max_atoms, crystal_family=family), key=lambda p: p.name)

@@ -42,26 +42,43 @@ work is (structure, kind), so that a start and its StructureMatcher verdicts, sh
 metric and parametrisation, are computed once; StructureMatcher is asked only where cheap
 distances cannot decide (:func:`final_verdicts`).
 
-Rows stream to a CSV file (or a ``.parquet`` file's journal) as units finish; a killed run
-resumes where it stopped (tasks whose key is already in the file are skipped, a half-written
-last line is cut). Units run on local processes (one numba thread each, so processes × threads
-never exceed the cores), or on a dask.distributed cluster given its scheduler address.
+A configuration is validated completely (:meth:`StudyConfig.validate`: types, ranges, names with
+the nearest valid one suggested, the instrument) before the first task; the grid holds each task
+once (repeated values are dropped; magnitudes that differ but print alike in a key are refused).
+
+Rows stream to a CSV file (or a ``.parquet`` file's journal) as units finish, one write per unit;
+a killed run resumes where it stopped: tasks whose key is already in the file are skipped, a
+half-written last line is cut (with a :class:`ResumeWarning`), and a failed write (a full disk)
+is cut off again and reported, so the file never holds a partial row or a task twice. The
+settings that change a result but not a key (:data:`RESULT_SETTINGS`: steps, instrument, peak
+width, lattice noise, start design) must equal those stored in ``<output>.config.json``, which
+then holds the union of the grids that wrote the file. One run writes a file at a time (a lock).
+Units run on local processes (one numba thread each, so processes × threads never exceed the
+cores), which die with the runner even when it is SIGKILLed, or on a dask.distributed cluster
+given its scheduler address.
 """
 
 from __future__ import annotations
 
 import csv
+import ctypes
+import difflib
 import hashlib
+import importlib.util
+import io
 import json
 import math
 import multiprocessing
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import lru_cache
 from importlib import metadata
@@ -70,15 +87,24 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: no lock against a second run writing the same file
+    fcntl = None
+
 from . import datasets
 from .batch_optimize import BATCH_METHODS, descend_batch
 from .diffraction import Diffractometer
 from .gradients import loss_value
+from .kernels import select_backend
 from .landscape import nearest_barrier
-from .optimize import BasinHopping, Continuation, optimize
+from .optimize import METHODS, BasinHopping, Continuation, optimize
 from .parametrize import Parametrization
 from .perturb import LATTICE_NOISES, perturb
+from .scattering import resolve_wavelength
+from .similarity import METRICS
 from .structsim import RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error, match, rms_displacement
+from .validation import LIMITS, choice, describe, guard, real, whole
 
 KINDS = ("lattice", "coordinates", "both")
 PARAMETRIZATIONS = ("p1", "family", "spacegroup")
@@ -108,9 +134,12 @@ CONTINUATION_STAGES = 4
 def remedy_options(remedy: str, steps: int) -> dict:
     """Keyword arguments of :func:`xrdcore.optimize.optimize` (``steps`` included) for a remedy
     name such as ``"continuation:3"``; every remedy spends at most ``steps`` evaluations."""
-    name, _, value = remedy.partition(":")
-    if name not in REMEDY_DEFAULTS or (name == "none" and value):
-        raise ValueError(f"unknown remedy {remedy!r}; choose one of {sorted(REMEDY_DEFAULTS)} (parameter after a colon)")
+    if not isinstance(remedy, str):
+        raise TypeError(f"a remedy must be a name such as 'continuation:3', got {describe(remedy)}")
+    name, colon, value = remedy.partition(":")
+    choice(name, "remedy", REMEDY_DEFAULTS)
+    if name == "none" and colon:
+        raise ValueError(f"remedy {remedy!r}: 'none' takes no parameter")
     if name == "energy" and not value:
         raise ValueError("the energy remedy needs its weight (atoms/eV), e.g. 'energy:1'")
     try:
@@ -119,6 +148,7 @@ def remedy_options(remedy: str, steps: int) -> dict:
         raise ValueError(f"remedy {remedy!r}: {value!r} is not a number") from None
     if name == "none":
         return dict(steps=steps)
+    real(parameter, f"the parameter of remedy {remedy!r}", low=0, low_open=True)
     if name == "continuation":
         return dict(steps=steps, continuation=Continuation(parameter, CONTINUATION_STAGES))
     if name == "energy":
@@ -131,9 +161,18 @@ def remedy_options(remedy: str, steps: int) -> dict:
     return dict(steps=steps, basin_hopping=BasinHopping(hops=count))
 
 
+#: Settings that change a result but are not part of a task's key: a results file is resumed
+#: only with the settings it was computed with (:func:`run_study` compares them).
+RESULT_SETTINGS = ("steps", "wavelength", "two_theta_range", "grid_step", "fwhm", "lattice_noise", "starts")
+#: Grid dimensions (tuples of values); a resumed run may add values to them.
+GRID_DIMENSIONS = ("structures", "kinds", "strains", "displacements", "metrics", "parametrizations", "methods", "seeds",
+                   "remedies")
+
+
 @dataclass(frozen=True)
 class StudyConfig:
-    """Everything a study depends on; saved beside its results."""
+    """Everything a study depends on; saved beside its results. Lists given for the grid
+    dimensions and ``two_theta_range`` become tuples; :meth:`validate` checks every setting."""
 
     structures: tuple = ()  # prototype names; empty = the default study set
     per_family: int | None = None  # with empty structures: this many per crystal family
@@ -153,37 +192,148 @@ class StudyConfig:
     lattice_noise: str = "strain"  # or "matrix": the paper's A' = (I + σN) A, σ = the strain value
     starts: str = "subspace"  # see START_DESIGNS
 
+    def __post_init__(self):
+        for name in (*GRID_DIMENSIONS, "two_theta_range"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+
     @classmethod
     def from_json(cls, path) -> StudyConfig:
-        values = json.loads(Path(path).read_text())
-        unknown = set(values) - {f.name for f in fields(cls)}
+        """A validated configuration from a JSON object of settings (at most ``LIMITS.max_file_mb``)."""
+        path = Path(path)
+        text = _read_text(path, "study config")
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"study config {path} is not valid JSON: {error.msg} (line {error.lineno}, "
+                             f"column {error.colno})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"study config {path} must hold a JSON object of settings such as "
+                             f'{{"metrics": ["cosine"]}}, got a JSON {type(values).__name__}')
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(names))
         if unknown:
-            raise ValueError(f"unknown study settings {sorted(unknown)} in {path}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+            close = difflib.get_close_matches(unknown[0], names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (settings: {', '.join(names)})"
+            raise ValueError(f"unknown study settings {unknown} in {path}{hint}")
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def to_json(self, path) -> None:
+        """Write the settings as JSON (atomically: a killed write leaves the old file)."""
+        _write_atomically(Path(path), json.dumps(asdict(self), indent=2))
 
     def structure_names(self) -> list[str]:
         if self.structures:
-            return list(self.structures)
+            return list(dict.fromkeys(self.structures))
         return [p.name for p in datasets.study_set(per_family=self.per_family)]
 
-    def tasks(self) -> list[Task]:
-        """The full grid, in a fixed order."""
+    def validate(self) -> None:
+        """Check every setting — types, ranges, names (with the nearest valid one suggested), the
+        instrument (through :class:`~xrdcore.diffraction.Diffractometer`), magnitudes that the
+        task key would not tell apart, an empty grid — so that a bad study fails before its
+        first task. TypeError for a wrong type, ValueError for a wrong value."""
+        for name in (*GRID_DIMENSIONS, "two_theta_range"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple):
+                raise TypeError(f"study setting {name} must be a list, got {describe(value)}")
+        for structure in self.structures:
+            datasets.get_prototype(structure)
+        if self.per_family is not None:
+            if self.structures:
+                raise ValueError("per_family draws from the default study set; give it or structures, not both")
+            whole(self.per_family, "per_family", low=1)
+        for name, choices in (("kinds", KINDS), ("metrics", METRICS), ("parametrizations", PARAMETRIZATIONS),
+                              ("methods", METHODS)):
+            if not getattr(self, name):
+                raise ValueError(f"study setting {name} is empty; give at least one of {tuple(choices)}")
+            for value in getattr(self, name):
+                choice(value, name[:-1], choices)
+        if all(pair in REDUNDANT for pair in product(self.kinds, self.parametrizations)):
+            raise ValueError(f"the grid is empty: {self.kinds} × {self.parametrizations} are all left out as repeats "
+                             f"of other combinations ({sorted(REDUNDANT)})")
+        for name, unit, used in (("strains", "", {"lattice", "both"}), ("displacements", "Å", {"coordinates"})):
+            values = getattr(self, name)
+            for index, value in enumerate(values):
+                real(value, f"{name}[{index}]", low=0, low_open=True, unit=unit)
+            if not values and used & set(self.kinds):
+                raise ValueError(f"study setting {name} is empty but kinds {sorted(used & set(self.kinds))} need it")
+            _key_magnitudes(values, name)
+        if not self.seeds:
+            raise ValueError("study setting seeds is empty; give at least one, e.g. [0]")
+        for index, seed in enumerate(self.seeds):
+            whole(seed, f"seeds[{index}]", low=0)
+        steps = whole(self.steps, "steps", low=1)
+        if not self.remedies:
+            raise ValueError("study setting remedies is empty; give at least ['none']")
         for remedy in self.remedies:
-            remedy_options(remedy, self.steps)  # a typo fails here, not in a worker
-        if self.starts not in START_DESIGNS:
-            raise ValueError(f"unknown start design {self.starts!r}; choose one of {START_DESIGNS}")
-        if self.lattice_noise not in LATTICE_NOISES:
-            raise ValueError(f"unknown lattice noise {self.lattice_noise!r}; choose one of {LATTICE_NOISES}")
+            remedy_options(remedy, steps)
+        if any(remedy.startswith("energy") for remedy in self.remedies) and importlib.util.find_spec("chgnet") is None:
+            raise ModuleNotFoundError("the energy remedy needs CHGNet: pip install 'xrdcore[energy]'")
+        choice(self.lattice_noise, "lattice noise", LATTICE_NOISES)
+        choice(self.starts, "start design", START_DESIGNS)
+        if not isinstance(self.wavelength, str):
+            real(self.wavelength, "wavelength", unit="Å")
+        if len(self.two_theta_range) != 2:
+            raise ValueError(f"two_theta_range must be [low, high] in degrees, got {self.two_theta_range}")
+        for index, value in enumerate(self.two_theta_range):
+            real(value, f"two_theta_range[{index}]", unit="deg")
+        real(self.grid_step, "grid_step", low=0, low_open=True, unit="deg")
+        real(self.fwhm, "fwhm", low=0, low_open=True, unit="deg")
+        instrument = Diffractometer(self.wavelength, self.two_theta_range, self.grid_step, backend="cpu")
+        instrument.profile_setup(None, self.fwhm)
+        if not self.structure_names():
+            raise ValueError("the study has no structures")
+
+    def tasks(self) -> list[Task]:
+        """The full grid, in a fixed order, each task once (after :meth:`validate`)."""
+        self.validate()
+        unique = {name: tuple(dict.fromkeys(getattr(self, name))) for name in ("kinds", "metrics", "parametrizations",
+                                                                                "methods", "remedies")}
+        seeds = tuple(dict.fromkeys(int(seed) for seed in self.seeds))
         tasks = []
         for name, kind, metric, parametrization, method, seed, remedy in product(
-            self.structure_names(), self.kinds, self.metrics, self.parametrizations, self.methods, self.seeds, self.remedies
+            self.structure_names(), unique["kinds"], unique["metrics"], unique["parametrizations"], unique["methods"],
+            seeds, unique["remedies"]
         ):
             if (kind, parametrization) in REDUNDANT:
                 continue
             magnitudes = self.displacements if kind == "coordinates" else self.strains
-            for magnitude in magnitudes:
-                tasks.append(Task(name, kind, float(magnitude), metric, parametrization, method, int(seed), remedy))
+            for magnitude in dict.fromkeys(float(m) for m in magnitudes):
+                tasks.append(Task(name, kind, magnitude, metric, parametrization, method, seed, remedy))
         return tasks
+
+
+def _key_magnitudes(values, name: str) -> None:
+    """ValueError when two different magnitudes would have the same task key (which writes them with ``:g``)."""
+    seen: dict[str, float] = {}
+    for value in map(float, values):
+        text = f"{value:g}"
+        if seen.get(text, value) != value:
+            raise ValueError(f"{name} {seen[text]!r} and {value!r} are both {text} in a task's key; give magnitudes "
+                             f"that differ within 6 significant digits")
+        seen[text] = value
+
+
+def _read_text(path: Path, what: str) -> str:
+    """A UTF-8 text file of at most ``LIMITS.max_file_mb``, read no further than that (a device
+    such as /dev/zero included)."""
+    limit = int(LIMITS.max_file_mb * 2**20)
+    if not path.exists():
+        raise FileNotFoundError(f"no {what} file {path}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder, not a file")
+    with path.open("rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        data = handle.read(limit + 1) if size <= limit else b""
+    size = max(size, len(data))
+    more = "more than " if len(data) > limit else ""
+    guard(size / 2**20, "max_file_mb", f"{what} {path} ({more}{size / 2**20:.3g} MiB)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{what} {path} is not a text file (not UTF-8 at byte {error.start})") from None
 
 
 #: Small grid for tests and the chapters' live runs.
@@ -467,8 +617,9 @@ def finished_keys(path) -> set:
 
 def read_rows(path) -> list[dict]:
     """The rows of a results file as dicts of strings (CSV as written; Parquet values as CSV
-    would write them). A CSV's last line cut short by a kill is not a row. Parsed files are
-    cached by path, size and modification time (each call returns fresh dicts)."""
+    would write them). A CSV's last line cut short by a kill is not a row, nor is a line with
+    the wrong number of fields. Parsed files are cached by path, size and modification time
+    (each call returns fresh dicts)."""
     path = Path(path)
     if not path.exists():
         return []
@@ -480,13 +631,20 @@ def read_rows(path) -> list[dict]:
 def _parsed_rows(path: str, size: int, modified: int) -> tuple:
     path = Path(path)
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return tuple({name: _as_text(value) for name, value in row.items()} for row in pq.read_table(path).to_pylist())
-    with path.open(newline="") as handle:
-        text = handle.read()
-    complete = text[: text.rfind("\n") + 1] if not text.endswith("\n") else text
-    rows = csv.DictReader(complete.splitlines(keepends=True))
+        try:
+            table = pq.read_table(path)
+        except pa.ArrowException as error:
+            raise ValueError(f"{path} is not a Parquet results file ({error})") from None
+        return tuple({name: _as_text(value) for name, value in row.items()} for row in table.to_pylist())
+    try:
+        text = path.read_bytes().decode("utf-8")
+        complete = text[: text.rfind("\n") + 1]
+        rows = list(csv.DictReader(complete.splitlines(keepends=True)))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path} is not a CSV results file ({error})") from None
     return tuple(row for row in rows if None not in row and None not in row.values())
 
 
@@ -494,14 +652,25 @@ def _as_text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _repair_tail(path: Path) -> None:
-    """Cut a last line that a kill left half-written (no newline), so that appending continues cleanly."""
-    if not path.exists():
-        return
-    with path.open("rb+") as handle:
-        data = handle.read()
-        if data and not data.endswith(b"\n"):
-            handle.truncate(data.rfind(b"\n") + 1)
+def _header(path: Path) -> tuple | None:
+    """The column names of a results file (CSV header or Parquet schema); None for a CSV header
+    that a kill cut short."""
+    if path.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            return tuple(pq.read_schema(path).names)
+        except pa.ArrowException as error:
+            raise ValueError(f"{path} is not a Parquet results file ({error})") from None
+    with path.open("rb") as handle:
+        first = handle.readline(2**20)
+    if first and not first.endswith(b"\n") and _csv_block([], RESULT_FIELDS, header=True).startswith(first):
+        return None
+    try:
+        return tuple(next(csv.reader([first.decode("utf-8")]), ()))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise ValueError(f"{path} is not a CSV results file ({error})") from None
 
 
 def journal_path(output: Path) -> Path:
@@ -521,48 +690,223 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
     processes (default: as many as cores and units), each with one numba thread and one BLAS
     thread; with one worker the kernels may use every core. ``scheduler``: a dask.distributed
     scheduler address ("tcp://host:8786") or a ``distributed.Client``, instead of the pool.
+
+    Before the first task: the configuration and arguments are validated, the results file is
+    opened (a clear OSError when it cannot be written) and locked against a second run, a line
+    a kill left half-written is cut (with a :class:`ResumeWarning`), and a resumed file's
+    :data:`RESULT_SETTINGS` are compared with those stored in ``<output>.config.json``: a
+    ValueError names each difference (see :func:`resumed_config`). The unit of the file's last
+    row, if only part of it is there, is computed again whole, so that a resumed run's rows are
+    those of an uninterrupted one (timings aside). A failed write (a full disk) leaves the file
+    as it was before that unit and raises an OSError; rerunning resumes.
     """
-    if executor not in EXECUTORS:
-        raise ValueError(f"unknown executor {executor!r}; choose one of {EXECUTORS}")
+    choice(executor, "executor", EXECUTORS)
+    select_backend(backend)
+    if workers is not None:
+        whole(workers, "workers", low=1)
+    tasks = config.tasks()
     output = Path(output)
     parquet = output.suffix == ".parquet"
     journal = journal_path(output) if parquet else output
-    _repair_tail(journal)
-    done = finished_keys(journal) | (finished_keys(output) if parquet else set())
-    todo = [task for task in config.tasks() if task.key not in done]
-    output.parent.mkdir(parents=True, exist_ok=True)
     config_path = output.with_suffix(".config.json")
-    if not config_path.exists():
-        config_path.write_text(json.dumps(asdict(config), indent=2))
     record_path = output.with_suffix(".env.json")  # one record per session that wrote rows
-    records = json.loads(record_path.read_text()) if record_path.exists() else []
-    if todo:
-        records.append(dict(environment_record(config, len(todo)), executor=executor, backend=backend))
-        record_path.write_text(json.dumps(records, indent=2))
-    new_file = not journal.exists() or journal.stat().st_size == 0
-    columns = RESULT_FIELDS if new_file else _columns(journal, todo)
-    begin = time.perf_counter()
-    with journal.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
+    with _results_file(journal) as results:
+        columns = RESULT_FIELDS if os.fstat(results).st_size == 0 else _columns(journal, tasks)
+        if parquet and output.exists():
+            _columns(output, tasks)
+        streamed = read_rows(journal)
+        done = {row["key"] for row in streamed} | (finished_keys(output) if parquet else set())
+        stored = resumed_config(config, config_path, done)
+        _cut_fragment(results, journal)
+        new_file = os.fstat(results).st_size == 0
+        todo = [task for task in tasks if task.key not in done]
+        units = _units_to_run(tasks, todo, streamed[-1] if streamed else None)
+        if not done or stored != StudyConfig.from_json(config_path):
+            stored.to_json(config_path)
+        records = _records(record_path)
+        if todo:
+            records.append(dict(environment_record(config, len(todo)), executor=executor, backend=backend))
+            _write_atomically(record_path, json.dumps(records, indent=2))
         if new_file:
-            writer.writeheader()
-            handle.flush()
+            _append(results, _csv_block([], columns, header=True), journal, 0)
+        begin = time.perf_counter()
         bar = _progress(len(todo), progress, initial=len(done), total=len(done) + len(todo))
-        for rows in _execute(work_units(todo), config, workers, scheduler, executor, backend):
-            for row in rows:
-                writer.writerow({name: row[name] for name in columns})
-            handle.flush()  # a killed run loses at most the units in flight
-            bar.update(len(rows))
+        written = 0
+        with closing(_execute(units, config, workers, scheduler, executor, backend)) as finished:
+            for rows in finished:  # one write per unit: a kill or a full disk loses at most the units in flight
+                rows = [row for row in rows if row["key"] not in done]
+                _append(results, _csv_block(rows, columns), journal, len(done) + written)
+                written += len(rows)
+                bar.update(len(rows))
         bar.close()
     if todo:
         records[-1]["wall_seconds"] = round(time.perf_counter() - begin, 1)
-        record_path.write_text(json.dumps(records, indent=2))
+        _write_atomically(record_path, json.dumps(records, indent=2))
     if parquet:
         streamed = read_rows(journal)
         if streamed:  # a complete Parquet file with nothing new is left as it is
-            _write_parquet(output, read_rows(output) + streamed, columns)
+            existing = read_rows(output)
+            kept = {row["key"] for row in existing}  # a kill after the last merge leaves them in both
+            _write_parquet(output, existing + [row for row in streamed if row["key"] not in kept], columns)
         journal.unlink()
     return output
+
+
+def _units_to_run(tasks: list, todo: list, last_row: dict | None) -> list[list]:
+    """The units of ``todo``; the one of the file's last row whole, when only part of it is there
+    (a run stopped while writing it), so that its runs descend in the same batches as in an
+    uninterrupted run (its rows already there are not written again)."""
+    units = work_units(todo)
+    if last_row is not None:
+        tail = (last_row["structure"], last_row["kind"])
+        for index, unit in enumerate(units):
+            if (unit[0].structure, unit[0].kind) == tail:
+                units[index] = [task for task in tasks if (task.structure, task.kind) == tail]
+    return units
+
+
+class ResumeWarning(UserWarning):
+    """Something found in a results file was repaired on resume (e.g. a half-written last line cut)."""
+
+
+def resumed_config(config: StudyConfig, stored_path, done) -> StudyConfig:
+    """The configuration to keep beside a results file: ``config`` when the file holds no rows
+    (``done``: their keys); else the stored one (``stored_path``) with ``config``'s grid values
+    added — the union, so that every row in the file is one of its tasks — after checking that
+    ``config`` has the same :data:`RESULT_SETTINGS`, magnitudes the keys tell apart, and that a
+    stored configuration exists (ValueError otherwise, naming each difference old → new)."""
+    stored_path = Path(stored_path)
+    if not done:
+        return config
+    if not stored_path.exists():
+        raise ValueError(f"results exist ({len(done)} rows) but not their configuration {stored_path}, so resuming "
+                         f"could mix settings: if they were computed with this configuration, save it there "
+                         f"(StudyConfig.to_json, or copy the --config file) and rerun; else write to a new output file")
+    try:
+        stored = StudyConfig.from_json(stored_path)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"the stored configuration is unreadable ({error}); restore it or write to a new "
+                         f"output file") from None
+    changed = [f"{name} {getattr(stored, name)!r} → {getattr(config, name)!r}" for name in RESULT_SETTINGS
+               if not _same_setting(name, getattr(stored, name), getattr(config, name))]
+    if changed:
+        raise ValueError(f"the results beside {stored_path} were computed with other settings ({'; '.join(changed)}); "
+                         f"resuming would mix them: rerun with the stored settings or write to a new output file")
+    for name in ("strains", "displacements"):
+        _key_magnitudes(getattr(stored, name) + getattr(config, name), name)
+    union = {name: tuple(dict.fromkeys(getattr(stored, name) + getattr(config, name))) for name in GRID_DIMENSIONS}
+    old, new = stored.structure_names(), config.structure_names()
+    if set(new) <= set(old):
+        union.update(structures=stored.structures, per_family=stored.per_family)
+    elif set(old) <= set(new):
+        union.update(structures=config.structures, per_family=config.per_family)
+    else:
+        union.update(structures=tuple(dict.fromkeys(old + new)), per_family=None)
+    return replace(stored, **union)
+
+
+def _same_setting(name: str, old, new) -> bool:
+    if name == "wavelength":
+        return resolve_wavelength(old) == resolve_wavelength(new)
+    if name == "two_theta_range":
+        return tuple(map(float, old)) == tuple(map(float, new))
+    return old == new
+
+
+@contextmanager
+def _results_file(path: Path):
+    """The results CSV opened for appending (created if new) and locked against a second
+    writer; yields the file descriptor."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _os_error(error, f"cannot create the output folder {path.parent} ({error.strerror})") from error
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise _os_error(error, f"cannot write the results file {path} ({error.strerror}); choose an output you can "
+                               f"write to") from error
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as error:
+                raise _os_error(error, f"another run is writing to {path}; wait for it to finish or write to another "
+                                       f"output") from None
+        yield descriptor
+    finally:
+        os.close(descriptor)
+
+
+def _cut_fragment(descriptor: int, path: Path) -> None:
+    """Cut a last line that a kill left half-written (no newline), so that appending continues
+    cleanly; its task runs again."""
+    size = end = os.fstat(descriptor).st_size
+    while end > 0:
+        chunk = os.pread(descriptor, min(end, 2**16), max(0, end - 2**16))
+        if chunk.endswith(b"\n") and end == size:
+            return
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            end = end - len(chunk) + newline + 1
+            break
+        end -= len(chunk)
+    os.ftruncate(descriptor, end)
+    if size:
+        warnings.warn(f"{path}: cut a half-written last line ({size - end} bytes) that an interrupted run left; "
+                      f"its task runs again", ResumeWarning, stacklevel=3)
+
+
+def _csv_block(rows: list[dict], columns, header: bool = False) -> bytes:
+    """Rows (and the header) as CSV, exactly as ``csv.DictWriter`` writes them."""
+    buffer = io.StringIO(newline="")
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    if header:
+        writer.writeheader()
+    writer.writerows({name: row[name] for name in columns} for row in rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _append(descriptor: int, data: bytes, path: Path, kept: int) -> None:
+    """Write ``data`` at the end of the results file, all or nothing: a failed write (a full disk)
+    is cut off again and raised as an OSError that says the ``kept`` rows before it are safe."""
+    start = os.fstat(descriptor).st_size
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(descriptor, view):]
+    except OSError as error:
+        with suppress(OSError):
+            os.ftruncate(descriptor, start)
+        raise _os_error(error, f"cannot append to the results file {path} ({error.strerror}); its {kept} rows are "
+                               f"kept: fix the cause and rerun the same command to resume") from error
+
+
+def _os_error(error: OSError, message: str) -> OSError:
+    """An OSError of ``error``'s type and errno with our message."""
+    ours = type(error)(message)
+    ours.errno = error.errno
+    return ours
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a text file so that a kill leaves either the old or the new one, never a part."""
+    partial = path.with_name(path.name + ".partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as error:
+        raise _os_error(error, f"cannot write {path} ({error.strerror})") from error
+
+
+def _records(path: Path) -> list:
+    """The environment records of the sessions that wrote a results file."""
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); move it away to resume") from None
 
 
 #: Column types of a results table (the rest are text).
@@ -632,46 +976,107 @@ def _cpu_model() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), platform.processor())
 
 
-def _columns(output, todo) -> tuple:
+def _columns(output, tasks) -> tuple:
     """The header of an existing results file; one written before remedies existed can take
-    remedy-free rows only."""
-    with output.open(newline="") as handle:
-        header = tuple(next(csv.reader(handle), ()))
+    remedy-free ``tasks`` only."""
+    header = _header(output)
+    if header is None:  # the file starts again
+        return RESULT_FIELDS
     missing = [name for name in RESULT_FIELDS if name not in header]
     if not header or [name for name in missing if name not in REMEDY_FIELDS]:
-        raise ValueError(f"{output} is not a results file of this version (columns missing: {missing or 'all'})")
-    if missing and any(task.remedy != "none" for task in todo):
+        shown = "all" if len(missing) == len(RESULT_FIELDS) else ", ".join(missing)
+        raise ValueError(f"{output} is not a results file of this version (columns missing: {shown}); "
+                         f"write to a new output file")
+    if missing and any(task.remedy != "none" for task in tasks):
         raise ValueError(f"{output} has no remedy columns; write runs with remedies to a new file")
     return header
 
 
 def _execute(units, config, workers, scheduler, executor, backend):
-    """Rows of every unit (a list per unit), as units finish."""
+    """Rows of every unit (a list per unit), as units finish. An exception of a unit is raised
+    with the unit named in a note and in its attribute ``study_unit``."""
     if not units:
         return
     if scheduler is not None:
         from distributed import Client, as_completed as dask_completed
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
-        futures = client.map(run_unit, units, config=config, executor=executor, backend=backend, pure=False)
-        for future in dask_completed(futures):
-            yield future.result()
+        try:
+            futures = client.map(run_unit, units, config=config, executor=executor, backend=backend, pure=False)
+            unit_of = {future.key: unit for future, unit in zip(futures, units)}
+            for future in dask_completed(futures):
+                with _naming(unit_of[future.key]):
+                    rows = future.result()
+                yield rows
+        finally:
+            if client is not scheduler:  # ours, from an address
+                client.close()
         return
     workers = min(workers or os.cpu_count() or 1, len(units))
     if workers == 1:
         for unit in units:
-            yield run_unit(unit, config, executor, backend)
+            with _naming(unit):
+                rows = run_unit(unit, config, executor, backend)
+            yield rows
         return
     # "spawn": forking a process whose OpenMP threads (numba) are running is unsafe. One level
     # of parallelism: every worker gets one numba thread, passive OpenMP waits and one BLAS thread.
-    with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_unit, unit, config, executor, backend) for unit in units]
+    context = multiprocessing.get_context("spawn")
+    with _worker_environment(), ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+                                                    initargs=(os.getpid(),)) as pool:
+        futures = {pool.submit(run_unit, unit, config, executor, backend): unit for unit in units}
         try:
             for future in as_completed(futures):
-                yield future.result()
-        except BaseException:  # a failed unit (or an interrupt) stops the run now, not after every other unit
-            pool.shutdown(wait=False, cancel_futures=True)
+                with _naming(futures[future]):
+                    rows = future.result()
+                yield rows
+        except BaseException:  # a failed unit, an interrupt, a full disk: stop now, not after every other unit
+            _stop(pool)
             raise
+
+
+@contextmanager
+def _naming(unit):
+    """Add the unit's (structure, kind) to an exception raised while it runs."""
+    try:
+        yield
+    except Exception as error:
+        error.study_unit = f"{unit[0].structure} {unit[0].kind}"
+        error.add_note(f"(while running the study unit {error.study_unit})")
+        raise
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the pending units and end the workers now, not after their running units."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # the pool has no public way before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with suppress(OSError, ValueError):
+            process.kill()
+
+
+#: Linux's prctl option that sends a process a signal when its parent dies.
+PR_SET_PDEATHSIG = 1
+#: How often (s) a worker looks whether its runner is still alive (where prctl is missing).
+PARENT_POLL = 1.0
+
+
+def _worker_start(runner: int) -> None:
+    """Initializer of a pool worker: leave Ctrl-C to the runner (which ends its workers), and die
+    with the runner even when it is SIGKILLed — on Linux by ``PR_SET_PDEATHSIG`` (sent when the
+    runner's thread that started the pool ends; run_study's pool lives within one call), and
+    everywhere by a thread that watches the parent process id."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    threading.Thread(target=_watch_runner, args=(runner,), name="xrdcore-watch-runner", daemon=True).start()
+
+
+def _watch_runner(runner: int) -> None:
+    while os.getppid() == runner:
+        time.sleep(PARENT_POLL)
+    os._exit(1)
 
 
 #: Environment of the pool's worker processes (read when numba, OpenMP and BLAS start in them).
@@ -728,7 +1133,7 @@ class RateRow:
 def match_rates(path, by=("kind", "parametrization", "magnitude"), column: str = "recovered") -> list[RateRow]:
     """Success rate of ``column`` ("recovered", "matched", …) with a 95 % Wilson interval for
     each combination of the ``by`` columns; ``path`` a CSV or Parquet results file."""
-    rows = read_rows(path)
+    rows = _table(path, (*by, column))
     groups: dict[tuple, list[bool]] = {}
     for row in rows:
         groups.setdefault(tuple(row[name] for name in by), []).append(row[column] == "True")
@@ -755,7 +1160,8 @@ def repair_rate(path, column: str = "matched", **where) -> RateRow:
     where a loose criterion lets many starts pass before any step (group = ``where``'s values)."""
     if column not in ("matched", "recovered"):
         raise ValueError(f"repair_rate needs 'matched' or 'recovered', got {column!r}")
-    outcomes = [row[column] == "True" for row in _rows_where(path, where) if row[f"start_{column}"] != "True"]
+    outcomes = [row[column] == "True" for row in _rows_where(path, where, (column, f"start_{column}"))
+                if row[f"start_{column}"] != "True"]
     return RateRow(tuple(where.values()), len(outcomes), sum(outcomes), *wilson_interval(sum(outcomes), len(outcomes)))
 
 
@@ -769,7 +1175,7 @@ def binned_rates(path, edges, measure: str = "start_lattice_error", column: str 
     if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"bin edges must be increasing, at least two, got {edges}")
     outcomes = [[] for _ in range(len(edges) - 1)]
-    for row in _rows_where(path, where):
+    for row in _rows_where(path, where, (measure, column)):
         index = int(np.searchsorted(edges, float(row[measure]), side="right")) - 1
         if 0 <= index < len(outcomes):
             outcomes[index].append(row[column] == "True")
@@ -777,9 +1183,28 @@ def binned_rates(path, edges, measure: str = "start_lattice_error", column: str 
             for low, high, hits in zip(edges[:-1], edges[1:], outcomes)]
 
 
-def _rows_where(path, where: dict) -> list[dict]:
-    """The rows of a results file whose columns equal ``where`` (numbers compared as numbers)."""
-    return [row for row in read_rows(path) if all(_same_value(row[name], wanted) for name, wanted in where.items())]
+def _rows_where(path, where: dict, columns) -> list[dict]:
+    """The rows of a results file whose columns equal ``where`` (numbers compared as numbers);
+    ``columns``: the others the caller reads."""
+    return [row for row in _table(path, (*where, *columns))
+            if all(_same_value(row[name], wanted) for name, wanted in where.items())]
+
+
+def _table(path, columns) -> list[dict]:
+    """The rows of an existing results file that has every one of ``columns`` (else a clear error)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file {path}" + (" (it is a folder)" if path.is_dir() else ""))
+    rows = read_rows(path)
+    header = _header(path) or ()
+    for name in columns:
+        if not isinstance(name, str):
+            raise TypeError(f"a column name must be a string, got {describe(name)}")
+        if name not in header:
+            close = difflib.get_close_matches(name, header, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f" (it has {', '.join(header[:40]) or 'no header'})"
+            raise ValueError(f"{path} has no column {name!r}{hint}")
+    return rows
 
 
 def _same_value(text: str, wanted) -> bool:

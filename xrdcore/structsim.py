@@ -3,7 +3,11 @@
 * :func:`match`: pymatgen's ``StructureMatcher`` (tolerances as in the study: ltol 0.2,
   stol 0.3, angle_tol 5°; the strict variant uses stol 0.1; ``RECOVERY_TOLERANCES`` ask
   for a genuinely repaired structure), with the RMS distance it reports (normalised by
-  (V/N)^(1/3), pymatgen's convention).
+  (V/N)^(1/3), pymatgen's convention). Every call depends on its two crystals alone: pymatgen
+  keeps the reduced cells of every structure it has matched in a process-wide cache whose
+  lookup compares structures to 1e-5 Å, so a nearly equal structure reduced before (even the
+  other one of the same call) stands in for this one: a true RMS of 1.0e-6 came out 1.6e-6, or
+  2e-16 after other calls. :func:`match` reduces afresh.
 * Cheap distances for use inside loops, under the known atom order:
   :func:`lattice_error`, :func:`rms_displacement` and their sum :func:`structural_distance`.
 """
@@ -11,10 +15,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
 from .crystal import Crystal
+from .validation import instance
 
 DEFAULT_TOLERANCES = dict(ltol=0.2, stol=0.3, angle_tol=5.0)
 STRICT_TOLERANCES = dict(ltol=0.2, stol=0.1, angle_tol=5.0)
@@ -31,6 +37,23 @@ class MatchResult:
     rms: float  # pymatgen's normalised RMS distance; NaN when there is no match
 
 
+@lru_cache(maxsize=1)
+def _fresh_matcher() -> type:
+    """pymatgen's StructureMatcher, reducing every structure afresh: without its process-wide
+    cache of reduced cells, keyed by a tolerant equality (see the module docstring)."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    class FreshMatcher(StructureMatcher):
+        @classmethod
+        def _get_reduced_structure(cls, struct, primitive_cell: bool = True, niggli: bool = True):
+            reduced = struct.copy()
+            if niggli:
+                reduced = reduced.get_reduced_structure(reduction_algo="niggli")
+            return reduced.get_primitive_structure() if primitive_cell else reduced
+
+    return FreshMatcher
+
+
 def match(crystal: Crystal, reference: Crystal, first: bool = False, **tolerances) -> MatchResult:
     """StructureMatcher verdict and RMS distance between two crystals.
 
@@ -39,9 +62,8 @@ def match(crystal: Crystal, reference: Crystal, first: bool = False, **tolerance
     5–15× sooner at loose tolerances — and reports that mapping's RMS, which may exceed the
     smallest one; the default searches every mapping for the smallest.
     """
-    from pymatgen.analysis.structure_matcher import StructureMatcher
-
-    matcher = StructureMatcher(**{**DEFAULT_TOLERANCES, **tolerances})
+    _check_pair(crystal, reference)
+    matcher = _fresh_matcher()(**{**DEFAULT_TOLERANCES, **tolerances})
     ours, theirs = crystal.to_pymatgen(), reference.to_pymatgen()
     if not first:
         result = matcher.get_rms_dist(ours, theirs)
@@ -52,6 +74,12 @@ def match(crystal: Crystal, reference: Crystal, first: bool = False, **tolerance
     ours, theirs, units, supercell = matcher._preprocess(ours, theirs)
     found = matcher._match(ours, theirs, units, supercell, use_rms=True, break_on_match=True)
     return MatchResult(False, float("nan")) if found is None else MatchResult(True, float(found[0]))
+
+
+def _check_pair(crystal, reference) -> None:
+    hint = "convert a pymatgen Structure with Crystal.from_pymatgen"
+    instance(crystal, "crystal", Crystal, hint)
+    instance(reference, "reference", Crystal, hint)
 
 
 def lattice_parameters(lattice) -> np.ndarray:
@@ -66,6 +94,7 @@ def lattice_parameters(lattice) -> np.ndarray:
 
 def lattice_error(crystal: Crystal, reference: Crystal) -> tuple[float, float]:
     """Largest relative error of a, b, c and largest error of α, β, γ (degrees)."""
+    _check_pair(crystal, reference)
     ours, theirs = lattice_parameters(crystal.lattice), lattice_parameters(reference.lattice)
     return float(np.max(np.abs(ours[:3] / theirs[:3] - 1))), float(np.max(np.abs(ours[3:] - theirs[3:])))
 
@@ -74,6 +103,7 @@ def rms_displacement(crystal: Crystal, reference: Crystal) -> float:
     """RMS Cartesian distance (Å) between matching atoms (same order), nearest periodic image,
     after removing the mean displacement (a common translation is not an error); measured in
     the reference's lattice."""
+    _check_pair(crystal, reference)
     if len(crystal) != len(reference):
         raise ValueError("the crystals have different numbers of atoms")
     difference = crystal.frac_coords - reference.frac_coords

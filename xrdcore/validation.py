@@ -179,7 +179,8 @@ def choice(value, name: str, choices) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {choices}, got {describe(value)}")
     if value not in choices:
-        close = difflib.get_close_matches(value, choices, n=1)
+        same_letters = [known for known in choices if known.lower() == value.lower()]
+        close = same_letters or difflib.get_close_matches(value, choices, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown {name} {value!r}{hint} (choose one of {choices})")
     return value
