@@ -10,7 +10,6 @@ with one line and status 130; rerunning the same command resumes it.
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 import warnings
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from .experiments import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, WORKSHOP, ResumeWarning,
                           StudyConfig, format_rates, match_rates, run_study)
+from .validation import did_you_mean
 
 PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "paper": PAPER, "workshop": WORKSHOP,
            "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
@@ -58,9 +58,8 @@ def load_config(name: str) -> StudyConfig:
     if name in PRESETS:
         return PRESETS[name]
     if not Path(name).exists():
-        close = difflib.get_close_matches(name, PRESETS, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise FileNotFoundError(f"--config {name!r} is neither a preset ({', '.join(PRESETS)}) nor a file{hint}")
+        raise FileNotFoundError(f"--config {name!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+                                f"{did_you_mean(name, PRESETS)}")
     return StudyConfig.from_json(name)
 
 

@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import csv
 import ctypes
-import difflib
 import hashlib
 import importlib.util
 import io
@@ -104,7 +103,7 @@ from .perturb import LATTICE_NOISES, perturb
 from .scattering import resolve_wavelength
 from .similarity import METRICS
 from .structsim import RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error, match, rms_displacement
-from .validation import LIMITS, choice, describe, guard, real, whole
+from .validation import LIMITS, choice, describe, did_you_mean, guard, real, whole
 
 KINDS = ("lattice", "coordinates", "both")
 PARAMETRIZATIONS = ("p1", "family", "spacegroup")
@@ -213,8 +212,7 @@ class StudyConfig:
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
-            close = difflib.get_close_matches(unknown[0], names, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (settings: {', '.join(names)})"
+            hint = did_you_mean(unknown[0], names) or f" (settings: {', '.join(names)})"
             raise ValueError(f"unknown study settings {unknown} in {path}{hint}")
         config = cls(**values)
         config.validate()
@@ -1201,8 +1199,7 @@ def _table(path, columns) -> list[dict]:
         if not isinstance(name, str):
             raise TypeError(f"a column name must be a string, got {describe(name)}")
         if name not in header:
-            close = difflib.get_close_matches(name, header, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (it has {', '.join(header[:40]) or 'no header'})"
+            hint = did_you_mean(name, header) or f" (it has {', '.join(header[:40]) or 'no header'})"
             raise ValueError(f"{path} has no column {name!r}{hint}")
     return rows
 

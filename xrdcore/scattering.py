@@ -16,6 +16,8 @@ from importlib import resources
 
 import numpy as np
 
+from .validation import describe, did_you_mean, real
+
 #: Prefactor of the s² term in pymatgen's form-factor fit (Å²).
 FORM_FACTOR_PREFACTOR = 41.78214
 #: Accepted X-ray wavelengths, Å (hard synchrotron … soft laboratory sources).
@@ -31,16 +33,29 @@ def wavelengths() -> dict[str, float]:
 
 
 def resolve_wavelength(wavelength: str | float) -> float:
-    """Wavelength in Å from a line name ("CuKa") or a number; ValueError if unknown or out of range."""
+    """Wavelength in Å from a line name ("CuKa") or a number of Å.
+
+    TypeError for anything else (True, a complex number, None); ValueError for an unknown line
+    (naming the line probably meant), NaN, or a number outside WAVELENGTH_RANGE.
+    """
     if isinstance(wavelength, str):
         table = wavelengths()
         if wavelength not in table:
-            raise ValueError(f"unknown X-ray line {wavelength!r}; choose one of {sorted(table)} or give Å as a number")
+            try:
+                hint = f"; give the number {float(wavelength):g} without quotes"
+            except ValueError:
+                hint = did_you_mean(wavelength, table)
+            raise ValueError(
+                f"unknown X-ray line {wavelength!r}{hint} "
+                f"(choose one of {sorted(table)} or give Å as a number)"
+            )
         return table[wavelength]
     try:
-        value = float(wavelength)
-    except (TypeError, ValueError):
-        raise TypeError(f"wavelength must be a line name such as 'CuKa' or a number in Å, got {wavelength!r}") from None
+        value = real(wavelength, "wavelength", unit="Å")
+    except TypeError:
+        raise TypeError(
+            f"wavelength must be a line name such as 'CuKa' or a number in Å, got {describe(wavelength)}"
+        ) from None
     lo, hi = WAVELENGTH_RANGE
     if not lo <= value <= hi:
         raise ValueError(f"wavelength {value} Å is outside the supported X-ray range [{lo}, {hi}] Å")
@@ -57,7 +72,9 @@ def form_factor_coefficients(symbol: str) -> np.ndarray:
     """(4, 2) array of (a_i, b_i) for one element; ValueError if the table lacks it."""
     table = _coefficient_table()
     if symbol not in table:
-        raise ValueError(f"no X-ray form-factor coefficients for element {symbol!r} (pymatgen's table has {len(table)} elements)")
+        raise ValueError(
+            f"no X-ray form-factor coefficients for element {symbol!r} (pymatgen's table has {len(table)} elements)"
+        )
     return table[symbol]
 
 

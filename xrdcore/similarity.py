@@ -25,7 +25,6 @@ diffracts in the 2θ range, a property of the structure, which an optimiser coun
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +33,7 @@ from typing import Callable
 import numpy as np
 
 from .kernels.cpu import cosine_loss_rows
-from .validation import UndefinedMetricError, choice, real, real_array
+from .validation import UndefinedMetricError, choice, did_you_mean, real, real_array
 
 #: Floor added to normalised distributions in the spectral-entropy similarity, so that its
 #: gradient stays finite where the simulated pattern is exactly zero (value changes < 1e-10).
@@ -249,8 +248,7 @@ def check_options(given, accepted, caller: str) -> None:
     """TypeError naming the unknown keywords in ``given`` (with the nearest accepted one) and listing ``accepted``."""
     unknown = sorted(set(given) - set(accepted))
     if unknown:
-        close = difflib.get_close_matches(unknown[0], accepted, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(unknown[0], accepted)
         takes = f"it accepts {', '.join(sorted(accepted))}" if accepted else "it takes none"
         raise TypeError(f"unknown option(s) {unknown} for {caller}{hint} ({takes})")
 

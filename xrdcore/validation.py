@@ -54,6 +54,7 @@ class Limits:
     max_memory_gb: float = 8.0  # estimated working memory of one call (GiB)
     max_atoms: int = 100_000  # atoms of one structure
     max_file_mb: float = 64.0  # size of a CIF or study-config file read (MiB)
+    max_cif_atoms: int = 10_000  # atom sites × symmetry operations of a CIF (pymatgen's parser is quadratic)
 
 
 def _from_environment() -> Limits:
@@ -156,8 +157,8 @@ def real_array(value, name: str, *, shape: tuple | None = None, ndim: int | None
         raise TypeError(f"{name} must be an array of numbers, got {describe(value)}")
     try:
         array = np.asarray(value)
-    except (TypeError, ValueError) as error:  # ragged nested lists
-        raise ValueError(f"{name} must be a rectangular array of numbers ({error})") from None
+    except (TypeError, ValueError):  # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular array of numbers (rows of equal length)") from None
     if array.dtype == bool or array.dtype.kind not in "iuf":
         kind = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "objects"}.get(
             array.dtype.kind, str(array.dtype))
@@ -173,16 +174,23 @@ def real_array(value, name: str, *, shape: tuple | None = None, ndim: int | None
     return array
 
 
+def did_you_mean(value: str, choices) -> str:
+    """The hint "; did you mean 'X'?" naming the choice equal to ``value`` but for case (else the closest
+    in spelling), or "" when none is close."""
+    choices = [str(known) for known in choices]
+    text = str(value).strip()
+    close = {known.lower(): known for known in choices}.get(text.lower())
+    close = close or next(iter(difflib.get_close_matches(text, choices, n=1)), None)
+    return f"; did you mean {close!r}?" if close else ""
+
+
 def choice(value, name: str, choices) -> str:
     """``value`` if it is one of ``choices`` (strings), else an error suggesting the nearest."""
     choices = tuple(choices)
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {choices}, got {describe(value)}")
     if value not in choices:
-        same_letters = [known for known in choices if known.lower() == value.lower()]
-        close = same_letters or difflib.get_close_matches(value, choices, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown {name} {value!r}{hint} (choose one of {choices})")
+        raise ValueError(f"unknown {name} {value!r}{did_you_mean(value, choices)} (choose one of {choices})")
     return value
 
 
