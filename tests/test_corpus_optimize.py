@@ -1,4 +1,5 @@
-"""Bad calls of the optimiser, the perturbations, the landscape scans and the energy: each one
+"""Bad calls of the optimiser, the perturbations, the landscape scans, the energy, the symmetry
+finder and the analysis helpers (overlap, dependence): each one
 refused with our error, in our words, before any evaluation (see tests/bad_input.py).
 And the other half of the contract: what a *run* reaches is a status, not an exception."""
 
@@ -6,12 +7,14 @@ import numpy as np
 import pytest
 
 from bad_input import rejects
+from xrdcore.analysis import dependence, mutual_information, perturbed_sample
 from xrdcore.crystal import Crystal
 from xrdcore.datasets import load_prototype
 from xrdcore.diffraction import Diffractometer
 from xrdcore.energy import energy, energy_scan, relax
 from xrdcore.landscape import Direction, lattice_direction, scan
 from xrdcore.optimize import BasinHopping, Continuation, optimize
+from xrdcore.overlap import median_interval, overlap_report, peak_coverage, spurious_search, summarize_search
 from xrdcore.parametrize import p1
 from xrdcore.perturb import perturb
 from xrdcore.symmetry import find_symmetry
@@ -144,4 +147,40 @@ SYMMETRY_CASES = [
 @pytest.mark.parametrize("call, error, phrase", [case[1:] for case in SYMMETRY_CASES],
                          ids=[case[0] for case in SYMMETRY_CASES])
 def test_bad_symmetry_call_is_refused(call, error, phrase):
+    rejects(call, error, phrase)
+
+
+ANALYSIS_CASES = [
+    ("overlap of None", lambda: overlap_report(None, RUTILE, XRD), TypeError, "candidate must be an xrdcore Crystal"),
+    ("overlap with a Structure truth", lambda: overlap_report(RUTILE, RUTILE.to_pymatgen(), XRD), TypeError,
+     "truth must be an xrdcore Crystal"),
+    ("overlap fwhm a string", lambda: overlap_report(RUTILE, RUTILE, XRD, fwhm="0.1"), TypeError,
+     "fwhm must be a real number"),
+    ("overlap top negative", lambda: overlap_report(RUTILE, RUTILE, XRD, top=-1), ValueError, "top must be ≥ 0"),
+    ("overlap without a diffractometer", lambda: overlap_report(RUTILE, RUTILE, None), TypeError,
+     "diffractometer must be"),
+    ("coverage threshold negative", lambda: peak_coverage(RUTILE, RUTILE, XRD, strong=-5), ValueError,
+     "strong must be ≥ 0"),
+    ("coverage tolerance zero", lambda: peak_coverage(RUTILE, RUTILE, XRD, tolerance=0), ValueError,
+     "tolerance must be >"),
+    ("spurious search with no starts", lambda: spurious_search(RUTILE, XRD, starts=0), ValueError, "starts must be ≥ 1"),
+    ("median interval of NaN", lambda: median_interval([1.0, np.nan]), ValueError, "NaN"),
+    ("median interval confidence 2", lambda: median_interval([1.0, 2.0], confidence=2), ValueError,
+     "confidence must be ≤ 1"),
+    ("summary among a typo", lambda: summarize_search([], among="wrng"), ValueError, "did you mean 'wrong'"),
+    ("dependence of unequal samples", lambda: dependence(np.arange(12.0), np.arange(11.0)), ValueError,
+     "same length, got 12 and 11"),
+    ("dependence with NaN", lambda: dependence(np.r_[np.arange(11.0), np.nan], np.arange(12.0)), ValueError, "NaN"),
+    ("dependence of strings", lambda: dependence(["a"] * 12, np.arange(12.0)), TypeError, "strings"),
+    ("mutual information of 2-D samples", lambda: mutual_information(np.ones((3, 3)), np.ones(3)), ValueError,
+     "x must have shape 1-D"),
+    ("perturbed sample count zero", lambda: perturbed_sample(RUTILE, XRD, count=0), ValueError, "count must be ≥ 1"),
+    ("perturbed sample strain negative", lambda: perturbed_sample(RUTILE, XRD, max_strain=-1), ValueError,
+     "max_strain must be ≥ 0"),
+]
+
+
+@pytest.mark.parametrize("call, error, phrase", [case[1:] for case in ANALYSIS_CASES],
+                         ids=[case[0] for case in ANALYSIS_CASES])
+def test_bad_analysis_call_is_refused(call, error, phrase):
     rejects(call, error, phrase)

@@ -22,17 +22,26 @@ from .diffraction import Diffractometer
 from .perturb import perturb
 from .similarity import loss as metric_loss
 from .structsim import structural_distance
+from .validation import real, real_array, whole
 
 #: Neighbours of the k-NN mutual-information estimator (scikit-learn's default).
 MI_NEIGHBOURS = 3
+
+
+def paired_samples(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """Two finite 1-D samples of one length (each pair one observation), checked."""
+    x, y = real_array(x, names[0], ndim=1), real_array(y, names[1], ndim=1)
+    if x.shape != y.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must be 1-D arrays of the same length, got {len(x)} and {len(y)}")
+    return x, y
 
 
 def mutual_information(x, y, seed: int = 0) -> float:
     """k-NN (Kraskov) estimate of I(x; y) in nats for 1-D samples."""
     from sklearn.feature_selection import mutual_info_regression
 
-    x = np.asarray(x, dtype=float).reshape(-1, 1)
-    y = np.asarray(y, dtype=float)
+    x, y = paired_samples(x, y, ("x", "y"))
+    x = x.reshape(-1, 1)
     return float(mutual_info_regression(x, y, n_neighbors=MI_NEIGHBOURS, random_state=seed)[0])
 
 
@@ -58,14 +67,10 @@ SUBSAMPLE_FRACTION = 0.8
 def dependence(distance, similarity, resamples: int = 200, seed: int = 0) -> Dependence:
     """Pearson, Spearman and mutual information between paired samples, with 95 % intervals
     from ``resamples`` subsamples (see the module docstring)."""
-    distance = np.asarray(distance, dtype=float)
-    similarity = np.asarray(similarity, dtype=float)
-    if distance.shape != similarity.shape or distance.ndim != 1:
-        raise ValueError("distance and similarity must be 1-D arrays of the same length")
+    distance, similarity = paired_samples(distance, similarity, ("distance", "similarity"))
     if len(distance) < 10:
         raise ValueError(f"need at least 10 paired samples, got {len(distance)}")
-    if not (np.all(np.isfinite(distance)) and np.all(np.isfinite(similarity))):
-        raise ValueError("samples contain NaN or inf")
+    resamples = whole(resamples, "resamples", low=1)
 
     def statistics(d, s):
         return (stats.pearsonr(d, s)[0], stats.spearmanr(d, s)[0], mutual_information(d, s, seed))
@@ -106,8 +111,10 @@ def perturbed_sample(
     displacement drawn uniformly up to ``max_strain`` and ``max_displacement`` Å, ``symmetric``
     as in :func:`xrdcore.perturb.perturb`), each with its structural distance and its loss
     under every metric (FWHM ``fwhm`` degrees)."""
-    if count < 1:
-        raise ValueError("count must be ≥ 1")
+    count = whole(count, "count", low=1)
+    real(max_strain, "max_strain", low=0)
+    real(max_displacement, "max_displacement", low=0, unit="Å")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     target = diffractometer.pattern(truth, fwhm=fwhm)
     distance, losses = [], {metric: [] for metric in metrics}
     for index in range(count):

@@ -39,6 +39,7 @@ from .parametrize import p1
 from .perturb import perturb
 from .similarity import cosine
 from .structsim import lattice_error, match, rms_displacement
+from .validation import choice, instance, real, real_array, whole
 
 #: Pairs farther apart than this many FWHM contribute less than 1e-30 of a coincident pair.
 PAIR_REACH = 6.0
@@ -67,8 +68,9 @@ class OverlapReport:
 
 def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1, top: int = 10) -> OverlapReport:
     """Decompose ⟨y_candidate, y_truth⟩ into partner and accidental reflection pairs (Gaussian peaks)."""
-    if not (np.isfinite(fwhm) and fwhm > 0):
-        raise ValueError(f"fwhm must be a positive number of degrees, got {fwhm}")
+    _check_pair(candidate, truth, diffractometer)
+    fwhm = real(fwhm, "fwhm", low=0, low_open=True, unit="degrees")
+    top = whole(top, "top", low=0)
     if len(candidate) != len(truth) or np.any(candidate.atomic_numbers != truth.atomic_numbers):
         raise ValueError("candidate and truth must have the same atoms in the same order")
     sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
@@ -98,6 +100,12 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
     accidental.sort(reverse=True)
     largest = [AccidentalPair(tuple(map(int, h)), tuple(map(int, k)), float(a), float(b), float(v / total)) for v, h, k, a, b in accidental[:top]]
     return OverlapReport(float(total), float(partners), float(accidents), largest)
+
+
+def _check_pair(candidate, truth, diffractometer) -> None:
+    for name, crystal in (("candidate", candidate), ("truth", truth)):
+        instance(crystal, name, Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
+    instance(diffractometer, "diffractometer", Diffractometer)
 
 
 def cosine_split(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1) -> tuple[float, float]:
@@ -156,8 +164,8 @@ def spurious_search(
     """Descend the loss (L-BFGS, P1, ``steps`` evaluations) from ``starts`` random distortions
     of the truth (RMS strain ``strain``, RMS displacement ``displacement`` Å, seeds
     ``seed`` … ``seed + starts − 1``) and report every end point, best similarity first."""
-    if starts < 1:
-        raise ValueError("starts must be ≥ 1")
+    starts = whole(starts, "starts", low=1)
+    seed = whole(seed, "seed", low=0)
     from threadpoolctl import threadpool_limits
 
     target = diffractometer.pattern(truth, fwhm=fwhm)
@@ -190,11 +198,10 @@ def median_interval(values, confidence: float = 0.95) -> Estimate:
     P(Binomial(n, ½) < j) ≤ (1 − confidence)/2, so the interval covers the population median
     with probability ≥ ``confidence`` whatever the distribution. Below 6 values no such j ≥ 1
     exists at 95 % and the interval is the whole sample range; an empty sample gives NaNs."""
-    values = np.sort(np.asarray(values, dtype=float).ravel())
+    confidence = real(confidence, "confidence", low=0, low_open=True, high=1)
+    values = np.sort(real_array(values, "median_interval's values").ravel())
     if values.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"))
-    if not np.all(np.isfinite(values)):
-        raise ValueError("median_interval: values contain NaN or inf")
     n = values.size
     rank = max(1, int(stats.binom.ppf((1 - confidence) / 2, n, 0.5)))  # P(B < rank) ≤ α/2
     return Estimate(float(np.median(values)), float(values[rank - 1]), float(values[n - rank]))
@@ -220,8 +227,7 @@ def summarize_search(results, among: str = "spurious") -> SearchSummary:
     """Spurious rate (Wilson interval) of ``results`` and the medians (order-statistic
     intervals) of cosine, accidental fraction, lattice error and RMS displacement over the
     spurious end points (``among="spurious"``) or over all wrong ones (``among="wrong"``)."""
-    if among not in ("spurious", "wrong"):
-        raise ValueError(f"among must be 'spurious' or 'wrong', got {among!r}")
+    choice(among, "among", ("spurious", "wrong"))
     results = list(results)
     spurious = sum(r.spurious for r in results)
     low, high = wilson_interval(spurious, len(results))
@@ -255,6 +261,10 @@ def peak_coverage(candidate: Crystal, truth: Crystal, diffractometer: Diffractom
     the candidate reproduces within ``tolerance`` degrees 2θ, their share of the squared
     intensity (the cosine of narrow-peak patterns weighs I²), and the candidate's peaks above
     ``strong`` farther than ``far`` degrees from any truth peak."""
+    _check_pair(candidate, truth, diffractometer)
+    real(strong, "strong", low=0, high=100, unit="%")
+    real(tolerance, "tolerance", low=0, low_open=True, unit="degrees")
+    real(far, "far", low=0, low_open=True, unit="degrees")
     ours, theirs = diffractometer.peaks(candidate), diffractometer.peaks(truth)
     is_strong = theirs.intensity > strong
     nearest = np.abs(theirs.two_theta[:, None] - ours.two_theta[None, :]).min(axis=1)
