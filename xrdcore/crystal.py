@@ -175,7 +175,10 @@ def _checked_lattice(lattice) -> np.ndarray:
 class Crystal:
     """A periodic crystal as arrays (see the module docstring for shapes and units).
 
-    The arrays are read-only; :meth:`replace` makes a changed copy.
+    The arrays are read-only; :meth:`replace` makes a changed copy. Wrong types (True, None,
+    complex or string arrays) raise TypeError; values that describe no crystal raise
+    :class:`~xrdcore.validation.StructureError` (a ValueError); too many atoms raise
+    :class:`~xrdcore.validation.ResourceLimitError`.
 
     Parameters
     ----------
@@ -185,10 +188,6 @@ class Crystal:
     species : length-N sequence of element symbols ("Fe", not "fe" or "Fe2+") or atomic numbers.
     occupancies : (N,) array_like in (0, 1], default all 1 (an empty site is left out, not given 0).
     b_iso : (N,) array_like, Å², isotropic Debye–Waller B in [0, MAX_B_ISO], default all 0.
-
-    Wrong types (True, None, complex or string arrays) raise TypeError; values that describe no
-    crystal raise :class:`~xrdcore.validation.StructureError` (a ValueError); too many atoms raise
-    :class:`~xrdcore.validation.ResourceLimitError`.
     """
 
     __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso", "derived")
