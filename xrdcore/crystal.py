@@ -34,7 +34,7 @@ from .validation import LIMITS, StructureError, describe, did_you_mean, guard, r
 
 #: Volumes below this (Å³) are treated as a singular lattice.
 MIN_CELL_VOLUME = 1e-3
-#: Shortest accepted lattice vector (Å): shorter than any bond (H₂: 0.74 Å), so no cell.
+#: Shortest accepted lattice vector (Å): shorter than any bond (0.74 Å in H₂), so no cell.
 MIN_CELL_LENGTH = 0.1
 #: Longest accepted lattice vector (Å): 0.1 mm, while the largest known unit cells (virus crystals) are ~2000 Å.
 MAX_CELL_LENGTH = 1e6
