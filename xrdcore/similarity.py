@@ -65,7 +65,7 @@ def _checked_pattern(values, name, nonnegative=False, shape=None):
         other = "simulated pattern" if name == "target pattern" else "target pattern"
         raise ValueError(f"patterns must be 1-D on the same grid, got {name} shape {values.shape}"
                          + (f" and {other} shape {shape}" if shape is not None else ""))
-    if not np.any(values):
+    if not values.any():
         raise (UndefinedMetricError if name == "simulated pattern" else ValueError)(ALL_ZERO[name])
     if nonnegative and np.any(values < 0):
         raise ValueError(f"{name} has negative intensities; this metric treats patterns as distributions")

@@ -153,23 +153,26 @@ def whole(value, name: str, *, low: int | None = None, high: int | None = None) 
 def real_array(value, name: str, *, shape: tuple | None = None, ndim: int | None = None) -> np.ndarray:
     """``value`` as a finite float64 array; ``shape`` may hold None for any length. TypeError
     for booleans, complex numbers, strings, objects; ValueError for a wrong shape or NaN/inf."""
-    if value is None or isinstance(value, (str, bytes, dict, set)):
-        raise TypeError(f"{name} must be an array of numbers, got {describe(value)}")
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError):  # ragged nested lists
-        raise ValueError(f"{name} must be a rectangular array of numbers (rows of equal length)") from None
-    if array.dtype == bool or array.dtype.kind not in "iuf":
-        kind = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "objects"}.get(
-            array.dtype.kind, str(array.dtype))
-        raise TypeError(f"{name} must hold real numbers, got {kind}")
-    array = np.asarray(array, dtype=float)
+    if type(value) is np.ndarray and value.dtype == np.float64:  # the hot path: patterns, grids, lattices
+        array = value
+    else:
+        if value is None or isinstance(value, (str, bytes, dict, set)):
+            raise TypeError(f"{name} must be an array of numbers, got {describe(value)}")
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError):  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array of numbers (rows of equal length)") from None
+        if array.dtype == bool or array.dtype.kind not in "iuf":
+            kind = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "objects"}.get(
+                array.dtype.kind, str(array.dtype))
+            raise TypeError(f"{name} must hold real numbers, got {kind}")
+        array = np.asarray(array, dtype=float)
     if ndim is not None and array.ndim != ndim or shape is not None and (
         array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape))
     ):
         wanted = shape if shape is not None else f"{ndim}-D"
         raise ValueError(f"{name} must have shape {wanted}, got {array.shape}")
-    if not np.all(np.isfinite(array)):
+    if not np.isfinite(array).all():
         raise ValueError(f"{name} contains NaN or inf")
     return array
 
