@@ -182,7 +182,11 @@ def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float,
 def reflection_count(lattice, g_min: float, g_max: float) -> float:
     """Estimated number of half-space reflections with g_min ≤ |g| ≤ g_max (Å⁻¹) of a lattice (rows, Å):
     one reciprocal-lattice point per 1/V of reciprocal space, M ≈ (4π/3)(g_max³ − g_min³) V / 2."""
-    volume, _ = _cell_measures(lattice)
+    return _shell_count(_cell_measures(lattice)[0], g_min, g_max)
+
+
+def _shell_count(volume: float, g_min: float, g_max: float) -> float:
+    """:func:`reflection_count` from the cell volume (Å³, any sign)."""
     return 2 * math.pi / 3 * (g_max**3 - g_min**3) * abs(volume)
 
 
@@ -198,7 +202,7 @@ def check_reflection_work(lattice, g_min: float, g_max: float, n_atoms: int = 1,
     g_min ≤ |g| ≤ g_max, their structure-factor terms (reflections × atoms) or the estimated memory
     of enumerating and evaluating them exceed :data:`xrdcore.validation.LIMITS`."""
     volume, lengths = _cell_measures(lattice)
-    count = 2 * math.pi / 3 * (g_max**3 - g_min**3) * abs(volume)
+    count = _shell_count(volume, g_min, g_max)
 
     def where():
         return f"a cell of {abs(volume):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"

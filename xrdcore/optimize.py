@@ -403,9 +403,8 @@ def optimize(
 
 
 def _basin_hopping(problem, first, steps, settings, scale, rng) -> OptimizationResult:
-    """Metropolis chain of local descents sharing ``steps``; one trajectory for the whole chain."""
-    if settings.hops < 1 or not settings.temperature > 0:
-        raise ValueError(f"basin hopping needs hops ≥ 1 and temperature > 0, got {settings}")
+    """Metropolis chain of local descents sharing ``steps``; one trajectory for the whole chain
+    (``settings`` checked by :func:`optimize`)."""
     kick = scale * default_steps(problem.parametrization)
     trajectory = Trajectory()
     evaluations = energy_evaluations = 0
