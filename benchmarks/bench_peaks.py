@@ -25,7 +25,7 @@ from xrdcore.kernels import reference
 
 
 class NumpyDiffractometer(Diffractometer):
-    _kernels = reference
+    kernels = reference
 
 
 def rattled(structure: Structure, amplitude=0.05, seed=0) -> Structure:

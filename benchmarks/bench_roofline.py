@@ -33,9 +33,10 @@ from bench_peaks import best_times, structures  # noqa: E402
 from numba import njit  # noqa: E402
 
 from xrdcore import Crystal, Diffractometer  # noqa: E402
-from xrdcore.diffraction import SCALED_INTENSITY_TOL, TWO_THETA_TOL, scatterer_types  # noqa: E402
+from xrdcore.diffraction import SCALED_INTENSITY_TOL, scatterer_types
 from xrdcore.gradients import loss_and_grad  # noqa: E402
 from xrdcore.kernels import cpu  # noqa: E402
+from xrdcore.physics.scattering import TWO_THETA_TOL
 from xrdcore.similarity import loss as metric_loss  # noqa: E402
 
 FWHM = 0.1

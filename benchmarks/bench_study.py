@@ -28,7 +28,8 @@ FIELDS = ("date", "machine", "executor", "backend", "workers", "runs", "seconds"
 #: One measurement: run_study in a fresh interpreter, timed inside it.
 SCRIPT = """
 import json, sys, time
-from xrdcore.experiments import StudyConfig, run_study
+from xrdcore.study.config import StudyConfig
+from xrdcore.study.runner import run_study
 config = StudyConfig(**{k: tuple(v) for k, v in json.loads(sys.argv[1]).items()})
 begin = time.perf_counter()
 run_study(config, sys.argv[2], workers=int(sys.argv[3]), progress=False, executor=sys.argv[4], backend=sys.argv[5])

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from xrdcore.diffraction import scatterer_types
-from xrdcore.scattering import FORM_FACTOR_PREFACTOR
+from xrdcore.physics.scattering import FORM_FACTOR_PREFACTOR
 
 torch.set_default_dtype(torch.float64)
 

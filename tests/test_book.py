@@ -113,7 +113,7 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
     header = (ROOT / "book" / "01_powder_diffraction.md").read_text().split("---\n")[1]
     (tmp_path / "page.md").write_text(
         f"---\n{header}---\n# A page\n\n```{{code-cell}} ipython3\nfrom pathlib import Path\n"
-        "from xrdcore.datasets import book_data\n\n"
+        "from xrdcore.structure.datasets import book_data\n\n"
         f"here = Path.cwd().resolve()\nfor folder in (Path({str(tmp_path)!r}), Path({str(ROOT)!r})):\n"
         "    assert not here.is_relative_to(folder), here\n"
         "rows = book_data('remedies_energy.csv').read_text().splitlines()\nprint(len(rows) > 1)\n```\n")

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from pymatgen.core import Lattice, Structure
 
-from xrdcore import Crystal, checks
+from xrdcore import Crystal
+from xrdcore.teaching import checks
 
 
 def test_bragg_check_accepts_right_and_names_slips():
@@ -50,9 +51,9 @@ def test_feedback_renders():
 
 def test_lattice_retrieval_check_names_the_optimiser_slip():
     from xrdcore import Diffractometer, datasets
-    from xrdcore.optimize import optimize
-    from xrdcore.parametrize import lattice_only
-    from xrdcore.perturb import perturb
+    from xrdcore.optimize.core import optimize
+    from xrdcore.structure.parametrize import lattice_only
+    from xrdcore.structure.perturb import perturb
 
     rutile = datasets.load_prototype("A2B_tP6_136_f_a")
     xrd = Diffractometer("CuKa", (10, 90))
@@ -77,7 +78,8 @@ def test_coincidence_scale_check():
 def test_energy_minimum_check_refines_and_names_slips():
     pytest.importorskip("chgnet")
     from xrdcore import datasets, energy
-    from xrdcore.landscape import lattice_direction, local_minima
+    from xrdcore.landscape.directions import lattice_direction
+    from xrdcore.landscape.scans import local_minima
 
     rutile = datasets.load_prototype("A2B_tP6_136_f_a")
     strains = np.linspace(-0.1, 0.1, 21)
@@ -98,7 +100,8 @@ def test_bulk_modulus_check_names_unit_and_factor_slips():
     from ase.units import GPa
 
     from xrdcore import datasets, energy
-    from xrdcore.landscape import Direction, curvature
+    from xrdcore.landscape.directions import Direction
+    from xrdcore.landscape.scans import curvature
 
     rock_salt = datasets.load_prototype("AB_cF8_225_a_b")
     relaxed = energy.relax(rock_salt).crystal
@@ -236,8 +239,12 @@ def test_line_plot_check_names_the_slips():
 
 def test_peak_ratio_check_names_multiplicity_and_lp(silicon):
     from xrdcore import Diffractometer
-    from xrdcore.diffraction import bragg_two_theta, lorentz_polarization
-    from xrdcore.scattering import form_factor, form_factor_coefficients
+    from xrdcore.physics.scattering import (
+        bragg_two_theta,
+        form_factor,
+        form_factor_coefficients,
+        lorentz_polarization,
+    )
 
     def by_hand(hkl, multiplicity):  # |F|² LP m with the real form factor (the assignment's route)
         d = 5.431 / np.linalg.norm(hkl)
@@ -280,7 +287,7 @@ def test_expansion_slope_check():
 
 def test_accidental_fraction_check():
     from xrdcore import Diffractometer
-    from xrdcore.overlap import cosine_split
+    from xrdcore.landscape.overlap import cosine_split
 
     xrd = Diffractometer("CuKa", (10, 90))
     truth = Crystal(np.eye(3) * 4.0, [[0, 0, 0]], ["Po"])
@@ -293,7 +300,7 @@ def test_accidental_fraction_check():
 
 
 def test_scan_basin_and_descent_end():
-    from xrdcore.landscape import basin
+    from xrdcore.landscape.scans import basin
 
     offsets = np.arange(-5, 6) / 100
     values = np.array([5, 3, 4, 2, 1, 0, 1, 3, 2, 4, 6], dtype=float)

@@ -3,7 +3,7 @@
 Every case is one distinct bad input, checked by :func:`bad_input.rejects` (error type, a phrase
 of the message, a time limit). The CIF cases write their file into ``tmp_path`` first; a few
 tests after the corpus check what must *not* be refused, and that pymatgen's warnings come back
-as one :class:`~xrdcore.crystal.CifWarning` naming the file.
+as one :class:`~xrdcore.structure.crystal.CifWarning` naming the file.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from pymatgen.core import Lattice, Molecule, Structure
 from pymatgen.core.periodic_table import DummySpecies
 
 from xrdcore import Crystal
-from xrdcore.crystal import MAX_B_ISO, CifWarning, atomic_number
-from xrdcore.scattering import resolve_wavelength
+from xrdcore.physics.scattering import resolve_wavelength
+from xrdcore.structure.crystal import MAX_B_ISO, CifWarning, atomic_number
 from xrdcore.validation import LIMITS, ResourceLimitError, StructureError, limits
 
 CELL = np.eye(3) * 4.0

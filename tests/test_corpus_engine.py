@@ -5,17 +5,18 @@ resource guards answer at once for cells whose reflections would not fit in memo
 
 import numpy as np
 import pytest
+from bad_input import rejects
 from pymatgen.core import Molecule
 
-from bad_input import rejects
 from xrdcore import similarity
 from xrdcore.batch import BatchLoss
-from xrdcore.batch_optimize import descend_batch
-from xrdcore.crystal import Crystal
-from xrdcore.datasets import load_prototype
 from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import loss_and_grad, loss_value, reflection_set
-from xrdcore.parametrize import Parametrization, p1
+from xrdcore.optimize.batch import descend_batch
+from xrdcore.physics.profiles import Profile
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.datasets import load_prototype
+from xrdcore.structure.parametrize import Parametrization, p1
 from xrdcore.validation import ResourceLimitError, StructureError, UndefinedMetricError, limits
 
 RUTILE = load_prototype("A2B_tP6_136_f_a")
@@ -40,6 +41,11 @@ def instrument(**changes):
 
 def pattern(crystal=RUTILE, **options):
     return lambda: XRD.pattern(crystal, **options)
+
+
+def shaped(**settings):
+    """A pattern whose peak profile has the given settings (checked when the Profile is made)."""
+    return lambda: XRD.pattern(RUTILE, fwhm=Profile(**settings))
 
 
 def gradient(crystal=RUTILE, target=TARGET, diffractometer=XRD, **options):
@@ -112,16 +118,17 @@ CASES = [
     ("fwhm NaN", pattern(fwhm=np.nan), ValueError, "fwhm must be finite"),
     ("Caglioti W a string", pattern(fwhm=(0.0, 0.0, "0.01")), TypeError, "Caglioti W must be a real number"),
     ("Caglioti of two", pattern(fwhm=(0.01, 0.01)), ValueError, r"Caglioti parameters \(U, V, W\)"),
-    ("shape misspelt", pattern(shape="gausian"), ValueError, "did you mean 'gaussian'"),
-    ("shape None", pattern(shape=None), TypeError, "peak shape must be one of"),
-    ("eta True", pattern(shape="pseudo-voigt", eta=True), TypeError, "eta must be a real number"),
-    ("eta NaN", pattern(shape="pseudo-voigt", eta=np.nan), ValueError, "eta must be finite"),
-    ("eta for a Gaussian", pattern(eta=0.5), ValueError, "only applies to shape='pseudo-voigt'"),
-    ("window infinite", pattern(window=np.inf), ValueError, "window must be finite"),
-    ("window True", pattern(window=True), TypeError, "window must be a real number"),
-    ("window negative", pattern(window=-5), ValueError, "window must be a positive number of FWHMs"),
-    ("window narrower than the step", pattern(window=0.05), ValueError, "window ±0.05 FWHM: peaks would fall between"),
-    ("window beyond the work guard", within(pattern(window=1e6), max_terms=100_000), ResourceLimitError,
+    ("shape misspelt", shaped(shape="gausian"), ValueError, "did you mean 'gaussian'"),
+    ("shape None", shaped(shape=None), TypeError, "peak shape must be one of"),
+    ("shape as a keyword of its own", gradient(shape="lorentzian"), TypeError, r"fwhm=Profile\(fwhm, shape="),
+    ("eta True", shaped(shape="pseudo-voigt", eta=True), TypeError, "eta must be a real number"),
+    ("eta NaN", shaped(shape="pseudo-voigt", eta=np.nan), ValueError, "eta must be finite"),
+    ("eta for a Gaussian", shaped(eta=0.5), ValueError, "only applies to shape='pseudo-voigt'"),
+    ("window infinite", shaped(window=np.inf), ValueError, "window must be finite"),
+    ("window True", shaped(window=True), TypeError, "window must be a real number"),
+    ("window negative", shaped(window=-5), ValueError, "window must be a positive number of FWHMs"),
+    ("window narrower than the step", shaped(window=0.05), ValueError, "window ±0.05 FWHM: peaks would fall between"),
+    ("window beyond the work guard", within(shaped(window=1e6), max_terms=100_000), ResourceLimitError,
      "peak-shape evaluations.*smaller window"),
     ("grid of strings", pattern(two_theta=["10", "20"]), TypeError, "two_theta grid must hold real numbers"),
     ("grid 2-D", pattern(two_theta=np.ones((2, 3))), ValueError, "two_theta grid must have shape 1-D"),

@@ -5,19 +5,23 @@ And the other half of the contract: what a *run* reaches is a status, not an exc
 
 import numpy as np
 import pytest
-
 from bad_input import rejects
-from xrdcore.analysis import dependence, mutual_information, perturbed_sample
-from xrdcore.crystal import Crystal
-from xrdcore.datasets import load_prototype
+
 from xrdcore.diffraction import Diffractometer
-from xrdcore.energy import energy, energy_scan, relax
-from xrdcore.landscape import Direction, lattice_direction, scan
-from xrdcore.optimize import BasinHopping, Continuation, optimize
-from xrdcore.overlap import median_interval, overlap_report, peak_coverage, spurious_search, summarize_search
-from xrdcore.parametrize import p1
-from xrdcore.perturb import perturb
-from xrdcore.symmetry import find_symmetry
+from xrdcore.energy import energy, relax
+from xrdcore.landscape.dependence import dependence, mutual_information, perturbed_sample
+from xrdcore.landscape.directions import Direction, lattice_direction
+from xrdcore.landscape.overlap import overlap_report, peak_coverage
+from xrdcore.landscape.scans import energy_scan, scan
+from xrdcore.optimize.core import optimize
+from xrdcore.optimize.remedies import BasinHopping, Continuation
+from xrdcore.physics.profiles import Profile
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.datasets import load_prototype
+from xrdcore.structure.parametrize import p1
+from xrdcore.structure.perturb import perturb
+from xrdcore.structure.symmetry import find_symmetry
+from xrdcore.study.search import median_interval, spurious_search, summarize_search
 from xrdcore.validation import ResourceLimitError, StructureError, limits
 
 RUTILE = load_prototype("A2B_tP6_136_f_a")
@@ -56,7 +60,7 @@ CASES = [
     ("metric typo", run(metric="cosin"), ValueError, "unknown metric 'cosin'"),
     ("option typo", run(fwmh=0.1), TypeError, r"unknown option\(s\) \['fwmh'\]"),
     ("fwhm negative", run(fwhm=-0.1), ValueError, "fwhm"),
-    ("shape typo", run(shape="gauss"), ValueError, "shape"),
+    ("shape typo", lambda: run(fwhm=Profile(0.1, shape="gauss"))(), ValueError, "shape"),
     ("target one point short", run(target=TARGET[:-1]), ValueError, "target pattern has 4000 points, the 2θ grid 4001"),
     ("target all zero", run(target=np.zeros_like(TARGET)), ValueError, "target pattern is all zero"),
     ("target with NaN", run(target=np.where(np.arange(len(TARGET)) == 7, np.nan, TARGET)), ValueError, "NaN"),

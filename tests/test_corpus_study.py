@@ -9,12 +9,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
-
 from bad_input import TIME_LIMIT, rejects
-from xrdcore import experiments
-from xrdcore.cli import main
-from xrdcore.datasets import UnknownPrototypeError
-from xrdcore.experiments import SMALL, StudyConfig, binned_rates, match_rates, rate_where, repair_rate, run_study
+
+from xrdcore.structure.datasets import UnknownPrototypeError
+from xrdcore.study import runner
+from xrdcore.study.cli import main
+from xrdcore.study.config import SMALL, StudyConfig
+from xrdcore.study.runner import RESULT_FIELDS, run_study
+from xrdcore.study.summary import binned_rates, match_rates, rate_where, repair_rate
 from xrdcore.validation import ResourceLimitError
 
 #: A valid one-structure grid; each case changes one thing.
@@ -29,7 +31,7 @@ def no_task(monkeypatch):
     def refused(*args, **kwargs):
         raise AssertionError("a task ran")
 
-    monkeypatch.setattr(experiments, "run_unit", refused)
+    monkeypatch.setattr(runner, "run_unit", refused)
 
 
 def grid(**changes):
@@ -92,9 +94,9 @@ def results_file(content: bytes, name="runs.csv", config: bool = True):
 
 def fake_rows(count: int = 1) -> bytes:
     """A results CSV with ``count`` rows of BASE's first task (its other columns empty)."""
-    header = ",".join(experiments.RESULT_FIELDS)
+    header = ",".join(RESULT_FIELDS)
     key = BASE.tasks()[0].key
-    row = ",".join(key if name == "key" else "x" for name in experiments.RESULT_FIELDS)
+    row = ",".join(key if name == "key" else "x" for name in RESULT_FIELDS)
     return ("\r\n".join([header] + [row] * count) + "\r\n").encode()
 
 

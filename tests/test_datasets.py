@@ -98,7 +98,7 @@ def test_examples_load():
 
 
 def test_book_data_finds_shipped_tables_from_any_folder(tmp_path, monkeypatch):
-    from xrdcore.datasets import book_data, book_data_names
+    from xrdcore.structure.datasets import book_data, book_data_names
 
     monkeypatch.chdir(tmp_path)
     names = book_data_names()
@@ -111,8 +111,9 @@ def test_book_data_finds_shipped_tables_from_any_folder(tmp_path, monkeypatch):
 
 def test_the_package_declares_its_shipped_tables():
     """pyproject.toml packages xrdcore/data/* (so an installed xrdcore has the tables)."""
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())

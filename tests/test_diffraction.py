@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from xrdcore import Crystal, Diffractometer
+from xrdcore.physics.profiles import Profile
 
 
 def test_cscl_100_peak_position_by_hand(cscl):
@@ -70,7 +71,7 @@ def test_caglioti_widths_grow_with_angle(cscl):
 @pytest.mark.parametrize("shape", ["gaussian", "lorentzian", "pseudo-voigt"])
 def test_shapes_have_requested_fwhm(cscl, shape):
     diffractometer = Diffractometer(two_theta_range=(25, 35), step=0.0005)
-    y = diffractometer.pattern(cscl, fwhm=0.3, shape=shape)
+    y = diffractometer.pattern(cscl, fwhm=Profile(0.3, shape=shape))
     above = diffractometer.two_theta[y >= y.max() / 2]
     assert above[-1] - above[0] == pytest.approx(0.3, abs=0.002)
 
@@ -115,6 +116,9 @@ def test_bad_instrument_settings(kwargs, error, message):
 )
 def test_bad_pattern_arguments(cscl, kwargs, message):
     with pytest.raises(ValueError, match=message):
+        shape = {name: kwargs.pop(name) for name in ("shape", "eta", "window") if name in kwargs}
+        if shape:
+            kwargs["fwhm"] = Profile(kwargs.pop("fwhm", 0.1), **shape)
         Diffractometer().pattern(cscl, **kwargs)
 
 

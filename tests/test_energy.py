@@ -10,9 +10,10 @@ import pytest
 pytest.importorskip("ase")
 
 from xrdcore import Crystal, Diffractometer, datasets, energy
-from xrdcore.landscape import atom_direction, lattice_direction, local_minima, random_direction, scan
-from xrdcore.perturb import perturb
-from xrdcore.structsim import RECOVERY_TOLERANCES, match
+from xrdcore.landscape.directions import atom_direction, lattice_direction, random_direction
+from xrdcore.landscape.scans import local_minima, scan
+from xrdcore.structure.matching import RECOVERY_TOLERANCES, match
+from xrdcore.structure.perturb import perturb
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 

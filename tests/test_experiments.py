@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 
 from xrdcore import Diffractometer, datasets
-from xrdcore.cli import main
-from xrdcore.experiments import SMALL, StudyConfig, match_rates, run_study, wilson_interval
+from xrdcore.study.cli import main
+from xrdcore.study.config import SMALL, StudyConfig
+from xrdcore.study.runner import run_study
+from xrdcore.study.summary import match_rates, wilson_interval
 
 TINY = replace(SMALL, structures=("AB_cF8_225_a_b",), steps=15)
 
@@ -84,7 +86,7 @@ def test_summary_and_cli(tmp_path, capsys):
 def test_rate_where_pools_the_matching_runs(tmp_path):
     import csv
 
-    from xrdcore.experiments import rate_where, wilson_interval
+    from xrdcore.study.summary import rate_where, wilson_interval
 
     path = tmp_path / "runs.csv"
     rows = [dict(kind=k, magnitude=m, recovered=str(r)) for k, m, r in
@@ -100,9 +102,10 @@ def test_rate_where_pools_the_matching_runs(tmp_path):
 
 
 def test_barrier_sweep_places_starts_on_both_sides_at_equal_distances():
-    from xrdcore.experiments import barrier_sweep
-    from xrdcore.landscape import nearest_barrier, scan, symmetry_axis_direction
-    from xrdcore.parametrize import space_group
+    from xrdcore.landscape.directions import symmetry_axis_direction
+    from xrdcore.landscape.scans import nearest_barrier, scan
+    from xrdcore.structure.parametrize import space_group
+    from xrdcore.study.search import barrier_sweep
 
     quartz = datasets.load_prototype("A2B_hP9_152_c_a")
     constrained = space_group(quartz, quartz)
@@ -130,7 +133,7 @@ def test_barrier_sweep_places_starts_on_both_sides_at_equal_distances():
 def test_a_study_writes_an_environment_record(tmp_path):
     import json
 
-    from xrdcore.experiments import run_study
+    from xrdcore.study.runner import run_study
 
     config = replace(SMALL, structures=("AB_cF8_225_a_b",), kinds=("lattice",), strains=(0.01,), parametrizations=("p1",), steps=5)
     output = run_study(config, tmp_path / "runs.csv", workers=1, progress=False)

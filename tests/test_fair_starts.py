@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from xrdcore import datasets
-from xrdcore.experiments import PAPER, WORKSHOP, StudyConfig, _parametrization, _start
-from xrdcore.parametrize import Parametrization
-from xrdcore.perturb import perturb
-from xrdcore.structsim import lattice_error
-from xrdcore.symmetry import find_symmetry
+from xrdcore.structure.matching import lattice_error
+from xrdcore.structure.parametrize import Parametrization
+from xrdcore.structure.perturb import perturb
+from xrdcore.structure.symmetry import find_symmetry
+from xrdcore.study.config import PAPER, WORKSHOP, StudyConfig
+from xrdcore.study.runner import _parametrization, _start
 
 RUTILE = "A2B_tP6_136_f_a"
 
@@ -97,7 +98,7 @@ def test_workshop_preset_is_the_documented_draw_of_ten():
 
 def test_paper_preset_reaches_the_bpo4_example():
     """The largest σ gives the RMS principal strain of the paper's BPO4 start (√2 σ on average)."""
-    from xrdcore.datasets import BPO4_NOISED_START, bpo4_worked_example
+    from xrdcore.structure.datasets import BPO4_NOISED_START, bpo4_worked_example
     truth = bpo4_worked_example()
     assert len(truth) == 12 and find_symmetry(truth).space_group == 82
     inverse = np.linalg.inv(truth.lattice)
@@ -108,7 +109,7 @@ def test_paper_preset_reaches_the_bpo4_example():
 
 
 def test_binned_rates_count_by_the_measured_start_error(tmp_path):
-    from xrdcore.experiments import binned_rates
+    from xrdcore.study.summary import binned_rates
     path = tmp_path / "rows.csv"
     rows = [("p1", 0.005, True), ("p1", 0.015, False), ("p1", 0.015, True), ("family", 0.015, True), ("p1", 0.5, True)]
     path.write_text("key,parametrization,start_lattice_error,recovered\n"
@@ -122,7 +123,7 @@ def test_binned_rates_count_by_the_measured_start_error(tmp_path):
 
 
 def test_repair_rate_counts_only_the_starts_that_failed(tmp_path):
-    from xrdcore.experiments import repair_rate
+    from xrdcore.study.summary import repair_rate
     path = tmp_path / "rows.csv"
     rows = [(True, True), (False, True), (False, False), (False, False), (True, False)]  # (start_matched, matched)
     path.write_text("key,kind,start_matched,matched\n" + "".join(f"{i},lattice,{a},{b}\n" for i, (a, b) in enumerate(rows)))
@@ -146,7 +147,7 @@ def test_coordinate_tasks_of_the_paper_regime_are_the_strict_grids(parametrizati
 
 def test_a_batch_result_that_is_no_crystal_is_an_invalid_structure():
     """Two atoms moved onto one site: the loss allows it, a Crystal does not; the row says so."""
-    from xrdcore.experiments import _result, final_verdicts
+    from xrdcore.study.runner import _result, final_verdicts
     truth = datasets.load_prototype(RUTILE)
     free = Parametrization(truth, "fixed", "free")
 

@@ -18,10 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from xrdcore import datasets, experiments
-from xrdcore.cli import main
-from xrdcore.experiments import SMALL, ResumeWarning, StudyConfig, journal_path, read_rows, run_study
-from xrdcore.structsim import match, rms_displacement
+from xrdcore import datasets
+from xrdcore.structure.matching import match, rms_displacement
+from xrdcore.study import runner
+from xrdcore.study.cli import main
+from xrdcore.study.config import SMALL, StudyConfig
+from xrdcore.study.runner import ResumeWarning, journal_path, read_rows, run_study
 
 pytestmark = pytest.mark.xdist_group("heavy")  # runners with worker processes: one at a time, one reference run
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +164,7 @@ def test_a_dask_worker_killed_mid_run_loses_no_rows(reference, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                   env={"NUMBA_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}) as cluster, \
             distributed.Client(cluster) as client:
-        client.run(lambda: __import__("xrdcore.experiments"))  # imports done before the clock starts
+        client.run(lambda: __import__("xrdcore.study"))  # imports done before the clock starts
         pid = next(iter(client.run(os.getpid).values()))
         killed = []
 
@@ -222,7 +224,7 @@ def test_an_unwritable_output_fails_before_any_task(tmp_path, monkeypatch):
     def no_task(*args, **kwargs):
         raise AssertionError("a task ran")
 
-    monkeypatch.setattr(experiments, "run_unit", no_task)
+    monkeypatch.setattr(runner, "run_unit", no_task)
     folder = tmp_path / "read-only"
     folder.mkdir()
     real_open = os.open
@@ -236,7 +238,7 @@ def test_an_unwritable_output_fails_before_any_task(tmp_path, monkeypatch):
     with pytest.raises(PermissionError, match=r"cannot write the results file .*runs.csv \(Permission denied\)"):
         run_study(CONFIG, folder / "runs.csv", workers=1, progress=False)
     monkeypatch.undo()
-    monkeypatch.setattr(experiments, "run_unit", no_task)
+    monkeypatch.setattr(runner, "run_unit", no_task)
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(OSError, match="cannot create the output folder"):
         run_study(CONFIG, tmp_path / "file" / "runs.csv", workers=1, progress=False)
@@ -272,7 +274,7 @@ def test_cli_errors_are_one_line_but_a_failing_task_keeps_its_traceback(tmp_path
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(experiments, "run_unit", interrupted)
+    monkeypatch.setattr(runner, "run_unit", interrupted)
     arguments = ["retrieve", "--output", str(tmp_path / "runs.csv"), "--workers", "1", "--no-progress"]
     assert main(arguments) == 130
     assert capsys.readouterr().err.splitlines()[-1] == "xrdcore: interrupted; rerun the same command to resume"
@@ -280,7 +282,7 @@ def test_cli_errors_are_one_line_but_a_failing_task_keeps_its_traceback(tmp_path
     def broken(tasks, *args, **kwargs):
         raise ValueError("a bug in a task")
 
-    monkeypatch.setattr(experiments, "run_unit", broken)
+    monkeypatch.setattr(runner, "run_unit", broken)
     with pytest.raises(ValueError, match="a bug in a task") as caught:
         main(arguments)
     assert caught.value.study_unit == "A2B_tP6_136_f_a lattice"

@@ -7,6 +7,7 @@ from conftest import random_triclinic
 from xrdcore import Crystal, Diffractometer
 from xrdcore.gradients import loss_and_grad, reflection_set
 from xrdcore.kernels import cpu, reference
+from xrdcore.physics.profiles import Profile
 from xrdcore.similarity import METRICS
 
 FD_TOLERANCE = 1e-6  # relative to the largest gradient component
@@ -89,7 +90,7 @@ def test_gradients_with_lorentzian_tails(shape, eta):
     """Window wide enough to cover the grid: a truncated Lorentzian tail jumps (by up to 1e-4
     of the peak height) when a window edge crosses a grid point, which a difference quotient sees."""
     crystal, target = triclinic_case(2)
-    assert_gradient_matches(crystal, target, "cosine", fwhm=0.2, shape=shape, eta=eta, window=500.0)
+    assert_gradient_matches(crystal, target, "cosine", fwhm=Profile(0.2, shape=shape, eta=eta, window=500.0))
 
 
 def test_gradients_with_narrow_peaks():
@@ -118,13 +119,13 @@ def test_invariances(case):
 
 
 class ReferenceDiffractometer(Diffractometer):
-    _kernels = reference
+    kernels = reference
 
 
 @pytest.mark.parametrize("metric", ["cosine", "spectral_entropy", "wcc"])
 def test_numba_and_numpy_reference_pipelines_agree(metric):
     crystal, target = triclinic_case(6)
-    options = dict(metric=metric, fwhm=0.3, window=200.0)  # the dense reference never truncates
+    options = dict(metric=metric, fwhm=Profile(0.3, window=200.0))  # the dense reference never truncates
     fast = loss_and_grad(crystal, target, DIFFRACTOMETER, **options)
     slow = loss_and_grad(crystal, target, ReferenceDiffractometer("CuKa", (15, 60), step=0.02), **options)
     assert fast.loss == pytest.approx(slow.loss, rel=1e-10)

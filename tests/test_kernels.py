@@ -7,7 +7,7 @@ from conftest import random_triclinic
 from xrdcore import Diffractometer
 from xrdcore.diffraction import scatterer_types
 from xrdcore.kernels import cpu, reference
-from xrdcore.profiles import pseudo_voigt
+from xrdcore.physics.profiles import Profile, pseudo_voigt
 
 
 def _enumeration_inputs(crystal, wavelength=1.54184, two_theta_range=(5.0, 120.0)):
@@ -80,13 +80,13 @@ def test_pattern_equals_dense_sum_over_reflections(rng):
     diffractometer = Diffractometer(two_theta_range=(20, 60))
     refl = diffractometer.reflections(crystal, (0.0, 179.9))
     grid = diffractometer.two_theta
-    y = diffractometer.pattern(crystal, fwhm=0.3, shape="pseudo-voigt", eta=0.3, normalize=False, window=1e3)
+    y = diffractometer.pattern(crystal, fwhm=Profile(0.3, shape="pseudo-voigt", eta=0.3, window=1e3), normalize=False)
     dense = reference.broadened_profile(grid, refl.two_theta, refl.intensity, np.full(len(refl.g), 0.3), 0.3, None)
     np.testing.assert_allclose(y, dense, rtol=1e-10)
 
 
 class ReferenceDiffractometer(Diffractometer):
-    _kernels = reference
+    kernels = reference
 
 
 @pytest.mark.parametrize("name", ["LiFePO4", "SiO2", "Li3V2(PO4)3"])
@@ -111,7 +111,7 @@ def test_reflections_come_sorted_like_pymatgen():
 
 def test_gaussian_recurrence_matches_dense_reference():
     """On a uniform grid (step given) Gaussian peaks use the recurrence; it agrees with the dense sum."""
-    from xrdcore.profiles import uniform_step
+    from xrdcore.physics.profiles import uniform_step
 
     rng = np.random.default_rng(4)
     grid = np.linspace(10, 60, 2501)
@@ -131,7 +131,8 @@ def test_gaussian_recurrence_matches_dense_reference():
 def test_fused_kernels_match_reference(seed):
     """reflection_list, reflection_lengths, structure_intensities, merge_peaks, lattice_gradient
     and required_margins against their numpy twins."""
-    from xrdcore.diffraction import SCALED_INTENSITY_TOL, TWO_THETA_TOL
+    from xrdcore.diffraction import SCALED_INTENSITY_TOL
+    from xrdcore.physics.scattering import TWO_THETA_TOL
 
     rng = np.random.default_rng(200 + seed)
     crystal = random_triclinic(rng, int(rng.integers(1, 10)))

@@ -4,12 +4,16 @@ import numpy as np
 import pytest
 
 from xrdcore import Diffractometer, datasets
-from xrdcore.analysis import dependence, mutual_information
 from xrdcore.gradients import loss_value
-from xrdcore.landscape import (
-    atom_direction, basin, curvature, lattice_direction, local_minima, random_direction, scan, symmetry_axis_direction,
+from xrdcore.landscape.dependence import dependence, mutual_information
+from xrdcore.landscape.directions import (
+    atom_direction,
+    lattice_direction,
+    random_direction,
+    symmetry_axis_direction,
 )
-from xrdcore.parametrize import space_group
+from xrdcore.landscape.scans import basin, curvature, local_minima, scan
+from xrdcore.structure.parametrize import space_group
 
 XRD = Diffractometer("CuKa", (15, 60), backend="cpu")
 
@@ -106,10 +110,10 @@ def test_dependence_intervals_cover_the_truth_on_synthetic_data():
 
 
 def test_perturbed_sample_matches_copies_built_by_hand(rutile):
-    from xrdcore.analysis import perturbed_sample
-    from xrdcore.perturb import perturb
+    from xrdcore.landscape.dependence import perturbed_sample
     from xrdcore.similarity import loss
-    from xrdcore.structsim import lattice_error, rms_displacement, structural_distance
+    from xrdcore.structure.matching import lattice_error, rms_displacement, structural_distance
+    from xrdcore.structure.perturb import perturb
 
     xrd = Diffractometer("CuKa", (10, 90), backend="cpu")
     sample = perturbed_sample(rutile, xrd, ("cosine", "mse"), count=4, symmetric="family", seed=7)
@@ -127,8 +131,8 @@ def test_perturbed_sample_matches_copies_built_by_hand(rutile):
 
 
 def test_path_direction_lands_on_the_other_structure(rutile):
-    from xrdcore.landscape import path_direction
-    from xrdcore.perturb import perturb
+    from xrdcore.landscape.directions import path_direction
+    from xrdcore.structure.perturb import perturb
 
     other = perturb(rutile, strain=0.02, displacement=0.3, seed=4)
     shifted = other.replace(frac_coords=other.frac_coords + [[1, 0, -1]] * np.ones((len(other), 1)))  # another image
@@ -141,7 +145,7 @@ def test_path_direction_lands_on_the_other_structure(rutile):
 
 
 def test_nearest_barrier_of_an_analytic_double_well():
-    from xrdcore.landscape import nearest_barrier
+    from xrdcore.landscape.scans import nearest_barrier
 
     offsets = np.linspace(-0.5, 1.5, 401)
     values = offsets**2 * (offsets - 1) ** 2 + 0.01 * offsets  # minima near 0 and 1, maximum near 0.5

@@ -4,11 +4,11 @@ is what make installs (and what is installed), and environment.yml uses the same
 import os
 import re
 import sys
-import tomllib
 from importlib import metadata
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name

@@ -9,16 +9,15 @@ import pytest
 from scipy import stats
 
 from xrdcore import Crystal, Diffractometer, datasets
-from xrdcore.experiments import wilson_interval
-from xrdcore.overlap import (
+from xrdcore.landscape.overlap import overlap_report, peak_coverage
+from xrdcore.study.search import (
     SPURIOUS_COSINE,
     SearchResult,
     median_interval,
-    overlap_report,
-    peak_coverage,
     spurious_search,
     summarize_search,
 )
+from xrdcore.study.summary import wilson_interval
 
 XRD = Diffractometer("CuKa", (15, 80), step=0.002)
 SEARCH_XRD = Diffractometer("CuKa", (10, 90), backend="cpu")
@@ -73,7 +72,7 @@ def test_errors():
 
 def test_cosine_split_adds_up_to_the_cosine_similarity():
     from xrdcore import similarity
-    from xrdcore.overlap import cosine_split
+    from xrdcore.landscape.overlap import cosine_split
 
     truth = datasets.load_prototype("A2B_tP6_136_f_a")
     wide = Diffractometer("CuKa", (12, 83), step=0.002)  # XRD's range plus the pairs' reach
@@ -105,8 +104,8 @@ def test_spurious_search_reports_consistent_end_points(rutile_search):
     descents found."""
     from xrdcore import similarity
     from xrdcore.gradients import loss_value
-    from xrdcore.perturb import perturb
-    from xrdcore.structsim import lattice_error, match, rms_displacement
+    from xrdcore.structure.matching import lattice_error, match, rms_displacement
+    from xrdcore.structure.perturb import perturb
 
     truth, results = rutile_search
     target = SEARCH_XRD.pattern(truth, fwhm=0.1)
@@ -134,7 +133,7 @@ def test_spurious_search_finds_spurious_rutile_structures(rutile_search):
     """About a third of strongly distorted rutile starts (5 % strain, 0.5 Å) end spurious (the
     chapter measures the rate on 100 descents); none in 20 would have probability ~1e-4. Each
     one found is reported as a wrong structure that scores."""
-    from xrdcore.structsim import match
+    from xrdcore.structure.matching import match
 
     truth, results = rutile_search
     spurious = [r for r in results if r.spurious]

@@ -7,7 +7,14 @@ import spglib
 
 from xrdcore import Diffractometer, datasets
 from xrdcore.gradients import loss_and_grad
-from xrdcore.parametrize import Parametrization, coordinates_only, crystal_family, lattice_only, p1, space_group
+from xrdcore.structure.parametrize import (
+    Parametrization,
+    coordinates_only,
+    crystal_family,
+    lattice_only,
+    p1,
+    space_group,
+)
 
 #: (prototype, crystal family, free strains)
 FAMILIES = [

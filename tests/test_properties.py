@@ -18,13 +18,13 @@ from pymatgen.core.periodic_table import Element
 
 from xrdcore import similarity
 from xrdcore.batch import BatchLoss
-from xrdcore.crystal import Crystal
-from xrdcore.datasets import load_prototype
 from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import loss_and_grad
-from xrdcore.parametrize import Parametrization, p1
-from xrdcore.profiles import SHAPES
-from xrdcore.scattering import wavelengths
+from xrdcore.physics.profiles import SHAPES, Profile
+from xrdcore.physics.scattering import wavelengths
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.datasets import load_prototype
+from xrdcore.structure.parametrize import Parametrization, p1
 
 ELEMENTS = ("H", "Li", "C", "O", "Na", "Si", "Ti", "Fe", "Ba", "U")
 METRICS = tuple(similarity.METRICS)
@@ -89,7 +89,7 @@ def test_peaks_of_a_valid_crystal(crystal):
 @PROPERTY
 @given(crystal=crystals(), shape=st.sampled_from(sorted(SHAPES)))
 def test_pattern_of_a_valid_crystal(crystal, shape):
-    pattern = XRD.pattern(crystal, fwhm=FWHM, shape=shape)
+    pattern = XRD.pattern(crystal, fwhm=Profile(FWHM, shape=shape))
     assert pattern.shape == XRD.two_theta.shape
     assert np.all(np.isfinite(pattern)) and np.all(pattern >= 0)
     assert pattern.max() == pytest.approx(100.0)

@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 
 from xrdcore import Crystal, Diffractometer, datasets
-from xrdcore.experiments import SMALL, StudyConfig, Task, remedy_options, run_study
 from xrdcore.gradients import loss_and_grad, loss_value
-from xrdcore.optimize import (
+from xrdcore.optimize.core import optimize
+from xrdcore.optimize.remedies import (
     BasinHopping,
     Continuation,
     broaden_pattern,
     combined_loss_and_grad,
-    optimize,
     split_budget,
     width_schedule,
 )
-from xrdcore.parametrize import Parametrization, crystal_family, lattice_only, p1
-from xrdcore.perturb import perturb
+from xrdcore.structure.parametrize import Parametrization, crystal_family, lattice_only, p1
+from xrdcore.structure.perturb import perturb
+from xrdcore.study.config import SMALL, StudyConfig, remedy_options
+from xrdcore.study.runner import Task, run_study
 
 FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
@@ -250,7 +251,7 @@ def test_runner_resumes_a_file_from_before_remedies(tmp_path):
 
 
 def test_broad_stages_sample_a_coarser_grid(rutile, xrd):
-    from xrdcore.optimize import _Problem
+    from xrdcore.optimize.core import _Problem
 
     target = xrd.pattern(rutile, fwhm=0.1)
     problem = _Problem(lattice_only(rutile), target, xrd, None, {"fwhm": 0.1}, (0.0, None), "adam", 1.0, 0.0, Continuation(1.0, 3))

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 
 from xrdcore import Diffractometer, datasets
-from xrdcore.optimize import optimize
-from xrdcore.parametrize import crystal_family, lattice_only, p1, space_group
-from xrdcore.perturb import perturb, random_strain
-from xrdcore.structsim import lattice_error, lattice_parameters, match, rms_displacement
-from xrdcore.symmetry import find_symmetry
+from xrdcore.optimize.core import optimize
+from xrdcore.structure.matching import lattice_error, lattice_parameters, match, rms_displacement
+from xrdcore.structure.parametrize import crystal_family, lattice_only, p1, space_group
+from xrdcore.structure.perturb import perturb, random_strain
+from xrdcore.structure.symmetry import find_symmetry
 
 RUTILE = "A2B_tP6_136_f_a"
 
@@ -54,7 +54,7 @@ def test_symmetric_perturbation_keeps_the_space_group(rutile):
 
 
 def test_family_perturbation_keeps_the_lattice_family_and_moves_atoms_freely(rutile):
-    from xrdcore.structsim import lattice_parameters
+    from xrdcore.structure.matching import lattice_parameters
 
     moved = perturb(rutile, strain=0.03, displacement=0.2, seed=1, symmetric="family")
     a, b, c, alpha, beta, gamma = lattice_parameters(moved.lattice)
@@ -138,7 +138,7 @@ def test_optimizer_errors(rutile, setup):
 def test_recovery_requires_the_right_cell_size(rutile):
     """StructureMatcher rescales volumes by default; recovery must not: a cell 2 % too large
     in every direction "matches" but is not recovered."""
-    from xrdcore.structsim import RECOVERY_TOLERANCES
+    from xrdcore.structure.matching import RECOVERY_TOLERANCES
 
     expanded = rutile.replace(lattice=rutile.lattice * 1.02)
     assert match(expanded, rutile).matched

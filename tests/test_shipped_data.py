@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xrdcore.experiments import read_rows
+from xrdcore.study.runner import read_rows
 
 DATA = Path(__file__).resolve().parents[1] / "xrdcore" / "data"
 #: Benchmark results (benchmarks/bench_batch.py, bench_jax.py; each row names its machine and date), not studies.
@@ -39,7 +39,7 @@ def test_table_has_config_and_environment_record(table):
 @pytest.mark.parametrize("table", TABLES, ids=lambda p: p.name)
 def test_table_holds_exactly_the_tasks_of_its_config(table):
     """The saved config is the resolved input: rerunning it gives these tasks, no more, no fewer."""
-    from xrdcore.experiments import StudyConfig
+    from xrdcore.study.config import StudyConfig
 
     config = StudyConfig.from_json(table.with_suffix(".config.json"))
     assert sorted(row["key"] for row in read_rows(table)) == sorted(task.key for task in config.tasks())

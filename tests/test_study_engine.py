@@ -11,19 +11,30 @@ import pytest
 
 from xrdcore import datasets
 from xrdcore.batch import BatchLoss
-from xrdcore.profiles import uniform_step
-from xrdcore.batch_optimize import descend_batch
 from xrdcore.diffraction import Diffractometer
-from xrdcore.experiments import (
-    SMALL, StudyConfig, final_verdicts, journal_path, read_rows, run_study, work_units, _worker_environment,
-    WORKER_ENVIRONMENT,
-)
 from xrdcore.kernels import batched
-from xrdcore.optimize import optimize
-from xrdcore.parametrize import Parametrization
-from xrdcore.perturb import perturb
+from xrdcore.optimize.batch import descend_batch
+from xrdcore.optimize.core import optimize
+from xrdcore.physics.profiles import uniform_step
 from xrdcore.similarity import loss, loss_batch
-from xrdcore.structsim import DEFAULT_TOLERANCES, RECOVERY_TOLERANCES, STRICT_TOLERANCES, match
+from xrdcore.structure.matching import (
+    DEFAULT_TOLERANCES,
+    RECOVERY_TOLERANCES,
+    STRICT_TOLERANCES,
+    match,
+)
+from xrdcore.structure.parametrize import Parametrization
+from xrdcore.structure.perturb import perturb
+from xrdcore.study.config import SMALL
+from xrdcore.study.runner import (
+    WORKER_ENVIRONMENT,
+    _worker_environment,
+    final_verdicts,
+    journal_path,
+    read_rows,
+    run_study,
+    work_units,
+)
 
 TINY = replace(SMALL, structures=("AB_cF8_225_a_b",), strains=(0.02,), displacements=(0.1,), steps=20)
 VERDICTS = ("matched", "matched_strict", "recovered", "start_matched", "start_recovered", "status", "evaluations")
@@ -160,7 +171,7 @@ def test_units_group_by_structure_and_kind():
 
 
 def test_parquet_output_and_summary(tmp_path, capsys):
-    from xrdcore.cli import main
+    from xrdcore.study.cli import main
 
     output = run_study(TINY, tmp_path / "runs.parquet", workers=1, progress=False)
     assert output.exists() and not journal_path(output).exists()
@@ -175,8 +186,8 @@ def test_parquet_output_and_summary(tmp_path, capsys):
 
 
 def test_worker_processes_get_one_thread():
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     import numba
 

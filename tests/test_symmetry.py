@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from xrdcore import datasets
-from xrdcore.symmetry import find_symmetry
+from xrdcore.structure.symmetry import find_symmetry
 
 #: Families → number of free strain directions.
 FAMILY_STRAINS = {"cubic": 1, "tetragonal": 2, "hexagonal": 2, "orthorhombic": 3, "monoclinic": 4, "triclinic": 6}
@@ -141,8 +141,7 @@ def test_bit_identical_under_another_blas_kernel():
 
 
 def _threadpool_info():
-    from threadpoolctl import threadpool_info
-
     import numpy  # noqa: F401  (loads its BLAS)
+    from threadpoolctl import threadpool_info
 
     return threadpool_info()

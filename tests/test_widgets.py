@@ -9,13 +9,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from xrdcore import Diffractometer, datasets, widgets
-from xrdcore.landscape import displaced, lattice_direction
-from xrdcore.optimize import optimize
-from xrdcore.parametrize import crystal_family, p1
-from xrdcore.perturb import perturb
+from xrdcore import Diffractometer, datasets
+from xrdcore.landscape.directions import displaced, lattice_direction
+from xrdcore.optimize.core import optimize
 from xrdcore.similarity import loss
-from xrdcore.structsim import lattice_error, structural_distance
+from xrdcore.structure.matching import lattice_error, structural_distance
+from xrdcore.structure.parametrize import crystal_family, p1
+from xrdcore.structure.perturb import perturb
+from xrdcore.teaching import widgets
 
 matplotlib.use("Agg")
 XRD = Diffractometer("CuKa", (10, 90), backend="cpu")

@@ -1,3 +1,3 @@
-from .cli import main
+from xrdcore.study.cli import main
 
 raise SystemExit(main())

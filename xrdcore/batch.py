@@ -22,14 +22,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from .crystal import Crystal
-from .diffraction import Diffractometer, _check_crystal, scatterer_types
-from .gradients import (DEFAULT_MARGIN, _check_diffractometer, _target_pattern, check_target, reflection_set,
-                        required_margin)
-from .kernels import batched
-from .similarity import UNDEFINED, get_metric, loss_batch
-from .similarity import loss as metric_loss
-from .validation import StructureError, choice, describe, guard_memory, real, real_array, whole
+from xrdcore.diffraction import Diffractometer, check_diffractometer, scatterer_types
+from xrdcore.gradients import (
+    DEFAULT_MARGIN,
+    check_fixed_width,
+    target_pattern,
+    check_target,
+    reflection_set,
+    required_margin,
+)
+from xrdcore.kernels import batched
+from xrdcore.physics.profiles import Profile
+from xrdcore.similarity import UNDEFINED, get_metric, loss_batch
+from xrdcore.similarity import loss as metric_loss
+from xrdcore.structure.crystal import Crystal, check_crystal
+from xrdcore.validation import (
+    StructureError,
+    choice,
+    describe,
+    guard_memory,
+    real,
+    real_array,
+    whole,
+)
 
 #: Metrics the GPU evaluates on the device; others make one host round trip per step.
 DEVICE_METRICS = ("cosine",)
@@ -65,21 +80,16 @@ class BatchLoss:
         target,
         diffractometer: Diffractometer,
         metric: str = "cosine",
-        fwhm: float = 0.1,
-        shape: str = "gaussian",
-        eta: float | None = None,
-        window: float | None = None,
+        fwhm: float | Profile = 0.1,
         margin: float = DEFAULT_MARGIN,
         dtype=np.float64,
     ):
-        _check_crystal(template, "template")
-        _check_diffractometer(diffractometer)
+        check_crystal(template, "template")
+        check_diffractometer(diffractometer)
         get_metric(metric)
-        if isinstance(fwhm, (list, tuple, np.ndarray)) and np.ndim(fwhm) != 0:
-            raise ValueError("batched gradients need a fixed FWHM in degrees")
+        profile = check_fixed_width(fwhm)
         self.dtype = _check_dtype(dtype)
-        self.setup = diffractometer.profile_setup(None, fwhm, shape, eta, window)
-        fwhm = self.setup.fwhm
+        self.setup = diffractometer.profile_setup(None, profile)
         self.template = template
         self.metric = metric
         self.backend = diffractometer.backend
@@ -88,7 +98,7 @@ class BatchLoss:
         self._n_types = len(scatterer_types(template)[1])
         self.reflections = reflection_set(diffractometer, template.lattice, self.setup.two_theta_range, margin,
                                           len(template), self._n_types)
-        self.target = np.asarray(_target_pattern(target, diffractometer, self.setup), dtype=float)
+        self.target = np.asarray(target_pattern(target, diffractometer, self.setup), dtype=float)
         metric_loss(metric, self.target, self.target, self.setup.grid)  # the metric accepts the target (signs, grid)
         scatterer_type, type_z, type_coeffs, type_b = scatterer_types(template)
         cast = self.dtype.type
@@ -100,12 +110,12 @@ class BatchLoss:
             hkl=self.reflections.hkl.astype(self.dtype),
             grid=self.setup.grid.astype(self.dtype),
         )
-        self._scalars = (cast(self.wavelength), cast(fwhm), cast(self.setup.eta), cast(self.setup.window))
+        self._scalars = (cast(self.wavelength), cast(self.setup.fwhm), cast(self.setup.eta), cast(self.setup.window))
         self._max_index = batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
         self._step = cast(self.setup.step)
         self._g_window = tuple(cast(g) for g in diffractometer.g_window(self.setup.two_theta_range))
         if self.backend == "cuda":
-            from .kernels import cuda as cuda_kernels
+            from xrdcore.kernels import cuda as cuda_kernels
 
             self._device = cuda_kernels.DeviceBatch(self._arrays, self.target.astype(self.dtype), self._scalars)
 

@@ -28,14 +28,20 @@ from functools import lru_cache
 
 import numpy as np
 
-from .crystal import MIN_CELL_VOLUME, Crystal, element_symbol
-from .kernels import cpu, select_backend
-from .profiles import peak_widths, resolve_fwhm, resolve_shape, resolve_window, uniform_step
-from .scattering import form_factor_coefficients, resolve_wavelength
-from .validation import StructureError, describe, guard, guard_memory, instance, real, real_array
+from xrdcore.kernels import cpu, select_backend
+from xrdcore.physics.profiles import Profile, as_profile, peak_widths, uniform_step
+from xrdcore.physics.scattering import TWO_THETA_TOL, form_factor_coefficients, resolve_wavelength
+from xrdcore.structure.crystal import MIN_CELL_VOLUME, Crystal, check_crystal, element_symbol
+from xrdcore.validation import (
+    StructureError,
+    describe,
+    guard,
+    guard_memory,
+    instance,
+    real,
+    real_array,
+)
 
-#: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).
-TWO_THETA_TOL = 1e-5
 #: Peaks whose scaled intensity (max = 100) is not above this are dropped (pymatgen's value).
 SCALED_INTENSITY_TOL = 1e-3
 #: Largest 2θ a range may reach (deg): at 180° the Lorentz factor diverges.
@@ -51,19 +57,6 @@ BOX_BYTES, REFLECTION_BYTES, TYPE_BYTES = 32, 96, 32
 G_WINDOWS_KEPT = 64
 #: What to do about too many reflections, for the guards' messages.
 REFLECTION_HINT = "narrow the 2θ range or use a longer wavelength"
-
-
-def bragg_two_theta(d_spacing, wavelength: str | float = "CuKa"):
-    """2θ in degrees from Bragg's law λ = 2 d sin θ; NaN where λ > 2d (no reflection)."""
-    ratio = resolve_wavelength(wavelength) / (2 * np.asarray(d_spacing, dtype=float))
-    with np.errstate(invalid="ignore"):
-        return np.degrees(2 * np.arcsin(np.where(ratio <= 1, ratio, np.nan)))
-
-
-def lorentz_polarization(two_theta):
-    """Lorentz-polarisation factor (1 + cos² 2θ)/(sin² θ cos θ) for an unpolarised beam; 2θ in degrees."""
-    theta = np.radians(np.asarray(two_theta, dtype=float) / 2)
-    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
 
 
 @dataclass(frozen=True)
@@ -142,28 +135,8 @@ def scatterer_types(crystal: Crystal):
     return crystal.derived["scatterer_types"]
 
 
-def starts_peak(two_theta, tolerance: float = TWO_THETA_TOL) -> np.ndarray:
-    """For 2θ sorted ascending (deg): True where a reflection opens a new peak, i.e. its 2θ
-    rounds to another multiple of ``tolerance`` than its predecessor's (pymatgen's rule)."""
-    bins = np.round(np.asarray(two_theta) / tolerance).astype(np.int64)
-    new_peak = np.ones(len(bins), dtype=bool)
-    np.not_equal(bins[1:], bins[:-1], out=new_peak[1:])
-    return new_peak
 
 
-def _check_crystal(crystal, name: str = "crystal") -> Crystal:
-    _refuse_pymatgen(crystal, name, "an xrdcore Crystal")
-    return instance(crystal, name, Crystal, "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
-                    "Crystal.from_cif(path) for a CIF file")
-
-
-def _refuse_pymatgen(value, name: str, wanted: str) -> None:
-    """TypeError for a pymatgen object where ``wanted`` is meant, saying how to convert it."""
-    if type(value).__module__.startswith("pymatgen"):
-        kind = type(value).__name__
-        hint = ("a molecule has no lattice: box it (Molecule.get_boxed_structure) and convert that with "
-                "Crystal.from_pymatgen" if "Molecule" in kind else "convert it with Crystal.from_pymatgen(structure)")
-        raise TypeError(f"{name} must be {wanted}, got a pymatgen {kind}; {hint}")
 
 
 def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float, float]:
@@ -234,7 +207,7 @@ class Diffractometer:
     """
 
     #: Kernel module (numba CPU); a subclass may swap in ``kernels.reference`` for checks and benchmarks.
-    _kernels = cpu
+    kernels = cpu
 
     def __init__(
         self,
@@ -293,18 +266,18 @@ class Diffractometer:
         g_min = real(g_min, "g_min", low=0, unit="Å⁻¹")
         g_max = real(g_max, "g_max", low=g_min, unit="Å⁻¹")
         check_reflection_work(lattice, g_min, g_max, n_atoms, n_types)
-        return self._kernels.reflection_list(lattice, g_min, g_max)
+        return self.kernels.reflection_list(lattice, g_min, g_max)
 
-    def _enumerate_for(self, crystal: Crystal, g_min: float, g_max: float):
+    def enumerate_for(self, crystal: Crystal, g_min: float, g_max: float):
         """:meth:`enumerate_hkl` for ``crystal``'s lattice (valid already), guarded for its atoms and scatterer types."""
         check_reflection_work(crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1]))
-        return self._kernels.reflection_list(crystal.lattice, g_min, g_max)
+        return self.kernels.reflection_list(crystal.lattice, g_min, g_max)
 
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
-        _check_crystal(crystal)
+        check_crystal(crystal)
         window = self.two_theta_range if two_theta_range is None else two_theta_range
-        hkl, g = self._enumerate_for(crystal, *self.g_window(window))
+        hkl, g = self.enumerate_for(crystal, *self.g_window(window))
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
@@ -318,7 +291,7 @@ class Diffractometer:
         form-factor tables (values and d/ds) and structure-factor sums (real, imaginary), each (M, T)."""
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
-            two_theta, intensity, *saved = self._kernels.structure_intensities(
+            two_theta, intensity, *saved = self.kernels.structure_intensities(
                 hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, *type_tables
             )
         return two_theta, intensity, tuple(saved)
@@ -327,7 +300,7 @@ class Diffractometer:
     def peaks(self, crystal: Crystal) -> PeakList:
         """Merged, scaled stick pattern, peak for peak what pymatgen's ``get_pattern`` returns."""
         refl = self.reflections(crystal)
-        first, scaled, member_start, members = self._kernels.merge_peaks(
+        first, scaled, member_start, members = self.kernels.merge_peaks(
             refl.two_theta, refl.intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL
         )
         return PeakList(refl.two_theta[first], scaled, 1.0 / refl.g[first], refl.hkl[members], member_start)
@@ -337,10 +310,7 @@ class Diffractometer:
         self,
         crystal: Crystal,
         two_theta=None,
-        fwhm=0.1,
-        shape: str = "gaussian",
-        eta: float | None = None,
-        window: float | None = None,
+        fwhm: float | tuple[float, float, float] | Profile = 0.1,
         normalize: bool = True,
     ) -> np.ndarray:
         """Broadened powder pattern y(2θ) on a grid.
@@ -348,37 +318,34 @@ class Diffractometer:
         Parameters
         ----------
         two_theta : ascending grid in degrees (default: :attr:`two_theta`).
-        fwhm : peak FWHM in degrees, or Caglioti (U, V, W) in deg².
-        shape : "gaussian", "lorentzian" or "pseudo-voigt" (mixing ``eta``, default 0.5).
-        window : half-width, in FWHMs, within which each peak is evaluated
-            (default 5 for Gaussian, 50 with a Lorentzian part; see :mod:`xrdcore.profiles`).
+        fwhm : the peak profile: a FWHM in degrees or Caglioti (U, V, W) in deg² (Gaussian
+            peaks), or a :class:`~xrdcore.physics.profiles.Profile` (width, shape
+            "gaussian", "lorentzian" or "pseudo-voigt", mixing eta, evaluation window).
         normalize : scale the maximum to 100; otherwise absolute |F|²·LP units per degree.
         """
-        _check_crystal(crystal)
+        check_crystal(crystal)
         if not isinstance(normalize, (bool, np.bool_)):
             raise TypeError(f"normalize must be True or False, got {describe(normalize)}")
-        setup = self.profile_setup(two_theta, fwhm, shape, eta, window)
+        setup = self.profile_setup(two_theta, fwhm)
         refl = self.reflections(crystal, setup.two_theta_range)
-        profile = setup.profile(self._kernels, refl.two_theta, refl.intensity)
+        profile = setup.profile(self.kernels, refl.two_theta, refl.intensity)
         if normalize and profile.max() > 0:
             profile *= 100.0 / profile.max()
         return profile
 
-    def profile_setup(self, two_theta=None, fwhm=0.1, shape="gaussian", eta=None, window=None) -> ProfileSetup:
+    def profile_setup(self, two_theta=None, fwhm: float | tuple[float, float, float] | Profile = 0.1) -> ProfileSetup:
         """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid.
 
         The grid must lie in 0–179.9°, ascend strictly, and be fine enough for the peaks: a grid
         spacing wider than the FWHM would let peaks fall between grid points. On the default
-        grid the result is kept per (fwhm, shape, eta, window), so that repeated calls (a
-        descent's every step) check only these four settings again."""
-        fwhm = resolve_fwhm(fwhm)
-        eta = resolve_shape(shape, eta)
-        window = resolve_window(window, eta)
-        key = (fwhm, eta, window)
-        if two_theta is None and key in self._setups:
-            return self._setups[key]
+        grid the result is kept per profile, so that repeated calls (a descent's every step)
+        check nothing again."""
+        profile = as_profile(fwhm)
+        if two_theta is None and profile in self._setups:
+            return self._setups[profile]
+        window = profile.window
         grid = self.two_theta if two_theta is None else _check_grid(two_theta)
-        widths = peak_widths(fwhm, grid)
+        widths = peak_widths(profile.fwhm, grid)
         spacing = np.diff(grid)
         extent = min(1.0, 2 * window)  # what of a peak the grid must resolve, in FWHMs: itself or its window
         coarse = np.flatnonzero(spacing > np.maximum(widths[:-1], widths[1:]) * extent * (1 + 1e-6))
@@ -393,10 +360,10 @@ class Diffractometer:
         reach = window * widths.max()
         lo = max(grid[0] - reach, 0.0)
         hi = min(grid[-1] + reach, MAX_TWO_THETA)
-        setup = ProfileSetup(grid, fwhm, eta, window, reach, (lo, hi), uniform_step(grid))
+        setup = ProfileSetup(grid, profile, reach, (lo, hi), uniform_step(grid))
         if two_theta is None:
             grid.flags.writeable = False  # shared by every later call with these settings
-            self._setups[key] = setup
+            self._setups[profile] = setup
         return setup
 
 
@@ -418,18 +385,31 @@ def _check_grid(two_theta) -> np.ndarray:
 class ProfileSetup:
     """Profile settings shared by patterns and their gradients.
 
-    ``grid`` (deg), ``fwhm`` (deg, or Caglioti U, V, W), mixing ``eta``, ``window`` (FWHMs),
-    ``reach`` = window × largest FWHM (deg), and ``two_theta_range``: the grid widened by
-    ``reach``, i.e. every reflection that can touch the grid.
+    ``grid`` (deg), the checked :class:`~xrdcore.physics.profiles.Profile` ``settings``, ``reach`` = window ×
+    largest FWHM (deg), and ``two_theta_range``: the grid widened by ``reach``, i.e. every
+    reflection that can touch the grid.
     """
 
     grid: np.ndarray
-    fwhm: object
-    eta: float
-    window: float
+    settings: Profile
     reach: float
     two_theta_range: tuple[float, float]
     step: float = 0.0  # the grid's uniform spacing (deg), 0 if it is not uniform
+
+    @property
+    def fwhm(self) -> float | tuple[float, float, float]:
+        """FWHM (deg), or Caglioti (U, V, W) in deg²."""
+        return self.settings.fwhm
+
+    @property
+    def eta(self) -> float:
+        """Pseudo-Voigt mixing η of the kernels (0 Gaussian, 1 Lorentzian)."""
+        return self.settings.mixing
+
+    @property
+    def window(self) -> float:
+        """Half-width of each peak's evaluation window, in FWHMs."""
+        return self.settings.window
 
     def profile(self, kernels, centres, intensities) -> np.ndarray:
         """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
@@ -444,3 +424,7 @@ class ProfileSetup:
         """Peak-shape evaluations of one profile: peaks × grid points per window (at most the grid)."""
         step = (self.grid[-1] - self.grid[0]) / max(len(self.grid) - 1, 1)
         return int(n_peaks * min(2 * self.reach / max(step, 1e-12), len(self.grid)))
+
+
+def check_diffractometer(diffractometer) -> Diffractometer:
+    return instance(diffractometer, "diffractometer", Diffractometer, "make one with Diffractometer('CuKa', (10, 90))")

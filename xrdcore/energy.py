@@ -1,4 +1,4 @@
-"""Energy and forces of a :class:`~xrdcore.crystal.Crystal` through the ASE calculator interface.
+"""Energy and forces of a :class:`~xrdcore.structure.crystal.Crystal` through the ASE calculator interface.
 
 Any ASE calculator works; the default is CHGNet (a universal machine-learned interatomic
 potential whose weights ship inside its wheel: nothing is downloaded), loaded once per
@@ -6,7 +6,7 @@ process and run on the CPU. ``"emt"`` names ASE's effective-medium potential (a 
 metals, H, C, N, O), small and smooth, for tests and quick experiments.
 
 Units: energies in eV per atom, forces in eV/Å, stress in eV/Å³ (ASE's convention
-σ = (1/V) ∂E/∂ε), offsets along a :class:`~xrdcore.landscape.Direction` as in
+σ = (1/V) ∂E/∂ε), offsets along a :class:`~xrdcore.landscape.directions.Direction` as in
 :mod:`xrdcore.landscape` (relative strain for a lattice stretch, Å for atom moves).
 
 ase, torch and chgnet are imported inside the functions, so ``import xrdcore`` needs none of
@@ -24,9 +24,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .crystal import Crystal, element_symbol
-from .landscape import Scan, displaced, scan_axes
-from .validation import StructureError, choice, guard_memory, instance, real, whole
+from xrdcore.structure.crystal import Crystal, element_symbol
+from xrdcore.validation import StructureError, choice, guard_memory, instance, real, whole
 
 #: Names :func:`calculator` understands.
 CALCULATORS = ("chgnet", "emt")
@@ -190,6 +189,11 @@ def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False
     return results
 
 
+def gigapascal() -> float:
+    """One GPa in eV/Å³ (ASE's value), to convert stresses and moduli."""
+    return _require("ase.units").GPa
+
+
 def energy(crystal: Crystal, calc=None) -> float:
     """Potential energy in eV per atom."""
     (total,) = _evaluate(crystal, calculator(calc))
@@ -208,14 +212,15 @@ def check_supported(crystal: Crystal, calc=None) -> None:
     _check_elements(crystal, calculator(calc))
 
 
-def energy_gradient(crystal: Crystal, calc=None) -> tuple[float, np.ndarray, np.ndarray]:
+def energy_gradient(crystal: Crystal, calc=None, lattice: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """Energy (eV per atom) and its exact gradient from one force + stress evaluation:
     with respect to the lattice rows A at fixed fractional coordinates, dE/dA = V A⁻ᵀ σ
     (eV per atom per Å, (3, 3)), and with respect to the fractional coordinates at fixed
     lattice, dE/dx = −F Aᵀ (eV per atom per fractional unit, (N, 3)); the same variables as
-    :func:`xrdcore.gradients.loss_and_grad`, so the two gradients add."""
-    total, forces, stress = _evaluate(crystal, calculator(calc), forces=True, stress=True)
-    d_lattice, d_frac = _gradient(crystal, forces, stress)
+    :func:`xrdcore.gradients.loss_and_grad`, so the two gradients add. ``lattice=False`` skips
+    the stress (one backward pass less with CHGNet) and returns dE/dA as NaN."""
+    total, forces, *stress = _evaluate(crystal, calculator(calc), forces=True, stress=lattice)
+    d_lattice, d_frac = _gradient(crystal, forces, stress[0] if lattice else np.full((3, 3), np.nan))
     atoms = len(crystal)
     return total / atoms, d_lattice / atoms, d_frac / atoms
 
@@ -224,28 +229,6 @@ def _gradient(crystal: Crystal, forces, stress) -> tuple[np.ndarray, np.ndarray]
     """Gradient of the total energy (eV) from forces (eV/Å) and stress (eV/Å³): dE/dA = V A⁻ᵀ σ
     (the work V σ : ε of the strain ε = A⁻¹ δA) and dE/dx = −F Aᵀ."""
     return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(forces) @ crystal.lattice.T
-
-
-def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool = True) -> Scan:
-    """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
-    (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
-    dE/dt along the (first) direction from forces and stress: the same
-    :class:`~xrdcore.landscape.Scan` as :func:`xrdcore.landscape.scan` returns for an XRD
-    loss, on the same directions and offsets, so the two compare point for point.
-    ``slopes=False`` skips forces and stress (about 2× faster with CHGNet); the slopes are then NaN."""
-    directions, axes = scan_axes(crystal, directions, offsets)
-    calc = calculator(calc)
-    need_stress = slopes and bool(np.any(directions[0].d_lattice))
-    shape = tuple(len(axis) for axis in axes)
-    values, slope = np.empty(shape), np.full(shape, np.nan)
-    for index in np.ndindex(*shape):
-        point = displaced(crystal, directions, [axis[i] for axis, i in zip(axes, index)])
-        results = _evaluate(point, calc, forces=slopes, stress=need_stress)
-        values[index] = results[0] / len(point)
-        if slopes:
-            stress = results[2] if need_stress else np.zeros((3, 3))
-            slope[index] = directions[0].slope(*_gradient(point, results[1], stress)) / len(point)
-    return Scan(axes[0] if len(axes) == 1 else axes, values, slope)
 
 
 @dataclass(frozen=True)

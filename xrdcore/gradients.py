@@ -41,12 +41,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .crystal import Crystal
-from .diffraction import Diffractometer, _check_crystal, _refuse_pymatgen, scatterer_types
-from .kernels import cpu
-from .similarity import ALL_ZERO, check_options, get_metric, metric_options
-from .similarity import loss as metric_loss
-from .validation import instance, real, real_array
+from xrdcore.diffraction import Diffractometer, check_diffractometer, scatterer_types
+from xrdcore.kernels import cpu
+from xrdcore.physics.profiles import Profile, as_profile
+from xrdcore.similarity import ALL_ZERO, check_options, get_metric, metric_options
+from xrdcore.similarity import loss as metric_loss
+from xrdcore.structure.crystal import Crystal, check_crystal, refuse_pymatgen
+from xrdcore.validation import instance, real, real_array
 
 #: Default relative margin of a reusable reflection set (5 % change of any |g|).
 DEFAULT_MARGIN = 0.05
@@ -86,7 +87,7 @@ def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, mar
                    n_atoms: int = 1, n_types: int = 1) -> ReflectionSet:
     """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays within
     ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for ``n_atoms`` atoms."""
-    _check_diffractometer(diffractometer)
+    check_diffractometer(diffractometer)
     margin = check_margin(margin)
     g_min, g_max = diffractometer.g_window(two_theta_range)
     hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin), n_atoms, n_types)
@@ -101,8 +102,6 @@ def check_margin(margin) -> float:
     return margin
 
 
-def _check_diffractometer(diffractometer) -> Diffractometer:
-    return instance(diffractometer, "diffractometer", Diffractometer, "make one with Diffractometer('CuKa', (10, 90))")
 
 
 def check_target(target, grid):
@@ -110,7 +109,7 @@ def check_target(target, grid):
     finite, not all-zero 1-D float array with one value per grid point."""
     if isinstance(target, Crystal):
         return target
-    _refuse_pymatgen(target, "target", "an xrdcore Crystal or its pattern")
+    refuse_pymatgen(target, "target", "an xrdcore Crystal or its pattern")
     try:
         pattern = real_array(target, "target pattern", ndim=1)
     except TypeError as error:
@@ -123,11 +122,11 @@ def check_target(target, grid):
     return pattern
 
 
-def _target_pattern(target, diffractometer, setup):
+def target_pattern(target, diffractometer, setup):
     target = check_target(target, setup.grid)
     if isinstance(target, Crystal):
         refl = diffractometer.reflections(target, setup.two_theta_range)
-        return setup.profile(diffractometer._kernels, refl.two_theta, refl.intensity)
+        return setup.profile(diffractometer.kernels, refl.two_theta, refl.intensity)
     return target
 
 
@@ -136,10 +135,7 @@ def loss_and_grad(
     target,
     diffractometer: Diffractometer,
     metric: str = "cosine",
-    fwhm: float = 0.1,
-    shape: str = "gaussian",
-    eta: float | None = None,
-    window: float | None = None,
+    fwhm: float | Profile = 0.1,
     two_theta=None,
     reflections: ReflectionSet | None = None,
     **options,
@@ -151,8 +147,8 @@ def loss_and_grad(
     target : a pattern on the grid (any scale), or a Crystal whose pattern is the target.
     metric : a name from :data:`xrdcore.similarity.METRICS`; the loss is 1 − similarity or
         the distance (see :func:`xrdcore.similarity.loss`).
-    fwhm, shape, eta, window, two_theta : profile settings as in :meth:`Diffractometer.pattern`
-        (``fwhm`` a fixed number of degrees).
+    fwhm, two_theta : the peak profile and grid as in :meth:`Diffractometer.pattern` (the
+        width a fixed number of degrees: Caglioti widths have no gradient here).
     reflections : optional :class:`ReflectionSet` to reuse; ValueError if the lattice has
         moved beyond its margin.
     options : the metric's own options (e.g. ``width`` of "wcc"); any other keyword is a TypeError.
@@ -161,11 +157,9 @@ def loss_and_grad(
     -------
     LossGradient(loss, d_lattice, d_frac)
     """
-    forward = _forward(
-        crystal, target, diffractometer, metric, fwhm, shape, eta, window, two_theta, reflections, **options
-    )
-    kernels, setup = diffractometer._kernels, forward.setup
-    widths = np.full(len(forward.g), float(fwhm))
+    forward = _forward(crystal, target, diffractometer, metric, fwhm, two_theta, reflections, **options)
+    kernels, setup = diffractometer.kernels, forward.setup
+    widths = np.full(len(forward.g), setup.fwhm)
     with cpu.threads_for(setup.work(len(forward.g))):
         d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
             setup.grid, forward.two_theta, forward.intensity, widths, setup.eta, setup.window, forward.d_pattern,
@@ -197,41 +191,58 @@ class _Forward(NamedTuple):
 
 
 #: Keywords of :func:`loss_value` (those of :func:`loss_and_grad`) besides the metric's own options.
-LOSS_OPTIONS = ("metric", "fwhm", "shape", "eta", "window", "two_theta", "reflections")
+LOSS_OPTIONS = ("metric", "fwhm", "two_theta", "reflections")
+#: Settings of the peak profile, given together as ``fwhm=Profile(...)``.
+PROFILE_FIELDS = ("shape", "eta", "window")
 
 
-def loss_setup(target, diffractometer: Diffractometer, metric="cosine", fwhm=0.1, shape="gaussian", eta=None,
-               window=None, two_theta=None, reflections=None, **options):
+def loss_setup(target, diffractometer: Diffractometer, metric="cosine", fwhm=0.1, two_theta=None,
+               reflections=None, **options):
     """The checked settings of a :func:`loss_and_grad` call that do not depend on the structure:
     its :class:`~xrdcore.diffraction.ProfileSetup` and the target pattern on its grid (a Crystal
     target rendered); TypeError/ValueError for any that no structure could make work."""
-    _check_diffractometer(diffractometer)
+    check_diffractometer(diffractometer)
+    check_profile_keywords(options, "loss_and_grad")
     check_options(options, LOSS_OPTIONS + metric_options(get_metric(metric)), "loss_and_grad")
-    if isinstance(fwhm, (list, tuple, np.ndarray)) and np.ndim(fwhm) != 0:
-        raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
+    profile = check_fixed_width(fwhm)
     if reflections is not None:
         instance(reflections, "reflections", ReflectionSet, "make one with xrdcore.gradients.reflection_set")
-    setup = diffractometer.profile_setup(two_theta, fwhm, shape, eta, window)
-    return setup, _target_pattern(target, diffractometer, setup)
+    setup = diffractometer.profile_setup(two_theta, profile)
+    return setup, target_pattern(target, diffractometer, setup)
 
 
-def _forward(
-    crystal, target, diffractometer, metric="cosine", fwhm=0.1, shape="gaussian", eta=None, window=None,
-    two_theta=None, reflections=None, **options,
-):
+def check_profile_keywords(options: dict, function: str) -> None:
+    """TypeError for a peak-shape keyword given on its own (``shape=``, ``eta=``, ``window=``):
+    they travel together as ``fwhm=Profile(...)``."""
+    loose = [name for name in PROFILE_FIELDS if name in options]
+    if loose:
+        raise TypeError(f"{function}() takes the peak shape as fwhm=Profile(fwhm, shape=..., eta=..., window=...) "
+                        f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}")
+
+
+def check_fixed_width(fwhm) -> Profile:
+    """``fwhm`` as a :class:`~xrdcore.physics.profiles.Profile` of one fixed width (deg): the
+    gradients differentiate the positions and intensities, not Caglioti widths."""
+    profile = as_profile(fwhm)
+    if profile.caglioti:
+        raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
+    return profile
+
+
+def _forward(crystal, target, diffractometer, metric="cosine", fwhm=0.1, two_theta=None, reflections=None,
+             **options):
     """Forward pass of the loss, keeping what the backward pass needs."""
-    _check_crystal(crystal)
-    setup, target_pattern = loss_setup(target, diffractometer, metric, fwhm, shape, eta, window, two_theta,
-                                       reflections, **options)
+    check_crystal(crystal)
+    setup, target_pattern = loss_setup(target, diffractometer, metric, fwhm, two_theta, reflections, **options)
     lattice = crystal.lattice
     if reflections is None:
-        hkl, g = diffractometer._enumerate_for(crystal, *diffractometer.g_window(setup.two_theta_range))
+        hkl, g = diffractometer.enumerate_for(crystal, *diffractometer.g_window(setup.two_theta_range))
     else:
         if not reflections.covers(lattice):
             raise ValueError("the lattice has moved beyond the reflection set's margin; enumerate a new set")
         # λ|g|/2 > 1 cannot diffract at any angle; the profile kernels want ascending 2θ
-        hkl, g = diffractometer._kernels.reflection_lengths(lattice, reflections.hkl, 2 / diffractometer.wavelength)
+        hkl, g = diffractometer.kernels.reflection_lengths(lattice, reflections.hkl, 2 / diffractometer.wavelength)
     two_theta_h, intensity, saved = diffractometer.intensities_and_form_factors(crystal, hkl, g)
-    pattern = setup.profile(diffractometer._kernels, two_theta_h, intensity)
+    pattern = setup.profile(diffractometer.kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **options)
     return _Forward(setup, hkl, g, saved, two_theta_h, intensity, loss, d_pattern)

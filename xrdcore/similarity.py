@@ -32,8 +32,8 @@ from typing import Callable
 
 import numpy as np
 
-from .kernels.cpu import cosine_loss_rows
-from .validation import UndefinedMetricError, choice, did_you_mean, real, real_array
+from xrdcore.kernels.cpu import cosine_loss_rows
+from xrdcore.validation import UndefinedMetricError, choice, did_you_mean, real, real_array
 
 #: Floor added to normalised distributions in the spectral-entropy similarity, so that its
 #: gradient stays finite where the simulated pattern is exactly zero (value changes < 1e-10).

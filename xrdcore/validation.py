@@ -7,7 +7,7 @@ was given and what was probably meant — never a crash deep inside numba or pym
 Error types (all subclasses of :class:`ValueError`, so ``except ValueError`` still works):
 
 * :class:`StructureError`: the arrays do not describe a crystal (singular or inverted cell,
-  NaN coordinates, over-full site, …). :func:`xrdcore.optimize.optimize` turns one raised
+  NaN coordinates, over-full site, …). :func:`xrdcore.optimize.core.optimize` turns one raised
   *during* a run into the status "invalid structure"; everything else a call does wrong is
   raised to the caller.
 * :class:`UndefinedMetricError`: the metric is undefined for the pattern a structure gives

@@ -18,7 +18,7 @@ import re
 import shutil
 from pathlib import Path
 
-from xrdcore.datasets import book_data, book_data_names
+from xrdcore.structure.datasets import book_data, book_data_names
 
 CSS = Path(__file__).resolve().parents[1] / "_static" / "css"
 #: ``book_data("retrieval_full.parquet")`` in a chapter's source names a table it reads.
@@ -72,7 +72,7 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
         items.append(f'<a class="reference external" href="{html.escape(repository)}/blob/{branch}/'
                      f'{relative}">the source repository</a>; '
                      f"<code>pip install</code> it and the notebook runs in any folder "
-                     "(tables come with the package, <code>xrdcore.datasets.book_data</code>)")
+                     "(tables come with the package, <code>xrdcore.structure.datasets.book_data</code>)")
     entries = "".join(f"<li>{item}</li>" for item in items)
     return ('<div class="admonition tip run-chapter"><p class="admonition-title">Run this chapter</p>'
             f"<ul>{entries}</ul></div>")

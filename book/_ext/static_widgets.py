@@ -1,4 +1,4 @@
-"""Tell xrdcore.widgets that this is the static-site build: explorers render as precomputed
+"""Tell xrdcore.teaching.widgets that this is the static-site build: explorers render as precomputed
 animations with their own slider (no kernel on the site). The executing kernels inherit
 the environment of the build process."""
 

@@ -1,7 +1,7 @@
 """Build and grade the course assignments with Otter-Grader.
 
 Each ``book/assignments/a*.md`` is an Otter Assign master (MyST Markdown, jupytext) with
-questions, reference solutions and tests that call ``xrdcore.checks``. Building writes, per
+questions, reference solutions and tests that call ``xrdcore.teaching.checks``. Building writes, per
 assignment, ``<output>/<name>/student/<name>.ipynb`` (solutions replaced by ``...``, to hand
 out) and ``<output>/<name>/autograder/`` (the reference notebook and the autograder zip).
 ``otter assign`` runs every test, public and hidden, against the reference solution while
@@ -10,7 +10,7 @@ building, so a master whose solution fails its own tests does not build.
 The student notebook checks itself: its first cell starts Otter (``grader =
 otter.Notebook(...)``), its public tests travel in its metadata, and the
 ``grader.check("q…")`` cell after each question prints what the check found: the
-:class:`xrdcore.checks.Feedback` message, which names the slip it recognises. A *choice*
+:class:`xrdcore.teaching.checks.Feedback` message, which names the slip it recognises. A *choice*
 question has a public check that the answer is one of the options and a hidden test, run
 only when grading, of which option is right. A *justify* question (``manual: true``) is
 answered in words and graded by hand: it is not autograded, so it adds nothing to the

@@ -11,7 +11,7 @@ The backend is chosen in one place, :func:`select_backend`.
 
 from __future__ import annotations
 
-from ..validation import choice
+from xrdcore.validation import choice
 
 BACKENDS = ("auto", "cpu", "cuda")
 #: What a request probably meant, for names that are not a backend (compared in lower case).

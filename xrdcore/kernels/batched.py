@@ -27,8 +27,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .cpu import pair_tables, reflection_pairs
-from .elements import CPU
+from xrdcore.kernels.cpu import pair_tables, reflection_pairs
+from xrdcore.kernels.elements import CPU
 
 _reciprocal_metric = CPU["reciprocal_metric"]
 _g_length = CPU["g_length"]

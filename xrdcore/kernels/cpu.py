@@ -23,7 +23,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from .elements import CPU
+from xrdcore.kernels.elements import CPU
 
 #: Below this much work (e.g. reflections × atoms) a parallel kernel runs on the calling
 #: thread alone: waking worker threads costs more than it saves (measured in benchmarks/).

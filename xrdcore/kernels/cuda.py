@@ -17,7 +17,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from .elements import compile_elements
+from xrdcore.kernels.elements import compile_elements
 
 _gpu = compile_elements(cuda.jit(device=True))
 _reciprocal_metric = _gpu["reciprocal_metric"]

@@ -13,7 +13,7 @@ import types
 
 from numba import njit
 
-from ..scattering import FORM_FACTOR_PREFACTOR
+from xrdcore.physics.scattering import FORM_FACTOR_PREFACTOR
 
 DEG_PER_RAD = 180.0 / math.pi
 

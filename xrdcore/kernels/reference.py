@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..diffraction import lorentz_polarization, starts_peak
-from ..profiles import pseudo_voigt
-from ..scattering import FORM_FACTOR_PREFACTOR, form_factor
+from xrdcore.physics.profiles import pseudo_voigt
+from xrdcore.physics.scattering import (
+    FORM_FACTOR_PREFACTOR,
+    form_factor,
+    lorentz_polarization,
+    starts_peak,
+)
 
 
 def half_space_reflections(reciprocal, index_bounds, g_min, g_max):

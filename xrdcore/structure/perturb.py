@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .crystal import Crystal
-from .symmetry import find_symmetry
-from .validation import choice, instance, real, whole
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.symmetry import find_symmetry
+from xrdcore.validation import choice, instance, real, whole
 
 
 def random_strain(rng, magnitude: float, symmetry=None) -> np.ndarray:

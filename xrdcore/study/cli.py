@@ -16,9 +16,19 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
-from .experiments import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, WORKSHOP, ResumeWarning,
-                          StudyConfig, format_rates, match_rates, run_study)
-from .validation import did_you_mean
+from xrdcore.study.config import (
+    EXECUTORS,
+    PAPER,
+    REMEDIES,
+    REMEDIES_ENERGY,
+    SHIPPED,
+    SMALL,
+    WORKSHOP,
+    StudyConfig,
+)
+from xrdcore.study.runner import ResumeWarning, run_study
+from xrdcore.study.summary import format_rates, match_rates
+from xrdcore.validation import did_you_mean
 
 PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "paper": PAPER, "workshop": WORKSHOP,
            "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}

@@ -19,8 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .crystal import Crystal
-from .validation import instance
+from xrdcore.structure.crystal import Crystal
+from xrdcore.validation import instance
 
 DEFAULT_TOLERANCES = dict(ltol=0.2, stol=0.3, angle_tol=5.0)
 STRICT_TOLERANCES = dict(ltol=0.2, stol=0.1, angle_tol=5.0)

@@ -1,12 +1,12 @@
 """Adam and plain gradient descent for a batch of starts at once, through :class:`~xrdcore.batch.BatchLoss`.
 
-:func:`descend_batch` runs exactly the algorithm of :func:`xrdcore.optimize.optimize` with
+:func:`descend_batch` runs exactly the algorithm of :func:`xrdcore.optimize.core.optimize` with
 ``method="adam"`` or ``"gd"`` and no remedy — the same default step sizes, the same budget of
 ``steps`` evaluations, the same best-point bookkeeping and stopping rules ("converged" once
 the loss is below ``tolerance``, "invalid structure" when a step leaves the valid cells or
 nothing diffracts, else "step budget") — for B starts in one parametrisation, but evaluates
 the loss of all B structures per step in one batched call. The parametrisation's map is
-applied to the whole batch (:meth:`~xrdcore.parametrize.Parametrization.structures`); no
+applied to the whole batch (:meth:`~xrdcore.structure.parametrize.Parametrization.structures`); no
 Crystal is built inside the loop and no trajectory is recorded.
 
 The batch shares one reflection list, enumerated at the parametrisation's reference (the
@@ -14,9 +14,9 @@ truth, in a study) with a margin that covers every start; when a structure moves
 the list is enumerated again with a larger margin, and a structure beyond
 ``MAX_MARGIN`` is evaluated alone by :func:`xrdcore.gradients.loss_and_grad`, so no
 reflection is ever missing. Results agree with the single-structure path to rounding
-(~1e-12 relative per evaluation; tested against :func:`~xrdcore.optimize.optimize`).
+(~1e-12 relative per evaluation; tested against :func:`~xrdcore.optimize.core.optimize`).
 Two differences, both about cells no study reaches: a cell of volume below
-:data:`xrdcore.crystal.MIN_CELL_VOLUME` is invalid here as there, but two atoms at one
+:data:`xrdcore.structure.crystal.MIN_CELL_VOLUME` is invalid here as there, but two atoms at one
 position (which a Crystal refuses) are not checked.
 """
 
@@ -26,14 +26,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch import BatchLoss
-from .crystal import MIN_CELL_VOLUME, Crystal
-from .gradients import DEFAULT_MARGIN, loss_and_grad, required_margin
-from .optimize import ADAM_BETAS, ADAM_EPSILON, METHODS, default_steps
-from .parametrize import Parametrization
-from .similarity import check_options
-from .validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice, instance, real, real_array,
-                         whole)
+from xrdcore.batch import BatchLoss
+from xrdcore.gradients import DEFAULT_MARGIN, check_profile_keywords, loss_and_grad, required_margin
+from xrdcore.optimize.core import ADAM_BETAS, ADAM_EPSILON, METHODS, default_steps
+from xrdcore.similarity import check_options
+from xrdcore.structure.crystal import MIN_CELL_VOLUME, Crystal
+from xrdcore.structure.parametrize import Parametrization
+from xrdcore.validation import (
+    ResourceLimitError,
+    StructureError,
+    UndefinedMetricError,
+    choice,
+    instance,
+    real,
+    real_array,
+    whole,
+)
 
 #: Extra relative margin of a reflection list beyond what the current lattices need.
 MARGIN_HEADROOM = 0.05
@@ -41,7 +49,7 @@ MARGIN_HEADROOM = 0.05
 MAX_MARGIN = 0.5
 BATCH_METHODS = ("adam", "gd")
 #: Keyword options of :func:`descend_batch`, passed to BatchLoss and loss_and_grad alike.
-BATCH_OPTIONS = ("metric", "fwhm", "shape", "eta", "window")
+BATCH_OPTIONS = ("metric", "fwhm")
 
 
 @dataclass
@@ -110,15 +118,17 @@ class _BatchObjective:
 def descend_batch(parametrization: Parametrization, starts, target, diffractometer, method: str = "adam",
                   steps: int = 200, learning_rate: float = 1.0, tolerance: float = 1e-10, **options) -> BatchDescent:
     """Descend from every start (B, size) (parameter vectors of ``parametrization``) for at most
-    ``steps`` evaluations each; ``options`` are BatchLoss's (metric, fwhm, shape, eta, window).
-    Same algorithm as :func:`xrdcore.optimize.optimize` (see the module docstring)."""
-    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.parametrize.p1(crystal)")
+    ``steps`` evaluations each; ``options`` are BatchLoss's (metric, and fwhm: a width or a
+    :class:`~xrdcore.physics.profiles.Profile`).
+    Same algorithm as :func:`xrdcore.optimize.core.optimize` (see the module docstring)."""
+    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.structure.parametrize.p1(crystal)")
     if method in METHODS and method not in BATCH_METHODS:
         raise ValueError(f"batched descent supports {BATCH_METHODS}, got {method!r} (use xrdcore.optimize for others)")
     choice(method, "method", BATCH_METHODS)
     steps = whole(steps, "steps", low=1)
     learning_rate = real(learning_rate, "learning_rate", low=0, low_open=True)
     tolerance = real(tolerance, "tolerance", low=0)
+    check_profile_keywords(options, "descend_batch")
     check_options(options, BATCH_OPTIONS, "descend_batch")
     starts = real_array(starts, "starts")
     starts = starts[None] if starts.ndim == 1 else starts
@@ -165,4 +175,3 @@ def descend_batch(parametrization: Parametrization, starts, target, diffractomet
         scale = np.sqrt(second_moment[active] / (1 - beta2**step)) + ADAM_EPSILON
         params[active] = params[active] - step_sizes * corrected / scale
     return BatchDescent(best_params, best_loss, start_loss, status, evaluations)
-

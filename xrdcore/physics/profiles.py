@@ -8,13 +8,19 @@ The width is one FWHM for all peaks, or per peak from Caglioti's rule
 w² = U tan²θ + V tanθ + W (Caglioti, Paoletti & Ricci 1958).
 Each peak is evaluated only within ``window`` FWHMs of its centre; the defaults keep the
 neglected Gaussian tail below 1e-29 of the peak height and the Lorentzian tail below 1e-4.
+
+The four settings travel together as one :class:`Profile`; every function that renders a
+pattern takes it as its ``fwhm`` argument, where a plain number (or Caglioti triple) stands for
+a Gaussian of that width (:func:`as_profile`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
-from .validation import choice, real
+from xrdcore.validation import choice, real
 
 #: Mixing parameter η of each named shape ("pseudo-voigt" uses the given or default η).
 SHAPES = {"gaussian": 0.0, "lorentzian": 1.0, "pseudo-voigt": 0.5}
@@ -70,6 +76,41 @@ def resolve_window(window, eta: float) -> float:
         raise ValueError(f"window must be a positive number of FWHMs (the half-width of each peak's evaluation), "
                          f"got {window:g}")
     return window
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The peak profile: width, shape, mixing and evaluation window, checked when made.
+
+    ``fwhm`` is the FWHM in degrees, or Caglioti (U, V, W) in deg²; ``shape`` one of
+    :data:`SHAPES`; ``eta`` the pseudo-Voigt mixing (default 0.5, only for "pseudo-voigt");
+    ``window`` the half-width in FWHMs within which each peak is evaluated (default
+    :func:`default_window`). After checking, ``fwhm`` is a float or a tuple of three floats,
+    ``window`` a float, and :attr:`mixing` the η the kernels use (0 for a Gaussian).
+    """
+
+    fwhm: float | tuple[float, float, float] = 0.1
+    shape: str = "gaussian"
+    eta: float | None = None
+    window: float | None = None
+    mixing: float = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        mixing = resolve_shape(self.shape, self.eta)
+        object.__setattr__(self, "fwhm", resolve_fwhm(self.fwhm))
+        object.__setattr__(self, "mixing", mixing)
+        object.__setattr__(self, "window", resolve_window(self.window, mixing))
+
+    @property
+    def caglioti(self) -> bool:
+        """True when the width follows Caglioti's rule (then it has no gradient)."""
+        return isinstance(self.fwhm, tuple)
+
+
+def as_profile(fwhm: float | tuple[float, float, float] | Profile) -> Profile:
+    """``fwhm`` as a :class:`Profile`: a Profile as it is, a width (deg) or Caglioti (U, V, W)
+    as a Gaussian of that width."""
+    return fwhm if isinstance(fwhm, Profile) else Profile(fwhm)
 
 
 def default_window(eta: float) -> float:

@@ -44,14 +44,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 from fractions import Fraction
+from functools import cached_property
 
 import numpy as np
 import spglib
 
-from .crystal import Crystal
-from .validation import instance, real
+from xrdcore.structure.crystal import Crystal
+from xrdcore.validation import instance, real
 
 #: spglib tolerance (Å) for finding the operations of a reference structure.
 SYMPREC = 1e-3

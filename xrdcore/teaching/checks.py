@@ -12,8 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .crystal import Crystal
-from .diffraction import Diffractometer, bragg_two_theta, lorentz_polarization
+from xrdcore.diffraction import Diffractometer
+from xrdcore.physics.scattering import bragg_two_theta, lorentz_polarization
+from xrdcore.structure.crystal import Crystal
 
 #: Intensity below this fraction of the strongest reflection counts as systematically absent.
 ABSENT_FRACTION = 1e-8
@@ -152,7 +153,7 @@ def check_array(answer, expected, atol: float, what: str = "array") -> Feedback:
 
 def check_similarity(answer, pattern, target, metric: str, two_theta=None) -> Feedback:
     """Check a metric value (as the metric defines it, not as a loss) between two patterns."""
-    from .similarity import get_metric
+    from xrdcore.similarity import get_metric
 
     function = get_metric(metric).function
     expected, _ = function(pattern, target, two_theta)
@@ -167,7 +168,7 @@ def check_similarity(answer, pattern, target, metric: str, two_theta=None) -> Fe
 
 def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str, level: float) -> float:
     """Smallest isotropic strain (%) > 0 at which the metric against the unstrained pattern first falls below ``level``."""
-    from .similarity import get_metric
+    from xrdcore.similarity import get_metric
 
     function = get_metric(metric).function
     grid = diffractometer.two_theta
@@ -214,9 +215,9 @@ def check_bragg_slope(answer, a: float, hkl=(1, 0, 0), wavelength: str | float =
 def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200) -> Feedback:
     """Check the final cosine loss of a lattice-only retrieval of ``crystal`` from a seeded strain
     (Cu Kα 10–90°, FWHM 0.1°); names the slip of running another optimiser."""
-    from .optimize import METHODS, optimize
-    from .parametrize import lattice_only
-    from .perturb import perturb
+    from xrdcore.optimize.core import METHODS, optimize
+    from xrdcore.structure.parametrize import lattice_only
+    from xrdcore.structure.perturb import perturb
 
     _, problem = _number(answer, "a number", "check for a division by zero or arcsin of a number > 1")
     if problem is not None:  # the same feedback check_value gives, without running the retrievals
@@ -257,8 +258,8 @@ def energy_minimum_strain(crystal: Crystal, vector: int, calc=None) -> float:
     Brent search within ±10 % (a different route from a sampled scan)."""
     from scipy.optimize import minimize_scalar
 
-    from .energy import calculator, energy
-    from .landscape import lattice_direction
+    from xrdcore.energy import calculator, energy
+    from xrdcore.landscape.directions import lattice_direction
 
     key = ("energy_minimum_strain", vector, calc) if calc is None or isinstance(calc, str) else None
     if key in crystal.derived:
@@ -297,11 +298,10 @@ def bulk_modulus(crystal: Crystal, calc=None, relax: bool = True) -> float:
     """Bulk modulus (GPa) at the energy minimum (``relax=True``) or at ``crystal`` itself:
     B = N E''(ε) / (9 V) for an isotropic strain ε (each lattice vector scaled by 1 + ε,
     E in eV per atom, V in Å³), from a quadratic fit over ε in ±1 % (7 points)."""
-    from ase.units import GPa
-
-    from .energy import calculator, energy_scan
-    from .energy import relax as relax_cell
-    from .landscape import Direction
+    from xrdcore.energy import calculator, gigapascal
+    from xrdcore.energy import relax as relax_cell
+    from xrdcore.landscape.directions import Direction
+    from xrdcore.landscape.scans import energy_scan
 
     calc = calculator(calc)
     if relax:
@@ -310,17 +310,17 @@ def bulk_modulus(crystal: Crystal, calc=None, relax: bool = True) -> float:
     isotropic = Direction(crystal.lattice, np.zeros_like(crystal.frac_coords), "isotropic strain")
     values = energy_scan(crystal, isotropic, strains, calc, slopes=False).loss
     second = 2 * np.polyfit(strains, values, 2)[0]  # eV per atom per strain²
-    return float(len(crystal) * second / (9 * crystal.volume) / GPa)
+    return float(len(crystal) * second / (9 * crystal.volume) / gigapascal())
 
 
 def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -> Feedback:
     """Check a bulk modulus (GPa) at the energy minimum of ``crystal`` (default CHGNet)."""
-    from ase.units import GPa
+    from xrdcore.energy import gigapascal
 
     relaxed = bulk_modulus(crystal, calc)
     slips = {
         "evaluate the curvature at the experimental cell instead of the potential's minimum": bulk_modulus(crystal, calc, relax=False),
-        "leave B in eV/Å³ (multiply by 160.2 for GPa)": relaxed * GPa,
+        "leave B in eV/Å³ (multiply by 160.2 for GPa)": relaxed * gigapascal(),
         "drop the 1/9 (the volume strain of an isotropic strain ε is 3ε)": 9 * relaxed,
         "take 1/3 instead of 1/9": 3 * relaxed,
         "divide the energy per atom by the cell's volume (use the total energy, or the volume per atom)": relaxed / len(crystal),
@@ -333,7 +333,7 @@ def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -
 def check_recovery_rate(answer, path, **where) -> Feedback:
     """Check a recovery rate (a fraction) read from a results CSV for the rows matching
     ``where`` (column name = value as written in the file)."""
-    from .experiments import rate_where
+    from xrdcore.study.summary import rate_where
 
     def rate_of(column, **selection):
         return rate_where(path, column, **selection).rate
@@ -351,8 +351,8 @@ def check_recovery_rate(answer, path, **where) -> Feedback:
 
 def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) -> Feedback:
     """Check the peak widths (deg, broadest first) of a continuation from ``start_fwhm`` to
-    ``fwhm`` in ``stages`` stages (:func:`xrdcore.optimize.width_schedule`)."""
-    from .optimize import width_schedule
+    ``fwhm`` in ``stages`` stages (:func:`xrdcore.optimize.remedies.width_schedule`)."""
+    from xrdcore.optimize.remedies import width_schedule
 
     if (missing := _unanswered(answer)) is not None:
         return missing
@@ -380,8 +380,8 @@ def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) ->
 
 def check_broadening_kernel(answer, from_fwhm: float, to_fwhm: float) -> Feedback:
     """Check the FWHM (deg) of the Gaussian that broadens Gaussian peaks of FWHM ``from_fwhm`` to
-    ``to_fwhm`` by convolution (:func:`xrdcore.optimize.broadening_kernel_fwhm`)."""
-    from .optimize import broadening_kernel_fwhm
+    ``to_fwhm`` by convolution (:func:`xrdcore.optimize.remedies.broadening_kernel_fwhm`)."""
+    from xrdcore.optimize.remedies import broadening_kernel_fwhm
 
     expected = broadening_kernel_fwhm(from_fwhm, to_fwhm)
     slips = {
@@ -396,7 +396,7 @@ def check_remedy_rate(answer, path, remedy: str, kind: str, parametrization: str
     """Check a recovery rate (fraction of runs with ``recovered``) read from a remedies results
     file for one remedy, kind, parametrisation and magnitude; names the usual slips of reading
     the table (another column, pooled groups, another remedy)."""
-    from .experiments import rate_where
+    from xrdcore.study.summary import rate_where
 
     def rate(by, column="recovered", **wanted):
         wanted = {"remedy": remedy, "kind": kind, "parametrization": parametrization, "magnitude": magnitude, **wanted}
@@ -544,7 +544,7 @@ def check_peak_ratio(answer, crystal: Crystal, hkl, reference_hkl, diffractomete
 def check_expansion_slope(answer, crystal: Crystal, target, diffractometer: Diffractometer, metric: str = "cosine", fwhm: float = 0.1) -> Feedback:
     """Check dL/dε at ε = 0 for the isotropic expansion A → (1 + ε)A of ``crystal``'s lattice
     rows A, from the adjoint lattice gradient: dL/dε = Σ (∂L/∂A) ⊙ A."""
-    from .gradients import loss_and_grad
+    from xrdcore.gradients import loss_and_grad
 
     d_lattice = loss_and_grad(crystal, target, diffractometer, metric=metric, fwhm=fwhm).d_lattice
     lattice = np.asarray(crystal.lattice, dtype=float)
@@ -560,8 +560,8 @@ def check_expansion_slope(answer, crystal: Crystal, target, diffractometer: Diff
 
 def check_accidental_fraction(answer, candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1) -> Feedback:
     """Check the share of ``candidate``'s cosine overlap with ``truth`` that comes from
-    accidental reflection pairs (:func:`xrdcore.overlap.overlap_report`)."""
-    from .overlap import cosine_split, overlap_report
+    accidental reflection pairs (:func:`xrdcore.landscape.overlap.overlap_report`)."""
+    from xrdcore.landscape.overlap import cosine_split, overlap_report
 
     expected = overlap_report(candidate, truth, diffractometer, fwhm).accidental_fraction
     partner_part, accidental_part = cosine_split(candidate, truth, diffractometer, fwhm)
@@ -576,7 +576,7 @@ def check_accidental_fraction(answer, candidate: Crystal, truth: Crystal, diffra
 def preferred_candidate(metric: str, candidates: dict, target, two_theta=None) -> str:
     """The name of the candidate pattern (``candidates``: name → pattern) with the lowest
     ``metric`` loss (:func:`xrdcore.similarity.loss`) against ``target``."""
-    from .similarity import loss
+    from xrdcore.similarity import loss
 
     return min(candidates, key=lambda name: loss(metric, candidates[name], target, two_theta)[0])
 
@@ -584,7 +584,7 @@ def preferred_candidate(metric: str, candidates: dict, target, two_theta=None) -
 def scan_descent_end(offsets, values, at: float) -> float:
     """Where descent along a sampled 1-D scan started at ``at`` stops: from the sample nearest
     to ``at``, step to the lower neighbour while one is lower (the walk
-    :func:`xrdcore.landscape.basin` makes), and return that sample's offset."""
+    :func:`xrdcore.landscape.scans.basin` makes), and return that sample's offset."""
     offsets = np.asarray(offsets, dtype=float)
     values = np.asarray(values, dtype=float)
     i = int(np.argmin(np.abs(offsets - at)))
@@ -597,9 +597,9 @@ def scan_descent_end(offsets, values, at: float) -> float:
 
 def check_scan_basin(answer, offsets, values, at: float = 0.0, percent: bool = True) -> Feedback:
     """Check the interval (left, right) around ``at`` from which descent along a sampled scan
-    reaches the minimum nearest to ``at`` (:func:`xrdcore.landscape.basin`), in per cent of the
+    reaches the minimum nearest to ``at`` (:func:`xrdcore.landscape.scans.basin`), in per cent of the
     offsets by default."""
-    from .landscape import basin
+    from xrdcore.landscape.scans import basin
 
     if (missing := _unanswered(answer)) is not None:
         return missing
@@ -630,7 +630,7 @@ def rate_comparison(path, first: dict, second: dict, column: str = "recovered") 
     """How the rate of ``column`` among the runs matching ``first`` compares with that among the
     runs matching ``second`` in a results file, judged by their 95 % Wilson intervals:
     "higher" or "lower" (intervals apart), "indistinguishable" (they overlap) or "both zero"."""
-    from .experiments import rate_where
+    from xrdcore.study.summary import rate_where
 
     a, b = rate_where(path, column, **first), rate_where(path, column, **second)
     if a is None or b is None:

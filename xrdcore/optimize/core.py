@@ -1,5 +1,5 @@
 """Optimisers for structure retrieval: Adam, plain gradient descent and L-BFGS (scipy), on any
-:class:`~xrdcore.parametrize.Parametrization` and any metric, with a recorded trajectory,
+:class:`~xrdcore.structure.parametrize.Parametrization` and any metric, with a recorded trajectory,
 and three remedies for a rough loss landscape that combine with any of them.
 
 Parameters of different kinds have different natural scales (Å for a free lattice, strain
@@ -52,17 +52,31 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .crystal import Crystal
-from .gradients import loss_and_grad, loss_setup
-from .parametrize import Parametrization
-from .profiles import pseudo_voigt
-from .structsim import lattice_error, rms_displacement
-from .validation import ResourceLimitError, StructureError, UndefinedMetricError, choice, instance, real, whole
+from xrdcore.gradients import check_fixed_width, loss_and_grad, loss_setup
+from xrdcore.optimize.remedies import (
+    BasinHopping,
+    Continuation,
+    broaden_pattern,
+    combined_loss_and_grad,
+    split_budget,
+    width_schedule,
+)
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.matching import lattice_error, rms_displacement
+from xrdcore.structure.parametrize import Parametrization
+from xrdcore.validation import (
+    ResourceLimitError,
+    StructureError,
+    UndefinedMetricError,
+    choice,
+    instance,
+    real,
+    whole,
+)
 
 METHODS = ("adam", "gd", "lbfgs")
 #: Default Adam step per parameter kind (see the module docstring).
@@ -73,8 +87,6 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPSILON = 1e-12
 #: Peak width (deg) of :func:`loss_and_grad` when none is given.
 DEFAULT_FWHM = inspect.signature(loss_and_grad).parameters["fwhm"].default
-#: Half-width of the broadening kernel of :func:`broaden_pattern`, in its FWHMs.
-BROADENING_WINDOW = 5.0
 
 
 @dataclass
@@ -106,108 +118,10 @@ class OptimizationResult:
     seconds: float = 0.0  # wall time of the whole optimisation
 
 
-@dataclass(frozen=True)
-class Continuation:
-    """Continuation in peak width: ``stages`` widths from ``start_fwhm`` (deg) down to the
-    target width, geometrically spaced, sharing the evaluation budget (see :func:`width_schedule`)."""
-
-    start_fwhm: float = 1.0
-    stages: int = 4
-
-
-@dataclass(frozen=True)
-class BasinHopping:
-    """Perturb-and-descend: ``hops`` local descents share the budget; each starts from the last
-    accepted end point plus Gaussian noise of ``scale`` default steps per parameter (default:
-    ``restart_scale``) and is accepted when its loss is lower, or with probability
-    exp(−ΔL / ``temperature``) (Metropolis)."""
-
-    hops: int = 4
-    temperature: float = 0.02
-    scale: float | None = None
-
-
 def default_steps(parametrization: Parametrization) -> np.ndarray:
     """Adam step size for each parameter, by kind."""
     lattice_step = STEP_LATTICE if parametrization.lattice_mode == "free" else STEP_STRAIN
     return np.concatenate([np.full(parametrization.n_lattice, lattice_step), np.full(parametrization.n_coordinates, STEP_COORDINATE)])
-
-
-def split_budget(steps: int, parts: int) -> list[int]:
-    """``steps`` evaluations in ``parts`` near-equal shares (the first ones get the remainder), summing to ``steps``."""
-    if parts < 1 or steps < parts:
-        raise ValueError(f"cannot split {steps} evaluations into {parts} parts of at least one")
-    share, extra = divmod(steps, parts)
-    return [share + (1 if index < extra else 0) for index in range(parts)]
-
-
-def width_schedule(start_fwhm: float, fwhm: float, stages: int, steps: int) -> list[tuple[float, int]]:
-    """(width in deg, evaluations) per stage: ``stages`` widths geometrically from ``start_fwhm``
-    to ``fwhm`` (the last exactly ``fwhm``), the budget ``steps`` split evenly over them."""
-    if not (np.isfinite(start_fwhm) and np.isfinite(fwhm) and 0 < fwhm <= start_fwhm):
-        raise ValueError(f"continuation needs 0 < target FWHM ≤ start FWHM, got {fwhm} and {start_fwhm}")
-    if stages < 1:
-        raise ValueError(f"stages must be ≥ 1, got {stages}")
-    widths = np.geomspace(start_fwhm, fwhm, stages) if stages > 1 else np.array([fwhm])
-    widths[-1] = fwhm
-    return list(zip((float(w) for w in widths), split_budget(steps, stages)))
-
-
-def broadening_kernel_fwhm(from_fwhm: float, to_fwhm: float) -> float:
-    """FWHM (deg) of the Gaussian that turns Gaussian peaks of FWHM ``from_fwhm`` into peaks of
-    FWHM ``to_fwhm`` by convolution: widths of convolved Gaussians add in quadrature."""
-    if not 0 < from_fwhm <= to_fwhm:
-        raise ValueError(f"can only broaden: need 0 < {from_fwhm} ≤ {to_fwhm}")
-    return math.sqrt(to_fwhm**2 - from_fwhm**2)
-
-
-def broaden_pattern(pattern, two_theta, from_fwhm: float, to_fwhm: float) -> np.ndarray:
-    """A pattern measured with Gaussian peaks of FWHM ``from_fwhm`` as if measured with FWHM
-    ``to_fwhm`` ≥ ``from_fwhm`` (deg): convolution with a unit-sum Gaussian of FWHM
-    √(to² − from²) on the (uniform) grid, zero beyond its ends. Peak areas are kept."""
-    pattern = np.asarray(pattern, dtype=float)
-    two_theta = np.asarray(two_theta, dtype=float)
-    if pattern.shape != two_theta.shape or pattern.ndim != 1:
-        raise ValueError(f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length")
-    kernel_fwhm = broadening_kernel_fwhm(from_fwhm, to_fwhm)
-    steps = np.diff(two_theta)
-    if len(steps) == 0 or kernel_fwhm == 0:
-        return pattern.copy()
-    step = steps.mean()
-    if np.ptp(steps) > 1e-6 * step:
-        raise ValueError("broadening by convolution needs a uniform 2θ grid")
-    half = int(math.ceil(BROADENING_WINDOW * kernel_fwhm / step))
-    kernel = pseudo_voigt(step * np.arange(-half, half + 1), kernel_fwhm, 0.0)
-    kernel /= kernel.sum()
-    return np.convolve(pattern, kernel, mode="same")
-
-
-class CombinedGradient(NamedTuple):
-    """Like :class:`~xrdcore.gradients.LossGradient` (``loss``, ``d_lattice``, ``d_frac``) for
-    XRD loss + w · energy, with the two parts (``energy`` NaN when not evaluated)."""
-
-    loss: float
-    d_lattice: np.ndarray
-    d_frac: np.ndarray
-    xrd_loss: float
-    energy: float = math.nan
-
-
-def combined_loss_and_grad(crystal: Crystal, target, diffractometer, energy_weight: float = 0.0, calculator=None,
-                           **options) -> CombinedGradient:
-    """XRD loss (:func:`~xrdcore.gradients.loss_and_grad` with ``options``) + ``energy_weight``
-    · energy per atom (eV/atom, :func:`xrdcore.energy.energy_gradient`) and its exact gradient
-    with respect to the lattice and the fractional coordinates. The energy is evaluated when
-    ``energy_weight`` ≠ 0 or a ``calculator`` is given (then with weight 0 it is recorded but
-    adds nothing)."""
-    xrd = loss_and_grad(crystal, target, diffractometer, **options)
-    if energy_weight == 0 and calculator is None:
-        return CombinedGradient(xrd.loss, xrd.d_lattice, xrd.d_frac, xrd.loss)
-    from .energy import energy_gradient
-
-    value, d_lattice, d_frac = energy_gradient(crystal, calculator)
-    return CombinedGradient(xrd.loss + energy_weight * value, xrd.d_lattice + energy_weight * d_lattice,
-                            xrd.d_frac + energy_weight * d_frac, xrd.loss, value)
 
 
 class _Objective:
@@ -241,7 +155,7 @@ class _Objective:
             self.best_xrd_loss, self.best_energy = result.xrd_loss, result.energy
         self.trajectory.params.append(np.array(params, dtype=float))
         self.trajectory.loss.append(result.loss)
-        self.trajectory.fwhm.append(self.options.get("fwhm", DEFAULT_FWHM))
+        self.trajectory.fwhm.append(self.options["fwhm"].fwhm)
         self.trajectory.energy.append(result.energy)
         if self.truth is not None:
             self.trajectory.rms_displacement.append(rms_displacement(crystal, self.truth))
@@ -266,14 +180,15 @@ class _Problem:
         """(options, target, evaluations) per stage of a descent of ``steps`` evaluations. A stage
         of width w samples every k-th point of the grid, k = ⌊w / FWHM⌋: as many points per peak
         width as the target has, so a broad stage costs no more than a sharp one."""
-        fwhm = self.options.get("fwhm", DEFAULT_FWHM)
+        profile = self.options["fwhm"]
         if self.continuation is None:
             return [(self.options, self.target, steps)]
-        grid = self.diffractometer.profile_setup(self.options.get("two_theta"), fwhm).grid
+        fwhm = profile.fwhm
+        grid = self.diffractometer.profile_setup(self.options.get("two_theta"), profile).grid
         stages = []
         for width, budget in width_schedule(self.continuation.start_fwhm, fwhm, self.continuation.stages, steps):
             stride = max(1, int(width / fwhm + 1e-9))
-            options = {**self.options, "fwhm": width}
+            options = {**self.options, "fwhm": replace(profile, fwhm=width)}
             if stride > 1:
                 options["two_theta"] = grid[::stride]
             stages.append((options, self._target_at(width, fwhm, grid, stride), budget))
@@ -342,10 +257,11 @@ def optimize(
     energy_weight : w of the combined objective XRD loss + w · E (atoms/eV); 0 = XRD only.
     energy_calculator : ASE calculator or name for the energy term (default CHGNet).
     basin_hopping : a :class:`BasinHopping` (``steps`` shared by its hops; not with ``restarts``).
-    options : metric, fwhm, shape, … for :func:`loss_and_grad`.
+    options : metric, fwhm (a width or a :class:`~xrdcore.physics.profiles.Profile`), two_theta
+        and the metric's own options, as for :func:`loss_and_grad`.
     """
     begin = time.perf_counter()
-    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.parametrize (p1, space_group, …)")
+    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.structure.parametrize (p1, space_group, …)")
     instance(start, "start", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     if truth is not None:
         instance(truth, "truth", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -372,12 +288,13 @@ def optimize(
         if restarts:
             raise ValueError("choose restarts or basin hopping, not both")
     if energy_weight:
-        from .energy import check_supported
+        from xrdcore.energy import check_supported
 
         check_supported(start, energy_calculator)  # a missing element is an error, not a failed run
     if "reflections" in options:
         raise TypeError("optimize enumerates the reflections of every step itself; do not pass reflections=")
     loss_setup(target, diffractometer, **options)  # a wrong call fails here, not as a failed run
+    options["fwhm"] = check_fixed_width(options.get("fwhm", DEFAULT_FWHM))  # one Profile for every evaluation
     problem = _Problem(parametrization, target, diffractometer, truth, options,
                        (energy_weight, energy_calculator if energy_weight else None),
                        method, learning_rate, tolerance, continuation)

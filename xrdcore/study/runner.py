@@ -3,9 +3,9 @@
 One *task* = (structure, perturbation kind, magnitude, metric, parametrisation, optimiser,
 seed). Each task perturbs the ground truth, optimises back from the perturbed start against
 the truth's pattern and records whether pymatgen's StructureMatcher matches the result to
-the truth (default, strict and recovery tolerances, see :mod:`xrdcore.structsim`; also
+the truth (default, strict and recovery tolerances, see :mod:`xrdcore.structure.matching`; also
 for the start, since mild distortions already pass the default ones), the RMS distance,
-the final loss, cheap distances and the cost. Kinds and what moves (see ``xrdcore/parametrize.py``):
+the final loss, cheap distances and the cost. Kinds and what moves (see ``xrdcore/structure/parametrize.py``):
 
 Grids leave out (lattice, spacegroup) and (coordinates, family), which repeat another row.
 
@@ -36,7 +36,7 @@ kind             perturbation                parametrisations "p1" / "family" / 
 Two executors compute the rows. ``"batched"`` (the default, :func:`run_group`) descends all
 runs of a group — one structure, kind, metric, parametrisation, method and remedy, every seed ×
 magnitude — together through :class:`~xrdcore.batch.BatchLoss`
-(:func:`~xrdcore.batch_optimize.descend_batch`, the same Adam/GD as :func:`optimize`);
+(:func:`~xrdcore.optimize.batch.descend_batch`, the same Adam/GD as :func:`optimize`);
 ``"task"`` (:func:`run_task`) runs each through :func:`optimize`, the reference. The unit of
 work is (structure, kind), so that a start and its StructureMatcher verdicts, shared by every
 metric and parametrisation, are computed once; StructureMatcher is asked only where cheap
@@ -63,7 +63,6 @@ from __future__ import annotations
 import csv
 import ctypes
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -78,10 +77,9 @@ import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import closing, contextmanager, suppress
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, replace
 from functools import lru_cache
 from importlib import metadata
-from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -91,314 +89,38 @@ try:
 except ImportError:  # not on Windows: no lock against a second run writing the same file
     fcntl = None
 
-from . import datasets
-from .batch_optimize import BATCH_METHODS, descend_batch
-from .diffraction import Diffractometer
-from .gradients import loss_value
-from .kernels import select_backend
-from .landscape import nearest_barrier
-from .optimize import METHODS, BasinHopping, Continuation, optimize
-from .parametrize import Parametrization
-from .perturb import LATTICE_NOISES, perturb
-from .scattering import resolve_wavelength
-from .similarity import METRICS
-from .structsim import RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error, match, rms_displacement
-from .validation import LIMITS, choice, describe, did_you_mean, guard, real, whole
-
-KINDS = ("lattice", "coordinates", "both")
-PARAMETRIZATIONS = ("p1", "family", "spacegroup")
-#: Lattice and coordinate modes of each (kind, parametrisation).
-MODES = {
-    ("lattice", "p1"): ("free", "fixed"),
-    ("lattice", "family"): ("family", "fixed"),
-    ("lattice", "spacegroup"): ("family", "fixed"),
-    ("coordinates", "p1"): ("fixed", "free"),
-    ("coordinates", "family"): ("fixed", "free"),
-    ("coordinates", "spacegroup"): ("fixed", "spacegroup"),
-    ("both", "p1"): ("free", "free"),
-    ("both", "family"): ("family", "free"),
-    ("both", "spacegroup"): ("family", "spacegroup"),
-}
-#: Combinations identical to another one (same modes), left out of grids.
-REDUNDANT = {("lattice", "spacegroup"), ("coordinates", "family")}
-#: Displacement (Å) per unit strain in the "both" kind: 2 % strain goes with 0.2 Å.
-BOTH_DISPLACEMENT_PER_STRAIN = 10.0
-#: Remedy names (a grid dimension) and the default of their one parameter after a colon:
-#: start FWHM (deg), number of starts, number of hops, energy weight (atoms/eV; no default).
-REMEDY_DEFAULTS = {"none": None, "continuation": 1.0, "multistart": 4, "basin": 4, "energy": None}
-#: Peak-width stages of the "continuation" remedy.
-CONTINUATION_STAGES = 4
-
-
-def remedy_options(remedy: str, steps: int) -> dict:
-    """Keyword arguments of :func:`xrdcore.optimize.optimize` (``steps`` included) for a remedy
-    name such as ``"continuation:3"``; every remedy spends at most ``steps`` evaluations."""
-    if not isinstance(remedy, str):
-        raise TypeError(f"a remedy must be a name such as 'continuation:3', got {describe(remedy)}")
-    name, colon, value = remedy.partition(":")
-    choice(name, "remedy", REMEDY_DEFAULTS)
-    if name == "none" and colon:
-        raise ValueError(f"remedy {remedy!r}: 'none' takes no parameter")
-    if name == "energy" and not value:
-        raise ValueError("the energy remedy needs its weight (atoms/eV), e.g. 'energy:1'")
-    try:
-        parameter = float(value) if value else REMEDY_DEFAULTS[name]
-    except ValueError:
-        raise ValueError(f"remedy {remedy!r}: {value!r} is not a number") from None
-    if name == "none":
-        return dict(steps=steps)
-    real(parameter, f"the parameter of remedy {remedy!r}", low=0, low_open=True)
-    if name == "continuation":
-        return dict(steps=steps, continuation=Continuation(parameter, CONTINUATION_STAGES))
-    if name == "energy":
-        return dict(steps=steps, energy_weight=parameter)
-    count = int(parameter)
-    if count != parameter or not 1 <= count <= steps:
-        raise ValueError(f"remedy {remedy!r}: need a whole number of starts or hops between 1 and {steps}")
-    if name == "multistart":
-        return dict(steps=steps // count, restarts=count - 1)  # (1 + restarts) × steps // count ≤ steps
-    return dict(steps=steps, basin_hopping=BasinHopping(hops=count))
-
-
-#: Settings that change a result but are not part of a task's key: a results file is resumed
-#: only with the settings it was computed with (:func:`run_study` compares them).
-RESULT_SETTINGS = ("steps", "wavelength", "two_theta_range", "grid_step", "fwhm", "lattice_noise", "starts")
-#: Grid dimensions (tuples of values); a resumed run may add values to them.
-GRID_DIMENSIONS = ("structures", "kinds", "strains", "displacements", "metrics", "parametrizations", "methods", "seeds",
-                   "remedies")
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    """Everything a study depends on; saved beside its results. Lists given for the grid
-    dimensions and ``two_theta_range`` become tuples; :meth:`validate` checks every setting."""
-
-    structures: tuple = ()  # prototype names; empty = the default study set
-    per_family: int | None = None  # with empty structures: this many per crystal family
-    kinds: tuple = KINDS
-    strains: tuple = (0.01, 0.02, 0.05, 0.10)
-    displacements: tuple = (0.05, 0.1, 0.2, 0.3)  # Å
-    metrics: tuple = ("cosine", "mse", "spectral_entropy")
-    parametrizations: tuple = ("p1", "family", "spacegroup")
-    methods: tuple = ("adam",)
-    seeds: tuple = (0, 1, 2)
-    remedies: tuple = ("none",)  # see REMEDY_DEFAULTS
-    steps: int = 200
-    wavelength: str = "CuKa"
-    two_theta_range: tuple = (10.0, 90.0)
-    grid_step: float = 0.02
-    fwhm: float = 0.1
-    lattice_noise: str = "strain"  # or "matrix": the paper's A' = (I + σN) A, σ = the strain value
-    starts: str = "subspace"  # see START_DESIGNS
-
-    def __post_init__(self):
-        for name in (*GRID_DIMENSIONS, "two_theta_range"):
-            if isinstance(getattr(self, name), list):
-                object.__setattr__(self, name, tuple(getattr(self, name)))
-
-    @classmethod
-    def from_json(cls, path) -> StudyConfig:
-        """A validated configuration from a JSON object of settings (at most ``LIMITS.max_file_mb``)."""
-        path = Path(path)
-        text = _read_text(path, "study config")
-        try:
-            values = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"study config {path} is not valid JSON: {error.msg} (line {error.lineno}, "
-                             f"column {error.colno})") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"study config {path} must hold a JSON object of settings such as "
-                             f'{{"metrics": ["cosine"]}}, got a JSON {type(values).__name__}')
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(names))
-        if unknown:
-            hint = did_you_mean(unknown[0], names) or f" (settings: {', '.join(names)})"
-            raise ValueError(f"unknown study settings {unknown} in {path}{hint}")
-        config = cls(**values)
-        config.validate()
-        return config
-
-    def to_json(self, path) -> None:
-        """Write the settings as JSON (atomically: a killed write leaves the old file)."""
-        _write_atomically(Path(path), json.dumps(asdict(self), indent=2))
-
-    def structure_names(self) -> list[str]:
-        if self.structures:
-            return list(dict.fromkeys(self.structures))
-        return [p.name for p in datasets.study_set(per_family=self.per_family)]
-
-    def validate(self) -> None:
-        """Check every setting — types, ranges, names (with the nearest valid one suggested), the
-        instrument (through :class:`~xrdcore.diffraction.Diffractometer`), magnitudes that the
-        task key would not tell apart, an empty grid — so that a bad study fails before its
-        first task. TypeError for a wrong type, ValueError for a wrong value."""
-        for name in (*GRID_DIMENSIONS, "two_theta_range"):
-            value = getattr(self, name)
-            if not isinstance(value, tuple):
-                raise TypeError(f"study setting {name} must be a list, got {describe(value)}")
-        for structure in self.structures:
-            datasets.get_prototype(structure)
-        if self.per_family is not None:
-            if self.structures:
-                raise ValueError("per_family draws from the default study set; give it or structures, not both")
-            whole(self.per_family, "per_family", low=1)
-        for name, choices in (("kinds", KINDS), ("metrics", METRICS), ("parametrizations", PARAMETRIZATIONS),
-                              ("methods", METHODS)):
-            if not getattr(self, name):
-                raise ValueError(f"study setting {name} is empty; give at least one of {tuple(choices)}")
-            for value in getattr(self, name):
-                choice(value, name[:-1], choices)
-        if all(pair in REDUNDANT for pair in product(self.kinds, self.parametrizations)):
-            raise ValueError(f"the grid is empty: {self.kinds} × {self.parametrizations} are all left out as repeats "
-                             f"of other combinations ({sorted(REDUNDANT)})")
-        for name, unit, used in (("strains", "", {"lattice", "both"}), ("displacements", "Å", {"coordinates"})):
-            values = getattr(self, name)
-            for index, value in enumerate(values):
-                real(value, f"{name}[{index}]", low=0, low_open=True, unit=unit)
-            if not values and used & set(self.kinds):
-                raise ValueError(f"study setting {name} is empty but kinds {sorted(used & set(self.kinds))} need it")
-            _key_magnitudes(values, name)
-        if not self.seeds:
-            raise ValueError("study setting seeds is empty; give at least one, e.g. [0]")
-        for index, seed in enumerate(self.seeds):
-            whole(seed, f"seeds[{index}]", low=0)
-        steps = whole(self.steps, "steps", low=1)
-        if not self.remedies:
-            raise ValueError("study setting remedies is empty; give at least ['none']")
-        for remedy in self.remedies:
-            remedy_options(remedy, steps)
-        if any(remedy.startswith("energy") for remedy in self.remedies) and importlib.util.find_spec("chgnet") is None:
-            raise ModuleNotFoundError("the energy remedy needs CHGNet: pip install 'xrdcore[energy]'")
-        choice(self.lattice_noise, "lattice noise", LATTICE_NOISES)
-        choice(self.starts, "start design", START_DESIGNS)
-        if not isinstance(self.wavelength, str):
-            real(self.wavelength, "wavelength", unit="Å")
-        if len(self.two_theta_range) != 2:
-            raise ValueError(f"two_theta_range must be [low, high] in degrees, got {self.two_theta_range}")
-        for index, value in enumerate(self.two_theta_range):
-            real(value, f"two_theta_range[{index}]", unit="deg")
-        real(self.grid_step, "grid_step", low=0, low_open=True, unit="deg")
-        real(self.fwhm, "fwhm", low=0, low_open=True, unit="deg")
-        instrument = Diffractometer(self.wavelength, self.two_theta_range, self.grid_step, backend="cpu")
-        instrument.profile_setup(None, self.fwhm)
-        if not self.structure_names():
-            raise ValueError("the study has no structures")
-
-    def tasks(self) -> list[Task]:
-        """The full grid, in a fixed order, each task once (after :meth:`validate`)."""
-        self.validate()
-        unique = {name: tuple(dict.fromkeys(getattr(self, name))) for name in ("kinds", "metrics", "parametrizations",
-                                                                                "methods", "remedies")}
-        seeds = tuple(dict.fromkeys(int(seed) for seed in self.seeds))
-        tasks = []
-        for name, kind, metric, parametrization, method, seed, remedy in product(
-            self.structure_names(), unique["kinds"], unique["metrics"], unique["parametrizations"], unique["methods"],
-            seeds, unique["remedies"]
-        ):
-            if (kind, parametrization) in REDUNDANT:
-                continue
-            magnitudes = self.displacements if kind == "coordinates" else self.strains
-            for magnitude in dict.fromkeys(float(m) for m in magnitudes):
-                tasks.append(Task(name, kind, magnitude, metric, parametrization, method, seed, remedy))
-        return tasks
-
-
-def _key_magnitudes(values, name: str) -> None:
-    """ValueError when two different magnitudes would have the same task key (which writes them with ``:g``)."""
-    seen: dict[str, float] = {}
-    for value in map(float, values):
-        text = f"{value:g}"
-        if seen.get(text, value) != value:
-            raise ValueError(f"{name} {seen[text]!r} and {value!r} are both {text} in a task's key; give magnitudes "
-                             f"that differ within 6 significant digits")
-        seen[text] = value
-
-
-def _read_text(path: Path, what: str) -> str:
-    """A UTF-8 text file of at most ``LIMITS.max_file_mb``, read no further than that (a device
-    such as /dev/zero included)."""
-    limit = int(LIMITS.max_file_mb * 2**20)
-    if not path.exists():
-        raise FileNotFoundError(f"no {what} file {path}")
-    if path.is_dir():
-        raise IsADirectoryError(f"{what} {path} is a folder, not a file")
-    with path.open("rb") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        data = handle.read(limit + 1) if size <= limit else b""
-    size = max(size, len(data))
-    more = "more than " if len(data) > limit else ""
-    guard(size / 2**20, "max_file_mb", f"{what} {path} ({more}{size / 2**20:.3g} MiB)")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{what} {path} is not a text file (not UTF-8 at byte {error.start})") from None
-
-
-#: Small grid for tests and the chapters' live runs.
-SMALL = StudyConfig(
-    structures=("A2B_tP6_136_f_a", "AB_cF8_225_a_b"),
-    kinds=("lattice", "coordinates"),
-    strains=(0.01, 0.05),
-    displacements=(0.05, 0.2),
-    metrics=("cosine",),
-    parametrizations=("p1", "family", "spacegroup"),
-    seeds=(0,),
-    steps=60,
+from xrdcore.diffraction import Diffractometer
+from xrdcore.gradients import loss_value
+from xrdcore.kernels import select_backend
+from xrdcore.optimize.batch import BATCH_METHODS, descend_batch
+from xrdcore.optimize.core import optimize
+from xrdcore.physics.scattering import resolve_wavelength
+from xrdcore.structure import datasets
+from xrdcore.structure.matching import (
+    RECOVERY_TOLERANCES,
+    STRICT_TOLERANCES,
+    lattice_error,
+    match,
+    rms_displacement,
 )
-
-#: The run shipped with the book (xrdcore/data/retrieval_study.csv): four prototypes per crystal
-#: family from the ≤ 20-atom study set, every kind, magnitude, metric and parametrisation.
-SHIPPED = StudyConfig(per_family=4, seeds=(0, 1), steps=200)
-
-#: Three remedies against plain P1 and crystal-family descent (xrdcore/data/remedies_study.csv):
-#: SHIPPED's 24 prototypes, strained cells alone ("lattice") and with displaced atoms ("both"),
-#: every strain, cosine loss, seeds 0 and 1, and the same 200-evaluation budget for every remedy.
-REMEDIES = replace(SHIPPED, kinds=("lattice", "both"), metrics=("cosine",), parametrizations=("p1", "family"),
-                   remedies=("none", "continuation", "continuation:3", "multistart", "basin"))
-#: The combined objective (xrdcore/data/remedies_energy.csv), two weights. A CHGNet evaluation costs
-#: 10–100 XRD evaluations, so this arm is smaller: the first prototype of each crystal family in
-#: SHIPPED's order (all within CHGNet's elements), 2 % strain only; its "none" rows are REMEDIES'.
-REMEDIES_ENERGY = replace(
-    REMEDIES, per_family=None, strains=(0.02,), remedies=("energy:10", "energy:100"),
-    structures=("A2B_aP6_2_2i_i", "A5B2_mC14_12_a2i_i", "A2B3C7D_oP13_47_t_aq_eqrs_h", "AB5C_tP7_123_b_ci_a",
-                "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c"),
+from xrdcore.structure.parametrize import Parametrization
+from xrdcore.structure.perturb import perturb
+from xrdcore.study.config import (
+    BOTH_DISPLACEMENT_PER_STRAIN,
+    EXECUTORS,
+    GRID_DIMENSIONS,
+    KINDS,
+    MODES,
+    PARAMETRIZATIONS,
+    RESULT_SETTINGS,
+    StudyConfig,
+    Task,
+    check_key_magnitudes,
+    os_error,
+    remedy_options,
+    write_atomically,
 )
-
-
-#: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with σ = 0.03 and
-#: 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å 96/82/85° from
-#: a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the three metrics
-#: of the paper, P1 against crystal family and space group, on the 250-prototype study set.
-PAPER = StudyConfig(kinds=("lattice", "coordinates"), lattice_noise="matrix", strains=(0.03, 0.09),
-                    displacements=(0.1, 0.3), seeds=(0, 1, 2), steps=200)
-#: The workshop version's design (10 structures × 50 perturbations) in the paper regime, at its
-#: middle sizes: ten prototypes drawn from the study set (``numpy.random.default_rng(0).choice(250,
-#: 10, replace=False)``, sorted; a test checks the draw) and seeds 0–49.
-WORKSHOP = replace(
-    PAPER, strains=(0.06,), displacements=(0.2,), seeds=tuple(range(50)),
-    structures=("A2B5_mC28_15_f_e2f", "AB3_mC16_12_g_ij", "A_mC4_12_i", "AB2_oI6_71_a_i", "AB_oP8_57_d_d",
-                "A_oP8_62_2c", "A_tP4_129_ac", "AB3C_hR10_148_c_f_c", "A2B_cF24_227_d_a", "A3B2_cI40_220_d_c"),
-)
-
-
-@dataclass(frozen=True)
-class Task:
-    structure: str
-    kind: str
-    magnitude: float
-    metric: str
-    parametrization: str
-    method: str
-    seed: int
-
-    remedy: str = "none"
-
-    @property
-    def key(self) -> str:
-        """Unique per task; without a remedy, the key of results files written before remedies existed."""
-        key = f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|{self.parametrization}|{self.method}|{self.seed}"
-        return key if self.remedy == "none" else f"{key}|{self.remedy}"
-
+from xrdcore.validation import choice, whole
 
 RESULT_FIELDS = (
     "key", "structure", "crystal_family", "space_group", "atoms", "kind", "magnitude", "metric", "parametrization",
@@ -411,9 +133,6 @@ RESULT_FIELDS = (
 REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
 
 
-EXECUTORS = ("batched", "task")
-
-
 @lru_cache(maxsize=16)
 def _setup(structure: str, config: StudyConfig):
     """Prototype, truth, diffractometer and target pattern of one structure (cached per process)."""
@@ -423,15 +142,7 @@ def _setup(structure: str, config: StudyConfig):
     return prototype, truth, diffractometer, diffractometer.pattern(truth, fwhm=config.fwhm)
 
 
-#: How a constrained run's start is drawn (a grid setting, :attr:`StudyConfig.starts`):
-#: ``"subspace"`` — a perturbation of the same size already inside the run's own subspace
-#: (crystal-family strain, symmetry-axis displacements; the P1 draw of the same seed, projected
-#: and rescaled), so P1 and constrained runs start equally far from the truth; ``"projected"`` —
-#: every run starts from the P1 perturbation, which the constrained descent projects onto its
-#: constraint (the design of the study before 2026-12; the projection alone brings the start
-#: closer to the truth).
-START_DESIGNS = ("subspace", "projected")
-#: The perturbation symmetry (:func:`xrdcore.perturb.perturb`'s ``symmetric``) of a subspace start.
+#: The perturbation symmetry (:func:`xrdcore.structure.perturb.perturb`'s ``symmetric``) of a subspace start.
 SUBSPACE = {"p1": False, "family": "family", "spacegroup": "spacegroup"}
 
 
@@ -524,7 +235,7 @@ def _row(task: Task, config: StudyConfig, found, status: str, evaluations: int, 
 
 
 def run_task(task: Task, config: StudyConfig) -> dict:
-    """Perturb, optimise back with :func:`xrdcore.optimize.optimize`, compare with the truth:
+    """Perturb, optimise back with :func:`xrdcore.optimize.core.optimize`, compare with the truth:
     one result row (the task executor, the reference)."""
     if task.kind not in KINDS or task.parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"unknown kind or parametrisation in {task}")
@@ -543,7 +254,7 @@ def run_task(task: Task, config: StudyConfig) -> dict:
 
 def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[dict]:
     """The runs of one (structure, kind, metric, parametrisation, method, remedy) — every seed
-    and magnitude — descended together by :func:`xrdcore.batch_optimize.descend_batch` (the
+    and magnitude — descended together by :func:`xrdcore.optimize.batch.descend_batch` (the
     batched executor) on ``backend`` ("cpu", "cuda" or "auto": CUDA when a GPU is present);
     remedies other than "none" and L-BFGS run task by task. ``seconds`` and
     ``optimize_seconds`` of a row are the group's divided by its runs."""
@@ -650,7 +361,7 @@ def _as_text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _header(path: Path) -> tuple | None:
+def read_header(path: Path) -> tuple | None:
     """The column names of a results file (CSV header or Parquet schema); None for a CSV header
     that a kill cut short."""
     if path.suffix == ".parquet":
@@ -724,7 +435,7 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
         records = _records(record_path)
         if todo:
             records.append(dict(environment_record(config, len(todo)), executor=executor, backend=backend))
-            _write_atomically(record_path, json.dumps(records, indent=2))
+            write_atomically(record_path, json.dumps(records, indent=2))
         if new_file:
             _append(results, _csv_block([], columns, header=True), journal, 0)
         begin = time.perf_counter()
@@ -739,7 +450,7 @@ def run_study(config: StudyConfig, output, workers: int | None = None, scheduler
         bar.close()
     if todo:
         records[-1]["wall_seconds"] = round(time.perf_counter() - begin, 1)
-        _write_atomically(record_path, json.dumps(records, indent=2))
+        write_atomically(record_path, json.dumps(records, indent=2))
     if parquet:
         streamed = read_rows(journal)
         if streamed:  # a complete Parquet file with nothing new is left as it is
@@ -791,7 +502,7 @@ def resumed_config(config: StudyConfig, stored_path, done) -> StudyConfig:
         raise ValueError(f"the results beside {stored_path} were computed with other settings ({'; '.join(changed)}); "
                          f"resuming would mix them: rerun with the stored settings or write to a new output file")
     for name in ("strains", "displacements"):
-        _key_magnitudes(getattr(stored, name) + getattr(config, name), name)
+        check_key_magnitudes(getattr(stored, name) + getattr(config, name), name)
     union = {name: tuple(dict.fromkeys(getattr(stored, name) + getattr(config, name))) for name in GRID_DIMENSIONS}
     old, new = stored.structure_names(), config.structure_names()
     if set(new) <= set(old):
@@ -818,18 +529,18 @@ def _results_file(path: Path):
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise _os_error(error, f"cannot create the output folder {path.parent} ({error.strerror})") from error
+        raise os_error(error, f"cannot create the output folder {path.parent} ({error.strerror})") from error
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as error:
-        raise _os_error(error, f"cannot write the results file {path} ({error.strerror}); choose an output you can "
+        raise os_error(error, f"cannot write the results file {path} ({error.strerror}); choose an output you can "
                                f"write to") from error
     try:
         if fcntl is not None:
             try:
                 fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as error:
-                raise _os_error(error, f"another run is writing to {path}; wait for it to finish or write to another "
+                raise os_error(error, f"another run is writing to {path}; wait for it to finish or write to another "
                                        f"output") from None
         yield descriptor
     finally:
@@ -876,25 +587,12 @@ def _append(descriptor: int, data: bytes, path: Path, kept: int) -> None:
     except OSError as error:
         with suppress(OSError):
             os.ftruncate(descriptor, start)
-        raise _os_error(error, f"cannot append to the results file {path} ({error.strerror}); its {kept} rows are "
+        raise os_error(error, f"cannot append to the results file {path} ({error.strerror}); its {kept} rows are "
                                f"kept: fix the cause and rerun the same command to resume") from error
 
 
-def _os_error(error: OSError, message: str) -> OSError:
-    """An OSError of ``error``'s type and errno with our message."""
-    ours = type(error)(message)
-    ours.errno = error.errno
-    return ours
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a text file so that a kill leaves either the old or the new one, never a part."""
-    partial = path.with_name(path.name + ".partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as error:
-        raise _os_error(error, f"cannot write {path} ({error.strerror})") from error
 
 
 def _records(path: Path) -> list:
@@ -977,7 +675,7 @@ def _cpu_model() -> str:
 def _columns(output, tasks) -> tuple:
     """The header of an existing results file; one written before remedies existed can take
     remedy-free ``tasks`` only."""
-    header = _header(output)
+    header = read_header(output)
     if header is None:  # the file starts again
         return RESULT_FIELDS
     missing = [name for name in RESULT_FIELDS if name not in header]
@@ -996,7 +694,8 @@ def _execute(units, config, workers, scheduler, executor, backend):
     if not units:
         return
     if scheduler is not None:
-        from distributed import Client, as_completed as dask_completed
+        from distributed import Client
+        from distributed import as_completed as dask_completed
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         try:
@@ -1101,182 +800,3 @@ def _progress(count, enabled, initial, total):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled or count == 0, unit="run", desc="retrieval")
-
-
-# ------------------------------------------------------------------ summary
-def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion."""
-    if trials == 0:
-        return math.nan, math.nan
-    p = successes / trials
-    centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    # the interval always contains p; rounding can leave an end a hair inside it at p = 0 or 1
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
-
-
-@dataclass
-class RateRow:
-    group: tuple
-    trials: int
-    matches: int
-    low: float = field(default=math.nan)
-    high: float = field(default=math.nan)
-
-    @property
-    def rate(self) -> float:
-        return self.matches / self.trials if self.trials else math.nan
-
-
-def match_rates(path, by=("kind", "parametrization", "magnitude"), column: str = "recovered") -> list[RateRow]:
-    """Success rate of ``column`` ("recovered", "matched", …) with a 95 % Wilson interval for
-    each combination of the ``by`` columns; ``path`` a CSV or Parquet results file."""
-    rows = _table(path, (*by, column))
-    groups: dict[tuple, list[bool]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[name] for name in by), []).append(row[column] == "True")
-    table = []
-    for group in sorted(groups, key=lambda g: tuple(_sortable(v) for v in g)):
-        outcomes = groups[group]
-        low, high = wilson_interval(sum(outcomes), len(outcomes))
-        table.append(RateRow(group, len(outcomes), sum(outcomes), low, high))
-    return table
-
-
-def rate_where(path, column: str = "recovered", **where) -> RateRow | None:
-    """The rate of ``column`` pooled over the runs whose columns equal ``where`` (numbers compared
-    as numbers: ``magnitude=0.02`` finds "0.02"); None when no run matches."""
-    for row in match_rates(path, by=tuple(where), column=column):
-        if all(_same_value(text, wanted) for text, wanted in zip(row.group, where.values())):
-            return row
-    return None
-
-
-def repair_rate(path, column: str = "matched", **where) -> RateRow:
-    """Among the runs whose columns equal ``where`` and whose *start* failed ``column``'s test
-    ("matched" or "recovered"), the rate that ends passing it: what descent itself achieved,
-    where a loose criterion lets many starts pass before any step (group = ``where``'s values)."""
-    if column not in ("matched", "recovered"):
-        raise ValueError(f"repair_rate needs 'matched' or 'recovered', got {column!r}")
-    outcomes = [row[column] == "True" for row in _rows_where(path, where, (column, f"start_{column}"))
-                if row[f"start_{column}"] != "True"]
-    return RateRow(tuple(where.values()), len(outcomes), sum(outcomes), *wilson_interval(sum(outcomes), len(outcomes)))
-
-
-def binned_rates(path, edges, measure: str = "start_lattice_error", column: str = "recovered", **where) -> list[RateRow]:
-    """The rate of ``column`` among the runs whose columns equal ``where`` (as :func:`rate_where`),
-    binned by a measured value, by default the start's largest relative lattice-length error
-    after any projection: one row per bin ``edges[i] <= value < edges[i + 1]`` (group = the two
-    edges; an empty bin has 0 trials and a NaN rate and interval). For comparisons at matched
-    measured start distance."""
-    edges = np.asarray(edges, dtype=float)
-    if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise ValueError(f"bin edges must be increasing, at least two, got {edges}")
-    outcomes = [[] for _ in range(len(edges) - 1)]
-    for row in _rows_where(path, where, (measure, column)):
-        index = int(np.searchsorted(edges, float(row[measure]), side="right")) - 1
-        if 0 <= index < len(outcomes):
-            outcomes[index].append(row[column] == "True")
-    return [RateRow((float(low), float(high)), len(hits), sum(hits), *wilson_interval(sum(hits), len(hits)))
-            for low, high, hits in zip(edges[:-1], edges[1:], outcomes)]
-
-
-def _rows_where(path, where: dict, columns) -> list[dict]:
-    """The rows of a results file whose columns equal ``where`` (numbers compared as numbers);
-    ``columns``: the others the caller reads."""
-    return [row for row in _table(path, (*where, *columns))
-            if all(_same_value(row[name], wanted) for name, wanted in where.items())]
-
-
-def _table(path, columns) -> list[dict]:
-    """The rows of an existing results file that has every one of ``columns`` (else a clear error)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no results file {path}" + (" (it is a folder)" if path.is_dir() else ""))
-    rows = read_rows(path)
-    header = _header(path) or ()
-    for name in columns:
-        if not isinstance(name, str):
-            raise TypeError(f"a column name must be a string, got {describe(name)}")
-        if name not in header:
-            hint = did_you_mean(name, header) or f" (it has {', '.join(header[:40]) or 'no header'})"
-            raise ValueError(f"{path} has no column {name!r}{hint}")
-    return rows
-
-
-def _same_value(text: str, wanted) -> bool:
-    try:
-        return float(text) == float(wanted)
-    except (TypeError, ValueError):
-        return text == str(wanted)
-
-
-def format_rates(table: list[RateRow], by) -> str:
-    header = " | ".join(by) + " | runs | matched | rate | 95 % CI"
-    lines = [header, "-" * len(header)]
-    for row in table:
-        lines.append(" | ".join(row.group) + f" | {row.trials} | {row.matches} | {row.rate:.2f} | [{row.low:.2f}, {row.high:.2f}]")
-    return "\n".join(lines)
-
-
-def _sortable(value: str):
-    try:
-        return (0, float(value))
-    except ValueError:
-        return (1, value)
-
-
-# ------------------------------------------------------------------ barrier sweep
-@dataclass(frozen=True)
-class BarrierSweep:
-    """Starts on both sides of a barrier along one symmetry axis, each descended with every
-    parameter of the parametrisation free. Arrays have one entry per start (S,)."""
-
-    axis: str
-    wrong_minimum: float  # axis offset of the nearest wrong minimum on the scan
-    barrier: float  # axis offset of the barrier between it and the truth
-    starts: list  # axis offsets of the starts
-    sides: list  # "truth" (between the truth and the barrier) or "far" (beyond the barrier)
-    recovered: list  # RECOVERY_TOLERANCES verdict of each final structure
-    final_offsets: list  # the final structure's coordinate along the axis
-
-    def trapped(self, side: str) -> RateRow:
-        """Fraction of the starts on ``side`` that do not recover the truth, with a 95 % interval."""
-        outcomes = [not r for r, s in zip(self.recovered, self.sides) if s == side]
-        low, high = wilson_interval(sum(outcomes), len(outcomes))
-        return RateRow((side,), len(outcomes), sum(outcomes), low, high)
-
-
-def barrier_sweep(parametrization: Parametrization, truth, target, diffractometer, axis: int, offsets, values,
-                  starts_per_side: int = 12, seeds: int = 3, jitter: float = 0.005, steps: int = 200,
-                  **options) -> BarrierSweep:
-    """Find the barrier on a scan (``offsets``, ``values``) along symmetry axis ``axis`` of a
-    space-group ``parametrization`` and descend from starts on both sides of it.
-
-    Starts sit at the same distances d from the barrier on either side, ``starts_per_side``
-    values of d spread evenly up to the barrier's distance from the truth (so the truth side
-    covers all of the way back to the truth), each repeated for ``seeds`` random jitters of
-    the *other* parameters (normal, ``jitter`` in parameter units: strain coefficients and axis
-    offsets). Every start gets ``steps`` evaluations of Adam (``options``: metric, fwhm, …).
-    """
-    found = nearest_barrier(offsets, values)
-    if found is None:
-        raise ValueError(f"the scan along axis {parametrization.axis_names[axis]!r} has no second minimum")
-    index = parametrization.n_lattice + axis
-    towards = 1.0 if found.wrong_minimum > 0 else -1.0
-    distances = abs(found.barrier) * np.arange(1, starts_per_side + 1) / (starts_per_side + 1)
-    starts, sides, recovered, finals = [], [], [], []
-    for seed in range(seeds):
-        rng = np.random.default_rng(seed)
-        noise = jitter * rng.standard_normal(parametrization.size)
-        noise[index] = 0.0
-        for side, sign in (("truth", -1.0), ("far", 1.0)):
-            for d in distances:
-                params = noise.copy()
-                params[index] = found.barrier + sign * towards * d
-                run = optimize(parametrization, parametrization.crystal(params), target, diffractometer, steps=steps, **options)
-                starts.append(float(params[index]))
-                sides.append(side)
-                recovered.append(match(run.crystal, truth, **RECOVERY_TOLERANCES).matched)
-                finals.append(float(parametrization.parameters(run.crystal)[index]))
-    return BarrierSweep(parametrization.axis_names[axis], found.wrong_minimum, found.barrier, starts, sides, recovered, finals)

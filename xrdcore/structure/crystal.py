@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .validation import LIMITS, StructureError, describe, did_you_mean, guard, real_array
+from xrdcore.validation import instance, LIMITS, StructureError, describe, did_you_mean, guard, real_array
 
 #: Volumes below this (Å³) are treated as a singular lattice.
 MIN_CELL_VOLUME = 1e-3
@@ -633,3 +633,19 @@ def _pymatgen_reason(error: Exception) -> str:
     if isinstance(cause, KeyError):
         return f"it lacks the entry {message}, which pymatgen needs"
     return f"pymatgen's parser failed ({type(cause).__name__})"
+
+
+def check_crystal(crystal, name: str = "crystal") -> Crystal:
+    """``crystal`` if it is a :class:`Crystal`; a TypeError saying how to convert it otherwise."""
+    refuse_pymatgen(crystal, name, "an xrdcore Crystal")
+    return instance(crystal, name, Crystal, "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
+                    "Crystal.from_cif(path) for a CIF file")
+
+
+def refuse_pymatgen(value, name: str, wanted: str) -> None:
+    """TypeError for a pymatgen object where ``wanted`` is meant, saying how to convert it."""
+    if type(value).__module__.startswith("pymatgen"):
+        kind = type(value).__name__
+        hint = ("a molecule has no lattice: box it (Molecule.get_boxed_structure) and convert that with "
+                "Crystal.from_pymatgen" if "Molecule" in kind else "convert it with Crystal.from_pymatgen(structure)")
+        raise TypeError(f"{name} must be {wanted}, got a pymatgen {kind}; {hint}")

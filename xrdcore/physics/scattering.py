@@ -16,7 +16,7 @@ from importlib import resources
 
 import numpy as np
 
-from .validation import describe, did_you_mean, real
+from xrdcore.validation import describe, did_you_mean, real
 
 #: Prefactor of the s² term in pymatgen's form-factor fit (Å²).
 FORM_FACTOR_PREFACTOR = 41.78214
@@ -83,3 +83,29 @@ def form_factor(atomic_number: int, coefficients: np.ndarray, s: np.ndarray) -> 
     s2 = np.asarray(s, dtype=float) ** 2
     a, b = coefficients[:, 0], coefficients[:, 1]
     return atomic_number - FORM_FACTOR_PREFACTOR * s2 * np.sum(a * np.exp(-b * s2[..., None]), axis=-1)
+
+
+#: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).
+TWO_THETA_TOL = 1e-5
+
+
+def bragg_two_theta(d_spacing, wavelength: str | float = "CuKa"):
+    """2θ in degrees from Bragg's law λ = 2 d sin θ; NaN where λ > 2d (no reflection)."""
+    ratio = resolve_wavelength(wavelength) / (2 * np.asarray(d_spacing, dtype=float))
+    with np.errstate(invalid="ignore"):
+        return np.degrees(2 * np.arcsin(np.where(ratio <= 1, ratio, np.nan)))
+
+
+def lorentz_polarization(two_theta):
+    """Lorentz-polarisation factor (1 + cos² 2θ)/(sin² θ cos θ) for an unpolarised beam; 2θ in degrees."""
+    theta = np.radians(np.asarray(two_theta, dtype=float) / 2)
+    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+
+
+def starts_peak(two_theta, tolerance: float = TWO_THETA_TOL) -> np.ndarray:
+    """For 2θ sorted ascending (deg): True where a reflection opens a new peak, i.e. its 2θ
+    rounds to another multiple of ``tolerance`` than its predecessor's (pymatgen's rule)."""
+    bins = np.round(np.asarray(two_theta) / tolerance).astype(np.int64)
+    new_peak = np.ones(len(bins), dtype=bool)
+    np.not_equal(bins[1:], bins[:-1], out=new_peak[1:])
+    return new_peak

@@ -21,70 +21,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .batch import BatchLoss
-from .crystal import Crystal
-from .parametrize import Parametrization
-from .perturb import random_strain
-from .validation import instance, real_array
-
-
-@dataclass(frozen=True)
-class Direction:
-    d_lattice: np.ndarray  # (3, 3) Å per unit t
-    d_frac: np.ndarray  # (N, 3) fractional per unit t
-    name: str = ""
-
-    def slope(self, d_lattice, d_frac):
-        """dL/dt along this direction from the gradients dL/dA (..., 3, 3) and dL/dx (..., N, 3)
-        (one structure or a batch)."""
-        return np.einsum("...ij,ij->...", d_lattice, self.d_lattice) + np.einsum("...nx,nx->...", d_frac, self.d_frac)
-
-
-def displaced(crystal: Crystal, directions, offsets) -> Crystal:
-    """``crystal`` + Σ t_k · direction_k for directions and offsets t_k given in pairs."""
-    return crystal.replace(
-        lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
-        frac_coords=crystal.frac_coords + sum(t * d.d_frac for t, d in zip(offsets, directions)),
-    )
-
-
-def lattice_direction(crystal: Crystal, vector: int) -> Direction:
-    """Stretch lattice vector ``vector`` (0, 1, 2): t = relative change of its length."""
-    d_lattice = np.zeros((3, 3))
-    d_lattice[vector] = crystal.lattice[vector]
-    return Direction(d_lattice, np.zeros_like(crystal.frac_coords), f"lattice vector {'abc'[vector]}")
-
-
-def atom_direction(crystal: Crystal, atom: int, axis: int) -> Direction:
-    """Move one atom along Cartesian axis ``axis`` (0, 1, 2): t in Å."""
-    d_frac = np.zeros_like(crystal.frac_coords)
-    d_frac[atom] = np.linalg.solve(crystal.lattice.T, np.eye(3)[axis])  # Cartesian unit step → fractional
-    return Direction(np.zeros((3, 3)), d_frac, f"{crystal.species[atom]}{atom} along {'xyz'[axis]}")
-
-
-def random_direction(crystal: Crystal, rng, strain: float = 0.0) -> Direction:
-    """Random displacement of every atom, each of Cartesian length 1 Å (t in Å), plus an
-    optional random symmetric strain of RMS principal value ``strain`` per unit t."""
-    cartesian = rng.standard_normal(crystal.frac_coords.shape)
-    cartesian /= np.linalg.norm(cartesian, axis=1, keepdims=True)
-    d_frac = cartesian @ np.linalg.inv(crystal.lattice)
-    return Direction(crystal.lattice @ random_strain(rng, strain), d_frac, "random")
-
-
-def symmetry_axis_direction(parametrization: Parametrization, axis: int) -> Direction:
-    """Along symmetry axis ``axis`` of a parametrisation with ``coordinates="spacegroup"``."""
-    if parametrization.coordinate_mode != "spacegroup":
-        raise ValueError("symmetry axes need a space-group parametrisation (coordinates='spacegroup')")
-    return Direction(np.zeros((3, 3)), parametrization.axes[axis], parametrization.axis_names[axis])
-
-
-def path_direction(crystal: Crystal, other: Crystal) -> Direction:
-    """The straight line from ``crystal`` (t = 0) to ``other`` (t = 1): lattice vectors and
-    fractional coordinates, each atom towards the nearest periodic image of its partner."""
-    if len(other) != len(crystal) or np.any(other.atomic_numbers != crystal.atomic_numbers):
-        raise ValueError("the two structures must have the same atoms in the same order")
-    step = other.frac_coords - crystal.frac_coords
-    return Direction(other.lattice - crystal.lattice, step - np.round(step), "straight path")
+from xrdcore.batch import BatchLoss
+from xrdcore.diffraction import Diffractometer
+from xrdcore.energy import calculator, energy, energy_gradient
+from xrdcore.landscape.directions import Direction, displaced
+from xrdcore.physics.profiles import Profile
+from xrdcore.structure.crystal import Crystal
+from xrdcore.validation import instance, real_array
 
 
 @dataclass(frozen=True)
@@ -118,9 +61,11 @@ def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
     return directions, axes
 
 
-def scan(crystal: Crystal, directions, offsets, target, diffractometer, metric="cosine", fwhm=0.1, **options) -> Scan:
+def scan(crystal: Crystal, directions, offsets, target, diffractometer: Diffractometer, metric: str = "cosine",
+         fwhm: float | Profile = 0.1) -> Scan:
     """Loss at crystal + t·direction for every t (1-D, one direction) or every (t1, t2) pair
-    (2-D, two directions, ``offsets`` a pair of 1-D arrays); evaluated as one batch."""
+    (2-D, two directions, ``offsets`` a pair of 1-D arrays); evaluated as one batch. ``fwhm``: a
+    width (deg) or a :class:`~xrdcore.physics.profiles.Profile`."""
     directions, axes = scan_axes(crystal, directions, offsets)
     if len(directions) == 1:
         grid = axes[0][:, None]
@@ -133,7 +78,7 @@ def scan(crystal: Crystal, directions, offsets, target, diffractometer, metric="
     coords = crystal.frac_coords + np.einsum("pk,knx->pnx", grid, np.stack([d.d_frac for d in directions]))
     reach = max(np.abs(np.linalg.svd(np.linalg.solve(a, crystal.lattice), compute_uv=False) - 1).max() for a in lattices)
     margin = min(0.9, 1.5 * reach + 0.01)
-    batch = BatchLoss(crystal, target, diffractometer, metric=metric, fwhm=fwhm, margin=margin, **options)
+    batch = BatchLoss(crystal, target, diffractometer, metric=metric, fwhm=fwhm, margin=margin)
     losses, d_lattice, d_frac = batch(lattices, coords)
     slope = directions[0].slope(d_lattice, d_frac)
     return Scan(axes[0] if len(axes) == 1 else axes, losses.reshape(shape), slope.reshape(shape))
@@ -199,3 +144,25 @@ def nearest_barrier(offsets, values, at: float = 0.0) -> Barrier | None:
     low, high = sorted((home, other))
     top = low + int(np.argmax(values[low : high + 1]))
     return Barrier(float(offsets[other]), float(offsets[top]), float(values[top] - values[home]))
+
+
+def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool = True) -> Scan:
+    """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
+    (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
+    dE/dt along the (first) direction from forces and stress: the same
+    :class:`~xrdcore.landscape.scans.Scan` as :func:`xrdcore.landscape.scans.scan` returns for an XRD
+    loss, on the same directions and offsets, so the two compare point for point.
+    ``slopes=False`` skips forces and stress (about 2× faster with CHGNet); the slopes are then NaN."""
+    directions, axes = scan_axes(crystal, directions, offsets)
+    calc = calculator(calc)
+    lattice = bool(np.any(directions[0].d_lattice))
+    shape = tuple(len(axis) for axis in axes)
+    values, slope = np.empty(shape), np.full(shape, np.nan)
+    for index in np.ndindex(*shape):
+        point = displaced(crystal, directions, [axis[i] for axis, i in zip(axes, index)])
+        if not slopes:
+            values[index] = energy(point, calc)
+            continue
+        values[index], d_lattice, d_frac = energy_gradient(point, calc, lattice=lattice)
+        slope[index] = directions[0].slope(d_lattice if lattice else np.zeros((3, 3)), d_frac)
+    return Scan(axes[0] if len(axes) == 1 else axes, values, slope)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .crystal import Crystal
-from .diffraction import Diffractometer
-from .perturb import perturb
-from .similarity import loss as metric_loss
-from .structsim import structural_distance
-from .validation import real, real_array, whole
+from xrdcore.diffraction import Diffractometer
+from xrdcore.similarity import loss as metric_loss
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.matching import structural_distance
+from xrdcore.structure.perturb import perturb
+from xrdcore.validation import real, real_array, whole
 
 #: Neighbours of the k-NN mutual-information estimator (scikit-learn's default).
 MI_NEIGHBOURS = 3
@@ -109,7 +109,7 @@ def perturbed_sample(
 ) -> PerturbedSample:
     """``count`` perturbed copies of ``truth`` (copy i: seed ``seed + i``, strain and
     displacement drawn uniformly up to ``max_strain`` and ``max_displacement`` Å, ``symmetric``
-    as in :func:`xrdcore.perturb.perturb`), each with its structural distance and its loss
+    as in :func:`xrdcore.structure.perturb.perturb`), each with its structural distance and its loss
     under every metric (FWHM ``fwhm`` degrees)."""
     count = whole(count, "count", low=1)
     real(max_strain, "max_strain", low=0)

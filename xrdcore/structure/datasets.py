@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .crystal import Crystal
-from .validation import choice, describe, whole
+from xrdcore.structure.crystal import Crystal
+from xrdcore.validation import choice, describe, whole
 
 CITATIONS = (
     "M. J. Mehl et al., The AFLOW Library of Crystallographic Prototypes: Part 1, "

@@ -18,7 +18,7 @@ coordinate mode           parameters
 ========================  =============================================================
 ``"free"``                the 3N fractional coordinates (P1)
 ``"spacegroup"``          c (K,): x = x_ref + Σ_k c_k a_k along the symmetry axes a_k of
-                          the reference's space group (:mod:`xrdcore.symmetry`)
+                          the reference's space group (:mod:`xrdcore.structure.symmetry`)
 ``"fixed"``               none (the template's coordinates)
 ========================  =============================================================
 
@@ -39,25 +39,33 @@ crystal (a collapsed cell, an over-full site) raises the Crystal's own
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
-from .crystal import Crystal
-from .diffraction import _check_crystal
-from .gradients import LossGradient
-from .symmetry import Symmetry, find_symmetry
-from .validation import choice, describe, real_array
+from xrdcore.structure.crystal import Crystal, check_crystal
+from xrdcore.structure.symmetry import Symmetry, find_symmetry
+from xrdcore.validation import choice, describe, real_array
 
 LATTICE_MODES = ("free", "family", "fixed")
 COORDINATE_MODES = ("free", "spacegroup", "fixed")
+
+
+class CrystalGradient(Protocol):
+    """What :meth:`Parametrization.gradient` needs of a loss's gradient (e.g. a
+    :class:`~xrdcore.gradients.LossGradient`): dL/dA (3, 3) and dL/dx (N, 3)."""
+
+    d_lattice: np.ndarray
+    d_frac: np.ndarray
 
 
 class Parametrization:
     """Maps parameter vectors to crystals with ``template``'s species (see the module docstring)."""
 
     def __init__(self, template: Crystal, lattice: str = "free", coordinates: str = "free", reference: Crystal | None = None):
-        _check_crystal(template, "template")
+        check_crystal(template, "template")
         if reference is not None:
-            _check_crystal(reference, "reference")
+            check_crystal(reference, "reference")
         self.lattice_mode = choice(lattice, "lattice mode", LATTICE_MODES)
         self.coordinate_mode = choice(coordinates, "coordinate mode", COORDINATE_MODES)
         self.template = template
@@ -90,7 +98,7 @@ class Parametrization:
     # ------------------------------------------------------------------ maps
     def parameters(self, crystal: Crystal) -> np.ndarray:
         """Parameters closest to ``crystal`` (projected onto the constraints)."""
-        _check_crystal(crystal)
+        check_crystal(crystal)
         self._check_atoms(crystal, "the crystal")
         parts = []
         if self.lattice_mode == "free":
@@ -145,7 +153,7 @@ class Parametrization:
         """The crystal of ``parameters(crystal)``: idempotent, the reference is a fixed point."""
         return self.crystal(self.parameters(crystal))
 
-    def gradient(self, result: LossGradient) -> np.ndarray:
+    def gradient(self, result: CrystalGradient) -> np.ndarray:
         """dL/d(parameters) from :func:`xrdcore.gradients.loss_and_grad`'s result (chain rule)."""
         if not (hasattr(result, "d_lattice") and hasattr(result, "d_frac")):
             raise TypeError(f"result must hold d_lattice and d_frac, as what loss_and_grad returns does, "

@@ -34,11 +34,18 @@ from typing import Callable
 
 import numpy as np
 
-from .crystal import Crystal
-from .diffraction import Diffractometer, bragg_two_theta
-from .landscape import Direction, atom_direction, displaced, lattice_direction, path_direction
-from .overlap import cosine_split
-from .similarity import cosine
+from xrdcore.diffraction import Diffractometer
+from xrdcore.landscape.directions import (
+    Direction,
+    atom_direction,
+    displaced,
+    lattice_direction,
+    path_direction,
+)
+from xrdcore.landscape.overlap import cosine_split
+from xrdcore.physics.scattering import bragg_two_theta
+from xrdcore.similarity import cosine
+from xrdcore.structure.crystal import Crystal
 
 #: Set to "1" (by the book build) to render explorers as kernel-free animations.
 STATIC_ENVIRONMENT = "XRDCORE_STATIC_WIDGETS"
@@ -283,7 +290,7 @@ def ill_posed_pair(truth: Crystal, wrong: Crystal, diffractometer: Diffractomete
     """Walk in a straight line (lattice and fractional coordinates, nearest images) from the
     truth (0) to a wrong structure (1), with frames densest near both ends: its pattern
     against the truth's, and the cosine similarity along the whole walk."""
-    from .structsim import structural_distance
+    from xrdcore.structure.matching import structural_distance
 
     direction = path_direction(truth, wrong)
     truth_pattern = diffractometer.pattern(truth, fwhm=fwhm)
@@ -310,8 +317,8 @@ def constrained_retrieval(truth: Crystal, start: Crystal, diffractometer: Diffra
     """Adam from ``start`` towards ``truth``'s pattern, unconstrained (P1) and constrained to
     the truth's crystal family; the integer slider steps through the evaluations (1 to
     ``steps``), its frames densest over the first ones, where the loss changes fastest."""
-    from .optimize import optimize
-    from .parametrize import crystal_family, p1
+    from xrdcore.optimize.core import optimize
+    from xrdcore.structure.parametrize import crystal_family, p1
 
     target = diffractometer.pattern(truth, fwhm=fwhm)
     runs = {}
