@@ -38,7 +38,9 @@ def rattled(structure: Structure, amplitude=0.05, seed=0) -> Structure:
 
 def structures() -> dict[int, Structure]:
     cscl = Structure(Lattice.cubic(4.209), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    nacl = Structure.from_spacegroup(
+        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     return {2: cscl, 8: nacl, 64: rattled(nacl * (2, 2, 2)), 200: rattled(cscl * (5, 5, 4))}
 
 
@@ -107,8 +109,12 @@ HEADER = (
 def main():
     import pymatgen.core
 
-    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}")
-    print(f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, pymatgen {pymatgen.core.__version__}")
+    print(
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}"
+    )
+    print(
+        f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, pymatgen {pymatgen.core.__version__}"
+    )
     print(f"Date: {time.strftime('%Y-%m-%d')}\n")
     cells = structures()
     print("### Cost vs atoms (Cu Kα, 2θ 10–90°)\n")

@@ -93,12 +93,21 @@ def breakdown(crystal, target, diffractometer) -> tuple[dict, dict, int]:
     atoms = (crystal.frac_coords, crystal.occupancies, scatterer_type)
     hkl, g = cpu.reflection_list(lattice, *diffractometer.g_window(diffractometer.two_theta_range))
     forward = cpu.structure_intensities(hkl, g, wavelength, *atoms, *tables)
-    peaks = best_times({
-        "whole call": lambda: diffractometer.peaks(crystal),
-        "reflection_list": lambda: cpu.reflection_list(lattice, *diffractometer.g_window(diffractometer.two_theta_range)),
-        "structure_intensities": lambda: cpu.structure_intensities(hkl, g, wavelength, *atoms, *tables),
-        "merge_peaks": lambda: cpu.merge_peaks(forward[0], forward[1], TWO_THETA_TOL, SCALED_INTENSITY_TOL),
-    }, repeats=5)
+    peaks = best_times(
+        {
+            "whole call": lambda: diffractometer.peaks(crystal),
+            "reflection_list": lambda: cpu.reflection_list(
+                lattice, *diffractometer.g_window(diffractometer.two_theta_range)
+            ),
+            "structure_intensities": lambda: cpu.structure_intensities(
+                hkl, g, wavelength, *atoms, *tables
+            ),
+            "merge_peaks": lambda: cpu.merge_peaks(
+                forward[0], forward[1], TWO_THETA_TOL, SCALED_INTENSITY_TOL
+            ),
+        },
+        repeats=5,
+    )
     setup = diffractometer.profile_setup(fwhm=FWHM)
     hkl, g = cpu.reflection_list(lattice, *diffractometer.g_window(setup.two_theta_range))
     two_theta, intensity, *saved = cpu.structure_intensities(hkl, g, wavelength, *atoms, *tables)
@@ -107,18 +116,30 @@ def breakdown(crystal, target, diffractometer) -> tuple[dict, dict, int]:
     pattern = cpu.broadened_profile(*profile_args, setup.step)
     _, d_pattern = metric_loss("cosine", pattern, target, setup.grid)
     d_intensity, d_two_theta = cpu.broadened_profile_adjoint(*profile_args, d_pattern, setup.step)
-    _, d_g = cpu.reflection_intensities_adjoint(hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta)
-    gradient = best_times({
-        "whole call": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
-        "reflection_list": lambda: cpu.reflection_list(lattice, *diffractometer.g_window(setup.two_theta_range)),
-        "structure_intensities": lambda: cpu.structure_intensities(hkl, g, wavelength, *atoms, *tables),
-        "broadened_profile": lambda: cpu.broadened_profile(*profile_args, setup.step),
-        "cosine metric (numpy)": lambda: metric_loss("cosine", pattern, target, setup.grid),
-        "broadened_profile_adjoint": lambda: cpu.broadened_profile_adjoint(*profile_args, d_pattern, setup.step),
-        "reflection_intensities_adjoint": lambda: cpu.reflection_intensities_adjoint(
-            hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta),
-        "lattice_gradient": lambda: cpu.lattice_gradient(lattice, hkl, g, d_g),
-    }, repeats=5)
+    _, d_g = cpu.reflection_intensities_adjoint(
+        hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta
+    )
+    gradient = best_times(
+        {
+            "whole call": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
+            "reflection_list": lambda: cpu.reflection_list(
+                lattice, *diffractometer.g_window(setup.two_theta_range)
+            ),
+            "structure_intensities": lambda: cpu.structure_intensities(
+                hkl, g, wavelength, *atoms, *tables
+            ),
+            "broadened_profile": lambda: cpu.broadened_profile(*profile_args, setup.step),
+            "cosine metric (numpy)": lambda: metric_loss("cosine", pattern, target, setup.grid),
+            "broadened_profile_adjoint": lambda: cpu.broadened_profile_adjoint(
+                *profile_args, d_pattern, setup.step
+            ),
+            "reflection_intensities_adjoint": lambda: cpu.reflection_intensities_adjoint(
+                hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta
+            ),
+            "lattice_gradient": lambda: cpu.lattice_gradient(lattice, hkl, g, d_g),
+        },
+        repeats=5,
+    )
     return peaks, gradient, len(g)
 
 
@@ -126,17 +147,28 @@ def reached(crystal, target, diffractometer) -> dict:
     """Terms per second of the structure-factor kernel and of whole calls (one thread)."""
     scatterer_type, *tables = scatterer_types(crystal)
     setup = diffractometer.profile_setup(fwhm=FWHM)
-    hkl, g = cpu.reflection_list(crystal.lattice, *diffractometer.g_window(diffractometer.two_theta_range))
-    wide_hkl, _ = cpu.reflection_list(crystal.lattice, *diffractometer.g_window(setup.two_theta_range))
+    hkl, g = cpu.reflection_list(
+        crystal.lattice, *diffractometer.g_window(diffractometer.two_theta_range)
+    )
+    wide_hkl, _ = cpu.reflection_list(
+        crystal.lattice, *diffractometer.g_window(setup.two_theta_range)
+    )
     atoms = (crystal.frac_coords, crystal.occupancies, scatterer_type, len(tables[0]))
-    seconds = best_times({
-        "structure-factor kernel": lambda: cpu.structure_factor_sums(hkl, *atoms),
-        "peaks": lambda: diffractometer.peaks(crystal),
-        "pattern": lambda: diffractometer.pattern(crystal, fwhm=FWHM),
-        "loss_and_grad": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
-    }, repeats=5)
-    terms = {"structure-factor kernel": len(hkl), "peaks": len(hkl), "pattern": len(wide_hkl),
-             "loss_and_grad": 2 * len(wide_hkl)}
+    seconds = best_times(
+        {
+            "structure-factor kernel": lambda: cpu.structure_factor_sums(hkl, *atoms),
+            "peaks": lambda: diffractometer.peaks(crystal),
+            "pattern": lambda: diffractometer.pattern(crystal, fwhm=FWHM),
+            "loss_and_grad": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
+        },
+        repeats=5,
+    )
+    terms = {
+        "structure-factor kernel": len(hkl),
+        "peaks": len(hkl),
+        "pattern": len(wide_hkl),
+        "loss_and_grad": 2 * len(wide_hkl),
+    }
     return {name: terms[name] * len(crystal) / seconds[name] for name in seconds}
 
 
@@ -160,18 +192,31 @@ def main():
     print("\n### Reached (Gterm/s; fraction of the vectorised / in-order ceiling)\n")
     print("| atoms | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for atoms, rates in results.items():
-        print(f"| {atoms} | " + " | ".join(
-            f"{rate / 1e9:.2f} ({rate / limits['vectorised']:.0%} / {rate / limits['in order']:.0%})"
-            for rate in rates.values()) + " |")
+        print(
+            f"| {atoms} | "
+            + " | ".join(
+                f"{rate / 1e9:.2f} ({rate / limits['vectorised']:.0%} / {rate / limits['in order']:.0%})"
+                for rate in rates.values()
+            )
+            + " |"
+        )
     for index, call in ((0, "peaks"), (1, "loss_and_grad")):
         print(f"\n### Where a `{call}` call goes (µs, one thread)\n")
         kernels = [name for name in breakdowns[2][index] if name != "whole call"]
-        print("| atoms | whole call | " + " | ".join(kernels) + " | Python and numpy glue |\n|---|---|" + "---|" * (len(kernels) + 1))
+        print(
+            "| atoms | whole call | "
+            + " | ".join(kernels)
+            + " | Python and numpy glue |\n|---|---|"
+            + "---|" * (len(kernels) + 1)
+        )
         for atoms, parts in breakdowns.items():
             times = parts[index]
             glue = times["whole call"] - sum(times[name] for name in kernels)
-            print(f"| {atoms} | {times['whole call'] * 1e6:.0f} | " + " | ".join(f"{times[name] * 1e6:.0f}" for name in kernels)
-                  + f" | {max(glue, 0) * 1e6:.0f} ({max(glue, 0) / times['whole call']:.0%}) |")
+            print(
+                f"| {atoms} | {times['whole call'] * 1e6:.0f} | "
+                + " | ".join(f"{times[name] * 1e6:.0f}" for name in kernels)
+                + f" | {max(glue, 0) * 1e6:.0f} ({max(glue, 0) / times['whole call']:.0%}) |"
+            )
     figure(limits, results)
 
 

@@ -55,7 +55,9 @@ class JaxCosineLoss:
             c = consts
             g = jnp.linalg.norm(c["hkl"] @ jnp.linalg.inv(lattice).T, axis=1)  # (M,)
             s2 = (g / 2) ** 2
-            f = c["z"] - FORM_FACTOR_PREFACTOR * s2[:, None] * jnp.sum(c["a"] * jnp.exp(-c["b"] * s2[:, None, None]), axis=2)
+            f = c["z"] - FORM_FACTOR_PREFACTOR * s2[:, None] * jnp.sum(
+                c["a"] * jnp.exp(-c["b"] * s2[:, None, None]), axis=2
+            )
             weight = f * jnp.exp(-c["debye_waller"] * s2[:, None]) * c["occupancy"]  # (M, N)
             phase = 2 * jnp.pi * c["hkl"] @ frac_coords.T
             real = jnp.sum(weight * jnp.cos(phase), axis=1)
@@ -69,9 +71,17 @@ class JaxCosineLoss:
             index = nearest[:, None] + c["offsets"][None, :]  # (M, window points)
             offset = c["grid"][jnp.clip(index, 0, n_grid - 1)] - two_theta[:, None]
             inside = (index >= 0) & (index < n_grid) & (jnp.abs(offset) <= cut)
-            shape = jnp.where(inside, jnp.exp(-0.5 * (offset / sigma) ** 2), 0.0) / (sigma * math.sqrt(2 * math.pi))
-            profile = jnp.zeros(n_grid).at[index.ravel()].add((intensity[:, None] * shape).ravel(), mode="drop")
-            cosine = profile @ c["target"] / (jnp.linalg.norm(profile) * jnp.linalg.norm(c["target"]))
+            shape = jnp.where(inside, jnp.exp(-0.5 * (offset / sigma) ** 2), 0.0) / (
+                sigma * math.sqrt(2 * math.pi)
+            )
+            profile = (
+                jnp.zeros(n_grid)
+                .at[index.ravel()]
+                .add((intensity[:, None] * shape).ravel(), mode="drop")
+            )
+            cosine = (
+                profile @ c["target"] / (jnp.linalg.norm(profile) * jnp.linalg.norm(c["target"]))
+            )
             return 1 - cosine
 
         self._single = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))

@@ -23,7 +23,11 @@ def random_triclinic(rng, n_atoms, species=("O", "Si", "Fe", "Ba")):
     cx = np.cos(beta)
     cy = (np.cos(alpha) - np.cos(beta) * np.cos(gamma)) / np.sin(gamma)
     lattice = np.array(
-        [[a, 0, 0], [b * np.cos(gamma), b * np.sin(gamma), 0], [c * cx, c * cy, c * np.sqrt(1 - cx**2 - cy**2)]]
+        [
+            [a, 0, 0],
+            [b * np.cos(gamma), b * np.sin(gamma), 0],
+            [c * cx, c * cy, c * np.sqrt(1 - cx**2 - cy**2)],
+        ]
     )
     return Crystal(
         lattice,
@@ -90,11 +94,23 @@ def built_book(tmp_path_factory):
             else:
                 try:
                     result = subprocess.run(
-                        [jupyter_book, "build", str(ROOT), "--path-output", str(folder),
-                         "--warningiserror", "--keep-going"],
-                        capture_output=True, text=True, timeout=1800,
+                        [
+                            jupyter_book,
+                            "build",
+                            str(ROOT),
+                            "--path-output",
+                            str(folder),
+                            "--warningiserror",
+                            "--keep-going",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        timeout=1800,
                     )
-                    returncode, log = result.returncode, result.stdout[-20000:] + result.stderr[-20000:]
+                    returncode, log = (
+                        result.returncode,
+                        result.stdout[-20000:] + result.stderr[-20000:],
+                    )
                 except subprocess.TimeoutExpired as exc:
                     returncode, log = -1, f"book build timed out after {exc.timeout} s"
             record.write_text(json.dumps({"returncode": returncode, "log": log}))

@@ -111,7 +111,9 @@ class Server:
 
     def __enter__(self):
         handler = functools.partial(_QuietHandler, directory=str(self.directory))
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)  # port 0: a free one
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", 0), handler
+        )  # port 0: a free one
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -130,7 +132,9 @@ class Server:
 def find_chromium() -> str:
     """Chromium from $CHROMIUM, the PATH or /usr/bin; a clear error when there is none."""
     candidates = [os.environ.get("CHROMIUM", "")]
-    candidates += [shutil.which(name) or "" for name in ("chromium", "chromium-browser", "google-chrome")]
+    candidates += [
+        shutil.which(name) or "" for name in ("chromium", "chromium-browser", "google-chrome")
+    ]
     candidates.append("/usr/bin/chromium")
     for candidate in candidates:
         if candidate and os.access(candidate, os.X_OK):
@@ -270,8 +274,15 @@ def _probe(page, settle_s: float, has_source_animation: bool) -> dict:
         page.wait_for_timeout(250)
 
 
-def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s: float, width: int,
-               screenshots: Path | None = None) -> PageResult:
+def check_page(
+    context,
+    base_url: str,
+    html_dir: Path,
+    page_path: str,
+    settle_s: float,
+    width: int,
+    screenshots: Path | None = None,
+) -> PageResult:
     result = PageResult(page_path, width)
     source_file = html_dir / page_path.split("?")[0]
     if not source_file.is_file():
@@ -280,8 +291,16 @@ def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s:
     source = source_file.read_text(errors="replace")
 
     page = context.new_page()
-    page.on("console", lambda msg: msg.type == "error" and result.problems.append(
-        f"console error: {msg.text}" + (f" ({msg.location.get('url', '')})" if msg.location.get("url") else "")))
+    page.on(
+        "console",
+        lambda msg: (
+            msg.type == "error"
+            and result.problems.append(
+                f"console error: {msg.text}"
+                + (f" ({msg.location.get('url', '')})" if msg.location.get("url") else "")
+            )
+        ),
+    )
     page.on("pageerror", lambda exc: result.problems.append(f"uncaught JavaScript error: {exc}"))
 
     def on_response(response):
@@ -324,8 +343,10 @@ def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s:
     result.problems += [f"broken image: {src}" for src in state["brokenImages"]]
     overflowing = layout["overflowing"]
     if overflowing:
-        result.problems.append(f"{len(overflowing)} elements stick out of the {width} px window "
-                               f"(outside any scroll container), e.g. {'; '.join(overflowing[:4])}")
+        result.problems.append(
+            f"{len(overflowing)} elements stick out of the {width} px window "
+            f"(outside any scroll container), e.g. {'; '.join(overflowing[:4])}"
+        )
     result.problems += layout["clipped"]
     if state["math"] and not state["typeset"]:
         result.problems.append(f"{state['math']} math elements but nothing typeset by MathJax")
@@ -342,7 +363,9 @@ def _check_search(page, result: PageResult, settle_s: float) -> None:
     try:
         page.wait_for_selector("#search-results ul.search li", timeout=settle_s * 1000)
     except Exception:  # noqa: BLE001
-        result.problems.append(f"offline search found nothing for {query!r} (searchindex.js not working?)")
+        result.problems.append(
+            f"offline search found nothing for {query!r} (searchindex.js not working?)"
+        )
         return
     hits = page.locator("#search-results ul.search li").count()
     result.notes.append(f"{hits} search results for {query!r}")
@@ -389,19 +412,33 @@ def check_site(
             if screenshots is not None:
                 Path(screenshots).mkdir(parents=True, exist_ok=True)
             for page_path, (width, height) in ((p, v) for v in viewports for p in pages):
-                context = browser.new_context(service_workers="block",
-                                              viewport={"width": width, "height": height})
+                context = browser.new_context(
+                    service_workers="block", viewport={"width": width, "height": height}
+                )
                 context.route("**/*", route)
                 blocked.clear()
-                result = check_page(context, server.url, html_dir, page_path, settle_s, width,
-                                    None if screenshots is None else Path(screenshots))
+                result = check_page(
+                    context,
+                    server.url,
+                    html_dir,
+                    page_path,
+                    settle_s,
+                    width,
+                    None if screenshots is None else Path(screenshots),
+                )
                 context.close()
                 # Blocked requests also show up as failed requests / console errors; keep the clear one.
                 result.problems = [p for p in result.problems if not any(b in p for b in blocked)]
-                result.problems += [f"request to a non-local host (blocked): {url}" for url in dict.fromkeys(blocked)]
+                result.problems += [
+                    f"request to a non-local host (blocked): {url}"
+                    for url in dict.fromkeys(blocked)
+                ]
                 results.append(result)
                 status = "ok  " if result.ok else "FAIL"
-                log(f"{status} {page_path} @{width}px" + (f"  [{'; '.join(result.notes)}]" if result.notes else ""))
+                log(
+                    f"{status} {page_path} @{width}px"
+                    + (f"  [{'; '.join(result.notes)}]" if result.notes else "")
+                )
                 for problem in result.problems:
                     log(f"       - {problem}")
         finally:
@@ -411,24 +448,47 @@ def check_site(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html", help="built site (default: _build/html)")
-    parser.add_argument("--toc", type=Path, default=ROOT / "_toc.yml", help="table of contents (default: _toc.yml)")
-    parser.add_argument("--search-query", default="diffraction", help="word the search page must find")
-    parser.add_argument("--page", action="append", help="check only these pages (paths relative to the site)")
-    parser.add_argument("--screenshots", type=Path, help="save a full-page screenshot of every page here")
+    parser.add_argument(
+        "--html",
+        type=Path,
+        default=ROOT / "_build" / "html",
+        help="built site (default: _build/html)",
+    )
+    parser.add_argument(
+        "--toc", type=Path, default=ROOT / "_toc.yml", help="table of contents (default: _toc.yml)"
+    )
+    parser.add_argument(
+        "--search-query", default="diffraction", help="word the search page must find"
+    )
+    parser.add_argument(
+        "--page", action="append", help="check only these pages (paths relative to the site)"
+    )
+    parser.add_argument(
+        "--screenshots", type=Path, help="save a full-page screenshot of every page here"
+    )
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
-        results = check_site(args.html, args.toc, pages=args.page, search_query=args.search_query,
-                             screenshots=args.screenshots)
+        results = check_site(
+            args.html,
+            args.toc,
+            pages=args.page,
+            search_query=args.search_query,
+            screenshots=args.screenshots,
+        )
     except SiteCheckError as exc:
         print(f"site check could not run: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)}/{len(results)} page views clean "
-          f"({len(VIEWPORTS)} window widths) in {time.monotonic() - start:.0f} s")
+    print(
+        f"{len(results) - len(failed)}/{len(results)} page views clean "
+        f"({len(VIEWPORTS)} window widths) in {time.monotonic() - start:.0f} s"
+    )
     if failed:
-        print("site check FAILED: " + ", ".join(f"{r.page} @{r.width}px" for r in failed), file=sys.stderr)
+        print(
+            "site check FAILED: " + ", ".join(f"{r.page} @{r.width}px" for r in failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 

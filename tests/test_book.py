@@ -33,11 +33,15 @@ def test_every_chapter_ends_with_checked_exercises():
         text = (ROOT / f"{chapter}.md").read_text()
         assert "## Exercises" in text, f"{chapter} has no Exercises section"
         for section in ("## Key takeaways", "## Try it yourself"):
-            assert section in text.split("## Exercises", 1)[0], f"{chapter} has no {section[3:]} before its exercises"
+            assert section in text.split("## Exercises", 1)[0], (
+                f"{chapter} has no {section[3:]} before its exercises"
+            )
         exercises = text.split("## Exercises", 1)[1]
         assert exercises.count("```{exercise}") >= 2, f"{chapter}: fewer than two exercises"
         assert exercises.count("```{solution-start}") == exercises.count("```{exercise}")
-        assert exercises.count("checks.check_") >= exercises.count("```{exercise}"), f"{chapter}: an answer is not auto-checked"
+        assert exercises.count("checks.check_") >= exercises.count("```{exercise}"), (
+            f"{chapter}: an answer is not auto-checked"
+        )
 
 
 @pytest.mark.xdist_group("book")
@@ -70,14 +74,23 @@ def test_a_failing_cell_fails_the_build_naming_chapter_and_cell(tmp_path):
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: bad\n")
     (tmp_path / "intro.md").write_text("# Intro\n\nAll fine here.\n")
     header = (ROOT / "book" / "01_powder_diffraction.md").read_text().split("---\n")[1]
-    (tmp_path / "bad.md").write_text(f"---\n{header}---\n# Bad\n\n```{{code-cell}} ipython3\nx = 1\n```\n\n"
-                                     "```{code-cell} ipython3\nassert x == 2, 'x is not two'\n```\n")
+    (tmp_path / "bad.md").write_text(
+        f"---\n{header}---\n# Bad\n\n```{{code-cell}} ipython3\nx = 1\n```\n\n"
+        "```{code-cell} ipython3\nassert x == 2, 'x is not two'\n```\n"
+    )
     jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    result = subprocess.run([jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     log = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "chapter bad.md did not execute: code cell 2 (`assert x == 2, 'x is not two'`): AssertionError: x is not two" in log
+    assert (
+        "chapter bad.md did not execute: code cell 2 (`assert x == 2, 'x is not two'`): AssertionError: x is not two"
+        in log
+    )
     html = tmp_path / "_build" / "html"
     assert "All fine here" in (html / "intro.html").read_text()
     assert "This page failed to execute when the site was built" in (html / "bad.html").read_text()
@@ -89,7 +102,9 @@ def test_chapters_execute_in_a_temporary_folder():
     assert config["execute"]["run_in_temp"] is True
     for chapter in _chapters():
         text = (ROOT / f"{chapter}.md").read_text()
-        assert 'Path("data")' not in text and "../" not in text, f"{chapter} reads a path relative to the working directory"
+        assert 'Path("data")' not in text and "../" not in text, (
+            f"{chapter} reads a path relative to the working directory"
+        )
 
 
 def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
@@ -106,7 +121,9 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
     config.pop("bibtex_bibfiles", None)
     config["exclude_patterns"] = ["_build"]
     sphinx = config["sphinx"]
-    sphinx["local_extensions"] = {name: str(ROOT / path) for name, path in sphinx["local_extensions"].items()}
+    sphinx["local_extensions"] = {
+        name: str(ROOT / path) for name, path in sphinx["local_extensions"].items()
+    }
     sphinx["config"] = {k: v for k, v in sphinx["config"].items() if not k.startswith("bibtex")}
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: page\n")
@@ -116,17 +133,27 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
         "from xrdcore.structure.datasets import book_data\n\n"
         f"here = Path.cwd().resolve()\nfor folder in (Path({str(tmp_path)!r}), Path({str(ROOT)!r})):\n"
         "    assert not here.is_relative_to(folder), here\n"
-        "rows = book_data('remedies_energy.csv').read_text().splitlines()\nprint(len(rows) > 1)\n```\n")
+        "rows = book_data('remedies_energy.csv').read_text().splitlines()\nprint(len(rows) > 1)\n```\n"
+    )
     jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    result = subprocess.run([jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     html = tmp_path / "_build" / "html"
     page = (html / "page.html").read_text()
     assert "Run this chapter" in page and config["repository"]["url"] in page
     links = re.findall(r'class="reference download" href="([^"]+)"', page)
     assert {Path(link).name for link in links} == {
-        "page.ipynb", "page.md", "remedies_energy.csv", "remedies_energy.config.json", "remedies_energy.env.json"}
+        "page.ipynb",
+        "page.md",
+        "remedies_energy.csv",
+        "remedies_energy.config.json",
+        "remedies_energy.env.json",
+    }
     for link in links:
         assert (html / link).is_file(), link
 
@@ -142,7 +169,9 @@ def test_every_chapter_page_offers_its_notebook_and_data(built_book):
         links = re.findall(r'class="reference download" href="([^"]+)"', page)
         assert any(link.endswith(".ipynb") for link in links), chapter
         for link in links:
-            assert (built_book.html / Path(chapter).parent / link).resolve().is_file(), f"{chapter}: {link}"
+            assert (built_book.html / Path(chapter).parent / link).resolve().is_file(), (
+                f"{chapter}: {link}"
+            )
 
 
 @pytest.mark.xdist_group("book")
@@ -156,11 +185,15 @@ def test_api_reference_has_no_misparsed_types(built_book):
 def test_attribute_docstring_colon_is_put_back():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("api_docstrings", ROOT / "book" / "_ext" / "api_docstrings.py")
+    spec = importlib.util.spec_from_file_location(
+        "api_docstrings", ROOT / "book" / "_ext" / "api_docstrings.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     after_napoleon = ["a phone and a desk.", "", ":type: Window sizes (CSS px)"]
-    assert module.restore_inline_type(after_napoleon) == ["Window sizes (CSS px): a phone and a desk."]
+    assert module.restore_inline_type(after_napoleon) == [
+        "Window sizes (CSS px): a phone and a desk."
+    ]
     assert module.restore_inline_type(["No colon here."]) == ["No colon here."]
 
 
@@ -174,13 +207,28 @@ def test_whole_book_prints_to_one_pdf(built_book):
 
     built_book.require_success()
     jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    result = subprocess.run([jupyter_book, "build", str(ROOT), "--path-output", str(built_book.folder),
-                             "--builder", "singlehtml", "--warningiserror", "--keep-going"],
-                            capture_output=True, text=True, timeout=1200)
+    result = subprocess.run(
+        [
+            jupyter_book,
+            "build",
+            str(ROOT),
+            "--path-output",
+            str(built_book.folder),
+            "--builder",
+            "singlehtml",
+            "--warningiserror",
+            "--keep-going",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("print_pdf", ROOT / "book" / "_ext" / "print_pdf.py")
+    spec = importlib.util.spec_from_file_location(
+        "print_pdf", ROOT / "book" / "_ext" / "print_pdf.py"
+    )
     print_pdf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(print_pdf)
     single = built_book.folder / "_build" / "singlehtml"
@@ -189,8 +237,19 @@ def test_whole_book_prints_to_one_pdf(built_book):
         label = (ROOT / f"{chapter}.md").read_text().split("\n(", 1)[1].split(")=", 1)[0]
         assert f'id="{label}"' in text, f"{chapter} ({label}) missing from the single page"
     pdf = built_book.folder / "book.pdf"
-    result = subprocess.run([sys.executable, str(ROOT / "book" / "_ext" / "print_pdf.py"), "--html", str(single),
-                             "--output", str(pdf)], capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "book" / "_ext" / "print_pdf.py"),
+            "--html",
+            str(single),
+            "--output",
+            str(pdf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") + data.count(b"/Type/Page") > 50
@@ -202,7 +261,9 @@ def test_time_table_follows_the_chapters():
     import re
 
     table = (ROOT / "book" / "how_to_use.md").read_text()
-    rows = re.findall(r"^\| (\d+) \{ref\}`([\w-]+)` \| (\d+) min \| (\d+) \| ([\d¼½¾]+) h \|$", table, re.M)
+    rows = re.findall(
+        r"^\| (\d+) \{ref\}`([\w-]+)` \| (\d+) min \| (\d+) \| ([\d¼½¾]+) h \|$", table, re.M
+    )
     assert len(rows) == len(_chapters())
     fractions = {"¼": 0.25, "½": 0.5, "¾": 0.75}
     for (number, label, reading, exercises, total), chapter in zip(rows, _chapters()):
@@ -210,9 +271,13 @@ def test_time_table_follows_the_chapters():
         assert f"({label})=" in text, (number, label, chapter)
         assert int(exercises) == text.count("```{exercise}"), f"{chapter}: exercise count"
         words = len(text.split())
-        assert abs(int(reading) - words / 200) <= 5, f"{chapter}: {words} words, table says {reading} min"
+        assert abs(int(reading) - words / 200) <= 5, (
+            f"{chapter}: {words} words, table says {reading} min"
+        )
         hours = sum(fractions.get(c, 0) for c in total) + float(re.sub("[¼½¾]", "", total) or 0)
-        assert abs(60 * hours - (int(reading) + 15 * int(exercises))) <= 15, f"{chapter}: total {total} h"
+        assert abs(60 * hours - (int(reading) + 15 * int(exercises))) <= 15, (
+            f"{chapter}: total {total} h"
+        )
 
 
 def _code_cells(chapter):
@@ -236,7 +301,13 @@ def test_chapter_code_reads_like_a_textbook():
         for cell, in_solution in _code_cells(chapter):
             long = [line for line in cell.source.splitlines() if len(line) > 88]
             assert not long, f"{chapter}: code line over 88 characters: {long[0]!r}"
-            hidden = set(cell.metadata.get("tags", [])) & {"remove-input", "remove-cell", "hide-input"}
+            hidden = set(cell.metadata.get("tags", [])) & {
+                "remove-input",
+                "remove-cell",
+                "hide-input",
+            }
             if not hidden and not in_solution:
-                shown = [line for line in cell.source.splitlines() if line.lstrip().startswith("assert ")]
+                shown = [
+                    line for line in cell.source.splitlines() if line.lstrip().startswith("assert ")
+                ]
                 assert not shown, f"{chapter}: a visible assert outside the solutions: {shown[0]!r}"

@@ -40,14 +40,18 @@ def test_arrays_and_properties(cscl):
     ],
 )
 def test_bad_input_raises_clear_value_error(kwargs, message):
-    fields = dict(lattice=np.eye(3) * 4.0, frac_coords=[[0, 0, 0], [0.5, 0.5, 0.5]], species=["Cs", "Cl"])
+    fields = dict(
+        lattice=np.eye(3) * 4.0, frac_coords=[[0, 0, 0], [0.5, 0.5, 0.5]], species=["Cs", "Cl"]
+    )
     fields.update(kwargs)
     with pytest.raises(ValueError, match=message):
         Crystal(**fields)
 
 
 def test_shared_site_with_total_occupancy_one_is_accepted():
-    crystal = Crystal(np.eye(3) * 4, [[0, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]], ["Fe", "Ni", "O"], [0.5, 0.5, 1.0])
+    crystal = Crystal(
+        np.eye(3) * 4, [[0, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]], ["Fe", "Ni", "O"], [0.5, 0.5, 1.0]
+    )
     assert len(crystal) == 3
 
 
@@ -73,7 +77,9 @@ def test_pymatgen_round_trip(name):
 
 
 def test_left_handed_pymatgen_lattice_keeps_cartesian_positions():
-    structure = Structure(Lattice(np.diag([4.0, 5.0, -6.0])), ["Na", "Cl"], [[0, 0, 0], [0.1, 0.2, 0.3]])
+    structure = Structure(
+        Lattice(np.diag([4.0, 5.0, -6.0])), ["Na", "Cl"], [[0, 0, 0], [0.1, 0.2, 0.3]]
+    )
     crystal = Crystal.from_pymatgen(structure)
     assert crystal.volume > 0
     np.testing.assert_allclose(crystal.cart_coords, structure.cart_coords, atol=1e-12)
@@ -81,7 +87,9 @@ def test_left_handed_pymatgen_lattice_keeps_cartesian_positions():
 
 
 def test_disordered_site_round_trip():
-    structure = Structure(Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    structure = Structure(
+        Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
+    )
     crystal = Crystal.from_pymatgen(structure)
     assert len(crystal) == 3
     assert crystal.occupancies.tolist() == [0.5, 0.5, 1.0]

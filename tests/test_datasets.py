@@ -50,7 +50,10 @@ def test_space_group_matches_spglib():
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     for proto in datasets.study_set(per_family=2, seed=0):
-        assert SpacegroupAnalyzer(proto.structure(), symprec=1e-3).get_space_group_number() == proto.space_group
+        assert (
+            SpacegroupAnalyzer(proto.structure(), symprec=1e-3).get_space_group_number()
+            == proto.space_group
+        )
 
 
 def test_repeated_labels_get_suffixes():
@@ -62,7 +65,12 @@ def test_repeated_labels_get_suffixes():
 
 @pytest.mark.parametrize(
     "filters",
-    [dict(crystal_family="hexagonal"), dict(crystal_system="trigonal"), dict(space_group=225), dict(max_atoms=4)],
+    [
+        dict(crystal_family="hexagonal"),
+        dict(crystal_system="trigonal"),
+        dict(space_group=225),
+        dict(max_atoms=4),
+    ],
 )
 def test_filters(filters):
     selected = datasets.list_prototypes(**filters)

@@ -10,7 +10,9 @@ from xrdcore.physics.profiles import Profile
 def test_cscl_100_peak_position_by_hand(cscl):
     """Bragg: 2θ(100) = 2 asin(λ / 2a) = 21.108° for a = 4.209 Å and Cu Kα 1.54184 Å."""
     peaks = Diffractometer().peaks(cscl)
-    assert peaks.two_theta[0] == pytest.approx(np.degrees(2 * np.arcsin(1.54184 / (2 * 4.209))), abs=1e-12)
+    assert peaks.two_theta[0] == pytest.approx(
+        np.degrees(2 * np.arcsin(1.54184 / (2 * 4.209))), abs=1e-12
+    )
     assert peaks.two_theta[0] == pytest.approx(21.108, abs=1e-3)
     assert peaks.d_spacing[0] == pytest.approx(4.209)
     assert peaks.multiplicity[0] == 6
@@ -39,7 +41,9 @@ def test_pattern_area_equals_sum_of_intensities(cscl):
     diffractometer = Diffractometer(two_theta_range=(15, 80), step=0.005)
     y = diffractometer.pattern(cscl, fwhm=0.2, normalize=False)
     refl = diffractometer.reflections(cscl)
-    assert np.trapezoid(y, diffractometer.two_theta) == pytest.approx(refl.intensity.sum(), rel=1e-6)
+    assert np.trapezoid(y, diffractometer.two_theta) == pytest.approx(
+        refl.intensity.sum(), rel=1e-6
+    )
 
 
 def test_pattern_peak_maxima_sit_at_bragg_angles(cscl):
@@ -63,7 +67,9 @@ def test_caglioti_widths_grow_with_angle(cscl):
         return above[-1] - above[0]
 
     tt = diffractometer.peaks(cscl).two_theta
-    expected = np.sqrt(0.02 * np.tan(np.radians(tt / 2)) ** 2 - 0.01 * np.tan(np.radians(tt / 2)) + 0.01)
+    expected = np.sqrt(
+        0.02 * np.tan(np.radians(tt / 2)) ** 2 - 0.01 * np.tan(np.radians(tt / 2)) + 0.01
+    )
     for centre, width in zip(tt[[0, 1, -1]], expected[[0, 1, -1]]):
         assert measured_fwhm(centre) == pytest.approx(width, abs=0.005)
 

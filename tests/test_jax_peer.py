@@ -24,8 +24,10 @@ def relative(ours, theirs):
 @pytest.mark.parametrize("name", ["SiO2", "LiFePO4"])
 def test_single_gradient_agrees_with_jax(name, rng):
     truth = datasets.load_example(name)
-    start = truth.replace(lattice=truth.lattice @ (np.eye(3) + 0.01 * rng.standard_normal((3, 3))),
-                          frac_coords=truth.frac_coords + 0.01 * rng.standard_normal(truth.frac_coords.shape))
+    start = truth.replace(
+        lattice=truth.lattice @ (np.eye(3) + 0.01 * rng.standard_normal((3, 3))),
+        frac_coords=truth.frac_coords + 0.01 * rng.standard_normal(truth.frac_coords.shape),
+    )
     target = XRD.pattern(truth, fwhm=0.1)
     setup = XRD.profile_setup(fwhm=0.1)
     reflections = reflection_set(XRD, start.lattice, setup.two_theta_range)
@@ -44,7 +46,9 @@ def test_batch_gradient_agrees_with_jax(mode, rng):
     batch = BatchLoss(truth, target, XRD, fwhm=0.1)
     lattices = truth.lattice @ (np.eye(3) + 0.005 * rng.standard_normal((5, 3, 3)))
     coords = truth.frac_coords + 0.01 * rng.standard_normal((5, *truth.frac_coords.shape))
-    peer = jax_peer.JaxCosineLoss(truth, batch.reflections.hkl, XRD.wavelength, batch.setup.grid, batch.target, 0.1)
+    peer = jax_peer.JaxCosineLoss(
+        truth, batch.reflections.hkl, XRD.wavelength, batch.setup.grid, batch.target, 0.1
+    )
     losses, d_lattice, d_frac = batch(lattices, coords)
     their_losses, their_lattice, their_frac = peer.batched(lattices, coords, mode, chunk=2)
     np.testing.assert_allclose(losses, their_losses, rtol=1e-10)

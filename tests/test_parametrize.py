@@ -37,7 +37,9 @@ def shaken(crystal, seed=0, strain=0.02, shift=0.02):
 
 
 def space_group_number(crystal, symprec=1e-3):
-    return spglib.get_symmetry_dataset((crystal.lattice, crystal.frac_coords, crystal.atomic_numbers), symprec=symprec).number
+    return spglib.get_symmetry_dataset(
+        (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers), symprec=symprec
+    ).number
 
 
 @pytest.mark.parametrize("name, family, n_strains", FAMILIES)
@@ -66,21 +68,34 @@ def test_projected_structures_keep_the_space_group(name):
     truth = datasets.load_prototype(name)
     projected = space_group(truth, truth).project(shaken(truth, strain=0.03, shift=0.03))
     assert space_group_number(projected) == space_group_number(truth)
-    assert not np.allclose(projected.frac_coords, truth.frac_coords) or len(space_group(truth, truth).axes) == 0
+    assert (
+        not np.allclose(projected.frac_coords, truth.frac_coords)
+        or len(space_group(truth, truth).axes) == 0
+    )
 
 
 def test_family_lattice_has_the_family_metric():
     truth = datasets.load_prototype("A2B_tP6_136_f_a")  # rutile; this setting lists c first
     lattice = crystal_family(truth, truth).project(shaken(truth, strain=0.05)).lattice
     lengths = np.linalg.norm(lattice, axis=1)
-    angles = [np.degrees(np.arccos(lattice[i] @ lattice[j] / (lengths[i] * lengths[j]))) for i, j in ((1, 2), (0, 2), (0, 1))]
+    angles = [
+        np.degrees(np.arccos(lattice[i] @ lattice[j] / (lengths[i] * lengths[j])))
+        for i, j in ((1, 2), (0, 2), (0, 1))
+    ]
     np.testing.assert_allclose(angles, 90, atol=1e-9)
     assert lengths[1] == pytest.approx(lengths[2], rel=1e-12)  # a = b
     assert lengths[0] != pytest.approx(lengths[1], rel=1e-3)
 
 
 @pytest.mark.parametrize(
-    "make", [p1, lattice_only, coordinates_only, lambda t: crystal_family(t, t), lambda t: space_group(t, t)],
+    "make",
+    [
+        p1,
+        lattice_only,
+        coordinates_only,
+        lambda t: crystal_family(t, t),
+        lambda t: space_group(t, t),
+    ],
     ids=["p1", "lattice-only", "coordinates-only", "crystal-family", "space-group"],
 )
 def test_parameter_gradient_matches_finite_differences(make):
@@ -93,12 +108,19 @@ def test_parameter_gradient_matches_finite_differences(make):
     def loss(params):
         return loss_and_grad(parametrization.crystal(params), target, diffractometer, fwhm=0.3).loss
 
-    analytic = parametrization.gradient(loss_and_grad(parametrization.crystal(start), target, diffractometer, fwhm=0.3))
+    analytic = parametrization.gradient(
+        loss_and_grad(parametrization.crystal(start), target, diffractometer, fwhm=0.3)
+    )
     numeric = np.empty_like(start)
     for i in range(len(start)):
         step = np.zeros_like(start)
         step[i] = 1e-5
-        numeric[i] = (-loss(start + 2 * step) + 8 * loss(start + step) - 8 * loss(start - step) + loss(start - 2 * step)) / 12e-5
+        numeric[i] = (
+            -loss(start + 2 * step)
+            + 8 * loss(start + step)
+            - 8 * loss(start - step)
+            + loss(start - 2 * step)
+        ) / 12e-5
     assert np.abs(analytic - numeric).max() < 1e-6 * np.abs(numeric).max()
 
 

@@ -27,7 +27,9 @@ def assert_same_pattern(ours, ref):
 
 def _check(structure, wavelength="CuKa", two_theta_range=(10, 90), **calc_kwargs):
     ours = Diffractometer(wavelength, two_theta_range).peaks(Crystal.from_pymatgen(structure))
-    ref = XRDCalculator(wavelength, **calc_kwargs).get_pattern(structure, two_theta_range=two_theta_range)
+    ref = XRDCalculator(wavelength, **calc_kwargs).get_pattern(
+        structure, two_theta_range=two_theta_range
+    )
     assert_same_pattern(ours, ref)
     return ours
 

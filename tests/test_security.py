@@ -22,15 +22,25 @@ FORBIDDEN = {
 @pytest.mark.parametrize("name", sorted(FORBIDDEN))
 def test_the_package_never_runs_or_unpickles_data(name):
     pattern = re.compile(FORBIDDEN[name])
-    found = [f"{path.name}:{number}" for path in sorted(PACKAGE.rglob("*.py"))
-             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    found = [
+        f"{path.name}:{number}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert not found, f"{name} in {found}"
 
 
 def test_the_patterns_catch_what_they_are_for():
-    samples = {"eval": "x = eval(text)", "exec": "exec(code)", "pickle": "data = pickle.load(handle)",
-               "allow_pickle": "np.load(path, allow_pickle=True)", "shell": "run(cmd, shell=True)",
-               "yaml.load": "yaml.load(text)", "torch.load": "torch.load(path)"}
+    samples = {
+        "eval": "x = eval(text)",
+        "exec": "exec(code)",
+        "pickle": "data = pickle.load(handle)",
+        "allow_pickle": "np.load(path, allow_pickle=True)",
+        "shell": "run(cmd, shell=True)",
+        "yaml.load": "yaml.load(text)",
+        "torch.load": "torch.load(path)",
+    }
     for name, line in samples.items():
         assert re.search(FORBIDDEN[name], line), name
     assert not re.search(FORBIDDEN["eval"], "model.eval()")  # a method named eval is not eval

@@ -10,12 +10,16 @@ GRID = np.linspace(10, 30, 401)
 
 
 def peaks_pattern(centres, heights, width=0.3, grid=GRID):
-    return sum(h * np.exp(-0.5 * ((grid - c) / width) ** 2) for c, h in zip(centres, heights)) + 1e-3
+    return (
+        sum(h * np.exp(-0.5 * ((grid - c) / width) ** 2) for c, h in zip(centres, heights)) + 1e-3
+    )
 
 
 @pytest.fixture
 def pair():
-    return peaks_pattern([14, 20, 25.5], [1, 0.6, 0.3]), peaks_pattern([14.2, 20, 25], [0.8, 0.7, 0.3])
+    return peaks_pattern([14, 20, 25.5], [1, 0.6, 0.3]), peaks_pattern(
+        [14.2, 20, 25], [0.8, 0.7, 0.3]
+    )
 
 
 def central_difference(function, x, step=1e-6):
@@ -43,7 +47,9 @@ def test_identical_patterns_are_perfect(name, pair):
     value, gradient = loss(name, y, y, GRID)
     assert value == pytest.approx(0, abs=1e-12)
     if name != "wasserstein":  # W1 is not differentiable at its minimum (|·|)
-        assert np.max(np.abs(gradient)) < 1e-9 * np.max(np.abs(loss(name, y, 2 * y + GRID, GRID)[1]))
+        assert np.max(np.abs(gradient)) < 1e-9 * np.max(
+            np.abs(loss(name, y, 2 * y + GRID, GRID)[1])
+        )
 
 
 @pytest.mark.parametrize("name", sorted(METRICS))
@@ -56,7 +62,9 @@ def test_known_values():
     a = np.array([1.0, 0, 0, 0])
     b = np.array([0, 1.0, 0, 0])
     assert similarity.cosine(a, b)[0] == 0
-    assert similarity.spectral_entropy(a, b)[0] == pytest.approx(0, abs=1e-9)  # disjoint: no shared entropy
+    assert similarity.spectral_entropy(a, b)[0] == pytest.approx(
+        0, abs=1e-9
+    )  # disjoint: no shared entropy
     grid = np.arange(4.0)
     assert similarity.wasserstein(a, b, grid)[0] == pytest.approx(1.0)  # shift by one step of 1°
     c = np.array([0, 0, 0, 1.0])

@@ -63,7 +63,11 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         old = module.__name__.partition(".")[2]
         parts = [importlib.import_module(f"{__name__}.{part}") for part in MOVED[old]]
         new = ", ".join(part.__name__ for part in parts)
-        warnings.warn(f"{module.__name__} moved to {new}; import it from there", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"{module.__name__} moved to {new}; import it from there",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         if len(parts) == 1:
             sys.modules[module.__name__] = parts[0]
             return
@@ -72,9 +76,13 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             for part in parts:
                 if hasattr(part, attribute):
                     return getattr(part, attribute)
-            raise AttributeError(f"module {module.__name__!r} (now {new}) has no attribute {attribute!r}")
+            raise AttributeError(
+                f"module {module.__name__!r} (now {new}) has no attribute {attribute!r}"
+            )
 
-        view = types.ModuleType(module.__name__, f"Names of the old {module.__name__}, now in {new}.")
+        view = types.ModuleType(
+            module.__name__, f"Names of the old {module.__name__}, now in {new}."
+        )
         view.__getattr__ = lookup
         sys.modules[module.__name__] = view
 

@@ -26,10 +26,10 @@ from xrdcore.diffraction import Diffractometer, check_diffractometer, scatterer_
 from xrdcore.gradients import (
     DEFAULT_MARGIN,
     check_fixed_width,
-    target_pattern,
     check_target,
     reflection_set,
     required_margin,
+    target_pattern,
 )
 from xrdcore.kernels import batched
 from xrdcore.physics.profiles import Profile
@@ -96,10 +96,18 @@ class BatchLoss:
         self.wavelength = diffractometer.wavelength
         check_target(target, self.setup.grid)
         self._n_types = len(scatterer_types(template)[1])
-        self.reflections = reflection_set(diffractometer, template.lattice, self.setup.two_theta_range, margin,
-                                          len(template), self._n_types)
+        self.reflections = reflection_set(
+            diffractometer,
+            template.lattice,
+            self.setup.two_theta_range,
+            margin,
+            len(template),
+            self._n_types,
+        )
         self.target = np.asarray(target_pattern(target, diffractometer, self.setup), dtype=float)
-        metric_loss(metric, self.target, self.target, self.setup.grid)  # the metric accepts the target (signs, grid)
+        metric_loss(
+            metric, self.target, self.target, self.setup.grid
+        )  # the metric accepts the target (signs, grid)
         scatterer_type, type_z, type_coeffs, type_b = scatterer_types(template)
         cast = self.dtype.type
         self._arrays = dict(
@@ -110,31 +118,46 @@ class BatchLoss:
             hkl=self.reflections.hkl.astype(self.dtype),
             grid=self.setup.grid.astype(self.dtype),
         )
-        self._scalars = (cast(self.wavelength), cast(self.setup.fwhm), cast(self.setup.eta), cast(self.setup.window))
-        self._max_index = batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
+        self._scalars = (
+            cast(self.wavelength),
+            cast(self.setup.fwhm),
+            cast(self.setup.eta),
+            cast(self.setup.window),
+        )
+        self._max_index = (
+            batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
+        )
         self._step = cast(self.setup.step)
         self._g_window = tuple(cast(g) for g in diffractometer.g_window(self.setup.two_theta_range))
         if self.backend == "cuda":
             from xrdcore.kernels import cuda as cuda_kernels
 
-            self._device = cuda_kernels.DeviceBatch(self._arrays, self.target.astype(self.dtype), self._scalars)
+            self._device = cuda_kernels.DeviceBatch(
+                self._arrays, self.target.astype(self.dtype), self._scalars
+            )
 
     # ------------------------------------------------------------------ inputs
     def _prepare(self, lattices, frac_coords, occupancies):
         n_atoms = len(self.template)
         lattices = real_array(lattices, "lattices")
         if lattices.ndim != 3 or lattices.shape[1:] != (3, 3):
-            raise ValueError(f"lattices must have shape (B, 3, 3), one lattice (rows, Å) per structure, "
-                             f"got {lattices.shape}")
+            raise ValueError(
+                f"lattices must have shape (B, 3, 3), one lattice (rows, Å) per structure, "
+                f"got {lattices.shape}"
+            )
         n_batch = len(lattices)
         if n_batch == 0:
-            raise ValueError("the batch is empty: lattices has shape (0, 3, 3); give at least one structure")
+            raise ValueError(
+                "the batch is empty: lattices has shape (0, 3, 3); give at least one structure"
+            )
         frac_coords = real_array(frac_coords, "frac_coords", shape=(n_batch, n_atoms, 3))
         if occupancies is None:
             occupancies = np.broadcast_to(self.template.occupancies, (n_batch, n_atoms))
         occupancies = real_array(occupancies, "occupancies", shape=(n_batch, n_atoms))
         if np.any(occupancies < 0) or np.any(occupancies > 1):
-            raise ValueError(f"occupancies must have shape ({n_batch}, {n_atoms}) with values in [0, 1]")
+            raise ValueError(
+                f"occupancies must have shape ({n_batch}, {n_atoms}) with values in [0, 1]"
+            )
         self.check_memory(n_batch)
         if np.any(np.linalg.det(lattices) <= 0):
             raise StructureError("every lattice must be right-handed with a positive volume")
@@ -143,7 +166,9 @@ class BatchLoss:
                 "a lattice of the batch has moved beyond the shared reflection list's margin; "
                 "build a new BatchLoss (or a larger margin)"
             )
-        return (np.ascontiguousarray(a, dtype=self.dtype) for a in (lattices, frac_coords, occupancies))
+        return (
+            np.ascontiguousarray(a, dtype=self.dtype) for a in (lattices, frac_coords, occupancies)
+        )
 
     def check_memory(self, n_batch: int) -> None:
         """ResourceLimitError when a batch of ``n_batch`` structures would need more working memory than
@@ -151,11 +176,15 @@ class BatchLoss:
         reflection and scatterer type, and the batch's patterns and gradients on the grid)."""
         at_once = n_batch if self.backend == "cuda" else min(n_batch, CPU_CHUNK)
         n_reflections, n_grid = len(self.reflections.hkl), len(self.setup.grid)
-        values = (at_once * n_reflections * (PER_REFLECTION + PER_TYPE * self._n_types)
-                  + n_batch * n_grid * PER_GRID_POINT)
-        guard_memory(values * self.dtype.itemsize + n_batch * n_grid * 8,
-                     f"a batch of {n_batch:,} structures ({n_reflections:,} reflections, {n_grid:,} grid points)",
-                     "evaluate the batch in smaller parts")
+        values = (
+            at_once * n_reflections * (PER_REFLECTION + PER_TYPE * self._n_types)
+            + n_batch * n_grid * PER_GRID_POINT
+        )
+        guard_memory(
+            values * self.dtype.itemsize + n_batch * n_grid * 8,
+            f"a batch of {n_batch:,} structures ({n_reflections:,} reflections, {n_grid:,} grid points)",
+            "evaluate the batch in smaller parts",
+        )
 
     def covers(self, lattices) -> np.ndarray:
         """(B,) True where the shared reflection list is complete for lattice b (see
@@ -178,9 +207,14 @@ class BatchLoss:
         choice(undefined, "undefined", UNDEFINED)
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
-            return self._device.loss_and_grad(lattices, frac_coords, occupancies, self._metric_on_host(undefined))
+            return self._device.loss_and_grad(
+                lattices, frac_coords, occupancies, self._metric_on_host(undefined)
+            )
         losses = np.empty(len(lattices))
-        d_lattice, d_frac = np.empty(lattices.shape, self.dtype), np.empty(frac_coords.shape, self.dtype)
+        d_lattice, d_frac = (
+            np.empty(lattices.shape, self.dtype),
+            np.empty(frac_coords.shape, self.dtype),
+        )
         a = self._arrays
         wavelength, *profile_scalars = self._scalars
         for chunk in range(0, len(lattices), CPU_CHUNK):  # the chunk's work arrays stay in cache
@@ -188,12 +222,30 @@ class BatchLoss:
             profile, saved = self._forward_cpu(lattices[part], frac_coords[part], occupancies[part])
             losses[part], d_profile = self._host_metric(profile, undefined)
             d_lattice[part], d_frac[part] = batched.backward_batch(
-                d_profile.astype(self.dtype, copy=False), saved, lattices[part], frac_coords[part], occupancies[part],
-                a["scatterer_type"], a["hkl"], self._max_index, wavelength, a["grid"], self._step, *profile_scalars,
+                d_profile.astype(self.dtype, copy=False),
+                saved,
+                lattices[part],
+                frac_coords[part],
+                occupancies[part],
+                a["scatterer_type"],
+                a["hkl"],
+                self._max_index,
+                wavelength,
+                a["grid"],
+                self._step,
+                *profile_scalars,
             )
         return losses, d_lattice, d_frac
 
-    def descend(self, lattices, frac_coords, steps: int, lattice_rate: float, frac_rate: float, occupancies=None):
+    def descend(
+        self,
+        lattices,
+        frac_coords,
+        steps: int,
+        lattice_rate: float,
+        frac_rate: float,
+        occupancies=None,
+    ):
         """Plain gradient descent for ``steps`` steps on every structure; returns final lattices,
         coordinates and the loss history (steps + 1, B). On the GPU nothing leaves the device
         between steps (cosine loss)."""
@@ -220,8 +272,20 @@ class BatchLoss:
         a = self._arrays
         wavelength, *profile_scalars = self._scalars
         return batched.forward_batch(
-            lattices, frac_coords, occupancies, a["scatterer_type"], a["type_z"], a["type_coeffs"], a["type_b"],
-            a["hkl"], self._max_index, *self._g_window, wavelength, a["grid"], self._step, *profile_scalars,
+            lattices,
+            frac_coords,
+            occupancies,
+            a["scatterer_type"],
+            a["type_z"],
+            a["type_coeffs"],
+            a["type_b"],
+            a["hkl"],
+            self._max_index,
+            *self._g_window,
+            wavelength,
+            a["grid"],
+            self._step,
+            *profile_scalars,
         )
 
     def _metric_on_host(self, undefined="raise"):

@@ -125,7 +125,9 @@ def scatterer_types(crystal: Crystal):
     """
     if "scatterer_types" not in crystal.derived:
         # a complex key Z + iB sorts and groups by (Z, B) with a fast 1-D unique
-        pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True)
+        pairs, scatterer_type = np.unique(
+            crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True
+        )
         crystal.derived["scatterer_types"] = (
             scatterer_type.reshape(-1).astype(np.int64),
             pairs.real.copy(),
@@ -135,20 +137,24 @@ def scatterer_types(crystal: Crystal):
     return crystal.derived["scatterer_types"]
 
 
-
-
-
-
 def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float, float]:
-    if isinstance(two_theta_range, numbers.Real) and not isinstance(two_theta_range, (bool, np.bool_)):
-        raise ValueError(f"{name} must be (low, high) in degrees, got the single number {two_theta_range!r}")
+    if isinstance(two_theta_range, numbers.Real) and not isinstance(
+        two_theta_range, (bool, np.bool_)
+    ):
+        raise ValueError(
+            f"{name} must be (low, high) in degrees, got the single number {two_theta_range!r}"
+        )
     if not isinstance(two_theta_range, (tuple, list, np.ndarray)):
         raise TypeError(f"{name} must be (low, high) in degrees, got {describe(two_theta_range)}")
     if len(two_theta_range) != 2:
-        raise ValueError(f"{name} must be (low, high) in degrees, got {len(two_theta_range)} values")
+        raise ValueError(
+            f"{name} must be (low, high) in degrees, got {len(two_theta_range)} values"
+        )
     lo, hi = (real(t, f"{name}[{i}]", unit="degrees") for i, t in enumerate(two_theta_range))
     if not 0 <= lo < hi <= MAX_TWO_THETA:
-        raise ValueError(f"{name} must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo:g}, {hi:g})")
+        raise ValueError(
+            f"{name} must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo:g}, {hi:g})"
+        )
     return lo, hi
 
 
@@ -167,10 +173,14 @@ def _cell_measures(lattice) -> tuple[float, list[float]]:
     """Signed volume (Å³) and the three row lengths (Å) of a (3, 3) lattice, in plain floats (fast)."""
     (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = np.asarray(lattice, dtype=float).tolist()
     volume = a0 * (b1 * c2 - b2 * c1) - a1 * (b0 * c2 - b2 * c0) + a2 * (b0 * c1 - b1 * c0)
-    return volume, [math.sqrt(x * x + y * y + z * z) for x, y, z in ((a0, a1, a2), (b0, b1, b2), (c0, c1, c2))]
+    return volume, [
+        math.sqrt(x * x + y * y + z * z) for x, y, z in ((a0, a1, a2), (b0, b1, b2), (c0, c1, c2))
+    ]
 
 
-def check_reflection_work(lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1) -> None:
+def check_reflection_work(
+    lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
+) -> None:
     """ResourceLimitError, before anything is enumerated, when the reflections of ``lattice`` with
     g_min ≤ |g| ≤ g_max, their structure-factor terms (reflections × atoms) or the estimated memory
     of enumerating and evaluating them exceed :data:`xrdcore.validation.LIMITS`."""
@@ -180,18 +190,47 @@ def check_reflection_work(lattice, g_min: float, g_max: float, n_atoms: int = 1,
     def where():
         return f"a cell of {abs(volume):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"
 
-    guard(count, "max_reflections", lambda: f"about {count:,.0f} reflections ({where()})", REFLECTION_HINT)
-    guard(count * n_atoms, "max_terms", lambda: f"about {count:,.0f} reflections × {n_atoms} atoms "
-          f"= {count * n_atoms:,.0f} structure-factor terms", REFLECTION_HINT + ", or use a smaller cell")
-    bounds = [math.floor(g_max * length) for length in lengths]  # the enumeration's |h|, |k|, |l| limits
+    guard(
+        count,
+        "max_reflections",
+        lambda: f"about {count:,.0f} reflections ({where()})",
+        REFLECTION_HINT,
+    )
+    guard(
+        count * n_atoms,
+        "max_terms",
+        lambda: (
+            f"about {count:,.0f} reflections × {n_atoms} atoms "
+            f"= {count * n_atoms:,.0f} structure-factor terms"
+        ),
+        REFLECTION_HINT + ", or use a smaller cell",
+    )
+    bounds = [
+        math.floor(g_max * length) for length in lengths
+    ]  # the enumeration's |h|, |k|, |l| limits
     box = (bounds[0] + 1) * (2 * bounds[1] + 1) * (2 * bounds[2] + 1)
     pairs = min(count, (bounds[0] + 1) * (2 * bounds[1] + 1))  # (h, k) pairs of the phase tables
-    memory = (BOX_BYTES * box + count * (REFLECTION_BYTES + TYPE_BYTES * n_types)
-              + 16 * n_atoms * (pairs + 3 * (2 * max(bounds) + 1)))
-    oblique = ("; this oblique cell makes the index box far larger than its reflections: reduce it first "
-               "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)") if box > 100 * max(count, 1) else ""
-    guard_memory(memory, lambda: f"enumerating about {count:,.0f} reflections ({where()}, an index box of "
-                 f"{box:,.0f} points)", REFLECTION_HINT + oblique)
+    memory = (
+        BOX_BYTES * box
+        + count * (REFLECTION_BYTES + TYPE_BYTES * n_types)
+        + 16 * n_atoms * (pairs + 3 * (2 * max(bounds) + 1))
+    )
+    oblique = (
+        (
+            "; this oblique cell makes the index box far larger than its reflections: reduce it first "
+            "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)"
+        )
+        if box > 100 * max(count, 1)
+        else ""
+    )
+    guard_memory(
+        memory,
+        lambda: (
+            f"enumerating about {count:,.0f} reflections ({where()}, an index box of "
+            f"{box:,.0f} points)"
+        ),
+        REFLECTION_HINT + oblique,
+    )
 
 
 class Diffractometer:
@@ -221,12 +260,17 @@ class Diffractometer:
         self.two_theta_range = lo, hi = _check_range(two_theta_range)
         self.step = real(step, "step", low=0, low_open=True, unit="degrees")
         if self.step > hi - lo:
-            raise ValueError(f"step {self.step:g}° is wider than the 2θ range {lo:g}–{hi:g}°; give a step of a "
-                             f"fraction of a peak width (default {DEFAULT_STEP}°)")
+            raise ValueError(
+                f"step {self.step:g}° is wider than the 2θ range {lo:g}–{hi:g}°; give a step of a "
+                f"fraction of a peak width (default {DEFAULT_STEP}°)"
+            )
         points = round((hi - lo) / self.step) + 1
-        guard(points, "max_grid_points",
-              f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
-              "use a larger step (a few points per peak width suffice)")
+        guard(
+            points,
+            "max_grid_points",
+            f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
+            "use a larger step (a few points per peak width suffice)",
+        )
         self._setups: dict = {}  # profile_setup's results on the default grid, by settings
         self._g_windows: dict = {}  # g_window's results, by the identity of the 2θ range tuple asked for
 
@@ -243,18 +287,24 @@ class Diffractometer:
     # ---------------------------------------------------------------- reflections
     def g_window(self, two_theta_range) -> tuple[float, float]:
         """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ (kept per range)."""
-        seen = self._g_windows.get(id(two_theta_range))  # a descent asks with the same tuple every step
+        seen = self._g_windows.get(
+            id(two_theta_range)
+        )  # a descent asks with the same tuple every step
         if seen is not None and seen[0] is two_theta_range:
             return seen[1]
         lo, hi = _check_range(two_theta_range)
         window = tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi))
-        if isinstance(two_theta_range, tuple):  # immutable: safe to know again by identity (it is kept alive here)
+        if isinstance(
+            two_theta_range, tuple
+        ):  # immutable: safe to know again by identity (it is kept alive here)
             if len(self._g_windows) >= G_WINDOWS_KEPT:
                 self._g_windows.clear()
             self._g_windows[id(two_theta_range)] = (two_theta_range, window)
         return window
 
-    def enumerate_hkl(self, lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1):
+    def enumerate_hkl(
+        self, lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
+    ):
         """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order.
 
         Guarded first (:func:`check_reflection_work`) for a structure of ``n_atoms`` atoms of
@@ -262,7 +312,9 @@ class Diffractometer:
         lattice = real_array(lattice, "lattice", shape=(3, 3))
         volume, _ = _cell_measures(lattice)
         if not volume >= MIN_CELL_VOLUME:
-            raise StructureError(f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, got {volume:.3g} Å³")
+            raise StructureError(
+                f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, got {volume:.3g} Å³"
+            )
         g_min = real(g_min, "g_min", low=0, unit="Å⁻¹")
         g_max = real(g_max, "g_max", low=g_min, unit="Å⁻¹")
         check_reflection_work(lattice, g_min, g_max, n_atoms, n_types)
@@ -270,7 +322,9 @@ class Diffractometer:
 
     def enumerate_for(self, crystal: Crystal, g_min: float, g_max: float):
         """:meth:`enumerate_hkl` for ``crystal``'s lattice (valid already), guarded for its atoms and scatterer types."""
-        check_reflection_work(crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1]))
+        check_reflection_work(
+            crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1])
+        )
         return self.kernels.reflection_list(crystal.lattice, g_min, g_max)
 
     def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
@@ -292,7 +346,13 @@ class Diffractometer:
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
             two_theta, intensity, *saved = self.kernels.structure_intensities(
-                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type, *type_tables
+                hkl,
+                g,
+                self.wavelength,
+                crystal.frac_coords,
+                crystal.occupancies,
+                scatterer_type,
+                *type_tables,
             )
         return two_theta, intensity, tuple(saved)
 
@@ -303,7 +363,9 @@ class Diffractometer:
         first, scaled, member_start, members = self.kernels.merge_peaks(
             refl.two_theta, refl.intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL
         )
-        return PeakList(refl.two_theta[first], scaled, 1.0 / refl.g[first], refl.hkl[members], member_start)
+        return PeakList(
+            refl.two_theta[first], scaled, 1.0 / refl.g[first], refl.hkl[members], member_start
+        )
 
     # ---------------------------------------------------------------- profile
     def pattern(
@@ -333,7 +395,9 @@ class Diffractometer:
             profile *= 100.0 / profile.max()
         return profile
 
-    def profile_setup(self, two_theta=None, fwhm: float | tuple[float, float, float] | Profile = 0.1) -> ProfileSetup:
+    def profile_setup(
+        self, two_theta=None, fwhm: float | tuple[float, float, float] | Profile = 0.1
+    ) -> ProfileSetup:
         """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid.
 
         The grid must lie in 0–179.9°, ascend strictly, and be fine enough for the peaks: a grid
@@ -347,12 +411,22 @@ class Diffractometer:
         grid = self.two_theta if two_theta is None else _check_grid(two_theta)
         widths = peak_widths(profile.fwhm, grid)
         spacing = np.diff(grid)
-        extent = min(1.0, 2 * window)  # what of a peak the grid must resolve, in FWHMs: itself or its window
+        extent = min(
+            1.0, 2 * window
+        )  # what of a peak the grid must resolve, in FWHMs: itself or its window
         coarse = np.flatnonzero(spacing > np.maximum(widths[:-1], widths[1:]) * extent * (1 + 1e-6))
         if len(coarse):
             k = coarse[0]
-            what = f"peak FWHM {widths[k]:.4g}°" if extent == 1 else f"evaluation window ±{window:g} FWHM"
-            remedy = "a finer step or a wider fwhm" if extent == 1 else "a wider window (default: 5 FWHMs)"
+            what = (
+                f"peak FWHM {widths[k]:.4g}°"
+                if extent == 1
+                else f"evaluation window ±{window:g} FWHM"
+            )
+            remedy = (
+                "a finer step or a wider fwhm"
+                if extent == 1
+                else "a wider window (default: 5 FWHMs)"
+            )
             raise ValueError(
                 f"the 2θ grid spacing {spacing[k]:.4g}° at {grid[k]:.4g}° is wider than the {what}: peaks would "
                 f"fall between grid points (the pattern would miss them); use {remedy}"
@@ -371,13 +445,24 @@ def _check_grid(two_theta) -> np.ndarray:
     """A 2θ grid (deg) given by the caller: 1-D, finite, non-empty, within the guard, strictly
     ascending and inside 0–179.9°."""
     grid = real_array(two_theta, "two_theta grid", ndim=1)  # no copy of a float64 array
-    guard(grid.size, "max_grid_points", f"a two_theta grid of {grid.size:,} points", "use a coarser grid")
+    guard(
+        grid.size,
+        "max_grid_points",
+        f"a two_theta grid of {grid.size:,} points",
+        "use a coarser grid",
+    )
     if grid.size == 0:
-        raise ValueError("two_theta grid must be a non-empty 1-D array of angles in degrees, got an empty one")
+        raise ValueError(
+            "two_theta grid must be a non-empty 1-D array of angles in degrees, got an empty one"
+        )
     if np.any(np.diff(grid) <= 0):
-        raise ValueError("two_theta grid must be strictly ascending (no repeated or decreasing angles)")
+        raise ValueError(
+            "two_theta grid must be strictly ascending (no repeated or decreasing angles)"
+        )
     if grid[0] < 0 or grid[-1] > MAX_TWO_THETA:
-        raise ValueError(f"two_theta grid {grid[0]:g}–{grid[-1]:g}° reaches outside 0–{MAX_TWO_THETA}°")
+        raise ValueError(
+            f"two_theta grid {grid[0]:g}–{grid[-1]:g}° reaches outside 0–{MAX_TWO_THETA}°"
+        )
     return grid
 
 
@@ -415,10 +500,17 @@ class ProfileSetup:
         """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
         widths = peak_widths(self.fwhm, centres)
         work = self.work(len(centres))
-        guard(work, "max_terms", f"the profile's {work:,} peak-shape evaluations ({len(centres):,} reflections × "
-              f"grid points within {self.window:g} FWHMs)", "use a smaller window or a coarser grid")
+        guard(
+            work,
+            "max_terms",
+            f"the profile's {work:,} peak-shape evaluations ({len(centres):,} reflections × "
+            f"grid points within {self.window:g} FWHMs)",
+            "use a smaller window or a coarser grid",
+        )
         with cpu.threads_for(work):
-            return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta, self.window, self.step)
+            return kernels.broadened_profile(
+                self.grid, centres, intensities, widths, self.eta, self.window, self.step
+            )
 
     def work(self, n_peaks: int) -> int:
         """Peak-shape evaluations of one profile: peaks × grid points per window (at most the grid)."""
@@ -427,4 +519,9 @@ class ProfileSetup:
 
 
 def check_diffractometer(diffractometer) -> Diffractometer:
-    return instance(diffractometer, "diffractometer", Diffractometer, "make one with Diffractometer('CuKa', (10, 90))")
+    return instance(
+        diffractometer,
+        "diffractometer",
+        Diffractometer,
+        "make one with Diffractometer('CuKa', (10, 90))",
+    )

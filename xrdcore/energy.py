@@ -53,7 +53,9 @@ def _require(module: str):
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as error:
-        raise ImportError(f"xrdcore.energy needs {module.split('.')[0]} ({error}); {_INSTALL_HINT}") from error
+        raise ImportError(
+            f"xrdcore.energy needs {module.split('.')[0]} ({error}); {_INSTALL_HINT}"
+        ) from error
 
 
 @contextlib.contextmanager
@@ -66,7 +68,9 @@ def _quiet():
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     with warnings.catch_warnings(), threadpool_limits(THREADS, user_api="blas"):
-        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
+        warnings.filterwarnings(
+            "ignore", message="Converting a tensor with requires_grad=True to a scalar"
+        )
         if torch is not None:
             torch.set_num_threads(THREADS)
         try:
@@ -82,7 +86,9 @@ def _chgnet():
     dynamics = _require("chgnet.model.dynamics")
     model = _require("chgnet.model").CHGNet
     with _quiet(), contextlib.redirect_stdout(io.StringIO()):  # it prints the device it runs on
-        return dynamics.CHGNetCalculator(model=model.load(use_device="cpu", verbose=False), use_device="cpu")
+        return dynamics.CHGNetCalculator(
+            model=model.load(use_device="cpu", verbose=False), use_device="cpu"
+        )
 
 
 def calculator(name_or_calc=None):
@@ -92,14 +98,18 @@ def calculator(name_or_calc=None):
         name_or_calc = "chgnet"
     if not isinstance(name_or_calc, str):
         if not (hasattr(name_or_calc, "get_property") and hasattr(name_or_calc, "calculate")):
-            raise TypeError(f"expected an ASE calculator or one of {CALCULATORS}, got {type(name_or_calc).__name__}")
+            raise TypeError(
+                f"expected an ASE calculator or one of {CALCULATORS}, got {type(name_or_calc).__name__}"
+            )
         return name_or_calc
     name = name_or_calc.strip().lower()
     if name == "chgnet":
         return _chgnet()
     if name == "emt":
         return _require("ase.calculators.emt").EMT()
-    raise ValueError(f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} or pass an ASE calculator object")
+    raise ValueError(
+        f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} or pass an ASE calculator object"
+    )
 
 
 def supported_elements(calc) -> set[int] | None:
@@ -128,7 +138,12 @@ def to_atoms(crystal: Crystal):
             f"occupancy {crystal.occupancies[first]:g}); an energy needs an ordered structure: "
             "choose one configuration (e.g. with pymatgen's OrderDisorderedStructureTransformation)"
         )
-    return Atoms(numbers=crystal.atomic_numbers, cell=crystal.lattice, scaled_positions=crystal.frac_coords, pbc=True)
+    return Atoms(
+        numbers=crystal.atomic_numbers,
+        cell=crystal.lattice,
+        scaled_positions=crystal.frac_coords,
+        pbc=True,
+    )
 
 
 def _check_elements(crystal: Crystal, calc):
@@ -149,12 +164,17 @@ def check_cell(crystal: Crystal) -> None:
     (see :data:`BYTES_PER_GRAPH_ELEMENT`) exceeds ``LIMITS.max_memory_gb``: before any calculator runs."""
     density = len(crystal) / crystal.volume  # atoms per Å³
     if 1 / density < MIN_VOLUME_PER_ATOM:
-        raise StructureError(f"the cell has collapsed: {1 / density:.3g} Å³ per atom (solids have ≳ 5); "
-                             "no interatomic potential is meaningful there")
+        raise StructureError(
+            f"the cell has collapsed: {1 / density:.3g} Å³ per atom (solids have ≳ 5); "
+            "no interatomic potential is meaningful there"
+        )
     pairs = len(crystal) * density * 4 / 3 * np.pi * GRAPH_CUTOFF**3
     triplets = len(crystal) * (density * 4 / 3 * np.pi * BOND_CUTOFF**3) ** 2
-    guard_memory(BYTES_PER_GRAPH_ELEMENT * (pairs + triplets), f"an energy of {len(crystal)} atoms ({pairs:.3g} neighbour pairs)",
-                 "use a smaller cell")
+    guard_memory(
+        BYTES_PER_GRAPH_ELEMENT * (pairs + triplets),
+        f"an energy of {len(crystal)} atoms ({pairs:.3g} neighbour pairs)",
+        "use a smaller cell",
+    )
 
 
 def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False):
@@ -170,13 +190,19 @@ def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False
             from ase.stress import voigt_6_to_full_3x3_stress
 
             # CHGNet's tasks are "e", "ef" and "efs": stress comes only with forces
-            calc.calculate(atoms, ["energy"], all_changes, task="e" + "f" * (forces or stress) + "s" * stress)
+            calc.calculate(
+                atoms, ["energy"], all_changes, task="e" + "f" * (forces or stress) + "s" * stress
+            )
             results = [float(calc.results["energy"])]
             if forces:
                 results.append(np.array(calc.results["forces"], dtype=float))
             if stress:
                 values = np.array(calc.results["stress"], dtype=float)
-                results.append(voigt_6_to_full_3x3_stress(values) if values.shape == (6,) else values.reshape(3, 3))
+                results.append(
+                    voigt_6_to_full_3x3_stress(values)
+                    if values.shape == (6,)
+                    else values.reshape(3, 3)
+                )
             calc.reset()  # the partial results must not be served to a later ASE query
         else:
             results = [float(atoms.get_potential_energy())]
@@ -185,7 +211,9 @@ def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False
             if stress:
                 results.append(np.array(atoms.get_stress(voigt=False), dtype=float))
     if not np.isfinite(results[0]):
-        raise ValueError(f"the calculator returned a non-finite energy ({results[0]}) for {crystal!r}")
+        raise ValueError(
+            f"the calculator returned a non-finite energy ({results[0]}) for {crystal!r}"
+        )
     return results
 
 
@@ -212,7 +240,9 @@ def check_supported(crystal: Crystal, calc=None) -> None:
     _check_elements(crystal, calculator(calc))
 
 
-def energy_gradient(crystal: Crystal, calc=None, lattice: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
+def energy_gradient(
+    crystal: Crystal, calc=None, lattice: bool = True
+) -> tuple[float, np.ndarray, np.ndarray]:
     """Energy (eV per atom) and its exact gradient from one force + stress evaluation:
     with respect to the lattice rows A at fixed fractional coordinates, dE/dA = V A⁻ᵀ σ
     (eV per atom per Å, (3, 3)), and with respect to the fractional coordinates at fixed
@@ -220,7 +250,9 @@ def energy_gradient(crystal: Crystal, calc=None, lattice: bool = True) -> tuple[
     :func:`xrdcore.gradients.loss_and_grad`, so the two gradients add. ``lattice=False`` skips
     the stress (one backward pass less with CHGNet) and returns dE/dA as NaN."""
     total, forces, *stress = _evaluate(crystal, calculator(calc), forces=True, stress=lattice)
-    d_lattice, d_frac = _gradient(crystal, forces, stress[0] if lattice else np.full((3, 3), np.nan))
+    d_lattice, d_frac = _gradient(
+        crystal, forces, stress[0] if lattice else np.full((3, 3), np.nan)
+    )
     atoms = len(crystal)
     return total / atoms, d_lattice / atoms, d_frac / atoms
 
@@ -228,7 +260,9 @@ def energy_gradient(crystal: Crystal, calc=None, lattice: bool = True) -> tuple[
 def _gradient(crystal: Crystal, forces, stress) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of the total energy (eV) from forces (eV/Å) and stress (eV/Å³): dE/dA = V A⁻ᵀ σ
     (the work V σ : ε of the strain ε = A⁻¹ δA) and dE/dx = −F Aᵀ."""
-    return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(forces) @ crystal.lattice.T
+    return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(
+        forces
+    ) @ crystal.lattice.T
 
 
 @dataclass(frozen=True)
@@ -240,8 +274,14 @@ class Relaxation:
     converged: bool  # forces (and, with cell=True, the cell's generalised forces) below fmax
 
 
-def relax(crystal: Crystal, calc=None, steps: int = RELAX_STEPS, fmax: float = RELAX_FMAX, cell: bool = True,
-          optimizer: str = "BFGS") -> Relaxation:
+def relax(
+    crystal: Crystal,
+    calc=None,
+    steps: int = RELAX_STEPS,
+    fmax: float = RELAX_FMAX,
+    cell: bool = True,
+    optimizer: str = "BFGS",
+) -> Relaxation:
     """Relax the atoms (and with ``cell=True`` the lattice, through ASE's FrechetCellFilter)
     to the nearest energy minimum with ASE's ``optimizer`` ("FIRE" or "BFGS") until every
     force is below ``fmax`` eV/Å or ``steps`` steps are spent."""
@@ -263,5 +303,7 @@ def relax(crystal: Crystal, calc=None, steps: int = RELAX_STEPS, fmax: float = R
         converged = bool(run.run(fmax=fmax, steps=steps))
         total = float(atoms.get_potential_energy())
         max_force = float(np.max(np.linalg.norm(atoms.get_forces(), axis=1)))
-    relaxed = crystal.replace(lattice=np.array(atoms.cell.array), frac_coords=atoms.get_scaled_positions(wrap=False))
+    relaxed = crystal.replace(
+        lattice=np.array(atoms.cell.array), frac_coords=atoms.get_scaled_positions(wrap=False)
+    )
     return Relaxation(relaxed, total / len(crystal), max_force, int(run.nsteps), converged)

@@ -80,17 +80,27 @@ def required_margin(reference, lattices) -> np.ndarray:
     is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
     max(1/s_min − 1, 1 − 1/s_max) (the condition of :class:`ReflectionSet`)."""
     lattices = np.ascontiguousarray(lattices, dtype=float)
-    return cpu.required_margins(np.ascontiguousarray(reference, dtype=float), lattices.reshape(-1, 3, 3))
+    return cpu.required_margins(
+        np.ascontiguousarray(reference, dtype=float), lattices.reshape(-1, 3, 3)
+    )
 
 
-def reflection_set(diffractometer: Diffractometer, lattice, two_theta_range, margin: float = DEFAULT_MARGIN,
-                   n_atoms: int = 1, n_types: int = 1) -> ReflectionSet:
+def reflection_set(
+    diffractometer: Diffractometer,
+    lattice,
+    two_theta_range,
+    margin: float = DEFAULT_MARGIN,
+    n_atoms: int = 1,
+    n_types: int = 1,
+) -> ReflectionSet:
     """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays within
     ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for ``n_atoms`` atoms."""
     check_diffractometer(diffractometer)
     margin = check_margin(margin)
     g_min, g_max = diffractometer.g_window(two_theta_range)
-    hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin), n_atoms, n_types)
+    hkl, _ = diffractometer.enumerate_hkl(
+        lattice, g_min * (1 - margin), g_max * (1 + margin), n_atoms, n_types
+    )
     return ReflectionSet(hkl, np.array(lattice, dtype=float), margin, (g_min, g_max))
 
 
@@ -98,10 +108,10 @@ def check_margin(margin) -> float:
     """A reflection set's relative margin: a number in [0, 1)."""
     margin = real(margin, "margin")
     if not 0 <= margin < 1:
-        raise ValueError(f"margin must lie in [0, 1) (a relative change of |g|, e.g. 0.05), got {margin:g}")
+        raise ValueError(
+            f"margin must lie in [0, 1) (a relative change of |g|, e.g. 0.05), got {margin:g}"
+        )
     return margin
-
-
 
 
 def check_target(target, grid):
@@ -113,10 +123,14 @@ def check_target(target, grid):
     try:
         pattern = real_array(target, "target pattern", ndim=1)
     except TypeError as error:
-        raise TypeError(f"{error}; the target is a Crystal or its pattern (intensities on the 2θ grid)") from None
+        raise TypeError(
+            f"{error}; the target is a Crystal or its pattern (intensities on the 2θ grid)"
+        ) from None
     if len(pattern) != len(grid):
-        raise ValueError(f"target pattern has {len(pattern)} points, the 2θ grid {len(grid)}: not the same grid "
-                         "(give the pattern on the diffractometer's grid, or that grid as two_theta=)")
+        raise ValueError(
+            f"target pattern has {len(pattern)} points, the 2θ grid {len(grid)}: not the same grid "
+            "(give the pattern on the diffractometer's grid, or that grid as two_theta=)"
+        )
     if not np.any(pattern):
         raise ValueError(ALL_ZERO["target pattern"])
     return pattern
@@ -157,21 +171,38 @@ def loss_and_grad(
     -------
     LossGradient(loss, d_lattice, d_frac)
     """
-    forward = _forward(crystal, target, diffractometer, metric, fwhm, two_theta, reflections, **options)
+    forward = _forward(
+        crystal, target, diffractometer, metric, fwhm, two_theta, reflections, **options
+    )
     kernels, setup = diffractometer.kernels, forward.setup
     widths = np.full(len(forward.g), setup.fwhm)
     with cpu.threads_for(setup.work(len(forward.g))):
         d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
-            setup.grid, forward.two_theta, forward.intensity, widths, setup.eta, setup.window, forward.d_pattern,
+            setup.grid,
+            forward.two_theta,
+            forward.intensity,
+            widths,
+            setup.eta,
+            setup.window,
+            forward.d_pattern,
             setup.step,
         )
     scatterer_type, *_ = scatterer_types(crystal)
     with cpu.threads_for(len(forward.g) * len(crystal)):
         d_frac, d_g = kernels.reflection_intensities_adjoint(
-            forward.hkl, forward.g, diffractometer.wavelength, crystal.frac_coords, crystal.occupancies,
-            scatterer_type, *forward.saved, d_intensity, d_two_theta,
+            forward.hkl,
+            forward.g,
+            diffractometer.wavelength,
+            crystal.frac_coords,
+            crystal.occupancies,
+            scatterer_type,
+            *forward.saved,
+            d_intensity,
+            d_two_theta,
         )
-    return LossGradient(forward.loss, kernels.lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac)
+    return LossGradient(
+        forward.loss, kernels.lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac
+    )
 
 
 def loss_value(crystal: Crystal, target, diffractometer: Diffractometer, **options) -> float:
@@ -196,8 +227,15 @@ LOSS_OPTIONS = ("metric", "fwhm", "two_theta", "reflections")
 PROFILE_FIELDS = ("shape", "eta", "window")
 
 
-def loss_setup(target, diffractometer: Diffractometer, metric="cosine", fwhm=0.1, two_theta=None,
-               reflections=None, **options):
+def loss_setup(
+    target,
+    diffractometer: Diffractometer,
+    metric="cosine",
+    fwhm=0.1,
+    two_theta=None,
+    reflections=None,
+    **options,
+):
     """The checked settings of a :func:`loss_and_grad` call that do not depend on the structure:
     its :class:`~xrdcore.diffraction.ProfileSetup` and the target pattern on its grid (a Crystal
     target rendered); TypeError/ValueError for any that no structure could make work."""
@@ -206,7 +244,12 @@ def loss_setup(target, diffractometer: Diffractometer, metric="cosine", fwhm=0.1
     check_options(options, LOSS_OPTIONS + metric_options(get_metric(metric)), "loss_and_grad")
     profile = check_fixed_width(fwhm)
     if reflections is not None:
-        instance(reflections, "reflections", ReflectionSet, "make one with xrdcore.gradients.reflection_set")
+        instance(
+            reflections,
+            "reflections",
+            ReflectionSet,
+            "make one with xrdcore.gradients.reflection_set",
+        )
     setup = diffractometer.profile_setup(two_theta, profile)
     return setup, target_pattern(target, diffractometer, setup)
 
@@ -216,8 +259,10 @@ def check_profile_keywords(options: dict, function: str) -> None:
     they travel together as ``fwhm=Profile(...)``."""
     loose = [name for name in PROFILE_FIELDS if name in options]
     if loose:
-        raise TypeError(f"{function}() takes the peak shape as fwhm=Profile(fwhm, shape=..., eta=..., window=...) "
-                        f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}")
+        raise TypeError(
+            f"{function}() takes the peak shape as fwhm=Profile(fwhm, shape=..., eta=..., window=...) "
+            f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}"
+        )
 
 
 def check_fixed_width(fwhm) -> Profile:
@@ -225,23 +270,41 @@ def check_fixed_width(fwhm) -> Profile:
     gradients differentiate the positions and intensities, not Caglioti widths."""
     profile = as_profile(fwhm)
     if profile.caglioti:
-        raise ValueError("gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated")
+        raise ValueError(
+            "gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated"
+        )
     return profile
 
 
-def _forward(crystal, target, diffractometer, metric="cosine", fwhm=0.1, two_theta=None, reflections=None,
-             **options):
+def _forward(
+    crystal,
+    target,
+    diffractometer,
+    metric="cosine",
+    fwhm=0.1,
+    two_theta=None,
+    reflections=None,
+    **options,
+):
     """Forward pass of the loss, keeping what the backward pass needs."""
     check_crystal(crystal)
-    setup, target_pattern = loss_setup(target, diffractometer, metric, fwhm, two_theta, reflections, **options)
+    setup, target_pattern = loss_setup(
+        target, diffractometer, metric, fwhm, two_theta, reflections, **options
+    )
     lattice = crystal.lattice
     if reflections is None:
-        hkl, g = diffractometer.enumerate_for(crystal, *diffractometer.g_window(setup.two_theta_range))
+        hkl, g = diffractometer.enumerate_for(
+            crystal, *diffractometer.g_window(setup.two_theta_range)
+        )
     else:
         if not reflections.covers(lattice):
-            raise ValueError("the lattice has moved beyond the reflection set's margin; enumerate a new set")
+            raise ValueError(
+                "the lattice has moved beyond the reflection set's margin; enumerate a new set"
+            )
         # λ|g|/2 > 1 cannot diffract at any angle; the profile kernels want ascending 2θ
-        hkl, g = diffractometer.kernels.reflection_lengths(lattice, reflections.hkl, 2 / diffractometer.wavelength)
+        hkl, g = diffractometer.kernels.reflection_lengths(
+            lattice, reflections.hkl, 2 / diffractometer.wavelength
+        )
     two_theta_h, intensity, saved = diffractometer.intensities_and_form_factors(crystal, hkl, g)
     pattern = setup.profile(diffractometer.kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **options)

@@ -45,9 +45,9 @@ WCC_WIDTH = 1.0
 #: Why an all-zero pattern makes every metric undefined, per argument.
 ALL_ZERO = {
     "simulated pattern": "the simulated pattern is all zero: nothing diffracts in the 2θ range "
-                         "(check the structure and the 2θ range); the metric is undefined",
+    "(check the structure and the 2θ range); the metric is undefined",
     "target pattern": "the target pattern is all zero: there is nothing to compare with "
-                      "(check the measured or rendered target); the metric is undefined",
+    "(check the measured or rendered target); the metric is undefined",
 }
 
 
@@ -63,18 +63,24 @@ def _checked_pattern(values, name, nonnegative=False, shape=None):
     values = real_array(values, name)
     if shape is not None and values.shape != shape or values.ndim != 1:
         other = "simulated pattern" if name == "target pattern" else "target pattern"
-        raise ValueError(f"patterns must be 1-D on the same grid, got {name} shape {values.shape}"
-                         + (f" and {other} shape {shape}" if shape is not None else ""))
+        raise ValueError(
+            f"patterns must be 1-D on the same grid, got {name} shape {values.shape}"
+            + (f" and {other} shape {shape}" if shape is not None else "")
+        )
     if not values.any():
         raise (UndefinedMetricError if name == "simulated pattern" else ValueError)(ALL_ZERO[name])
     if nonnegative and np.any(values < 0):
-        raise ValueError(f"{name} has negative intensities; this metric treats patterns as distributions")
+        raise ValueError(
+            f"{name} has negative intensities; this metric treats patterns as distributions"
+        )
     return values
 
 
 def _check_grid_shape(two_theta, shape):
     if two_theta is not None and real_array(two_theta, "two_theta").shape != shape:
-        raise ValueError(f"two_theta has shape {np.shape(two_theta)}, patterns {shape}: not the same grid")
+        raise ValueError(
+            f"two_theta has shape {np.shape(two_theta)}, patterns {shape}: not the same grid"
+        )
 
 
 def cosine(pattern, target, two_theta=None):
@@ -93,7 +99,9 @@ def pearson(pattern, target, two_theta=None):
     if norm_t == 0:
         raise ValueError("the target pattern is constant: the Pearson correlation is undefined")
     if norm_y == 0:
-        raise UndefinedMetricError("the simulated pattern is constant: the Pearson correlation is undefined")
+        raise UndefinedMetricError(
+            "the simulated pattern is constant: the Pearson correlation is undefined"
+        )
     value = float(y_c @ t_c / (norm_y * norm_t))
     # both terms are already mean-free, so the centring needs no extra projection
     return value, t_c / (norm_y * norm_t) - value * y_c / norm_y**2
@@ -274,12 +282,16 @@ def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "ra
     ``undefined="nan"`` gets loss NaN and zero gradient."""
     get_metric(name)
     choice(undefined, "undefined", UNDEFINED)
-    if not (isinstance(patterns, np.ndarray) and patterns.dtype.kind == "f"):  # a float array may hold NaN rows
+    if not (
+        isinstance(patterns, np.ndarray) and patterns.dtype.kind == "f"
+    ):  # a float array may hold NaN rows
         patterns = real_array(patterns, "patterns")
     target = _checked_pattern(target, "target pattern")
     if patterns.ndim != 2 or patterns.shape[1] != len(target):
-        raise ValueError(f"patterns must have shape (B, {len(target)}), one pattern per row on the target's grid, "
-                         f"got shape {patterns.shape}")
+        raise ValueError(
+            f"patterns must have shape (B, {len(target)}), one pattern per row on the target's grid, "
+            f"got shape {patterns.shape}"
+        )
     _check_grid_shape(two_theta, target.shape)
     patterns = np.ascontiguousarray(patterns, dtype=float)
     if name == "cosine" and len(patterns):

@@ -54,7 +54,9 @@ class Limits:
     max_memory_gb: float = 8.0  # estimated working memory of one call (GiB)
     max_atoms: int = 100_000  # atoms of one structure
     max_file_mb: float = 64.0  # size of a CIF or study-config file read (MiB)
-    max_cif_atoms: int = 10_000  # atom sites × symmetry operations of a CIF (pymatgen's parser is quadratic)
+    max_cif_atoms: int = (
+        10_000  # atom sites × symmetry operations of a CIF (pymatgen's parser is quadratic)
+    )
 
 
 def _from_environment() -> Limits:
@@ -65,7 +67,9 @@ def _from_environment() -> Limits:
             try:
                 values[item.name] = int(float(text)) if item.type == "int" else float(text)
             except ValueError:
-                raise ValueError(f"environment variable XRDCORE_{item.name.upper()}={text!r} is not a number") from None
+                raise ValueError(
+                    f"environment variable XRDCORE_{item.name.upper()}={text!r} is not a number"
+                ) from None
     return Limits(**values)
 
 
@@ -106,8 +110,14 @@ def guard(amount: float, limit: str, what, hint: str = "") -> None:
 
 def guard_memory(n_bytes: float, what, hint: str = "") -> None:
     """:func:`guard` on an estimate of working memory in bytes (``what`` as for :func:`guard`)."""
-    guard(n_bytes / 2**30, "max_memory_gb",
-          lambda: f"{what() if callable(what) else what} needs about {n_bytes / 2**30:.3g} GiB, which", hint)
+    guard(
+        n_bytes / 2**30,
+        "max_memory_gb",
+        lambda: (
+            f"{what() if callable(what) else what} needs about {n_bytes / 2**30:.3g} GiB, which"
+        ),
+        hint,
+    )
 
 
 def describe(value) -> str:
@@ -118,18 +128,29 @@ def describe(value) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def real(value, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
-         unit: str = "") -> float:
+def real(
+    value,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    unit: str = "",
+) -> float:
     """``value`` as a finite float within [low, high] (``low_open``: > low); TypeError for a bool,
     a complex, a string, None or an array; ValueError for NaN, inf or out of range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         hint = " (True/False is not a number here)" if isinstance(value, (bool, np.bool_)) else ""
-        raise TypeError(f"{name} must be a real number{' in ' + unit if unit else ''}, got {describe(value)}{hint}")
+        raise TypeError(
+            f"{name} must be a real number{' in ' + unit if unit else ''}, got {describe(value)}{hint}"
+        )
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {number}")
     if low is not None and (number <= low if low_open else number < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '≥'} {low:g}{' ' + unit if unit else ''}, got {number:g}")
+        raise ValueError(
+            f"{name} must be {'>' if low_open else '≥'} {low:g}{' ' + unit if unit else ''}, got {number:g}"
+        )
     if high is not None and number > high:
         raise ValueError(f"{name} must be ≤ {high:g}{' ' + unit if unit else ''}, got {number:g}")
     return number
@@ -150,10 +171,14 @@ def whole(value, name: str, *, low: int | None = None, high: int | None = None) 
     return number
 
 
-def real_array(value, name: str, *, shape: tuple | None = None, ndim: int | None = None) -> np.ndarray:
+def real_array(
+    value, name: str, *, shape: tuple | None = None, ndim: int | None = None
+) -> np.ndarray:
     """``value`` as a finite float64 array; ``shape`` may hold None for any length. TypeError
     for booleans, complex numbers, strings, objects; ValueError for a wrong shape or NaN/inf."""
-    if type(value) is np.ndarray and value.dtype == np.float64:  # the hot path: patterns, grids, lattices
+    if (
+        type(value) is np.ndarray and value.dtype == np.float64
+    ):  # the hot path: patterns, grids, lattices
         array = value
     else:
         if value is None or isinstance(value, (str, bytes, dict, set)):
@@ -161,14 +186,27 @@ def real_array(value, name: str, *, shape: tuple | None = None, ndim: int | None
         try:
             array = np.asarray(value)
         except (TypeError, ValueError):  # ragged nested lists
-            raise ValueError(f"{name} must be a rectangular array of numbers (rows of equal length)") from None
+            raise ValueError(
+                f"{name} must be a rectangular array of numbers (rows of equal length)"
+            ) from None
         if array.dtype == bool or array.dtype.kind not in "iuf":
-            kind = {"b": "booleans", "c": "complex numbers", "U": "strings", "S": "bytes", "O": "objects"}.get(
-                array.dtype.kind, str(array.dtype))
+            kind = {
+                "b": "booleans",
+                "c": "complex numbers",
+                "U": "strings",
+                "S": "bytes",
+                "O": "objects",
+            }.get(array.dtype.kind, str(array.dtype))
             raise TypeError(f"{name} must hold real numbers, got {kind}")
         array = np.asarray(array, dtype=float)
-    if ndim is not None and array.ndim != ndim or shape is not None and (
-        array.ndim != len(shape) or any(want is not None and got != want for got, want in zip(array.shape, shape))
+    if (
+        ndim is not None
+        and array.ndim != ndim
+        or shape is not None
+        and (
+            array.ndim != len(shape)
+            or any(want is not None and got != want for got, want in zip(array.shape, shape))
+        )
     ):
         wanted = shape if shape is not None else f"{ndim}-D"
         raise ValueError(f"{name} must have shape {wanted}, got {array.shape}")
@@ -193,12 +231,16 @@ def choice(value, name: str, choices) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be one of {choices}, got {describe(value)}")
     if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}{did_you_mean(value, choices)} (choose one of {choices})")
+        raise ValueError(
+            f"unknown {name} {value!r}{did_you_mean(value, choices)} (choose one of {choices})"
+        )
     return value
 
 
 def instance(value, name: str, kind: type, hint: str = ""):
     """``value`` if it is a ``kind``, else a TypeError naming both (and a conversion hint)."""
     if not isinstance(value, kind):
-        raise TypeError(f"{name} must be an xrdcore {kind.__name__}, got {describe(value)}{'; ' + hint if hint else ''}")
+        raise TypeError(
+            f"{name} must be an xrdcore {kind.__name__}, got {describe(value)}{'; ' + hint if hint else ''}"
+        )
     return value

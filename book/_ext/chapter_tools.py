@@ -39,14 +39,19 @@ def tables_read(source: str) -> list[str]:
     files: list[str] = []
     for name in dict.fromkeys(BOOK_DATA_CALL.findall(source)):
         stem = name.rsplit(".", 1)[0]
-        files += [name] + [f"{stem}{suffix}" for suffix in (".config.json", ".env.json")
-                           if f"{stem}{suffix}" in shipped]
+        files += [name] + [
+            f"{stem}{suffix}"
+            for suffix in (".config.json", ".env.json")
+            if f"{stem}{suffix}" in shipped
+        ]
     return files
 
 
 def _box(app, pagename: str, source: Path, pathto) -> str:
     stem = pagename.rsplit("/", 1)[-1]
-    link = lambda target, text: f'<a class="reference download" href="{html.escape(target)}">{text}</a>'  # noqa: E731
+    link = lambda target, text: (
+        f'<a class="reference download" href="{html.escape(target)}">{text}</a>'
+    )  # noqa: E731
     items = [
         link(pathto(f"_downloads/notebooks/{stem}.ipynb", 1), f"<code>{stem}.ipynb</code>")
         + " — the notebook as executed for this page",
@@ -56,26 +61,34 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
     files = tables_read(source.read_text(encoding="utf8"))
     tables = [name for name in files if not name.endswith(".json")]
     if tables:
+
         def entry(name: str) -> str:
             stem = name.rsplit(".", 1)[0]
-            records = [link(pathto(f"_downloads/data/{stem}{suffix}", 1), text)
-                       for suffix, text in ((".config.json", "config"), (".env.json", "environment"))
-                       if f"{stem}{suffix}" in files]
-            return (link(pathto(f"_downloads/data/{name}", 1), f"<code>{name}</code>")
-                    + (f" ({', '.join(records)})" if records else ""))
+            records = [
+                link(pathto(f"_downloads/data/{stem}{suffix}", 1), text)
+                for suffix, text in ((".config.json", "config"), (".env.json", "environment"))
+                if f"{stem}{suffix}" in files
+            ]
+            return link(pathto(f"_downloads/data/{name}", 1), f"<code>{name}</code>") + (
+                f" ({', '.join(records)})" if records else ""
+            )
 
         items.append("the data it reads: " + "; ".join(entry(name) for name in tables))
     repository = app.config.html_theme_options.get("repository_url", "")
     branch = app.config.html_theme_options.get("repository_branch", "") or "main"
     if repository:
         relative = source.relative_to(Path(app.srcdir)).as_posix()
-        items.append(f'<a class="reference external" href="{html.escape(repository)}/blob/{branch}/'
-                     f'{relative}">the source repository</a>; '
-                     f"<code>pip install</code> it and the notebook runs in any folder "
-                     "(tables come with the package, <code>xrdcore.structure.datasets.book_data</code>)")
+        items.append(
+            f'<a class="reference external" href="{html.escape(repository)}/blob/{branch}/'
+            f'{relative}">the source repository</a>; '
+            f"<code>pip install</code> it and the notebook runs in any folder "
+            "(tables come with the package, <code>xrdcore.structure.datasets.book_data</code>)"
+        )
     entries = "".join(f"<li>{item}</li>" for item in items)
-    return ('<div class="admonition tip run-chapter"><p class="admonition-title">Run this chapter</p>'
-            f"<ul>{entries}</ul></div>")
+    return (
+        '<div class="admonition tip run-chapter"><p class="admonition-title">Run this chapter</p>'
+        f"<ul>{entries}</ul></div>"
+    )
 
 
 def _add_box(app, pagename, templatename, context, doctree):

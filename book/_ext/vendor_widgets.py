@@ -82,7 +82,9 @@ def fetch() -> list[tuple[str, str, str, str]]:
             spec = f"{name}@{version}"
             out = subprocess.run(
                 ["npm", "pack", spec, "--pack-destination", tmp, "--json"],
-                check=True, capture_output=True, text=True,
+                check=True,
+                capture_output=True,
+                text=True,
             )
             tarball = Path(tmp) / json.loads(out.stdout)[0]["filename"]
             if _integrity(tarball) != integrity:
@@ -90,7 +92,9 @@ def fetch() -> list[tuple[str, str, str, str]]:
             with tarfile.open(tarball) as tar:
                 for member, vendored in files.items():
                     (TARGET / vendored).write_bytes(tar.extractfile(member).read())
-                    rows.append((vendored, spec, member.removeprefix("package/"), sha256(TARGET / vendored)))
+                    rows.append(
+                        (vendored, spec, member.removeprefix("package/"), sha256(TARGET / vendored))
+                    )
     return rows
 
 

@@ -15,7 +15,13 @@ from xrdcore.validation import choice
 
 BACKENDS = ("auto", "cpu", "cuda")
 #: What a request probably meant, for names that are not a backend (compared in lower case).
-BACKEND_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "numba": "cpu", "host": "cpu", "default": "auto"}
+BACKEND_ALIASES = {
+    "gpu": "cuda",
+    "nvidia": "cuda",
+    "numba": "cpu",
+    "host": "cpu",
+    "default": "auto",
+}
 
 SIMULATOR_HINT = (
     "set the environment variable NUMBA_ENABLE_CUDASIM=1 before Python starts to run the CUDA "
@@ -50,12 +56,16 @@ def select_backend(name: str = "auto") -> str:
     if isinstance(name, str) and name not in BACKENDS:
         meant = BACKEND_ALIASES.get(name.strip().lower(), name.strip().lower())
         if meant in BACKENDS:
-            raise ValueError(f"unknown backend {name!r}; did you mean {meant!r}? (choose one of {BACKENDS})")
+            raise ValueError(
+                f"unknown backend {name!r}; did you mean {meant!r}? (choose one of {BACKENDS})"
+            )
     choice(name, "backend", BACKENDS)
     if name == "cpu":
         return "cpu"
     if name == "auto":
         return "cuda" if real_gpu_available() else "cpu"
     if not cuda_available():
-        raise RuntimeError(f"backend='cuda' was requested but no CUDA GPU is available; {SIMULATOR_HINT}")
+        raise RuntimeError(
+            f"backend='cuda' was requested but no CUDA GPU is available; {SIMULATOR_HINT}"
+        )
     return "cuda"

@@ -68,13 +68,32 @@ def _phase_tables(frac_coords, max_index, cos_table, sin_table):
 def _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j):
     """occ_j times cos and sin of 2π(h x_j + k y_j + l z_j): the (h, k) pair's table entry
     times the l table's (one complex product; table offsets already added)."""
-    return (xy_real[pair, j] * cos_table[2, l, j] - xy_imag[pair, j] * sin_table[2, l, j],
-            xy_real[pair, j] * sin_table[2, l, j] + xy_imag[pair, j] * cos_table[2, l, j])
+    return (
+        xy_real[pair, j] * cos_table[2, l, j] - xy_imag[pair, j] * sin_table[2, l, j],
+        xy_real[pair, j] * sin_table[2, l, j] + xy_imag[pair, j] * cos_table[2, l, j],
+    )
 
 
 @njit(parallel=True, cache=True)
-def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b, hkl, max_index,
-                  g_min, g_max, wavelength, grid, step, fwhm, eta, window):
+def forward_batch(
+    lattices,
+    frac_coords,
+    occupancies,
+    scatterer_type,
+    type_z,
+    type_coeffs,
+    type_b,
+    hkl,
+    max_index,
+    g_min,
+    g_max,
+    wavelength,
+    grid,
+    step,
+    fwhm,
+    eta,
+    window,
+):
     """Patterns (B, K) of B structures, and what the backward pass needs (see ``backward_batch``).
 
     ``lattices`` (B, 3, 3), ``frac_coords`` (B, N, 3), ``occupancies`` (B, N) (0 for padding),
@@ -112,13 +131,19 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
             g[b, m] = g_m
             if g_m < g_min or g_m > g_max or 0.5 * wavelength * g_m >= 1.0:
                 continue  # cannot reach the grid (λ|g|/2 ≥ 1: not at any angle); lp stays 0
-            two_theta[b, m], lp[b, m], d_lp[b, m], d_two_theta[b, m] = _reflection_factors(g_m, wavelength)
+            two_theta[b, m], lp[b, m], d_lp[b, m], d_two_theta[b, m] = _reflection_factors(
+                g_m, wavelength
+            )
             for t in range(n_types):
-                type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m)
+                type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(
+                    type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m
+                )
             pair, l = pair_of[m], int(hkl[m, 2]) + max_index
             real = imag = slope_real = slope_imag = 0.0
             for j in range(n_atoms):
-                c, s = _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j)  # occupancy included
+                c, s = _phase(
+                    xy_real, xy_imag, cos_table, sin_table, pair, l, j
+                )  # occupancy included
                 t = scatterer_type[j]
                 weight = type_f[b, m, t]
                 slope = type_f_slope[b, m, t]
@@ -126,10 +151,17 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
                 imag += weight * s
                 slope_real += slope * c
                 slope_imag += slope * s
-            structure[b, m, 0], structure[b, m, 1], structure[b, m, 2], structure[b, m, 3] = real, imag, slope_real, slope_imag
+            structure[b, m, 0], structure[b, m, 1], structure[b, m, 2], structure[b, m, 3] = (
+                real,
+                imag,
+                slope_real,
+                slope_imag,
+            )
             intensity[b, m] = 2.0 * (real * real + imag * imag) * lp[b, m]
             if gaussian:
-                _gaussian_window(profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window)
+                _gaussian_window(
+                    profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window
+                )
                 continue
             half_width = window * fwhm
             first, last = _window_bounds(two_theta[b, m], half_width, grid)
@@ -137,12 +169,37 @@ def forward_batch(lattices, frac_coords, occupancies, scatterer_type, type_z, ty
                 offset = grid[k] - two_theta[b, m]
                 if abs(offset) <= half_width:
                     profile[b, k] += intensity[b, m] * _peak_shape(offset, fwhm, eta)
-    return profile, (metric, g, two_theta, lp, d_lp, d_two_theta, type_f, type_f_slope, structure, intensity)
+    return profile, (
+        metric,
+        g,
+        two_theta,
+        lp,
+        d_lp,
+        d_two_theta,
+        type_f,
+        type_f_slope,
+        structure,
+        intensity,
+    )
 
 
 @njit(parallel=True, cache=True)
-def backward_batch(d_profile, saved, lattices, frac_coords, occupancies, scatterer_type, hkl, max_index, wavelength,
-                   grid, step, fwhm, eta, window):
+def backward_batch(
+    d_profile,
+    saved,
+    lattices,
+    frac_coords,
+    occupancies,
+    scatterer_type,
+    hkl,
+    max_index,
+    wavelength,
+    grid,
+    step,
+    fwhm,
+    eta,
+    window,
+):
     """dL/dA (B, 3, 3) and dL/dx (B, N, 3) from dL/dy (B, K) and the saved forward arrays."""
     metric, g, two_theta, lp, d_lp, d_two_theta, type_f, type_f_slope, structure, intensity = saved
     n_batch, n_reflections = g.shape
@@ -163,17 +220,32 @@ def backward_batch(d_profile, saved, lattices, frac_coords, occupancies, scatter
             if lp[b, m] == 0.0:  # skipped in the forward pass
                 continue
             if gaussian:
-                d_intensity, d_centre = _gaussian_window_adjoint(d_profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window)
+                d_intensity, d_centre = _gaussian_window_adjoint(
+                    d_profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window
+                )
             else:
-                d_intensity, d_centre = _peak_window_adjoint(d_profile[b], grid, two_theta[b, m], intensity[b, m], fwhm, eta, window)
+                d_intensity, d_centre = _peak_window_adjoint(
+                    d_profile[b], grid, two_theta[b, m], intensity[b, m], fwhm, eta, window
+                )
             real, imag = structure[b, m, 0], structure[b, m, 1]
             d_g[m], coefficient = _reflection_adjoint(
-                d_intensity, d_centre, g[b, m], wavelength, lp[b, m], d_lp[b, m], d_two_theta[b, m],
-                real, imag, structure[b, m, 2], structure[b, m, 3],
+                d_intensity,
+                d_centre,
+                g[b, m],
+                wavelength,
+                lp[b, m],
+                d_lp[b, m],
+                d_two_theta[b, m],
+                real,
+                imag,
+                structure[b, m, 2],
+                structure[b, m, 3],
             )
             pair, l = pair_of[m], int(hkl[m, 2]) + max_index
             for j in range(n_atoms):
-                c, s = _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j)  # occupancy included
+                c, s = _phase(
+                    xy_real, xy_imag, cos_table, sin_table, pair, l, j
+                )  # occupancy included
                 along_h = coefficient * type_f[b, m, scatterer_type[j]] * (imag * c - real * s)
                 d_frac[b, j, 0] += along_h * hkl[m, 0]
                 d_frac[b, j, 1] += along_h * hkl[m, 1]

@@ -170,7 +170,9 @@ def form_factor_tables(g, type_z, type_coeffs, type_b):
                 slope[m] = slope[m - 1]
                 continue
             for t in range(n_types):
-                value[m, t], slope[m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t], type_b[t], 0.5 * g[m])
+                value[m, t], slope[m, t] = _form_factor_and_slope(
+                    type_z[t], type_coeffs[t], type_b[t], 0.5 * g[m]
+                )
     return value, slope
 
 
@@ -213,7 +215,11 @@ def _l_runs(hkl, pair_of, n_pairs, max_index):
     n_runs = 0
     for i in range(n_reflections):
         m = run_order[i]
-        if i == 0 or pair_of[m] != pair_of[run_order[i - 1]] or hkl[m, 2] != hkl[run_order[i - 1], 2] + 1.0:
+        if (
+            i == 0
+            or pair_of[m] != pair_of[run_order[i - 1]]
+            or hkl[m, 2] != hkl[run_order[i - 1], 2] + 1.0
+        ):
             run_start[n_runs] = i
             n_runs += 1
     run_start[n_runs] = n_reflections
@@ -277,12 +283,18 @@ def pair_tables(cos_table, sin_table, occupancies, pair_h, pair_k, xy_real, xy_i
     for p in range(pair_h.shape[0]):
         h, k = pair_h[p], pair_k[p]
         for j in range(occupancies.shape[0]):
-            xy_real[p, j] = occupancies[j] * (cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j])
-            xy_imag[p, j] = occupancies[j] * (cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j])
+            xy_real[p, j] = occupancies[j] * (
+                cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
+            )
+            xy_imag[p, j] = occupancies[j] * (
+                cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
+            )
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
-def _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real, phase_imag):
+def _phases(
+    m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real, phase_imag
+):
     """phase_*[j] = occ_j exp(2πi h_m·x_j) for every atom (type-sorted order), from the tables:
     one complex product per atom, no reduction, so the loop vectorises."""
     pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
@@ -338,8 +350,8 @@ def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types
     "reassoc", see ``FASTMATH``).
     """
     n_reflections = hkl.shape[0]
-    _, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
-        hkl, frac_coords, occupancies, scatterer_type, n_types
+    _, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = (
+        _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types)
     )
     run_order, run_start = _l_runs(hkl, pair_of, xy_real.shape[0], max_index)
     z_cos = np.ascontiguousarray(cos_table[2].T)  # (N, 2n + 1): atom-major, l contiguous
@@ -352,7 +364,9 @@ def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types
         for r in range(chunk * n_runs // n_chunks, (chunk + 1) * n_runs // n_chunks):
             first, end = run_start[r], run_start[r + 1]
             pair = pair_of[run_order[first]]
-            l0 = int(hkl[run_order[first], 2]) + max_index - first  # table column of position i: l0 + i
+            l0 = (
+                int(hkl[run_order[first], 2]) + max_index - first
+            )  # table column of position i: l0 + i
             for t in range(n_types):
                 begin, stop = type_start[t], type_start[t + 1]
                 a, b = xy_real[pair, begin:stop], xy_imag[pair, begin:stop]
@@ -389,8 +403,18 @@ def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def reflection_intensities_adjoint(
-    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor, type_form_factor_slope,
-    sums_real, sums_imag, d_intensity, d_two_theta,
+    hkl,
+    g,
+    wavelength,
+    frac_coords,
+    occupancies,
+    scatterer_type,
+    type_form_factor,
+    type_form_factor_slope,
+    sums_real,
+    sums_imag,
+    d_intensity,
+    d_two_theta,
 ):
     """Pull dL/dI_h and dL/d(2θ_h) back to dL/dx (N, 3) and dL/d|g_h| (M,).
 
@@ -403,8 +427,8 @@ def reflection_intensities_adjoint(
     reflection here). One O(M·N) pass: the phases again, and three products per atom.
     """
     n_reflections, n_atoms, n_types = g.shape[0], frac_coords.shape[0], type_form_factor.shape[1]
-    by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = _structure_factor_tables(
-        hkl, frac_coords, occupancies, scatterer_type, n_types
+    by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = (
+        _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types)
     )
     d_g = np.empty(n_reflections)
     n_chunks = min(n_reflections, 64)
@@ -420,14 +444,36 @@ def reflection_intensities_adjoint(
                 imag += type_form_factor[m, t] * sums_imag[m, t]
                 slope_real += type_form_factor_slope[m, t] * sums_real[m, t]
                 slope_imag += type_form_factor_slope[m, t] * sums_imag[m, t]
-            _, lorentz_polarization, d_lp_d_u, d_two_theta_d_g = _reflection_factors(g[m], wavelength)
+            _, lorentz_polarization, d_lp_d_u, d_two_theta_d_g = _reflection_factors(
+                g[m], wavelength
+            )
             d_g[m], coefficient = _reflection_adjoint(
-                d_intensity[m], d_two_theta[m], g[m], wavelength, lorentz_polarization, d_lp_d_u, d_two_theta_d_g,
-                real, imag, slope_real, slope_imag,
+                d_intensity[m],
+                d_two_theta[m],
+                g[m],
+                wavelength,
+                lorentz_polarization,
+                d_lp_d_u,
+                d_two_theta_d_g,
+                real,
+                imag,
+                slope_real,
+                slope_imag,
             )
             if coefficient == 0.0:
                 continue
-            _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real, phase_imag)
+            _phases(
+                m,
+                hkl,
+                max_index,
+                pair_of,
+                xy_real,
+                xy_imag,
+                cos_table,
+                sin_table,
+                phase_real,
+                phase_imag,
+            )
             h, k, l = hkl[m, 0], hkl[m, 1], hkl[m, 2]
             for t in range(n_types):
                 weight_imag = coefficient * type_form_factor[m, t] * imag
@@ -460,7 +506,9 @@ def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, s
         return profile
     if eta == 0.0 and step > 0.0:
         for p in range(centres.shape[0]):
-            _gaussian_window(profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window)
+            _gaussian_window(
+                profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window
+            )
         return profile
     reach = window * fwhm.max()
     for k in prange(two_theta_grid.shape[0]):
@@ -477,7 +525,9 @@ def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, s
 
 
 @njit(parallel=True, cache=True)
-def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0):
+def broadened_profile_adjoint(
+    two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0
+):
     """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile` (fixed widths).
 
     dL/dI_h = Σ_k dL/dy_k P(2θ_k − 2θ_h), dL/d2θ_h = −I_h Σ_k dL/dy_k P'(2θ_k − 2θ_h), over
@@ -513,12 +563,16 @@ def reflection_list(lattice, g_min, g_max):
 
 
 @njit(cache=True)
-def structure_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+def structure_intensities(
+    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b
+):
     """The forward model of a reflection list in one call: 2θ (M,), intensity (M,), and what the
     backward pass reuses: form factors and their d/ds, type sums real and imaginary (each (M, T);
     :func:`form_factor_tables`, :func:`structure_factor_sums`, :func:`reflection_intensities`)."""
     form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
-    sums_real, sums_imag = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, type_z.shape[0])
+    sums_real, sums_imag = structure_factor_sums(
+        hkl, frac_coords, occupancies, scatterer_type, type_z.shape[0]
+    )
     two_theta, intensity = reflection_intensities(g, wavelength, form_factor, sums_real, sums_imag)
     return two_theta, intensity, form_factor, form_factor_slope, sums_real, sums_imag
 
@@ -578,9 +632,21 @@ def reflection_lengths(lattice, hkl, g_limit):
     n = hkl.shape[0]
     g = np.empty(n)
     for m in range(n):
-        gx = hkl[m, 0] * reciprocal[0, 0] + hkl[m, 1] * reciprocal[1, 0] + hkl[m, 2] * reciprocal[2, 0]
-        gy = hkl[m, 0] * reciprocal[0, 1] + hkl[m, 1] * reciprocal[1, 1] + hkl[m, 2] * reciprocal[2, 1]
-        gz = hkl[m, 0] * reciprocal[0, 2] + hkl[m, 1] * reciprocal[1, 2] + hkl[m, 2] * reciprocal[2, 2]
+        gx = (
+            hkl[m, 0] * reciprocal[0, 0]
+            + hkl[m, 1] * reciprocal[1, 0]
+            + hkl[m, 2] * reciprocal[2, 0]
+        )
+        gy = (
+            hkl[m, 0] * reciprocal[0, 1]
+            + hkl[m, 1] * reciprocal[1, 1]
+            + hkl[m, 2] * reciprocal[2, 1]
+        )
+        gz = (
+            hkl[m, 0] * reciprocal[0, 2]
+            + hkl[m, 1] * reciprocal[1, 2]
+            + hkl[m, 2] * reciprocal[2, 2]
+        )
         g[m] = math.sqrt(gx * gx + gy * gy + gz * gz)
     reachable = np.flatnonzero(g <= g_limit)
     order = reachable[np.argsort(g[reachable], kind="mergesort")]
@@ -641,5 +707,7 @@ def cosine_loss_rows(patterns, target):
         value = dot / (norm_y * norm_t)
         losses[b] = 1.0 - value
         for k in range(n_points):
-            gradients[b, k] = value * patterns[b, k] / (norm_y * norm_y) - target[k] / (norm_y * norm_t)
+            gradients[b, k] = value * patterns[b, k] / (norm_y * norm_y) - target[k] / (
+                norm_y * norm_t
+            )
     return losses, gradients, undefined

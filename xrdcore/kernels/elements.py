@@ -20,12 +20,36 @@ DEG_PER_RAD = 180.0 / math.pi
 
 def reciprocal_metric(lattice, out):
     """out (6,) = G* = (A Aᵀ)⁻¹ as (g00, g11, g22, g01, g02, g12), by cofactors (Å⁻²)."""
-    m00 = lattice[0, 0] * lattice[0, 0] + lattice[0, 1] * lattice[0, 1] + lattice[0, 2] * lattice[0, 2]
-    m11 = lattice[1, 0] * lattice[1, 0] + lattice[1, 1] * lattice[1, 1] + lattice[1, 2] * lattice[1, 2]
-    m22 = lattice[2, 0] * lattice[2, 0] + lattice[2, 1] * lattice[2, 1] + lattice[2, 2] * lattice[2, 2]
-    m01 = lattice[0, 0] * lattice[1, 0] + lattice[0, 1] * lattice[1, 1] + lattice[0, 2] * lattice[1, 2]
-    m02 = lattice[0, 0] * lattice[2, 0] + lattice[0, 1] * lattice[2, 1] + lattice[0, 2] * lattice[2, 2]
-    m12 = lattice[1, 0] * lattice[2, 0] + lattice[1, 1] * lattice[2, 1] + lattice[1, 2] * lattice[2, 2]
+    m00 = (
+        lattice[0, 0] * lattice[0, 0]
+        + lattice[0, 1] * lattice[0, 1]
+        + lattice[0, 2] * lattice[0, 2]
+    )
+    m11 = (
+        lattice[1, 0] * lattice[1, 0]
+        + lattice[1, 1] * lattice[1, 1]
+        + lattice[1, 2] * lattice[1, 2]
+    )
+    m22 = (
+        lattice[2, 0] * lattice[2, 0]
+        + lattice[2, 1] * lattice[2, 1]
+        + lattice[2, 2] * lattice[2, 2]
+    )
+    m01 = (
+        lattice[0, 0] * lattice[1, 0]
+        + lattice[0, 1] * lattice[1, 1]
+        + lattice[0, 2] * lattice[1, 2]
+    )
+    m02 = (
+        lattice[0, 0] * lattice[2, 0]
+        + lattice[0, 1] * lattice[2, 1]
+        + lattice[0, 2] * lattice[2, 2]
+    )
+    m12 = (
+        lattice[1, 0] * lattice[2, 0]
+        + lattice[1, 1] * lattice[2, 1]
+        + lattice[1, 2] * lattice[2, 2]
+    )
     c00 = m11 * m22 - m12 * m12
     c01 = m02 * m12 - m01 * m22
     c02 = m01 * m12 - m02 * m11
@@ -40,7 +64,12 @@ def reciprocal_metric(lattice, out):
 
 def g_length(metric, h, k, l):
     """|g| = sqrt(hᵀ G* h) (Å⁻¹) from the packed reciprocal metric of :func:`reciprocal_metric`."""
-    g2 = h * h * metric[0] + k * k * metric[1] + l * l * metric[2] + 2.0 * (h * k * metric[3] + h * l * metric[4] + k * l * metric[5])
+    g2 = (
+        h * h * metric[0]
+        + k * k * metric[1]
+        + l * l * metric[2]
+        + 2.0 * (h * k * metric[3] + h * l * metric[4] + k * l * metric[5])
+    )
     return math.sqrt(g2)
 
 
@@ -53,7 +82,9 @@ def reflection_factors(g, wavelength):
     cos_theta = math.sqrt(1.0 - u)
     denominator = u * cos_theta
     lp = numerator / denominator
-    d_lp_d_u = (-4.0 * cos_2theta * denominator - numerator * (cos_theta - 0.5 * u / cos_theta)) / (denominator * denominator)
+    d_lp_d_u = (-4.0 * cos_2theta * denominator - numerator * (cos_theta - 0.5 * u / cos_theta)) / (
+        denominator * denominator
+    )
     two_theta = 2.0 * math.asin(sin_theta) * DEG_PER_RAD
     d_two_theta_d_g = DEG_PER_RAD * wavelength / cos_theta
     return two_theta, lp, d_lp_d_u, d_two_theta_d_g
@@ -81,7 +112,15 @@ def structure_factor(hkl_row, frac_coords, occupancies, scatterer_type, type_f, 
     slope_real = 0.0
     slope_imag = 0.0
     for j in range(frac_coords.shape[0]):
-        phase = 2.0 * math.pi * (hkl_row[0] * frac_coords[j, 0] + hkl_row[1] * frac_coords[j, 1] + hkl_row[2] * frac_coords[j, 2])
+        phase = (
+            2.0
+            * math.pi
+            * (
+                hkl_row[0] * frac_coords[j, 0]
+                + hkl_row[1] * frac_coords[j, 1]
+                + hkl_row[2] * frac_coords[j, 2]
+            )
+        )
         c = math.cos(phase) * occupancies[j]
         s = math.sin(phase) * occupancies[j]
         t = scatterer_type[j]
@@ -199,7 +238,17 @@ def gaussian_start(grid, step, centre, fwhm, window, scale):
         offset = grid[middle - 1] - centre
         left = scale * math.exp(-a * offset * offset)
         left_ratio = math.exp(-a * (-2.0 * offset * step + step * step))
-    return first, middle, last, sigma, math.exp(-2.0 * a * step * step), right, right_ratio, left, left_ratio
+    return (
+        first,
+        middle,
+        last,
+        sigma,
+        math.exp(-2.0 * a * step * step),
+        right,
+        right_ratio,
+        left,
+        left_ratio,
+    )
 
 
 def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
@@ -251,7 +300,19 @@ def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, wind
     return right_sum + left_sum, intensity * (right_moment + left_moment) / (sigma * sigma)
 
 
-def reflection_adjoint(d_intensity, d_centre, g, wavelength, lp, d_lp, d_two_theta_d_g, real, imag, slope_real, slope_imag):
+def reflection_adjoint(
+    d_intensity,
+    d_centre,
+    g,
+    wavelength,
+    lp,
+    d_lp,
+    d_two_theta_d_g,
+    real,
+    imag,
+    slope_real,
+    slope_imag,
+):
     """dL/d|g| and the coordinate coefficient dL/dI·8π·LP of one reflection (I = 2|F|² LP),
     from dL/dI, dL/d(2θ) and the reflection's stored forward quantities.
 
@@ -260,7 +321,10 @@ def reflection_adjoint(d_intensity, d_centre, g, wavelength, lp, d_lp, d_two_the
     d_intensity_d_g = 2.0 * lp * (real * slope_real + imag * slope_imag) + (
         2.0 * (real * real + imag * imag) * d_lp * 0.5 * wavelength * wavelength * g
     )
-    return d_intensity * d_intensity_d_g + d_centre * d_two_theta_d_g, d_intensity * 8.0 * math.pi * lp
+    return (
+        d_intensity * d_intensity_d_g + d_centre * d_two_theta_d_g,
+        d_intensity * 8.0 * math.pi * lp,
+    )
 
 
 def atom_gradient(hkl, frac_row, occupancy, atom_type, type_f, coefficient, real, imag, out_row):
@@ -269,8 +333,17 @@ def atom_gradient(hkl, frac_row, occupancy, atom_type, type_f, coefficient, real
     out_row[1] = 0.0
     out_row[2] = 0.0
     for m in range(hkl.shape[0]):
-        phase = 2.0 * math.pi * (hkl[m, 0] * frac_row[0] + hkl[m, 1] * frac_row[1] + hkl[m, 2] * frac_row[2])
-        along_h = coefficient[m] * occupancy * type_f[m, atom_type] * (imag[m] * math.cos(phase) - real[m] * math.sin(phase))
+        phase = (
+            2.0
+            * math.pi
+            * (hkl[m, 0] * frac_row[0] + hkl[m, 1] * frac_row[1] + hkl[m, 2] * frac_row[2])
+        )
+        along_h = (
+            coefficient[m]
+            * occupancy
+            * type_f[m, atom_type]
+            * (imag[m] * math.cos(phase) - real[m] * math.sin(phase))
+        )
         out_row[0] += along_h * hkl[m, 0]
         out_row[1] += along_h * hkl[m, 1]
         out_row[2] += along_h * hkl[m, 2]
@@ -316,13 +389,24 @@ def lattice_gradient(lattice, metric, hkl, g, d_g, out):
 
 #: Element functions in an order where every callee precedes its callers.
 ELEMENTS = (
-    "reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope", "structure_factor",
-    "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint", "first_at_least", "first_above",
-    "uniform_window", "gaussian_start",
+    "reciprocal_metric",
+    "g_length",
+    "reflection_factors",
+    "form_factor_and_slope",
+    "structure_factor",
+    "window_bounds",
+    "peak_shape",
+    "peak_slope",
+    "peak_window_adjoint",
+    "first_at_least",
+    "first_above",
+    "uniform_window",
+    "gaussian_start",
     "gaussian_window",
     "gaussian_window_adjoint",
     "reflection_adjoint",
-    "atom_gradient", "lattice_gradient",
+    "atom_gradient",
+    "lattice_gradient",
 )
 
 
@@ -337,7 +421,9 @@ def compile_elements(decorator) -> dict:
     compiled = {}
     for name in ELEMENTS:
         function = globals()[name]
-        rebound = types.FunctionType(function.__code__, namespace, name, function.__defaults__, function.__closure__)
+        rebound = types.FunctionType(
+            function.__code__, namespace, name, function.__defaults__, function.__closure__
+        )
         rebound.__doc__ = function.__doc__
         compiled[name] = namespace[name] = decorator(rebound)
     return compiled

@@ -21,10 +21,17 @@ from xrdcore.physics.scattering import (
 def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
     hmax, kmax, lmax = (int(b) for b in index_bounds)
     h, k, l = np.meshgrid(
-        np.arange(0, hmax + 1), np.arange(-kmax, kmax + 1), np.arange(-lmax, lmax + 1), indexing="ij"
+        np.arange(0, hmax + 1),
+        np.arange(-kmax, kmax + 1),
+        np.arange(-lmax, lmax + 1),
+        indexing="ij",
     )
     hkl = np.stack([h.ravel(), k.ravel(), l.ravel()], axis=1)
-    upper_half = (hkl[:, 0] > 0) | ((hkl[:, 0] == 0) & (hkl[:, 1] > 0)) | ((hkl[:, 0] == 0) & (hkl[:, 1] == 0) & (hkl[:, 2] > 0))
+    upper_half = (
+        (hkl[:, 0] > 0)
+        | ((hkl[:, 0] == 0) & (hkl[:, 1] > 0))
+        | ((hkl[:, 0] == 0) & (hkl[:, 1] == 0) & (hkl[:, 2] > 0))
+    )
     hkl = hkl[upper_half]
     g = np.linalg.norm(hkl @ reciprocal, axis=1)
     keep = (g >= g_min) & (g <= g_max)
@@ -40,7 +47,12 @@ def form_factor_tables(g, type_z, type_coeffs, type_b):
         a, c = coeffs[:, 0], coeffs[:, 1]
         debye_waller = np.exp(-b * s**2)
         f = form_factor(z, coeffs, s)
-        f_slope = -2 * FORM_FACTOR_PREFACTOR * s * np.sum(a * np.exp(-c * s[:, None] ** 2) * (1 - c * s[:, None] ** 2), axis=1)
+        f_slope = (
+            -2
+            * FORM_FACTOR_PREFACTOR
+            * s
+            * np.sum(a * np.exp(-c * s[:, None] ** 2) * (1 - c * s[:, None] ** 2), axis=1)
+        )
         values.append(f * debye_waller)
         slopes.append((f_slope - 2 * b * s * f) * debye_waller)
     return np.stack(values, axis=1), np.stack(slopes, axis=1)
@@ -60,8 +72,18 @@ def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag
 
 
 def reflection_intensities_adjoint(
-    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_form_factor, type_form_factor_slope,
-    sums_real, sums_imag, d_intensity, d_two_theta,
+    hkl,
+    g,
+    wavelength,
+    frac_coords,
+    occupancies,
+    scatterer_type,
+    type_form_factor,
+    type_form_factor_slope,
+    sums_real,
+    sums_imag,
+    d_intensity,
+    d_two_theta,
 ):
     """The adjoint from the atoms up (the forward pass's type sums are not used)."""
     phases = np.exp(2j * np.pi * hkl @ frac_coords.T)  # (M, N)
@@ -76,8 +98,12 @@ def reflection_intensities_adjoint(
     # LP and its derivative in closed form, as functions of u = sin²θ = (λ|g|/2)²
     u = (wavelength * g / 2) ** 2
     numerator, denominator = 1 + (1 - 2 * u) ** 2, u * np.sqrt(1 - u)
-    d_lp_d_u = (-4 * (1 - 2 * u) * denominator - numerator * (np.sqrt(1 - u) - u / (2 * np.sqrt(1 - u)))) / denominator**2
-    d_intensity_d_g = 2 * lp * np.real(np.conj(F) * dF_ds) + 2 * np.abs(F) ** 2 * d_lp_d_u * wavelength**2 * g / 2
+    d_lp_d_u = (
+        -4 * (1 - 2 * u) * denominator - numerator * (np.sqrt(1 - u) - u / (2 * np.sqrt(1 - u)))
+    ) / denominator**2
+    d_intensity_d_g = (
+        2 * lp * np.real(np.conj(F) * dF_ds) + 2 * np.abs(F) ** 2 * d_lp_d_u * wavelength**2 * g / 2
+    )
     d_two_theta_d_g = np.degrees(wavelength / np.sqrt(1 - u))
     return d_frac, d_intensity * d_intensity_d_g + d_two_theta * d_two_theta_d_g
 
@@ -96,7 +122,9 @@ def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, s
     return pseudo_voigt(offsets, fwhm[None, :], eta) @ intensities
 
 
-def broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0):
+def broadened_profile_adjoint(
+    two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0
+):
     """Dense adjoint (no truncation): Pᵀ dL/dy and −I ⊙ (P′ᵀ dL/dy)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
     d_intensity = pseudo_voigt(offsets, fwhm[None, :], eta).T @ d_profile
@@ -109,10 +137,17 @@ def reflection_list(lattice, g_min, g_max):
     return half_space_reflections(np.linalg.inv(lattice).T, index_bounds, g_min, g_max)
 
 
-def structure_intensities(hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b):
+def structure_intensities(
+    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b
+):
     form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
     sums = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, len(type_z))
-    return (*reflection_intensities(g, wavelength, form_factor, *sums), form_factor, form_factor_slope, *sums)
+    return (
+        *reflection_intensities(g, wavelength, form_factor, *sums),
+        form_factor,
+        form_factor_slope,
+        *sums,
+    )
 
 
 def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
@@ -153,6 +188,8 @@ def cosine_loss_rows(patterns, target):
     undefined = ~(np.all(np.isfinite(patterns), axis=1) & (norm_y > 0))
     with np.errstate(invalid="ignore", divide="ignore"):
         value = (patterns @ target) / (norm_y * norm_t)
-        gradients = value[:, None] * patterns / norm_y[:, None] ** 2 - target / (norm_y[:, None] * norm_t)
+        gradients = value[:, None] * patterns / norm_y[:, None] ** 2 - target / (
+            norm_y[:, None] * norm_t
+        )
     gradients[undefined] = 0.0
     return np.where(undefined, np.nan, 1.0 - value), gradients, undefined

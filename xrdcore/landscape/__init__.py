@@ -27,7 +27,20 @@ from xrdcore.landscape.scans import (
 )
 
 __all__ = [
-    "Barrier", "Direction", "Scan", "atom_direction", "basin", "curvature", "displaced", "energy_scan",
-    "lattice_direction", "local_minima", "nearest_barrier", "path_direction", "random_direction",
-    "scan", "scan_axes", "symmetry_axis_direction",
+    "Barrier",
+    "Direction",
+    "Scan",
+    "atom_direction",
+    "basin",
+    "curvature",
+    "displaced",
+    "energy_scan",
+    "lattice_direction",
+    "local_minima",
+    "nearest_barrier",
+    "path_direction",
+    "random_direction",
+    "scan",
+    "scan_axes",
+    "symmetry_axis_direction",
 ]

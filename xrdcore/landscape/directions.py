@@ -20,7 +20,9 @@ class Direction:
     def slope(self, d_lattice, d_frac):
         """dL/dt along this direction from the gradients dL/dA (..., 3, 3) and dL/dx (..., N, 3)
         (one structure or a batch)."""
-        return np.einsum("...ij,ij->...", d_lattice, self.d_lattice) + np.einsum("...nx,nx->...", d_frac, self.d_frac)
+        return np.einsum("...ij,ij->...", d_lattice, self.d_lattice) + np.einsum(
+            "...nx,nx->...", d_frac, self.d_frac
+        )
 
 
 def displaced(crystal: Crystal, directions, offsets) -> Crystal:
@@ -35,13 +37,17 @@ def lattice_direction(crystal: Crystal, vector: int) -> Direction:
     """Stretch lattice vector ``vector`` (0, 1, 2): t = relative change of its length."""
     d_lattice = np.zeros((3, 3))
     d_lattice[vector] = crystal.lattice[vector]
-    return Direction(d_lattice, np.zeros_like(crystal.frac_coords), f"lattice vector {'abc'[vector]}")
+    return Direction(
+        d_lattice, np.zeros_like(crystal.frac_coords), f"lattice vector {'abc'[vector]}"
+    )
 
 
 def atom_direction(crystal: Crystal, atom: int, axis: int) -> Direction:
     """Move one atom along Cartesian axis ``axis`` (0, 1, 2): t in Å."""
     d_frac = np.zeros_like(crystal.frac_coords)
-    d_frac[atom] = np.linalg.solve(crystal.lattice.T, np.eye(3)[axis])  # Cartesian unit step → fractional
+    d_frac[atom] = np.linalg.solve(
+        crystal.lattice.T, np.eye(3)[axis]
+    )  # Cartesian unit step → fractional
     return Direction(np.zeros((3, 3)), d_frac, f"{crystal.species[atom]}{atom} along {'xyz'[axis]}")
 
 
@@ -57,7 +63,9 @@ def random_direction(crystal: Crystal, rng, strain: float = 0.0) -> Direction:
 def symmetry_axis_direction(parametrization: Parametrization, axis: int) -> Direction:
     """Along symmetry axis ``axis`` of a parametrisation with ``coordinates="spacegroup"``."""
     if parametrization.coordinate_mode != "spacegroup":
-        raise ValueError("symmetry axes need a space-group parametrisation (coordinates='spacegroup')")
+        raise ValueError(
+            "symmetry axes need a space-group parametrisation (coordinates='spacegroup')"
+        )
     return Direction(np.zeros((3, 3)), parametrization.axes[axis], parametrization.axis_names[axis])
 
 

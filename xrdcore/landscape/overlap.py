@@ -59,7 +59,13 @@ class OverlapReport:
         return self.from_accidents / self.total if self.total else float("nan")
 
 
-def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1, top: int = 10) -> OverlapReport:
+def overlap_report(
+    candidate: Crystal,
+    truth: Crystal,
+    diffractometer: Diffractometer,
+    fwhm: float = 0.1,
+    top: int = 10,
+) -> OverlapReport:
     """Decompose ⟨y_candidate, y_truth⟩ into partner and accidental reflection pairs (Gaussian peaks)."""
     _check_pair(candidate, truth, diffractometer)
     fwhm = real(fwhm, "fwhm", low=0, low_open=True, unit="degrees")
@@ -70,7 +76,10 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
     lo, hi = diffractometer.two_theta_range
     reach = PAIR_REACH * fwhm
     window = (max(lo - reach, 0.0), min(hi + reach, 179.9))
-    ours, theirs = diffractometer.reflections(candidate, window), diffractometer.reflections(truth, window)
+    ours, theirs = (
+        diffractometer.reflections(candidate, window),
+        diffractometer.reflections(truth, window),
+    )
     truth_peak = np.cumsum(starts_peak(theirs.two_theta)) - 1
     peak_of_hkl = {}
     for hkl, peak in zip(map(tuple, theirs.hkl), truth_peak):
@@ -83,7 +92,12 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
         own_peak = peak_of_hkl.get(hkl, -1)
         for j in range(first, last):
             separation = centre - theirs.two_theta[j]
-            value = intensity * theirs.intensity[j] * np.exp(-(separation**2) / (4 * sigma**2)) / (2 * sigma * np.sqrt(np.pi))
+            value = (
+                intensity
+                * theirs.intensity[j]
+                * np.exp(-(separation**2) / (4 * sigma**2))
+                / (2 * sigma * np.sqrt(np.pi))
+            )
             if truth_peak[j] == own_peak:
                 partners += value
             else:
@@ -91,7 +105,10 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
                 accidental.append((value, hkl, tuple(theirs.hkl[j]), centre, theirs.two_theta[j]))
     total = partners + accidents
     accidental.sort(reverse=True)
-    largest = [AccidentalPair(tuple(map(int, h)), tuple(map(int, k)), float(a), float(b), float(v / total)) for v, h, k, a, b in accidental[:top]]
+    largest = [
+        AccidentalPair(tuple(map(int, h)), tuple(map(int, k)), float(a), float(b), float(v / total))
+        for v, h, k, a, b in accidental[:top]
+    ]
     return OverlapReport(float(total), float(partners), float(accidents), largest)
 
 
@@ -101,18 +118,27 @@ def _check_pair(candidate, truth, diffractometer) -> None:
     instance(diffractometer, "diffractometer", Diffractometer)
 
 
-def cosine_split(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1) -> tuple[float, float]:
+def cosine_split(
+    candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1
+) -> tuple[float, float]:
     """The cosine similarity of the two (continuous, Gaussian) patterns split into its partner
     and accidental parts; they add up to the cosine (to ~1e-3 of the grid value)."""
     report = overlap_report(candidate, truth, diffractometer, fwhm)
-    norm = np.sqrt(_self_overlap(candidate, diffractometer, fwhm) * _self_overlap(truth, diffractometer, fwhm))
+    norm = np.sqrt(
+        _self_overlap(candidate, diffractometer, fwhm) * _self_overlap(truth, diffractometer, fwhm)
+    )
     return report.from_partners / norm, report.from_accidents / norm
 
 
 def _self_overlap(crystal: Crystal, diffractometer: Diffractometer, fwhm: float) -> float:
     """⟨y, y⟩ of ``crystal``'s pattern, remembered on the crystal (a scan splits against one truth
     many times)."""
-    key = ("self_overlap", diffractometer.wavelength, tuple(diffractometer.two_theta_range), float(fwhm))
+    key = (
+        "self_overlap",
+        diffractometer.wavelength,
+        tuple(diffractometer.two_theta_range),
+        float(fwhm),
+    )
     if key not in crystal.derived:
         crystal.derived[key] = overlap_report(crystal, crystal, diffractometer, fwhm).total
     return crystal.derived[key]
@@ -129,8 +155,14 @@ class PeakCoverage:
     extra: np.ndarray  # 2θ (°) of the candidate's strong peaks with no truth peak within ``far``
 
 
-def peak_coverage(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, strong: float = 5.0,
-                  tolerance: float = 0.02, far: float = 0.1) -> PeakCoverage:
+def peak_coverage(
+    candidate: Crystal,
+    truth: Crystal,
+    diffractometer: Diffractometer,
+    strong: float = 5.0,
+    tolerance: float = 0.02,
+    far: float = 0.1,
+) -> PeakCoverage:
     """Compare the stick patterns: the truth's peaks above ``strong`` (% of the strongest) that
     the candidate reproduces within ``tolerance`` degrees 2θ, their share of the squared
     intensity (the cosine of narrow-peak patterns weighs I²), and the candidate's peaks above

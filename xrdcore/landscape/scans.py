@@ -45,9 +45,19 @@ def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
     if len(directions) not in (1, 2):
         raise ValueError(f"give one direction (1-D scan) or two (2-D scan), got {len(directions)}")
     for direction in directions:
-        instance(direction, "direction", Direction, "make one with xrdcore.landscape (lattice_direction, …)")
-        if np.shape(direction.d_lattice) != (3, 3) or np.shape(direction.d_frac) != crystal.frac_coords.shape:
-            raise ValueError(f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)")
+        instance(
+            direction,
+            "direction",
+            Direction,
+            "make one with xrdcore.landscape (lattice_direction, …)",
+        )
+        if (
+            np.shape(direction.d_lattice) != (3, 3)
+            or np.shape(direction.d_frac) != crystal.frac_coords.shape
+        ):
+            raise ValueError(
+                f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)"
+            )
         real_array(direction.d_lattice, f"direction {direction.name!r}")
         real_array(direction.d_frac, f"direction {direction.name!r}")
     if len(directions) == 1:
@@ -55,14 +65,23 @@ def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
     else:
         if isinstance(offsets, np.ndarray) and offsets.ndim != 2 or len(offsets) != 2:
             raise ValueError("offsets of a 2-D scan must be a pair of 1-D arrays")
-        axes = tuple(real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(offsets))
+        axes = tuple(
+            real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(offsets)
+        )
     if any(axis.size == 0 for axis in axes):
         raise ValueError("offsets are empty")
     return directions, axes
 
 
-def scan(crystal: Crystal, directions, offsets, target, diffractometer: Diffractometer, metric: str = "cosine",
-         fwhm: float | Profile = 0.1) -> Scan:
+def scan(
+    crystal: Crystal,
+    directions,
+    offsets,
+    target,
+    diffractometer: Diffractometer,
+    metric: str = "cosine",
+    fwhm: float | Profile = 0.1,
+) -> Scan:
     """Loss at crystal + t·direction for every t (1-D, one direction) or every (t1, t2) pair
     (2-D, two directions, ``offsets`` a pair of 1-D arrays); evaluated as one batch. ``fwhm``: a
     width (deg) or a :class:`~xrdcore.physics.profiles.Profile`."""
@@ -74,9 +93,16 @@ def scan(crystal: Crystal, directions, offsets, target, diffractometer: Diffract
         mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
         shape = mesh.shape[:2]
         grid = mesh.reshape(-1, 2)
-    lattices = crystal.lattice + np.einsum("pk,kij->pij", grid, np.stack([d.d_lattice for d in directions]))
-    coords = crystal.frac_coords + np.einsum("pk,knx->pnx", grid, np.stack([d.d_frac for d in directions]))
-    reach = max(np.abs(np.linalg.svd(np.linalg.solve(a, crystal.lattice), compute_uv=False) - 1).max() for a in lattices)
+    lattices = crystal.lattice + np.einsum(
+        "pk,kij->pij", grid, np.stack([d.d_lattice for d in directions])
+    )
+    coords = crystal.frac_coords + np.einsum(
+        "pk,knx->pnx", grid, np.stack([d.d_frac for d in directions])
+    )
+    reach = max(
+        np.abs(np.linalg.svd(np.linalg.solve(a, crystal.lattice), compute_uv=False) - 1).max()
+        for a in lattices
+    )
     margin = min(0.9, 1.5 * reach + 0.01)
     batch = BatchLoss(crystal, target, diffractometer, metric=metric, fwhm=fwhm, margin=margin)
     losses, d_lattice, d_frac = batch(lattices, coords)
@@ -103,7 +129,14 @@ def curvature(offsets, values, at: float = 0.0) -> float:
     i = int(np.clip(np.argmin(np.abs(offsets - at)), 1, len(offsets) - 2))
     x0, x1, x2 = offsets[i - 1 : i + 2]
     y0, y1, y2 = values[i - 1 : i + 2]
-    return float(2 * (y0 / ((x0 - x1) * (x0 - x2)) + y1 / ((x1 - x0) * (x1 - x2)) + y2 / ((x2 - x0) * (x2 - x1))))
+    return float(
+        2
+        * (
+            y0 / ((x0 - x1) * (x0 - x2))
+            + y1 / ((x1 - x0) * (x1 - x2))
+            + y2 / ((x2 - x0) * (x2 - x1))
+        )
+    )
 
 
 def basin(offsets, values, at: float = 0.0) -> tuple[float, float]:
@@ -112,7 +145,9 @@ def basin(offsets, values, at: float = 0.0) -> tuple[float, float]:
     offsets = np.asarray(offsets, dtype=float)
     values = np.asarray(values, dtype=float)
     i = int(np.argmin(np.abs(offsets - at)))
-    while 0 < i < len(values) - 1 and min(values[i - 1], values[i + 1]) < values[i]:  # slide to the minimum
+    while (
+        0 < i < len(values) - 1 and min(values[i - 1], values[i + 1]) < values[i]
+    ):  # slide to the minimum
         i = i - 1 if values[i - 1] < values[i + 1] else i + 1
     left = i
     while left > 0 and values[left - 1] >= values[left]:

@@ -17,7 +17,17 @@ from xrdcore.optimize.remedies import (
 )
 
 __all__ = [
-    "METHODS", "BasinHopping", "CombinedGradient", "Continuation", "OptimizationResult", "Trajectory",
-    "broaden_pattern", "broadening_kernel_fwhm", "combined_loss_and_grad", "default_steps", "optimize",
-    "split_budget", "width_schedule",
+    "METHODS",
+    "BasinHopping",
+    "CombinedGradient",
+    "Continuation",
+    "OptimizationResult",
+    "Trajectory",
+    "broaden_pattern",
+    "broadening_kernel_fwhm",
+    "combined_loss_and_grad",
+    "default_steps",
+    "optimize",
+    "split_budget",
+    "width_schedule",
 ]

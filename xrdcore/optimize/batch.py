@@ -74,7 +74,12 @@ class _BatchObjective:
     """Loss and parameter gradient of a set of parameter vectors, with the reflection list kept complete."""
 
     def __init__(self, parametrization, target, diffractometer, options, starts):
-        self.parametrization, self.target, self.diffractometer, self.options = parametrization, target, diffractometer, options
+        self.parametrization, self.target, self.diffractometer, self.options = (
+            parametrization,
+            target,
+            diffractometer,
+            options,
+        )
         self.reference = parametrization.reference.lattice
         lattices, _, valid = self._structures(starts)
         self._rebuild(required_margin(self.reference, lattices[valid]))
@@ -88,8 +93,17 @@ class _BatchObjective:
 
     def _rebuild(self, needed):
         within = needed[needed <= MAX_MARGIN]
-        margin = min(MAX_MARGIN, max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM))
-        self.batch_loss = BatchLoss(self.parametrization.reference, self.target, self.diffractometer, margin=margin, **self.options)
+        margin = min(
+            MAX_MARGIN,
+            max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM),
+        )
+        self.batch_loss = BatchLoss(
+            self.parametrization.reference,
+            self.target,
+            self.diffractometer,
+            margin=margin,
+            **self.options,
+        )
 
     def __call__(self, params):
         """Losses (B,) (NaN for an invalid structure) and gradients (B, size)."""
@@ -105,25 +119,50 @@ class _BatchObjective:
             shared = valid & (needed <= self.batch_loss.reflections.margin)
             if np.any(shared):
                 losses[shared], d_lattice[shared], d_frac[shared] = self.batch_loss(
-                    lattices[shared], frac_coords[shared], undefined="nan")
+                    lattices[shared], frac_coords[shared], undefined="nan"
+                )
             for b in np.flatnonzero(valid & ~shared):  # moved too far for a shared list
                 try:
-                    crystal = self.parametrization.template.replace(lattice=lattices[b], frac_coords=frac_coords[b])
-                    losses[b], d_lattice[b], d_frac[b] = loss_and_grad(crystal, self.target, self.diffractometer, **self.options)
-                except (StructureError, UndefinedMetricError, ResourceLimitError):  # what a run reaches, not a wrong call
+                    crystal = self.parametrization.template.replace(
+                        lattice=lattices[b], frac_coords=frac_coords[b]
+                    )
+                    losses[b], d_lattice[b], d_frac[b] = loss_and_grad(
+                        crystal, self.target, self.diffractometer, **self.options
+                    )
+                except (
+                    StructureError,
+                    UndefinedMetricError,
+                    ResourceLimitError,
+                ):  # what a run reaches, not a wrong call
                     losses[b] = np.nan
         return losses, self.parametrization.gradients(d_lattice, d_frac)
 
 
-def descend_batch(parametrization: Parametrization, starts, target, diffractometer, method: str = "adam",
-                  steps: int = 200, learning_rate: float = 1.0, tolerance: float = 1e-10, **options) -> BatchDescent:
+def descend_batch(
+    parametrization: Parametrization,
+    starts,
+    target,
+    diffractometer,
+    method: str = "adam",
+    steps: int = 200,
+    learning_rate: float = 1.0,
+    tolerance: float = 1e-10,
+    **options,
+) -> BatchDescent:
     """Descend from every start (B, size) (parameter vectors of ``parametrization``) for at most
     ``steps`` evaluations each; ``options`` are BatchLoss's (metric, and fwhm: a width or a
     :class:`~xrdcore.physics.profiles.Profile`).
     Same algorithm as :func:`xrdcore.optimize.core.optimize` (see the module docstring)."""
-    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.structure.parametrize.p1(crystal)")
+    instance(
+        parametrization,
+        "parametrization",
+        Parametrization,
+        "make one with xrdcore.structure.parametrize.p1(crystal)",
+    )
     if method in METHODS and method not in BATCH_METHODS:
-        raise ValueError(f"batched descent supports {BATCH_METHODS}, got {method!r} (use xrdcore.optimize for others)")
+        raise ValueError(
+            f"batched descent supports {BATCH_METHODS}, got {method!r} (use xrdcore.optimize for others)"
+        )
     choice(method, "method", BATCH_METHODS)
     steps = whole(steps, "steps", low=1)
     learning_rate = real(learning_rate, "learning_rate", low=0, low_open=True)
@@ -133,8 +172,10 @@ def descend_batch(parametrization: Parametrization, starts, target, diffractomet
     starts = real_array(starts, "starts")
     starts = starts[None] if starts.ndim == 1 else starts
     if starts.ndim != 2 or starts.shape[1] != parametrization.size or len(starts) == 0:
-        raise ValueError(f"starts must have shape (B, {parametrization.size}) with B ≥ 1, one parameter vector of "
-                         f"the parametrisation per row, got {starts.shape}")
+        raise ValueError(
+            f"starts must have shape (B, {parametrization.size}) with B ≥ 1, one parameter vector of "
+            f"the parametrisation per row, got {starts.shape}"
+        )
     n_starts = len(starts)
     objective = _BatchObjective(parametrization, target, diffractometer, options, starts)
     params = starts.copy()

@@ -114,20 +114,36 @@ class OptimizationResult:
     start_index: int = 0  # which start (0 = the given one) produced this result
     xrd_loss: float = math.nan  # the XRD loss alone at the result, at the target width
     energy: float = math.nan  # eV/atom at the result, with an energy term
-    energy_evaluations: int = 0  # energy + forces + stress calls (one per evaluation with an energy term)
+    energy_evaluations: int = (
+        0  # energy + forces + stress calls (one per evaluation with an energy term)
+    )
     seconds: float = 0.0  # wall time of the whole optimisation
 
 
 def default_steps(parametrization: Parametrization) -> np.ndarray:
     """Adam step size for each parameter, by kind."""
     lattice_step = STEP_LATTICE if parametrization.lattice_mode == "free" else STEP_STRAIN
-    return np.concatenate([np.full(parametrization.n_lattice, lattice_step), np.full(parametrization.n_coordinates, STEP_COORDINATE)])
+    return np.concatenate(
+        [
+            np.full(parametrization.n_lattice, lattice_step),
+            np.full(parametrization.n_coordinates, STEP_COORDINATE),
+        ]
+    )
 
 
 class _Objective:
     """Objective and gradient in parameter space at one peak width, recording the trajectory."""
 
-    def __init__(self, parametrization, target, diffractometer, truth, options, energy=(0.0, None), trajectory=None):
+    def __init__(
+        self,
+        parametrization,
+        target,
+        diffractometer,
+        truth,
+        options,
+        energy=(0.0, None),
+        trajectory=None,
+    ):
         self.parametrization = parametrization
         self.target = target
         self.diffractometer = diffractometer
@@ -145,8 +161,14 @@ class _Objective:
 
     def __call__(self, params):
         crystal = self.parametrization.crystal(params)  # ValueError for an invalid structure
-        result = combined_loss_and_grad(crystal, self.target, self.diffractometer, self.energy_weight,
-                                        self.calculator, **self.options)
+        result = combined_loss_and_grad(
+            crystal,
+            self.target,
+            self.diffractometer,
+            self.energy_weight,
+            self.calculator,
+            **self.options,
+        )
         self.evaluations += 1
         self.energy_evaluations += int(not math.isnan(result.energy))
         self.last_xrd_loss = result.xrd_loss
@@ -167,9 +189,24 @@ class _Problem:
     """What every local descent of one :func:`optimize` call shares: the stages (targets at each
     width), the method and its settings."""
 
-    def __init__(self, parametrization, target, diffractometer, truth, options, energy, method, learning_rate,
-                 tolerance, continuation):
-        self.parametrization, self.diffractometer, self.truth = parametrization, diffractometer, truth
+    def __init__(
+        self,
+        parametrization,
+        target,
+        diffractometer,
+        truth,
+        options,
+        energy,
+        method,
+        learning_rate,
+        tolerance,
+        continuation,
+    ):
+        self.parametrization, self.diffractometer, self.truth = (
+            parametrization,
+            diffractometer,
+            truth,
+        )
         self.options, self.energy = options, energy
         self.method, self.learning_rate, self.tolerance = method, learning_rate, tolerance
         self.continuation = continuation
@@ -186,7 +223,9 @@ class _Problem:
         fwhm = profile.fwhm
         grid = self.diffractometer.profile_setup(self.options.get("two_theta"), profile).grid
         stages = []
-        for width, budget in width_schedule(self.continuation.start_fwhm, fwhm, self.continuation.stages, steps):
+        for width, budget in width_schedule(
+            self.continuation.start_fwhm, fwhm, self.continuation.stages, steps
+        ):
             stride = max(1, int(width / fwhm + 1e-9))
             options = {**self.options, "fwhm": replace(profile, fwhm=width)}
             if stride > 1:
@@ -196,7 +235,9 @@ class _Problem:
 
     def _target_at(self, width, fwhm, grid, stride):
         if width == fwhm or isinstance(self.target, Crystal):
-            return self.target  # loss_and_grad renders a Crystal target at the stage's width and grid
+            return (
+                self.target
+            )  # loss_and_grad renders a Crystal target at the stage's width and grid
         if width not in self._targets:
             self._targets[width] = broaden_pattern(self.target, grid, fwhm, width)[::stride]
         return self._targets[width]
@@ -207,9 +248,21 @@ class _Problem:
         result = None
         stages = self.stages(steps)
         for index, (options, target, budget) in enumerate(stages):
-            budget += steps - evaluations - sum(b for _, _, b in stages[index:])  # unspent evaluations roll over
-            objective = _Objective(self.parametrization, target, self.diffractometer, self.truth, options, self.energy, trajectory)
-            result = _run(self.method, objective, params, budget, self.learning_rate, self.tolerance)
+            budget += (
+                steps - evaluations - sum(b for _, _, b in stages[index:])
+            )  # unspent evaluations roll over
+            objective = _Objective(
+                self.parametrization,
+                target,
+                self.diffractometer,
+                self.truth,
+                options,
+                self.energy,
+                trajectory,
+            )
+            result = _run(
+                self.method, objective, params, budget, self.learning_rate, self.tolerance
+            )
             evaluations += objective.evaluations
             energy_evaluations += objective.energy_evaluations
             if result.crystal is None:
@@ -261,12 +314,19 @@ def optimize(
         and the metric's own options, as for :func:`loss_and_grad`.
     """
     begin = time.perf_counter()
-    instance(parametrization, "parametrization", Parametrization, "make one with xrdcore.structure.parametrize (p1, space_group, …)")
+    instance(
+        parametrization,
+        "parametrization",
+        Parametrization,
+        "make one with xrdcore.structure.parametrize (p1, space_group, …)",
+    )
     instance(start, "start", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     if truth is not None:
         instance(truth, "truth", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
         if len(truth) != len(start):
-            raise ValueError(f"truth has {len(truth)} atoms, the start {len(start)}: they must be the same atoms")
+            raise ValueError(
+                f"truth has {len(truth)} atoms, the start {len(start)}: they must be the same atoms"
+            )
     method = choice(method, "method", METHODS)
     steps = whole(steps, "steps", low=1)
     learning_rate = real(learning_rate, "learning_rate", low=0, low_open=True)
@@ -292,12 +352,25 @@ def optimize(
 
         check_supported(start, energy_calculator)  # a missing element is an error, not a failed run
     if "reflections" in options:
-        raise TypeError("optimize enumerates the reflections of every step itself; do not pass reflections=")
+        raise TypeError(
+            "optimize enumerates the reflections of every step itself; do not pass reflections="
+        )
     loss_setup(target, diffractometer, **options)  # a wrong call fails here, not as a failed run
-    options["fwhm"] = check_fixed_width(options.get("fwhm", DEFAULT_FWHM))  # one Profile for every evaluation
-    problem = _Problem(parametrization, target, diffractometer, truth, options,
-                       (energy_weight, energy_calculator if energy_weight else None),
-                       method, learning_rate, tolerance, continuation)
+    options["fwhm"] = check_fixed_width(
+        options.get("fwhm", DEFAULT_FWHM)
+    )  # one Profile for every evaluation
+    problem = _Problem(
+        parametrization,
+        target,
+        diffractometer,
+        truth,
+        options,
+        (energy_weight, energy_calculator if energy_weight else None),
+        method,
+        learning_rate,
+        tolerance,
+        continuation,
+    )
     if continuation is not None:
         problem.stages(steps)  # a start width below the target's fails here, not in the run
     rng = np.random.default_rng(seed)
@@ -306,7 +379,11 @@ def optimize(
         scale = restart_scale if basin_hopping.scale is None else basin_hopping.scale
         best = _basin_hopping(problem, first, steps, basin_hopping, scale, rng)
     else:
-        starts = [first] + [first + restart_scale * default_steps(parametrization) * rng.standard_normal(first.shape) for _ in range(restarts)]
+        starts = [first] + [
+            first
+            + restart_scale * default_steps(parametrization) * rng.standard_normal(first.shape)
+            for _ in range(restarts)
+        ]
         results = []
         for index, params in enumerate(starts):
             result = problem.descend(params, steps, Trajectory())
@@ -327,20 +404,31 @@ def _basin_hopping(problem, first, steps, settings, scale, rng) -> OptimizationR
     evaluations = energy_evaluations = 0
     current = best = None
     for hop, budget in enumerate(split_budget(steps, settings.hops)):
-        params = first if current is None else current.params + kick * rng.standard_normal(first.shape)
+        params = (
+            first if current is None else current.params + kick * rng.standard_normal(first.shape)
+        )
         result = problem.descend(params, budget, trajectory)
         result.start_index = hop
         evaluations += result.evaluations
         energy_evaluations += result.energy_evaluations
         if best is None or result.loss < best.loss:
             best = result
-        if current is None or result.loss <= current.loss or (
-            np.isfinite(result.loss) and rng.random() < math.exp(-(result.loss - current.loss) / settings.temperature)
+        if (
+            current is None
+            or result.loss <= current.loss
+            or (
+                np.isfinite(result.loss)
+                and rng.random() < math.exp(-(result.loss - current.loss) / settings.temperature)
+            )
         ):
             current = result
         if best.status == "converged":
             break
-    best.trajectory, best.evaluations, best.energy_evaluations = trajectory, evaluations, energy_evaluations
+    best.trajectory, best.evaluations, best.energy_evaluations = (
+        trajectory,
+        evaluations,
+        energy_evaluations,
+    )
     return best
 
 
@@ -355,11 +443,21 @@ def _run(method, objective, params, steps, learning_rate, tolerance) -> Optimiza
     except ResourceLimitError:
         status = "resource limit"
     if objective.best_params is None:  # not even the start was a valid structure
-        return OptimizationResult(None, params, float("inf"), status, objective.evaluations, objective.trajectory)
+        return OptimizationResult(
+            None, params, float("inf"), status, objective.evaluations, objective.trajectory
+        )
     crystal = objective.parametrization.crystal(objective.best_params)
-    return OptimizationResult(crystal, objective.best_params, float(objective.best_loss), status, objective.evaluations,
-                              objective.trajectory, xrd_loss=float(objective.best_xrd_loss), energy=float(objective.best_energy),
-                              energy_evaluations=objective.energy_evaluations)
+    return OptimizationResult(
+        crystal,
+        objective.best_params,
+        float(objective.best_loss),
+        status,
+        objective.evaluations,
+        objective.trajectory,
+        xrd_loss=float(objective.best_xrd_loss),
+        energy=float(objective.best_energy),
+        energy_evaluations=objective.energy_evaluations,
+    )
 
 
 def _first_order(method, objective, params, steps, learning_rate, tolerance) -> str:
@@ -388,7 +486,13 @@ def _first_order(method, objective, params, steps, learning_rate, tolerance) -> 
 def _lbfgs(objective, params, steps, tolerance) -> str:
     from scipy.optimize import minimize
 
-    minimize(objective, params, jac=True, method="L-BFGS-B", options=dict(maxfun=steps, maxiter=steps, ftol=0, gtol=0))
+    minimize(
+        objective,
+        params,
+        jac=True,
+        method="L-BFGS-B",
+        options=dict(maxfun=steps, maxiter=steps, ftol=0, gtol=0),
+    )
     if objective.best_xrd_loss < tolerance:
         return "converged"
     return "step budget" if objective.evaluations >= steps else "stalled"

@@ -45,11 +45,15 @@ def split_budget(steps: int, parts: int) -> list[int]:
     return [share + (1 if index < extra else 0) for index in range(parts)]
 
 
-def width_schedule(start_fwhm: float, fwhm: float, stages: int, steps: int) -> list[tuple[float, int]]:
+def width_schedule(
+    start_fwhm: float, fwhm: float, stages: int, steps: int
+) -> list[tuple[float, int]]:
     """(width in deg, evaluations) per stage: ``stages`` widths geometrically from ``start_fwhm``
     to ``fwhm`` (the last exactly ``fwhm``), the budget ``steps`` split evenly over them."""
     if not (np.isfinite(start_fwhm) and np.isfinite(fwhm) and 0 < fwhm <= start_fwhm):
-        raise ValueError(f"continuation needs 0 < target FWHM ≤ start FWHM, got {fwhm} and {start_fwhm}")
+        raise ValueError(
+            f"continuation needs 0 < target FWHM ≤ start FWHM, got {fwhm} and {start_fwhm}"
+        )
     if stages < 1:
         raise ValueError(f"stages must be ≥ 1, got {stages}")
     widths = np.geomspace(start_fwhm, fwhm, stages) if stages > 1 else np.array([fwhm])
@@ -72,7 +76,9 @@ def broaden_pattern(pattern, two_theta, from_fwhm: float, to_fwhm: float) -> np.
     pattern = np.asarray(pattern, dtype=float)
     two_theta = np.asarray(two_theta, dtype=float)
     if pattern.shape != two_theta.shape or pattern.ndim != 1:
-        raise ValueError(f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length")
+        raise ValueError(
+            f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length"
+        )
     kernel_fwhm = broadening_kernel_fwhm(from_fwhm, to_fwhm)
     steps = np.diff(two_theta)
     if len(steps) == 0 or kernel_fwhm == 0:
@@ -97,8 +103,9 @@ class CombinedGradient(NamedTuple):
     energy: float = math.nan
 
 
-def combined_loss_and_grad(crystal: Crystal, target, diffractometer, energy_weight: float = 0.0, calculator=None,
-                           **options) -> CombinedGradient:
+def combined_loss_and_grad(
+    crystal: Crystal, target, diffractometer, energy_weight: float = 0.0, calculator=None, **options
+) -> CombinedGradient:
     """XRD loss (:func:`~xrdcore.gradients.loss_and_grad` with ``options``) + ``energy_weight``
     · energy per atom (eV/atom, :func:`xrdcore.energy.energy_gradient`) and its exact gradient
     with respect to the lattice and the fractional coordinates. The energy is evaluated when
@@ -110,5 +117,10 @@ def combined_loss_and_grad(crystal: Crystal, target, diffractometer, energy_weig
     from xrdcore.energy import energy_gradient
 
     value, d_lattice, d_frac = energy_gradient(crystal, calculator)
-    return CombinedGradient(xrd.loss + energy_weight * value, xrd.d_lattice + energy_weight * d_lattice,
-                            xrd.d_frac + energy_weight * d_frac, xrd.loss, value)
+    return CombinedGradient(
+        xrd.loss + energy_weight * value,
+        xrd.d_lattice + energy_weight * d_lattice,
+        xrd.d_frac + energy_weight * d_frac,
+        xrd.loss,
+        value,
+    )

@@ -59,8 +59,12 @@ def resolve_fwhm(fwhm) -> float | tuple[float, float, float]:
         fwhm = fwhm[()]
     if isinstance(fwhm, (list, tuple, np.ndarray)):
         if len(fwhm) != 3:
-            raise ValueError(f"fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg², got {fwhm!r}")
-        return tuple(real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm))
+            raise ValueError(
+                f"fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg², got {fwhm!r}"
+            )
+        return tuple(
+            real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm)
+        )
     width = real(fwhm, "fwhm", unit="degrees")
     if width <= 0:
         raise ValueError(f"fwhm must be a positive number of degrees, got {width:g}")
@@ -73,8 +77,10 @@ def resolve_window(window, eta: float) -> float:
         return default_window(eta)
     window = real(window, "window", unit="FWHMs")
     if window <= 0:
-        raise ValueError(f"window must be a positive number of FWHMs (the half-width of each peak's evaluation), "
-                         f"got {window:g}")
+        raise ValueError(
+            f"window must be a positive number of FWHMs (the half-width of each peak's evaluation), "
+            f"got {window:g}"
+        )
     return window
 
 
@@ -128,7 +134,9 @@ def peak_widths(fwhm, two_theta) -> np.ndarray:
     tan_theta = np.tan(np.radians(two_theta / 2))
     squared = u * tan_theta**2 + v * tan_theta + w
     if np.any(squared <= 0) or not np.all(np.isfinite(squared)):
-        raise ValueError(f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² in this 2θ range")
+        raise ValueError(
+            f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² in this 2θ range"
+        )
     return np.sqrt(squared)
 
 

@@ -58,13 +58,19 @@ def resolve_wavelength(wavelength: str | float) -> float:
         ) from None
     lo, hi = WAVELENGTH_RANGE
     if not lo <= value <= hi:
-        raise ValueError(f"wavelength {value} Å is outside the supported X-ray range [{lo}, {hi}] Å")
+        raise ValueError(
+            f"wavelength {value} Å is outside the supported X-ray range [{lo}, {hi}] Å"
+        )
     return value
 
 
 @lru_cache(maxsize=1)
 def _coefficient_table() -> dict[str, np.ndarray]:
-    text = resources.files("pymatgen.analysis.diffraction").joinpath("atomic_scattering_params.json").read_text()
+    text = (
+        resources.files("pymatgen.analysis.diffraction")
+        .joinpath("atomic_scattering_params.json")
+        .read_text()
+    )
     return {symbol: np.array(pairs, dtype=float) for symbol, pairs in json.loads(text).items()}
 
 
@@ -82,7 +88,9 @@ def form_factor(atomic_number: int, coefficients: np.ndarray, s: np.ndarray) -> 
     """f(s) for one element; s = sin θ / λ in Å⁻¹ (any shape). Plain numpy."""
     s2 = np.asarray(s, dtype=float) ** 2
     a, b = coefficients[:, 0], coefficients[:, 1]
-    return atomic_number - FORM_FACTOR_PREFACTOR * s2 * np.sum(a * np.exp(-b * s2[..., None]), axis=-1)
+    return atomic_number - FORM_FACTOR_PREFACTOR * s2 * np.sum(
+        a * np.exp(-b * s2[..., None]), axis=-1
+    )
 
 
 #: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).

@@ -30,7 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
-from xrdcore.validation import instance, LIMITS, StructureError, describe, did_you_mean, guard, real_array
+from xrdcore.validation import (
+    LIMITS,
+    StructureError,
+    describe,
+    did_you_mean,
+    guard,
+    instance,
+    real_array,
+)
 
 #: Volumes below this (Å³) are treated as a singular lattice.
 MIN_CELL_VOLUME = 1e-3
@@ -84,7 +92,9 @@ def atomic_number(species: str | int) -> int:
     if isinstance(species, numbers.Integral):
         z = int(species)
         if not 1 <= z <= MAX_ATOMIC_NUMBER:
-            raise ValueError(f"atomic number {z} is not an element (expected 1 … {MAX_ATOMIC_NUMBER})")
+            raise ValueError(
+                f"atomic number {z} is not an element (expected 1 … {MAX_ATOMIC_NUMBER})"
+            )
         return z
     symbol = species.strip()
     table = _element_numbers()
@@ -111,8 +121,11 @@ def atomic_number(species: str | int) -> int:
 def _check_cell_length(length: float, what: str) -> None:
     """StructureError unless MIN_CELL_LENGTH ≤ ``length`` (Å) ≤ MAX_CELL_LENGTH; ``what`` names it."""
     if not MIN_CELL_LENGTH <= length <= MAX_CELL_LENGTH:
-        bound = (f"below MIN_CELL_LENGTH = {MIN_CELL_LENGTH:g} Å (shorter than any bond)" if length < MIN_CELL_LENGTH
-                 else f"beyond MAX_CELL_LENGTH = {MAX_CELL_LENGTH:g} Å (the largest known unit cells are ~2000 Å)")
+        bound = (
+            f"below MIN_CELL_LENGTH = {MIN_CELL_LENGTH:g} Å (shorter than any bond)"
+            if length < MIN_CELL_LENGTH
+            else f"beyond MAX_CELL_LENGTH = {MAX_CELL_LENGTH:g} Å (the largest known unit cells are ~2000 Å)"
+        )
         raise StructureError(f"{what} is {length:.4g} Å long, {bound}; wrong units?")
 
 
@@ -137,9 +150,17 @@ def _atomic_numbers(species, n_atoms: int) -> np.ndarray:
     """(N,) int64 atomic numbers of one species entry per position."""
     if isinstance(species, (str, numbers.Integral)):
         species = [species]
-    elif species is None or isinstance(species, (dict, set, bytes)) or not hasattr(species, "__iter__"):
-        raise TypeError(f"species must be a sequence of element symbols or atomic numbers, got {describe(species)}")
-    if isinstance(species, np.ndarray) and species.dtype.kind in "iu":  # replace(): a Crystal's own numbers
+    elif (
+        species is None
+        or isinstance(species, (dict, set, bytes))
+        or not hasattr(species, "__iter__")
+    ):
+        raise TypeError(
+            f"species must be a sequence of element symbols or atomic numbers, got {describe(species)}"
+        )
+    if (
+        isinstance(species, np.ndarray) and species.dtype.kind in "iu"
+    ):  # replace(): a Crystal's own numbers
         result = species.astype(np.int64).reshape(-1)
         outside = (result < 1) | (result > MAX_ATOMIC_NUMBER)
         if np.any(outside):
@@ -155,7 +176,9 @@ def _checked_lattice(lattice) -> np.ndarray:
     """The lattice as a fresh (3, 3) array of a right-handed cell with vectors of sane lengths."""
     lattice = _array(lattice, "lattice")
     if lattice.shape != (3, 3):
-        raise StructureError(f"lattice must be a 3x3 matrix of row vectors in Å, got shape {lattice.shape}")
+        raise StructureError(
+            f"lattice must be a 3x3 matrix of row vectors in Å, got shape {lattice.shape}"
+        )
     scale = float(np.abs(lattice).max()) or 1.0
     lengths = np.linalg.norm(lattice / scale, axis=1) * scale  # scaled: cannot overflow
     if lengths.max() > MAX_CELL_LENGTH:
@@ -208,7 +231,9 @@ class Crystal:
         if bad.size:
             value = occupancies[bad[0]]
             hint = "; an empty site should be removed, not given occupancy 0" if value == 0 else ""
-            raise StructureError(f"occupancies must lie in (0, 1], got {value:g} for entry {bad[0]}{hint}")
+            raise StructureError(
+                f"occupancies must lie in (0, 1], got {value:g} for entry {bad[0]}{hint}"
+            )
         b_iso = self._per_atom(b_iso, 0.0, n_atoms, "b_iso")
         bad = np.flatnonzero((b_iso < 0) | (b_iso > MAX_B_ISO))
         if bad.size:
@@ -233,7 +258,9 @@ class Crystal:
             return np.full(n_atoms, default)
         values = _array(values, name).reshape(-1)
         if values.shape != (n_atoms,):
-            raise StructureError(f"{name} must have one value per atom ({n_atoms}), got {values.shape[0]}")
+            raise StructureError(
+                f"{name} must have one value per atom ({n_atoms}), got {values.shape[0]}"
+            )
         return values
 
     def _site_groups(self) -> np.ndarray:
@@ -282,7 +309,9 @@ class Crystal:
         )
         unknown = set(changes) - set(fields)
         if unknown:
-            raise TypeError(f"unknown Crystal field(s) {sorted(unknown)}; choose from {sorted(fields)}")
+            raise TypeError(
+                f"unknown Crystal field(s) {sorted(unknown)}; choose from {sorted(fields)}"
+            )
         fields.update(changes)
         return Crystal(**fields)
 
@@ -341,7 +370,12 @@ class Crystal:
         species, coords, b_site = [], [], []
         for first in order:
             members = np.flatnonzero(groups == groups[first])
-            species.append({element_symbol(self.atomic_numbers[m]): float(self.occupancies[m]) for m in members})
+            species.append(
+                {
+                    element_symbol(self.atomic_numbers[m]): float(self.occupancies[m])
+                    for m in members
+                }
+            )
             coords.append(self.frac_coords[first])
             b_site.append(float(self.b_iso[first]))
         return Structure(Lattice(self.lattice), species, coords, site_properties={"b_iso": b_site})
@@ -363,7 +397,9 @@ class Crystal:
         except ValueError as error:
             raise type(error)(f"CIF {name!r}: {error}") from None
         if notes + parse_notes:
-            warnings.warn(f"CIF {name!r}: " + "; ".join(notes + parse_notes), CifWarning, stacklevel=2)
+            warnings.warn(
+                f"CIF {name!r}: " + "; ".join(notes + parse_notes), CifWarning, stacklevel=2
+            )
         return crystal
 
     def to_cif(self, path) -> None:
@@ -415,7 +451,11 @@ def _cif_error(name: str, reason: str, kind: type[ValueError] = ValueError) -> V
 def _read_cif_text(path) -> tuple[str, str, list[str]]:
     """The text of a CIF file, its name for messages, and notes on bytes that were not UTF-8."""
     if not isinstance(path, (str, os.PathLike)):
-        hint = "; for a pymatgen Structure use Crystal.from_pymatgen" if hasattr(path, "lattice") else ""
+        hint = (
+            "; for a pymatgen Structure use Crystal.from_pymatgen"
+            if hasattr(path, "lattice")
+            else ""
+        )
         raise TypeError(
             f"Crystal.from_cif needs the path of a CIF file (str or pathlib.Path), got {describe(path)}{hint}"
         )
@@ -423,7 +463,9 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
     if not path.exists():
         raise ValueError(f"CIF file {name!r} does not exist")
     if not path.is_file():
-        raise ValueError(f"CIF path {name!r} is {'a directory' if path.is_dir() else 'a device or pipe'}, not a file")
+        raise ValueError(
+            f"CIF path {name!r} is {'a directory' if path.is_dir() else 'a device or pipe'}, not a file"
+        )
     size_mb = path.stat().st_size / 2**20
     guard(size_mb, "max_file_mb", f"CIF file {name!r} of {size_mb:.1f} MiB")
     data = path.read_bytes()
@@ -434,8 +476,14 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
                 with module.open(io.BytesIO(data)) as stream:
                     data = stream.read(limit + 1)
             except (OSError, EOFError, lzma.LZMAError) as error:
-                raise ValueError(f"CIF file {name!r} is a damaged {module.__name__} archive ({error})") from None
-            guard(len(data) / 2**20, "max_file_mb", f"CIF file {name!r} decompressed (over {limit / 2**20:g} MiB)")
+                raise ValueError(
+                    f"CIF file {name!r} is a damaged {module.__name__} archive ({error})"
+                ) from None
+            guard(
+                len(data) / 2**20,
+                "max_file_mb",
+                f"CIF file {name!r} decompressed (over {limit / 2**20:g} MiB)",
+            )
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise ValueError(f"CIF file {name!r} is UTF-16 (or UTF-32) text; save it as UTF-8 or ASCII")
     text = data.decode("utf-8-sig", errors="replace")
@@ -446,7 +494,9 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
         )
     replaced = text.count("\ufffd")
     if replaced > max(8, len(text) // 100):
-        raise ValueError(f"CIF file {name!r} is not UTF-8 text ({replaced:,} bytes are not); save it as UTF-8 or ASCII")
+        raise ValueError(
+            f"CIF file {name!r} is not UTF-8 text ({replaced:,} bytes are not); save it as UTF-8 or ASCII"
+        )
     if not text.strip():
         raise ValueError(f"CIF file {name!r} is empty")
     lines = text.splitlines()
@@ -456,7 +506,11 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
             f"CIF file {name!r} has a line of {len(lines[longest]):,} characters (line {longest + 1}), beyond "
             f"MAX_CIF_LINE = {MAX_CIF_LINE:,} (the CIF standard allows 2048)"
         )
-    notes = [f"{replaced} byte(s) that are not UTF-8 replaced (pymatgen then drops them)"] if replaced else []
+    notes = (
+        [f"{replaced} byte(s) that are not UTF-8 replaced (pymatgen then drops them)"]
+        if replaced
+        else []
+    )
     return text, name, notes
 
 
@@ -464,16 +518,25 @@ def _parse_cif(text: str, name: str):
     """The first structure of a CIF's text (a pymatgen Structure), and notes to surface."""
     from pymatgen.io.cif import CifBlock, CifParser
 
-    blocks = ["data_" + block for block in re.split(r"^\s*data_", "x\n" + text, flags=re.MULTILINE)[1:]]
+    blocks = [
+        "data_" + block for block in re.split(r"^\s*data_", "x\n" + text, flags=re.MULTILINE)[1:]
+    ]
     if not blocks:
-        raise _cif_error(name, "it holds no data block (the data of a CIF begin at a line 'data_<name>')")
+        raise _cif_error(
+            name, "it holds no data block (the data of a CIF begin at a line 'data_<name>')"
+        )
     with_sites = [block for block in blocks if "_atom_site_fract_x" in block]
     if not with_sites:
-        raise _cif_error(name, f"none of its {len(blocks):,} data block(s) lists atom sites (_atom_site_fract_x ...)")
+        raise _cif_error(
+            name,
+            f"none of its {len(blocks):,} data block(s) lists atom sites (_atom_site_fract_x ...)",
+        )
     block_text = with_sites[0]
     notes = []
     if len(with_sites) > 1:
-        notes.append(f"it holds {len(with_sites):,} structures; read the first, {block_text.split(maxsplit=1)[0]}")
+        notes.append(
+            f"it holds {len(with_sites):,} structures; read the first, {block_text.split(maxsplit=1)[0]}"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -497,7 +560,9 @@ def _parse_cif(text: str, name: str):
         if issubclass(warning.category, UserWarning):
             said.append(str(warning.message))
         else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
     said += parser.warnings
     notes += [f"pymatgen: {' '.join(message.split())}" for message in dict.fromkeys(said)]
     return structure, notes
@@ -505,8 +570,12 @@ def _parse_cif(text: str, name: str):
 
 def _listed_operations(data: dict) -> list[str] | None:
     """The symmetry operations a CIF block lists, in the order pymatgen looks for them, or None."""
-    for tag in ("_symmetry_equiv_pos_as_xyz", "_symmetry_equiv_pos_as_xyz_", "_space_group_symop_operation_xyz",
-                "_space_group_symop_operation_xyz_"):
+    for tag in (
+        "_symmetry_equiv_pos_as_xyz",
+        "_symmetry_equiv_pos_as_xyz_",
+        "_space_group_symop_operation_xyz",
+        "_space_group_symop_operation_xyz_",
+    ):
         if data.get(tag):
             return data[tag] if isinstance(data[tag], list) else [data[tag]]
     return None
@@ -522,11 +591,22 @@ def _symmetry_order(data: dict) -> int:
         return len(listed)
     groups = SYMM_DATA["space_group_encoding"]
     orders = {re.sub(r"[\s_]", "", symbol): group["order"] for symbol, group in groups.items()}
-    orders.update((re.sub(r"[\s_]", "", short), groups[full]["order"])
-                  for short, full in SYMM_DATA["abbreviated_spacegroup_symbols"].items())
+    orders.update(
+        (re.sub(r"[\s_]", "", short), groups[full]["order"])
+        for short, full in SYMM_DATA["abbreviated_spacegroup_symbols"].items()
+    )
     orders.update((str(group["int_number"]), group["order"]) for group in groups.values())
-    named = [value for tag, value in data.items() if isinstance(value, str) and value.strip() not in ("", "?", ".")
-             and re.match(r"_(symmetry|space_group)_(space_group_name|name|int_tables_number|it_number)", tag, re.I)]
+    named = [
+        value
+        for tag, value in data.items()
+        if isinstance(value, str)
+        and value.strip() not in ("", "?", ".")
+        and re.match(
+            r"_(symmetry|space_group)_(space_group_name|name|int_tables_number|it_number)",
+            tag,
+            re.I,
+        )
+    ]
     return max((orders.get(re.sub(r"[\s_'\"]", "", value), 192) for value in named), default=1)
 
 
@@ -538,18 +618,29 @@ def _check_operations(data: dict, name: str) -> None:
         try:
             rotation = SymmOp.from_xyz_str(operation).rotation_matrix
             proper = operation.count(",") == 2 and abs(abs(np.linalg.det(rotation)) - 1) < 1e-6
-        except Exception:  # pymatgen's reader of 'x, y, z' raises anything from IndexError to ZeroDivisionError
+        except (
+            Exception
+        ):  # pymatgen's reader of 'x, y, z' raises anything from IndexError to ZeroDivisionError
             proper = False
         if not proper:
-            raise _cif_error(name, f"{operation!r} is not a symmetry operation such as 'x, y, z' or '-y, x-y, z+1/3'")
+            raise _cif_error(
+                name,
+                f"{operation!r} is not a symmetry operation such as 'x, y, z' or '-y, x-y, z+1/3'",
+            )
 
 
 def _check_cif_atoms(name: str, n_sites: int, n_operations: int) -> None:
     """ResourceLimitError if atom sites × symmetry operations exceed ``LIMITS.max_cif_atoms``: pymatgen's
     parser takes time quadratic in them (~5 s for 4,000 atoms, ~8 min for 57,600 on one core)."""
-    guard(n_sites * n_operations, "max_cif_atoms",
-          lambda: f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} symmetry operation(s): up to "
-          f"{n_sites * n_operations:,} atoms, which", "pymatgen's CIF parser takes time quadratic in the atoms of the cell")
+    guard(
+        n_sites * n_operations,
+        "max_cif_atoms",
+        lambda: (
+            f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} symmetry operation(s): up to "
+            f"{n_sites * n_operations:,} atoms, which"
+        ),
+        "pymatgen's CIF parser takes time quadratic in the atoms of the cell",
+    )
 
 
 def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
@@ -568,7 +659,9 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
         return result
 
     missing = [tag for tag in _CELL_LENGTHS + _CELL_ANGLES if tag not in data]
-    if missing and not any(data.get(tag) for tag in ("_symmetry_cell_setting", "_space_group_crystal_system")):
+    if missing and not any(
+        data.get(tag) for tag in ("_symmetry_cell_setting", "_space_group_crystal_system")
+    ):
         raise _cif_error(name, f"it has no complete cell ({missing[0]} is missing)")
     for tag in _CELL_LENGTHS:
         if tag in data:
@@ -579,8 +672,12 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
     angles = {tag: number(data[tag], tag) for tag in _CELL_ANGLES if tag in data}
     for tag, angle in angles.items():
         if not 0 < angle < 180:
-            raise _cif_error(name, f"{tag} is {angle:g}°: a cell angle lies strictly between 0° and 180°")
-    if len(angles) == 3 and (sum(angles.values()) >= 360 or 2 * max(angles.values()) >= sum(angles.values())):
+            raise _cif_error(
+                name, f"{tag} is {angle:g}°: a cell angle lies strictly between 0° and 180°"
+            )
+    if len(angles) == 3 and (
+        sum(angles.values()) >= 360 or 2 * max(angles.values()) >= sum(angles.values())
+    ):
         raise _cif_error(
             name,
             "the cell angles {:g}°, {:g}°, {:g}° describe no cell (that needs α + β + γ < 360° and each angle "
@@ -590,13 +687,25 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
         if tag not in data:
             hint = " (it is in the text: inside an unclosed ';' text field?)" if tag in text else ""
             raise _cif_error(name, f"its atom_site loop lacks {tag}{hint}")
-    columns = {tag: data[tag] for tag in _SITE_TAGS + ("_atom_site_type_symbol", "_atom_site_occupancy") if tag in data}
+    columns = {
+        tag: data[tag]
+        for tag in _SITE_TAGS + ("_atom_site_type_symbol", "_atom_site_occupancy")
+        if tag in data
+    }
     if not all(isinstance(column, list) for column in columns.values()):
-        raise _cif_error(name, "its atom sites are single values, not a loop_ (pymatgen reads them from a loop_ only)")
+        raise _cif_error(
+            name,
+            "its atom sites are single values, not a loop_ (pymatgen reads them from a loop_ only)",
+        )
     if len({len(column) for column in columns.values()}) > 1:
-        raise _cif_error(name, "its atom_site columns (label, type_symbol, fract_x/y/z, occupancy) differ in length")
+        raise _cif_error(
+            name,
+            "its atom_site columns (label, type_symbol, fract_x/y/z, occupancy) differ in length",
+        )
     labels = columns["_atom_site_label"]
-    _check_cif_atoms(name, len(labels), 1)  # before reading every site; the operations are counted later
+    _check_cif_atoms(
+        name, len(labels), 1
+    )  # before reading every site; the operations are counted later
     empty = []
     for index, label in enumerate(labels):
         for tag in _SITE_TAGS[1:]:
@@ -638,14 +747,23 @@ def _pymatgen_reason(error: Exception) -> str:
 def check_crystal(crystal, name: str = "crystal") -> Crystal:
     """``crystal`` if it is a :class:`Crystal`; a TypeError saying how to convert it otherwise."""
     refuse_pymatgen(crystal, name, "an xrdcore Crystal")
-    return instance(crystal, name, Crystal, "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
-                    "Crystal.from_cif(path) for a CIF file")
+    return instance(
+        crystal,
+        name,
+        Crystal,
+        "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
+        "Crystal.from_cif(path) for a CIF file",
+    )
 
 
 def refuse_pymatgen(value, name: str, wanted: str) -> None:
     """TypeError for a pymatgen object where ``wanted`` is meant, saying how to convert it."""
     if type(value).__module__.startswith("pymatgen"):
         kind = type(value).__name__
-        hint = ("a molecule has no lattice: box it (Molecule.get_boxed_structure) and convert that with "
-                "Crystal.from_pymatgen" if "Molecule" in kind else "convert it with Crystal.from_pymatgen(structure)")
+        hint = (
+            "a molecule has no lattice: box it (Molecule.get_boxed_structure) and convert that with "
+            "Crystal.from_pymatgen"
+            if "Molecule" in kind
+            else "convert it with Crystal.from_pymatgen(structure)"
+        )
         raise TypeError(f"{name} must be {wanted}, got a pymatgen {kind}; {hint}")

@@ -46,9 +46,25 @@ CITATIONS = (
 
 #: Crystal families in order of rising symmetry (hexagonal family = trigonal + hexagonal systems).
 CRYSTAL_FAMILIES = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "hexagonal", "cubic")
-CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal", "cubic")
+CRYSTAL_SYSTEMS = (
+    "triclinic",
+    "monoclinic",
+    "orthorhombic",
+    "tetragonal",
+    "trigonal",
+    "hexagonal",
+    "cubic",
+)
 #: Highest space-group number of each crystal system (International Tables numbering).
-_LAST_SPACE_GROUP = {"triclinic": 2, "monoclinic": 15, "orthorhombic": 74, "tetragonal": 142, "trigonal": 167, "hexagonal": 194, "cubic": 230}
+_LAST_SPACE_GROUP = {
+    "triclinic": 2,
+    "monoclinic": 15,
+    "orthorhombic": 74,
+    "tetragonal": 142,
+    "trigonal": 167,
+    "hexagonal": 194,
+    "cubic": 230,
+}
 #: Default largest cell of the study set (atoms), as in MP-20.
 STUDY_MAX_ATOMS = 20
 
@@ -102,7 +118,12 @@ class Prototype:
 @lru_cache(maxsize=1)
 def _raw_entries() -> dict[str, dict]:
     # The file, not the package: importing pymatgen.analysis.prototypes rebuilds all 288 structures.
-    path = resources.files("pymatgen").joinpath("analysis").joinpath("prototypes").joinpath("aflow_prototypes.json.gz")
+    path = (
+        resources.files("pymatgen")
+        .joinpath("analysis")
+        .joinpath("prototypes")
+        .joinpath("aflow_prototypes.json.gz")
+    )
     with path.open("rb") as handle:
         entries = json.loads(gzip.decompress(handle.read()))
     repeats = Counter(entry["tags"]["aflow"] for entry in entries)
@@ -183,13 +204,19 @@ class UnknownPrototypeError(KeyError, ValueError):
 def get_prototype(name: str) -> Prototype:
     """A prototype by its unique name (AFLOW label, e.g. "AB_cP2_221_b_a" for CsCl)."""
     if not isinstance(name, str):
-        raise TypeError(f"a prototype name must be a string such as 'AB_cP2_221_b_a', got {describe(name)}")
+        raise TypeError(
+            f"a prototype name must be a string such as 'AB_cP2_221_b_a', got {describe(name)}"
+        )
     for proto in _all_prototypes():
         if proto.name == name:
             return proto
     names = [p.name for p in _all_prototypes()]
     close = [n for n in names if n.startswith(name)] or difflib.get_close_matches(name, names, n=3)
-    hint = f"; did you mean {' or '.join(map(repr, close[:5]))}?" if close else "; see list_prototypes()"
+    hint = (
+        f"; did you mean {' or '.join(map(repr, close[:5]))}?"
+        if close
+        else "; see list_prototypes()"
+    )
     raise UnknownPrototypeError(f"unknown prototype {name!r}{hint}")
 
 
@@ -198,7 +225,9 @@ def load_prototype(name: str) -> Crystal:
     return get_prototype(name).crystal()
 
 
-def study_set(max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None, seed: int = 0) -> list[Prototype]:
+def study_set(
+    max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None, seed: int = 0
+) -> list[Prototype]:
     """The default study set: prototypes with ≤ ``max_atoms`` atoms, stratified by crystal family.
 
     Ordered by family (``CRYSTAL_FAMILIES``), then by name. With ``per_family`` set, a
@@ -210,7 +239,9 @@ def study_set(max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None, s
     rng = np.random.default_rng(whole(seed, "seed", low=0))
     chosen = []
     for family in CRYSTAL_FAMILIES:
-        members = sorted(list_prototypes(max_atoms=max_atoms, crystal_family=family), key=lambda p: p.name)
+        members = sorted(
+            list_prototypes(max_atoms=max_atoms, crystal_family=family), key=lambda p: p.name
+        )
         if per_family is not None and per_family < len(members):
             picks = np.sort(rng.choice(len(members), size=per_family, replace=False))
             members = [members[i] for i in picks]
@@ -221,7 +252,9 @@ def study_set(max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None, s
 def example_names() -> list[str]:
     """Names of pymatgen's bundled example structures (e.g. "Si", "CsCl", "LiFePO4")."""
     folder = resources.files("pymatgen.util").joinpath("structures")
-    return sorted(item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
+    return sorted(
+        item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json")
+    )
 
 
 def load_example(name: str) -> Crystal:
@@ -237,7 +270,9 @@ def load_example(name: str) -> Crystal:
 def book_data_names() -> list[str]:
     """File names of the result tables shipped in ``xrdcore/data/`` (tables and their records)."""
     folder = resources.files("xrdcore").joinpath("data")
-    return sorted(item.name for item in folder.iterdir() if item.name.endswith((".csv", ".parquet", ".json")))
+    return sorted(
+        item.name for item in folder.iterdir() if item.name.endswith((".csv", ".parquet", ".json"))
+    )
 
 
 def book_data(name: str) -> Path:
@@ -247,7 +282,9 @@ def book_data(name: str) -> Path:
     gives the command that regenerates each table.
     """
     if not isinstance(name, str) or name not in book_data_names():
-        raise FileNotFoundError(f"no shipped table {name!r} in xrdcore/data; choose one of {book_data_names()}")
+        raise FileNotFoundError(
+            f"no shipped table {name!r} in xrdcore/data; choose one of {book_data_names()}"
+        )
     return Path(str(resources.files("xrdcore").joinpath("data", name)))
 
 
@@ -266,7 +303,11 @@ class Cell:
         """Lattice vectors (3, 3) in Å as rows, in pymatgen's standard orientation."""
         from pymatgen.core import Lattice
 
-        return np.array(Lattice.from_parameters(self.a, self.b, self.c, self.alpha, self.beta, self.gamma).matrix)
+        return np.array(
+            Lattice.from_parameters(
+                self.a, self.b, self.c, self.alpha, self.beta, self.gamma
+            ).matrix
+        )
 
 
 #: The paper's worked example (Segal et al. 2026, BPO4 figure; values as published, read from
@@ -291,6 +332,8 @@ def bpo4_worked_example() -> Crystal:
     set to the authors' ground truth :data:`BPO4_TRUTH` (a = b = 4.44 Å, c = 6.71 Å)."""
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
-    conventional = SpacegroupAnalyzer(get_prototype(BPO4_PROTOTYPE).structure()).get_conventional_standard_structure()
+    conventional = SpacegroupAnalyzer(
+        get_prototype(BPO4_PROTOTYPE).structure()
+    ).get_conventional_standard_structure()
     crystal = Crystal.from_pymatgen(conventional)
     return crystal.replace(lattice=BPO4_TRUTH.lattice())

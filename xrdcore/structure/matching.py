@@ -67,7 +67,11 @@ def match(crystal: Crystal, reference: Crystal, first: bool = False, **tolerance
     ours, theirs = crystal.to_pymatgen(), reference.to_pymatgen()
     if not first:
         result = matcher.get_rms_dist(ours, theirs)
-        return MatchResult(False, float("nan")) if result is None else MatchResult(True, float(result[0]))
+        return (
+            MatchResult(False, float("nan"))
+            if result is None
+            else MatchResult(True, float(result[0]))
+        )
     # get_rms_dist's own steps (pymatgen 2025+), with break_on_match: the search stops at the
     # first mapping whose RMS is below stol, which exists exactly when get_rms_dist finds one
     ours, theirs = matcher._process_species([ours, theirs])
@@ -96,7 +100,9 @@ def lattice_error(crystal: Crystal, reference: Crystal) -> tuple[float, float]:
     """Largest relative error of a, b, c and largest error of α, β, γ (degrees)."""
     _check_pair(crystal, reference)
     ours, theirs = lattice_parameters(crystal.lattice), lattice_parameters(reference.lattice)
-    return float(np.max(np.abs(ours[:3] / theirs[:3] - 1))), float(np.max(np.abs(ours[3:] - theirs[3:])))
+    return float(np.max(np.abs(ours[:3] / theirs[:3] - 1))), float(
+        np.max(np.abs(ours[3:] - theirs[3:]))
+    )
 
 
 def rms_displacement(crystal: Crystal, reference: Crystal) -> float:
@@ -120,4 +126,7 @@ LATTICE_LENGTH_SCALE = 5.0
 def structural_distance(crystal: Crystal, reference: Crystal) -> float:
     """One number for "how far": RMS displacement (Å) plus the largest relative lattice-length
     error times ``LATTICE_LENGTH_SCALE`` (5 Å, a typical cell edge)."""
-    return rms_displacement(crystal, reference) + LATTICE_LENGTH_SCALE * lattice_error(crystal, reference)[0]
+    return (
+        rms_displacement(crystal, reference)
+        + LATTICE_LENGTH_SCALE * lattice_error(crystal, reference)[0]
+    )

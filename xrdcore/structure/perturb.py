@@ -76,11 +76,21 @@ SYMMETRIC_CHOICES = (False, True, "family", "spacegroup")
 LATTICE_NOISES = ("strain", "matrix")
 
 
-def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, seed: int = 0, symmetric: bool | str = False,
-            lattice_noise: str = "strain") -> Crystal:
+def perturb(
+    crystal: Crystal,
+    strain: float = 0.0,
+    displacement: float = 0.0,
+    seed: int = 0,
+    symmetric: bool | str = False,
+    lattice_noise: str = "strain",
+) -> Crystal:
     """A perturbed copy of ``crystal`` (see the module docstring for the definitions)."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
-    if not (isinstance(symmetric, (bool, np.bool_)) or isinstance(symmetric, str) and symmetric in SYMMETRIC_CHOICES):
+    if not (
+        isinstance(symmetric, (bool, np.bool_))
+        or isinstance(symmetric, str)
+        and symmetric in SYMMETRIC_CHOICES
+    ):
         raise ValueError(f"symmetric must be one of {SYMMETRIC_CHOICES}, got {symmetric!r}")
     lattice_noise = choice(lattice_noise, "lattice_noise", LATTICE_NOISES)
     strain = real(strain, "strain", low=0)
@@ -89,7 +99,9 @@ def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, se
     symmetry = find_symmetry(crystal) if symmetric else None
     frac_coords = crystal.frac_coords
     if displacement:
-        frac_coords = frac_coords + random_displacement(rng, crystal, displacement, None if symmetric == "family" else symmetry)
+        frac_coords = frac_coords + random_displacement(
+            rng, crystal, displacement, None if symmetric == "family" else symmetry
+        )
     lattice = crystal.lattice
     if strain and lattice_noise == "matrix":
         lattice = lattice @ (np.eye(3) + random_deformation(rng, strain, lattice, symmetry))

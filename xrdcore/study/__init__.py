@@ -24,6 +24,19 @@ from xrdcore.study.summary import (
 )
 
 __all__ = [
-    "PAPER", "REMEDIES", "REMEDIES_ENERGY", "SHIPPED", "SMALL", "WORKSHOP", "ResumeWarning", "StudyConfig",
-    "binned_rates", "match_rates", "rate_where", "read_rows", "repair_rate", "run_study", "wilson_interval",
+    "PAPER",
+    "REMEDIES",
+    "REMEDIES_ENERGY",
+    "SHIPPED",
+    "SMALL",
+    "WORKSHOP",
+    "ResumeWarning",
+    "StudyConfig",
+    "binned_rates",
+    "match_rates",
+    "rate_where",
+    "read_rows",
+    "repair_rate",
+    "run_study",
+    "wilson_interval",
 ]

@@ -30,8 +30,15 @@ from xrdcore.study.runner import ResumeWarning, run_study
 from xrdcore.study.summary import format_rates, match_rates
 from xrdcore.validation import did_you_mean
 
-PRESETS = {"small": SMALL, "shipped": SHIPPED, "default": StudyConfig(), "paper": PAPER, "workshop": WORKSHOP,
-           "remedies": REMEDIES, "remedies-energy": REMEDIES_ENERGY}
+PRESETS = {
+    "small": SMALL,
+    "shipped": SHIPPED,
+    "default": StudyConfig(),
+    "paper": PAPER,
+    "workshop": WORKSHOP,
+    "remedies": REMEDIES,
+    "remedies-energy": REMEDIES_ENERGY,
+}
 SUCCESS_COLUMNS = ["recovered", "matched", "matched_strict", "start_matched", "start_recovered"]
 
 
@@ -46,20 +53,51 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="xrdcore", description="Powder-XRD structure retrieval study")
     commands = parser.add_subparsers(dest="command", required=True)
     retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
-    retrieve.add_argument("--config", default="small", help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields")
-    retrieve.add_argument("--output", default="retrieval.csv", help="results file, .csv or .parquet (a rerun resumes)")
-    retrieve.add_argument("--executor", default="batched", choices=EXECUTORS,
-                          help="batched: each group of seeds × magnitudes descends as one batch (default); task: one run at a time (the reference)")
-    retrieve.add_argument("--backend", default="cpu", choices=["cpu", "cuda", "auto"],
-                          help="where the batched executor evaluates its batches (auto: CUDA when a GPU is present)")
-    retrieve.add_argument("--workers", type=int, default=None, help="local processes, one numba thread each (default: all cores)")
-    retrieve.add_argument("--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786")
+    retrieve.add_argument(
+        "--config",
+        default="small",
+        help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields",
+    )
+    retrieve.add_argument(
+        "--output", default="retrieval.csv", help="results file, .csv or .parquet (a rerun resumes)"
+    )
+    retrieve.add_argument(
+        "--executor",
+        default="batched",
+        choices=EXECUTORS,
+        help="batched: each group of seeds × magnitudes descends as one batch (default); task: one run at a time (the reference)",
+    )
+    retrieve.add_argument(
+        "--backend",
+        default="cpu",
+        choices=["cpu", "cuda", "auto"],
+        help="where the batched executor evaluates its batches (auto: CUDA when a GPU is present)",
+    )
+    retrieve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local processes, one numba thread each (default: all cores)",
+    )
+    retrieve.add_argument(
+        "--scheduler", default=None, help="dask.distributed scheduler address, e.g. tcp://host:8786"
+    )
     retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
     summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
-    summary.add_argument("results", help="results file (CSV or Parquet) written by 'xrdcore retrieve'")
-    summary.add_argument("--by", default="kind,parametrization,magnitude", help="comma-separated columns to group by (e.g. remedy,kind)")
-    summary.add_argument("--column", default="recovered", choices=SUCCESS_COLUMNS,
-                         help="success column (default: recovered, tight tolerances)")
+    summary.add_argument(
+        "results", help="results file (CSV or Parquet) written by 'xrdcore retrieve'"
+    )
+    summary.add_argument(
+        "--by",
+        default="kind,parametrization,magnitude",
+        help="comma-separated columns to group by (e.g. remedy,kind)",
+    )
+    summary.add_argument(
+        "--column",
+        default="recovered",
+        choices=SUCCESS_COLUMNS,
+        help="success column (default: recovered, tight tolerances)",
+    )
     return parser
 
 
@@ -68,8 +106,10 @@ def load_config(name: str) -> StudyConfig:
     if name in PRESETS:
         return PRESETS[name]
     if not Path(name).exists():
-        raise FileNotFoundError(f"--config {name!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
-                                f"{did_you_mean(name, PRESETS)}")
+        raise FileNotFoundError(
+            f"--config {name!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+            f"{did_you_mean(name, PRESETS)}"
+        )
     return StudyConfig.from_json(name)
 
 
@@ -85,8 +125,11 @@ def main(argv=None) -> int:
         print(f"xrdcore: interrupted{resume}", file=sys.stderr)
         return 130
     except BrokenProcessPool:
-        print("xrdcore: error: a worker process died (killed, or out of memory?); the finished units' rows are kept: "
-              "rerun the same command to resume", file=sys.stderr)
+        print(
+            "xrdcore: error: a worker process died (killed, or out of memory?); the finished units' rows are kept: "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
         return 1
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
         if hasattr(error, "study_unit"):  # raised inside a task: a bug, with its traceback
@@ -99,8 +142,15 @@ def _run(args) -> int:
     if args.command == "retrieve":
         config = load_config(args.config)
         print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
-        path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler, progress=not args.no_progress,
-                         executor=args.executor, backend=args.backend)
+        path = run_study(
+            config,
+            args.output,
+            workers=args.workers,
+            scheduler=args.scheduler,
+            progress=not args.no_progress,
+            executor=args.executor,
+            backend=args.backend,
+        )
         print(f"results in {path}")
         return 0
     by = tuple(column.strip() for column in args.by.split(","))

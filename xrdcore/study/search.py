@@ -80,7 +80,16 @@ def spurious_search(
     with threadpool_limits(1, user_api="blas"):
         for offset in range(starts):
             start = perturb(truth, strain=strain, displacement=displacement, seed=seed + offset)
-            end = optimize(p1(start), start, target, diffractometer, method="lbfgs", steps=steps, metric=metric, fwhm=fwhm)
+            end = optimize(
+                p1(start),
+                start,
+                target,
+                diffractometer,
+                method="lbfgs",
+                steps=steps,
+                metric=metric,
+                fwhm=fwhm,
+            )
             results.append(
                 SearchResult(
                     crystal=end.crystal,
@@ -91,7 +100,9 @@ def spurious_search(
                     matched=match(end.crystal, truth).matched,
                     rms_displacement=rms_displacement(end.crystal, truth),
                     lattice_error=lattice_error(end.crystal, truth)[0],
-                    accidental_fraction=overlap_report(end.crystal, truth, diffractometer, fwhm=fwhm).accidental_fraction,
+                    accidental_fraction=overlap_report(
+                        end.crystal, truth, diffractometer, fwhm=fwhm
+                    ).accidental_fraction,
                 )
             )
     return sorted(results, key=lambda r: -r.cosine)
@@ -144,8 +155,10 @@ def summarize_search(results, among: str = "spurious") -> SearchSummary:
         spurious_rate=Estimate(spurious / len(results) if results else float("nan"), low, high),
         among=among,
         count=len(chosen),
-        **{name: median_interval([getattr(r, name) for r in chosen])
-           for name in ("cosine", "accidental_fraction", "lattice_error", "rms_displacement")},
+        **{
+            name: median_interval([getattr(r, name) for r in chosen])
+            for name in ("cosine", "accidental_fraction", "lattice_error", "rms_displacement")
+        },
     )
 
 
@@ -170,9 +183,20 @@ class BarrierSweep:
         return RateRow((side,), len(outcomes), sum(outcomes), low, high)
 
 
-def barrier_sweep(parametrization: Parametrization, truth, target, diffractometer, axis: int, offsets, values,
-                  starts_per_side: int = 12, seeds: int = 3, jitter: float = 0.005, steps: int = 200,
-                  **options) -> BarrierSweep:
+def barrier_sweep(
+    parametrization: Parametrization,
+    truth,
+    target,
+    diffractometer,
+    axis: int,
+    offsets,
+    values,
+    starts_per_side: int = 12,
+    seeds: int = 3,
+    jitter: float = 0.005,
+    steps: int = 200,
+    **options,
+) -> BarrierSweep:
     """Find the barrier on a scan (``offsets``, ``values``) along symmetry axis ``axis`` of a
     space-group ``parametrization`` and descend from starts on both sides of it.
 
@@ -184,7 +208,9 @@ def barrier_sweep(parametrization: Parametrization, truth, target, diffractomete
     """
     found = nearest_barrier(offsets, values)
     if found is None:
-        raise ValueError(f"the scan along axis {parametrization.axis_names[axis]!r} has no second minimum")
+        raise ValueError(
+            f"the scan along axis {parametrization.axis_names[axis]!r} has no second minimum"
+        )
     index = parametrization.n_lattice + axis
     towards = 1.0 if found.wrong_minimum > 0 else -1.0
     distances = abs(found.barrier) * np.arange(1, starts_per_side + 1) / (starts_per_side + 1)
@@ -197,9 +223,24 @@ def barrier_sweep(parametrization: Parametrization, truth, target, diffractomete
             for d in distances:
                 params = noise.copy()
                 params[index] = found.barrier + sign * towards * d
-                run = optimize(parametrization, parametrization.crystal(params), target, diffractometer, steps=steps, **options)
+                run = optimize(
+                    parametrization,
+                    parametrization.crystal(params),
+                    target,
+                    diffractometer,
+                    steps=steps,
+                    **options,
+                )
                 starts.append(float(params[index]))
                 sides.append(side)
                 recovered.append(match(run.crystal, truth, **RECOVERY_TOLERANCES).matched)
                 finals.append(float(parametrization.parameters(run.crystal)[index]))
-    return BarrierSweep(parametrization.axis_names[axis], found.wrong_minimum, found.barrier, starts, sides, recovered, finals)
+    return BarrierSweep(
+        parametrization.axis_names[axis],
+        found.wrong_minimum,
+        found.barrier,
+        starts,
+        sides,
+        recovered,
+        finals,
+    )

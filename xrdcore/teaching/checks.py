@@ -38,7 +38,9 @@ class Feedback:
 def _unanswered(answer) -> Feedback | None:
     """Feedback for an answer still left as the ``...`` of a handed-out notebook, else None."""
     if answer is Ellipsis:
-        return Feedback(False, "no answer yet: replace the ... with your answer and run the cell again.")
+        return Feedback(
+            False, "no answer yet: replace the ... with your answer and run the cell again."
+        )
     return None
 
 
@@ -55,13 +57,19 @@ def _number(answer, what: str, nonfinite_hint: str):
     return value, None
 
 
-def check_value(answer, expected, rel: float = 1e-3, unit: str = "", slips: dict | None = None) -> Feedback:
+def check_value(
+    answer, expected, rel: float = 1e-3, unit: str = "", slips: dict | None = None
+) -> Feedback:
     """Compare a number with the expected one (relative tolerance ``rel``).
 
     ``slips`` maps a description of a common mistake to the value that mistake produces;
     if the answer matches one, the feedback names it.
     """
-    value, problem = _number(answer, f"a number{f' in {unit}' if unit else ''}", "check for a division by zero or arcsin of a number > 1")
+    value, problem = _number(
+        answer,
+        f"a number{f' in {unit}' if unit else ''}",
+        "check for a division by zero or arcsin of a number > 1",
+    )
     if problem is not None:
         return problem
     unit_text = f" {unit}" if unit else ""
@@ -73,7 +81,9 @@ def check_value(answer, expected, rel: float = 1e-3, unit: str = "", slips: dict
     if expected == 0:
         return Feedback(False, f"{value:.6g}{unit_text} should be 0.")
     relation = "too large" if value > expected else "too small"
-    return Feedback(False, f"{value:.6g}{unit_text} is {relation} by {abs(value / expected - 1):.2%}.")
+    return Feedback(
+        False, f"{value:.6g}{unit_text} is {relation} by {abs(value / expected - 1):.2%}."
+    )
 
 
 def check_bragg_two_theta(answer, d_spacing: float, wavelength: str | float = "CuKa") -> Feedback:
@@ -88,7 +98,9 @@ def check_bragg_two_theta(answer, d_spacing: float, wavelength: str | float = "C
     return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
 
 
-def check_absent_reflections(answer, crystal: Crystal, candidates, wavelength: str | float = "CuKa") -> Feedback:
+def check_absent_reflections(
+    answer, crystal: Crystal, candidates, wavelength: str | float = "CuKa"
+) -> Feedback:
     """Check which of ``candidates`` (list of hkl) are systematically absent for ``crystal``."""
     if (missing := _unanswered(answer)) is not None:
         return missing
@@ -96,10 +108,14 @@ def check_absent_reflections(answer, crystal: Crystal, candidates, wavelength: s
     try:
         given = {tuple(int(i) for i in hkl) for hkl in answer}
     except (TypeError, ValueError):
-        return Feedback(False, f"expected a list of (h, k, l) tuples, e.g. [(1, 0, 0)], got {answer!r}")
+        return Feedback(
+            False, f"expected a list of (h, k, l) tuples, e.g. [(1, 0, 0)], got {answer!r}"
+        )
     unknown = given - set(candidates)
     if unknown:
-        return Feedback(False, f"{sorted(unknown)} is not among the reflections asked about: {candidates}")
+        return Feedback(
+            False, f"{sorted(unknown)} is not among the reflections asked about: {candidates}"
+        )
     refl = Diffractometer(wavelength, (0.0, 179.9)).reflections(crystal)
     intensity = {tuple(h): i for h, i in zip(refl.hkl, refl.intensity)}
     strongest = refl.intensity.max()
@@ -116,16 +132,25 @@ def check_absent_reflections(answer, crystal: Crystal, candidates, wavelength: s
     missing, extra = sorted(expected - given), sorted(given - expected)
     parts = []
     if missing:
-        parts.append(f"{missing} {'is' if len(missing) == 1 else 'are'} absent too (the structure factor sums to zero)")
+        parts.append(
+            f"{missing} {'is' if len(missing) == 1 else 'are'} absent too (the structure factor sums to zero)"
+        )
     if extra:
         parts.append(f"{extra} {'does' if len(extra) == 1 else 'do'} scatter (|F|² > 0)")
     return Feedback(False, "; ".join(parts) + ".")
 
 
-def check_lorentz_polarization_ratio(answer, two_theta_low: float, two_theta_high: float) -> Feedback:
+def check_lorentz_polarization_ratio(
+    answer, two_theta_low: float, two_theta_high: float
+) -> Feedback:
     """Check LP(2θ_low) / LP(2θ_high)."""
     low, high = lorentz_polarization([two_theta_low, two_theta_high])
-    slips = {"invert the ratio": high / low, "use θ where the formula wants 2θ": float(np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2])))}
+    slips = {
+        "invert the ratio": high / low,
+        "use θ where the formula wants 2θ": float(
+            np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2]))
+        ),
+    }
     return check_value(answer, low / high, rel=1e-3, slips=slips)
 
 
@@ -166,7 +191,9 @@ def check_similarity(answer, pattern, target, metric: str, two_theta=None) -> Fe
     return check_value(answer, expected, rel=1e-6, slips=slips)
 
 
-def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str, level: float) -> float:
+def similarity_basin(
+    crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str, level: float
+) -> float:
     """Smallest isotropic strain (%) > 0 at which the metric against the unstrained pattern first falls below ``level``."""
     from xrdcore.similarity import get_metric
 
@@ -189,7 +216,14 @@ def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: flo
     return 0.5 * (low + high)
 
 
-def check_similarity_basin(answer, crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str = "cosine", level: float = 0.5) -> Feedback:
+def check_similarity_basin(
+    answer,
+    crystal: Crystal,
+    diffractometer: Diffractometer,
+    fwhm: float,
+    metric: str = "cosine",
+    level: float = 0.5,
+) -> Feedback:
     """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 % absolute)."""
     expected = similarity_basin(crystal, diffractometer, fwhm, metric, level)
     value, problem = _number(answer, "a strain in %", "check for a division by zero")
@@ -198,28 +232,50 @@ def check_similarity_basin(answer, crystal: Crystal, diffractometer: Diffractome
     if abs(value - expected) <= 0.02:
         return Feedback(True, f"{value:.3f} % agrees with {expected:.3f} %.")
     if abs(value - expected / 100) <= 2e-4:
-        return Feedback(False, f"{value} looks like a fraction; give the strain in percent ({expected:.3f} %).")
-    side = "past the first drop: look for the *first* strain below the level" if value > expected else "too early"
-    return Feedback(False, f"{value:.3f} % is {side}; the similarity first falls below {level} at another strain.")
+        return Feedback(
+            False, f"{value} looks like a fraction; give the strain in percent ({expected:.3f} %)."
+        )
+    side = (
+        "past the first drop: look for the *first* strain below the level"
+        if value > expected
+        else "too early"
+    )
+    return Feedback(
+        False,
+        f"{value:.3f} % is {side}; the similarity first falls below {level} at another strain.",
+    )
 
 
-def check_bragg_slope(answer, a: float, hkl=(1, 0, 0), wavelength: str | float = "CuKa") -> Feedback:
+def check_bragg_slope(
+    answer, a: float, hkl=(1, 0, 0), wavelength: str | float = "CuKa"
+) -> Feedback:
     """Check d(2θ)/da in degrees per Å for reflection ``hkl`` of a cubic cell with edge ``a`` (Å)."""
     d_of = lambda edge: edge / np.sqrt(np.sum(np.square(hkl)))  # noqa: E731
     step = 1e-6 * a
-    expected = float((bragg_two_theta(d_of(a + step), wavelength) - bragg_two_theta(d_of(a - step), wavelength)) / (2 * step))
-    slips = {"leave the derivative in radians": np.radians(expected), "drop the minus sign": -expected, "differentiate θ instead of 2θ": expected / 2}
+    expected = float(
+        (bragg_two_theta(d_of(a + step), wavelength) - bragg_two_theta(d_of(a - step), wavelength))
+        / (2 * step)
+    )
+    slips = {
+        "leave the derivative in radians": np.radians(expected),
+        "drop the minus sign": -expected,
+        "differentiate θ instead of 2θ": expected / 2,
+    }
     return check_value(answer, expected, rel=1e-5, unit="°/Å", slips=slips)
 
 
-def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200) -> Feedback:
+def check_lattice_retrieval(
+    answer, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200
+) -> Feedback:
     """Check the final cosine loss of a lattice-only retrieval of ``crystal`` from a seeded strain
     (Cu Kα 10–90°, FWHM 0.1°); names the slip of running another optimiser."""
     from xrdcore.optimize.core import METHODS, optimize
     from xrdcore.structure.parametrize import lattice_only
     from xrdcore.structure.perturb import perturb
 
-    _, problem = _number(answer, "a number", "check for a division by zero or arcsin of a number > 1")
+    _, problem = _number(
+        answer, "a number", "check for a division by zero or arcsin of a number > 1"
+    )
     if problem is not None:  # the same feedback check_value gives, without running the retrievals
         return problem
     diffractometer = Diffractometer("CuKa", (10, 90))
@@ -227,9 +283,22 @@ def check_lattice_retrieval(answer, crystal: Crystal, strain: float, seed: int, 
     start = perturb(crystal, strain=strain, seed=seed)
 
     def final_loss(name):
-        return optimize(lattice_only(start), start, target, diffractometer, method=name, steps=steps, metric="cosine", fwhm=0.1).loss
+        return optimize(
+            lattice_only(start),
+            start,
+            target,
+            diffractometer,
+            method=name,
+            steps=steps,
+            metric="cosine",
+            fwhm=0.1,
+        ).loss
 
-    slips = {f"run {other!r} instead of {method!r}": final_loss(other) for other in METHODS if other != method}
+    slips = {
+        f"run {other!r} instead of {method!r}": final_loss(other)
+        for other in METHODS
+        if other != method
+    }
     return check_value(answer, final_loss(method), rel=1e-6, slips=slips)
 
 
@@ -237,7 +306,10 @@ def coincidence_scale(crystal: Crystal, moving_hkl, fixed_hkl) -> float:
     """The isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
     ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
     reciprocal = np.linalg.inv(np.asarray(crystal.lattice, dtype=float)).T
-    d_moving, d_fixed = (1 / np.linalg.norm(np.asarray(hkl, dtype=float) @ reciprocal) for hkl in (moving_hkl, fixed_hkl))
+    d_moving, d_fixed = (
+        1 / np.linalg.norm(np.asarray(hkl, dtype=float) @ reciprocal)
+        for hkl in (moving_hkl, fixed_hkl)
+    )
     return float(d_fixed / d_moving)  # d scales with the cell: s · d_moving = d_fixed
 
 
@@ -266,14 +338,20 @@ def energy_minimum_strain(crystal: Crystal, vector: int, calc=None) -> float:
         return crystal.derived[key]
     calc = calculator(calc)
     step = lattice_direction(crystal, vector).d_lattice
-    found = minimize_scalar(lambda t: energy(crystal.replace(lattice=crystal.lattice + t * step), calc),
-                            bounds=(-0.1, 0.1), method="bounded", options={"xatol": 1e-4})
+    found = minimize_scalar(
+        lambda t: energy(crystal.replace(lattice=crystal.lattice + t * step), calc),
+        bounds=(-0.1, 0.1),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     if key is not None:  # named calculators are fixed, so the answer can be remembered
         crystal.derived[key] = 100 * float(found.x)
     return 100 * float(found.x)
 
 
-def check_energy_minimum(answer, crystal: Crystal, vector: int = 0, calc=None, tolerance: float = 0.15) -> Feedback:
+def check_energy_minimum(
+    answer, crystal: Crystal, vector: int = 0, calc=None, tolerance: float = 0.15
+) -> Feedback:
     """Check the stretch (%) of lattice vector ``vector`` at which the energy (default CHGNet)
     is lowest, to ``tolerance`` percentage points."""
     expected = energy_minimum_strain(crystal, vector, calc)
@@ -281,17 +359,33 @@ def check_energy_minimum(answer, crystal: Crystal, vector: int = 0, calc=None, t
     if problem is not None:
         return problem
     if abs(value - expected) <= tolerance:
-        return Feedback(True, f"{value:+.3f} % agrees with {expected:+.3f} % (a bounded line search on the energy).")
+        return Feedback(
+            True,
+            f"{value:+.3f} % agrees with {expected:+.3f} % (a bounded line search on the energy).",
+        )
     if abs(100 * value - expected) <= tolerance:
-        return Feedback(False, f"{value:+.4f} looks like a fraction; give the strain in percent ({expected:+.3f} %).")
+        return Feedback(
+            False,
+            f"{value:+.4f} looks like a fraction; give the strain in percent ({expected:+.3f} %).",
+        )
     if abs(value + expected) <= tolerance:
-        return Feedback(False, f"{value:+.3f} % has the wrong sign: the energy is lowest at {expected:+.3f} %.")
+        return Feedback(
+            False, f"{value:+.3f} % has the wrong sign: the energy is lowest at {expected:+.3f} %."
+        )
     if abs(value) <= tolerance:
-        return Feedback(False, "0 % is the experimental cell, where the XRD loss is lowest; the potential's minimum lies elsewhere.")
+        return Feedback(
+            False,
+            "0 % is the experimental cell, where the XRD loss is lowest; the potential's minimum lies elsewhere.",
+        )
     if abs(value - round(value)) < 1e-6:
-        return Feedback(False, f"{value:+.0f} % looks like the lowest sample of a 1 % grid; refine it with the parabola through it and its neighbours.")
+        return Feedback(
+            False,
+            f"{value:+.0f} % looks like the lowest sample of a 1 % grid; refine it with the parabola through it and its neighbours.",
+        )
     side = "too large" if value > expected else "too small"
-    return Feedback(False, f"{value:+.3f} % is {side} by {abs(value - expected):.2f} percentage points.")
+    return Feedback(
+        False, f"{value:+.3f} % is {side} by {abs(value - expected):.2f} percentage points."
+    )
 
 
 def bulk_modulus(crystal: Crystal, calc=None, relax: bool = True) -> float:
@@ -319,14 +413,23 @@ def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -
 
     relaxed = bulk_modulus(crystal, calc)
     slips = {
-        "evaluate the curvature at the experimental cell instead of the potential's minimum": bulk_modulus(crystal, calc, relax=False),
+        "evaluate the curvature at the experimental cell instead of the potential's minimum": bulk_modulus(
+            crystal, calc, relax=False
+        ),
         "leave B in eV/Å³ (multiply by 160.2 for GPa)": relaxed * gigapascal(),
         "drop the 1/9 (the volume strain of an isotropic strain ε is 3ε)": 9 * relaxed,
         "take 1/3 instead of 1/9": 3 * relaxed,
-        "divide the energy per atom by the cell's volume (use the total energy, or the volume per atom)": relaxed / len(crystal),
+        "divide the energy per atom by the cell's volume (use the total energy, or the volume per atom)": relaxed
+        / len(crystal),
     }
-    if np.isclose(slips["evaluate the curvature at the experimental cell instead of the potential's minimum"], relaxed, rtol=rel):
-        del slips["evaluate the curvature at the experimental cell instead of the potential's minimum"]
+    if np.isclose(
+        slips["evaluate the curvature at the experimental cell instead of the potential's minimum"],
+        relaxed,
+        rtol=rel,
+    ):
+        del slips[
+            "evaluate the curvature at the experimental cell instead of the potential's minimum"
+        ]
     return check_value(answer, relaxed, rel=rel, unit="GPa", slips=slips)
 
 
@@ -362,20 +465,37 @@ def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) ->
     except (TypeError, ValueError):
         return Feedback(False, f"expected a list of {stages} widths in degrees, got {answer!r}")
     if len(value) != stages:
-        hint = " (the start and the target are the first and the last stage, not extra ones)" if len(value) == stages + 1 else ""
-        return Feedback(False, f"expected one width per stage, {stages} in all, got {len(value)}{hint}.")
+        hint = (
+            " (the start and the target are the first and the last stage, not extra ones)"
+            if len(value) == stages + 1
+            else ""
+        )
+        return Feedback(
+            False, f"expected one width per stage, {stages} in all, got {len(value)}{hint}."
+        )
     if np.allclose(value, expected, rtol=1e-4, atol=0):
-        return Feedback(True, f"widths {np.round(expected, 4).tolist()}° agree: each is the previous one times {expected[1] / expected[0]:.4g}." if stages > 1 else "one stage, at the target width.")
+        return Feedback(
+            True,
+            f"widths {np.round(expected, 4).tolist()}° agree: each is the previous one times {expected[1] / expected[0]:.4g}."
+            if stages > 1
+            else "one stage, at the target width.",
+        )
     slips = {
-        "space the widths evenly (linearly) instead of geometrically": np.linspace(start_fwhm, fwhm, stages),
+        "space the widths evenly (linearly) instead of geometrically": np.linspace(
+            start_fwhm, fwhm, stages
+        ),
         "list the widths narrowest first: continuation starts broad": expected[::-1],
-        "leave out the target width (geomspace with endpoint=False): the last stage must be the target": np.geomspace(start_fwhm, fwhm, stages, endpoint=False),
+        "leave out the target width (geomspace with endpoint=False): the last stage must be the target": np.geomspace(
+            start_fwhm, fwhm, stages, endpoint=False
+        ),
     }
     for mistake, wrong in slips.items():
         if np.allclose(value, wrong, rtol=1e-4, atol=0):
             return Feedback(False, f"that is what you get if you {mistake}.")
     first = int(np.flatnonzero(~np.isclose(value, expected, rtol=1e-4, atol=0))[0])
-    return Feedback(False, f"stage {first + 1} has width {value[first]:.4g}°, expected {expected[first]:.4g}°.")
+    return Feedback(
+        False, f"stage {first + 1} has width {value[first]:.4g}°, expected {expected[first]:.4g}°."
+    )
 
 
 def check_broadening_kernel(answer, from_fwhm: float, to_fwhm: float) -> Feedback:
@@ -385,40 +505,60 @@ def check_broadening_kernel(answer, from_fwhm: float, to_fwhm: float) -> Feedbac
 
     expected = broadening_kernel_fwhm(from_fwhm, to_fwhm)
     slips = {
-        "subtract the widths instead of their squares (Gaussian widths add in quadrature)": to_fwhm - from_fwhm,
+        "subtract the widths instead of their squares (Gaussian widths add in quadrature)": to_fwhm
+        - from_fwhm,
         "add the squares instead of subtracting them": float(np.hypot(to_fwhm, from_fwhm)),
         "take the target width itself: the measured peaks already have a width": to_fwhm,
     }
     return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
 
 
-def check_remedy_rate(answer, path, remedy: str, kind: str, parametrization: str, magnitude: float) -> Feedback:
+def check_remedy_rate(
+    answer, path, remedy: str, kind: str, parametrization: str, magnitude: float
+) -> Feedback:
     """Check a recovery rate (fraction of runs with ``recovered``) read from a remedies results
     file for one remedy, kind, parametrisation and magnitude; names the usual slips of reading
     the table (another column, pooled groups, another remedy)."""
     from xrdcore.study.summary import rate_where
 
     def rate(by, column="recovered", **wanted):
-        wanted = {"remedy": remedy, "kind": kind, "parametrization": parametrization, "magnitude": magnitude, **wanted}
+        wanted = {
+            "remedy": remedy,
+            "kind": kind,
+            "parametrization": parametrization,
+            "magnitude": magnitude,
+            **wanted,
+        }
         found = rate_where(path, column, **{name: wanted[name] for name in by})
         return None if found is None else found.rate
 
     full = ("remedy", "kind", "parametrization", "magnitude")
     expected = rate(full)
     if expected is None:
-        return Feedback(False, f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, {parametrization!r} at {magnitude:g}.")
+        return Feedback(
+            False,
+            f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, {parametrization!r} at {magnitude:g}.",
+        )
     slips = {
-        "count 'matched' (lenient tolerances, which most distorted starts pass) instead of 'recovered'": rate(full, "matched"),
+        "count 'matched' (lenient tolerances, which most distorted starts pass) instead of 'recovered'": rate(
+            full, "matched"
+        ),
         "pool both parametrisations": rate(("remedy", "kind", "magnitude")),
         "pool every magnitude": rate(("remedy", "kind", "parametrization")),
         "read the plain-descent rows (remedy 'none')": rate(full, remedy="none"),
     }
-    slips = {mistake: value for mistake, value in slips.items() if value is not None and not np.isclose(value, expected)}
+    slips = {
+        mistake: value
+        for mistake, value in slips.items()
+        if value is not None and not np.isclose(value, expected)
+    }
     return check_value(answer, expected, rel=1e-9, slips=slips)
 
 
 # ------------------------------------------------------------ course assignments
-def check_choice(answer, options, correct: str | None = None, reasons: dict | None = None) -> Feedback:
+def check_choice(
+    answer, options, correct: str | None = None, reasons: dict | None = None
+) -> Feedback:
     """Check a multiple-choice answer, a letter given as a string, against ``options`` (the
     letters, e.g. ``"ABCD"``, or a dict letter → statement). Without ``correct`` it only says
     whether the answer is one of the options (the public check of a choice whose right option
@@ -428,9 +568,15 @@ def check_choice(answer, options, correct: str | None = None, reasons: dict | No
     letters = list(options)
     choice = answer.strip().upper() if isinstance(answer, str) else None
     if choice not in letters:
-        return Feedback(False, f"expected one of the letters {', '.join(letters)} as a string, e.g. \"{letters[0]}\"; got {answer!r}.")
+        return Feedback(
+            False,
+            f'expected one of the letters {", ".join(letters)} as a string, e.g. "{letters[0]}"; got {answer!r}.',
+        )
     if correct is None:
-        return Feedback(True, f"({choice}) is one of the options; whether it is the right one is graded after you submit.")
+        return Feedback(
+            True,
+            f"({choice}) is one of the options; whether it is the right one is graded after you submit.",
+        )
     if choice == correct:
         statement = f" {options[choice]}" if isinstance(options, dict) else ""
         return Feedback(True, f"({choice}) is right.{statement}")
@@ -449,24 +595,33 @@ def _plotted_lines(figure):
         axes = list(figure.axes)
     elif isinstance(figure, Axes):
         axes = [figure]
-    elif isinstance(figure, (list, tuple, np.ndarray)) and all(isinstance(a, Axes) for a in np.ravel(figure)):
+    elif isinstance(figure, (list, tuple, np.ndarray)) and all(
+        isinstance(a, Axes) for a in np.ravel(figure)
+    ):
         axes = list(np.ravel(figure))
     else:
         return None
     found = []
     for ax in axes:
         data = [(line.get_xdata(), line.get_ydata()) for line in ax.lines]
-        data += [tuple(np.asarray(c.get_offsets()).T) for c in ax.collections
-                 if isinstance(c, PathCollection) and len(c.get_offsets())]
+        data += [
+            tuple(np.asarray(c.get_offsets()).T)
+            for c in ax.collections
+            if isinstance(c, PathCollection) and len(c.get_offsets())
+        ]
         for x, y in data:
             try:
-                found.append((ax, np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()))
+                found.append(
+                    (ax, np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel())
+                )
             except (TypeError, ValueError):
                 continue  # dates or categories: not a numeric line
     return found
 
 
-def check_line_plot(figure, expected: dict, rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True) -> Feedback:
+def check_line_plot(
+    figure, expected: dict, rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True
+) -> Feedback:
     """Check that a matplotlib figure (or Axes) draws every expected line: ``expected`` maps a
     description to the ``(x, y)`` data its line must have, in any order and any style (a
     marker-only line or a scatter counts). With ``labels`` the Axes drawing them must have an
@@ -476,9 +631,14 @@ def check_line_plot(figure, expected: dict, rtol: float = 1e-6, atol: float = 1e
         return missing
     lines = _plotted_lines(figure)
     if lines is None:
-        return Feedback(False, f"expected a matplotlib Figure (fig, ax = plt.subplots()), got {type(figure).__name__}.")
+        return Feedback(
+            False,
+            f"expected a matplotlib Figure (fig, ax = plt.subplots()), got {type(figure).__name__}.",
+        )
     if not lines:
-        return Feedback(False, "the figure draws no lines: plot the data with ax.plot (or ax.scatter).")
+        return Feedback(
+            False, "the figure draws no lines: plot the data with ax.plot (or ax.scatter)."
+        )
 
     def same(a, b):
         return a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=atol)
@@ -494,27 +654,46 @@ def check_line_plot(figure, expected: dict, rtol: float = 1e-6, atol: float = 1e
             if same(lx, y) and same(ly, x):
                 return Feedback(False, f"the line for {name} has x and y swapped.")
             if same(ly, y):
-                for factor, unit in ((100, "per cent where fractions are wanted"), (0.01, "fractions where per cent is wanted")):
+                for factor, unit in (
+                    (100, "per cent where fractions are wanted"),
+                    (0.01, "fractions where per cent is wanted"),
+                ):
                     if same(lx, factor * x):
                         return Feedback(False, f"the line for {name} has its x values in {unit}.")
                 return Feedback(False, f"a line has the y values of {name}, but not its x values.")
             if same(lx, x):
-                for factor, unit in ((100, "per cent where fractions are wanted"), (0.01, "fractions where per cent is wanted")):
+                for factor, unit in (
+                    (100, "per cent where fractions are wanted"),
+                    (0.01, "fractions where per cent is wanted"),
+                ):
                     if same(ly, factor * y):
                         return Feedback(False, f"the line for {name} has its y values in {unit}.")
                 index = int(np.flatnonzero(~np.isclose(ly, y, rtol=rtol, atol=atol))[0])
-                return Feedback(False, f"a line has the x values of {name} but other y values, e.g. "
-                                       f"{ly[index]:.6g} instead of {y[index]:.6g} at x = {x[index]:.6g}.")
+                return Feedback(
+                    False,
+                    f"a line has the x values of {name} but other y values, e.g. "
+                    f"{ly[index]:.6g} instead of {y[index]:.6g} at x = {x[index]:.6g}.",
+                )
         lengths = sorted({len(lx) for _, lx, _ in lines})
-        return Feedback(False, f"no line draws {name} ({len(x)} points; the figure's lines have {lengths} points).")
+        return Feedback(
+            False,
+            f"no line draws {name} ({len(x)} points; the figure's lines have {lengths} points).",
+        )
     if labels:
         for ax in drawn_on:
             if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
-                return Feedback(False, "the lines are right; now label both axes, with units (ax.set_xlabel, ax.set_ylabel).")
-    return Feedback(True, f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else "."))
+                return Feedback(
+                    False,
+                    "the lines are right; now label both axes, with units (ax.set_xlabel, ax.set_ylabel).",
+                )
+    return Feedback(
+        True, f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else ".")
+    )
 
 
-def check_peak_ratio(answer, crystal: Crystal, hkl, reference_hkl, diffractometer: Diffractometer) -> Feedback:
+def check_peak_ratio(
+    answer, crystal: Crystal, hkl, reference_hkl, diffractometer: Diffractometer
+) -> Feedback:
     """Check the intensity ratio of the peak holding reflection ``hkl`` to the peak holding
     ``reference_hkl`` in ``crystal``'s stick pattern (symmetry-equivalent reflections merged,
     :meth:`~xrdcore.Diffractometer.peaks`); names the slips of leaving out the multiplicity or the
@@ -541,7 +720,14 @@ def check_peak_ratio(answer, crystal: Crystal, hkl, reference_hkl, diffractomete
     return check_value(answer, expected, rel=1e-4, slips=slips)
 
 
-def check_expansion_slope(answer, crystal: Crystal, target, diffractometer: Diffractometer, metric: str = "cosine", fwhm: float = 0.1) -> Feedback:
+def check_expansion_slope(
+    answer,
+    crystal: Crystal,
+    target,
+    diffractometer: Diffractometer,
+    metric: str = "cosine",
+    fwhm: float = 0.1,
+) -> Feedback:
     """Check dL/dε at ε = 0 for the isotropic expansion A → (1 + ε)A of ``crystal``'s lattice
     rows A, from the adjoint lattice gradient: dL/dε = Σ (∂L/∂A) ⊙ A."""
     from xrdcore.gradients import loss_and_grad
@@ -551,14 +737,18 @@ def check_expansion_slope(answer, crystal: Crystal, target, diffractometer: Diff
     expected = float(np.sum(d_lattice * lattice))
     slips = {
         "add up ∂L/∂A without weighting each component by the lattice A": float(d_lattice.sum()),
-        "take the trace of (∂L/∂A)·A: the sum runs over matching components, the trace of (∂L/∂A)·Aᵀ": float(np.trace(d_lattice @ lattice)),
+        "take the trace of (∂L/∂A)·A: the sum runs over matching components, the trace of (∂L/∂A)·Aᵀ": float(
+            np.trace(d_lattice @ lattice)
+        ),
         "flip the sign": -expected,
         "give the slope per per cent of strain instead of per unit strain": expected / 100,
     }
     return check_value(answer, expected, rel=1e-4, slips=slips)
 
 
-def check_accidental_fraction(answer, candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1) -> Feedback:
+def check_accidental_fraction(
+    answer, candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1
+) -> Feedback:
     """Check the share of ``candidate``'s cosine overlap with ``truth`` that comes from
     accidental reflection pairs (:func:`xrdcore.landscape.overlap.overlap_report`)."""
     from xrdcore.landscape.overlap import cosine_split, overlap_report
@@ -611,19 +801,32 @@ def check_scan_basin(answer, offsets, values, at: float = 0.0, percent: bool = T
     except (TypeError, ValueError):
         return Feedback(False, f"expected the two ends (left, right) as numbers, got {answer!r}")
     if value.shape != (2,):
-        return Feedback(False, f"expected the two ends (left, right) of the interval, got {value.size} number(s).")
+        return Feedback(
+            False,
+            f"expected the two ends (left, right) of the interval, got {value.size} number(s).",
+        )
     tolerance = 1e-6 * scale
     if np.allclose(value, expected, rtol=0, atol=tolerance):
-        return Feedback(True, f"the basin runs from {expected[0]:+.4g}{unit} to {expected[1]:+.4g}{unit}.")
+        return Feedback(
+            True, f"the basin runs from {expected[0]:+.4g}{unit} to {expected[1]:+.4g}{unit}."
+        )
     if np.allclose(value, expected[::-1], rtol=0, atol=tolerance):
-        return Feedback(False, "the ends are swapped: give (left, right), the smaller offset first.")
+        return Feedback(
+            False, "the ends are swapped: give (left, right), the smaller offset first."
+        )
     if percent and np.allclose(value, expected / 100, rtol=0, atol=1e-8):
         return Feedback(False, "those are fractions; give the ends in per cent of strain.")
-    side, got, wanted = next((side, got, wanted) for side, got, wanted in zip(("left", "right"), value, expected)
-                             if not np.isclose(got, wanted, rtol=0, atol=tolerance))
+    side, got, wanted = next(
+        (side, got, wanted)
+        for side, got, wanted in zip(("left", "right"), value, expected)
+        if not np.isclose(got, wanted, rtol=0, atol=tolerance)
+    )
     direction = "outwards" if abs(got - scale * at) > abs(wanted - scale * at) else "inwards"
-    return Feedback(False, f"the {side} end {got:+.4g}{unit} lies too far {direction}: the basin ends at the "
-                           "first sample past which the loss stops rising (a local maximum or the scan's end).")
+    return Feedback(
+        False,
+        f"the {side} end {got:+.4g}{unit} lies too far {direction}: the basin ends at the "
+        "first sample past which the loss stops rising (a local maximum or the scan's end).",
+    )
 
 
 def rate_comparison(path, first: dict, second: dict, column: str = "recovered") -> str:
