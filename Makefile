@@ -13,7 +13,7 @@ PIP_TOOLS_VERSION := 7.6.2
 HTML := _build/html
 PORT ?= 8000
 
-.PHONY: install book test test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments grade pdf
+.PHONY: install book test lint test-portable test-latest lock serve lab bench clean chromium site-check vendor-widgets assignments grade pdf
 
 # setuptools comes from the lock and builds xrdcore without an isolated (unpinned) build env.
 $(STAMP): pyproject.toml $(LOCK)
@@ -30,9 +30,17 @@ book: $(STAMP)
 	  echo "make book FAILED: see the 'did not execute' / warning lines above; the other pages are in $(HTML)" >&2; exit 1; }
 	@echo "Book built: open $(CURDIR)/$(HTML)/index.html (or run 'make serve')"
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory test-portable
+
+# The package's shape (README: Architecture): layers (import-linter), style (ruff, line length
+# 100, formatted), types (mypy on xrdcore). Settings in pyproject.toml.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check --quiet xrdcore tests benchmarks book/_ext book/assignments
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 # Portability: the symmetry tests and every chapter's verdict cells again with numba
 # compiling for a generic x86-64 CPU (no AVX/FMA) and OpenBLAS forced to its oldest kernels.

@@ -76,7 +76,8 @@ def throughput(batch: BatchLoss, n_batch: int, crystal) -> float:
 
 
 def loop_throughput(crystal, target, diffractometer, n_batch: int) -> float:
-    """The same structures through loss_and_grad one by one (each builds a Crystal, as a user's loop does)."""
+    """The same structures through loss_and_grad one by one (each builds a Crystal, as a
+    user's loop does)."""
     lattices, coords = workload(crystal, n_batch)
     structures = [
         crystal.replace(lattice=lattice, frac_coords=xyz) for lattice, xyz in zip(lattices, coords)
@@ -90,7 +91,8 @@ def loop_throughput(crystal, target, diffractometer, n_batch: int) -> float:
 
 
 def single_thread_rows(crystals, machine) -> list[dict]:
-    """BatchLoss and a loop of loss_and_grad, both on one numba thread: structures/s and their ratio."""
+    """BatchLoss and a loop of loss_and_grad, both on one numba thread: structures/s and
+    their ratio."""
     diffractometer = Diffractometer("CuKa", (10, 90), backend="cpu")
     rows = []
     previous = numba.get_num_threads()
@@ -98,7 +100,8 @@ def single_thread_rows(crystals, machine) -> list[dict]:
     try:
         print("\nOne thread each: BatchLoss vs a loop of loss_and_grad (structures/s)\n")
         print(
-            "| structure | atoms | batch | BatchLoss | loop | BatchLoss / loop |\n|---|---|---|---|---|---|"
+            "| structure | atoms | batch | BatchLoss | loop | BatchLoss / loop |\n"
+            "|---|---|---|---|---|---|"
         )
         for name, crystal in crystals:
             target = diffractometer.pattern(crystal, fwhm=0.1)
@@ -108,7 +111,8 @@ def single_thread_rows(crystals, machine) -> list[dict]:
                 )
                 loop = loop_throughput(crystal, target, diffractometer, n_batch)
                 print(
-                    f"| {name} | {len(crystal)} | {n_batch} | {batched:,.0f} | {loop:,.0f} | {batched / loop:.1f}× |"
+                    f"| {name} | {len(crystal)} | {n_batch} | {batched:,.0f} | {loop:,.0f} "
+                    f"| {batched / loop:.1f}× |"
                 )
                 for backend, rate in (("cpu 1 thread", batched), ("loop 1 thread", loop)):
                     rows.append(
@@ -171,7 +175,8 @@ def main():
             )
     if len(backends) == 1:
         print(
-            "\nNo CUDA GPU on this machine: CUDA throughput not measured (benchmarks/gpu_check.sh measures it on one)."
+            "\nNo CUDA GPU on this machine: CUDA throughput not measured "
+            "(benchmarks/gpu_check.sh measures it on one)."
         )
     rows += single_thread_rows(
         (("rutile", rutile), ("rutile 2×2×2", supercell)),
@@ -190,7 +195,8 @@ def device_name(backend: str) -> str:
 
 
 def write_results(rows, path: Path = RESULTS_CSV, fields=FIELDS, key=("backend", "machine")):
-    """Replace the rows of ``path`` that share ``key`` columns with a measured row, keep the others."""
+    """Replace the rows of ``path`` that share ``key`` columns with a measured row, keep the
+    others."""
     path.parent.mkdir(exist_ok=True)
     measured = {tuple(str(row[name]) for name in key) for row in rows}
     kept = []

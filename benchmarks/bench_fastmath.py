@@ -49,11 +49,13 @@ def main():
     builds = {label: compiled(flags) for label, flags in VARIANTS.items()}
     xrd = Diffractometer("CuKa", (10, 90), backend="cpu")
     print(
-        f"numba {numba.__version__}, numpy {np.__version__}, {platform.processor() or platform.machine()}, 1 thread"
+        f"numba {numba.__version__}, numpy {np.__version__}, "
+        f"{platform.processor() or platform.machine()}, 1 thread"
     )
     print(
         "| atoms | loss_and_grad reassoc+contract (ms) | contract only, shipped (ms) | none (ms) "
-        "| reassoc+contract / contract | none / contract | max rel. diff. intensities | max rel. diff. gradient |"
+        "| reassoc+contract / contract | none / contract | max rel. diff. intensities "
+        "| max rel. diff. gradient |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for atoms, structure in structures().items():
@@ -78,8 +80,10 @@ def main():
         gradient0 = np.concatenate([base_g.d_lattice.ravel(), base_g.d_frac.ravel()])
         dg = np.max(np.abs(gradient - gradient0)) / np.max(np.abs(gradient0))
         print(
-            f"| {atoms} | {1e3 * times['reassoc+contract']:.3f} | {1e3 * times['contract']:.3f} | {1e3 * times['none']:.3f} "
-            f"| {times['reassoc+contract'] / times['contract']:.2f} | {times['none'] / times['contract']:.2f} "
+            f"| {atoms} | {1e3 * times['reassoc+contract']:.3f} | {1e3 * times['contract']:.3f} "
+            f"| {1e3 * times['none']:.3f} "
+            f"| {times['reassoc+contract'] / times['contract']:.2f} "
+            f"| {times['none'] / times['contract']:.2f} "
             f"| {di:.1e} | {dg:.1e} |"
         )
     use(shipped)

@@ -1,4 +1,5 @@
-"""Benchmark: cost of value + exact gradient vs value only, vs finite differences (and torch autodiff if installed).
+"""Benchmark: cost of value + exact gradient vs value only, vs finite differences (and torch
+autodiff if installed).
 
 Same machine conventions as bench_peaks.py: one run, warm, best of interleaved repeats.
 Loss: cosine on a 10–90° Cu Kα grid (0.02° steps), Gaussian FWHM 0.1°, target a perturbed
@@ -68,7 +69,8 @@ def main():
         import torch
 
         torch_header, torch_rule = (
-            f" torch {torch.__version__} autograd, dense (ms) | torch / xrdcore | max relative gradient difference |",
+            f" torch {torch.__version__} autograd, dense (ms) | torch / xrdcore "
+            "| max relative gradient difference |",
             "---|---|---|",
         )
     except ImportError:
@@ -76,7 +78,8 @@ def main():
         torch_header, torch_rule = "", ""
     diffractometer = Diffractometer("CuKa", (10, 90))
     print(
-        f"| atoms | reflections | value (ms) | value + gradient (ms) | ratio | finite differences (ms) | FD / (value + gradient) |{torch_header}"
+        "| atoms | reflections | value (ms) | value + gradient (ms) | ratio "
+        f"| finite differences (ms) | FD / (value + gradient) |{torch_header}"
     )
     print(f"|---|---|---|---|---|---|---|{torch_rule}")
     for n_atoms, structure in structures().items():
@@ -108,12 +111,15 @@ def main():
             else ""
         )
         print(
-            f"| {n_atoms} | {n_reflections} | {times['value'] * 1e3:.2f} | {times['gradient'] * 1e3:.2f} "
-            f"| {times['gradient'] / times['value']:.2f}× | {fd_text} | {fd / times['gradient']:.0f}× |{torch_text}"
+            f"| {n_atoms} | {n_reflections} | {times['value'] * 1e3:.2f} "
+            f"| {times['gradient'] * 1e3:.2f} "
+            f"| {times['gradient'] / times['value']:.2f}× | {fd_text} "
+            f"| {fd / times['gradient']:.0f}× |{torch_text}"
         )
     if torch is None:
         print(
-            "\ntorch is not installed: the autodiff comparison is skipped (pip install torch==2.13.0 to run it)."
+            "\ntorch is not installed: the autodiff comparison is skipped "
+            "(pip install torch==2.13.0 to run it)."
         )
 
 

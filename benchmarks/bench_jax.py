@@ -62,7 +62,8 @@ def relative_difference(ours, theirs) -> float:
 def checked(label: str, difference: float) -> float:
     if not difference <= TOLERANCE:
         raise SystemExit(
-            f"{label}: JAX and xrdcore gradients differ by {difference:.1e} (> {TOLERANCE}); not timed"
+            f"{label}: JAX and xrdcore gradients differ by {difference:.1e} "
+            f"(> {TOLERANCE}); not timed"
         )
     return difference
 
@@ -71,8 +72,10 @@ def single_rows(diffractometer, machine) -> list[dict]:
     rows = []
     print("### Single calls, value + gradient (ms)\n")
     print(
-        "| atoms | reflections | xrdcore value | xrdcore value + gradient | ratio | JAX value + gradient "
-        "| JAX / xrdcore | max rel. gradient difference |\n|---|---|---|---|---|---|---|---|"
+        "| atoms | reflections | xrdcore value | xrdcore value + gradient | ratio "
+        "| JAX value + gradient "
+        "| JAX / xrdcore | max rel. gradient difference |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
     setup = diffractometer.profile_setup(fwhm=FWHM)
     for atoms, structure in structures().items():
@@ -100,7 +103,8 @@ def single_rows(diffractometer, machine) -> list[dict]:
             }
         )
         print(
-            f"| {atoms} | {len(reflections.hkl)} | {times['value'] * 1e3:.3f} | {times['xrdcore'] * 1e3:.3f} "
+            f"| {atoms} | {len(reflections.hkl)} | {times['value'] * 1e3:.3f} "
+            f"| {times['xrdcore'] * 1e3:.3f} "
             f"| {times['xrdcore'] / times['value']:.2f}× | {times['jax'] * 1e3:.3f} "
             f"| {times['jax'] / times['xrdcore']:.1f}× | {difference:.1e} |"
         )
@@ -163,7 +167,8 @@ def batch_rows(diffractometer, machine) -> list[dict]:
                     theirs = peer.batched(lattices, coords, mode, CHUNK)
                 except Exception as error:  # XLA reports running out of memory as a runtime error
                     print(
-                        f"(JAX {mode} at batch {n_batch} failed: {type(error).__name__}: {str(error)[:120]})"
+                        f"(JAX {mode} at batch {n_batch} failed: "
+                        f"{type(error).__name__}: {str(error)[:120]})"
                     )
                     continue
                 difference = max(
@@ -177,8 +182,10 @@ def batch_rows(diffractometer, machine) -> list[dict]:
             rates = {key: n_batch / value for key, value in seconds.items()}
             best_jax = max(rates.get("vmap", 0.0), rates.get("map", 0.0))
             print(
-                f"| {name} | {len(crystal)} | {n_batch} | {rates['BatchLoss']:,.0f} | {rates.get('vmap', float('nan')):,.0f} "
-                f"| {rates.get('map', float('nan')):,.0f} | {rates['BatchLoss'] / best_jax:.1f}× | {difference:.1e} |"
+                f"| {name} | {len(crystal)} | {n_batch} | {rates['BatchLoss']:,.0f} "
+                f"| {rates.get('vmap', float('nan')):,.0f} "
+                f"| {rates.get('map', float('nan')):,.0f} "
+                f"| {rates['BatchLoss'] / best_jax:.1f}× | {difference:.1e} |"
             )
             for mode, label in (("vmap", "jax vmap"), ("map", "jax lax.map")):
                 if mode in seconds:
@@ -225,7 +232,8 @@ def targets(rows) -> None:
     for atoms, wanted in ((8, 3.0), (64, 5.0)):
         verdict = "met" if single[atoms] >= wanted else "NOT met"
         print(
-            f"- value + gradient ≥ {wanted:.0f}× faster than JAX at {atoms} atoms: {single[atoms]:.2f}× ({verdict})"
+            f"- value + gradient ≥ {wanted:.0f}× faster than JAX at {atoms} atoms: "
+            f"{single[atoms]:.2f}× ({verdict})"
         )
     batch = {}
     for r in rows:
@@ -242,7 +250,8 @@ def targets(rows) -> None:
 def main():
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(
-        f"Date: {time.strftime('%Y-%m-%d')}; {machine}; jax {jax.__version__} ({jax.default_backend()}, float64)\n"
+        f"Date: {time.strftime('%Y-%m-%d')}; {machine}; jax {jax.__version__} "
+        f"({jax.default_backend()}, float64)\n"
     )
     diffractometer = Diffractometer("CuKa", (10, 90), backend="cpu")
     rows = single_rows(diffractometer, machine) + batch_rows(diffractometer, machine)

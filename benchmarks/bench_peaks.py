@@ -95,14 +95,17 @@ def compare(structure: Structure, two_theta_range) -> dict:
 def row(label, result) -> str:
     x, x1, n, p = (result[k] for k in ("xrdcore", "xrdcore_1thread", "numpy", "pymatgen"))
     return (
-        f"| {label} | {result['reflections']} | {x * 1e3:.3f} | {x1 * 1e3:.3f} | {n * 1e3:.2f} | {p * 1e3:.2f} "
+        f"| {label} | {result['reflections']} | {x * 1e3:.3f} | {x1 * 1e3:.3f} "
+        f"| {n * 1e3:.2f} | {p * 1e3:.2f} "
         f"| {p / x:.0f}× | {p / x1:.0f}× | {n / x:.0f}× |"
     )
 
 
 HEADER = (
-    "| {} | reflections (half-space) | xrdcore (ms) | xrdcore 1 thread (ms) | numpy ref (ms) | pymatgen (ms) "
-    "| pymatgen / xrdcore | pymatgen / xrdcore 1 thread | numpy / xrdcore |\n|---|---|---|---|---|---|---|---|---|"
+    "| {} | reflections (half-space) | xrdcore (ms) | xrdcore 1 thread (ms) | numpy ref (ms) "
+    "| pymatgen (ms) "
+    "| pymatgen / xrdcore | pymatgen / xrdcore 1 thread | numpy / xrdcore |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -110,10 +113,12 @@ def main():
     import pymatgen.core
 
     print(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, numba threads {numba.get_num_threads()}"
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"numba threads {numba.get_num_threads()}"
     )
     print(
-        f"Python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, pymatgen {pymatgen.core.__version__}"
+        f"Python {platform.python_version()}, numpy {np.__version__}, "
+        f"numba {numba.__version__}, pymatgen {pymatgen.core.__version__}"
     )
     print(f"Date: {time.strftime('%Y-%m-%d')}\n")
     cells = structures()

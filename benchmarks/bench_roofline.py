@@ -195,7 +195,8 @@ def main():
         print(
             f"| {atoms} | "
             + " | ".join(
-                f"{rate / 1e9:.2f} ({rate / limits['vectorised']:.0%} / {rate / limits['in order']:.0%})"
+                f"{rate / 1e9:.2f} ({rate / limits['vectorised']:.0%} "
+                f"/ {rate / limits['in order']:.0%})"
                 for rate in rates.values()
             )
             + " |"

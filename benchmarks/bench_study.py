@@ -3,8 +3,9 @@
 Grid: rutile (6 atoms) and A_cP8_205_c (8 atoms), every kind, magnitude and
 parametrisation, cosine loss, seeds 0–2, 200 evaluations: 168 runs. Each measurement is a
 fresh process (imports, numba's cached kernels and the pool's start-up included, as a user
-pays them), with 1 and 2 workers; min of ``REPEATS``. Results: benchmarks/results/study_throughput.csv.
-With ``--backend cuda`` (benchmarks/gpu_check.sh) the batched executor runs its batches on the GPU.
+pays them), with 1 and 2 workers; min of ``REPEATS``. Results:
+benchmarks/results/study_throughput.csv. With ``--backend cuda`` (benchmarks/gpu_check.sh) the
+batched executor runs its batches on the GPU.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from xrdcore.study.config import StudyConfig
 from xrdcore.study.runner import run_study
 config = StudyConfig(**{k: tuple(v) for k, v in json.loads(sys.argv[1]).items()})
 begin = time.perf_counter()
-run_study(config, sys.argv[2], workers=int(sys.argv[3]), progress=False, executor=sys.argv[4], backend=sys.argv[5])
+run_study(config, sys.argv[2], workers=int(sys.argv[3]), progress=False, \
+executor=sys.argv[4], backend=sys.argv[5])
 print(json.dumps(dict(runs=len(config.tasks()), seconds=time.perf_counter() - begin)))
 """
 
@@ -88,18 +90,22 @@ def main():
             )
         )
         print(
-            f"| {executor} | {backend} | {workers} | {result['runs']} | {result['seconds']:.1f} | {rate:.2f} |"
+            f"| {executor} | {backend} | {workers} | {result['runs']} "
+            f"| {result['seconds']:.1f} | {rate:.2f} |"
         )
     rate = {(r["executor"], r["backend"], r["workers"]): r["runs_per_second"] for r in rows}
     if args.backend == "cpu":
         best_task = max(rate[("task", "cpu", 1)], rate[("task", "cpu", 2)])
         print(
-            f"\nbatched (2 workers) / best task executor: {rate[('batched', 'cpu', 2)] / best_task:.1f}×; "
-            f"task executor 2 workers / 1 worker: {rate[('task', 'cpu', 2)] / rate[('task', 'cpu', 1)]:.2f}×"
+            "\nbatched (2 workers) / best task executor: "
+            f"{rate[('batched', 'cpu', 2)] / best_task:.1f}×; "
+            "task executor 2 workers / 1 worker: "
+            f"{rate[('task', 'cpu', 2)] / rate[('task', 'cpu', 1)]:.2f}×"
         )
     else:
         print(
-            f"\nGPU / CPU (batched, one worker): {rate[('batched', 'cuda', 1)] / rate[('batched', 'cpu', 1)]:.2f}×"
+            "\nGPU / CPU (batched, one worker): "
+            f"{rate[('batched', 'cuda', 1)] / rate[('batched', 'cpu', 1)]:.2f}×"
         )
     write_results(rows, RESULTS_CSV, FIELDS, key=("machine", "executor", "backend", "workers"))
 

@@ -1,7 +1,7 @@
 """Compare two results tables of the retrieval runner row by row (joined on the task key):
 how many verdicts agree and to how many digits the floats do.
 
-    python compare_runs.py A.csv B.csv     # e.g. native vs NUMBA_CPU_NAME=generic, or new vs shipped
+    python compare_runs.py A.csv B.csv  # e.g. native vs NUMBA_CPU_NAME=generic, or new vs shipped
 """
 
 from __future__ import annotations

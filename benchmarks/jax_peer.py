@@ -21,7 +21,7 @@ import jax.numpy as jnp  # noqa: E402  (x64 must be switched on first)
 import numpy as np  # noqa: E402
 
 from xrdcore.diffraction import scatterer_types  # noqa: E402
-from xrdcore.physics.scattering import FORM_FACTOR_PREFACTOR
+from xrdcore.physics.scattering import FORM_FACTOR_PREFACTOR  # noqa: E402
 
 
 class JaxCosineLoss:

@@ -169,7 +169,8 @@ PAGE_PROBE = """
       out.unrendered.push('widget view #' + (i + 1) + ' (model ' + model + ')');
     }
   });
-  out.widgetMarkup = document.querySelectorAll('[class*="jupyter-widgets"], [class^="widget-"], [class*=" widget-"]').length;
+  out.widgetMarkup = document.querySelectorAll(
+    '[class*="jupyter-widgets"], [class^="widget-"], [class*=" widget-"]').length;
   document.querySelectorAll('div.animation').forEach((anim, i) => {
     const img = anim.querySelector('img');
     const slider = anim.querySelector('input[type=range]');
@@ -179,10 +180,12 @@ PAGE_PROBE = """
       return !icon || !visible(icon);
     });
     const problems = [];
-    if (!img || !img.getAttribute('src') || !(img.naturalWidth > 0)) problems.push('no frame shown');
+    if (!img || !img.getAttribute('src') || !(img.naturalWidth > 0))
+      problems.push('no frame shown');
     if (!slider || !(Number(slider.max) > 0)) problems.push('no frame slider (frames not loaded)');
     if (buttons.length === 0) problems.push('no control buttons');
-    else if (iconless.length) problems.push(iconless.length + ' of ' + buttons.length + ' buttons without a visible icon');
+    else if (iconless.length)
+      problems.push(iconless.length + ' of ' + buttons.length + ' buttons without a visible icon');
     out.animations.push({index: i + 1, problems});
   });
   document.querySelectorAll('img').forEach((img) => {
@@ -201,12 +204,15 @@ PAGE_PROBE = """
 LAYOUT_PROBE = """
 () => {
   const width = document.documentElement.clientWidth;
-  const clips = (el) => ['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(el).overflowX);
+  const clips = (el) =>
+    ['auto', 'scroll', 'hidden', 'clip'].includes(getComputedStyle(el).overflowX);
   // Scroll containers of the content (code, tables, outputs, display math) count; the page's
   // own layout boxes do not (the article may scroll sideways, which is what must not happen).
-  const layout = '.bd-article-container, .bd-main, .bd-content, .bd-container, .bd-page-width, article, main';
+  const layout = '.bd-article-container, .bd-main, .bd-content, .bd-container, ' +
+    '.bd-page-width, article, main';
   const inScroller = (el) => {
-    for (let a = el.parentElement; a && a !== document.body && !a.matches(layout); a = a.parentElement)
+    for (let a = el.parentElement; a && a !== document.body && !a.matches(layout);
+         a = a.parentElement)
       if (clips(a)) return true;
     return false;
   };
@@ -237,7 +243,10 @@ LAYOUT_PROBE = """
         const box = a.getBoundingClientRect();
         cut = r.right > box.right + 1 || r.left < box.left - 1;
       }
-      if (cut) { out.clipped.push('animation #' + (i + 1) + ': ' + name(part) + ' cut off'); break; }
+      if (cut) {
+        out.clipped.push('animation #' + (i + 1) + ': ' + name(part) + ' cut off');
+        break;
+      }
     }
   });
   out.overflowing = Array.from(new Set(out.overflowing));
@@ -427,7 +436,8 @@ def check_site(
                     None if screenshots is None else Path(screenshots),
                 )
                 context.close()
-                # Blocked requests also show up as failed requests / console errors; keep the clear one.
+                # Blocked requests also show up as failed requests / console errors; keep the
+                # clear one.
                 result.problems = [p for p in result.problems if not any(b in p for b in blocked)]
                 result.problems += [
                     f"request to a non-local host (blocked): {url}"

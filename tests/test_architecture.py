@@ -32,9 +32,9 @@ def public_functions():
                     function = member.fget if isinstance(member, property) else member
                     if isinstance(function, (staticmethod, classmethod)):
                         function = function.__func__
-                    if inspect.isfunction(function) and (
-                        not attribute.startswith("_") or attribute == "__init__"
-                    ):
+                    if not inspect.isfunction(function) or function.__module__ != module.__name__:
+                        continue  # not a function, or one made by typing (a Protocol's __init__)
+                    if not attribute.startswith("_") or attribute == "__init__":
                         yield f"{module.__name__}.{name}.{attribute}", function
             elif inspect.isfunction(value) or hasattr(value, "py_func"):
                 yield f"{module.__name__}.{name}", getattr(value, "py_func", value)

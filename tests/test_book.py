@@ -1,4 +1,5 @@
-"""The book is part of the test suite: it builds offline with warnings as errors, executing every chapter."""
+"""The book is part of the test suite: it builds offline with warnings as errors, executing
+every chapter."""
 
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def test_every_chapter_ends_with_checked_exercises():
 
 @pytest.mark.xdist_group("book")
 def test_book_builds_with_warnings_as_errors(built_book):
-    """Clean build (fresh execution cache) into a temporary folder; any warning or raising cell fails.
+    """Clean build (fresh execution cache) into a temporary folder; any warning or raising cell
+    fails.
 
     The build itself is the session fixture ``built_book`` (conftest.py), shared with test_site.py.
     """
@@ -88,8 +90,8 @@ def test_a_failing_cell_fails_the_build_naming_chapter_and_cell(tmp_path):
     log = result.stdout + result.stderr
     assert result.returncode != 0
     assert (
-        "chapter bad.md did not execute: code cell 2 (`assert x == 2, 'x is not two'`): AssertionError: x is not two"
-        in log
+        "chapter bad.md did not execute: code cell 2 (`assert x == 2, 'x is not two'`): "
+        "AssertionError: x is not two" in log
     )
     html = tmp_path / "_build" / "html"
     assert "All fine here" in (html / "intro.html").read_text()
@@ -131,9 +133,11 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
     (tmp_path / "page.md").write_text(
         f"---\n{header}---\n# A page\n\n```{{code-cell}} ipython3\nfrom pathlib import Path\n"
         "from xrdcore.structure.datasets import book_data\n\n"
-        f"here = Path.cwd().resolve()\nfor folder in (Path({str(tmp_path)!r}), Path({str(ROOT)!r})):\n"
+        "here = Path.cwd().resolve()\n"
+        f"for folder in (Path({str(tmp_path)!r}), Path({str(ROOT)!r})):\n"
         "    assert not here.is_relative_to(folder), here\n"
-        "rows = book_data('remedies_energy.csv').read_text().splitlines()\nprint(len(rows) > 1)\n```\n"
+        "rows = book_data('remedies_energy.csv').read_text().splitlines()\n"
+        "print(len(rows) > 1)\n```\n"
     )
     jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
     result = subprocess.run(
@@ -257,7 +261,8 @@ def test_whole_book_prints_to_one_pdf(built_book):
 
 def test_time_table_follows_the_chapters():
     """How to use this book: each chapter's exercise count is the chapter's, its reading time
-    is its length at 200 words a minute (±5 min) and its total adds 15 min per exercise (±15 min)."""
+    is its length at 200 words a minute (±5 min) and its total adds 15 min per exercise
+    (±15 min)."""
     import re
 
     table = (ROOT / "book" / "how_to_use.md").read_text()

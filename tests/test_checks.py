@@ -70,7 +70,8 @@ def test_lattice_retrieval_check_names_the_optimiser_slip():
 
 
 def test_coincidence_scale_check():
-    """Rock salt scaled by s = √(8/11): its (220), d = s·a/√8, lands on the unscaled (311), d = a/√11."""
+    """Rock salt scaled by s = √(8/11): its (220), d = s·a/√8, lands on the unscaled (311),
+    d = a/√11."""
     rock_salt = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
     right = np.sqrt(8 / 11)
     assert checks.check_coincidence_scale(right, rock_salt, (2, 2, 0), (3, 1, 1))
@@ -85,13 +86,13 @@ def test_coincidence_scale_check():
 
 def test_energy_minimum_check_refines_and_names_slips():
     pytest.importorskip("chgnet")
-    from xrdcore import datasets, energy
+    from xrdcore import datasets
     from xrdcore.landscape.directions import lattice_direction
-    from xrdcore.landscape.scans import local_minima
+    from xrdcore.landscape.scans import energy_scan, local_minima
 
     rutile = datasets.load_prototype("A2B_tP6_136_f_a")
     strains = np.linspace(-0.1, 0.1, 21)
-    values = energy.energy_scan(rutile, lattice_direction(rutile, 0), strains, slopes=False).loss
+    values = energy_scan(rutile, lattice_direction(rutile, 0), strains, slopes=False).loss
     (i,) = local_minima(values)
     y0, y1, y2 = values[i - 1 : i + 2]
     right = 100 * (
@@ -111,13 +112,13 @@ def test_bulk_modulus_check_names_unit_and_factor_slips():
 
     from xrdcore import datasets, energy
     from xrdcore.landscape.directions import Direction
-    from xrdcore.landscape.scans import curvature
+    from xrdcore.landscape.scans import curvature, energy_scan
 
     rock_salt = datasets.load_prototype("AB_cF8_225_a_b")
     relaxed = energy.relax(rock_salt).crystal
     strains = np.array([-0.01, 0.0, 0.01])
     isotropic = Direction(relaxed.lattice, np.zeros_like(relaxed.frac_coords), "isotropic")
-    second = curvature(strains, energy.energy_scan(relaxed, isotropic, strains, slopes=False).loss)
+    second = curvature(strains, energy_scan(relaxed, isotropic, strains, slopes=False).loss)
     right = (
         len(relaxed) * second / (9 * relaxed.volume) / GPa
     )  # three-point route, not the check's fit

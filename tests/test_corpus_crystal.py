@@ -1,4 +1,5 @@
-"""Corpus of bad structures, species, wavelengths and hostile CIF files: each is refused in our words, quickly.
+"""Corpus of bad structures, species, wavelengths and hostile CIF files: each is refused in our
+words, quickly.
 
 Every case is one distinct bad input, checked by :func:`bad_input.rejects` (error type, a phrase
 of the message, a time limit). The CIF cases write their file into ``tmp_path`` first; a few
@@ -574,7 +575,8 @@ CIF_CASES = [
             )
         ),
         ResourceLimitError,
-        "300 atom sites and 192 symmetry operation\\(s\\): up to 57,600 atoms, which exceeds the limit max_cif_atoms",
+        "300 atom sites and 192 symmetry operation\\(s\\): up to 57,600 atoms, "
+        "which exceeds the limit max_cif_atoms",
     ),
     (
         "cif 20000 symmetry operations",
@@ -685,7 +687,7 @@ def test_corpus_is_large_and_distinct():
     assert len({case[0] for case in cases}) == len(cases)
 
 
-# --------------------------------------------------------------------------- what is read, and what is said
+# ------------------------------------------------------------------- what is read, and what is said
 def test_pymatgen_warning_comes_back_in_our_words_with_the_file_name(tmp_path):
     path = tmp_path / "hm_only.cif"
     path.write_text(CSCL.replace(P1_OPERATION, "_symmetry_space_group_name_H-M 'P 1'\n"))
@@ -789,7 +791,8 @@ JUNK = [
 )
 @given(cut=st.integers(0, len(CSCL)), length=st.integers(1, 40), junk=st.sampled_from(JUNK))
 def test_damaged_cif_is_read_or_refused_with_a_value_error(cut, length, junk, tmp_path):
-    """Any cut-and-spliced CsCl CIF gives a Crystal or our ValueError with a reason, never another exception."""
+    """Any cut-and-spliced CsCl CIF gives a Crystal or our ValueError with a reason, never
+    another exception."""
     path = tmp_path / "damaged.cif"
     path.write_text(CSCL[:cut] + junk + CSCL[cut + length :])
     with warnings.catch_warnings():

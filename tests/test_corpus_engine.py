@@ -600,8 +600,8 @@ def test_the_cases_are_distinct():
 
 
 def test_the_study_structures_are_far_below_every_guard():
-    """The largest prototypes and examples the study and the book use get within a tenth of no guard,
-    even over the widest 2θ range at a short (Mo Kα) wavelength."""
+    """The largest prototypes and examples the study and the book use get within a tenth of no
+    guard, even over the widest 2θ range at a short (Mo Kα) wavelength."""
     from xrdcore import datasets
     from xrdcore.diffraction import reflection_count
     from xrdcore.validation import LIMITS
@@ -619,7 +619,8 @@ def test_the_study_structures_are_far_below_every_guard():
 
 
 def test_the_reflection_estimate_is_close_to_the_count():
-    """The guard's estimate (4π/3)(g_max³ − g_min³)V/2 is within a few per cent of the enumeration."""
+    """The guard's estimate (4π/3)(g_max³ − g_min³)V/2 is within a few per cent of the
+    enumeration."""
     from xrdcore.diffraction import reflection_count
 
     cell = Crystal(np.diag([20.0, 21.0, 22.0]), [[0, 0, 0]], ["Cu"])

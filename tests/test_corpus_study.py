@@ -71,7 +71,8 @@ def sparse(folder):
 
 
 def study(output="runs.csv", config=BASE, setup=None, **options):
-    """run_study of ``config`` into ``folder / output`` (after ``setup(folder)``) with ``options``."""
+    """run_study of ``config`` into ``folder / output`` (after ``setup(folder)``) with
+    ``options``."""
 
     options = {"workers": 1, **options}
 

@@ -37,7 +37,8 @@ def test_no_reflections_in_range_gives_empty_results(cscl):
 
 
 def test_pattern_area_equals_sum_of_intensities(cscl):
-    """Unit-area peaks: the integral of the unnormalised profile is Σ I_h over peaks well inside the grid."""
+    """Unit-area peaks: the integral of the unnormalised profile is Σ I_h over peaks well inside
+    the grid."""
     diffractometer = Diffractometer(two_theta_range=(15, 80), step=0.005)
     y = diffractometer.pattern(cscl, fwhm=0.2, normalize=False)
     refl = diffractometer.reflections(cscl)

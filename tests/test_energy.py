@@ -11,7 +11,7 @@ pytest.importorskip("ase")
 
 from xrdcore import Crystal, Diffractometer, datasets, energy
 from xrdcore.landscape.directions import atom_direction, lattice_direction, random_direction
-from xrdcore.landscape.scans import local_minima, scan
+from xrdcore.landscape.scans import energy_scan, local_minima, scan
 from xrdcore.structure.matching import RECOVERY_TOLERANCES, match
 from xrdcore.structure.perturb import perturb
 
@@ -50,7 +50,7 @@ def rutile():
 def test_scan_agrees_with_pointwise_energy_and_its_slope_with_finite_differences(copper, make):
     direction = make(copper)
     offsets = np.linspace(-0.04, 0.04, 5)
-    result = energy.energy_scan(copper, direction, offsets, calc="emt")
+    result = energy_scan(copper, direction, offsets, calc="emt")
     np.testing.assert_array_equal(result.offsets, offsets)
     pointwise = [energy.energy(moved(copper, direction, t), calc="emt") for t in offsets]
     np.testing.assert_allclose(result.loss, pointwise, rtol=1e-12)
@@ -59,13 +59,15 @@ def test_scan_agrees_with_pointwise_energy_and_its_slope_with_finite_differences
         up, down = (energy.energy(moved(copper, direction, t + s), calc="emt") for s in (h, -h))
         assert slope == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-9)
     assert np.ptp(result.slope) > 1e-3  # the profile is not flat: the comparison has teeth
-    values_only = energy.energy_scan(copper, direction, offsets, calc="emt", slopes=False)
+    values_only = energy_scan(copper, direction, offsets, calc="emt", slopes=False)
     np.testing.assert_array_equal(values_only.loss, result.loss)
     assert np.all(np.isnan(values_only.slope))
 
 
 def test_forces_are_minus_the_energy_gradient(copper):
-    total_energy = lambda crystal: energy.energy(crystal, calc="emt") * len(crystal)
+    def total_energy(crystal):
+        return energy.energy(crystal, calc="emt") * len(crystal)
+
     value, forces = energy.energy_and_forces(copper, calc="emt")
     assert value == pytest.approx(total_energy(copper) / len(copper))
     assert forces.shape == (4, 3) and np.abs(forces).max() > 0.05
@@ -83,7 +85,7 @@ def test_forces_are_minus_the_energy_gradient(copper):
 def test_two_dimensional_scan_has_the_xrd_scan_shape(copper):
     first, second = lattice_direction(copper, 0), atom_direction(copper, 1, 2)
     offsets = (np.linspace(-0.02, 0.02, 3), np.linspace(-0.1, 0.1, 2))
-    result = energy.energy_scan(copper, [first, second], offsets, calc="emt")
+    result = energy_scan(copper, [first, second], offsets, calc="emt")
     xrd = Diffractometer("CuKa", (20, 80), backend="cpu")
     reference = scan(copper, [first, second], offsets, xrd.pattern(copper, fwhm=0.2), xrd, fwhm=0.2)
     assert result.loss.shape == reference.loss.shape == (3, 2)
@@ -134,7 +136,7 @@ def test_chgnet_energy_and_forces_on_rutile(rutile):
 
 def test_chgnet_energy_is_lowest_near_the_truth_along_a_lattice_stretch(rutile):
     strains = np.linspace(-0.08, 0.08, 9)
-    result = energy.energy_scan(rutile, lattice_direction(rutile, 0), strains)
+    result = energy_scan(rutile, lattice_direction(rutile, 0), strains)
     assert len(local_minima(result.loss)) == 1
     assert (
         abs(strains[np.argmin(result.loss)]) <= 0.02 + 1e-9
@@ -143,9 +145,7 @@ def test_chgnet_energy_is_lowest_near_the_truth_along_a_lattice_stretch(rutile):
     h = 2e-3
     up, down = (energy.energy(moved(rutile, lattice_direction(rutile, 0), s)) for s in (h, -h))
     assert result.slope[4] == pytest.approx((up - down) / (2 * h), rel=0.05, abs=2e-3)
-    values_only = energy.energy_scan(
-        rutile, lattice_direction(rutile, 0), strains[3:6], slopes=False
-    )
+    values_only = energy_scan(rutile, lattice_direction(rutile, 0), strains[3:6], slopes=False)
     np.testing.assert_allclose(
         values_only.loss, result.loss[3:6], atol=1e-5
     )  # CHGNet's task "e" path
@@ -173,11 +173,11 @@ def test_bad_calculator_names_and_inputs_are_explained(copper):
     with pytest.raises(TypeError, match="ASE calculator"):
         energy.calculator(42)
     with pytest.raises(ValueError, match="NaN"):
-        energy.energy_scan(copper, lattice_direction(copper, 0), [0.0, np.nan], calc="emt")
+        energy_scan(copper, lattice_direction(copper, 0), [0.0, np.nan], calc="emt")
     with pytest.raises(ValueError, match="empty"):
-        energy.energy_scan(copper, lattice_direction(copper, 0), [], calc="emt")
+        energy_scan(copper, lattice_direction(copper, 0), [], calc="emt")
     with pytest.raises(ValueError, match="does not fit"):
-        energy.energy_scan(
+        energy_scan(
             copper,
             lattice_direction(Crystal(np.eye(3) * 3, [[0, 0, 0]], ["Cu"]), 0),
             [0.0],
@@ -194,7 +194,10 @@ def test_missing_dependencies_name_the_install_command(monkeypatch):
 
 
 def test_importing_xrdcore_does_not_import_torch_or_ase():
-    code = "import sys, xrdcore, xrdcore.energy; assert not {'torch', 'ase', 'chgnet'} & set(sys.modules), sys.modules.keys()"
+    code = (
+        "import sys, xrdcore, xrdcore.energy; "
+        "assert not {'torch', 'ase', 'chgnet'} & set(sys.modules), sys.modules.keys()"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

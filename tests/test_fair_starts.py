@@ -176,7 +176,8 @@ def test_repair_rate_counts_only_the_starts_that_failed(tmp_path):
 
 @pytest.mark.parametrize("parametrization", ["p1", "spacegroup"])
 def test_coordinate_tasks_of_the_paper_regime_are_the_strict_grids(parametrization):
-    """No strain, so the lattice noise never enters: the paper regime's coordinate rows are the full grid's."""
+    """No strain, so the lattice noise never enters: the paper regime's coordinate rows are the
+    full grid's."""
     task_keys = {t.key for t in PAPER.tasks() if t.kind == "coordinates"}
     assert task_keys <= {t.key for t in StudyConfig().tasks()}
     a, verdicts_a = _start(

@@ -56,7 +56,8 @@ def reference(tmp_path_factory):
 
 
 def resumable(folder: Path, data: bytes, name: str = "runs.csv") -> Path:
-    """A results file holding ``data`` beside CONFIG's stored settings, as a killed run leaves it."""
+    """A results file holding ``data`` beside CONFIG's stored settings, as a killed run leaves
+    it."""
     path = folder / name
     path.write_bytes(data)
     CONFIG.to_json(folder / "runs.config.json")

@@ -1,4 +1,5 @@
-"""Exact gradients: central finite differences (float64), invariances, reference kernels, reflection sets."""
+"""Exact gradients: central finite differences (float64), invariances, reference kernels,
+reflection sets."""
 
 import numpy as np
 import pytest
@@ -111,7 +112,8 @@ def test_gradients_match_finite_differences(metric, case):
 @pytest.mark.parametrize("shape, eta", [("pseudo-voigt", 0.4), ("lorentzian", None)])
 def test_gradients_with_lorentzian_tails(shape, eta):
     """Window wide enough to cover the grid: a truncated Lorentzian tail jumps (by up to 1e-4
-    of the peak height) when a window edge crosses a grid point, which a difference quotient sees."""
+    of the peak height) when a window edge crosses a grid point, which a difference quotient
+    sees."""
     crystal, target = triclinic_case(2)
     assert_gradient_matches(
         crystal, target, "cosine", fwhm=Profile(0.2, shape=shape, eta=eta, window=500.0)
@@ -141,7 +143,8 @@ def test_perfect_match_has_zero_gradient(metric):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_invariances(case):
-    """Translating all atoms changes nothing: Σ_j dL/dx_j = 0. Rotating the frame changes nothing: Aᵀ dL/dA symmetric."""
+    """Translating all atoms changes nothing: Σ_j dL/dx_j = 0. Rotating the frame changes
+    nothing: Aᵀ dL/dA symmetric."""
     crystal, target = CASES[case]()
     result = loss_and_grad(crystal, target, DIFFRACTOMETER, fwhm=0.3)
     assert np.abs(result.d_frac.sum(axis=0)).max() <= 1e-10 * np.abs(result.d_frac).max() + 1e-14

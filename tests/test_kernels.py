@@ -29,7 +29,8 @@ def test_reflection_enumeration_matches_reference(seed):
 
 
 def test_enumeration_bounds_are_complete():
-    """No reflection inside the sphere is missed by the |h| ≤ g_max |a| bound: compare with a wider box."""
+    """No reflection inside the sphere is missed by the |h| ≤ g_max |a| bound: compare with a
+    wider box."""
     crystal = random_triclinic(np.random.default_rng(7), 2)
     reciprocal, bounds, g_min, g_max = _enumeration_inputs(crystal)
     hkl, _ = reference.half_space_reflections(reciprocal, bounds, g_min, g_max)
@@ -76,7 +77,8 @@ def test_profile_matches_dense_reference(eta):
         rtol=1e-12,
         atol=1e-14,
     )
-    # with the default windows each peak's neglected tail is below the documented fraction of its height
+    # with the default windows each peak's neglected tail is below the documented fraction of its
+    # height
     window = 5.0 if eta == 0 else 50.0
     windowed = cpu.broadened_profile(grid, centres, intensities, fwhm, eta, window)
     tail_fraction = 1e-13 if eta == 0 else 1e-4  # Gaussian: only rounding remains
@@ -123,7 +125,8 @@ def test_reflections_come_sorted_like_pymatgen():
 
 
 def test_gaussian_recurrence_matches_dense_reference():
-    """On a uniform grid (step given) Gaussian peaks use the recurrence; it agrees with the dense sum."""
+    """On a uniform grid (step given) Gaussian peaks use the recurrence; it agrees with the dense
+    sum."""
     from xrdcore.physics.profiles import uniform_step
 
     rng = np.random.default_rng(4)
@@ -213,7 +216,8 @@ def test_merge_of_nothing_is_empty():
 
 
 def test_structure_factor_sums_of_special_positions():
-    """Analytic case: fcc copper, S(h) = 4 for h, k, l unmixed and 0 for mixed parity, whatever the run layout."""
+    """Analytic case: fcc copper, S(h) = 4 for h, k, l unmixed and 0 for mixed parity, whatever
+    the run layout."""
     from xrdcore import Crystal
 
     fcc = Crystal(

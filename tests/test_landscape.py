@@ -1,4 +1,5 @@
-"""Scans agree with point-wise evaluation; minima, curvature, basins; correlation and mutual information."""
+"""Scans agree with point-wise evaluation; minima, curvature, basins; correlation and mutual
+information."""
 
 import numpy as np
 import pytest
@@ -129,7 +130,8 @@ def test_dependence_of_a_noisy_monotone_relation():
 
 
 def test_dependence_intervals_cover_the_truth_on_synthetic_data():
-    """Over repeated synthetic samples with known ρ, the 95 % interval of Pearson's r covers it most of the time."""
+    """Over repeated synthetic samples with known ρ, the 95 % interval of Pearson's r covers it
+    most of the time."""
     rho, covered = 0.5, 0
     for seed in range(20):
         rng = np.random.default_rng(100 + seed)

@@ -47,7 +47,8 @@ PROPERTY = settings(
 
 
 def lattice_from(lengths, angles):
-    """Rows of a cell with edges a, b, c (Å) and angles α, β, γ (deg), a along x, b in the xy plane."""
+    """Rows of a cell with edges a, b, c (Å) and angles α, β, γ (deg), a along x, b in the xy
+    plane."""
     a, b, c = lengths
     alpha, beta, gamma = np.radians(angles)
     cx = np.cos(beta)
@@ -71,7 +72,8 @@ def cell_factor(angles):
 def crystals(draw):
     lengths = draw(st.tuples(*[st.floats(2.5, 12.0)] * 3))
     angles = draw(st.tuples(*[st.floats(60.0, 120.0)] * 3))
-    # V/(ab) = c·sqrt(factor) ≥ 1.1 Å: some d-spacing reaches the 10–90° window at Cu Kα (d ≥ 1.09 Å)
+    # V/(ab) = c·sqrt(factor) ≥ 1.1 Å: some d-spacing reaches the 10–90° window at Cu Kα
+    # (d ≥ 1.09 Å)
     assume(cell_factor(angles) > 0.2)
     n_atoms = draw(st.integers(1, 6))
     raw = draw(arrays(float, (n_atoms, 3), elements=st.floats(0.0, 1.0, exclude_max=True)))
@@ -82,7 +84,7 @@ def crystals(draw):
     return Crystal(lattice_from(lengths, angles), frac_coords, species, occupancies, b_iso)
 
 
-# --------------------------------------------------------------------------- valid input never fails
+# -------------------------------------------------------------------------- valid input never fails
 
 
 @PROPERTY
@@ -114,7 +116,7 @@ def test_loss_and_gradient_of_a_valid_crystal(crystal, metric):
     assert np.all(np.isfinite(result.d_lattice)) and np.all(np.isfinite(result.d_frac))
 
 
-# --------------------------------------------------------------------------- invalid input is refused
+# ------------------------------------------------------------------------- invalid input is refused
 
 #: Values that are no number: booleans, strings, None, complex, containers, arbitrary objects.
 NOT_NUMBERS = st.sampled_from(
@@ -159,7 +161,8 @@ def refused(call):
 
 
 def bad_arrays(shape):
-    """Arrays of ``shape`` with a NaN or inf somewhere, or of booleans, strings or complex numbers."""
+    """Arrays of ``shape`` with a NaN or inf somewhere, or of booleans, strings or complex
+    numbers."""
 
     def poisoned(values, bad):
         values = values.copy()

@@ -285,16 +285,19 @@ def test_energy_remedy_counts_energy_evaluations(copper, xrd):
 def test_basin_hopping_keeps_the_best_hop_and_is_seeded(rutile, xrd):
     target = xrd.pattern(rutile, fwhm=0.1)
     start = perturb(rutile, strain=0.03, seed=4)
-    run = lambda seed: optimize(
-        lattice_only(start),
-        start,
-        target,
-        xrd,
-        steps=60,
-        seed=seed,
-        fwhm=0.1,  # noqa: E731
-        basin_hopping=BasinHopping(hops=3, temperature=0.02),
-    )
+
+    def run(seed):
+        return optimize(
+            lattice_only(start),
+            start,
+            target,
+            xrd,
+            steps=60,
+            seed=seed,
+            fwhm=0.1,
+            basin_hopping=BasinHopping(hops=3, temperature=0.02),
+        )
+
     first, again, other = run(1), run(1), run(2)
     assert first.loss == again.loss and first.evaluations == len(first.trajectory.loss) == 60
     assert first.loss == pytest.approx(
@@ -388,6 +391,7 @@ def test_runner_resumes_a_file_from_before_remedies(tmp_path):
 
 def test_broad_stages_sample_a_coarser_grid(rutile, xrd):
     from xrdcore.optimize.core import _Problem
+    from xrdcore.physics.profiles import Profile
 
     target = xrd.pattern(rutile, fwhm=0.1)
     problem = _Problem(
@@ -395,7 +399,7 @@ def test_broad_stages_sample_a_coarser_grid(rutile, xrd):
         target,
         xrd,
         None,
-        {"fwhm": 0.1},
+        {"fwhm": Profile(0.1)},
         (0.0, None),
         "adam",
         1.0,
@@ -403,7 +407,8 @@ def test_broad_stages_sample_a_coarser_grid(rutile, xrd):
         Continuation(1.0, 3),
     )
     stages = problem.stages(30)
-    assert [options["fwhm"] for options, _, _ in stages] == pytest.approx([1.0, np.sqrt(0.1), 0.1])
+    widths = [options["fwhm"].fwhm for options, _, _ in stages]
+    assert widths == pytest.approx([1.0, np.sqrt(0.1), 0.1])
     assert np.array_equal(stages[0][0]["two_theta"], xrd.two_theta[::10]) and np.array_equal(
         stages[1][0]["two_theta"], xrd.two_theta[::3]
     )

@@ -9,7 +9,8 @@ import pytest
 from xrdcore.study.runner import read_rows
 
 DATA = Path(__file__).resolve().parents[1] / "xrdcore" / "data"
-#: Benchmark results (benchmarks/bench_batch.py, bench_jax.py; each row names its machine and date), not studies.
+#: Benchmark results (benchmarks/bench_batch.py, bench_jax.py; each row names its machine and
+#: date), not studies.
 BENCHMARK_TABLES = {"batch_throughput.csv", "engine_speed.csv"}
 TABLES = [
     path

@@ -109,7 +109,8 @@ def widget_site(tmp_path_factory):
 
 
 def _check(html, toc, **kwargs):
-    """Run the site check; no Chromium or no Playwright is a failure with the reason, never a skip."""
+    """Run the site check; no Chromium or no Playwright is a failure with the reason, never a
+    skip."""
     lines: list[str] = []
     try:
         results = site_check.check_site(html, toc, log=lines.append, **kwargs)
@@ -158,7 +159,8 @@ def test_site_check_catches_breakage(widget_site, tmp_path):
     page = (broken / "widgets.html").read_text()
     page = page.replace(
         "</head>",
-        '<script src="https://cdn.example.org/lib.js"></script><link rel="stylesheet" href="_static/missing.css"></head>',
+        '<script src="https://cdn.example.org/lib.js"></script>'
+        '<link rel="stylesheet" href="_static/missing.css"></head>',
         1,
     )
     page = re.sub(

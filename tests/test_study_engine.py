@@ -144,8 +144,9 @@ def test_gaussian_recurrence_equals_direct_evaluation(rutile):
     assert uniform_step(batch.setup.grid) == pytest.approx(0.02)
     lattices = np.stack([truth.lattice * s for s in (0.99, 1.0, 1.02)])
     coords = np.broadcast_to(truth.frac_coords, (3, len(truth), 3)).copy()
-    a = batch._arrays
-    wavelength, fwhm, eta, window = batch._scalars
+    engine = batch.engine
+    a = engine.arrays
+    wavelength, fwhm, eta, window = engine.scalars
     occupancies = np.ones((3, len(truth)))
     arguments = (
         lattices,
@@ -156,12 +157,12 @@ def test_gaussian_recurrence_equals_direct_evaluation(rutile):
         a["type_coeffs"],
         a["type_b"],
         a["hkl"],
-        batch._max_index,
-        *batch._g_window,
+        engine.max_index,
+        *engine.g_window,
         wavelength,
         a["grid"],
     )
-    recurrence, saved = batched.forward_batch(*arguments, batch._step, fwhm, eta, window)
+    recurrence, saved = batched.forward_batch(*arguments, engine.step, fwhm, eta, window)
     direct, _ = batched.forward_batch(*arguments, 0.0, fwhm, eta, window)
     assert np.max(np.abs(recurrence - direct)) <= 1e-10 * np.max(direct)
     d_profile = np.random.default_rng(0).standard_normal(recurrence.shape)
@@ -173,12 +174,12 @@ def test_gaussian_recurrence_equals_direct_evaluation(rutile):
         occupancies,
         a["scatterer_type"],
         a["hkl"],
-        batch._max_index,
+        engine.max_index,
         wavelength,
         a["grid"],
     )
     for fast, slow in zip(
-        batched.backward_batch(*backward, batch._step, fwhm, eta, window),
+        batched.backward_batch(*backward, engine.step, fwhm, eta, window),
         batched.backward_batch(*backward, 0.0, fwhm, eta, window),
     ):
         assert np.max(np.abs(fast - slow)) <= 1e-9 * np.max(np.abs(slow))
@@ -290,7 +291,8 @@ def test_worker_processes_get_one_thread():
     reason="no CUDA GPU or simulator",
 )
 def test_batched_descent_on_cuda_equals_cpu():
-    """The batched executor's descent with CUDA batches (numba's simulator without a GPU), small sizes."""
+    """The batched executor's descent with CUDA batches (numba's simulator without a GPU), small
+    sizes."""
     truth = datasets.get_prototype("AB_cF8_225_a_b").crystal()
     small = dict(two_theta_range=(25, 50), step=0.05)
     cpu, gpu = Diffractometer(backend="cpu", **small), Diffractometer(backend="cuda", **small)

@@ -166,7 +166,8 @@ def test_bit_identical_under_another_blas_kernel():
     if not any("openblas" in str(info.get("internal_api", "")) for info in _threadpool_info()):
         pytest.skip("numpy is not linked against OpenBLAS here")
     script = (
-        "import json, sys; sys.path.insert(0, %r); from test_symmetry import _digest, _threadpool_info; "
+        "import json, sys; sys.path.insert(0, %r); "
+        "from test_symmetry import _digest, _threadpool_info; "
         "from xrdcore import datasets; "
         "print(json.dumps([_digest(p.crystal() for p in datasets.list_prototypes()), "
         "[i.get('architecture') for i in _threadpool_info()]]))" % os.path.dirname(__file__)

@@ -1,4 +1,5 @@
-"""xrdcore: a fast powder X-ray diffraction engine (numba) for the book "Too rough for gradient descent".
+"""xrdcore: a fast powder X-ray diffraction engine (numba) for the book "Too rough for gradient
+descent".
 
 Main entry points: :class:`Crystal` (structure as arrays), :class:`Diffractometer`
 (stick patterns and broadened profiles, pymatgen's conventions) and :mod:`xrdcore.datasets`
@@ -17,6 +18,7 @@ import importlib.machinery
 import sys
 import types
 import warnings
+from collections.abc import Sequence
 
 from xrdcore.diffraction import Diffractometer, PeakList, Reflections
 from xrdcore.physics.profiles import Profile
@@ -50,16 +52,18 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports ``xrdcore.<old>`` as its new module (or, for a module split in parts, a view
     that looks each name up in the parts), with a DeprecationWarning."""
 
-    def find_spec(self, name, path=None, target=None):
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
         package, _, old = name.partition(".")
         if package == __name__ and old in MOVED:
             return importlib.machinery.ModuleSpec(name, self)
         return None
 
-    def create_module(self, spec):
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
         return None
 
-    def exec_module(self, module) -> None:
+    def exec_module(self, module: types.ModuleType) -> None:
         old = module.__name__.partition(".")[2]
         parts = [importlib.import_module(f"{__name__}.{part}") for part in MOVED[old]]
         new = ", ".join(part.__name__ for part in parts)
@@ -72,7 +76,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             sys.modules[module.__name__] = parts[0]
             return
 
-        def lookup(attribute: str):
+        def lookup(attribute: str) -> object:
             for part in parts:
                 if hasattr(part, attribute):
                     return getattr(part, attribute)
@@ -83,7 +87,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         view = types.ModuleType(
             module.__name__, f"Names of the old {module.__name__}, now in {new}."
         )
-        view.__getattr__ = lookup
+        setattr(view, "__getattr__", lookup)  # a module's __getattr__ (PEP 562)
         sys.modules[module.__name__] = view
 
 

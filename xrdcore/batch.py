@@ -20,7 +20,11 @@ types, B × grid points) against :data:`xrdcore.validation.LIMITS` ``max_memory_
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from xrdcore.diffraction import Diffractometer, check_diffractometer, scatterer_types
 from xrdcore.gradients import (
@@ -77,13 +81,13 @@ class BatchLoss:
     def __init__(
         self,
         template: Crystal,
-        target,
+        target: Crystal | ArrayLike,
         diffractometer: Diffractometer,
         metric: str = "cosine",
         fwhm: float | Profile = 0.1,
         margin: float = DEFAULT_MARGIN,
-        dtype=np.float64,
-    ):
+        dtype: DTypeLike = np.float64,
+    ) -> None:
         check_crystal(template, "template")
         check_diffractometer(diffractometer)
         get_metric(metric)
@@ -124,20 +128,29 @@ class BatchLoss:
             cast(self.setup.eta),
             cast(self.setup.window),
         )
-        self._max_index = (
-            batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
-        )
-        self._step = cast(self.setup.step)
-        self._g_window = tuple(cast(g) for g in diffractometer.g_window(self.setup.two_theta_range))
+        self.engine: batched.BatchBackend  # the backend's batch interface (HostBatch, DeviceBatch)
         if self.backend == "cuda":
-            from xrdcore.kernels import cuda as cuda_kernels
+            from xrdcore.kernels.cuda import DeviceBatch
 
-            self._device = cuda_kernels.DeviceBatch(
-                self._arrays, self.target.astype(self.dtype), self._scalars
+            self.engine = DeviceBatch(self._arrays, self.target.astype(self.dtype), self._scalars)
+        else:
+            max_index = (
+                batched.max_miller_index(self.reflections.hkl) if len(self.reflections.hkl) else 0
+            )
+            g_window = diffractometer.g_window(self.setup.two_theta_range)
+            self.engine = batched.HostBatch(
+                self._arrays,
+                self._scalars,
+                max_index,
+                (cast(g_window[0]), cast(g_window[1])),
+                cast(self.setup.step),
+                CPU_CHUNK,
             )
 
     # ------------------------------------------------------------------ inputs
-    def _prepare(self, lattices, frac_coords, occupancies):
+    def _prepare(
+        self, lattices: ArrayLike, frac_coords: ArrayLike, occupancies: ArrayLike | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         n_atoms = len(self.template)
         lattices = real_array(lattices, "lattices")
         if lattices.ndim != 3 or lattices.shape[1:] != (3, 3):
@@ -167,13 +180,16 @@ class BatchLoss:
                 "build a new BatchLoss (or a larger margin)"
             )
         return (
-            np.ascontiguousarray(a, dtype=self.dtype) for a in (lattices, frac_coords, occupancies)
+            np.ascontiguousarray(lattices, dtype=self.dtype),
+            np.ascontiguousarray(frac_coords, dtype=self.dtype),
+            np.ascontiguousarray(occupancies, dtype=self.dtype),
         )
 
     def check_memory(self, n_batch: int) -> None:
-        """ResourceLimitError when a batch of ``n_batch`` structures would need more working memory than
-        ``LIMITS.max_memory_gb`` (estimate: the work arrays of the structures evaluated at once, per
-        reflection and scatterer type, and the batch's patterns and gradients on the grid)."""
+        """ResourceLimitError when a batch of ``n_batch`` structures would need more working
+        memory than ``LIMITS.max_memory_gb`` (estimate: the work arrays of the structures
+        evaluated at once, per reflection and scatterer type, and the batch's patterns and
+        gradients on the grid)."""
         at_once = n_batch if self.backend == "cuda" else min(n_batch, CPU_CHUNK)
         n_reflections, n_grid = len(self.reflections.hkl), len(self.setup.grid)
         values = (
@@ -182,70 +198,49 @@ class BatchLoss:
         )
         guard_memory(
             values * self.dtype.itemsize + n_batch * n_grid * 8,
-            f"a batch of {n_batch:,} structures ({n_reflections:,} reflections, {n_grid:,} grid points)",
+            f"a batch of {n_batch:,} structures ({n_reflections:,} reflections, "
+            f"{n_grid:,} grid points)",
             "evaluate the batch in smaller parts",
         )
 
-    def covers(self, lattices) -> np.ndarray:
+    def covers(self, lattices: ArrayLike) -> np.ndarray:
         """(B,) True where the shared reflection list is complete for lattice b (see
         :meth:`xrdcore.gradients.ReflectionSet.covers`)."""
         return required_margin(self.reflections.lattice, lattices) <= self.reflections.margin
 
     # ------------------------------------------------------------------ evaluation
-    def patterns(self, lattices, frac_coords, occupancies=None) -> np.ndarray:
+    def patterns(
+        self, lattices: ArrayLike, frac_coords: ArrayLike, occupancies: ArrayLike | None = None
+    ) -> np.ndarray:
         """Unnormalised patterns (B, K) on the grid."""
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
-        if self.backend == "cuda":
-            return self._device.patterns(lattices, frac_coords, occupancies)
-        profile, _ = self._forward_cpu(lattices, frac_coords, occupancies)
-        return profile
+        return self.engine.patterns(lattices, frac_coords, occupancies)
 
-    def __call__(self, lattices, frac_coords, occupancies=None, undefined: str = "raise"):
+    def __call__(
+        self,
+        lattices: ArrayLike,
+        frac_coords: ArrayLike,
+        occupancies: ArrayLike | None = None,
+        undefined: str = "raise",
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3) as numpy arrays. A structure whose
         metric is undefined (nothing diffracts in the range) raises ValueError, or with
         ``undefined="nan"`` gets loss NaN and zero gradient while the others are evaluated."""
         choice(undefined, "undefined", UNDEFINED)
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
-        if self.backend == "cuda":
-            return self._device.loss_and_grad(
-                lattices, frac_coords, occupancies, self._metric_on_host(undefined)
-            )
-        losses = np.empty(len(lattices))
-        d_lattice, d_frac = (
-            np.empty(lattices.shape, self.dtype),
-            np.empty(frac_coords.shape, self.dtype),
-        )
-        a = self._arrays
-        wavelength, *profile_scalars = self._scalars
-        for chunk in range(0, len(lattices), CPU_CHUNK):  # the chunk's work arrays stay in cache
-            part = slice(chunk, chunk + CPU_CHUNK)
-            profile, saved = self._forward_cpu(lattices[part], frac_coords[part], occupancies[part])
-            losses[part], d_profile = self._host_metric(profile, undefined)
-            d_lattice[part], d_frac[part] = batched.backward_batch(
-                d_profile.astype(self.dtype, copy=False),
-                saved,
-                lattices[part],
-                frac_coords[part],
-                occupancies[part],
-                a["scatterer_type"],
-                a["hkl"],
-                self._max_index,
-                wavelength,
-                a["grid"],
-                self._step,
-                *profile_scalars,
-            )
-        return losses, d_lattice, d_frac
+        on_host = functools.partial(self._host_metric, undefined=undefined)
+        metric = self._metric_on_host(undefined) if self.backend == "cuda" else on_host
+        return self.engine.loss_and_grad(lattices, frac_coords, occupancies, metric)
 
     def descend(
         self,
-        lattices,
-        frac_coords,
+        lattices: ArrayLike,
+        frac_coords: ArrayLike,
         steps: int,
         lattice_rate: float,
         frac_rate: float,
-        occupancies=None,
-    ):
+        occupancies: ArrayLike | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Plain gradient descent for ``steps`` steps on every structure; returns final lattices,
         coordinates and the loss history (steps + 1, B). On the GPU nothing leaves the device
         between steps (cosine loss)."""
@@ -254,8 +249,11 @@ class BatchLoss:
         frac_rate = real(frac_rate, "frac_rate", low=0)
         prepared = self._prepare(lattices, frac_coords, occupancies)
         if self.backend == "cuda":
+            from xrdcore.kernels.cuda import DeviceBatch
+
+            assert isinstance(self.engine, DeviceBatch)  # made so in __init__ for backend "cuda"
             rates = (self.dtype.type(lattice_rate), self.dtype.type(frac_rate))
-            return self._device.descend(*prepared, steps, *rates, self._metric_on_host())
+            return self.engine.descend(*prepared, steps, *rates, self._metric_on_host())
         lattices = np.array(lattices, dtype=float)
         frac_coords = np.array(frac_coords, dtype=float)
         history = []
@@ -268,38 +266,21 @@ class BatchLoss:
         return lattices, frac_coords, np.array(history)
 
     # ------------------------------------------------------------------ helpers
-    def _forward_cpu(self, lattices, frac_coords, occupancies):
-        a = self._arrays
-        wavelength, *profile_scalars = self._scalars
-        return batched.forward_batch(
-            lattices,
-            frac_coords,
-            occupancies,
-            a["scatterer_type"],
-            a["type_z"],
-            a["type_coeffs"],
-            a["type_b"],
-            a["hkl"],
-            self._max_index,
-            *self._g_window,
-            wavelength,
-            a["grid"],
-            self._step,
-            *profile_scalars,
-        )
-
-    def _metric_on_host(self, undefined="raise"):
-        """None when the device evaluates the metric itself, else the host function."""
+    def _metric_on_host(self, undefined: str = "raise") -> Callable | None:
+        """None when the metric has a device kernel (cosine), else the host function."""
         if self.metric in DEVICE_METRICS:
             return None
-        return lambda profiles: self._host_metric(profiles, undefined)
+        return functools.partial(self._host_metric, undefined=undefined)
 
-    def _host_metric(self, profiles, undefined="raise"):
+    def _host_metric(
+        self, profiles: np.ndarray, undefined: str = "raise"
+    ) -> tuple[np.ndarray, np.ndarray]:
         return loss_batch(self.metric, profiles, self.target, self.setup.grid, undefined)
 
 
-def _check_dtype(dtype) -> np.dtype:
-    """float64 or float32 as a numpy dtype; TypeError for what is no dtype, ValueError for another one."""
+def _check_dtype(dtype: DTypeLike) -> np.dtype:
+    """float64 or float32 as a numpy dtype; TypeError for what is no dtype, ValueError for
+    another one."""
     try:
         dtype = np.dtype(dtype)
     except TypeError:

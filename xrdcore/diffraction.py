@@ -23,10 +23,14 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
+from typing import cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.kernels import cpu, select_backend
 from xrdcore.physics.profiles import Profile, as_profile, peak_widths, uniform_step
@@ -79,13 +83,21 @@ class Reflections:
 
 
 class PeakList:
-    """A stick pattern: merged peaks with ``two_theta`` (deg), ``intensity`` (max 100), ``d_spacing`` (Å).
+    """A stick pattern: merged peaks with ``two_theta`` (deg), ``intensity`` (max 100),
+    ``d_spacing`` (Å).
 
     ``hkls[i]`` is an (n_i, 3) int array of the reflections merged into peak i, one of each
     Friedel pair (h and −h both contribute; ``multiplicity`` counts both, like pymatgen).
     """
 
-    def __init__(self, two_theta, intensity, d_spacing, member_hkl, member_start):
+    def __init__(
+        self,
+        two_theta: np.ndarray,
+        intensity: np.ndarray,
+        d_spacing: np.ndarray,
+        member_hkl: np.ndarray,
+        member_start: np.ndarray,
+    ) -> None:
         self.two_theta = two_theta
         self.intensity = intensity
         self.d_spacing = d_spacing
@@ -109,7 +121,10 @@ class PeakList:
     def __repr__(self) -> str:
         if len(self) == 0:
             return "PeakList(0 peaks)"
-        return f"PeakList({len(self)} peaks, 2θ {self.two_theta.min():.3f}–{self.two_theta.max():.3f}°)"
+        return (
+            f"PeakList({len(self)} peaks, "
+            f"2θ {self.two_theta.min():.3f}–{self.two_theta.max():.3f}°)"
+        )
 
 
 @lru_cache(maxsize=None)
@@ -117,7 +132,7 @@ def _coefficients_of(atomic_number: int) -> np.ndarray:
     return form_factor_coefficients(element_symbol(atomic_number))
 
 
-def scatterer_types(crystal: Crystal):
+def scatterer_types(crystal: Crystal) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Atoms grouped by (element, B), memoised on the crystal.
 
     Returns ``scatterer_type`` (N,) int64 and, per type, Z (T,), form-factor
@@ -137,7 +152,7 @@ def scatterer_types(crystal: Crystal):
     return crystal.derived["scatterer_types"]
 
 
-def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float, float]:
+def _check_range(two_theta_range: object, name: str = "two_theta_range") -> tuple[float, float]:
     if isinstance(two_theta_range, numbers.Real) and not isinstance(
         two_theta_range, (bool, np.bool_)
     ):
@@ -158,9 +173,10 @@ def _check_range(two_theta_range, name: str = "two_theta_range") -> tuple[float,
     return lo, hi
 
 
-def reflection_count(lattice, g_min: float, g_max: float) -> float:
-    """Estimated number of half-space reflections with g_min ≤ |g| ≤ g_max (Å⁻¹) of a lattice (rows, Å):
-    one reciprocal-lattice point per 1/V of reciprocal space, M ≈ (4π/3)(g_max³ − g_min³) V / 2."""
+def reflection_count(lattice: ArrayLike, g_min: float, g_max: float) -> float:
+    """Estimated number of half-space reflections with g_min ≤ |g| ≤ g_max (Å⁻¹) of a lattice
+    (rows, Å): one reciprocal-lattice point per 1/V of reciprocal space,
+    M ≈ (4π/3)(g_max³ − g_min³) V / 2."""
     return _shell_count(_cell_measures(lattice)[0], g_min, g_max)
 
 
@@ -169,8 +185,9 @@ def _shell_count(volume: float, g_min: float, g_max: float) -> float:
     return 2 * math.pi / 3 * (g_max**3 - g_min**3) * abs(volume)
 
 
-def _cell_measures(lattice) -> tuple[float, list[float]]:
-    """Signed volume (Å³) and the three row lengths (Å) of a (3, 3) lattice, in plain floats (fast)."""
+def _cell_measures(lattice: ArrayLike) -> tuple[float, list[float]]:
+    """Signed volume (Å³) and the three row lengths (Å) of a (3, 3) lattice, in plain floats
+    (fast)."""
     (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = np.asarray(lattice, dtype=float).tolist()
     volume = a0 * (b1 * c2 - b2 * c1) - a1 * (b0 * c2 - b2 * c0) + a2 * (b0 * c1 - b1 * c0)
     return volume, [
@@ -179,7 +196,7 @@ def _cell_measures(lattice) -> tuple[float, list[float]]:
 
 
 def check_reflection_work(
-    lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
+    lattice: ArrayLike, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
 ) -> None:
     """ResourceLimitError, before anything is enumerated, when the reflections of ``lattice`` with
     g_min ≤ |g| ≤ g_max, their structure-factor terms (reflections × atoms) or the estimated memory
@@ -217,7 +234,8 @@ def check_reflection_work(
     )
     oblique = (
         (
-            "; this oblique cell makes the index box far larger than its reflections: reduce it first "
+            "; this oblique cell makes the index box far larger than its reflections: "
+            "reduce it first "
             "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)"
         )
         if box > 100 * max(count, 1)
@@ -245,16 +263,17 @@ class Diffractometer:
         "auto" (CUDA when a physical GPU is present). Single-structure methods run on the CPU.
     """
 
-    #: Kernel module (numba CPU); a subclass may swap in ``kernels.reference`` for checks and benchmarks.
+    #: Kernel module (numba CPU); a subclass may swap in ``kernels.reference`` for checks and
+    #: benchmarks.
     kernels = cpu
 
     def __init__(
         self,
         wavelength: str | float = "CuKa",
-        two_theta_range=(10.0, 90.0),
+        two_theta_range: Sequence[float] | np.ndarray = (10.0, 90.0),
         step: float = DEFAULT_STEP,
         backend: str = "auto",
-    ):
+    ) -> None:
         self.backend = select_backend(backend)
         self.wavelength = resolve_wavelength(wavelength)
         self.two_theta_range = lo, hi = _check_range(two_theta_range)
@@ -271,8 +290,10 @@ class Diffractometer:
             f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
             "use a larger step (a few points per peak width suffice)",
         )
-        self._setups: dict = {}  # profile_setup's results on the default grid, by settings
-        self._g_windows: dict = {}  # g_window's results, by the identity of the 2θ range tuple asked for
+        # profile_setup's results on the default grid, by settings
+        self._setups: dict[Profile, ProfileSetup] = {}
+        # g_window's results, by the identity of the 2θ range tuple asked for
+        self._g_windows: dict[int, tuple[object, tuple[float, float]]] = {}
 
     def __repr__(self) -> str:
         lo, hi = self.two_theta_range
@@ -285,7 +306,7 @@ class Diffractometer:
         return np.linspace(lo, hi, int(round((hi - lo) / self.step)) + 1)
 
     # ---------------------------------------------------------------- reflections
-    def g_window(self, two_theta_range) -> tuple[float, float]:
+    def g_window(self, two_theta_range: Sequence[float] | np.ndarray) -> tuple[float, float]:
         """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ (kept per range)."""
         seen = self._g_windows.get(
             id(two_theta_range)
@@ -293,7 +314,10 @@ class Diffractometer:
         if seen is not None and seen[0] is two_theta_range:
             return seen[1]
         lo, hi = _check_range(two_theta_range)
-        window = tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi))
+        window = cast(
+            "tuple[float, float]",  # of (lo, hi)
+            tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi)),
+        )
         if isinstance(
             two_theta_range, tuple
         ):  # immutable: safe to know again by identity (it is kept alive here)
@@ -303,8 +327,8 @@ class Diffractometer:
         return window
 
     def enumerate_hkl(
-        self, lattice, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
-    ):
+        self, lattice: ArrayLike, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order.
 
         Guarded first (:func:`check_reflection_work`) for a structure of ``n_atoms`` atoms of
@@ -313,21 +337,27 @@ class Diffractometer:
         volume, _ = _cell_measures(lattice)
         if not volume >= MIN_CELL_VOLUME:
             raise StructureError(
-                f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, got {volume:.3g} Å³"
+                f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, "
+                f"got {volume:.3g} Å³"
             )
         g_min = real(g_min, "g_min", low=0, unit="Å⁻¹")
         g_max = real(g_max, "g_max", low=g_min, unit="Å⁻¹")
         check_reflection_work(lattice, g_min, g_max, n_atoms, n_types)
         return self.kernels.reflection_list(lattice, g_min, g_max)
 
-    def enumerate_for(self, crystal: Crystal, g_min: float, g_max: float):
-        """:meth:`enumerate_hkl` for ``crystal``'s lattice (valid already), guarded for its atoms and scatterer types."""
+    def enumerate_for(
+        self, crystal: Crystal, g_min: float, g_max: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`enumerate_hkl` for ``crystal``'s lattice (valid already), guarded for its atoms
+        and scatterer types."""
         check_reflection_work(
             crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1])
         )
         return self.kernels.reflection_list(crystal.lattice, g_min, g_max)
 
-    def reflections(self, crystal: Crystal, two_theta_range=None) -> Reflections:
+    def reflections(
+        self, crystal: Crystal, two_theta_range: Sequence[float] | np.ndarray | None = None
+    ) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
         check_crystal(crystal)
         window = self.two_theta_range if two_theta_range is None else two_theta_range
@@ -335,14 +365,19 @@ class Diffractometer:
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
-    def intensities(self, crystal: Crystal, hkl, g):
+    def intensities(
+        self, crystal: Crystal, hkl: np.ndarray, g: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """2θ (deg) and intensity 2|F|²·LP of the given reflections (hkl as floats, |g| in Å⁻¹)."""
         two_theta, intensity, _ = self.intensities_and_form_factors(crystal, hkl, g)
         return two_theta, intensity
 
-    def intensities_and_form_factors(self, crystal: Crystal, hkl, g):
+    def intensities_and_form_factors(
+        self, crystal: Crystal, hkl: np.ndarray, g: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
         """:meth:`intensities`, plus what the gradient's backward pass reuses: the per-type
-        form-factor tables (values and d/ds) and structure-factor sums (real, imaginary), each (M, T)."""
+        form-factor tables (values and d/ds) and structure-factor sums (real, imaginary), each
+        (M, T)."""
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
             two_theta, intensity, *saved = self.kernels.structure_intensities(
@@ -371,7 +406,7 @@ class Diffractometer:
     def pattern(
         self,
         crystal: Crystal,
-        two_theta=None,
+        two_theta: ArrayLike | None = None,
         fwhm: float | tuple[float, float, float] | Profile = 0.1,
         normalize: bool = True,
     ) -> np.ndarray:
@@ -396,9 +431,12 @@ class Diffractometer:
         return profile
 
     def profile_setup(
-        self, two_theta=None, fwhm: float | tuple[float, float, float] | Profile = 0.1
+        self,
+        two_theta: ArrayLike | None = None,
+        fwhm: float | tuple[float, float, float] | Profile = 0.1,
     ) -> ProfileSetup:
-        """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections reach the grid.
+        """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections
+        reach the grid.
 
         The grid must lie in 0–179.9°, ascend strictly, and be fine enough for the peaks: a grid
         spacing wider than the FWHM would let peaks fall between grid points. On the default
@@ -407,7 +445,7 @@ class Diffractometer:
         profile = as_profile(fwhm)
         if two_theta is None and profile in self._setups:
             return self._setups[profile]
-        window = profile.window
+        window = cast(float, profile.window)  # a float once the Profile is made
         grid = self.two_theta if two_theta is None else _check_grid(two_theta)
         widths = peak_widths(profile.fwhm, grid)
         spacing = np.diff(grid)
@@ -428,7 +466,8 @@ class Diffractometer:
                 else "a wider window (default: 5 FWHMs)"
             )
             raise ValueError(
-                f"the 2θ grid spacing {spacing[k]:.4g}° at {grid[k]:.4g}° is wider than the {what}: peaks would "
+                f"the 2θ grid spacing {spacing[k]:.4g}° at {grid[k]:.4g}° is wider than the "
+                f"{what}: peaks would "
                 f"fall between grid points (the pattern would miss them); use {remedy}"
             )
         reach = window * widths.max()
@@ -441,7 +480,7 @@ class Diffractometer:
         return setup
 
 
-def _check_grid(two_theta) -> np.ndarray:
+def _check_grid(two_theta: ArrayLike) -> np.ndarray:
     """A 2θ grid (deg) given by the caller: 1-D, finite, non-empty, within the guard, strictly
     ascending and inside 0–179.9°."""
     grid = real_array(two_theta, "two_theta grid", ndim=1)  # no copy of a float64 array
@@ -470,9 +509,9 @@ def _check_grid(two_theta) -> np.ndarray:
 class ProfileSetup:
     """Profile settings shared by patterns and their gradients.
 
-    ``grid`` (deg), the checked :class:`~xrdcore.physics.profiles.Profile` ``settings``, ``reach`` = window ×
-    largest FWHM (deg), and ``two_theta_range``: the grid widened by ``reach``, i.e. every
-    reflection that can touch the grid.
+    ``grid`` (deg), the checked :class:`~xrdcore.physics.profiles.Profile` ``settings``,
+    ``reach`` = window × largest FWHM (deg), and ``two_theta_range``: the grid widened by
+    ``reach``, i.e. every reflection that can touch the grid.
     """
 
     grid: np.ndarray
@@ -494,9 +533,11 @@ class ProfileSetup:
     @property
     def window(self) -> float:
         """Half-width of each peak's evaluation window, in FWHMs."""
-        return self.settings.window
+        return cast(float, self.settings.window)  # a float once the Profile is made
 
-    def profile(self, kernels, centres, intensities) -> np.ndarray:
+    def profile(
+        self, kernels: ModuleType, centres: np.ndarray, intensities: np.ndarray
+    ) -> np.ndarray:
         """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
         widths = peak_widths(self.fwhm, centres)
         work = self.work(len(centres))
@@ -513,12 +554,13 @@ class ProfileSetup:
             )
 
     def work(self, n_peaks: int) -> int:
-        """Peak-shape evaluations of one profile: peaks × grid points per window (at most the grid)."""
+        """Peak-shape evaluations of one profile: peaks × grid points per window (at most the
+        grid)."""
         step = (self.grid[-1] - self.grid[0]) / max(len(self.grid) - 1, 1)
         return int(n_peaks * min(2 * self.reach / max(step, 1e-12), len(self.grid)))
 
 
-def check_diffractometer(diffractometer) -> Diffractometer:
+def check_diffractometer(diffractometer: object) -> Diffractometer:
     return instance(
         diffractometer,
         "diffractometer",

@@ -1,4 +1,5 @@
-"""Energy and forces of a :class:`~xrdcore.structure.crystal.Crystal` through the ASE calculator interface.
+"""Energy and forces of a :class:`~xrdcore.structure.crystal.Crystal` through the ASE calculator
+interface.
 
 Any ASE calculator works; the default is CHGNet (a universal machine-learned interatomic
 potential whose weights ship inside its wheel: nothing is downloaded), loaded once per
@@ -21,17 +22,24 @@ import sys
 import warnings
 from dataclasses import dataclass
 from functools import lru_cache
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.structure.crystal import Crystal, element_symbol
 from xrdcore.validation import StructureError, choice, guard_memory, instance, real, whole
+
+if TYPE_CHECKING:
+    from ase import Atoms
 
 #: Names :func:`calculator` understands.
 CALCULATORS = ("chgnet", "emt")
 #: Largest atomic number CHGNet covers (its atom embedding has 94 entries).
 CHGNET_MAX_Z = 94
-#: Relaxation defaults: largest force (eV/Å, and the cell's generalised force) at convergence, step budget.
+#: Relaxation defaults: largest force (eV/Å, and the cell's generalised force) at convergence,
+#: step budget.
 RELAX_FMAX = 0.01
 RELAX_STEPS = 500
 #: Threads for BLAS and torch while a calculator runs (see ``_quiet``).
@@ -49,7 +57,7 @@ MIN_VOLUME_PER_ATOM = 1.0
 _INSTALL_HINT = 'install the energy extra: pip install -e ".[energy]" (or make install)'
 
 
-def _require(module: str):
+def _require(module: str) -> ModuleType:
     try:
         return __import__(module, fromlist=["_"])
     except ImportError as error:
@@ -91,7 +99,7 @@ def _chgnet():
         )
 
 
-def calculator(name_or_calc=None):
+def calculator(name_or_calc: str | Any | None = None) -> Any:
     """An ASE calculator: ``None`` or ``"chgnet"`` (cached, CPU), ``"emt"``, or any ASE
     calculator object, which is returned unchanged."""
     if name_or_calc is None:
@@ -99,7 +107,8 @@ def calculator(name_or_calc=None):
     if not isinstance(name_or_calc, str):
         if not (hasattr(name_or_calc, "get_property") and hasattr(name_or_calc, "calculate")):
             raise TypeError(
-                f"expected an ASE calculator or one of {CALCULATORS}, got {type(name_or_calc).__name__}"
+                f"expected an ASE calculator or one of {CALCULATORS}, "
+                f"got {type(name_or_calc).__name__}"
             )
         return name_or_calc
     name = name_or_calc.strip().lower()
@@ -108,11 +117,12 @@ def calculator(name_or_calc=None):
     if name == "emt":
         return _require("ase.calculators.emt").EMT()
     raise ValueError(
-        f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} or pass an ASE calculator object"
+        f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} "
+        "or pass an ASE calculator object"
     )
 
 
-def supported_elements(calc) -> set[int] | None:
+def supported_elements(calc: Any) -> set[int] | None:
     """Atomic numbers ``calc`` can handle, where known (CHGNet, EMT); None for other calculators."""
     kind = type(calc)
     if kind.__name__ == "CHGNetCalculator":
@@ -125,7 +135,7 @@ def supported_elements(calc) -> set[int] | None:
     return None
 
 
-def to_atoms(crystal: Crystal):
+def to_atoms(crystal: Crystal) -> Atoms:
     """The crystal as a periodic ``ase.Atoms`` (cell in Å, scaled positions = fractional
     coordinates). Partially occupied sites have no single energy: ValueError."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -134,7 +144,8 @@ def to_atoms(crystal: Crystal):
     if len(partial):
         first = int(partial[0])
         raise ValueError(
-            f"{len(partial)} site(s) are partially occupied (e.g. {crystal.species[first]}{first} at "
+            f"{len(partial)} site(s) are partially occupied "
+            f"(e.g. {crystal.species[first]}{first} at "
             f"occupancy {crystal.occupancies[first]:g}); an energy needs an ordered structure: "
             "choose one configuration (e.g. with pymatgen's OrderDisorderedStructureTransformation)"
         )
@@ -146,22 +157,27 @@ def to_atoms(crystal: Crystal):
     )
 
 
-def _check_elements(crystal: Crystal, calc):
+def _check_elements(crystal: Crystal, calc: Any) -> None:
     known = supported_elements(calc)
     if known is None:
         return
     missing = sorted({int(z) for z in crystal.atomic_numbers} - known)
     if missing:
         names = ", ".join(f"{element_symbol(z)} (Z = {z})" for z in missing)
+        covered = (
+            ", ".join(element_symbol(z) for z in sorted(known))
+            if len(known) < 20
+            else f"Z = 1 … {max(known)}"
+        )
         raise ValueError(
-            f"{type(calc).__name__} has no parameters for {names}; it covers "
-            f"{', '.join(element_symbol(z) for z in sorted(known)) if len(known) < 20 else f'Z = 1 … {max(known)}'}"
+            f"{type(calc).__name__} has no parameters for {names}; it covers {covered}"
         )
 
 
 def check_cell(crystal: Crystal) -> None:
     """StructureError for a collapsed cell, ResourceLimitError when the estimated neighbour graph
-    (see :data:`BYTES_PER_GRAPH_ELEMENT`) exceeds ``LIMITS.max_memory_gb``: before any calculator runs."""
+    (see :data:`BYTES_PER_GRAPH_ELEMENT`) exceeds ``LIMITS.max_memory_gb``: before any calculator
+    runs."""
     density = len(crystal) / crystal.volume  # atoms per Å³
     if 1 / density < MIN_VOLUME_PER_ATOM:
         raise StructureError(
@@ -177,7 +193,7 @@ def check_cell(crystal: Crystal) -> None:
     )
 
 
-def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False):
+def _evaluate(crystal: Crystal, calc: Any, forces: bool = False, stress: bool = False) -> list[Any]:
     """[total energy (eV), forces (N, 3) if asked, stress (3, 3) if asked]. CHGNet is asked for
     only what is needed (its ``task``): forces and stress each cost a backward pass."""
     atoms = to_atoms(crystal)
@@ -193,7 +209,7 @@ def _evaluate(crystal: Crystal, calc, forces: bool = False, stress: bool = False
             calc.calculate(
                 atoms, ["energy"], all_changes, task="e" + "f" * (forces or stress) + "s" * stress
             )
-            results = [float(calc.results["energy"])]
+            results: list[Any] = [float(calc.results["energy"])]
             if forces:
                 results.append(np.array(calc.results["forces"], dtype=float))
             if stress:
@@ -222,26 +238,26 @@ def gigapascal() -> float:
     return _require("ase.units").GPa
 
 
-def energy(crystal: Crystal, calc=None) -> float:
+def energy(crystal: Crystal, calc: Any = None) -> float:
     """Potential energy in eV per atom."""
     (total,) = _evaluate(crystal, calculator(calc))
     return total / len(crystal)
 
 
-def energy_and_forces(crystal: Crystal, calc=None) -> tuple[float, np.ndarray]:
+def energy_and_forces(crystal: Crystal, calc: Any = None) -> tuple[float, np.ndarray]:
     """Energy (eV per atom) and the forces on the atoms (N, 3), eV/Å, Cartesian."""
     total, forces = _evaluate(crystal, calculator(calc), forces=True)
     return total / len(crystal), forces
 
 
-def check_supported(crystal: Crystal, calc=None) -> None:
+def check_supported(crystal: Crystal, calc: Any = None) -> None:
     """ValueError naming the elements of ``crystal`` that ``calc`` has no parameters for
     (nothing is checked for calculators whose coverage is unknown)."""
     _check_elements(crystal, calculator(calc))
 
 
 def energy_gradient(
-    crystal: Crystal, calc=None, lattice: bool = True
+    crystal: Crystal, calc: Any = None, lattice: bool = True
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Energy (eV per atom) and its exact gradient from one force + stress evaluation:
     with respect to the lattice rows A at fixed fractional coordinates, dE/dA = V A⁻ᵀ σ
@@ -257,7 +273,9 @@ def energy_gradient(
     return total / atoms, d_lattice / atoms, d_frac / atoms
 
 
-def _gradient(crystal: Crystal, forces, stress) -> tuple[np.ndarray, np.ndarray]:
+def _gradient(
+    crystal: Crystal, forces: ArrayLike, stress: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of the total energy (eV) from forces (eV/Å) and stress (eV/Å³): dE/dA = V A⁻ᵀ σ
     (the work V σ : ε of the strain ε = A⁻¹ δA) and dE/dx = −F Aᵀ."""
     return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(
@@ -276,7 +294,7 @@ class Relaxation:
 
 def relax(
     crystal: Crystal,
-    calc=None,
+    calc: Any = None,
     steps: int = RELAX_STEPS,
     fmax: float = RELAX_FMAX,
     cell: bool = True,

@@ -36,12 +36,19 @@ lists the accepted ones.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-from xrdcore.diffraction import Diffractometer, check_diffractometer, scatterer_types
+from xrdcore.diffraction import (
+    Diffractometer,
+    ProfileSetup,
+    check_diffractometer,
+    scatterer_types,
+)
 from xrdcore.kernels import cpu
 from xrdcore.physics.profiles import Profile, as_profile
 from xrdcore.similarity import ALL_ZERO, check_options, get_metric, metric_options
@@ -54,7 +61,8 @@ DEFAULT_MARGIN = 0.05
 
 
 class LossGradient(NamedTuple):
-    """Loss and its gradients: ``d_lattice`` (3, 3) per Å of each lattice-vector component, ``d_frac`` (N, 3)."""
+    """Loss and its gradients: ``d_lattice`` (3, 3) per Å of each lattice-vector component,
+    ``d_frac`` (N, 3)."""
 
     loss: float
     d_lattice: np.ndarray
@@ -63,19 +71,21 @@ class LossGradient(NamedTuple):
 
 @dataclass(frozen=True)
 class ReflectionSet:
-    """Half-space hkl enumerated for ``lattice`` over ``g_range`` widened by a relative ``margin``."""
+    """Half-space hkl enumerated for ``lattice`` over ``g_range`` widened by a relative
+    ``margin``."""
 
     hkl: np.ndarray  # (M, 3) floats
     lattice: np.ndarray
     margin: float
     g_window: tuple[float, float]  # |g| limits the set must cover (Å⁻¹)
 
-    def covers(self, lattice) -> bool:
-        """True when no reflection of ``lattice`` inside ``g_window`` can be missing from the set."""
+    def covers(self, lattice: ArrayLike) -> bool:
+        """True when no reflection of ``lattice`` inside ``g_window`` can be missing from the
+        set."""
         return bool(required_margin(self.lattice, lattice)[0] <= self.margin)
 
 
-def required_margin(reference, lattices) -> np.ndarray:
+def required_margin(reference: ArrayLike, lattices: ArrayLike) -> np.ndarray:
     """(B,) smallest relative margin of a reflection set enumerated at ``reference`` (3, 3) that
     is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
     max(1/s_min − 1, 1 − 1/s_max) (the condition of :class:`ReflectionSet`)."""
@@ -87,14 +97,15 @@ def required_margin(reference, lattices) -> np.ndarray:
 
 def reflection_set(
     diffractometer: Diffractometer,
-    lattice,
-    two_theta_range,
+    lattice: ArrayLike,
+    two_theta_range: Sequence[float] | np.ndarray,
     margin: float = DEFAULT_MARGIN,
     n_atoms: int = 1,
     n_types: int = 1,
 ) -> ReflectionSet:
-    """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays within
-    ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for ``n_atoms`` atoms."""
+    """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays
+    within ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for
+    ``n_atoms`` atoms."""
     check_diffractometer(diffractometer)
     margin = check_margin(margin)
     g_min, g_max = diffractometer.g_window(two_theta_range)
@@ -104,7 +115,7 @@ def reflection_set(
     return ReflectionSet(hkl, np.array(lattice, dtype=float), margin, (g_min, g_max))
 
 
-def check_margin(margin) -> float:
+def check_margin(margin: float) -> float:
     """A reflection set's relative margin: a number in [0, 1)."""
     margin = real(margin, "margin")
     if not 0 <= margin < 1:
@@ -114,7 +125,7 @@ def check_margin(margin) -> float:
     return margin
 
 
-def check_target(target, grid):
+def check_target(target: Crystal | ArrayLike, grid: np.ndarray) -> Crystal | np.ndarray:
     """``target`` for a loss on ``grid``: a :class:`Crystal` (returned as is), or its pattern as a
     finite, not all-zero 1-D float array with one value per grid point."""
     if isinstance(target, Crystal):
@@ -136,7 +147,9 @@ def check_target(target, grid):
     return pattern
 
 
-def target_pattern(target, diffractometer, setup):
+def target_pattern(
+    target: Crystal | ArrayLike, diffractometer: Diffractometer, setup: ProfileSetup
+) -> np.ndarray:
     target = check_target(target, setup.grid)
     if isinstance(target, Crystal):
         refl = diffractometer.reflections(target, setup.two_theta_range)
@@ -146,13 +159,13 @@ def target_pattern(target, diffractometer, setup):
 
 def loss_and_grad(
     crystal: Crystal,
-    target,
+    target: Crystal | ArrayLike,
     diffractometer: Diffractometer,
     metric: str = "cosine",
-    fwhm: float | Profile = 0.1,
-    two_theta=None,
+    fwhm: float | tuple[float, float, float] | Profile = 0.1,
+    two_theta: ArrayLike | None = None,
     reflections: ReflectionSet | None = None,
-    **options,
+    **options: Any,
 ) -> LossGradient:
     """Loss of ``crystal``'s pattern against ``target`` and its exact gradient.
 
@@ -205,16 +218,19 @@ def loss_and_grad(
     )
 
 
-def loss_value(crystal: Crystal, target, diffractometer: Diffractometer, **options) -> float:
+def loss_value(
+    crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer, **options: Any
+) -> float:
     """The loss of :func:`loss_and_grad` alone (same keyword options), without the backward pass."""
     return _forward(crystal, target, diffractometer, **options).loss
 
 
 class _Forward(NamedTuple):
-    setup: object
+    setup: ProfileSetup
     hkl: np.ndarray
     g: np.ndarray
-    saved: tuple  # form-factor tables and structure-factor sums (Diffractometer.intensities_and_form_factors)
+    # form-factor tables and structure-factor sums (Diffractometer.intensities_and_form_factors)
+    saved: tuple[np.ndarray, ...]
     two_theta: np.ndarray
     intensity: np.ndarray
     loss: float
@@ -228,14 +244,14 @@ PROFILE_FIELDS = ("shape", "eta", "window")
 
 
 def loss_setup(
-    target,
+    target: Crystal | ArrayLike,
     diffractometer: Diffractometer,
-    metric="cosine",
-    fwhm=0.1,
-    two_theta=None,
-    reflections=None,
-    **options,
-):
+    metric: str = "cosine",
+    fwhm: float | tuple[float, float, float] | Profile = 0.1,
+    two_theta: ArrayLike | None = None,
+    reflections: ReflectionSet | None = None,
+    **options: Any,
+) -> tuple[ProfileSetup, np.ndarray]:
     """The checked settings of a :func:`loss_and_grad` call that do not depend on the structure:
     its :class:`~xrdcore.diffraction.ProfileSetup` and the target pattern on its grid (a Crystal
     target rendered); TypeError/ValueError for any that no structure could make work."""
@@ -260,32 +276,34 @@ def check_profile_keywords(options: dict, function: str) -> None:
     loose = [name for name in PROFILE_FIELDS if name in options]
     if loose:
         raise TypeError(
-            f"{function}() takes the peak shape as fwhm=Profile(fwhm, shape=..., eta=..., window=...) "
+            f"{function}() takes the peak shape as "
+            "fwhm=Profile(fwhm, shape=..., eta=..., window=...) "
             f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}"
         )
 
 
-def check_fixed_width(fwhm) -> Profile:
+def check_fixed_width(fwhm: float | tuple[float, float, float] | Profile) -> Profile:
     """``fwhm`` as a :class:`~xrdcore.physics.profiles.Profile` of one fixed width (deg): the
     gradients differentiate the positions and intensities, not Caglioti widths."""
     profile = as_profile(fwhm)
     if profile.caglioti:
         raise ValueError(
-            "gradients need a fixed FWHM in degrees; Caglioti (U, V, W) widths are not differentiated"
+            "gradients need a fixed FWHM in degrees; "
+            "Caglioti (U, V, W) widths are not differentiated"
         )
     return profile
 
 
 def _forward(
-    crystal,
-    target,
-    diffractometer,
-    metric="cosine",
-    fwhm=0.1,
-    two_theta=None,
-    reflections=None,
-    **options,
-):
+    crystal: Crystal,
+    target: Crystal | ArrayLike,
+    diffractometer: Diffractometer,
+    metric: str = "cosine",
+    fwhm: float | tuple[float, float, float] | Profile = 0.1,
+    two_theta: ArrayLike | None = None,
+    reflections: ReflectionSet | None = None,
+    **options: Any,
+) -> _Forward:
     """Forward pass of the loss, keeping what the backward pass needs."""
     check_crystal(crystal)
     setup, target_pattern = loss_setup(

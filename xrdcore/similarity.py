@@ -26,11 +26,13 @@ diffracts in the 2θ range, a property of the structure, which an optimiser coun
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.kernels.cpu import cosine_loss_rows
 from xrdcore.validation import UndefinedMetricError, choice, did_you_mean, real, real_array
@@ -51,14 +53,24 @@ ALL_ZERO = {
 }
 
 
-def _check(pattern, target, two_theta=None, nonnegative=False):
+def _check(
+    pattern: ArrayLike,
+    target: ArrayLike,
+    two_theta: ArrayLike | None = None,
+    nonnegative: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     pattern = _checked_pattern(pattern, "simulated pattern", nonnegative)
     target = _checked_pattern(target, "target pattern", nonnegative, pattern.shape)
     _check_grid_shape(two_theta, pattern.shape)
     return pattern, target
 
 
-def _checked_pattern(values, name, nonnegative=False, shape=None):
+def _checked_pattern(
+    values: ArrayLike,
+    name: str,
+    nonnegative: bool = False,
+    shape: tuple[int, ...] | None = None,
+) -> np.ndarray:
     """``values`` as a finite, not all-zero 1-D float array (of ``shape`` when given)."""
     values = real_array(values, name)
     if shape is not None and values.shape != shape or values.ndim != 1:
@@ -76,14 +88,16 @@ def _checked_pattern(values, name, nonnegative=False, shape=None):
     return values
 
 
-def _check_grid_shape(two_theta, shape):
+def _check_grid_shape(two_theta: ArrayLike | None, shape: tuple[int, ...]) -> None:
     if two_theta is not None and real_array(two_theta, "two_theta").shape != shape:
         raise ValueError(
             f"two_theta has shape {np.shape(two_theta)}, patterns {shape}: not the same grid"
         )
 
 
-def cosine(pattern, target, two_theta=None):
+def cosine(
+    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
+) -> tuple[float, np.ndarray]:
     """S = <y, t> / (|y| |t|); dS/dy = t/(|y||t|) − S y/|y|²."""
     y, t = _check(pattern, target, two_theta)
     norm_y, norm_t = np.linalg.norm(y), np.linalg.norm(t)
@@ -91,7 +105,9 @@ def cosine(pattern, target, two_theta=None):
     return value, t / (norm_y * norm_t) - value * y / norm_y**2
 
 
-def pearson(pattern, target, two_theta=None):
+def pearson(
+    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
+) -> tuple[float, np.ndarray]:
     """Pearson correlation r of the two patterns (cosine of the mean-centred patterns)."""
     y, t = _check(pattern, target, two_theta)
     y_c, t_c = y - y.mean(), t - t.mean()
@@ -107,8 +123,11 @@ def pearson(pattern, target, two_theta=None):
     return value, t_c / (norm_y * norm_t) - value * y_c / norm_y**2
 
 
-def mse(pattern, target, two_theta=None):
-    """D = mean((y/max y − t/max t)²), on max-normalised patterns (differentiable where the max is unique)."""
+def mse(
+    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
+) -> tuple[float, np.ndarray]:
+    """D = mean((y/max y − t/max t)²), on max-normalised patterns (differentiable where the max is
+    unique)."""
     y, t = _check(pattern, target, two_theta)
     top = int(np.argmax(y))
     y_max = y[top]
@@ -122,7 +141,9 @@ def mse(pattern, target, two_theta=None):
     return value, gradient
 
 
-def rwp(pattern, target, two_theta=None):
+def rwp(
+    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
+) -> tuple[float, np.ndarray]:
     """Weighted-profile R factor with the optimal scale c: sqrt(Σ w (t − c y)² / Σ w t²).
 
     Weights w = 1/(t + 1e-3·max t) (counting statistics with a floor); c = Σ w t y / Σ w y².
@@ -144,7 +165,9 @@ def _distribution_gradient(d_value_d_p, p, total):
     return (d_value_d_p - d_value_d_p @ p) / total
 
 
-def spectral_entropy(pattern, target, two_theta=None):
+def spectral_entropy(
+    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
+) -> tuple[float, np.ndarray]:
     """Spectral-entropy similarity S = 1 − (2H((p+q)/2) − H(p) − H(q)) / ln 4 (Li et al. 2021).
 
     p, q are the patterns normalised to unit sum, floored by ``ENTROPY_FLOOR`` (then
@@ -180,7 +203,12 @@ def _triangle_weights(two_theta, width):
     return 1 - np.abs(shifts) * step[0] / width
 
 
-def weighted_cross_correlation(pattern, target, two_theta, width: float = WCC_WIDTH):
+def weighted_cross_correlation(
+    pattern: ArrayLike,
+    target: ArrayLike,
+    two_theta: ArrayLike | None,
+    width: float = WCC_WIDTH,
+) -> tuple[float, np.ndarray]:
     """de Gelder et al. (2001) weighted cross-correlation with a triangle weight.
 
     S = yᵀW t / sqrt(yᵀW y · tᵀW t), W_kl = w((k − l)Δ), w(r) = 1 − |r|/ℓ for |r| ≤ ℓ
@@ -199,7 +227,9 @@ def weighted_cross_correlation(pattern, target, two_theta, width: float = WCC_WI
     return value, w_t / np.sqrt(auto_y * auto_t) - value * w_y / auto_y
 
 
-def wasserstein(pattern, target, two_theta):
+def wasserstein(
+    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None
+) -> tuple[float, np.ndarray]:
     """1-D Wasserstein-1 distance (degrees) between the patterns as distributions over 2θ.
 
     W1 = Σ_k |P_k − Q_k| (2θ_{k+1} − 2θ_k), with P, Q the cumulative sums of the unit-sum
@@ -223,7 +253,7 @@ def wasserstein(pattern, target, two_theta):
 @dataclass(frozen=True)
 class Metric:
     name: str
-    function: Callable
+    function: Callable[..., tuple[float, np.ndarray]]
     kind: str  # "similarity" (1 = identical) or "distance" (0 = identical)
 
 
@@ -248,12 +278,14 @@ def get_metric(name: str) -> Metric:
 
 @lru_cache(maxsize=None)
 def metric_options(metric: Metric) -> tuple[str, ...]:
-    """Keyword options a metric's function accepts beyond (pattern, target, two_theta), e.g. wcc's width."""
+    """Keyword options a metric's function accepts beyond (pattern, target, two_theta), e.g.
+    wcc's width."""
     return tuple(inspect.signature(metric.function).parameters)[3:]
 
 
-def check_options(given, accepted, caller: str) -> None:
-    """TypeError naming the unknown keywords in ``given`` (with the nearest accepted one) and listing ``accepted``."""
+def check_options(given: Iterable[str], accepted: Collection[str], caller: str) -> None:
+    """TypeError naming the unknown keywords in ``given`` (with the nearest accepted one) and
+    listing ``accepted``."""
     unknown = sorted(set(given) - set(accepted))
     if unknown:
         hint = did_you_mean(unknown[0], accepted)
@@ -261,8 +293,15 @@ def check_options(given, accepted, caller: str) -> None:
         raise TypeError(f"unknown option(s) {unknown} for {caller}{hint} ({takes})")
 
 
-def loss(name: str, pattern, target, two_theta=None, **options):
-    """Loss to minimise for metric ``name``: 1 − similarity, or the distance; with d(loss)/d(pattern)."""
+def loss(
+    name: str,
+    pattern: ArrayLike,
+    target: ArrayLike,
+    two_theta: ArrayLike | None = None,
+    **options: Any,
+) -> tuple[float, np.ndarray]:
+    """Loss to minimise for metric ``name``: 1 − similarity, or the distance; with
+    d(loss)/d(pattern)."""
     metric = get_metric(name)
     check_options(options, metric_options(metric), f"metric {name!r}")
     value, gradient = metric.function(pattern, target, two_theta, **options)
@@ -275,7 +314,13 @@ def loss(name: str, pattern, target, two_theta=None, **options):
 UNDEFINED = ("raise", "nan")
 
 
-def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "raise"):
+def loss_batch(
+    name: str,
+    patterns: ArrayLike,
+    target: ArrayLike,
+    two_theta: ArrayLike | None = None,
+    undefined: str = "raise",
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`loss` of every row of ``patterns`` (B, K) against one ``target``: losses (B,) and
     gradients (B, K). Cosine is evaluated for the whole batch at once; other metrics row by row.
     A row whose metric is undefined (all zero, NaN) raises ValueError, or with
@@ -289,11 +334,13 @@ def loss_batch(name: str, patterns, target, two_theta=None, undefined: str = "ra
     target = _checked_pattern(target, "target pattern")
     if patterns.ndim != 2 or patterns.shape[1] != len(target):
         raise ValueError(
-            f"patterns must have shape (B, {len(target)}), one pattern per row on the target's grid, "
+            f"patterns must have shape (B, {len(target)}), "
+            "one pattern per row on the target's grid, "
             f"got shape {patterns.shape}"
         )
     _check_grid_shape(two_theta, target.shape)
     patterns = np.ascontiguousarray(patterns, dtype=float)
+    rows: np.ndarray | range
     if name == "cosine" and len(patterns):
         losses, gradients, not_defined = cosine_loss_rows(patterns, target)
         rows = np.flatnonzero(not_defined)  # the metric is undefined there: as loss() says

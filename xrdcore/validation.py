@@ -25,10 +25,14 @@ import difflib
 import math
 import numbers
 import os
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from typing import Any, SupportsInt, TypeVar, cast
 
 import numpy as np
+
+_T = TypeVar("_T")
 
 
 class StructureError(ValueError):
@@ -60,7 +64,7 @@ class Limits:
 
 
 def _from_environment() -> Limits:
-    values = {}
+    values: dict[str, Any] = {}
     for item in fields(Limits):
         text = os.environ.get(f"XRDCORE_{item.name.upper()}")
         if text is not None:
@@ -78,8 +82,9 @@ LIMITS = _from_environment()
 
 
 @contextmanager
-def limits(**changes):
-    """Temporarily change guards of :data:`LIMITS`, e.g. ``with limits(max_reflections=10**7): ...``."""
+def limits(**changes: float) -> Iterator[Limits]:
+    """Temporarily change guards of :data:`LIMITS`, e.g.
+    ``with limits(max_reflections=10**7): ...``."""
     names = {item.name for item in fields(Limits)}
     unknown = set(changes) - names
     if unknown:
@@ -94,7 +99,7 @@ def limits(**changes):
             setattr(LIMITS, name, value)
 
 
-def guard(amount: float, limit: str, what, hint: str = "") -> None:
+def guard(amount: float, limit: str, what: str | Callable[[], str], hint: str = "") -> None:
     """ResourceLimitError unless ``amount`` ≤ ``LIMITS.<limit>``; ``what`` describes the amount (a
     string, or a function making it: messages of guards that pass cost nothing on hot paths)."""
     allowed = getattr(LIMITS, limit)
@@ -108,7 +113,7 @@ def guard(amount: float, limit: str, what, hint: str = "") -> None:
         )
 
 
-def guard_memory(n_bytes: float, what, hint: str = "") -> None:
+def guard_memory(n_bytes: float, what: str | Callable[[], str], hint: str = "") -> None:
     """:func:`guard` on an estimate of working memory in bytes (``what`` as for :func:`guard`)."""
     guard(
         n_bytes / 2**30,
@@ -120,7 +125,7 @@ def guard_memory(n_bytes: float, what, hint: str = "") -> None:
     )
 
 
-def describe(value) -> str:
+def describe(value: object) -> str:
     """A short description of a value for messages: its type and a clipped repr."""
     text = " ".join(repr(value).split())  # one line, whatever the repr spans
     if len(text) > 60:
@@ -129,7 +134,7 @@ def describe(value) -> str:
 
 
 def real(
-    value,
+    value: object,
     name: str,
     *,
     low: float | None = None,
@@ -142,28 +147,30 @@ def real(
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         hint = " (True/False is not a number here)" if isinstance(value, (bool, np.bool_)) else ""
         raise TypeError(
-            f"{name} must be a real number{' in ' + unit if unit else ''}, got {describe(value)}{hint}"
+            f"{name} must be a real number{' in ' + unit if unit else ''}, "
+            f"got {describe(value)}{hint}"
         )
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {number}")
     if low is not None and (number <= low if low_open else number < low):
         raise ValueError(
-            f"{name} must be {'>' if low_open else '≥'} {low:g}{' ' + unit if unit else ''}, got {number:g}"
+            f"{name} must be {'>' if low_open else '≥'} {low:g}{' ' + unit if unit else ''}, "
+            f"got {number:g}"
         )
     if high is not None and number > high:
         raise ValueError(f"{name} must be ≤ {high:g}{' ' + unit if unit else ''}, got {number:g}")
     return number
 
 
-def whole(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+def whole(value: object, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """``value`` as an int (an integral float is accepted), within [low, high]."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a whole number, got {describe(value)}")
     if not isinstance(value, numbers.Integral):
         if not (math.isfinite(value) and float(value).is_integer()):
             raise ValueError(f"{name} must be a whole number, got {value!r}")
-    number = int(value)
+    number = int(cast(SupportsInt, value))  # an integral numbers.Real here
     if low is not None and number < low:
         raise ValueError(f"{name} must be ≥ {low}, got {number}")
     if high is not None and number > high:
@@ -172,7 +179,11 @@ def whole(value, name: str, *, low: int | None = None, high: int | None = None) 
 
 
 def real_array(
-    value, name: str, *, shape: tuple | None = None, ndim: int | None = None
+    value: object,
+    name: str,
+    *,
+    shape: tuple[int | None, ...] | None = None,
+    ndim: int | None = None,
 ) -> np.ndarray:
     """``value`` as a finite float64 array; ``shape`` may hold None for any length. TypeError
     for booleans, complex numbers, strings, objects; ValueError for a wrong shape or NaN/inf."""
@@ -215,17 +226,17 @@ def real_array(
     return array
 
 
-def did_you_mean(value: str, choices) -> str:
-    """The hint "; did you mean 'X'?" naming the choice equal to ``value`` but for case (else the closest
-    in spelling), or "" when none is close."""
-    choices = [str(known) for known in choices]
+def did_you_mean(value: str, choices: Iterable[object]) -> str:
+    """The hint "; did you mean 'X'?" naming the choice equal to ``value`` but for case (else the
+    closest in spelling), or "" when none is close."""
+    names = [str(known) for known in choices]
     text = str(value).strip()
-    close = {known.lower(): known for known in choices}.get(text.lower())
-    close = close or next(iter(difflib.get_close_matches(text, choices, n=1)), None)
+    close = {known.lower(): known for known in names}.get(text.lower())
+    close = close or next(iter(difflib.get_close_matches(text, names, n=1)), None)
     return f"; did you mean {close!r}?" if close else ""
 
 
-def choice(value, name: str, choices) -> str:
+def choice(value: object, name: str, choices: Iterable[str]) -> str:
     """``value`` if it is one of ``choices`` (strings), else an error suggesting the nearest."""
     choices = tuple(choices)
     if not isinstance(value, str):
@@ -237,10 +248,11 @@ def choice(value, name: str, choices) -> str:
     return value
 
 
-def instance(value, name: str, kind: type, hint: str = ""):
+def instance(value: object, name: str, kind: type[_T], hint: str = "") -> _T:
     """``value`` if it is a ``kind``, else a TypeError naming both (and a conversion hint)."""
     if not isinstance(value, kind):
         raise TypeError(
-            f"{name} must be an xrdcore {kind.__name__}, got {describe(value)}{'; ' + hint if hint else ''}"
+            f"{name} must be an xrdcore {kind.__name__}, "
+            f"got {describe(value)}{'; ' + hint if hint else ''}"
         )
     return value

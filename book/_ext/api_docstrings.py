@@ -33,7 +33,8 @@ def _process(app, what, name, obj, options, lines):
 
 
 def restore_inline_type(lines: list[str]) -> list[str]:
-    """Undo napoleon's "type: description" split of an attribute docstring (lines after napoleon)."""
+    """Undo napoleon's "type: description" split of an attribute docstring (lines after
+    napoleon)."""
     typed = [i for i, line in enumerate(lines) if line.startswith(":type: ")]
     if not typed:
         return lines

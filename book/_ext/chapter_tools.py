@@ -49,9 +49,10 @@ def tables_read(source: str) -> list[str]:
 
 def _box(app, pagename: str, source: Path, pathto) -> str:
     stem = pagename.rsplit("/", 1)[-1]
-    link = lambda target, text: (
-        f'<a class="reference download" href="{html.escape(target)}">{text}</a>'
-    )  # noqa: E731
+
+    def link(target, text):
+        return f'<a class="reference download" href="{html.escape(target)}">{text}</a>'
+
     items = [
         link(pathto(f"_downloads/notebooks/{stem}.ipynb", 1), f"<code>{stem}.ipynb</code>")
         + " — the notebook as executed for this page",

@@ -67,7 +67,8 @@ def _report(app, exception):
     for docname, data in sorted(failures.items()):
         path = Path(app.env.doc2path(docname))
         LOGGER.error(
-            f"chapter {path.relative_to(app.srcdir)} did not execute: {describe(path, data.get('traceback'))}"
+            f"chapter {path.relative_to(app.srcdir)} did not execute: "
+            f"{describe(path, data.get('traceback'))}"
         )
 
 
@@ -78,7 +79,8 @@ def _banner(app, doctree, docname):
     path = Path(app.env.doc2path(docname))
     box = nodes.warning()
     box += nodes.paragraph(
-        text=f"This page failed to execute when the site was built, at {describe(path, data.get('traceback'))}. "
+        text="This page failed to execute when the site was built, at "
+        f"{describe(path, data.get('traceback'))}. "
         "Its outputs stop there; fix the chapter and rebuild (make book)."
     )
     section = next(iter(doctree.findall(nodes.section)), None)

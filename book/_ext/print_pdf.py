@@ -82,7 +82,8 @@ def print_pdf(html_dir: Path, output: Path) -> int:
             timeout=TYPESET_TIMEOUT_S * 1000,
         )
         page.evaluate(
-            "MathJax.startup.promise.then(() => MathJax.typesetPromise ? MathJax.typesetPromise() : null)"
+            "MathJax.startup.promise.then(() => "
+            "MathJax.typesetPromise ? MathJax.typesetPromise() : null)"
         )
         if missing:
             raise SystemExit(

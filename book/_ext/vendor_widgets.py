@@ -61,7 +61,9 @@ PACKAGES = [
 #: Written by hand, not from npm (the npm tarballs carry no licence file for these two).
 LOCAL_FILES = {
     "widgets-config.js": "ours (MIT, this repository): points the embed manager at this folder",
-    "LICENSE-ipywidgets.txt": "BSD-3-Clause text of jupyter-widgets/ipywidgets (html-manager's repository)",
+    "LICENSE-ipywidgets.txt": (
+        "BSD-3-Clause text of jupyter-widgets/ipywidgets (html-manager's repository)"
+    ),
     "LICENSE-requirejs.txt": "MIT/BSD text of requirejs/requirejs",
 }
 
@@ -103,7 +105,8 @@ def write_provenance(rows) -> None:
         "# Vendored Jupyter-widgets JavaScript",
         "",
         "Served from the site's `_static/widgets/` so that pages with embedded ipywidgets render",
-        "offline (no CDN). Refresh with `make vendor-widgets` (book/_ext/vendor_widgets.py: npm pack",
+        "offline (no CDN). Refresh with `make vendor-widgets` "
+        "(book/_ext/vendor_widgets.py: npm pack",
         "at the exact versions below, sha512-checked); book/_ext/offline_widgets.py wires them in.",
         "",
         "| file | from (npm) | path in the package | sha256 |",

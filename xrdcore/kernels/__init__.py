@@ -43,7 +43,8 @@ def real_gpu_available() -> bool:
     """True only for a physical GPU (not the simulator)."""
     from numba import config
 
-    return cuda_available() and not config.ENABLE_CUDASIM
+    # ENABLE_CUDASIM is set at run time (numba.core.config.process_environ): unseen by mypy
+    return cuda_available() and not config.ENABLE_CUDASIM  # type: ignore[attr-defined]
 
 
 def select_backend(name: str = "auto") -> str:

@@ -23,6 +23,8 @@ per term instead of calling sin and cos.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 from numba import njit, prange
@@ -44,7 +46,7 @@ _lattice_gradient = CPU["lattice_gradient"]
 
 
 @njit(cache=True)
-def max_miller_index(hkl) -> int:
+def max_miller_index(hkl: np.ndarray) -> int:
     """Largest |h|, |k| or |l| of the list (the phase tables' reach)."""
     largest = 0.0
     for m in range(hkl.shape[0]):
@@ -76,24 +78,24 @@ def _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j):
 
 @njit(parallel=True, cache=True)
 def forward_batch(
-    lattices,
-    frac_coords,
-    occupancies,
-    scatterer_type,
-    type_z,
-    type_coeffs,
-    type_b,
-    hkl,
-    max_index,
-    g_min,
-    g_max,
-    wavelength,
-    grid,
-    step,
-    fwhm,
-    eta,
-    window,
-):
+    lattices: np.ndarray,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    type_z: np.ndarray,
+    type_coeffs: np.ndarray,
+    type_b: np.ndarray,
+    hkl: np.ndarray,
+    max_index: int,
+    g_min: float,
+    g_max: float,
+    wavelength: float,
+    grid: np.ndarray,
+    step: float,
+    fwhm: float,
+    eta: float,
+    window: float,
+) -> tuple[np.ndarray, tuple]:
     """Patterns (B, K) of B structures, and what the backward pass needs (see ``backward_batch``).
 
     ``lattices`` (B, 3, 3), ``frac_coords`` (B, N, 3), ``occupancies`` (B, N) (0 for padding),
@@ -185,21 +187,21 @@ def forward_batch(
 
 @njit(parallel=True, cache=True)
 def backward_batch(
-    d_profile,
-    saved,
-    lattices,
-    frac_coords,
-    occupancies,
-    scatterer_type,
-    hkl,
-    max_index,
-    wavelength,
-    grid,
-    step,
-    fwhm,
-    eta,
-    window,
-):
+    d_profile: np.ndarray,
+    saved: tuple,
+    lattices: np.ndarray,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    hkl: np.ndarray,
+    max_index: int,
+    wavelength: float,
+    grid: np.ndarray,
+    step: float,
+    fwhm: float,
+    eta: float,
+    window: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """dL/dA (B, 3, 3) and dL/dx (B, N, 3) from dL/dy (B, K) and the saved forward arrays."""
     metric, g, two_theta, lp, d_lp, d_two_theta, type_f, type_f_slope, structure, intensity = saved
     n_batch, n_reflections = g.shape
@@ -252,3 +254,112 @@ def backward_batch(
                 d_frac[b, j, 2] += along_h * hkl[m, 2]
         _lattice_gradient(lattices[b], metric[b], hkl, g[b], d_g, d_lattice[b])
     return d_lattice, d_frac
+
+
+class BatchBackend(Protocol):
+    """What :class:`xrdcore.batch.BatchLoss` asks of a backend: :class:`HostBatch` (numba CPU)
+    and :class:`xrdcore.kernels.cuda.DeviceBatch` (GPU) implement it. ``host_metric`` maps
+    patterns (b, K) to losses (b,) and dL/dy (b, K); None means the device evaluates the
+    cosine loss itself (GPU only)."""
+
+    def patterns(
+        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray
+    ) -> np.ndarray: ...
+
+    def loss_and_grad(
+        self,
+        lattices: np.ndarray,
+        frac_coords: np.ndarray,
+        occupancies: np.ndarray,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+
+
+class HostBatch:
+    """The CPU backend's batch interface, the same as :class:`xrdcore.kernels.cuda.DeviceBatch`'s:
+    the shared inputs are fixed once, then :meth:`patterns` and :meth:`loss_and_grad` evaluate
+    (B, 3, 3) lattices, (B, N, 3) coordinates and (B, N) occupancies. Structures are evaluated
+    ``chunk`` at a time, so that each chunk's work arrays stay in cache (the same results).
+
+    ``arrays``: scatterer_type (N,), type_z (T,), type_coeffs (T, 4, 2), type_b (T,), hkl (M, 3)
+    and grid (K,); ``scalars``: wavelength (Å), FWHM (deg), mixing η and window (FWHMs);
+    ``max_index``: largest |h|, |k|, |l| of the list; ``g_window``: the |g| range (Å⁻¹) that
+    reaches the grid; ``step``: the grid's uniform spacing (deg), 0 if it is not uniform.
+    """
+
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        scalars: tuple[float, float, float, float],
+        max_index: int,
+        g_window: tuple[float, float],
+        step: float,
+        chunk: int = 64,
+    ) -> None:
+        self.arrays, self.scalars, self.max_index = arrays, scalars, max_index
+        self.g_window, self.step, self.chunk = g_window, step, chunk
+        self.dtype = arrays["grid"].dtype
+
+    def _forward(
+        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray
+    ) -> tuple[np.ndarray, tuple]:
+        a = self.arrays
+        wavelength, *profile_scalars = self.scalars
+        return forward_batch(
+            lattices,
+            frac_coords,
+            occupancies,
+            a["scatterer_type"],
+            a["type_z"],
+            a["type_coeffs"],
+            a["type_b"],
+            a["hkl"],
+            self.max_index,
+            *self.g_window,
+            wavelength,
+            a["grid"],
+            self.step,
+            *profile_scalars,
+        )
+
+    def patterns(
+        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray
+    ) -> np.ndarray:
+        """Unnormalised patterns (B, K) on the grid."""
+        return self._forward(lattices, frac_coords, occupancies)[0]
+
+    def loss_and_grad(
+        self,
+        lattices: np.ndarray,
+        frac_coords: np.ndarray,
+        occupancies: np.ndarray,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3); ``host_metric`` maps patterns (b, K)
+        to their losses (b,) and dL/dy (b, K) (required on the CPU)."""
+        if host_metric is None:
+            raise ValueError("the CPU backend evaluates the metric on the host: give host_metric")
+        a = self.arrays
+        wavelength, *profile_scalars = self.scalars
+        losses = np.empty(len(lattices))
+        d_lattice = np.empty(lattices.shape, self.dtype)
+        d_frac = np.empty(frac_coords.shape, self.dtype)
+        for start in range(0, len(lattices), self.chunk):
+            part = slice(start, start + self.chunk)
+            profile, saved = self._forward(lattices[part], frac_coords[part], occupancies[part])
+            losses[part], d_profile = host_metric(profile)
+            d_lattice[part], d_frac[part] = backward_batch(
+                d_profile.astype(self.dtype, copy=False),
+                saved,
+                lattices[part],
+                frac_coords[part],
+                occupancies[part],
+                a["scatterer_type"],
+                a["hkl"],
+                self.max_index,
+                wavelength,
+                a["grid"],
+                self.step,
+                *profile_scalars,
+            )
+        return losses, d_lattice, d_frac

@@ -53,23 +53,25 @@ class threads_for:
 
     __slots__ = ("serial", "previous")
 
-    def __init__(self, work: int):
+    def __init__(self, work: int) -> None:
         self.serial = work < PARALLEL_MIN_WORK
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         if self.serial:
             self.previous = numba.get_num_threads()
             self.serial = self.previous != 1
             if self.serial:
                 numba.set_num_threads(1)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         if self.serial:
             numba.set_num_threads(self.previous)
 
 
 @njit(cache=True)
-def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
+def half_space_reflections(
+    reciprocal: np.ndarray, index_bounds: np.ndarray, g_min: float, g_max: float
+) -> tuple[np.ndarray, np.ndarray]:
     """All hkl ≠ 0 of one Friedel half-space with g_min ≤ |g| ≤ g_max, sorted by (|g|, −h, −k, −l).
 
     ``reciprocal`` (3, 3): crystallographic reciprocal vectors as rows (no 2π), Å⁻¹;
@@ -150,7 +152,9 @@ def _sort_by_length(g, g_min, g_max):
 
 
 @njit(parallel=True, cache=True)
-def form_factor_tables(g, type_z, type_coeffs, type_b):
+def form_factor_tables(
+    g: np.ndarray, type_z: np.ndarray, type_coeffs: np.ndarray, type_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """f_t(s)·exp(−B_t s²) and its derivative d/ds, each (M, T), at s = |g|/2.
 
     Scatterer types have Z (T,), (a_i, b_i) (T, 4, 2) and B (T,) Å²;
@@ -178,8 +182,8 @@ def form_factor_tables(g, type_z, type_coeffs, type_b):
 
 @njit(cache=True)
 def _phase_tables(frac_coords, max_index):
-    """cos and sin of 2π n x_j for n = −max_index … max_index, per axis: (3, 2·max_index + 1, N) each.
-    Negative n by symmetry (cos even, sin odd: the same digits as computing them)."""
+    """cos and sin of 2π n x_j for n = −max_index … max_index, per axis: (3, 2·max_index + 1, N)
+    each. Negative n by symmetry (cos even, sin odd: the same digits as computing them)."""
     n_atoms = frac_coords.shape[0]
     cos_table = np.empty((3, 2 * max_index + 1, n_atoms))
     sin_table = np.empty((3, 2 * max_index + 1, n_atoms))
@@ -258,9 +262,10 @@ def _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_ty
 
 
 @njit(cache=True)
-def reflection_pairs(hkl, max_index):
+def reflection_pairs(hkl: np.ndarray, max_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The (h, k) pairs of a reflection list: ``pair_of`` (M,) the pair of each reflection, and
-    per pair its table rows h + n and k + n (n = ``max_index``), (P,) each, in order of first use."""
+    per pair its table rows h + n and k + n (n = ``max_index``), (P,) each, in order of first
+    use."""
     n_reflections, width = hkl.shape[0], 2 * max_index + 1
     pair_of = np.empty(n_reflections, dtype=np.int64)
     pair_row = np.full(width * width, -1, dtype=np.int64)
@@ -278,7 +283,15 @@ def reflection_pairs(hkl, max_index):
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
-def pair_tables(cos_table, sin_table, occupancies, pair_h, pair_k, xy_real, xy_imag):
+def pair_tables(
+    cos_table: np.ndarray,
+    sin_table: np.ndarray,
+    occupancies: np.ndarray,
+    pair_h: np.ndarray,
+    pair_k: np.ndarray,
+    xy_real: np.ndarray,
+    xy_imag: np.ndarray,
+) -> None:
     """xy_*[p, j] = occ_j exp(2πi(h_p x_j + k_p y_j)) from the per-axis tables (P × N products)."""
     for p in range(pair_h.shape[0]):
         h, k = pair_h[p], pair_k[p]
@@ -338,7 +351,13 @@ def _run_sums(a, b, z_cos, z_sin, l, count, sums_real, sums_imag, run_order, i, 
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types):
+def structure_factor_sums(
+    hkl: np.ndarray,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    n_types: int,
+) -> tuple[np.ndarray, np.ndarray]:
     """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j): real and imaginary parts, each (M, T).
 
     The O(M·N) kernel of the forward model: F(h) = Σ_t f_t(s) exp(−B_t s²) S_t(h), so the
@@ -380,7 +399,13 @@ def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types
 
 
 @njit(cache=True)
-def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag):
+def reflection_intensities(
+    g: np.ndarray,
+    wavelength: float,
+    type_form_factor: np.ndarray,
+    sums_real: np.ndarray,
+    sums_imag: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
 
     F(h) = Σ_t ``type_form_factor[m, t]`` S_t(h) with the type sums of
@@ -403,19 +428,19 @@ def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def reflection_intensities_adjoint(
-    hkl,
-    g,
-    wavelength,
-    frac_coords,
-    occupancies,
-    scatterer_type,
-    type_form_factor,
-    type_form_factor_slope,
-    sums_real,
-    sums_imag,
-    d_intensity,
-    d_two_theta,
-):
+    hkl: np.ndarray,
+    g: np.ndarray,
+    wavelength: float,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    type_form_factor: np.ndarray,
+    type_form_factor_slope: np.ndarray,
+    sums_real: np.ndarray,
+    sums_imag: np.ndarray,
+    d_intensity: np.ndarray,
+    d_two_theta: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pull dL/dI_h and dL/d(2θ_h) back to dL/dx (N, 3) and dL/d|g_h| (M,).
 
     With I = 2|F|²·LP, W_j = occ_j f_j(s), φ_j = 2π h·x_j:
@@ -492,7 +517,15 @@ def reflection_intensities_adjoint(
 
 
 @njit(parallel=True, cache=True)
-def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, step=0.0):
+def broadened_profile(
+    two_theta_grid: np.ndarray,
+    centres: np.ndarray,
+    intensities: np.ndarray,
+    fwhm: np.ndarray,
+    eta: float,
+    window: float,
+    step: float = 0.0,
+) -> np.ndarray:
     """y(2θ_k) = Σ_h I_h P(2θ_k − 2θ_h; w_h, η), each peak cut at |2θ_k − 2θ_h| > window·w_h.
 
     ``centres`` (deg) must be sorted ascending; ``fwhm`` (deg) is per peak. ``step`` > 0
@@ -526,9 +559,17 @@ def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, s
 
 @njit(parallel=True, cache=True)
 def broadened_profile_adjoint(
-    two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0
-):
-    """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile` (fixed widths).
+    two_theta_grid: np.ndarray,
+    centres: np.ndarray,
+    intensities: np.ndarray,
+    fwhm: np.ndarray,
+    eta: float,
+    window: float,
+    d_profile: np.ndarray,
+    step: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile`
+    (fixed widths).
 
     dL/dI_h = Σ_k dL/dy_k P(2θ_k − 2θ_h), dL/d2θ_h = −I_h Σ_k dL/dy_k P'(2θ_k − 2θ_h), over
     the same windows as the forward pass (the Gaussian recurrence where it used it); parallel
@@ -551,7 +592,9 @@ def broadened_profile_adjoint(
 
 
 @njit(cache=True)
-def reflection_list(lattice, g_min, g_max):
+def reflection_list(
+    lattice: np.ndarray, g_min: float, g_max: float
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`half_space_reflections` of a lattice (rows, Å): reciprocal vectors (A⁻¹)ᵀ and the
     index bounds floor(g_max |a_i|) computed here, so that one call enumerates."""
     reciprocal = np.ascontiguousarray(np.linalg.inv(lattice).T)
@@ -564,8 +607,16 @@ def reflection_list(lattice, g_min, g_max):
 
 @njit(cache=True)
 def structure_intensities(
-    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b
-):
+    hkl: np.ndarray,
+    g: np.ndarray,
+    wavelength: float,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    type_z: np.ndarray,
+    type_coeffs: np.ndarray,
+    type_b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The forward model of a reflection list in one call: 2θ (M,), intensity (M,), and what the
     backward pass reuses: form factors and their d/ds, type sums real and imaginary (each (M, T);
     :func:`form_factor_tables`, :func:`structure_factor_sums`, :func:`reflection_intensities`)."""
@@ -578,7 +629,9 @@ def structure_intensities(
 
 
 @njit(cache=True)
-def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
+def merge_peaks(
+    two_theta: np.ndarray, intensity: np.ndarray, two_theta_tol: float, scaled_tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """pymatgen's merge of a 2θ-sorted reflection list: reflections whose 2θ round to the same
     multiple of ``two_theta_tol`` form one peak (intensities add; the first gives the position),
     peaks are scaled to a maximum of 100 and kept where above ``scaled_tol``.
@@ -625,7 +678,9 @@ def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
 
 
 @njit(cache=True)
-def reflection_lengths(lattice, hkl, g_limit):
+def reflection_lengths(
+    lattice: np.ndarray, hkl: np.ndarray, g_limit: float
+) -> tuple[np.ndarray, np.ndarray]:
     """A fixed hkl list (M, 3) at a lattice (rows, Å): the reflections with |g| ≤ ``g_limit``
     (Å⁻¹) in ascending |g| (a stable sort), as hkl (M', 3) and |g| (M',)."""
     reciprocal = np.ascontiguousarray(np.linalg.inv(lattice).T)
@@ -657,7 +712,7 @@ def reflection_lengths(lattice, hkl, g_limit):
 
 
 @njit(cache=True)
-def required_margins(reference, lattices):
+def required_margins(reference: np.ndarray, lattices: np.ndarray) -> np.ndarray:
     """(B,) smallest relative margin of a reflection list enumerated at ``reference`` (3, 3)
     that is complete for each of ``lattices`` (B, 3, 3): with s the singular values of
     A_b⁻¹ A_ref, max(1/s_min − 1, 1 − 1/s_max)."""
@@ -669,7 +724,9 @@ def required_margins(reference, lattices):
 
 
 @njit(cache=True)
-def lattice_gradient(lattice, hkl, g, d_g):
+def lattice_gradient(
+    lattice: np.ndarray, hkl: np.ndarray, g: np.ndarray, d_g: np.ndarray
+) -> np.ndarray:
     """dL/dA (3, 3) from dL/d|g_h| (M,): S = Σ (dL/d|g|)/(2|g|) h hᵀ, dL/dA = −2 G* S G* A
     (G* = (A Aᵀ)⁻¹ by cofactors; the element function the batched kernels use)."""
     metric = np.empty(6)
@@ -680,7 +737,9 @@ def lattice_gradient(lattice, hkl, g, d_g):
 
 
 @njit(parallel=True, cache=True)
-def cosine_loss_rows(patterns, target):
+def cosine_loss_rows(
+    patterns: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """1 − cos(y_b, t) and its gradient t/(|y||t|) − S y/|y|², negated, for every row y_b of
     ``patterns`` (B, K): losses (B,), gradients (B, K), and ``undefined`` (B,) True where a
     row is not finite or all zero (loss NaN, gradient 0 there). One pass per row, parallel

@@ -13,6 +13,7 @@ test suite checks them against the CPU kernels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from numba import cuda
@@ -38,7 +39,7 @@ THREADS_2D = (8, 32)
 
 @cuda.jit
 def _metric_kernel(lattices, metric):
-    b = cuda.grid(1)
+    b = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b < lattices.shape[0]:
         _reciprocal_metric(lattices[b], metric[b])
 
@@ -69,7 +70,7 @@ def _forward_kernel(
     intensity,
     profile,
 ):
-    b, m = cuda.grid(2)
+    b, m = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= frac_coords.shape[0] or m >= hkl.shape[0]:
         return
     g_m = _g_length(metric[b], hkl[m, 0], hkl[m, 1], hkl[m, 2])
@@ -106,7 +107,7 @@ def _forward_kernel(
 @cuda.jit
 def _cosine_kernel(profile, target, losses, d_profile):
     """Per structure: loss 1 − cos(y, t) and its gradient −(t/(|y||t|) − S y/|y|²)."""
-    b = cuda.grid(1)
+    b = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= profile.shape[0]:
         return
     cross = 0.0
@@ -144,7 +145,7 @@ def _reflection_adjoint_kernel(
     d_g,
     coefficient,
 ):
-    b, m = cuda.grid(2)
+    b, m = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= g.shape[0] or m >= g.shape[1]:
         return
     d_g[b, m] = 0.0
@@ -173,7 +174,7 @@ def _reflection_adjoint_kernel(
 def _atom_adjoint_kernel(
     hkl, frac_coords, occupancies, scatterer_type, type_f, coefficient, structure, d_frac
 ):
-    b, j = cuda.grid(2)
+    b, j = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= frac_coords.shape[0] or j >= frac_coords.shape[1]:
         return
     _atom_gradient(
@@ -191,7 +192,7 @@ def _atom_adjoint_kernel(
 
 @cuda.jit
 def _lattice_adjoint_kernel(lattices, metric, hkl, g, d_g, d_lattice):
-    b = cuda.grid(1)
+    b = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b < lattices.shape[0]:
         _lattice_gradient(lattices[b], metric[b], hkl, g[b], d_g[b], d_lattice[b])
 
@@ -199,7 +200,7 @@ def _lattice_adjoint_kernel(lattices, metric, hkl, g, d_g, d_lattice):
 @cuda.jit
 def _descent_kernel(values, gradients, rate):
     """values −= rate · gradients, elementwise on flattened arrays."""
-    i = cuda.grid(1)
+    i = cuda.grid(1)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if i < values.shape[0]:
         values[i] -= rate * gradients[i]
 
@@ -211,7 +212,12 @@ def _blocks(n, threads):
 class DeviceBatch:
     """Shared inputs resident on the GPU, and the forward / backward / descent drivers."""
 
-    def __init__(self, arrays: dict, target: np.ndarray, scalars):
+    def __init__(
+        self,
+        arrays: dict[str, np.ndarray],
+        target: np.ndarray,
+        scalars: tuple[float, float, float, float],
+    ) -> None:
         self.arrays = {
             name: cuda.to_device(np.ascontiguousarray(value)) for name, value in arrays.items()
         }
@@ -305,7 +311,8 @@ class DeviceBatch:
         return d_lattice, d_frac
 
     def _loss(self, profile, host_metric):
-        """Loss (device) and dL/dy (device): cosine on the device, other metrics through the host."""
+        """Loss (device) and dL/dy (device): cosine on the device, other metrics through the
+        host."""
         if host_metric is None:
             losses = cuda.device_array(profile.shape[0], dtype=self.dtype)
             d_profile = cuda.device_array(profile.shape, dtype=self.dtype)
@@ -318,13 +325,21 @@ class DeviceBatch:
             d_profile.astype(self.dtype)
         )
 
-    def patterns(self, lattices, frac_coords, occupancies):
+    def patterns(
+        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray
+    ) -> np.ndarray:
         profile, _ = self._forward(
             *(cuda.to_device(x) for x in (lattices, frac_coords, occupancies))
         )
         return profile.copy_to_host()
 
-    def loss_and_grad(self, lattices, frac_coords, occupancies, host_metric):
+    def loss_and_grad(
+        self,
+        lattices: np.ndarray,
+        frac_coords: np.ndarray,
+        occupancies: np.ndarray,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         inputs = [cuda.to_device(x) for x in (lattices, frac_coords, occupancies)]
         profile, work = self._forward(*inputs)
         losses, d_profile = self._loss(profile, host_metric)
@@ -332,8 +347,15 @@ class DeviceBatch:
         return losses.copy_to_host(), d_lattice.copy_to_host(), d_frac.copy_to_host()
 
     def descend(
-        self, lattices, frac_coords, occupancies, steps, lattice_rate, frac_rate, host_metric
-    ):
+        self,
+        lattices: np.ndarray,
+        frac_coords: np.ndarray,
+        occupancies: np.ndarray,
+        steps: int,
+        lattice_rate: float,
+        frac_rate: float,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Gradient descent with every array on the device; ``host_metric`` is used only when
         the metric has no device kernel (then dL/dy crosses to the host each step)."""
         lattices_d, frac_d, occupancies_d = (

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 from numba import njit
 
 from xrdcore.physics.scattering import FORM_FACTOR_PREFACTOR
@@ -18,7 +21,7 @@ from xrdcore.physics.scattering import FORM_FACTOR_PREFACTOR
 DEG_PER_RAD = 180.0 / math.pi
 
 
-def reciprocal_metric(lattice, out):
+def reciprocal_metric(lattice: np.ndarray, out: np.ndarray) -> None:
     """out (6,) = G* = (A Aᵀ)⁻¹ as (g00, g11, g22, g01, g02, g12), by cofactors (Å⁻²)."""
     m00 = (
         lattice[0, 0] * lattice[0, 0]
@@ -62,7 +65,7 @@ def reciprocal_metric(lattice, out):
     out[5] = (m01 * m02 - m00 * m12) / det
 
 
-def g_length(metric, h, k, l):
+def g_length(metric: np.ndarray, h: float, k: float, l: float) -> float:
     """|g| = sqrt(hᵀ G* h) (Å⁻¹) from the packed reciprocal metric of :func:`reciprocal_metric`."""
     g2 = (
         h * h * metric[0]
@@ -73,7 +76,7 @@ def g_length(metric, h, k, l):
     return math.sqrt(g2)
 
 
-def reflection_factors(g, wavelength):
+def reflection_factors(g: float, wavelength: float) -> tuple[float, float, float, float]:
     """2θ (deg), LP, dLP/du (u = sin²θ) and d2θ/d|g| (deg·Å) at |g|."""
     sin_theta = 0.5 * wavelength * g
     u = sin_theta * sin_theta
@@ -90,7 +93,7 @@ def reflection_factors(g, wavelength):
     return two_theta, lp, d_lp_d_u, d_two_theta_d_g
 
 
-def form_factor_and_slope(z, coeffs, b, s):
+def form_factor_and_slope(z: float, coeffs: np.ndarray, b: float, s: float) -> tuple[float, float]:
     """f(s)·exp(−B s²) and its derivative in s for one scatterer type (``coeffs`` (4, 2))."""
     s2 = s * s
     acc = 0.0
@@ -105,7 +108,14 @@ def form_factor_and_slope(z, coeffs, b, s):
     return f * debye_waller, (f_slope - 2.0 * b * s * f) * debye_waller
 
 
-def structure_factor(hkl_row, frac_coords, occupancies, scatterer_type, type_f, type_f_slope):
+def structure_factor(
+    hkl_row: np.ndarray,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    type_f: np.ndarray,
+    type_f_slope: np.ndarray,
+) -> tuple[float, float, float, float]:
     """Re F, Im F, Re dF/ds, Im dF/ds of one reflection of one structure."""
     real = 0.0
     imag = 0.0
@@ -131,7 +141,7 @@ def structure_factor(hkl_row, frac_coords, occupancies, scatterer_type, type_f, 
     return real, imag, slope_real, slope_imag
 
 
-def window_bounds(centre, half_width, grid):
+def window_bounds(centre: float, half_width: float, grid: np.ndarray) -> tuple[int, int]:
     """First and one-past-last index k of an ascending ``grid`` with |grid_k − centre| ≤ half_width
     (binary search, so any ascending grid works)."""
     low, high = 0, grid.shape[0]
@@ -152,7 +162,7 @@ def window_bounds(centre, half_width, grid):
     return first, low
 
 
-def peak_shape(offset, fwhm, eta):
+def peak_shape(offset: float, fwhm: float, eta: float) -> float:
     """Unit-area pseudo-Voigt (deg⁻¹) at ``offset`` (deg)."""
     half = 0.5 * fwhm
     lorentzian = half / (math.pi * (offset * offset + half * half))
@@ -161,7 +171,7 @@ def peak_shape(offset, fwhm, eta):
     return eta * lorentzian + (1.0 - eta) * gaussian
 
 
-def peak_slope(offset, fwhm, eta):
+def peak_slope(offset: float, fwhm: float, eta: float) -> float:
     """d/d(offset) of :func:`peak_shape`."""
     half = 0.5 * fwhm
     denominator = offset * offset + half * half
@@ -171,7 +181,15 @@ def peak_slope(offset, fwhm, eta):
     return eta * lorentzian_slope - (1.0 - eta) * gaussian * offset / (sigma * sigma)
 
 
-def peak_window_adjoint(d_profile, grid, centre, intensity, fwhm, eta, window):
+def peak_window_adjoint(
+    d_profile: np.ndarray,
+    grid: np.ndarray,
+    centre: float,
+    intensity: float,
+    fwhm: float,
+    eta: float,
+    window: float,
+) -> tuple[float, float]:
     """dL/dI and dL/d(2θ) of one peak, from dL/dy on the grid points within its window."""
     half_width = window * fwhm
     first, last = window_bounds(centre, half_width, grid)
@@ -185,7 +203,7 @@ def peak_window_adjoint(d_profile, grid, centre, intensity, fwhm, eta, window):
     return d_intensity, -intensity * slope_sum
 
 
-def first_at_least(value, grid, step):
+def first_at_least(value: float, grid: np.ndarray, step: float) -> int:
     """The first index k of a uniform ascending ``grid`` (spacing ``step``) with grid_k ≥ value
     (n if none): estimated from the spacing, then corrected against the grid values."""
     n = grid.shape[0]
@@ -197,7 +215,7 @@ def first_at_least(value, grid, step):
     return k
 
 
-def first_above(value, grid, step):
+def first_above(value: float, grid: np.ndarray, step: float) -> int:
     """The first index k of a uniform ascending ``grid`` with grid_k > value (n if none)."""
     n = grid.shape[0]
     k = min(max(int(math.ceil((value - grid[0]) / step)), 0), n)
@@ -208,7 +226,9 @@ def first_above(value, grid, step):
     return k
 
 
-def uniform_window(centre, half_width, grid, step):
+def uniform_window(
+    centre: float, half_width: float, grid: np.ndarray, step: float
+) -> tuple[int, int, int]:
     """``first``, ``middle``, ``last`` of a peak's window on a uniform grid: the first index with
     grid_k ≥ centre − half_width, the first with grid_k ≥ centre (kept within the window), one
     past the last with grid_k ≤ centre + half_width. The same indices as a binary search
@@ -219,7 +239,9 @@ def uniform_window(centre, half_width, grid, step):
     return first, middle, last
 
 
-def gaussian_start(grid, step, centre, fwhm, window, scale):
+def gaussian_start(
+    grid: np.ndarray, step: float, centre: float, fwhm: float, window: float, scale: float
+) -> tuple[int, int, int, float, float, float, float, float, float]:
     """The start of a Gaussian window's two walks (:func:`gaussian_window`): ``first``,
     ``middle``, ``last`` (:func:`uniform_window`), σ, Q = exp(−2a step²) (a = 1/2σ²), and for the
     walk right from ``middle`` and left from ``middle`` − 1 the value scale·G at its first point
@@ -251,7 +273,15 @@ def gaussian_start(grid, step, centre, fwhm, window, scale):
     )
 
 
-def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
+def gaussian_window(
+    profile: np.ndarray,
+    grid: np.ndarray,
+    step: float,
+    centre: float,
+    intensity: float,
+    fwhm: float,
+    window: float,
+) -> None:
     """profile[k] += I·G(grid_k − centre) over the peak's window, G the unit-area Gaussian of FWHM
     ``fwhm`` (deg), on a uniform ``grid`` of spacing ``step`` (deg): one exp per direction and a
     recurrence G_{k+1} = G_k R_k, R_{k+1} = R_k Q (exact in exact arithmetic; ~1e-12 relative
@@ -272,7 +302,15 @@ def gaussian_window(profile, grid, step, centre, intensity, fwhm, window):
             left_ratio *= q
 
 
-def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, window):
+def gaussian_window_adjoint(
+    d_profile: np.ndarray,
+    grid: np.ndarray,
+    step: float,
+    centre: float,
+    intensity: float,
+    fwhm: float,
+    window: float,
+) -> tuple[float, float]:
     """dL/dI and dL/d(2θ) of one Gaussian peak (the adjoint of :func:`gaussian_window`):
     Σ_k dL/dy_k G_k and I Σ_k dL/dy_k G_k o_k/σ², with the same recurrence (right and left
     sums kept apart and added at the end)."""
@@ -301,18 +339,18 @@ def gaussian_window_adjoint(d_profile, grid, step, centre, intensity, fwhm, wind
 
 
 def reflection_adjoint(
-    d_intensity,
-    d_centre,
-    g,
-    wavelength,
-    lp,
-    d_lp,
-    d_two_theta_d_g,
-    real,
-    imag,
-    slope_real,
-    slope_imag,
-):
+    d_intensity: float,
+    d_centre: float,
+    g: float,
+    wavelength: float,
+    lp: float,
+    d_lp: float,
+    d_two_theta_d_g: float,
+    real: float,
+    imag: float,
+    slope_real: float,
+    slope_imag: float,
+) -> tuple[float, float]:
     """dL/d|g| and the coordinate coefficient dL/dI·8π·LP of one reflection (I = 2|F|² LP),
     from dL/dI, dL/d(2θ) and the reflection's stored forward quantities.
 
@@ -327,8 +365,19 @@ def reflection_adjoint(
     )
 
 
-def atom_gradient(hkl, frac_row, occupancy, atom_type, type_f, coefficient, real, imag, out_row):
-    """out_row (3,) = Σ_m coefficient_m·occ·f_m(type)·(Im F_m cos φ_m − Re F_m sin φ_m)·h_m for one atom."""
+def atom_gradient(
+    hkl: np.ndarray,
+    frac_row: np.ndarray,
+    occupancy: float,
+    atom_type: int,
+    type_f: np.ndarray,
+    coefficient: np.ndarray,
+    real: np.ndarray,
+    imag: np.ndarray,
+    out_row: np.ndarray,
+) -> None:
+    """out_row (3,) = Σ_m coefficient_m·occ·f_m(type)·(Im F_m cos φ_m − Re F_m sin φ_m)·h_m for
+    one atom."""
     out_row[0] = 0.0
     out_row[1] = 0.0
     out_row[2] = 0.0
@@ -349,7 +398,14 @@ def atom_gradient(hkl, frac_row, occupancy, atom_type, type_f, coefficient, real
         out_row[2] += along_h * hkl[m, 2]
 
 
-def lattice_gradient(lattice, metric, hkl, g, d_g, out):
+def lattice_gradient(
+    lattice: np.ndarray,
+    metric: np.ndarray,
+    hkl: np.ndarray,
+    g: np.ndarray,
+    d_g: np.ndarray,
+    out: np.ndarray,
+) -> None:
     """out (3, 3) = dL/dA = −2 G* S G* A with S = Σ_m d_g/(2g) h hᵀ (``metric``: packed G*)."""
     s00 = s11 = s22 = s01 = s02 = s12 = 0.0  # S is symmetric
     for m in range(hkl.shape[0]):
@@ -410,8 +466,9 @@ ELEMENTS = (
 )
 
 
-def compile_elements(decorator) -> dict:
-    """Every element function compiled with ``decorator`` (e.g. ``njit`` or ``cuda.jit(device=True)``).
+def compile_elements(decorator: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
+    """Every element function compiled with ``decorator`` (e.g. ``njit`` or
+    ``cuda.jit(device=True)``).
 
     Each is re-created over a private copy of this module's globals in which the names of the
     other element functions point to their compiled versions, so that, say, a compiled

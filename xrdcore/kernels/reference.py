@@ -18,7 +18,9 @@ from xrdcore.physics.scattering import (
 )
 
 
-def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
+def half_space_reflections(
+    reciprocal: np.ndarray, index_bounds: np.ndarray, g_min: float, g_max: float
+) -> tuple[np.ndarray, np.ndarray]:
     hmax, kmax, lmax = (int(b) for b in index_bounds)
     h, k, l = np.meshgrid(
         np.arange(0, hmax + 1),
@@ -40,7 +42,9 @@ def half_space_reflections(reciprocal, index_bounds, g_min, g_max):
     return hkl[order].astype(float), g[order]
 
 
-def form_factor_tables(g, type_z, type_coeffs, type_b):
+def form_factor_tables(
+    g: np.ndarray, type_z: np.ndarray, type_coeffs: np.ndarray, type_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     s = g / 2
     values, slopes = [], []
     for z, coeffs, b in zip(type_z, type_coeffs, type_b):
@@ -58,33 +62,46 @@ def form_factor_tables(g, type_z, type_coeffs, type_b):
     return np.stack(values, axis=1), np.stack(slopes, axis=1)
 
 
-def structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, n_types):
-    """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j), as (real, imag) (M, T), by a dense matrix product."""
+def structure_factor_sums(
+    hkl: np.ndarray,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    n_types: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j), as (real, imag) (M, T), by a dense matrix
+    product."""
     phases = np.exp(2j * np.pi * hkl @ frac_coords.T) * occupancies  # (M, N)
     sums = phases @ np.eye(n_types)[scatterer_type]
     return sums.real, sums.imag
 
 
-def reflection_intensities(g, wavelength, type_form_factor, sums_real, sums_imag):
+def reflection_intensities(
+    g: np.ndarray,
+    wavelength: float,
+    type_form_factor: np.ndarray,
+    sums_real: np.ndarray,
+    sums_imag: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     structure_factor = np.sum(type_form_factor * (sums_real + 1j * sums_imag), axis=1)
     two_theta = np.degrees(2 * np.arcsin(wavelength * g / 2))
     return two_theta, 2 * np.abs(structure_factor) ** 2 * lorentz_polarization(two_theta)
 
 
 def reflection_intensities_adjoint(
-    hkl,
-    g,
-    wavelength,
-    frac_coords,
-    occupancies,
-    scatterer_type,
-    type_form_factor,
-    type_form_factor_slope,
-    sums_real,
-    sums_imag,
-    d_intensity,
-    d_two_theta,
-):
+    hkl: np.ndarray,
+    g: np.ndarray,
+    wavelength: float,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    type_form_factor: np.ndarray,
+    type_form_factor_slope: np.ndarray,
+    sums_real: np.ndarray,
+    sums_imag: np.ndarray,
+    d_intensity: np.ndarray,
+    d_two_theta: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """The adjoint from the atoms up (the forward pass's type sums are not used)."""
     phases = np.exp(2j * np.pi * hkl @ frac_coords.T)  # (M, N)
     weights = type_form_factor[:, scatterer_type] * occupancies
@@ -116,15 +133,31 @@ def _peak_shape_slope(offset, fwhm, eta):
     return eta * lorentzian_slope - (1 - eta) * gaussian * offset / sigma**2
 
 
-def broadened_profile(two_theta_grid, centres, intensities, fwhm, eta, window, step=0.0):
-    """Dense sum over every peak at every grid point; ``window`` and ``step`` are ignored (no truncation)."""
+def broadened_profile(
+    two_theta_grid: np.ndarray,
+    centres: np.ndarray,
+    intensities: np.ndarray,
+    fwhm: np.ndarray,
+    eta: float,
+    window: float,
+    step: float = 0.0,
+) -> np.ndarray:
+    """Dense sum over every peak at every grid point; ``window`` and ``step`` are ignored (no
+    truncation)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
     return pseudo_voigt(offsets, fwhm[None, :], eta) @ intensities
 
 
 def broadened_profile_adjoint(
-    two_theta_grid, centres, intensities, fwhm, eta, window, d_profile, step=0.0
-):
+    two_theta_grid: np.ndarray,
+    centres: np.ndarray,
+    intensities: np.ndarray,
+    fwhm: np.ndarray,
+    eta: float,
+    window: float,
+    d_profile: np.ndarray,
+    step: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Dense adjoint (no truncation): Pᵀ dL/dy and −I ⊙ (P′ᵀ dL/dy)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
     d_intensity = pseudo_voigt(offsets, fwhm[None, :], eta).T @ d_profile
@@ -132,14 +165,24 @@ def broadened_profile_adjoint(
     return d_intensity, d_centre
 
 
-def reflection_list(lattice, g_min, g_max):
+def reflection_list(
+    lattice: np.ndarray, g_min: float, g_max: float
+) -> tuple[np.ndarray, np.ndarray]:
     index_bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1)).astype(np.int64)
     return half_space_reflections(np.linalg.inv(lattice).T, index_bounds, g_min, g_max)
 
 
 def structure_intensities(
-    hkl, g, wavelength, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b
-):
+    hkl: np.ndarray,
+    g: np.ndarray,
+    wavelength: float,
+    frac_coords: np.ndarray,
+    occupancies: np.ndarray,
+    scatterer_type: np.ndarray,
+    type_z: np.ndarray,
+    type_coeffs: np.ndarray,
+    type_b: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
     sums = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, len(type_z))
     return (
@@ -150,7 +193,9 @@ def structure_intensities(
     )
 
 
-def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
+def merge_peaks(
+    two_theta: np.ndarray, intensity: np.ndarray, two_theta_tol: float, scaled_tol: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     start = np.flatnonzero(starts_peak(two_theta, two_theta_tol))
     merged = np.add.reduceat(intensity, start) if len(start) else np.zeros(0)
     if len(merged) == 0 or merged.max() <= 0:
@@ -163,27 +208,33 @@ def merge_peaks(two_theta, intensity, two_theta_tol, scaled_tol):
     return start[keep], scaled[keep], member_start, members
 
 
-def reflection_lengths(lattice, hkl, g_limit):
+def reflection_lengths(
+    lattice: np.ndarray, hkl: np.ndarray, g_limit: float
+) -> tuple[np.ndarray, np.ndarray]:
     g = np.linalg.norm(hkl @ np.linalg.inv(lattice).T, axis=1)
     reachable = g <= g_limit
     order = np.argsort(g[reachable], kind="stable")
     return hkl[reachable][order], g[reachable][order]
 
 
-def required_margins(reference, lattices):
+def required_margins(reference: np.ndarray, lattices: np.ndarray) -> np.ndarray:
     transforms = np.linalg.solve(lattices, np.broadcast_to(reference, lattices.shape))
     singular_values = np.linalg.svd(transforms, compute_uv=False)
     return np.maximum(1 / singular_values.min(axis=1) - 1, 1 - 1 / singular_values.max(axis=1))
 
 
-def lattice_gradient(lattice, hkl, g, d_g):
+def lattice_gradient(
+    lattice: np.ndarray, hkl: np.ndarray, g: np.ndarray, d_g: np.ndarray
+) -> np.ndarray:
     """dL/dA = −2 G* S G* A with S = Σ (dL/d|g|)/(2|g|) h hᵀ, as matrix products."""
     s_matrix = (hkl * (d_g / (2 * g))[:, None]).T @ hkl
     metric_inverse = np.linalg.inv(lattice @ lattice.T)  # G*
     return -2 * metric_inverse @ s_matrix @ metric_inverse @ lattice
 
 
-def cosine_loss_rows(patterns, target):
+def cosine_loss_rows(
+    patterns: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     norm_y, norm_t = np.linalg.norm(patterns, axis=1), np.linalg.norm(target)
     undefined = ~(np.all(np.isfinite(patterns), axis=1) & (norm_y > 0))
     with np.errstate(invalid="ignore", divide="ignore"):

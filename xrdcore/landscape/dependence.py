@@ -12,12 +12,15 @@ for optimisation has |ρ| near 1 and a large I.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from xrdcore.diffraction import Diffractometer
+from xrdcore.physics.profiles import Profile
 from xrdcore.similarity import loss as metric_loss
 from xrdcore.structure.crystal import Crystal
 from xrdcore.structure.matching import structural_distance
@@ -28,17 +31,20 @@ from xrdcore.validation import real, real_array, whole
 MI_NEIGHBOURS = 3
 
 
-def paired_samples(x, y, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+def paired_samples(
+    x: ArrayLike, y: ArrayLike, names: tuple[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
     """Two finite 1-D samples of one length (each pair one observation), checked."""
     x, y = real_array(x, names[0], ndim=1), real_array(y, names[1], ndim=1)
     if x.shape != y.shape:
         raise ValueError(
-            f"{names[0]} and {names[1]} must be 1-D arrays of the same length, got {len(x)} and {len(y)}"
+            f"{names[0]} and {names[1]} must be 1-D arrays of the same length, "
+            f"got {len(x)} and {len(y)}"
         )
     return x, y
 
 
-def mutual_information(x, y, seed: int = 0) -> float:
+def mutual_information(x: ArrayLike, y: ArrayLike, seed: int = 0) -> float:
     """k-NN (Kraskov) estimate of I(x; y) in nats for 1-D samples."""
     from sklearn.feature_selection import mutual_info_regression
 
@@ -66,7 +72,9 @@ class Dependence:
 SUBSAMPLE_FRACTION = 0.8
 
 
-def dependence(distance, similarity, resamples: int = 200, seed: int = 0) -> Dependence:
+def dependence(
+    distance: ArrayLike, similarity: ArrayLike, resamples: int = 200, seed: int = 0
+) -> Dependence:
     """Pearson, Spearman and mutual information between paired samples, with 95 % intervals
     from ``resamples`` subsamples (see the module docstring)."""
     distance, similarity = paired_samples(distance, similarity, ("distance", "similarity"))
@@ -93,7 +101,8 @@ def dependence(distance, similarity, resamples: int = 200, seed: int = 0) -> Dep
     )
     low[2] = max(low[2], 0.0)  # mutual information is never negative
     estimates = [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high)]
-    return Dependence(*estimates, samples=len(distance))
+    pearson, spearman, information = estimates
+    return Dependence(pearson, spearman, information, samples=len(distance))
 
 
 @dataclass(frozen=True)
@@ -108,24 +117,25 @@ class PerturbedSample:
 def perturbed_sample(
     truth: Crystal,
     diffractometer: Diffractometer,
-    metrics=("cosine",),
+    metrics: str | Sequence[str] = ("cosine",),
     count: int = 300,
     max_strain: float = 0.03,
     max_displacement: float = 0.3,
     symmetric: bool | str = False,
-    fwhm: float = 0.1,
+    fwhm: float | Profile = 0.1,
     seed: int = 0,
 ) -> PerturbedSample:
     """``count`` perturbed copies of ``truth`` (copy i: seed ``seed + i``, strain and
     displacement drawn uniformly up to ``max_strain`` and ``max_displacement`` Å, ``symmetric``
     as in :func:`xrdcore.structure.perturb.perturb`), each with its structural distance and its loss
-    under every metric (FWHM ``fwhm`` degrees)."""
+    under every metric (FWHM ``fwhm`` degrees, or a :class:`~xrdcore.physics.profiles.Profile`)."""
     count = whole(count, "count", low=1)
     real(max_strain, "max_strain", low=0)
     real(max_displacement, "max_displacement", low=0, unit="Å")
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     target = diffractometer.pattern(truth, fwhm=fwhm)
-    distance, losses = [], {metric: [] for metric in metrics}
+    distance: list[float] = []
+    losses: dict[str, list[float]] = {metric: [] for metric in metrics}
     for index in range(count):
         rng = np.random.default_rng(seed + index)
         strain, displacement = max_strain * rng.uniform(), max_displacement * rng.uniform()

@@ -1,7 +1,17 @@
-"""TODO docstring: from xrdcore/landscape/."""
+"""Directions in structure space: a :class:`Direction` is a pair (dA (3, 3) in Å, dx (N, 3)
+fractional), and :func:`displaced` moves a crystal to A + Σ t_k·dA_k, x + Σ t_k·dx_k.
+
+* :func:`lattice_direction` — stretch one lattice vector (t is then a relative strain);
+* :func:`atom_direction` — move one atom along one Cartesian axis (t in Å);
+* :func:`random_direction` — random displacements of every atom, each atom's displacement
+  normalised to 1 Å (t in Å per atom), optionally with a random strain;
+* :func:`symmetry_axis_direction` — along one symmetry axis of a space-group parametrisation;
+* :func:`path_direction` — the straight line from one structure to another (t from 0 to 1).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +27,7 @@ class Direction:
     d_frac: np.ndarray  # (N, 3) fractional per unit t
     name: str = ""
 
-    def slope(self, d_lattice, d_frac):
+    def slope(self, d_lattice: np.ndarray, d_frac: np.ndarray) -> np.ndarray:
         """dL/dt along this direction from the gradients dL/dA (..., 3, 3) and dL/dx (..., N, 3)
         (one structure or a batch)."""
         return np.einsum("...ij,ij->...", d_lattice, self.d_lattice) + np.einsum(
@@ -25,7 +35,9 @@ class Direction:
         )
 
 
-def displaced(crystal: Crystal, directions, offsets) -> Crystal:
+def displaced(
+    crystal: Crystal, directions: Sequence[Direction], offsets: Sequence[float] | np.ndarray
+) -> Crystal:
     """``crystal`` + Σ t_k · direction_k for directions and offsets t_k given in pairs."""
     return crystal.replace(
         lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
@@ -51,7 +63,7 @@ def atom_direction(crystal: Crystal, atom: int, axis: int) -> Direction:
     return Direction(np.zeros((3, 3)), d_frac, f"{crystal.species[atom]}{atom} along {'xyz'[axis]}")
 
 
-def random_direction(crystal: Crystal, rng, strain: float = 0.0) -> Direction:
+def random_direction(crystal: Crystal, rng: np.random.Generator, strain: float = 0.0) -> Direction:
     """Random displacement of every atom, each of Cartesian length 1 Å (t in Å), plus an
     optional random symmetric strain of RMS principal value ``strain`` per unit t."""
     cartesian = rng.standard_normal(crystal.frac_coords.shape)

@@ -66,7 +66,8 @@ def overlap_report(
     fwhm: float = 0.1,
     top: int = 10,
 ) -> OverlapReport:
-    """Decompose ⟨y_candidate, y_truth⟩ into partner and accidental reflection pairs (Gaussian peaks)."""
+    """Decompose ⟨y_candidate, y_truth⟩ into partner and accidental reflection pairs (Gaussian
+    peaks)."""
     _check_pair(candidate, truth, diffractometer)
     fwhm = real(fwhm, "fwhm", low=0, low_open=True, unit="degrees")
     top = whole(top, "top", low=0)
@@ -112,7 +113,7 @@ def overlap_report(
     return OverlapReport(float(total), float(partners), float(accidents), largest)
 
 
-def _check_pair(candidate, truth, diffractometer) -> None:
+def _check_pair(candidate: object, truth: object, diffractometer: object) -> None:
     for name, crystal in (("candidate", candidate), ("truth", truth)):
         instance(crystal, name, Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     instance(diffractometer, "diffractometer", Diffractometer)

@@ -17,9 +17,12 @@ which also returns the exact derivative along the direction at every point.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.batch import BatchLoss
 from xrdcore.diffraction import Diffractometer
@@ -32,12 +35,16 @@ from xrdcore.validation import instance, real_array
 
 @dataclass(frozen=True)
 class Scan:
-    offsets: np.ndarray  # (T,) or (T1, T2)
+    offsets: np.ndarray | tuple[np.ndarray, ...]  # (T,), or the pair of axes (T1,), (T2,)
     loss: np.ndarray
     slope: np.ndarray  # exact dL/dt along the (first) direction at every point
 
 
-def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
+def scan_axes(
+    crystal: Crystal,
+    directions: Direction | Sequence[Direction],
+    offsets: ArrayLike,
+) -> tuple[list[Direction], tuple[np.ndarray, ...]]:
     """The directions of a scan as a list (one or two :class:`Direction`, each checked against
     ``crystal``) and its offsets as a tuple of finite 1-D arrays, one per direction."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -60,13 +67,15 @@ def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
             )
         real_array(direction.d_lattice, f"direction {direction.name!r}")
         real_array(direction.d_frac, f"direction {direction.name!r}")
+    axes: tuple[np.ndarray, ...]
     if len(directions) == 1:
         axes = (real_array(offsets, "offsets of a 1-D scan", ndim=1),)
     else:
-        if isinstance(offsets, np.ndarray) and offsets.ndim != 2 or len(offsets) != 2:
+        pair = cast("Sequence[ArrayLike]", offsets)  # a pair of 1-D arrays, else len() refuses it
+        if isinstance(offsets, np.ndarray) and offsets.ndim != 2 or len(pair) != 2:
             raise ValueError("offsets of a 2-D scan must be a pair of 1-D arrays")
         axes = tuple(
-            real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(offsets)
+            real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(pair)
         )
     if any(axis.size == 0 for axis in axes):
         raise ValueError("offsets are empty")
@@ -75,9 +84,9 @@ def scan_axes(crystal: Crystal, directions, offsets) -> tuple[list, tuple]:
 
 def scan(
     crystal: Crystal,
-    directions,
-    offsets,
-    target,
+    directions: Direction | Sequence[Direction],
+    offsets: ArrayLike,
+    target: Crystal | ArrayLike,
     diffractometer: Diffractometer,
     metric: str = "cosine",
     fwhm: float | Profile = 0.1,
@@ -110,7 +119,7 @@ def scan(
     return Scan(axes[0] if len(axes) == 1 else axes, losses.reshape(shape), slope.reshape(shape))
 
 
-def local_minima(values, tolerance: float = 0.0) -> np.ndarray:
+def local_minima(values: ArrayLike, tolerance: float = 0.0) -> np.ndarray:
     """Indices of interior strict local minima of a 1-D profile (lower than both neighbours by
     more than ``tolerance``)."""
     values = np.asarray(values, dtype=float)
@@ -121,7 +130,7 @@ def local_minima(values, tolerance: float = 0.0) -> np.ndarray:
     return np.flatnonzero(is_minimum) + 1
 
 
-def curvature(offsets, values, at: float = 0.0) -> float:
+def curvature(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> float:
     """Second derivative of a sampled 1-D profile at ``at`` by the three-point formula on the
     nearest samples (exact for a quadratic; uniform or not)."""
     offsets = np.asarray(offsets, dtype=float)
@@ -139,7 +148,7 @@ def curvature(offsets, values, at: float = 0.0) -> float:
     )
 
 
-def basin(offsets, values, at: float = 0.0) -> tuple[float, float]:
+def basin(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> tuple[float, float]:
     """The interval around ``at`` from which descent along the scan reaches the minimum
     nearest to ``at``: bounded by the nearest local maxima (or the scan ends) on each side."""
     offsets = np.asarray(offsets, dtype=float)
@@ -165,7 +174,7 @@ class Barrier:
     height: float  # loss at the barrier minus loss at ``at``'s minimum
 
 
-def nearest_barrier(offsets, values, at: float = 0.0) -> Barrier | None:
+def nearest_barrier(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> Barrier | None:
     """The wrong minimum nearest to the minimum at ``at`` along a sampled 1-D profile and the
     barrier between them (its highest sample); None when the profile has no other minimum."""
     offsets = np.asarray(offsets, dtype=float)
@@ -181,13 +190,20 @@ def nearest_barrier(offsets, values, at: float = 0.0) -> Barrier | None:
     return Barrier(float(offsets[other]), float(offsets[top]), float(values[top] - values[home]))
 
 
-def energy_scan(crystal: Crystal, directions, offsets, calc=None, slopes: bool = True) -> Scan:
+def energy_scan(
+    crystal: Crystal,
+    directions: Direction | Sequence[Direction],
+    offsets: ArrayLike,
+    calc: Any = None,
+    slopes: bool = True,
+) -> Scan:
     """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
     (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
     dE/dt along the (first) direction from forces and stress: the same
-    :class:`~xrdcore.landscape.scans.Scan` as :func:`xrdcore.landscape.scans.scan` returns for an XRD
-    loss, on the same directions and offsets, so the two compare point for point.
-    ``slopes=False`` skips forces and stress (about 2× faster with CHGNet); the slopes are then NaN."""
+    :class:`~xrdcore.landscape.scans.Scan` as :func:`xrdcore.landscape.scans.scan` returns for an
+    XRD loss, on the same directions and offsets, so the two compare point for point.
+    ``slopes=False`` skips forces and stress (about 2× faster with CHGNet); the slopes are then
+    NaN."""
     directions, axes = scan_axes(crystal, directions, offsets)
     calc = calculator(calc)
     lattice = bool(np.any(directions[0].d_lattice))

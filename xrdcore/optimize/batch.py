@@ -1,4 +1,5 @@
-"""Adam and plain gradient descent for a batch of starts at once, through :class:`~xrdcore.batch.BatchLoss`.
+"""Adam and plain gradient descent for a batch of starts at once, through
+:class:`~xrdcore.batch.BatchLoss`.
 
 :func:`descend_batch` runs exactly the algorithm of :func:`xrdcore.optimize.core.optimize` with
 ``method="adam"`` or ``"gd"`` and no remedy — the same default step sizes, the same budget of
@@ -23,10 +24,13 @@ position (which a Crystal refuses) are not checked.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.batch import BatchLoss
+from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import DEFAULT_MARGIN, check_profile_keywords, loss_and_grad, required_margin
 from xrdcore.optimize.core import ADAM_BETAS, ADAM_EPSILON, METHODS, default_steps
 from xrdcore.similarity import check_options
@@ -71,9 +75,17 @@ class BatchDescent:
 
 
 class _BatchObjective:
-    """Loss and parameter gradient of a set of parameter vectors, with the reflection list kept complete."""
+    """Loss and parameter gradient of a set of parameter vectors, with the reflection list kept
+    complete."""
 
-    def __init__(self, parametrization, target, diffractometer, options, starts):
+    def __init__(
+        self,
+        parametrization: Parametrization,
+        target: ArrayLike | Crystal,
+        diffractometer: Diffractometer,
+        options: dict[str, Any],
+        starts: np.ndarray,
+    ) -> None:
         self.parametrization, self.target, self.diffractometer, self.options = (
             parametrization,
             target,
@@ -84,14 +96,15 @@ class _BatchObjective:
         lattices, _, valid = self._structures(starts)
         self._rebuild(required_margin(self.reference, lattices[valid]))
 
-    def _structures(self, params):
-        """Lattices, coordinates and which parameter vectors give a valid cell (finite, volume ≥ MIN_CELL_VOLUME)."""
+    def _structures(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lattices, coordinates and which parameter vectors give a valid cell (finite, volume ≥
+        MIN_CELL_VOLUME)."""
         lattices, frac_coords = self.parametrization.structures(params)
         valid = np.all(np.isfinite(params), axis=1)
         valid[valid] = np.linalg.det(lattices[valid]) >= MIN_CELL_VOLUME
         return lattices, frac_coords, valid
 
-    def _rebuild(self, needed):
+    def _rebuild(self, needed: np.ndarray) -> None:
         within = needed[needed <= MAX_MARGIN]
         margin = min(
             MAX_MARGIN,
@@ -105,7 +118,7 @@ class _BatchObjective:
             **self.options,
         )
 
-    def __call__(self, params):
+    def __call__(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Losses (B,) (NaN for an invalid structure) and gradients (B, size)."""
         lattices, frac_coords, valid = self._structures(params)
         losses = np.full(len(params), np.nan)
@@ -140,14 +153,14 @@ class _BatchObjective:
 
 def descend_batch(
     parametrization: Parametrization,
-    starts,
-    target,
-    diffractometer,
+    starts: ArrayLike,
+    target: ArrayLike | Crystal,
+    diffractometer: Diffractometer,
     method: str = "adam",
     steps: int = 200,
     learning_rate: float = 1.0,
     tolerance: float = 1e-10,
-    **options,
+    **options: Any,
 ) -> BatchDescent:
     """Descend from every start (B, size) (parameter vectors of ``parametrization``) for at most
     ``steps`` evaluations each; ``options`` are BatchLoss's (metric, and fwhm: a width or a
@@ -161,7 +174,8 @@ def descend_batch(
     )
     if method in METHODS and method not in BATCH_METHODS:
         raise ValueError(
-            f"batched descent supports {BATCH_METHODS}, got {method!r} (use xrdcore.optimize for others)"
+            f"batched descent supports {BATCH_METHODS}, got {method!r} "
+            f"(use xrdcore.optimize for others)"
         )
     choice(method, "method", BATCH_METHODS)
     steps = whole(steps, "steps", low=1)
@@ -173,8 +187,8 @@ def descend_batch(
     starts = starts[None] if starts.ndim == 1 else starts
     if starts.ndim != 2 or starts.shape[1] != parametrization.size or len(starts) == 0:
         raise ValueError(
-            f"starts must have shape (B, {parametrization.size}) with B ≥ 1, one parameter vector of "
-            f"the parametrisation per row, got {starts.shape}"
+            f"starts must have shape (B, {parametrization.size}) with B ≥ 1, one parameter vector "
+            f"of the parametrisation per row, got {starts.shape}"
         )
     n_starts = len(starts)
     objective = _BatchObjective(parametrization, target, diffractometer, options, starts)

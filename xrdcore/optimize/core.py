@@ -53,9 +53,12 @@ import inspect
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import check_fixed_width, loss_and_grad, loss_setup
 from xrdcore.optimize.remedies import (
     BasinHopping,
@@ -105,10 +108,12 @@ class Trajectory:
 
 @dataclass
 class OptimizationResult:
-    crystal: Crystal
+    crystal: Crystal | None  # None when not even the start was a valid structure
     params: np.ndarray
     loss: float  # the objective: XRD loss (+ w · energy per atom with an energy term)
-    status: str  # "converged", "step budget", "stalled" (L-BFGS gave up), "invalid structure", "resource limit"
+    # "converged", "step budget", "stalled" (L-BFGS gave up), "invalid structure",
+    # "resource limit"
+    status: str
     evaluations: int
     trajectory: Trajectory
     start_index: int = 0  # which start (0 = the given one) produced this result
@@ -136,14 +141,14 @@ class _Objective:
 
     def __init__(
         self,
-        parametrization,
-        target,
-        diffractometer,
-        truth,
-        options,
-        energy=(0.0, None),
-        trajectory=None,
-    ):
+        parametrization: Parametrization,
+        target: ArrayLike | Crystal,
+        diffractometer: Diffractometer,
+        truth: Crystal | None,
+        options: dict[str, Any],
+        energy: tuple[float, Any] = (0.0, None),
+        trajectory: Trajectory | None = None,
+    ) -> None:
         self.parametrization = parametrization
         self.target = target
         self.diffractometer = diffractometer
@@ -153,13 +158,13 @@ class _Objective:
         self.trajectory = Trajectory() if trajectory is None else trajectory
         self.evaluations = 0
         self.energy_evaluations = 0
-        self.best_params = None
-        self.best_loss = np.inf
-        self.best_xrd_loss = np.inf
-        self.best_energy = math.nan
-        self.last_xrd_loss = np.inf
+        self.best_params: np.ndarray | None = None
+        self.best_loss: float = np.inf
+        self.best_xrd_loss: float = np.inf
+        self.best_energy: float = math.nan
+        self.last_xrd_loss: float = np.inf
 
-    def __call__(self, params):
+    def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         crystal = self.parametrization.crystal(params)  # ValueError for an invalid structure
         result = combined_loss_and_grad(
             crystal,
@@ -191,17 +196,17 @@ class _Problem:
 
     def __init__(
         self,
-        parametrization,
-        target,
-        diffractometer,
-        truth,
-        options,
-        energy,
-        method,
-        learning_rate,
-        tolerance,
-        continuation,
-    ):
+        parametrization: Parametrization,
+        target: ArrayLike | Crystal,
+        diffractometer: Diffractometer,
+        truth: Crystal | None,
+        options: dict[str, Any],
+        energy: tuple[float, Any],
+        method: str,
+        learning_rate: float,
+        tolerance: float,
+        continuation: Continuation | None,
+    ) -> None:
         self.parametrization, self.diffractometer, self.truth = (
             parametrization,
             diffractometer,
@@ -211,9 +216,9 @@ class _Problem:
         self.method, self.learning_rate, self.tolerance = method, learning_rate, tolerance
         self.continuation = continuation
         self.target = target
-        self._targets = {}
+        self._targets: dict[float, np.ndarray] = {}
 
-    def stages(self, steps):
+    def stages(self, steps: int) -> list[tuple[dict[str, Any], ArrayLike | Crystal, int]]:
         """(options, target, evaluations) per stage of a descent of ``steps`` evaluations. A stage
         of width w samples every k-th point of the grid, k = ⌊w / FWHM⌋: as many points per peak
         width as the target has, so a broad stage costs no more than a sharp one."""
@@ -233,7 +238,9 @@ class _Problem:
             stages.append((options, self._target_at(width, fwhm, grid, stride), budget))
         return stages
 
-    def _target_at(self, width, fwhm, grid, stride):
+    def _target_at(
+        self, width: float, fwhm: float, grid: np.ndarray, stride: int
+    ) -> ArrayLike | Crystal:
         if width == fwhm or isinstance(self.target, Crystal):
             return (
                 self.target
@@ -242,7 +249,7 @@ class _Problem:
             self._targets[width] = broaden_pattern(self.target, grid, fwhm, width)[::stride]
         return self._targets[width]
 
-    def descend(self, params, steps, trajectory) -> OptimizationResult:
+    def descend(self, params: np.ndarray, steps: int, trajectory: Trajectory) -> OptimizationResult:
         """One local descent (through every continuation stage) from ``params``."""
         evaluations = energy_evaluations = 0
         result = None
@@ -268,6 +275,7 @@ class _Problem:
             if result.crystal is None:
                 break
             params = result.params
+        assert result is not None  # stages() gives at least one stage
         result.evaluations, result.energy_evaluations = evaluations, energy_evaluations
         return result
 
@@ -275,8 +283,8 @@ class _Problem:
 def optimize(
     parametrization: Parametrization,
     start: Crystal,
-    target,
-    diffractometer,
+    target: ArrayLike | Crystal,
+    diffractometer: Diffractometer,
     method: str = "adam",
     steps: int = 200,
     learning_rate: float = 1.0,
@@ -287,9 +295,9 @@ def optimize(
     truth: Crystal | None = None,
     continuation: Continuation | None = None,
     energy_weight: float = 0.0,
-    energy_calculator=None,
+    energy_calculator: Any = None,
     basin_hopping: BasinHopping | None = None,
-    **options,
+    **options: Any,
 ) -> OptimizationResult:
     """Minimise the loss of :func:`xrdcore.gradients.loss_and_grad` over ``parametrization``,
     optionally with the remedies of the module docstring.
@@ -396,13 +404,21 @@ def optimize(
     return best
 
 
-def _basin_hopping(problem, first, steps, settings, scale, rng) -> OptimizationResult:
+def _basin_hopping(
+    problem: _Problem,
+    first: np.ndarray,
+    steps: int,
+    settings: BasinHopping,
+    scale: float,
+    rng: np.random.Generator,
+) -> OptimizationResult:
     """Metropolis chain of local descents sharing ``steps``; one trajectory for the whole chain
     (``settings`` checked by :func:`optimize`)."""
     kick = scale * default_steps(problem.parametrization)
     trajectory = Trajectory()
     evaluations = energy_evaluations = 0
-    current = best = None
+    current: OptimizationResult | None = None
+    best: OptimizationResult | None = None
     for hop, budget in enumerate(split_budget(steps, settings.hops)):
         params = (
             first if current is None else current.params + kick * rng.standard_normal(first.shape)
@@ -424,6 +440,7 @@ def _basin_hopping(problem, first, steps, settings, scale, rng) -> OptimizationR
             current = result
         if best.status == "converged":
             break
+    assert best is not None  # split_budget gives at least one hop
     best.trajectory, best.evaluations, best.energy_evaluations = (
         trajectory,
         evaluations,
@@ -432,7 +449,14 @@ def _basin_hopping(problem, first, steps, settings, scale, rng) -> OptimizationR
     return best
 
 
-def _run(method, objective, params, steps, learning_rate, tolerance) -> OptimizationResult:
+def _run(
+    method: str,
+    objective: _Objective,
+    params: np.ndarray,
+    steps: int,
+    learning_rate: float,
+    tolerance: float,
+) -> OptimizationResult:
     try:
         if method == "lbfgs":
             status = _lbfgs(objective, params, steps, tolerance)
@@ -460,7 +484,14 @@ def _run(method, objective, params, steps, learning_rate, tolerance) -> Optimiza
     )
 
 
-def _first_order(method, objective, params, steps, learning_rate, tolerance) -> str:
+def _first_order(
+    method: str,
+    objective: _Objective,
+    params: np.ndarray,
+    steps: int,
+    learning_rate: float,
+    tolerance: float,
+) -> str:
     """Adam or plain gradient descent; returns the stopping status."""
     step_sizes = default_steps(objective.parametrization) * learning_rate
     first_moment = np.zeros_like(params)
@@ -483,7 +514,7 @@ def _first_order(method, objective, params, steps, learning_rate, tolerance) -> 
     return "step budget"
 
 
-def _lbfgs(objective, params, steps, tolerance) -> str:
+def _lbfgs(objective: _Objective, params: np.ndarray, steps: int, tolerance: float) -> str:
     from scipy.optimize import minimize
 
     minimize(

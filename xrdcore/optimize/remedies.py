@@ -1,13 +1,21 @@
-"""TODO docstring: from xrdcore/optimize/."""
+"""Remedies for a rough loss landscape, each within the same evaluation budget (see
+:mod:`xrdcore.optimize.core`, which applies them): continuation in peak width
+(:class:`Continuation`, :func:`width_schedule`, a measured target broadened by
+:func:`broaden_pattern`), an energy term (:func:`combined_loss_and_grad`: XRD loss + w ·
+energy per atom with its exact gradient) and basin hopping (:class:`BasinHopping`, the budget
+shared by :func:`split_budget`).
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
+from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import loss_and_grad
 from xrdcore.physics.profiles import pseudo_voigt
 from xrdcore.structure.crystal import Crystal
@@ -19,7 +27,8 @@ BROADENING_WINDOW = 5.0
 @dataclass(frozen=True)
 class Continuation:
     """Continuation in peak width: ``stages`` widths from ``start_fwhm`` (deg) down to the
-    target width, geometrically spaced, sharing the evaluation budget (see :func:`width_schedule`)."""
+    target width, geometrically spaced, sharing the evaluation budget (see
+    :func:`width_schedule`)."""
 
     start_fwhm: float = 1.0
     stages: int = 4
@@ -38,7 +47,8 @@ class BasinHopping:
 
 
 def split_budget(steps: int, parts: int) -> list[int]:
-    """``steps`` evaluations in ``parts`` near-equal shares (the first ones get the remainder), summing to ``steps``."""
+    """``steps`` evaluations in ``parts`` near-equal shares (the first ones get the remainder),
+    summing to ``steps``."""
     if parts < 1 or steps < parts:
         raise ValueError(f"cannot split {steps} evaluations into {parts} parts of at least one")
     share, extra = divmod(steps, parts)
@@ -69,7 +79,9 @@ def broadening_kernel_fwhm(from_fwhm: float, to_fwhm: float) -> float:
     return math.sqrt(to_fwhm**2 - from_fwhm**2)
 
 
-def broaden_pattern(pattern, two_theta, from_fwhm: float, to_fwhm: float) -> np.ndarray:
+def broaden_pattern(
+    pattern: ArrayLike, two_theta: ArrayLike, from_fwhm: float, to_fwhm: float
+) -> np.ndarray:
     """A pattern measured with Gaussian peaks of FWHM ``from_fwhm`` as if measured with FWHM
     ``to_fwhm`` ≥ ``from_fwhm`` (deg): convolution with a unit-sum Gaussian of FWHM
     √(to² − from²) on the (uniform) grid, zero beyond its ends. Peak areas are kept."""
@@ -104,7 +116,12 @@ class CombinedGradient(NamedTuple):
 
 
 def combined_loss_and_grad(
-    crystal: Crystal, target, diffractometer, energy_weight: float = 0.0, calculator=None, **options
+    crystal: Crystal,
+    target: ArrayLike | Crystal,
+    diffractometer: Diffractometer,
+    energy_weight: float = 0.0,
+    calculator: Any = None,
+    **options: Any,
 ) -> CombinedGradient:
     """XRD loss (:func:`~xrdcore.gradients.loss_and_grad` with ``options``) + ``energy_weight``
     · energy per atom (eV/atom, :func:`xrdcore.energy.energy_gradient`) and its exact gradient

@@ -16,9 +16,12 @@ a Gaussian of that width (:func:`as_profile`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.validation import choice, real
 
@@ -29,8 +32,11 @@ GAUSSIAN_WINDOW = 5.0
 LORENTZIAN_WINDOW = 50.0
 
 
-def pseudo_voigt(offset, fwhm, eta):
-    """Unit-area pseudo-Voigt at ``offset`` (deg) from the centre; plain numpy, any shapes that broadcast."""
+def pseudo_voigt(
+    offset: ArrayLike, fwhm: float | np.ndarray, eta: float | np.ndarray
+) -> np.ndarray:
+    """Unit-area pseudo-Voigt at ``offset`` (deg) from the centre; plain numpy, any shapes that
+    broadcast."""
     offset = np.asarray(offset, dtype=float)
     half = fwhm / 2
     lorentzian = half / (np.pi * (offset**2 + half**2))
@@ -52,7 +58,9 @@ def resolve_shape(shape: str, eta: float | None) -> float:
     return eta
 
 
-def resolve_fwhm(fwhm) -> float | tuple[float, float, float]:
+def resolve_fwhm(
+    fwhm: float | Sequence[float] | np.ndarray,
+) -> float | tuple[float, float, float]:
     """``fwhm`` checked: a positive number of degrees, or Caglioti (U, V, W) in deg² as three floats
     (whether these give a positive width is checked on the 2θ values, by :func:`peak_widths`)."""
     if isinstance(fwhm, np.ndarray) and fwhm.ndim == 0:
@@ -60,10 +68,12 @@ def resolve_fwhm(fwhm) -> float | tuple[float, float, float]:
     if isinstance(fwhm, (list, tuple, np.ndarray)):
         if len(fwhm) != 3:
             raise ValueError(
-                f"fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg², got {fwhm!r}"
+                "fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg², "
+                f"got {fwhm!r}"
             )
-        return tuple(
-            real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm)
+        return cast(
+            "tuple[float, float, float]",  # three values, checked above
+            tuple(real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm)),
         )
     width = real(fwhm, "fwhm", unit="degrees")
     if width <= 0:
@@ -71,14 +81,16 @@ def resolve_fwhm(fwhm) -> float | tuple[float, float, float]:
     return width
 
 
-def resolve_window(window, eta: float) -> float:
-    """Half-width of the evaluation window in FWHMs: the default for ``eta`` when None, else a positive number."""
+def resolve_window(window: float | None, eta: float) -> float:
+    """Half-width of the evaluation window in FWHMs: the default for ``eta`` when None, else a
+    positive number."""
     if window is None:
         return default_window(eta)
     window = real(window, "window", unit="FWHMs")
     if window <= 0:
         raise ValueError(
-            f"window must be a positive number of FWHMs (the half-width of each peak's evaluation), "
+            "window must be a positive number of FWHMs "
+            "(the half-width of each peak's evaluation), "
             f"got {window:g}"
         )
     return window
@@ -124,7 +136,7 @@ def default_window(eta: float) -> float:
     return GAUSSIAN_WINDOW if eta == 0.0 else LORENTZIAN_WINDOW
 
 
-def peak_widths(fwhm, two_theta) -> np.ndarray:
+def peak_widths(fwhm: float | Sequence[float] | np.ndarray, two_theta: ArrayLike) -> np.ndarray:
     """FWHM (deg) of each peak: a number for all peaks, or Caglioti (U, V, W) in deg²."""
     two_theta = np.asarray(two_theta, dtype=float)
     fwhm = resolve_fwhm(fwhm)
@@ -135,12 +147,13 @@ def peak_widths(fwhm, two_theta) -> np.ndarray:
     squared = u * tan_theta**2 + v * tan_theta + w
     if np.any(squared <= 0) or not np.all(np.isfinite(squared)):
         raise ValueError(
-            f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² in this 2θ range"
+            f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² "
+            "in this 2θ range"
         )
     return np.sqrt(squared)
 
 
-def uniform_step(grid) -> float:
+def uniform_step(grid: ArrayLike) -> float:
     """The spacing (deg) of a uniform ascending grid (to 1e-9 relative), else 0."""
     steps = np.diff(np.asarray(grid, dtype=float))
     if len(steps) == 0:

@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.validation import describe, did_you_mean, real
 
@@ -54,7 +55,8 @@ def resolve_wavelength(wavelength: str | float) -> float:
         value = real(wavelength, "wavelength", unit="Å")
     except TypeError:
         raise TypeError(
-            f"wavelength must be a line name such as 'CuKa' or a number in Å, got {describe(wavelength)}"
+            "wavelength must be a line name such as 'CuKa' or a number in Å, "
+            f"got {describe(wavelength)}"
         ) from None
     lo, hi = WAVELENGTH_RANGE
     if not lo <= value <= hi:
@@ -79,7 +81,8 @@ def form_factor_coefficients(symbol: str) -> np.ndarray:
     table = _coefficient_table()
     if symbol not in table:
         raise ValueError(
-            f"no X-ray form-factor coefficients for element {symbol!r} (pymatgen's table has {len(table)} elements)"
+            f"no X-ray form-factor coefficients for element {symbol!r} "
+            f"(pymatgen's table has {len(table)} elements)"
         )
     return table[symbol]
 
@@ -97,20 +100,21 @@ def form_factor(atomic_number: int, coefficients: np.ndarray, s: np.ndarray) -> 
 TWO_THETA_TOL = 1e-5
 
 
-def bragg_two_theta(d_spacing, wavelength: str | float = "CuKa"):
+def bragg_two_theta(d_spacing: ArrayLike, wavelength: str | float = "CuKa") -> np.ndarray:
     """2θ in degrees from Bragg's law λ = 2 d sin θ; NaN where λ > 2d (no reflection)."""
     ratio = resolve_wavelength(wavelength) / (2 * np.asarray(d_spacing, dtype=float))
     with np.errstate(invalid="ignore"):
         return np.degrees(2 * np.arcsin(np.where(ratio <= 1, ratio, np.nan)))
 
 
-def lorentz_polarization(two_theta):
-    """Lorentz-polarisation factor (1 + cos² 2θ)/(sin² θ cos θ) for an unpolarised beam; 2θ in degrees."""
+def lorentz_polarization(two_theta: ArrayLike) -> np.ndarray:
+    """Lorentz-polarisation factor (1 + cos² 2θ)/(sin² θ cos θ) for an unpolarised beam; 2θ in
+    degrees."""
     theta = np.radians(np.asarray(two_theta, dtype=float) / 2)
     return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
 
 
-def starts_peak(two_theta, tolerance: float = TWO_THETA_TOL) -> np.ndarray:
+def starts_peak(two_theta: ArrayLike, tolerance: float = TWO_THETA_TOL) -> np.ndarray:
     """For 2θ sorted ascending (deg): True where a reflection opens a new peak, i.e. its 2θ
     rounds to another multiple of ``tolerance`` than its predecessor's (pymatgen's rule)."""
     bins = np.round(np.asarray(two_theta) / tolerance).astype(np.int64)

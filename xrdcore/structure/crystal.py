@@ -25,10 +25,13 @@ import numbers
 import os
 import re
 import warnings
+from collections.abc import ItemsView, Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.validation import (
     LIMITS,
@@ -40,13 +43,18 @@ from xrdcore.validation import (
     real_array,
 )
 
+if TYPE_CHECKING:
+    from pymatgen.core import IStructure, Structure
+
 #: Volumes below this (Å³) are treated as a singular lattice.
 MIN_CELL_VOLUME = 1e-3
 #: Shortest accepted lattice vector (Å): shorter than any bond (0.74 Å in H₂), so no cell.
 MIN_CELL_LENGTH = 0.1
-#: Longest accepted lattice vector (Å): 0.1 mm, while the largest known unit cells (virus crystals) are ~2000 Å.
+#: Longest accepted lattice vector (Å): 0.1 mm, while the largest known unit cells (virus
+#: crystals) are ~2000 Å.
 MAX_CELL_LENGTH = 1e6
-#: Largest accepted |fractional coordinate|: beyond it float64 keeps < 10 digits of the position within its cell.
+#: Largest accepted |fractional coordinate|: beyond it float64 keeps < 10 digits of the position
+#: within its cell.
 MAX_FRACTIONAL = 1e6
 #: Largest accepted Debye–Waller B (Å²): B = 8π²⟨u²⟩, so 100 Å² is an rms displacement of 1.1 Å.
 MAX_B_ISO = 100.0
@@ -87,7 +95,8 @@ def atomic_number(species: str | int) -> int:
     """
     if isinstance(species, (bool, np.bool_)) or not isinstance(species, (str, numbers.Integral)):
         raise TypeError(
-            f"{describe(species)} is not an element; give a symbol such as 'Fe' or an integer atomic number"
+            f"{describe(species)} is not an element; give a symbol such as 'Fe' or an integer "
+            "atomic number"
         )
     if isinstance(species, numbers.Integral):
         z = int(species)
@@ -119,26 +128,30 @@ def atomic_number(species: str | int) -> int:
 
 
 def _check_cell_length(length: float, what: str) -> None:
-    """StructureError unless MIN_CELL_LENGTH ≤ ``length`` (Å) ≤ MAX_CELL_LENGTH; ``what`` names it."""
+    """StructureError unless MIN_CELL_LENGTH ≤ ``length`` (Å) ≤ MAX_CELL_LENGTH; ``what`` names
+    it."""
     if not MIN_CELL_LENGTH <= length <= MAX_CELL_LENGTH:
         bound = (
             f"below MIN_CELL_LENGTH = {MIN_CELL_LENGTH:g} Å (shorter than any bond)"
             if length < MIN_CELL_LENGTH
-            else f"beyond MAX_CELL_LENGTH = {MAX_CELL_LENGTH:g} Å (the largest known unit cells are ~2000 Å)"
+            else f"beyond MAX_CELL_LENGTH = {MAX_CELL_LENGTH:g} Å "
+            "(the largest known unit cells are ~2000 Å)"
         )
         raise StructureError(f"{what} is {length:.4g} Å long, {bound}; wrong units?")
 
 
 def _check_fractional(farthest: float, what: str) -> None:
-    """StructureError if ``farthest`` (the largest |fractional coordinate|) is beyond MAX_FRACTIONAL."""
+    """StructureError if ``farthest`` (the largest |fractional coordinate|) is beyond
+    MAX_FRACTIONAL."""
     if farthest > MAX_FRACTIONAL:
         raise StructureError(
-            f"{what} {farthest:.3g}, beyond MAX_FRACTIONAL = {MAX_FRACTIONAL:g}: so far out float64 "
+            f"{what} {farthest:.3g}, beyond MAX_FRACTIONAL = {MAX_FRACTIONAL:g}: "
+            "so far out float64 "
             "keeps too few digits of the position in its cell (wrap the coordinates into [0, 1))"
         )
 
 
-def _array(value, name: str) -> np.ndarray:
+def _array(value: ArrayLike, name: str) -> np.ndarray:
     """:func:`real_array` as a fresh copy, its value problems raised as StructureError."""
     try:
         return real_array(value, name).copy()
@@ -146,9 +159,10 @@ def _array(value, name: str) -> np.ndarray:
         raise StructureError(str(error)) from None
 
 
-def _atomic_numbers(species, n_atoms: int) -> np.ndarray:
+def _atomic_numbers(species: Iterable[str | int] | int, n_atoms: int) -> np.ndarray:
     """(N,) int64 atomic numbers of one species entry per position."""
-    if isinstance(species, (str, numbers.Integral)):
+    # int is an Integral already; named for mypy, which does not know that
+    if isinstance(species, (str, int, numbers.Integral)):
         species = [species]
     elif (
         species is None
@@ -156,7 +170,8 @@ def _atomic_numbers(species, n_atoms: int) -> np.ndarray:
         or not hasattr(species, "__iter__")
     ):
         raise TypeError(
-            f"species must be a sequence of element symbols or atomic numbers, got {describe(species)}"
+            "species must be a sequence of element symbols or atomic numbers, "
+            f"got {describe(species)}"
         )
     if (
         isinstance(species, np.ndarray) and species.dtype.kind in "iu"
@@ -172,7 +187,7 @@ def _atomic_numbers(species, n_atoms: int) -> np.ndarray:
     return result
 
 
-def _checked_lattice(lattice) -> np.ndarray:
+def _checked_lattice(lattice: ArrayLike) -> np.ndarray:
     """The lattice as a fresh (3, 3) array of a right-handed cell with vectors of sane lengths."""
     lattice = _array(lattice, "lattice")
     if lattice.shape != (3, 3):
@@ -207,7 +222,8 @@ class Crystal:
     ----------
     lattice : (3, 3) array_like, Å, lattice vectors as rows, right-handed, each of length
         MIN_CELL_LENGTH … MAX_CELL_LENGTH, cell volume ≥ MIN_CELL_VOLUME.
-    frac_coords : (N, 3) array_like, fractional coordinates, |x| ≤ MAX_FRACTIONAL; N ≤ ``LIMITS.max_atoms``.
+    frac_coords : (N, 3) array_like, fractional coordinates, |x| ≤ MAX_FRACTIONAL;
+        N ≤ ``LIMITS.max_atoms``.
     species : length-N sequence of element symbols ("Fe", not "fe" or "Fe2+") or atomic numbers.
     occupancies : (N,) array_like in (0, 1], default all 1 (an empty site is left out, not given 0).
     b_iso : (N,) array_like, Å², isotropic Debye–Waller B in [0, MAX_B_ISO], default all 0.
@@ -215,7 +231,14 @@ class Crystal:
 
     __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso", "derived")
 
-    def __init__(self, lattice, frac_coords, species, occupancies=None, b_iso=None):
+    def __init__(
+        self,
+        lattice: ArrayLike,
+        frac_coords: ArrayLike,
+        species: Iterable[str | int],
+        occupancies: ArrayLike | None = None,
+        b_iso: ArrayLike | None = None,
+    ) -> None:
         lattice = _checked_lattice(lattice)
         frac_coords = _array(frac_coords, "frac_coords")
         if frac_coords.size == 0:
@@ -253,7 +276,7 @@ class Crystal:
         self._check_site_occupancy()
 
     @staticmethod
-    def _per_atom(values, default, n_atoms, name):
+    def _per_atom(values: ArrayLike | None, default: float, n_atoms: int, name: str) -> np.ndarray:
         if values is None:
             return np.full(n_atoms, default)
         values = _array(values, name).reshape(-1)
@@ -264,12 +287,13 @@ class Crystal:
         return values
 
     def _site_groups(self) -> np.ndarray:
-        """Index of the crystallographic site each entry belongs to (entries at one position share it)."""
+        """Index of the crystallographic site each entry belongs to (entries at one position share
+        it)."""
         wrapped = np.round(self.frac_coords % 1.0, 8) % 1.0
         _, site_of_entry = np.unique(wrapped, axis=0, return_inverse=True)
         return site_of_entry.reshape(-1)
 
-    def _check_site_occupancy(self):
+    def _check_site_occupancy(self) -> None:
         if np.all(self.occupancies == 1.0) and len(self) == len(np.unique(self._site_groups())):
             return
         totals = np.bincount(self._site_groups(), weights=self.occupancies)
@@ -298,9 +322,9 @@ class Crystal:
         """(N, 3) Cartesian coordinates in Å."""
         return self.frac_coords @ self.lattice
 
-    def replace(self, **changes) -> Crystal:
+    def replace(self, **changes: Any) -> Crystal:
         """A new Crystal with some arrays replaced (e.g. ``lattice=...``), validated again."""
-        fields = dict(
+        fields: dict[str, Any] = dict(
             lattice=self.lattice,
             frac_coords=self.frac_coords,
             species=self.atomic_numbers,
@@ -318,11 +342,14 @@ class Crystal:
     def __repr__(self) -> str:
         formula = "".join(f"{el}{n if n > 1 else ''}" for el, n in _counts(self.species))
         abc = np.linalg.norm(self.lattice, axis=1)
-        return f"Crystal({formula}, {len(self)} atoms, a,b,c = {abc[0]:.4f}, {abc[1]:.4f}, {abc[2]:.4f} Å)"
+        return (
+            f"Crystal({formula}, {len(self)} atoms, "
+            f"a,b,c = {abc[0]:.4f}, {abc[1]:.4f}, {abc[2]:.4f} Å)"
+        )
 
     # ----------------------------------------------------------------- conversion
     @classmethod
-    def from_pymatgen(cls, structure) -> Crystal:
+    def from_pymatgen(cls, structure: IStructure) -> Crystal:
         """From a pymatgen ``Structure``; a disordered site gives one entry per species.
 
         A site property ``b_iso`` (Å²), if present, is read as the Debye–Waller factor; a
@@ -343,7 +370,10 @@ class Crystal:
         if len(structure) == 0:
             raise StructureError("structure is empty: a crystal needs at least one atom")
         b_site = structure.site_properties.get("b_iso", [0.0] * len(structure))
-        frac, species, occupancies, b_iso = [], [], [], []
+        frac: list[np.ndarray] = []
+        species: list[str] = []
+        occupancies: list[float] = []
+        b_iso: list[float] = []
         for index, (site, b) in enumerate(zip(structure, b_site)):
             for sp, occu in site.species.items():
                 if isinstance(sp, DummySpecies):
@@ -355,12 +385,12 @@ class Crystal:
                 species.append(sp.symbol)
                 occupancies.append(occu)
                 b_iso.append(0.0 if b is None else b)
-        lattice, frac = structure.lattice.matrix, np.array(frac, dtype=float)
+        lattice, positions = structure.lattice.matrix, np.array(frac, dtype=float)
         if np.linalg.det(lattice) < 0:
-            lattice, frac = lattice[[1, 0, 2]], frac[:, [1, 0, 2]]
-        return cls(lattice, frac, species, occupancies, b_iso)
+            lattice, positions = lattice[[1, 0, 2]], positions[:, [1, 0, 2]]
+        return cls(lattice, positions, species, occupancies, b_iso)
 
-    def to_pymatgen(self):
+    def to_pymatgen(self) -> Structure:
         """A pymatgen ``Structure``; entries at one position become one disordered site."""
         from pymatgen.core import Lattice, Structure
 
@@ -382,7 +412,8 @@ class Crystal:
 
     @classmethod
     def from_cif(cls, path: str | os.PathLike) -> Crystal:
-        """Read the first structure of a CIF file (plain, or gzip/bz2/xz-compressed) through pymatgen's parser.
+        """Read the first structure of a CIF file (plain, or gzip/bz2/xz-compressed) through
+        pymatgen's parser.
 
         The file is checked before pymatgen sees it (size ≤ ``LIMITS.max_file_mb``, text, lines ≤
         MAX_CIF_LINE characters, a positive cell that exists, finite coordinates, occupancies in
@@ -402,32 +433,38 @@ class Crystal:
             )
         return crystal
 
-    def to_cif(self, path) -> None:
+    def to_cif(self, path: str | os.PathLike) -> None:
         """Write a CIF file (through pymatgen's writer)."""
         from pymatgen.io.cif import CifWriter
 
         CifWriter(self.to_pymatgen()).write_file(str(path))
 
 
-def _counts(symbols):
+def _counts(symbols: Iterable[str]) -> ItemsView[str, int]:
     seen: dict[str, int] = {}
     for symbol in symbols:
         seen[symbol] = seen.get(symbol, 0) + 1
     return seen.items()
 
 
-def _structure_hint(value) -> str:
+def _structure_hint(value: object) -> str:
     """What to call instead of Crystal.from_pymatgen for ``value``."""
     from pymatgen.core import IMolecule
 
     if isinstance(value, Crystal):
         return "; it is already a Crystal"
     if isinstance(value, IMolecule):
-        return "; a Molecule has no lattice: put it in a box with molecule.get_boxed_structure(a, b, c)"
+        return (
+            "; a Molecule has no lattice: put it in a box with "
+            "molecule.get_boxed_structure(a, b, c)"
+        )
     if isinstance(value, (str, os.PathLike)):
         return "; to read a CIF file use Crystal.from_cif(path)"
     if isinstance(value, dict):
-        return "; for a dict from Structure.as_dict() use Crystal.from_pymatgen(Structure.from_dict(d))"
+        return (
+            "; for a dict from Structure.as_dict() use "
+            "Crystal.from_pymatgen(Structure.from_dict(d))"
+        )
     if type(value).__module__.split(".")[0] == "ase":
         return "; convert ASE Atoms with pymatgen.io.ase.AseAtomsAdaptor.get_structure(atoms)"
     return ""
@@ -448,7 +485,7 @@ def _cif_error(name: str, reason: str, kind: type[ValueError] = ValueError) -> V
     return kind(f"could not read a crystal structure from CIF {name!r}: {reason}")
 
 
-def _read_cif_text(path) -> tuple[str, str, list[str]]:
+def _read_cif_text(path: str | os.PathLike) -> tuple[str, str, list[str]]:
     """The text of a CIF file, its name for messages, and notes on bytes that were not UTF-8."""
     if not isinstance(path, (str, os.PathLike)):
         hint = (
@@ -457,14 +494,16 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
             else ""
         )
         raise TypeError(
-            f"Crystal.from_cif needs the path of a CIF file (str or pathlib.Path), got {describe(path)}{hint}"
+            "Crystal.from_cif needs the path of a CIF file (str or pathlib.Path), "
+            f"got {describe(path)}{hint}"
         )
     name, path = str(path), Path(path)
     if not path.exists():
         raise ValueError(f"CIF file {name!r} does not exist")
     if not path.is_file():
         raise ValueError(
-            f"CIF path {name!r} is {'a directory' if path.is_dir() else 'a device or pipe'}, not a file"
+            f"CIF path {name!r} is {'a directory' if path.is_dir() else 'a device or pipe'}, "
+            "not a file"
         )
     size_mb = path.stat().st_size / 2**20
     guard(size_mb, "max_file_mb", f"CIF file {name!r} of {size_mb:.1f} MiB")
@@ -489,13 +528,15 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
     text = data.decode("utf-8-sig", errors="replace")
     if control := _CONTROL.search(text):
         raise ValueError(
-            f"CIF file {name!r} is not a text CIF: it holds binary data (byte {ord(control.group()):#04x} on line "
+            f"CIF file {name!r} is not a text CIF: it holds binary data "
+            f"(byte {ord(control.group()):#04x} on line "
             f"{text.count(chr(10), 0, control.start()) + 1}); a CIF is ASCII or UTF-8 text"
         )
     replaced = text.count("\ufffd")
     if replaced > max(8, len(text) // 100):
         raise ValueError(
-            f"CIF file {name!r} is not UTF-8 text ({replaced:,} bytes are not); save it as UTF-8 or ASCII"
+            f"CIF file {name!r} is not UTF-8 text ({replaced:,} bytes are not); "
+            "save it as UTF-8 or ASCII"
         )
     if not text.strip():
         raise ValueError(f"CIF file {name!r} is empty")
@@ -503,7 +544,8 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
     longest = max(range(len(lines)), key=lambda i: len(lines[i]))
     if len(lines[longest]) > MAX_CIF_LINE:
         raise ValueError(
-            f"CIF file {name!r} has a line of {len(lines[longest]):,} characters (line {longest + 1}), beyond "
+            f"CIF file {name!r} has a line of {len(lines[longest]):,} characters "
+            f"(line {longest + 1}), beyond "
             f"MAX_CIF_LINE = {MAX_CIF_LINE:,} (the CIF standard allows 2048)"
         )
     notes = (
@@ -514,7 +556,7 @@ def _read_cif_text(path) -> tuple[str, str, list[str]]:
     return text, name, notes
 
 
-def _parse_cif(text: str, name: str):
+def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
     """The first structure of a CIF's text (a pymatgen Structure), and notes to surface."""
     from pymatgen.io.cif import CifBlock, CifParser
 
@@ -532,17 +574,21 @@ def _parse_cif(text: str, name: str):
             f"none of its {len(blocks):,} data block(s) lists atom sites (_atom_site_fract_x ...)",
         )
     block_text = with_sites[0]
-    notes = []
+    notes: list[str] = []
     if len(with_sites) > 1:
         notes.append(
-            f"it holds {len(with_sites):,} structures; read the first, {block_text.split(maxsplit=1)[0]}"
+            f"it holds {len(with_sites):,} structures; "
+            f"read the first, {block_text.split(maxsplit=1)[0]}"
         )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             block = CifBlock.from_str(block_text)
         except (ZeroDivisionError, ValueError):
-            reason = "a loop_ whose values do not fill its columns (a truncated file, or unquoted spaces in a value?)"
+            reason = (
+                "a loop_ whose values do not fill its columns "
+                "(a truncated file, or unquoted spaces in a value?)"
+            )
             raise _cif_error(name, reason) from None
         try:
             notes += _check_cif_block(block.data, block_text, name)
@@ -555,7 +601,7 @@ def _parse_cif(text: str, name: str):
             structure = parser.parse_structures(primitive=False, on_error="raise")[0]
         except Exception as error:
             raise _cif_error(name, _pymatgen_reason(error)) from error
-    said = []
+    said: list[str] = []
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             said.append(str(warning.message))
@@ -563,7 +609,8 @@ def _parse_cif(text: str, name: str):
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
-    said += parser.warnings
+    # CifParser.from_str sets warnings on the instance it builds, which mypy does not see
+    said += parser.warnings  # type: ignore[attr-defined]
     notes += [f"pymatgen: {' '.join(message.split())}" for message in dict.fromkeys(said)]
     return structure, notes
 
@@ -582,8 +629,9 @@ def _listed_operations(data: dict) -> list[str] | None:
 
 
 def _symmetry_order(data: dict) -> int:
-    """How many symmetry operations pymatgen will apply, at most: those listed, else the order of the
-    space group named or numbered (192, the most any has, if pymatgen's table lacks the name), else 1."""
+    """How many symmetry operations pymatgen will apply, at most: those listed, else the order of
+    the space group named or numbered (192, the most any has, if pymatgen's table lacks the name),
+    else 1."""
     from pymatgen.symmetry.groups import SYMM_DATA
 
     listed = _listed_operations(data)
@@ -611,7 +659,8 @@ def _symmetry_order(data: dict) -> int:
 
 
 def _check_operations(data: dict, name: str) -> None:
-    """Refuse a listed symmetry operation that is not one (pymatgen reads 'x, y' or 'a, b, c' as a singular map)."""
+    """Refuse a listed symmetry operation that is not one (pymatgen reads 'x, y' or 'a, b, c' as a
+    singular map)."""
     from pymatgen.core.operations import SymmOp
 
     for operation in _listed_operations(data) or []:
@@ -630,13 +679,15 @@ def _check_operations(data: dict, name: str) -> None:
 
 
 def _check_cif_atoms(name: str, n_sites: int, n_operations: int) -> None:
-    """ResourceLimitError if atom sites × symmetry operations exceed ``LIMITS.max_cif_atoms``: pymatgen's
-    parser takes time quadratic in them (~5 s for 4,000 atoms, ~8 min for 57,600 on one core)."""
+    """ResourceLimitError if atom sites × symmetry operations exceed ``LIMITS.max_cif_atoms``:
+    pymatgen's parser takes time quadratic in them (~5 s for 4,000 atoms, ~8 min for 57,600 on one
+    core)."""
     guard(
         n_sites * n_operations,
         "max_cif_atoms",
         lambda: (
-            f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} symmetry operation(s): up to "
+            f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} "
+            "symmetry operation(s): up to "
             f"{n_sites * n_operations:,} atoms, which"
         ),
         "pymatgen's CIF parser takes time quadratic in the atoms of the cell",
@@ -644,12 +695,12 @@ def _check_cif_atoms(name: str, n_sites: int, n_operations: int) -> None:
 
 
 def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
-    """Refuse what pymatgen would silently change (a negative cell length, negative occupancies, NaN)
-    or take too long for (more than ``LIMITS.max_cif_atoms`` atoms), and note what it drops (atom sites
-    of occupancy 0); a bad length or coordinate raises StructureError."""
+    """Refuse what pymatgen would silently change (a negative cell length, negative occupancies,
+    NaN) or take too long for (more than ``LIMITS.max_cif_atoms`` atoms), and note what it drops
+    (atom sites of occupancy 0); a bad length or coordinate raises StructureError."""
     from pymatgen.io.cif import str2float
 
-    def number(value, what: str) -> float:
+    def number(value: str, what: str) -> float:
         try:
             result = str2float(value)
         except (TypeError, ValueError):
@@ -680,7 +731,8 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
     ):
         raise _cif_error(
             name,
-            "the cell angles {:g}°, {:g}°, {:g}° describe no cell (that needs α + β + γ < 360° and each angle "
+            "the cell angles {:g}°, {:g}°, {:g}° describe no cell "
+            "(that needs α + β + γ < 360° and each angle "
             "below the sum of the other two)".format(*angles.values()),
         )
     for tag in _SITE_TAGS:
@@ -728,7 +780,8 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
 
 
 def _pymatgen_reason(error: Exception) -> str:
-    """Why pymatgen's parser failed, in our words (its own message is kept as the exception's cause)."""
+    """Why pymatgen's parser failed, in our words (its own message is kept as the exception's
+    cause)."""
     cause = error.__cause__ or error
     message = str(cause)
     if "thickness=" in message:
@@ -744,7 +797,7 @@ def _pymatgen_reason(error: Exception) -> str:
     return f"pymatgen's parser failed ({type(cause).__name__})"
 
 
-def check_crystal(crystal, name: str = "crystal") -> Crystal:
+def check_crystal(crystal: object, name: str = "crystal") -> Crystal:
     """``crystal`` if it is a :class:`Crystal`; a TypeError saying how to convert it otherwise."""
     refuse_pymatgen(crystal, name, "an xrdcore Crystal")
     return instance(
@@ -756,12 +809,13 @@ def check_crystal(crystal, name: str = "crystal") -> Crystal:
     )
 
 
-def refuse_pymatgen(value, name: str, wanted: str) -> None:
+def refuse_pymatgen(value: object, name: str, wanted: str) -> None:
     """TypeError for a pymatgen object where ``wanted`` is meant, saying how to convert it."""
     if type(value).__module__.startswith("pymatgen"):
         kind = type(value).__name__
         hint = (
-            "a molecule has no lattice: box it (Molecule.get_boxed_structure) and convert that with "
+            "a molecule has no lattice: box it (Molecule.get_boxed_structure) "
+            "and convert that with "
             "Crystal.from_pymatgen"
             if "Molecule" in kind
             else "convert it with Crystal.from_pymatgen(structure)"

@@ -29,11 +29,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xrdcore.structure.crystal import Crystal
 from xrdcore.validation import choice, describe, whole
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
 
 CITATIONS = (
     "M. J. Mehl et al., The AFLOW Library of Crystallographic Prototypes: Part 1, "
@@ -104,7 +108,7 @@ class Prototype:
     def crystal_family(self) -> str:
         return crystal_family(self.space_group)
 
-    def structure(self):
+    def structure(self) -> Structure:
         """The prototype as a pymatgen ``Structure`` (a fresh copy)."""
         from pymatgen.core import Structure
 
@@ -195,7 +199,8 @@ def list_prototypes(
 
 
 class UnknownPrototypeError(KeyError, ValueError):
-    """No prototype has this name (a KeyError for lookups, a ValueError for settings that name one)."""
+    """No prototype has this name (a KeyError for lookups, a ValueError for settings that name
+    one)."""
 
     def __str__(self) -> str:  # the message, not KeyError's repr of it
         return str(self.args[0])

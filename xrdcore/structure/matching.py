@@ -16,11 +16,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.structure.crystal import Crystal
 from xrdcore.validation import instance
+
+if TYPE_CHECKING:
+    from pymatgen.core import IStructure, Structure
 
 DEFAULT_TOLERANCES = dict(ltol=0.2, stol=0.3, angle_tol=5.0)
 STRICT_TOLERANCES = dict(ltol=0.2, stol=0.1, angle_tol=5.0)
@@ -45,16 +50,22 @@ def _fresh_matcher() -> type:
 
     class FreshMatcher(StructureMatcher):
         @classmethod
-        def _get_reduced_structure(cls, struct, primitive_cell: bool = True, niggli: bool = True):
+        def _get_reduced_structure(
+            cls, struct: Structure | IStructure, primitive_cell: bool = True, niggli: bool = True
+        ) -> Structure:
             reduced = struct.copy()
             if niggli:
                 reduced = reduced.get_reduced_structure(reduction_algo="niggli")
-            return reduced.get_primitive_structure() if primitive_cell else reduced
+            result = reduced.get_primitive_structure() if primitive_cell else reduced
+            # a Structure: the matcher hands this Structures (made by its _process_species)
+            return cast("Structure", result)
 
     return FreshMatcher
 
 
-def match(crystal: Crystal, reference: Crystal, first: bool = False, **tolerances) -> MatchResult:
+def match(
+    crystal: Crystal, reference: Crystal, first: bool = False, **tolerances: float | bool
+) -> MatchResult:
     """StructureMatcher verdict and RMS distance between two crystals.
 
     The verdict is ``get_rms_dist``'s (some lattice mapping and site assignment has a normalised
@@ -80,13 +91,13 @@ def match(crystal: Crystal, reference: Crystal, first: bool = False, **tolerance
     return MatchResult(False, float("nan")) if found is None else MatchResult(True, float(found[0]))
 
 
-def _check_pair(crystal, reference) -> None:
+def _check_pair(crystal: object, reference: object) -> None:
     hint = "convert a pymatgen Structure with Crystal.from_pymatgen"
     instance(crystal, "crystal", Crystal, hint)
     instance(reference, "reference", Crystal, hint)
 
 
-def lattice_parameters(lattice) -> np.ndarray:
+def lattice_parameters(lattice: ArrayLike) -> np.ndarray:
     """(a, b, c) in Å and (α, β, γ) in degrees."""
     lattice = np.asarray(lattice, dtype=float)
     lengths = np.linalg.norm(lattice, axis=1)

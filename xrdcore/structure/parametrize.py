@@ -42,6 +42,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.structure.crystal import Crystal, check_crystal
 from xrdcore.structure.symmetry import Symmetry, find_symmetry
@@ -55,8 +56,12 @@ class CrystalGradient(Protocol):
     """What :meth:`Parametrization.gradient` needs of a loss's gradient (e.g. a
     :class:`~xrdcore.gradients.LossGradient`): dL/dA (3, 3) and dL/dx (N, 3)."""
 
-    d_lattice: np.ndarray
-    d_frac: np.ndarray
+    # read-only, so that a NamedTuple (LossGradient, CombinedGradient) fits
+    @property
+    def d_lattice(self) -> np.ndarray: ...
+
+    @property
+    def d_frac(self) -> np.ndarray: ...
 
 
 class Parametrization:
@@ -68,7 +73,7 @@ class Parametrization:
         lattice: str = "free",
         coordinates: str = "free",
         reference: Crystal | None = None,
-    ):
+    ) -> None:
         check_crystal(template, "template")
         if reference is not None:
             check_crystal(reference, "reference")
@@ -80,10 +85,15 @@ class Parametrization:
         self.symmetry: Symmetry | None = None
         if lattice == "family" or coordinates == "spacegroup":
             self.symmetry = find_symmetry(self.reference)
-        self.strain_basis = (
-            self.symmetry.strain_basis() if lattice == "family" else np.zeros((0, 3, 3))
-        )
+        if lattice == "family":
+            assert self.symmetry is not None  # found above for this mode
+            self.strain_basis = self.symmetry.strain_basis()
+        else:
+            self.strain_basis = np.zeros((0, 3, 3))
+        self.axes: np.ndarray
+        self.axis_names: list[str]
         if coordinates == "spacegroup":
+            assert self.symmetry is not None  # found above for this mode
             self.axes, self.axis_names = self.symmetry.symmetry_axes()
         else:
             self.axes, self.axis_names = np.zeros((0, len(template), 3)), []
@@ -98,7 +108,10 @@ class Parametrization:
         return self.n_lattice + self.n_coordinates
 
     def __repr__(self) -> str:
-        return f"Parametrization(lattice={self.lattice_mode!r}, coordinates={self.coordinate_mode!r}, {self.size} parameters)"
+        return (
+            f"Parametrization(lattice={self.lattice_mode!r}, "
+            f"coordinates={self.coordinate_mode!r}, {self.size} parameters)"
+        )
 
     def _check_atoms(self, crystal: Crystal, name: str) -> None:
         if len(crystal) != len(self.template) or np.any(
@@ -114,7 +127,7 @@ class Parametrization:
         """Parameters closest to ``crystal`` (projected onto the constraints)."""
         check_crystal(crystal)
         self._check_atoms(crystal, "the crystal")
-        parts = []
+        parts: list[np.ndarray] = []
         if self.lattice_mode == "free":
             parts.append(crystal.lattice.ravel())
         elif self.lattice_mode == "family":
@@ -126,11 +139,12 @@ class Parametrization:
         elif self.coordinate_mode == "spacegroup":
             displacement = crystal.frac_coords - self.reference.frac_coords
             displacement -= np.round(displacement)
+            assert self.symmetry is not None  # found in __init__ for this mode
             symmetric = self.symmetry.project_displacement(displacement)
             parts.append(np.einsum("knx,nx->k", self.axes, symmetric))
         return np.concatenate(parts) if parts else np.zeros(0)
 
-    def crystal(self, params) -> Crystal:
+    def crystal(self, params: ArrayLike) -> Crystal:
         """The crystal for a parameter vector."""
         params = real_array(params, "params")
         if params.shape != (self.size,):
@@ -140,7 +154,7 @@ class Parametrization:
         lattices, frac_coords = self.structures(params[None])
         return self.template.replace(lattice=lattices[0], frac_coords=frac_coords[0])
 
-    def structures(self, params) -> tuple[np.ndarray, np.ndarray]:
+    def structures(self, params: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         """Lattices (B, 3, 3) in Å and fractional coordinates (B, N, 3) for parameter vectors
         (B, size), unchecked but for their shape (no Crystal is built, NaN passes through): the map
         of :meth:`crystal`, batched."""
@@ -182,8 +196,9 @@ class Parametrization:
             )
         return self.gradients(result.d_lattice[None], result.d_frac[None])[0]
 
-    def gradients(self, d_lattice, d_frac) -> np.ndarray:
-        """dL/d(parameters) (B, size) from dL/dA (B, 3, 3) and dL/dx (B, N, 3): :meth:`gradient`, batched."""
+    def gradients(self, d_lattice: ArrayLike, d_frac: ArrayLike) -> np.ndarray:
+        """dL/d(parameters) (B, size) from dL/dA (B, 3, 3) and dL/dx (B, N, 3): :meth:`gradient`,
+        batched."""
         d_lattice, d_frac = (
             np.asarray(d_lattice, dtype=float),
             np.asarray(d_frac, dtype=float),
@@ -198,7 +213,7 @@ class Parametrization:
                 f"gradients must have shapes (B, 3, 3) and (B, {n_atoms}, 3), "
                 f"got {d_lattice.shape} and {d_frac.shape}"
             )
-        parts = []
+        parts: list[np.ndarray] = []
         if self.lattice_mode == "free":
             parts.append(d_lattice.reshape(len(d_lattice), 9))
         elif self.lattice_mode == "family":

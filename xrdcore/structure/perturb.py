@@ -23,13 +23,16 @@ move freely: the perturbations a crystal-family-constrained search explores.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.structure.crystal import Crystal
-from xrdcore.structure.symmetry import find_symmetry
+from xrdcore.structure.symmetry import Symmetry, find_symmetry
 from xrdcore.validation import choice, instance, real, whole
 
 
-def random_strain(rng, magnitude: float, symmetry=None) -> np.ndarray:
+def random_strain(
+    rng: np.random.Generator, magnitude: float, symmetry: Symmetry | None = None
+) -> np.ndarray:
     """Symmetric (3, 3) Cartesian strain with RMS principal strain ``magnitude``."""
     if magnitude < 0:
         raise ValueError(f"strain magnitude must be ≥ 0, got {magnitude}")
@@ -41,7 +44,12 @@ def random_strain(rng, magnitude: float, symmetry=None) -> np.ndarray:
     return strain * (magnitude / size) if size > 0 else strain
 
 
-def random_deformation(rng, sigma: float, lattice, symmetry=None) -> np.ndarray:
+def random_deformation(
+    rng: np.random.Generator,
+    sigma: float,
+    lattice: ArrayLike,
+    symmetry: Symmetry | None = None,
+) -> np.ndarray:
     """Deformation D (3, 3) of the matrix noise, A' = (I + σN) A = A (I + D); with ``symmetry``,
     the symmetric part of D projected onto the allowed strains and rescaled to its own RMS
     principal strain."""
@@ -57,7 +65,9 @@ def random_deformation(rng, sigma: float, lattice, symmetry=None) -> np.ndarray:
     return projected * (size / projected_size) if projected_size > 0 else projected
 
 
-def random_displacement(rng, crystal: Crystal, rms: float, symmetry=None) -> np.ndarray:
+def random_displacement(
+    rng: np.random.Generator, crystal: Crystal, rms: float, symmetry: Symmetry | None = None
+) -> np.ndarray:
     """Fractional displacements (N, 3) whose Cartesian RMS length per atom is ``rms`` Å."""
     if rms < 0:
         raise ValueError(f"displacement must be ≥ 0 Å, got {rms}")

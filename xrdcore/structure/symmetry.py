@@ -43,9 +43,11 @@ projections and the bit-identity under permuted operations, permuted atoms and a
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import spglib
@@ -79,7 +81,8 @@ class Symmetry:
 
     # ---------------------------------------------------------------- lattice
     def strain_basis(self) -> np.ndarray:
-        """Orthonormal (Frobenius) basis (K, 3, 3) of the symmetric Cartesian strains the group allows."""
+        """Orthonormal (Frobenius) basis (K, 3, 3) of the symmetric Cartesian strains the group
+        allows."""
         return self.named_strain_basis()[0]
 
     def named_strain_basis(self) -> tuple[np.ndarray, list[str]]:
@@ -168,19 +171,19 @@ class Symmetry:
             tuple(sorted({int(k) for k in self.permutations[:, j]}))
             for j in range(len(self.reference))
         }
-        orbits = []
-        for members in found:
-            members = sorted(members, key=lambda k: tuple(positions[k]))
+        orbits: list[list[int]] = []
+        for orbit in found:
+            members = sorted(orbit, key=lambda k: tuple(positions[k]))
             orbits.append(members)
         numbers = self.reference.atomic_numbers
         return sorted(
             orbits, key=lambda o: (int(numbers[o[0]]), self.wyckoffs[o[0]], tuple(positions[o[0]]))
         )
 
-    def _orbit_field(self, representative: int, direction) -> np.ndarray:
+    def _orbit_field(self, representative: int, direction: Sequence[Fraction]) -> np.ndarray:
         """Exact field (N, 3) of Fractions: u_{π_g(rep)} = R_g v, zero off the orbit."""
         field = np.full((len(self.reference), 3), Fraction(0), dtype=object)
-        placed = set()
+        placed: set[int] = set()
         for rotation, permutation in zip(self.rotations, self.permutations):
             atom = int(permutation[representative])
             image = rotation.astype(object) @ np.asarray(direction, dtype=object)
@@ -200,14 +203,16 @@ MAX_SYMPREC = 0.5
 
 
 def find_symmetry(reference: Crystal, symprec: float = SYMPREC) -> Symmetry:
-    """The space-group operations of ``reference`` (canonically sorted) with each one's atom permutation;
-    ``symprec`` in Å, at most :data:`MAX_SYMPREC` (beyond, distinct atoms would count as images)."""
+    """The space-group operations of ``reference`` (canonically sorted) with each one's atom
+    permutation; ``symprec`` in Å, at most :data:`MAX_SYMPREC` (beyond, distinct atoms would count
+    as images)."""
     instance(
         reference, "reference", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen"
     )
     symprec = real(symprec, "symprec", low=0, low_open=True, high=MAX_SYMPREC, unit="Å")
     cell = (reference.lattice, reference.frac_coords, reference.atomic_numbers)
-    found = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    # spglib's annotation asks for sequences, but it takes (and converts) numpy arrays
+    found = spglib.get_symmetry_dataset(cell, symprec=symprec)  # type: ignore[arg-type]
     if found is None:
         raise ValueError(
             f"spglib could not determine the symmetry of {reference!r} (symprec {symprec} Å)"
@@ -238,7 +243,9 @@ def find_symmetry(reference: Crystal, symprec: float = SYMPREC) -> Symmetry:
     )
 
 
-def _permutation(reference: Crystal, rotation, translation, symprec) -> np.ndarray:
+def _permutation(
+    reference: Crystal, rotation: np.ndarray, translation: np.ndarray, symprec: float
+) -> np.ndarray:
     images = reference.frac_coords @ rotation.T + translation
     difference = images[:, None, :] - reference.frac_coords[None, :, :]
     difference -= np.round(difference)
@@ -253,7 +260,7 @@ def _permutation(reference: Crystal, rotation, translation, symprec) -> np.ndarr
 
 
 # ----------------------------------------------------------------- exact and fsum helpers
-def _row_echelon_basis(rows) -> tuple[list[list[Fraction]], list[int]]:
+def _row_echelon_basis(rows: np.ndarray) -> tuple[list[list[Fraction]], list[int]]:
     """Reduced row-echelon basis of the row space of an integer/rational matrix (exact), and
     each row's pivot column. Unique for a given space: the canonical basis."""
     matrix = [[Fraction(int(v)) if not isinstance(v, Fraction) else v for v in row] for row in rows]
@@ -275,10 +282,11 @@ def _row_echelon_basis(rows) -> tuple[list[list[Fraction]], list[int]]:
     return basis[:row], pivots
 
 
-def _gram_schmidt(vectors, shape) -> np.ndarray:
+def _gram_schmidt(vectors: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
     """Orthonormalise vectors in order; exact when they hold Fractions (then one correctly
     rounded square root each), fsum-based for floats. Returns float (K, *shape)."""
-    done, result = [], []
+    done: list[tuple[list[Any], Any]] = []
+    result: list[np.ndarray] = []
     for vector in vectors:
         flat = list(np.asarray(vector, dtype=object).ravel())
         exact = all(isinstance(v, (Fraction, int)) for v in flat)
@@ -311,10 +319,10 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     )
 
 
-def _adjugate(m) -> list[list]:
+def _adjugate(m: Sequence[Sequence[Any]]) -> list[list]:
     """adj(M) = det(M) M⁻¹ of a 3×3 matrix by cofactors, in Python arithmetic (no LAPACK):
     exact for integers; for floats each entry is one correctly rounded a·b − c·d."""
-    adjugate = [[0] * 3 for _ in range(3)]
+    adjugate: list[list[Any]] = [[0] * 3 for _ in range(3)]
     for i in range(3):
         for j in range(3):
             (r0, r1), (c0, c1) = [k for k in range(3) if k != j], [k for k in range(3) if k != i]

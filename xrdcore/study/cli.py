@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
+from typing import NoReturn, TextIO
 
 from xrdcore.study.config import (
     EXECUTORS,
@@ -45,7 +47,7 @@ SUCCESS_COLUMNS = ["recovered", "matched", "matched_strict", "start_matched", "s
 class _Parser(argparse.ArgumentParser):
     """argparse with its errors on one line (the usage is one ``--help`` away)."""
 
-    def error(self, message):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -65,7 +67,10 @@ def _parser() -> argparse.ArgumentParser:
         "--executor",
         default="batched",
         choices=EXECUTORS,
-        help="batched: each group of seeds × magnitudes descends as one batch (default); task: one run at a time (the reference)",
+        help=(
+            "batched: each group of seeds × magnitudes descends as one batch (default); "
+            "task: one run at a time (the reference)"
+        ),
     )
     retrieve.add_argument(
         "--backend",
@@ -113,7 +118,7 @@ def load_config(name: str) -> StudyConfig:
     return StudyConfig.from_json(name)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
@@ -126,8 +131,8 @@ def main(argv=None) -> int:
         return 130
     except BrokenProcessPool:
         print(
-            "xrdcore: error: a worker process died (killed, or out of memory?); the finished units' rows are kept: "
-            "rerun the same command to resume",
+            "xrdcore: error: a worker process died (killed, or out of memory?); the finished "
+            "units' rows are kept: rerun the same command to resume",
             file=sys.stderr,
         )
         return 1
@@ -138,7 +143,7 @@ def main(argv=None) -> int:
         return 2
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     if args.command == "retrieve":
         config = load_config(args.config)
         print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
@@ -159,10 +164,17 @@ def _run(args) -> int:
     return 0
 
 
-def _one_line_warning(show):
+def _one_line_warning(show: Callable[..., None]) -> Callable[..., None]:
     """``warnings.showwarning`` that prints the runner's own warnings as one line."""
 
-    def shown(message, category, filename, lineno, file=None, line=None):
+    def shown(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         if issubclass(category, ResumeWarning):
             print(f"xrdcore: warning: {' '.join(str(message).split())}", file=sys.stderr)
         else:

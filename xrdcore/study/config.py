@@ -1,18 +1,21 @@
-"""TODO docstring: from xrdcore/study/."""
+"""The study's configuration: :class:`StudyConfig` (the grid of structures, perturbation kinds
+and magnitudes, metrics, parametrisations, methods, seeds and remedies, with the instrument
+and budget), checked completely by :meth:`StudyConfig.validate` before any task; the presets
+(:data:`SMALL`, :data:`SHIPPED`, :data:`PAPER`, :data:`WORKSHOP`, :data:`REMEDIES`,
+:data:`REMEDIES_ENERGY`); the grid's element, :class:`Task`; and how a remedy name becomes
+optimiser settings (:func:`remedy_options`). See :mod:`xrdcore.study.runner` for the runs.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from itertools import product
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: no lock against a second run writing the same file
-    fcntl = None
+from typing import Any
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.optimize.core import METHODS
@@ -42,14 +45,20 @@ REDUNDANT = {("lattice", "spacegroup"), ("coordinates", "family")}
 BOTH_DISPLACEMENT_PER_STRAIN = 10.0
 #: Remedy names (a grid dimension) and the default of their one parameter after a colon:
 #: start FWHM (deg), number of starts, number of hops, energy weight (atoms/eV; no default).
-REMEDY_DEFAULTS = {"none": None, "continuation": 1.0, "multistart": 4, "basin": 4, "energy": None}
+REMEDY_DEFAULTS: dict[str, float | None] = {
+    "none": None,
+    "continuation": 1.0,
+    "multistart": 4,
+    "basin": 4,
+    "energy": None,
+}
 #: Peak-width stages of the "continuation" remedy.
 CONTINUATION_STAGES = 4
 
 
-def remedy_options(remedy: str, steps: int) -> dict:
-    """Keyword arguments of :func:`xrdcore.optimize.core.optimize` (``steps`` included) for a remedy
-    name such as ``"continuation:3"``; every remedy spends at most ``steps`` evaluations."""
+def remedy_options(remedy: str, steps: int) -> dict[str, Any]:
+    """Keyword arguments of :func:`xrdcore.optimize.core.optimize` (``steps`` included) for a
+    remedy name such as ``"continuation:3"``; every remedy spends at most ``steps`` evaluations."""
     if not isinstance(remedy, str):
         raise TypeError(f"a remedy must be a name such as 'continuation:3', got {describe(remedy)}")
     name, colon, value = remedy.partition(":")
@@ -64,6 +73,8 @@ def remedy_options(remedy: str, steps: int) -> dict:
         raise ValueError(f"remedy {remedy!r}: {value!r} is not a number") from None
     if name == "none":
         return dict(steps=steps)
+    # every other remedy has a default parameter, or (energy) was refused above without one
+    assert parameter is not None
     real(parameter, f"the parameter of remedy {remedy!r}", low=0, low_open=True)
     if name == "continuation":
         return dict(steps=steps, continuation=Continuation(parameter, CONTINUATION_STAGES))
@@ -129,14 +140,15 @@ class StudyConfig:
     lattice_noise: str = "strain"  # or "matrix": the paper's A' = (I + σN) A, σ = the strain value
     starts: str = "subspace"  # see START_DESIGNS
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in (*GRID_DIMENSIONS, "two_theta_range"):
             if isinstance(getattr(self, name), list):
                 object.__setattr__(self, name, tuple(getattr(self, name)))
 
     @classmethod
-    def from_json(cls, path) -> StudyConfig:
-        """A validated configuration from a JSON object of settings (at most ``LIMITS.max_file_mb``)."""
+    def from_json(cls, path: Path | str) -> StudyConfig:
+        """A validated configuration from a JSON object of settings (at most
+        ``LIMITS.max_file_mb``)."""
         path = Path(path)
         text = _read_text(path, "study config")
         try:
@@ -160,7 +172,7 @@ class StudyConfig:
         config.validate()
         return config
 
-    def to_json(self, path) -> None:
+    def to_json(self, path: Path | str) -> None:
         """Write the settings as JSON (atomically: a killed write leaves the old file)."""
         write_atomically(Path(path), json.dumps(asdict(self), indent=2))
 
@@ -200,8 +212,8 @@ class StudyConfig:
                 choice(value, name[:-1], choices)
         if all(pair in REDUNDANT for pair in product(self.kinds, self.parametrizations)):
             raise ValueError(
-                f"the grid is empty: {self.kinds} × {self.parametrizations} are all left out as repeats "
-                f"of other combinations ({sorted(REDUNDANT)})"
+                f"the grid is empty: {self.kinds} × {self.parametrizations} are all left out as "
+                f"repeats of other combinations ({sorted(REDUNDANT)})"
             )
         for name, unit, used in (
             ("strains", "", {"lattice", "both"}),
@@ -212,7 +224,8 @@ class StudyConfig:
                 real(value, f"{name}[{index}]", low=0, low_open=True, unit=unit)
             if not values and used & set(self.kinds):
                 raise ValueError(
-                    f"study setting {name} is empty but kinds {sorted(used & set(self.kinds))} need it"
+                    f"study setting {name} is empty but kinds "
+                    f"{sorted(used & set(self.kinds))} need it"
                 )
             check_key_magnitudes(values, name)
         if not self.seeds:
@@ -278,15 +291,16 @@ class StudyConfig:
         return tasks
 
 
-def check_key_magnitudes(values, name: str) -> None:
-    """ValueError when two different magnitudes would have the same task key (which writes them with ``:g``)."""
+def check_key_magnitudes(values: Iterable[float], name: str) -> None:
+    """ValueError when two different magnitudes would have the same task key (which writes them
+    with ``:g``)."""
     seen: dict[str, float] = {}
     for value in map(float, values):
         text = f"{value:g}"
         if seen.get(text, value) != value:
             raise ValueError(
-                f"{name} {seen[text]!r} and {value!r} are both {text} in a task's key; give magnitudes "
-                f"that differ within 6 significant digits"
+                f"{name} {seen[text]!r} and {value!r} are both {text} in a task's key; give "
+                f"magnitudes that differ within 6 significant digits"
             )
         seen[text] = value
 
@@ -358,10 +372,11 @@ REMEDIES_ENERGY = replace(
 )
 
 
-#: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with σ = 0.03 and
-#: 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å 96/82/85° from
-#: a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the three metrics
-#: of the paper, P1 against crystal family and space group, on the 250-prototype study set.
+#: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with
+#: σ = 0.03 and 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å
+#: 96/82/85° from a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the
+#: three metrics of the paper, P1 against crystal family and space group, on the 250-prototype
+#: study set.
 PAPER = StudyConfig(
     kinds=("lattice", "coordinates"),
     lattice_noise="matrix",
@@ -420,8 +435,12 @@ class Task:
 
     @property
     def key(self) -> str:
-        """Unique per task; without a remedy, the key of results files written before remedies existed."""
-        key = f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|{self.parametrization}|{self.method}|{self.seed}"
+        """Unique per task; without a remedy, the key of results files written before remedies
+        existed."""
+        key = (
+            f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|"
+            f"{self.parametrization}|{self.method}|{self.seed}"
+        )
         return key if self.remedy == "none" else f"{key}|{self.remedy}"
 
 

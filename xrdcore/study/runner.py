@@ -5,7 +5,8 @@ seed). Each task perturbs the ground truth, optimises back from the perturbed st
 the truth's pattern and records whether pymatgen's StructureMatcher matches the result to
 the truth (default, strict and recovery tolerances, see :mod:`xrdcore.structure.matching`; also
 for the start, since mild distortions already pass the default ones), the RMS distance,
-the final loss, cheap distances and the cost. Kinds and what moves (see ``xrdcore/structure/parametrize.py``):
+the final loss, cheap distances and the cost. Kinds and what moves (see
+``xrdcore/structure/parametrize.py``):
 
 Grids leave out (lattice, spacegroup) and (coordinates, family), which repeat another row.
 
@@ -75,27 +76,29 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import closing, contextmanager, suppress
 from dataclasses import asdict, replace
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: no lock against a second run writing the same file
-    fcntl = None
+from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import loss_value
 from xrdcore.kernels import select_backend
-from xrdcore.optimize.batch import BATCH_METHODS, descend_batch
+from xrdcore.optimize.batch import BATCH_METHODS, BatchDescent, descend_batch
 from xrdcore.optimize.core import optimize
+from xrdcore.physics.profiles import Profile
 from xrdcore.physics.scattering import resolve_wavelength
 from xrdcore.structure import datasets
+from xrdcore.structure.crystal import Crystal
+from xrdcore.structure.datasets import Prototype
 from xrdcore.structure.matching import (
     RECOVERY_TOLERANCES,
     STRICT_TOLERANCES,
@@ -121,6 +124,15 @@ from xrdcore.study.config import (
     write_atomically,
 )
 from xrdcore.validation import choice, whole
+
+fcntl: ModuleType | None
+try:
+    import fcntl
+except ImportError:  # not on Windows: no lock against a second run writing the same file
+    fcntl = None
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 RESULT_FIELDS = (
     "key",
@@ -160,8 +172,11 @@ REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_secon
 
 
 @lru_cache(maxsize=16)
-def _setup(structure: str, config: StudyConfig):
-    """Prototype, truth, diffractometer and target pattern of one structure (cached per process)."""
+def _setup(
+    structure: str, config: StudyConfig
+) -> tuple[Prototype, Crystal, Diffractometer, np.ndarray]:
+    """Prototype, truth, diffractometer and target pattern of one structure (cached per
+    process)."""
     prototype = datasets.get_prototype(structure)
     truth = prototype.crystal()
     diffractometer = Diffractometer(
@@ -170,8 +185,9 @@ def _setup(structure: str, config: StudyConfig):
     return prototype, truth, diffractometer, diffractometer.pattern(truth, fwhm=config.fwhm)
 
 
-#: The perturbation symmetry (:func:`xrdcore.structure.perturb.perturb`'s ``symmetric``) of a subspace start.
-SUBSPACE = {"p1": False, "family": "family", "spacegroup": "spacegroup"}
+#: The perturbation symmetry (:func:`xrdcore.structure.perturb.perturb`'s ``symmetric``) of a
+#: subspace start.
+SUBSPACE: dict[str, bool | str] = {"p1": False, "family": "family", "spacegroup": "spacegroup"}
 
 
 @lru_cache(maxsize=256)
@@ -182,9 +198,10 @@ def _start(
     seed: int,
     parametrization: str,
     config: StudyConfig,
-):
+) -> tuple[Crystal, dict[str, Any]]:
     """The start a run descends from (after any projection onto its parametrisation) and its
-    verdicts and distances against the truth, shared by every metric and remedy (cached per process)."""
+    verdicts and distances against the truth, shared by every metric and remedy (cached per
+    process)."""
     _, truth, _, _ = _setup(structure, config)
     strain = magnitude if kind != "coordinates" else 0.0
     displacement = magnitude if kind == "coordinates" else 0.0
@@ -217,7 +234,8 @@ def _start(
 def _parametrization(
     structure: str, kind: str, parametrization: str, config: StudyConfig
 ) -> Parametrization:
-    """What moves in a run; what is "fixed" stays at the truth's values, which the start shares for that part."""
+    """What moves in a run; what is "fixed" stays at the truth's values, which the start shares
+    for that part."""
     _, truth, _, _ = _setup(structure, config)
     lattice_mode, coordinate_mode = MODES[(kind, parametrization)]
     return Parametrization(truth, lattice_mode, coordinate_mode, reference=truth)
@@ -234,7 +252,7 @@ NEAR_IDENTICAL = dict(lattice=1e-4, angle=1e-2, rms=2e-4)
 RECOVERY_VOLUME = 0.06
 
 
-def final_verdicts(found, truth, shortcut: bool = True) -> dict:
+def final_verdicts(found: Crystal | None, truth: Crystal, shortcut: bool = True) -> dict:
     """StructureMatcher verdicts of a result at the default, strict and recovery tolerances, its
     RMS (StructureMatcher's, normalised by (V/N)^(1/3), of the first mapping within the default
     tolerances: ``match(first=True)``) and cheap distances. With ``shortcut``,
@@ -267,8 +285,8 @@ def final_verdicts(found, truth, shortcut: bool = True) -> dict:
     default = match(found, truth, first=True)
     if not shortcut:
         strict, recovered = (
-            match(found, truth, **STRICT_TOLERANCES).matched,
-            match(found, truth, **RECOVERY_TOLERANCES).matched,
+            match(found, truth, first=False, **STRICT_TOLERANCES).matched,
+            match(found, truth, first=False, **RECOVERY_TOLERANCES).matched,
         )
     elif not default.matched:
         strict = recovered = False
@@ -291,7 +309,7 @@ def final_verdicts(found, truth, shortcut: bool = True) -> dict:
 def _row(
     task: Task,
     config: StudyConfig,
-    found,
+    found: Crystal | None,
     status: str,
     evaluations: int,
     final_loss: float,
@@ -421,7 +439,9 @@ def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[di
     return rows
 
 
-def _result(descent, parametrization: Parametrization, index: int) -> tuple:
+def _result(
+    descent: BatchDescent, parametrization: Parametrization, index: int
+) -> tuple[Crystal | None, str]:
     """The crystal and status of one run of a batch; a best point that is no crystal (e.g. two
     atoms moved onto one site, which the loss does not forbid) is an "invalid structure"."""
     try:
@@ -455,7 +475,14 @@ def work_units(tasks: list) -> list[list]:
     return list(units.values())
 
 
-def _start_loss(parametrization, start, target, diffractometer, metric, fwhm) -> float:
+def _start_loss(
+    parametrization: Parametrization,
+    start: Crystal,
+    target: ArrayLike | Crystal,
+    diffractometer: Diffractometer,
+    metric: str,
+    fwhm: float | Profile,
+) -> float:
     try:
         return loss_value(
             parametrization.project(start), target, diffractometer, metric=metric, fwhm=fwhm
@@ -464,12 +491,13 @@ def _start_loss(parametrization, start, target, diffractometer, metric, fwhm) ->
         return math.nan
 
 
-def finished_keys(path) -> set:
-    """Keys of the complete rows already in a results file, CSV or Parquet (empty if it does not exist)."""
+def finished_keys(path: Path | str) -> set:
+    """Keys of the complete rows already in a results file, CSV or Parquet (empty if it does not
+    exist)."""
     return {row["key"] for row in read_rows(path)}
 
 
-def read_rows(path) -> list[dict]:
+def read_rows(path: Path | str) -> list[dict]:
     """The rows of a results file as dicts of strings (CSV as written; Parquet values as CSV
     would write them). A CSV's last line cut short by a kill is not a row, nor is a line with
     the wrong number of fields. Parsed files are cached by path, size and modification time
@@ -485,28 +513,28 @@ def read_rows(path) -> list[dict]:
 
 @lru_cache(maxsize=4)
 def _parsed_rows(path: str, size: int, modified: int) -> tuple:
-    path = Path(path)
-    if path.suffix == ".parquet":
+    file = Path(path)
+    if file.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(file)
         except pa.ArrowException as error:
-            raise ValueError(f"{path} is not a Parquet results file ({error})") from None
+            raise ValueError(f"{file} is not a Parquet results file ({error})") from None
         return tuple(
             {name: _as_text(value) for name, value in row.items()} for row in table.to_pylist()
         )
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = file.read_bytes().decode("utf-8")
         complete = text[: text.rfind("\n") + 1]
         rows = list(csv.DictReader(complete.splitlines(keepends=True)))
     except (UnicodeDecodeError, csv.Error) as error:
-        raise ValueError(f"{path} is not a CSV results file ({error})") from None
+        raise ValueError(f"{file} is not a CSV results file ({error})") from None
     return tuple(row for row in rows if None not in row and None not in row.values())
 
 
-def _as_text(value) -> str:
+def _as_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
@@ -542,9 +570,9 @@ def journal_path(output: Path) -> Path:
 
 def run_study(
     config: StudyConfig,
-    output,
+    output: Path | str,
     workers: int | None = None,
-    scheduler: str | None = None,
+    scheduler: str | Client | None = None,
     progress: bool = True,
     executor: str = "batched",
     backend: str = "cpu",
@@ -643,10 +671,13 @@ def _units_to_run(tasks: list, todo: list, last_row: dict | None) -> list[list]:
 
 
 class ResumeWarning(UserWarning):
-    """Something found in a results file was repaired on resume (e.g. a half-written last line cut)."""
+    """Something found in a results file was repaired on resume (e.g. a half-written last line
+    cut)."""
 
 
-def resumed_config(config: StudyConfig, stored_path, done) -> StudyConfig:
+def resumed_config(
+    config: StudyConfig, stored_path: Path | str, done: Collection[str]
+) -> StudyConfig:
     """The configuration to keep beside a results file: ``config`` when the file holds no rows
     (``done``: their keys); else the stored one (``stored_path``) with ``config``'s grid values
     added — the union, so that every row in the file is one of its tasks — after checking that
@@ -657,9 +688,10 @@ def resumed_config(config: StudyConfig, stored_path, done) -> StudyConfig:
         return config
     if not stored_path.exists():
         raise ValueError(
-            f"results exist ({len(done)} rows) but not their configuration {stored_path}, so resuming "
-            f"could mix settings: if they were computed with this configuration, save it there "
-            f"(StudyConfig.to_json, or copy the --config file) and rerun; else write to a new output file"
+            f"results exist ({len(done)} rows) but not their configuration {stored_path}, so "
+            f"resuming could mix settings: if they were computed with this configuration, save it "
+            f"there (StudyConfig.to_json, or copy the --config file) and rerun; else write to a "
+            f"new output file"
         )
     try:
         stored = StudyConfig.from_json(stored_path)
@@ -675,12 +707,13 @@ def resumed_config(config: StudyConfig, stored_path, done) -> StudyConfig:
     ]
     if changed:
         raise ValueError(
-            f"the results beside {stored_path} were computed with other settings ({'; '.join(changed)}); "
-            f"resuming would mix them: rerun with the stored settings or write to a new output file"
+            f"the results beside {stored_path} were computed with other settings "
+            f"({'; '.join(changed)}); resuming would mix them: rerun with the stored settings or "
+            f"write to a new output file"
         )
     for name in ("strains", "displacements"):
         check_key_magnitudes(getattr(stored, name) + getattr(config, name), name)
-    union = {
+    union: dict[str, Any] = {
         name: tuple(dict.fromkeys(getattr(stored, name) + getattr(config, name)))
         for name in GRID_DIMENSIONS
     }
@@ -694,7 +727,7 @@ def resumed_config(config: StudyConfig, stored_path, done) -> StudyConfig:
     return replace(stored, **union)
 
 
-def _same_setting(name: str, old, new) -> bool:
+def _same_setting(name: str, old: Any, new: Any) -> bool:
     if name == "wavelength":
         return resolve_wavelength(old) == resolve_wavelength(new)
     if name == "two_theta_range":
@@ -703,7 +736,7 @@ def _same_setting(name: str, old, new) -> bool:
 
 
 @contextmanager
-def _results_file(path: Path):
+def _results_file(path: Path) -> Iterator[int]:
     """The results CSV opened for appending (created if new) and locked against a second
     writer; yields the file descriptor."""
     try:
@@ -751,14 +784,14 @@ def _cut_fragment(descriptor: int, path: Path) -> None:
     os.ftruncate(descriptor, end)
     if size:
         warnings.warn(
-            f"{path}: cut a half-written last line ({size - end} bytes) that an interrupted run left; "
-            f"its task runs again",
+            f"{path}: cut a half-written last line ({size - end} bytes) that an interrupted run "
+            f"left; its task runs again",
             ResumeWarning,
             stacklevel=3,
         )
 
 
-def _csv_block(rows: list[dict], columns, header: bool = False) -> bytes:
+def _csv_block(rows: list[dict], columns: Sequence[str], header: bool = False) -> bytes:
     """Rows (and the header) as CSV, exactly as ``csv.DictWriter`` writes them."""
     buffer = io.StringIO(newline="")
     writer = csv.DictWriter(buffer, fieldnames=columns)
@@ -801,7 +834,7 @@ BOOL_FIELDS = ("matched", "matched_strict", "recovered", "start_matched", "start
 INT_FIELDS = ("atoms", "seed", "evaluations", "energy_evaluations")
 
 
-def _write_parquet(output: Path, rows: list[dict], columns) -> None:
+def _write_parquet(output: Path, rows: list[dict], columns: Sequence[str]) -> None:
     """Rows (strings, as read) to a typed, zstd-compressed Parquet file, written atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -842,7 +875,7 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
     import numba
     from threadpoolctl import threadpool_info
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the repository (this is xrdcore/study/runner.py)
     lock = root / "requirements.lock"
     try:
         commit = subprocess.run(
@@ -872,7 +905,8 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
         "lock_sha256": hashlib.sha256(lock.read_bytes()).hexdigest() if lock.exists() else None,
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
-        "numba_target_cpu": numba.config.CPU_NAME or "host",
+        # numba.config sets its settings as module globals at import time: no stub knows them
+        "numba_target_cpu": numba.config.CPU_NAME or "host",  # type: ignore[attr-defined]
         "blas": sorted(
             {
                 f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
@@ -896,7 +930,7 @@ def _cpu_model() -> str:
     )
 
 
-def _columns(output, tasks) -> tuple:
+def _columns(output: Path, tasks: list[Task]) -> tuple:
     """The header of an existing results file; one written before remedies existed can take
     remedy-free ``tasks`` only."""
     header = read_header(output)
@@ -956,10 +990,10 @@ def _execute(units, config, workers, scheduler, executor, backend):
             initargs=(os.getpid(),),
         ) as pool,
     ):
-        futures = {pool.submit(run_unit, unit, config, executor, backend): unit for unit in units}
+        submitted = {pool.submit(run_unit, unit, config, executor, backend): unit for unit in units}
         try:
-            for future in as_completed(futures):
-                with _naming(futures[future]):
+            for future in as_completed(submitted):
+                with _naming(submitted[future]):
                     rows = future.result()
                 yield rows
         except (
@@ -970,13 +1004,14 @@ def _execute(units, config, workers, scheduler, executor, backend):
 
 
 @contextmanager
-def _naming(unit):
+def _naming(unit: list[Task]) -> Iterator[None]:
     """Add the unit's (structure, kind) to an exception raised while it runs."""
     try:
         yield
     except Exception as error:
-        error.study_unit = f"{unit[0].structure} {unit[0].kind}"
-        error.add_note(f"(while running the study unit {error.study_unit})")
+        name = f"{unit[0].structure} {unit[0].kind}"
+        setattr(error, "study_unit", name)  # an attribute of ours: Exception declares none
+        error.add_note(f"(while running the study unit {name})")
         raise
 
 

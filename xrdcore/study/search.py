@@ -1,33 +1,37 @@
-"""TODO docstring: from xrdcore/landscape/overlap/."""
+"""Searches that run many optimisations outside the study grid: for spurious matches, wrong
+structures whose pattern matches the truth's well (:func:`spurious_search`, summarised by
+:func:`summarize_search` with intervals), and for the barriers along one symmetry axis
+(:func:`barrier_sweep`: starts on either side of the nearest wrong minimum, and whether each
+recovers the truth).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.landscape.dependence import Estimate
 from xrdcore.landscape.overlap import overlap_report
+from xrdcore.landscape.scans import nearest_barrier
 from xrdcore.optimize.core import optimize
 from xrdcore.similarity import cosine
 from xrdcore.structure.crystal import Crystal
-from xrdcore.structure.matching import lattice_error, match, rms_displacement
-from xrdcore.structure.parametrize import p1
+from xrdcore.structure.matching import (
+    RECOVERY_TOLERANCES,
+    lattice_error,
+    match,
+    rms_displacement,
+)
+from xrdcore.structure.parametrize import Parametrization, p1
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.summary import RateRow, wilson_interval
 from xrdcore.validation import choice, real, real_array, whole
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: no lock against a second run writing the same file
-    fcntl = None
-from xrdcore.landscape.scans import nearest_barrier
-from xrdcore.structure.matching import (
-    RECOVERY_TOLERANCES,
-)
-from xrdcore.structure.parametrize import Parametrization
 
 
 @dataclass(frozen=True)
@@ -90,25 +94,27 @@ def spurious_search(
                 metric=metric,
                 fwhm=fwhm,
             )
+            # None only when not even the start was valid; the calls below then raise, as before
+            found = cast(Crystal, end.crystal)
             results.append(
                 SearchResult(
-                    crystal=end.crystal,
+                    crystal=found,
                     start=start,
                     loss=float(end.loss),
-                    cosine=float(cosine(diffractometer.pattern(end.crystal, fwhm=fwhm), target)[0]),
+                    cosine=float(cosine(diffractometer.pattern(found, fwhm=fwhm), target)[0]),
                     start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm), target)[0]),
-                    matched=match(end.crystal, truth).matched,
-                    rms_displacement=rms_displacement(end.crystal, truth),
-                    lattice_error=lattice_error(end.crystal, truth)[0],
+                    matched=match(found, truth).matched,
+                    rms_displacement=rms_displacement(found, truth),
+                    lattice_error=lattice_error(found, truth)[0],
                     accidental_fraction=overlap_report(
-                        end.crystal, truth, diffractometer, fwhm=fwhm
+                        found, truth, diffractometer, fwhm=fwhm
                     ).accidental_fraction,
                 )
             )
     return sorted(results, key=lambda r: -r.cosine)
 
 
-def median_interval(values, confidence: float = 0.95) -> Estimate:
+def median_interval(values: ArrayLike, confidence: float = 0.95) -> Estimate:
     """Sample median of ``values`` with a distribution-free ``confidence`` interval from order
     statistics: [x_(j), x_(n+1−j)] of the sorted sample, j the largest rank with
     P(Binomial(n, ½) < j) ≤ (1 − confidence)/2, so the interval covers the population median
@@ -139,7 +145,7 @@ class SearchSummary:
     rms_displacement: Estimate
 
 
-def summarize_search(results, among: str = "spurious") -> SearchSummary:
+def summarize_search(results: Iterable[SearchResult], among: str = "spurious") -> SearchSummary:
     """Spurious rate (Wilson interval) of ``results`` and the medians (order-statistic
     intervals) of cosine, accidental fraction, lattice error and RMS displacement over the
     spurious end points (``among="spurious"``) or over all wrong ones (``among="wrong"``)."""
@@ -177,7 +183,8 @@ class BarrierSweep:
     final_offsets: list  # the final structure's coordinate along the axis
 
     def trapped(self, side: str) -> RateRow:
-        """Fraction of the starts on ``side`` that do not recover the truth, with a 95 % interval."""
+        """Fraction of the starts on ``side`` that do not recover the truth, with a 95 %
+        interval."""
         outcomes = [not r for r, s in zip(self.recovered, self.sides) if s == side]
         low, high = wilson_interval(sum(outcomes), len(outcomes))
         return RateRow((side,), len(outcomes), sum(outcomes), low, high)
@@ -185,17 +192,17 @@ class BarrierSweep:
 
 def barrier_sweep(
     parametrization: Parametrization,
-    truth,
-    target,
-    diffractometer,
+    truth: Crystal,
+    target: ArrayLike | Crystal,
+    diffractometer: Diffractometer,
     axis: int,
-    offsets,
-    values,
+    offsets: ArrayLike,
+    values: ArrayLike,
     starts_per_side: int = 12,
     seeds: int = 3,
     jitter: float = 0.005,
     steps: int = 200,
-    **options,
+    **options: Any,
 ) -> BarrierSweep:
     """Find the barrier on a scan (``offsets``, ``values``) along symmetry axis ``axis`` of a
     space-group ``parametrization`` and descend from starts on both sides of it.
@@ -231,10 +238,12 @@ def barrier_sweep(
                     steps=steps,
                     **options,
                 )
+                # None only when not even the start was valid; match then raises, as before
+                end = cast(Crystal, run.crystal)
                 starts.append(float(params[index]))
                 sides.append(side)
-                recovered.append(match(run.crystal, truth, **RECOVERY_TOLERANCES).matched)
-                finals.append(float(parametrization.parameters(run.crystal)[index]))
+                recovered.append(match(end, truth, first=False, **RECOVERY_TOLERANCES).matched)
+                finals.append(float(parametrization.parameters(end)[index]))
     return BarrierSweep(
         parametrization.axis_names[axis],
         found.wrong_minimum,

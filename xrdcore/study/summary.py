@@ -1,17 +1,19 @@
-"""TODO docstring: from xrdcore/study/."""
+"""Rates from a results table: the fraction of runs that matched or recovered the truth, by
+any columns (:func:`match_rates`, :func:`rate_where`, :func:`repair_rate`, :func:`binned_rates`),
+each with a 95 % Wilson score interval (:func:`wilson_interval`), and as text
+(:func:`format_rates`). The tables are those :func:`xrdcore.study.runner.run_study` writes.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: no lock against a second run writing the same file
-    fcntl = None
+from numpy.typing import ArrayLike
 
 from xrdcore.study.runner import read_header, read_rows
 from xrdcore.validation import describe, did_you_mean
@@ -45,7 +47,9 @@ class RateRow:
 
 
 def match_rates(
-    path, by=("kind", "parametrization", "magnitude"), column: str = "recovered"
+    path: Path | str,
+    by: Sequence[str] = ("kind", "parametrization", "magnitude"),
+    column: str = "recovered",
 ) -> list[RateRow]:
     """Success rate of ``column`` ("recovered", "matched", …) with a 95 % Wilson interval for
     each combination of the ``by`` columns; ``path`` a CSV or Parquet results file."""
@@ -61,7 +65,7 @@ def match_rates(
     return table
 
 
-def rate_where(path, column: str = "recovered", **where) -> RateRow | None:
+def rate_where(path: Path | str, column: str = "recovered", **where: Any) -> RateRow | None:
     """The rate of ``column`` pooled over the runs whose columns equal ``where`` (numbers compared
     as numbers: ``magnitude=0.02`` finds "0.02"); None when no run matches."""
     for row in match_rates(path, by=tuple(where), column=column):
@@ -70,7 +74,7 @@ def rate_where(path, column: str = "recovered", **where) -> RateRow | None:
     return None
 
 
-def repair_rate(path, column: str = "matched", **where) -> RateRow:
+def repair_rate(path: Path | str, column: str = "matched", **where: Any) -> RateRow:
     """Among the runs whose columns equal ``where`` and whose *start* failed ``column``'s test
     ("matched" or "recovered"), the rate that ends passing it: what descent itself achieved,
     where a loose criterion lets many starts pass before any step (group = ``where``'s values)."""
@@ -90,7 +94,11 @@ def repair_rate(path, column: str = "matched", **where) -> RateRow:
 
 
 def binned_rates(
-    path, edges, measure: str = "start_lattice_error", column: str = "recovered", **where
+    path: Path | str,
+    edges: ArrayLike,
+    measure: str = "start_lattice_error",
+    column: str = "recovered",
+    **where: Any,
 ) -> list[RateRow]:
     """The rate of ``column`` among the runs whose columns equal ``where`` (as :func:`rate_where`),
     binned by a measured value, by default the start's largest relative lattice-length error
@@ -100,7 +108,7 @@ def binned_rates(
     edges = np.asarray(edges, dtype=float)
     if edges.ndim != 1 or len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"bin edges must be increasing, at least two, got {edges}")
-    outcomes = [[] for _ in range(len(edges) - 1)]
+    outcomes: list[list[bool]] = [[] for _ in range(len(edges) - 1)]
     for row in _rows_where(path, where, (measure, column)):
         index = int(np.searchsorted(edges, float(row[measure]), side="right")) - 1
         if 0 <= index < len(outcomes):
@@ -113,7 +121,7 @@ def binned_rates(
     ]
 
 
-def _rows_where(path, where: dict, columns) -> list[dict]:
+def _rows_where(path: Path | str, where: dict[str, Any], columns: Iterable[str]) -> list[dict]:
     """The rows of a results file whose columns equal ``where`` (numbers compared as numbers);
     ``columns``: the others the caller reads."""
     return [
@@ -123,8 +131,9 @@ def _rows_where(path, where: dict, columns) -> list[dict]:
     ]
 
 
-def _table(path, columns) -> list[dict]:
-    """The rows of an existing results file that has every one of ``columns`` (else a clear error)."""
+def _table(path: Path | str, columns: Iterable[str]) -> list[dict]:
+    """The rows of an existing results file that has every one of ``columns`` (else a clear
+    error)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -143,14 +152,14 @@ def _table(path, columns) -> list[dict]:
     return rows
 
 
-def _same_value(text: str, wanted) -> bool:
+def _same_value(text: str, wanted: Any) -> bool:
     try:
         return float(text) == float(wanted)
     except (TypeError, ValueError):
         return text == str(wanted)
 
 
-def format_rates(table: list[RateRow], by) -> str:
+def format_rates(table: list[RateRow], by: Sequence[str]) -> str:
     header = " | ".join(by) + " | runs | matched | rate | 95 % CI"
     lines = [header, "-" * len(header)]
     for row in table:
@@ -161,7 +170,7 @@ def format_rates(table: list[RateRow], by) -> str:
     return "\n".join(lines)
 
 
-def _sortable(value: str):
+def _sortable(value: str) -> tuple[int, float | str]:
     try:
         return (0, float(value))
     except ValueError:

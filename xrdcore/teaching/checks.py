@@ -8,13 +8,20 @@ truthy when the answer is right, so a solution cell can ``assert`` it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.physics.scattering import bragg_two_theta, lorentz_polarization
 from xrdcore.structure.crystal import Crystal
+
+if TYPE_CHECKING:
+    from xrdcore.study.summary import RateRow
 
 #: Intensity below this fraction of the strongest reflection counts as systematically absent.
 ABSENT_FRACTION = 1e-8
@@ -35,7 +42,7 @@ class Feedback:
         return f"**{'Correct' if self.correct else 'Not yet'}:** {self.message}"
 
 
-def _unanswered(answer) -> Feedback | None:
+def _unanswered(answer: Any) -> Feedback | None:
     """Feedback for an answer still left as the ``...`` of a handed-out notebook, else None."""
     if answer is Ellipsis:
         return Feedback(
@@ -44,7 +51,9 @@ def _unanswered(answer) -> Feedback | None:
     return None
 
 
-def _number(answer, what: str, nonfinite_hint: str):
+def _number(
+    answer: Any, what: str, nonfinite_hint: str
+) -> tuple[float, None] | tuple[None, Feedback]:
     """``(value, None)`` for a finite number, else ``(None, Feedback)`` saying what is wrong."""
     if (missing := _unanswered(answer)) is not None:
         return None, missing
@@ -58,7 +67,11 @@ def _number(answer, what: str, nonfinite_hint: str):
 
 
 def check_value(
-    answer, expected, rel: float = 1e-3, unit: str = "", slips: dict | None = None
+    answer: Any,
+    expected: float,
+    rel: float = 1e-3,
+    unit: str = "",
+    slips: Mapping[str, float] | None = None,
 ) -> Feedback:
     """Compare a number with the expected one (relative tolerance ``rel``).
 
@@ -72,6 +85,7 @@ def check_value(
     )
     if problem is not None:
         return problem
+    assert value is not None  # _number gives a value whenever it finds no problem
     unit_text = f" {unit}" if unit else ""
     if np.isclose(value, expected, rtol=rel, atol=0):
         return Feedback(True, f"{value:.6g}{unit_text} agrees with {expected:.6g}{unit_text}.")
@@ -86,7 +100,9 @@ def check_value(
     )
 
 
-def check_bragg_two_theta(answer, d_spacing: float, wavelength: str | float = "CuKa") -> Feedback:
+def check_bragg_two_theta(
+    answer: Any, d_spacing: float, wavelength: str | float = "CuKa"
+) -> Feedback:
     """Check 2θ (deg) of a reflection with spacing ``d_spacing`` (Å)."""
     expected = float(bragg_two_theta(d_spacing, wavelength))
     theta = np.radians(expected / 2)
@@ -99,22 +115,25 @@ def check_bragg_two_theta(answer, d_spacing: float, wavelength: str | float = "C
 
 
 def check_absent_reflections(
-    answer, crystal: Crystal, candidates, wavelength: str | float = "CuKa"
+    answer: Any,
+    crystal: Crystal,
+    candidates: Iterable[Iterable[int]],
+    wavelength: str | float = "CuKa",
 ) -> Feedback:
     """Check which of ``candidates`` (list of hkl) are systematically absent for ``crystal``."""
-    if (missing := _unanswered(answer)) is not None:
-        return missing
-    candidates = [tuple(int(i) for i in hkl) for hkl in candidates]
+    if (unanswered := _unanswered(answer)) is not None:
+        return unanswered
+    asked = [tuple(int(i) for i in hkl) for hkl in candidates]
     try:
         given = {tuple(int(i) for i in hkl) for hkl in answer}
     except (TypeError, ValueError):
         return Feedback(
             False, f"expected a list of (h, k, l) tuples, e.g. [(1, 0, 0)], got {answer!r}"
         )
-    unknown = given - set(candidates)
+    unknown = given - set(asked)
     if unknown:
         return Feedback(
-            False, f"{sorted(unknown)} is not among the reflections asked about: {candidates}"
+            False, f"{sorted(unknown)} is not among the reflections asked about: {asked}"
         )
     refl = Diffractometer(wavelength, (0.0, 179.9)).reflections(crystal)
     intensity = {tuple(h): i for h, i in zip(refl.hkl, refl.intensity)}
@@ -126,14 +145,15 @@ def check_absent_reflections(
             raise ValueError(f"reflection {hkl} is beyond the limiting sphere for this wavelength")
         return value < ABSENT_FRACTION * strongest
 
-    expected = {hkl for hkl in candidates if absent(hkl)}
+    expected = {hkl for hkl in asked if absent(hkl)}
     if given == expected:
         return Feedback(True, f"absent: {sorted(expected)}; the others scatter.")
     missing, extra = sorted(expected - given), sorted(given - expected)
     parts = []
     if missing:
         parts.append(
-            f"{missing} {'is' if len(missing) == 1 else 'are'} absent too (the structure factor sums to zero)"
+            f"{missing} {'is' if len(missing) == 1 else 'are'} absent too "
+            "(the structure factor sums to zero)"
         )
     if extra:
         parts.append(f"{extra} {'does' if len(extra) == 1 else 'do'} scatter (|F|² > 0)")
@@ -141,7 +161,7 @@ def check_absent_reflections(
 
 
 def check_lorentz_polarization_ratio(
-    answer, two_theta_low: float, two_theta_high: float
+    answer: Any, two_theta_low: float, two_theta_high: float
 ) -> Feedback:
     """Check LP(2θ_low) / LP(2θ_high)."""
     low, high = lorentz_polarization([two_theta_low, two_theta_high])
@@ -154,8 +174,9 @@ def check_lorentz_polarization_ratio(
     return check_value(answer, low / high, rel=1e-3, slips=slips)
 
 
-def check_array(answer, expected, atol: float, what: str = "array") -> Feedback:
-    """Compare an array with the expected one within an absolute tolerance; name the components that differ."""
+def check_array(answer: Any, expected: ArrayLike, atol: float, what: str = "array") -> Feedback:
+    """Compare an array with the expected one within an absolute tolerance; name the components
+    that differ."""
     if (missing := _unanswered(answer)) is not None:
         return missing
     try:
@@ -176,13 +197,19 @@ def check_array(answer, expected, atol: float, what: str = "array") -> Feedback:
     )
 
 
-def check_similarity(answer, pattern, target, metric: str, two_theta=None) -> Feedback:
+def check_similarity(
+    answer: Any,
+    pattern: ArrayLike,
+    target: ArrayLike,
+    metric: str,
+    two_theta: ArrayLike | None = None,
+) -> Feedback:
     """Check a metric value (as the metric defines it, not as a loss) between two patterns."""
     from xrdcore.similarity import get_metric
 
     function = get_metric(metric).function
     expected, _ = function(pattern, target, two_theta)
-    slips = {}
+    slips: dict[str, float] = {}
     if metric != "wasserstein":
         swapped, _ = function(target, pattern, two_theta)
         if not np.isclose(swapped, expected, rtol=1e-9):
@@ -194,7 +221,8 @@ def check_similarity(answer, pattern, target, metric: str, two_theta=None) -> Fe
 def similarity_basin(
     crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str, level: float
 ) -> float:
-    """Smallest isotropic strain (%) > 0 at which the metric against the unstrained pattern first falls below ``level``."""
+    """Smallest isotropic strain (%) > 0 at which the metric against the unstrained pattern first
+    falls below ``level``."""
     from xrdcore.similarity import get_metric
 
     function = get_metric(metric).function
@@ -217,18 +245,20 @@ def similarity_basin(
 
 
 def check_similarity_basin(
-    answer,
+    answer: Any,
     crystal: Crystal,
     diffractometer: Diffractometer,
     fwhm: float,
     metric: str = "cosine",
     level: float = 0.5,
 ) -> Feedback:
-    """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 % absolute)."""
+    """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 %
+    absolute)."""
     expected = similarity_basin(crystal, diffractometer, fwhm, metric, level)
     value, problem = _number(answer, "a strain in %", "check for a division by zero")
     if problem is not None:
         return problem
+    assert value is not None  # _number gives a value whenever it finds no problem
     if abs(value - expected) <= 0.02:
         return Feedback(True, f"{value:.3f} % agrees with {expected:.3f} %.")
     if abs(value - expected / 100) <= 2e-4:
@@ -247,9 +277,10 @@ def check_similarity_basin(
 
 
 def check_bragg_slope(
-    answer, a: float, hkl=(1, 0, 0), wavelength: str | float = "CuKa"
+    answer: Any, a: float, hkl: ArrayLike = (1, 0, 0), wavelength: str | float = "CuKa"
 ) -> Feedback:
-    """Check d(2θ)/da in degrees per Å for reflection ``hkl`` of a cubic cell with edge ``a`` (Å)."""
+    """Check d(2θ)/da in degrees per Å for reflection ``hkl`` of a cubic cell with edge ``a``
+    (Å)."""
     d_of = lambda edge: edge / np.sqrt(np.sum(np.square(hkl)))  # noqa: E731
     step = 1e-6 * a
     expected = float(
@@ -265,7 +296,7 @@ def check_bragg_slope(
 
 
 def check_lattice_retrieval(
-    answer, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200
+    answer: Any, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200
 ) -> Feedback:
     """Check the final cosine loss of a lattice-only retrieval of ``crystal`` from a seeded strain
     (Cu Kα 10–90°, FWHM 0.1°); names the slip of running another optimiser."""
@@ -302,7 +333,7 @@ def check_lattice_retrieval(
     return check_value(answer, final_loss(method), rel=1e-6, slips=slips)
 
 
-def coincidence_scale(crystal: Crystal, moving_hkl, fixed_hkl) -> float:
+def coincidence_scale(crystal: Crystal, moving_hkl: ArrayLike, fixed_hkl: ArrayLike) -> float:
     """The isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
     ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
     reciprocal = np.linalg.inv(np.asarray(crystal.lattice, dtype=float)).T
@@ -313,7 +344,9 @@ def coincidence_scale(crystal: Crystal, moving_hkl, fixed_hkl) -> float:
     return float(d_fixed / d_moving)  # d scales with the cell: s · d_moving = d_fixed
 
 
-def check_coincidence_scale(answer, crystal: Crystal, moving_hkl, fixed_hkl) -> Feedback:
+def check_coincidence_scale(
+    answer: Any, crystal: Crystal, moving_hkl: ArrayLike, fixed_hkl: ArrayLike
+) -> Feedback:
     """Check the isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
     ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
     expected = coincidence_scale(crystal, moving_hkl, fixed_hkl)
@@ -325,7 +358,7 @@ def check_coincidence_scale(answer, crystal: Crystal, moving_hkl, fixed_hkl) -> 
     return check_value(answer, expected, rel=1e-5, slips=slips)
 
 
-def energy_minimum_strain(crystal: Crystal, vector: int, calc=None) -> float:
+def energy_minimum_strain(crystal: Crystal, vector: int, calc: Any = None) -> float:
     """Stretch (%) of lattice vector ``vector`` at which the energy is lowest, by a bounded
     Brent search within ±10 % (a different route from a sampled scan)."""
     from scipy.optimize import minimize_scalar
@@ -350,7 +383,7 @@ def energy_minimum_strain(crystal: Crystal, vector: int, calc=None) -> float:
 
 
 def check_energy_minimum(
-    answer, crystal: Crystal, vector: int = 0, calc=None, tolerance: float = 0.15
+    answer: Any, crystal: Crystal, vector: int = 0, calc: Any = None, tolerance: float = 0.15
 ) -> Feedback:
     """Check the stretch (%) of lattice vector ``vector`` at which the energy (default CHGNet)
     is lowest, to ``tolerance`` percentage points."""
@@ -358,6 +391,7 @@ def check_energy_minimum(
     value, problem = _number(answer, "a strain in %", "check the parabola's denominator")
     if problem is not None:
         return problem
+    assert value is not None  # _number gives a value whenever it finds no problem
     if abs(value - expected) <= tolerance:
         return Feedback(
             True,
@@ -375,12 +409,14 @@ def check_energy_minimum(
     if abs(value) <= tolerance:
         return Feedback(
             False,
-            "0 % is the experimental cell, where the XRD loss is lowest; the potential's minimum lies elsewhere.",
+            "0 % is the experimental cell, where the XRD loss is lowest; "
+            "the potential's minimum lies elsewhere.",
         )
     if abs(value - round(value)) < 1e-6:
         return Feedback(
             False,
-            f"{value:+.0f} % looks like the lowest sample of a 1 % grid; refine it with the parabola through it and its neighbours.",
+            f"{value:+.0f} % looks like the lowest sample of a 1 % grid; "
+            "refine it with the parabola through it and its neighbours.",
         )
     side = "too large" if value > expected else "too small"
     return Feedback(
@@ -388,7 +424,7 @@ def check_energy_minimum(
     )
 
 
-def bulk_modulus(crystal: Crystal, calc=None, relax: bool = True) -> float:
+def bulk_modulus(crystal: Crystal, calc: Any = None, relax: bool = True) -> float:
     """Bulk modulus (GPa) at the energy minimum (``relax=True``) or at ``crystal`` itself:
     B = N E''(ε) / (9 V) for an isotropic strain ε (each lattice vector scaled by 1 + ε,
     E in eV per atom, V in Å³), from a quadratic fit over ε in ±1 % (7 points)."""
@@ -407,20 +443,24 @@ def bulk_modulus(crystal: Crystal, calc=None, relax: bool = True) -> float:
     return float(len(crystal) * second / (9 * crystal.volume) / gigapascal())
 
 
-def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -> Feedback:
+def check_bulk_modulus(
+    answer: Any, crystal: Crystal, calc: Any = None, rel: float = 0.02
+) -> Feedback:
     """Check a bulk modulus (GPa) at the energy minimum of ``crystal`` (default CHGNet)."""
     from xrdcore.energy import gigapascal
 
     relaxed = bulk_modulus(crystal, calc)
     slips = {
-        "evaluate the curvature at the experimental cell instead of the potential's minimum": bulk_modulus(
-            crystal, calc, relax=False
-        ),
+        (
+            "evaluate the curvature at the experimental cell instead of the potential's minimum"
+        ): bulk_modulus(crystal, calc, relax=False),
         "leave B in eV/Å³ (multiply by 160.2 for GPa)": relaxed * gigapascal(),
         "drop the 1/9 (the volume strain of an isotropic strain ε is 3ε)": 9 * relaxed,
         "take 1/3 instead of 1/9": 3 * relaxed,
-        "divide the energy per atom by the cell's volume (use the total energy, or the volume per atom)": relaxed
-        / len(crystal),
+        (
+            "divide the energy per atom by the cell's volume "
+            "(use the total energy, or the volume per atom)"
+        ): relaxed / len(crystal),
     }
     if np.isclose(
         slips["evaluate the curvature at the experimental cell instead of the potential's minimum"],
@@ -433,13 +473,14 @@ def check_bulk_modulus(answer, crystal: Crystal, calc=None, rel: float = 0.02) -
     return check_value(answer, relaxed, rel=rel, unit="GPa", slips=slips)
 
 
-def check_recovery_rate(answer, path, **where) -> Feedback:
+def check_recovery_rate(answer: Any, path: Path | str, **where: Any) -> Feedback:
     """Check a recovery rate (a fraction) read from a results CSV for the rows matching
     ``where`` (column name = value as written in the file)."""
     from xrdcore.study.summary import rate_where
 
     def rate_of(column, **selection):
-        return rate_where(path, column, **selection).rate
+        # no matching row fails here, on None (the type says the row is there)
+        return cast("RateRow", rate_where(path, column, **selection)).rate
 
     expected = rate_of("recovered", **where)
     slips = {
@@ -452,7 +493,7 @@ def check_recovery_rate(answer, path, **where) -> Feedback:
     return check_value(answer, expected, rel=1e-9, slips=slips)
 
 
-def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) -> Feedback:
+def check_width_schedule(answer: Any, start_fwhm: float, fwhm: float, stages: int) -> Feedback:
     """Check the peak widths (deg, broadest first) of a continuation from ``start_fwhm`` to
     ``fwhm`` in ``stages`` stages (:func:`xrdcore.optimize.remedies.width_schedule`)."""
     from xrdcore.optimize.remedies import width_schedule
@@ -476,7 +517,8 @@ def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) ->
     if np.allclose(value, expected, rtol=1e-4, atol=0):
         return Feedback(
             True,
-            f"widths {np.round(expected, 4).tolist()}° agree: each is the previous one times {expected[1] / expected[0]:.4g}."
+            f"widths {np.round(expected, 4).tolist()}° agree: "
+            f"each is the previous one times {expected[1] / expected[0]:.4g}."
             if stages > 1
             else "one stage, at the target width.",
         )
@@ -485,9 +527,10 @@ def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) ->
             start_fwhm, fwhm, stages
         ),
         "list the widths narrowest first: continuation starts broad": expected[::-1],
-        "leave out the target width (geomspace with endpoint=False): the last stage must be the target": np.geomspace(
-            start_fwhm, fwhm, stages, endpoint=False
-        ),
+        (
+            "leave out the target width (geomspace with endpoint=False): "
+            "the last stage must be the target"
+        ): np.geomspace(start_fwhm, fwhm, stages, endpoint=False),
     }
     for mistake, wrong in slips.items():
         if np.allclose(value, wrong, rtol=1e-4, atol=0):
@@ -498,7 +541,7 @@ def check_width_schedule(answer, start_fwhm: float, fwhm: float, stages: int) ->
     )
 
 
-def check_broadening_kernel(answer, from_fwhm: float, to_fwhm: float) -> Feedback:
+def check_broadening_kernel(answer: Any, from_fwhm: float, to_fwhm: float) -> Feedback:
     """Check the FWHM (deg) of the Gaussian that broadens Gaussian peaks of FWHM ``from_fwhm`` to
     ``to_fwhm`` by convolution (:func:`xrdcore.optimize.remedies.broadening_kernel_fwhm`)."""
     from xrdcore.optimize.remedies import broadening_kernel_fwhm
@@ -514,7 +557,7 @@ def check_broadening_kernel(answer, from_fwhm: float, to_fwhm: float) -> Feedbac
 
 
 def check_remedy_rate(
-    answer, path, remedy: str, kind: str, parametrization: str, magnitude: float
+    answer: Any, path: Path | str, remedy: str, kind: str, parametrization: str, magnitude: float
 ) -> Feedback:
     """Check a recovery rate (fraction of runs with ``recovered``) read from a remedies results
     file for one remedy, kind, parametrisation and magnitude; names the usual slips of reading
@@ -537,12 +580,14 @@ def check_remedy_rate(
     if expected is None:
         return Feedback(
             False,
-            f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, {parametrization!r} at {magnitude:g}.",
+            f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, "
+            f"{parametrization!r} at {magnitude:g}.",
         )
     slips = {
-        "count 'matched' (lenient tolerances, which most distorted starts pass) instead of 'recovered'": rate(
-            full, "matched"
-        ),
+        (
+            "count 'matched' (lenient tolerances, which most distorted starts pass) "
+            "instead of 'recovered'"
+        ): rate(full, "matched"),
         "pool both parametrisations": rate(("remedy", "kind", "magnitude")),
         "pool every magnitude": rate(("remedy", "kind", "parametrization")),
         "read the plain-descent rows (remedy 'none')": rate(full, remedy="none"),
@@ -557,7 +602,10 @@ def check_remedy_rate(
 
 # ------------------------------------------------------------ course assignments
 def check_choice(
-    answer, options, correct: str | None = None, reasons: dict | None = None
+    answer: Any,
+    options: str | Iterable[str] | Mapping[str, str],
+    correct: str | None = None,
+    reasons: Mapping[str, str] | None = None,
 ) -> Feedback:
     """Check a multiple-choice answer, a letter given as a string, against ``options`` (the
     letters, e.g. ``"ABCD"``, or a dict letter → statement). Without ``correct`` it only says
@@ -570,12 +618,14 @@ def check_choice(
     if choice not in letters:
         return Feedback(
             False,
-            f'expected one of the letters {", ".join(letters)} as a string, e.g. "{letters[0]}"; got {answer!r}.',
+            f"expected one of the letters {', '.join(letters)} as a string, "
+            f'e.g. "{letters[0]}"; got {answer!r}.',
         )
     if correct is None:
         return Feedback(
             True,
-            f"({choice}) is one of the options; whether it is the right one is graded after you submit.",
+            f"({choice}) is one of the options; "
+            "whether it is the right one is graded after you submit.",
         )
     if choice == correct:
         statement = f" {options[choice]}" if isinstance(options, dict) else ""
@@ -607,7 +657,7 @@ def _plotted_lines(figure):
         data += [
             tuple(np.asarray(c.get_offsets()).T)
             for c in ax.collections
-            if isinstance(c, PathCollection) and len(c.get_offsets())
+            if isinstance(c, PathCollection) and len(cast(np.ndarray, c.get_offsets()))
         ]
         for x, y in data:
             try:
@@ -620,7 +670,11 @@ def _plotted_lines(figure):
 
 
 def check_line_plot(
-    figure, expected: dict, rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True
+    figure: Any,
+    expected: Mapping[str, tuple[ArrayLike, ArrayLike]],
+    rtol: float = 1e-6,
+    atol: float = 1e-9,
+    labels: bool = True,
 ) -> Feedback:
     """Check that a matplotlib figure (or Axes) draws every expected line: ``expected`` maps a
     description to the ``(x, y)`` data its line must have, in any order and any style (a
@@ -633,7 +687,8 @@ def check_line_plot(
     if lines is None:
         return Feedback(
             False,
-            f"expected a matplotlib Figure (fig, ax = plt.subplots()), got {type(figure).__name__}.",
+            "expected a matplotlib Figure (fig, ax = plt.subplots()), "
+            f"got {type(figure).__name__}.",
         )
     if not lines:
         return Feedback(
@@ -684,7 +739,8 @@ def check_line_plot(
             if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
                 return Feedback(
                     False,
-                    "the lines are right; now label both axes, with units (ax.set_xlabel, ax.set_ylabel).",
+                    "the lines are right; now label both axes, with units "
+                    "(ax.set_xlabel, ax.set_ylabel).",
                 )
     return Feedback(
         True, f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else ".")
@@ -692,7 +748,11 @@ def check_line_plot(
 
 
 def check_peak_ratio(
-    answer, crystal: Crystal, hkl, reference_hkl, diffractometer: Diffractometer
+    answer: Any,
+    crystal: Crystal,
+    hkl: ArrayLike,
+    reference_hkl: ArrayLike,
+    diffractometer: Diffractometer,
 ) -> Feedback:
     """Check the intensity ratio of the peak holding reflection ``hkl`` to the peak holding
     ``reference_hkl`` in ``crystal``'s stick pattern (symmetry-equivalent reflections merged,
@@ -712,7 +772,10 @@ def check_peak_ratio(
     lp_i, lp_j = lorentz_polarization(peaks.two_theta[[i, j]])
     single = expected * peaks.multiplicity[j] / peaks.multiplicity[i]
     slips = {
-        "leave out the multiplicity (how many symmetry-equivalent reflections add up in each peak)": single,
+        (
+            "leave out the multiplicity "
+            "(how many symmetry-equivalent reflections add up in each peak)"
+        ): single,
         "leave out the Lorentz-polarisation factor": expected * lp_j / lp_i,
         "leave out both the multiplicity and the Lorentz-polarisation factor": single * lp_j / lp_i,
         "invert the ratio": 1 / expected,
@@ -721,9 +784,9 @@ def check_peak_ratio(
 
 
 def check_expansion_slope(
-    answer,
+    answer: Any,
     crystal: Crystal,
-    target,
+    target: Crystal | ArrayLike,
     diffractometer: Diffractometer,
     metric: str = "cosine",
     fwhm: float = 0.1,
@@ -737,9 +800,10 @@ def check_expansion_slope(
     expected = float(np.sum(d_lattice * lattice))
     slips = {
         "add up ∂L/∂A without weighting each component by the lattice A": float(d_lattice.sum()),
-        "take the trace of (∂L/∂A)·A: the sum runs over matching components, the trace of (∂L/∂A)·Aᵀ": float(
-            np.trace(d_lattice @ lattice)
-        ),
+        (
+            "take the trace of (∂L/∂A)·A: the sum runs over matching components, "
+            "the trace of (∂L/∂A)·Aᵀ"
+        ): float(np.trace(d_lattice @ lattice)),
         "flip the sign": -expected,
         "give the slope per per cent of strain instead of per unit strain": expected / 100,
     }
@@ -747,7 +811,11 @@ def check_expansion_slope(
 
 
 def check_accidental_fraction(
-    answer, candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1
+    answer: Any,
+    candidate: Crystal,
+    truth: Crystal,
+    diffractometer: Diffractometer,
+    fwhm: float = 0.1,
 ) -> Feedback:
     """Check the share of ``candidate``'s cosine overlap with ``truth`` that comes from
     accidental reflection pairs (:func:`xrdcore.landscape.overlap.overlap_report`)."""
@@ -757,13 +825,20 @@ def check_accidental_fraction(
     partner_part, accidental_part = cosine_split(candidate, truth, diffractometer, fwhm)
     slips = {
         "give the partner share instead of the accidental one": 1 - expected,
-        "give the accidental part of the cosine itself, not its share of the cosine": accidental_part,
+        (
+            "give the accidental part of the cosine itself, not its share of the cosine"
+        ): accidental_part,
         "give a percentage instead of a fraction": 100 * expected,
     }
     return check_value(answer, expected, rel=1e-3, slips=slips)
 
 
-def preferred_candidate(metric: str, candidates: dict, target, two_theta=None) -> str:
+def preferred_candidate(
+    metric: str,
+    candidates: Mapping[str, ArrayLike],
+    target: ArrayLike,
+    two_theta: ArrayLike | None = None,
+) -> str:
     """The name of the candidate pattern (``candidates``: name → pattern) with the lowest
     ``metric`` loss (:func:`xrdcore.similarity.loss`) against ``target``."""
     from xrdcore.similarity import loss
@@ -771,7 +846,7 @@ def preferred_candidate(metric: str, candidates: dict, target, two_theta=None) -
     return min(candidates, key=lambda name: loss(metric, candidates[name], target, two_theta)[0])
 
 
-def scan_descent_end(offsets, values, at: float) -> float:
+def scan_descent_end(offsets: ArrayLike, values: ArrayLike, at: float) -> float:
     """Where descent along a sampled 1-D scan started at ``at`` stops: from the sample nearest
     to ``at``, step to the lower neighbour while one is lower (the walk
     :func:`xrdcore.landscape.scans.basin` makes), and return that sample's offset."""
@@ -785,10 +860,12 @@ def scan_descent_end(offsets, values, at: float) -> float:
         i = min(lower, key=lambda k: values[k])
 
 
-def check_scan_basin(answer, offsets, values, at: float = 0.0, percent: bool = True) -> Feedback:
+def check_scan_basin(
+    answer: Any, offsets: ArrayLike, values: ArrayLike, at: float = 0.0, percent: bool = True
+) -> Feedback:
     """Check the interval (left, right) around ``at`` from which descent along a sampled scan
-    reaches the minimum nearest to ``at`` (:func:`xrdcore.landscape.scans.basin`), in per cent of the
-    offsets by default."""
+    reaches the minimum nearest to ``at`` (:func:`xrdcore.landscape.scans.basin`), in per cent of
+    the offsets by default."""
     from xrdcore.landscape.scans import basin
 
     if (missing := _unanswered(answer)) is not None:
@@ -829,7 +906,9 @@ def check_scan_basin(answer, offsets, values, at: float = 0.0, percent: bool = T
     )
 
 
-def rate_comparison(path, first: dict, second: dict, column: str = "recovered") -> str:
+def rate_comparison(
+    path: Path | str, first: Mapping[str, Any], second: Mapping[str, Any], column: str = "recovered"
+) -> str:
     """How the rate of ``column`` among the runs matching ``first`` compares with that among the
     runs matching ``second`` in a results file, judged by their 95 % Wilson intervals:
     "higher" or "lower" (intervals apart), "indistinguishable" (they overlap) or "both zero"."""

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.landscape.directions import (
@@ -46,6 +47,12 @@ from xrdcore.landscape.overlap import cosine_split
 from xrdcore.physics.scattering import bragg_two_theta
 from xrdcore.similarity import cosine
 from xrdcore.structure.crystal import Crystal
+
+if TYPE_CHECKING:
+    import ipywidgets
+    from IPython.display import HTML
+    from matplotlib.animation import FuncAnimation
+    from matplotlib.figure import Figure
 
 #: Set to "1" (by the book build) to render explorers as kernel-free animations.
 STATIC_ENVIRONMENT = "XRDCORE_STATIC_WIDGETS"
@@ -68,7 +75,7 @@ def static_mode() -> bool:
 
 
 def dense_near(
-    low: float, high: float, frames: int, near, ratio: float = DENSITY_RATIO
+    low: float, high: float, frames: int, near: ArrayLike, ratio: float = DENSITY_RATIO
 ) -> np.ndarray:
     """``frames`` sorted slider values from ``low`` to ``high`` (both included), densest at
     the points ``near``.
@@ -152,7 +159,7 @@ class Explorer:
     columns: int = 1
     panel_size: tuple = (4.2, 3.0)
 
-    def _figure(self, rows: int, dpi: float = 100, scale: float = 1.0):
+    def _figure(self, rows: int, dpi: float = 100, scale: float = 1.0) -> tuple[Figure, np.ndarray]:
         import matplotlib.pyplot as plt
 
         width, height = self.panel_size
@@ -162,13 +169,13 @@ class Explorer:
         )
         return fig, axes
 
-    def figure(self, value: float, choice: str | None = None):
+    def figure(self, value: float, choice: str | None = None) -> Figure:
         """The figure (one row of panels) at one slider value and choice."""
         fig, axes = self._figure(1)
         self.draw(list(axes[0]), value, self.choices[0] if choice is None else choice)
         return fig
 
-    def _draw_frame(self, fig, axes, frame: int):
+    def _draw_frame(self, fig: Figure, axes: np.ndarray, frame: int) -> None:
         value = self.values[frame]
         for row, choice in zip(axes, self.choices):
             for ax in row:
@@ -180,13 +187,13 @@ class Explorer:
         shown = f"{value}" if np.issubdtype(self.values.dtype, np.integer) else f"{value:.3g}"
         fig.suptitle(f"{self.label} = {shown}", fontsize=10)
 
-    def static_frame(self, frame: int):
+    def static_frame(self, frame: int) -> Figure:
         """One frame of the static animation, as the site shows it (every choice, one row each)."""
         fig, axes = self._figure(len(self.choices), dpi=STATIC_DPI, scale=STATIC_SCALE)
         self._draw_frame(fig, axes, frame)
         return fig
 
-    def animation(self):
+    def animation(self) -> FuncAnimation:
         """A matplotlib animation: one frame per value, one row of panels per choice."""
         import matplotlib.pyplot as plt
         from matplotlib.animation import FuncAnimation
@@ -201,14 +208,14 @@ class Explorer:
         plt.close(fig)
         return animation
 
-    def static(self):
+    def static(self) -> HTML:
         """Kernel-free HTML: the animation with its own slider and buttons (matplotlib's
         player, ``<div class="animation">``, which the book's stylesheet fits to the page)."""
         from IPython.display import HTML
 
         return HTML(self.animation().to_jshtml(fps=4, default_mode="once"))
 
-    def live(self):
+    def live(self) -> ipywidgets.VBox:
         """ipywidgets: a full-width slider over the values' range (integer for integer
         values), starting at the middle frame, and a choice between the variants, that
         redraw the figure."""
@@ -217,9 +224,13 @@ class Explorer:
         from IPython.display import display
 
         values = self.values
+        number: type[int] | type[float]
+        step: float
         if np.issubdtype(values.dtype, np.integer):
             kind, number, step = ipywidgets.IntSlider, int, 1
-        else:  # equal steps, none wider than the narrowest gap between frames, through the middle frame
+        else:
+            # equal steps, none wider than the narrowest gap between frames, through the middle
+            # frame
             kind, number = ipywidgets.FloatSlider, float
             below = float(values[len(values) // 2] - values[0])
             gap = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
@@ -283,7 +294,7 @@ def peak_overlap(
     max_shift: float = 0.5,
     fwhm: float = 0.1,
     frames: int = 15,
-    two_theta_window=None,
+    two_theta_window: tuple[float, float] | None = None,
 ) -> Explorer:
     """Stretch lattice vector ``vector`` by up to ±``max_strain`` or move atom ``atom`` along x
     by up to ±``max_shift`` Å (slider from −1 to 1 = the whole range, its values densest near
@@ -319,7 +330,8 @@ def peak_overlap(
             axes[0], diffractometer, truth_pattern, pattern, amount(value * scale), two_theta_window
         )
         axes[0].set_title(
-            f"cosine {partners + accidents:.3f} = partners {partners:.3f} + accidents {accidents:.3f}",
+            f"cosine {partners + accidents:.3f} = "
+            f"partners {partners:.3f} + accidents {accidents:.3f}",
             fontsize=9,
         )
 
@@ -434,9 +446,9 @@ def constrained_retrieval(
 
 
 def energy_vs_xrd(
-    offsets,
-    xrd_loss,
-    energy,
+    offsets: ArrayLike,
+    xrd_loss: ArrayLike,
+    energy: ArrayLike,
     label: str,
     metric: str = "cosine",
     truth: float = 0.0,
