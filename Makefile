@@ -34,11 +34,10 @@ test: $(STAMP) chromium lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup
 	$(MAKE) --no-print-directory test-portable
 
-# The package's shape (README: Architecture): layers (import-linter), style (ruff, line length
-# 100, formatted), types (mypy on xrdcore). Settings in pyproject.toml.
+# The package's shape (README: Architecture): layers (import-linter), style (ruff: line length
+# 100, absolute imports), types (mypy on xrdcore). Settings in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check --quiet xrdcore tests benchmarks book/_ext book/assignments
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 

@@ -27,29 +27,18 @@ from xrdcore.kernels import real_gpu_available
 
 BATCH_SIZES = (1, 64, 1024)
 #: Measured rates, one row per (backend, structure, batch); the book's chapter 3 reads this file.
-RESULTS_CSV = (
-    Path(__file__).parents[1] / "xrdcore" / "data" / "batch_throughput.csv"
-)  # chapter 3 reads it
-FIELDS = (
-    "date",
-    "machine",
-    "backend",
-    "device",
-    "structure",
-    "atoms",
-    "batch",
-    "structures_per_second",
-)
+RESULTS_CSV = (Path(__file__).parents[1] / "xrdcore" / "data" / "batch_throughput.csv"
+               )  # chapter 3 reads it
+FIELDS = ("date", "machine", "backend", "device", "structure", "atoms", "batch",
+          "structures_per_second",
+          )
 
 
 def workload(crystal, n_batch, seed=0):
     rng = np.random.default_rng(seed)
-    lattices = np.stack(
-        [
-            crystal.lattice @ (np.eye(3) + 0.005 * rng.standard_normal((3, 3)))
-            for _ in range(n_batch)
-        ]
-    )
+    lattices = np.stack([
+        crystal.lattice @ (np.eye(3) + 0.005 * rng.standard_normal((3, 3))) for _ in range(n_batch)
+    ])
     coords = crystal.frac_coords + 0.01 * rng.standard_normal((n_batch, *crystal.frac_coords.shape))
     return lattices, coords
 
@@ -57,21 +46,17 @@ def workload(crystal, n_batch, seed=0):
 def doubled(crystal):
     """The 2 × 2 × 2 supercell of a crystal."""
     return crystal.replace(
-        lattice=crystal.lattice * 2,
-        frac_coords=np.concatenate(
-            [(crystal.frac_coords + shift) / 2 for shift in np.ndindex(2, 2, 2)]
-        ),
-        species=np.tile(crystal.atomic_numbers, 8),
-        occupancies=np.tile(crystal.occupancies, 8),
+        lattice=crystal.lattice * 2, frac_coords=np.concatenate([
+            (crystal.frac_coords + shift) / 2 for shift in np.ndindex(2, 2, 2)
+        ]), species=np.tile(crystal.atomic_numbers, 8), occupancies=np.tile(crystal.occupancies, 8),
         b_iso=np.tile(crystal.b_iso, 8),
     )
 
 
 def throughput(batch: BatchLoss, n_batch: int, crystal) -> float:
     lattices, coords = workload(crystal, n_batch)
-    seconds = best_times({"run": lambda: batch(lattices, coords)}, min_duration=0.2, repeats=3)[
-        "run"
-    ]
+    seconds = best_times({"run": lambda: batch(lattices, coords)}, min_duration=0.2,
+                         repeats=3)["run"]
     return n_batch / seconds
 
 
@@ -99,34 +84,22 @@ def single_thread_rows(crystals, machine) -> list[dict]:
     numba.set_num_threads(1)
     try:
         print("\nOne thread each: BatchLoss vs a loop of loss_and_grad (structures/s)\n")
-        print(
-            "| structure | atoms | batch | BatchLoss | loop | BatchLoss / loop |\n"
-            "|---|---|---|---|---|---|"
-        )
+        print("| structure | atoms | batch | BatchLoss | loop | BatchLoss / loop |\n"
+              "|---|---|---|---|---|---|")
         for name, crystal in crystals:
             target = diffractometer.pattern(crystal, fwhm=0.1)
             for n_batch in BATCH_SIZES:
-                batched = throughput(
-                    BatchLoss(crystal, target, diffractometer, fwhm=0.1), n_batch, crystal
-                )
+                batched = throughput(BatchLoss(crystal, target, diffractometer, fwhm=0.1), n_batch,
+                                     crystal)
                 loop = loop_throughput(crystal, target, diffractometer, n_batch)
-                print(
-                    f"| {name} | {len(crystal)} | {n_batch} | {batched:,.0f} | {loop:,.0f} "
-                    f"| {batched / loop:.1f}× |"
-                )
+                print(f"| {name} | {len(crystal)} | {n_batch} | {batched:,.0f} | {loop:,.0f} "
+                      f"| {batched / loop:.1f}× |")
                 for backend, rate in (("cpu 1 thread", batched), ("loop 1 thread", loop)):
                     rows.append(
-                        dict(
-                            date=time.strftime("%Y-%m-%d"),
-                            machine=machine,
-                            backend=backend,
-                            device=device_name("cpu"),
-                            structure=name,
-                            atoms=len(crystal),
-                            batch=n_batch,
-                            structures_per_second=round(rate, 1),
-                        )
-                    )
+                        dict(date=time.strftime("%Y-%m-%d"), machine=machine, backend=backend,
+                             device=device_name("cpu"), structure=name, atoms=len(crystal),
+                             batch=n_batch, structures_per_second=round(rate, 1),
+                             ))
     finally:
         numba.set_num_threads(previous)
     return rows
@@ -138,11 +111,8 @@ def main():
     backends = ["cpu"] + (["cuda"] if real_gpu_available() else [])
     rows = []
     print(f"Date: {time.strftime('%Y-%m-%d')}; backends measured: {', '.join(backends)}\n")
-    print(
-        "| structure | atoms | batch | "
-        + " | ".join(f"{b} (structures/s)" for b in backends)
-        + (" | CUDA / CPU |" if len(backends) > 1 else " |")
-    )
+    print("| structure | atoms | batch | " + " | ".join(f"{b} (structures/s)" for b in backends) +
+          (" | CUDA / CPU |" if len(backends) > 1 else " |"))
     print("|---|---|---|" + "---|" * len(backends) + ("---|" if len(backends) > 1 else ""))
     for name, crystal in (("rutile", rutile), ("rutile 2×2×2", supercell)):
         for n_batch in BATCH_SIZES:
@@ -151,37 +121,23 @@ def main():
                 diffractometer = Diffractometer("CuKa", (10, 90), backend=backend)
                 target = diffractometer.pattern(crystal, fwhm=0.1)
                 rates.append(
-                    throughput(
-                        BatchLoss(crystal, target, diffractometer, fwhm=0.1), n_batch, crystal
-                    )
-                )
+                    throughput(BatchLoss(crystal, target, diffractometer, fwhm=0.1), n_batch,
+                               crystal))
                 rows.append(
-                    dict(
-                        date=time.strftime("%Y-%m-%d"),
-                        machine=f"{platform.machine()}, {os.cpu_count()} cores",
-                        backend=backend,
-                        device=device_name(backend),
-                        structure=name,
-                        atoms=len(crystal),
-                        batch=n_batch,
-                        structures_per_second=round(rates[-1], 1),
-                    )
-                )
+                    dict(date=time.strftime("%Y-%m-%d"),
+                         machine=f"{platform.machine()}, {os.cpu_count()} cores", backend=backend,
+                         device=device_name(backend), structure=name, atoms=len(crystal),
+                         batch=n_batch, structures_per_second=round(rates[-1], 1),
+                         ))
             ratio = f" {rates[1] / rates[0]:.1f}× |" if len(rates) > 1 else ""
-            print(
-                f"| {name} | {len(crystal)} | {n_batch} | "
-                + " | ".join(f"{r:,.0f}" for r in rates)
-                + f" |{ratio}"
-            )
+            print(f"| {name} | {len(crystal)} | {n_batch} | " +
+                  " | ".join(f"{r:,.0f}" for r in rates) + f" |{ratio}")
     if len(backends) == 1:
-        print(
-            "\nNo CUDA GPU on this machine: CUDA throughput not measured "
-            "(benchmarks/gpu_check.sh measures it on one)."
-        )
-    rows += single_thread_rows(
-        (("rutile", rutile), ("rutile 2×2×2", supercell)),
-        f"{platform.machine()}, {os.cpu_count()} cores",
-    )
+        print("\nNo CUDA GPU on this machine: CUDA throughput not measured "
+              "(benchmarks/gpu_check.sh measures it on one).")
+    rows += single_thread_rows((("rutile", rutile), ("rutile 2×2×2", supercell)),
+                               f"{platform.machine()}, {os.cpu_count()} cores",
+                               )
     write_results(rows)
 
 
@@ -203,8 +159,7 @@ def write_results(rows, path: Path = RESULTS_CSV, fields=FIELDS, key=("backend",
     if path.exists():
         with path.open() as handle:
             kept = [
-                row
-                for row in csv.DictReader(handle)
+                row for row in csv.DictReader(handle)
                 if tuple(row[name] for name in key) not in measured
             ]
     with path.open("w", newline="") as handle:

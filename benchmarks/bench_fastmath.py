@@ -32,7 +32,8 @@ def compiled(flags) -> dict:
     """The kernels built with ``flags``, and a fresh ``structure_intensities`` that calls them
     (numba binds the callee when it first compiles a caller, i.e. after :func:`use`)."""
     kernels = {
-        name: njit(parallel=True, fastmath=flags)(getattr(cpu, name).py_func) for name in KERNELS
+        name: njit(parallel=True, fastmath=flags)(getattr(cpu, name).py_func)
+        for name in KERNELS
     }
     kernels["structure_intensities"] = njit(cpu.structure_intensities.py_func)
     return kernels
@@ -48,15 +49,11 @@ def main():
     shipped = {name: getattr(cpu, name) for name in (*KERNELS, "structure_intensities")}
     builds = {label: compiled(flags) for label, flags in VARIANTS.items()}
     xrd = Diffractometer("CuKa", (10, 90), backend="cpu")
-    print(
-        f"numba {numba.__version__}, numpy {np.__version__}, "
-        f"{platform.processor() or platform.machine()}, 1 thread"
-    )
-    print(
-        "| atoms | loss_and_grad reassoc+contract (ms) | contract only, shipped (ms) | none (ms) "
-        "| reassoc+contract / contract | none / contract | max rel. diff. intensities "
-        "| max rel. diff. gradient |"
-    )
+    print(f"numba {numba.__version__}, numpy {np.__version__}, "
+          f"{platform.processor() or platform.machine()}, 1 thread")
+    print("| atoms | loss_and_grad reassoc+contract (ms) | contract only, shipped (ms) | none (ms) "
+          "| reassoc+contract / contract | none / contract | max rel. diff. intensities "
+          "| max rel. diff. gradient |")
     print("|---|---|---|---|---|---|---|---|")
     for atoms, structure in structures().items():
         crystal = Crystal.from_pymatgen(structure)
@@ -79,13 +76,11 @@ def main():
         gradient = np.concatenate([shipped_g.d_lattice.ravel(), shipped_g.d_frac.ravel()])
         gradient0 = np.concatenate([base_g.d_lattice.ravel(), base_g.d_frac.ravel()])
         dg = np.max(np.abs(gradient - gradient0)) / np.max(np.abs(gradient0))
-        print(
-            f"| {atoms} | {1e3 * times['reassoc+contract']:.3f} | {1e3 * times['contract']:.3f} "
-            f"| {1e3 * times['none']:.3f} "
-            f"| {times['reassoc+contract'] / times['contract']:.2f} "
-            f"| {times['none'] / times['contract']:.2f} "
-            f"| {di:.1e} | {dg:.1e} |"
-        )
+        print(f"| {atoms} | {1e3 * times['reassoc+contract']:.3f} | {1e3 * times['contract']:.3f} "
+              f"| {1e3 * times['none']:.3f} "
+              f"| {times['reassoc+contract'] / times['contract']:.2f} "
+              f"| {times['none'] / times['contract']:.2f} "
+              f"| {di:.1e} | {dg:.1e} |")
     use(shipped)
 
 

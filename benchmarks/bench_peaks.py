@@ -38,9 +38,8 @@ def rattled(structure: Structure, amplitude=0.05, seed=0) -> Structure:
 
 def structures() -> dict[int, Structure]:
     cscl = Structure(Lattice.cubic(4.209), ["Cs", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
-    nacl = Structure.from_spacegroup(
-        "Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"],
+                                     [[0, 0, 0], [0.5, 0.5, 0.5]])
     return {2: cscl, 8: nacl, 64: rattled(nacl * (2, 2, 2)), 200: rattled(cscl * (5, 5, 4))}
 
 
@@ -64,6 +63,7 @@ def best_times(calls: dict, min_duration=0.1, repeats=7) -> dict:
 
 
 def one_thread(call):
+
     def run():
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
@@ -80,46 +80,36 @@ def compare(structure: Structure, two_theta_range) -> dict:
     ours = Diffractometer("CuKa", two_theta_range)
     numpy_ref = NumpyDiffractometer("CuKa", two_theta_range)
     calc = XRDCalculator("CuKa")
-    result = best_times(
-        {
-            "xrdcore": lambda: ours.peaks(crystal),
-            "xrdcore_1thread": one_thread(lambda: ours.peaks(crystal)),
-            "numpy": lambda: numpy_ref.peaks(crystal),
-            "pymatgen": lambda: calc.get_pattern(structure, two_theta_range=two_theta_range),
-        }
-    )
+    result = best_times({
+        "xrdcore": lambda: ours.peaks(crystal),
+        "xrdcore_1thread": one_thread(lambda: ours.peaks(crystal)),
+        "numpy": lambda: numpy_ref.peaks(crystal),
+        "pymatgen": lambda: calc.get_pattern(structure, two_theta_range=two_theta_range),
+    })
     result["reflections"] = len(ours.reflections(crystal).g)
     return result
 
 
 def row(label, result) -> str:
     x, x1, n, p = (result[k] for k in ("xrdcore", "xrdcore_1thread", "numpy", "pymatgen"))
-    return (
-        f"| {label} | {result['reflections']} | {x * 1e3:.3f} | {x1 * 1e3:.3f} "
-        f"| {n * 1e3:.2f} | {p * 1e3:.2f} "
-        f"| {p / x:.0f}× | {p / x1:.0f}× | {n / x:.0f}× |"
-    )
+    return (f"| {label} | {result['reflections']} | {x * 1e3:.3f} | {x1 * 1e3:.3f} "
+            f"| {n * 1e3:.2f} | {p * 1e3:.2f} "
+            f"| {p / x:.0f}× | {p / x1:.0f}× | {n / x:.0f}× |")
 
 
-HEADER = (
-    "| {} | reflections (half-space) | xrdcore (ms) | xrdcore 1 thread (ms) | numpy ref (ms) "
-    "| pymatgen (ms) "
-    "| pymatgen / xrdcore | pymatgen / xrdcore 1 thread | numpy / xrdcore |\n"
-    "|---|---|---|---|---|---|---|---|---|"
-)
+HEADER = ("| {} | reflections (half-space) | xrdcore (ms) | xrdcore 1 thread (ms) | numpy ref (ms) "
+          "| pymatgen (ms) "
+          "| pymatgen / xrdcore | pymatgen / xrdcore 1 thread | numpy / xrdcore |\n"
+          "|---|---|---|---|---|---|---|---|---|")
 
 
 def main():
     import pymatgen.core
 
-    print(
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"numba threads {numba.get_num_threads()}"
-    )
-    print(
-        f"Python {platform.python_version()}, numpy {np.__version__}, "
-        f"numba {numba.__version__}, pymatgen {pymatgen.core.__version__}"
-    )
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"numba threads {numba.get_num_threads()}")
+    print(f"Python {platform.python_version()}, numpy {np.__version__}, "
+          f"numba {numba.__version__}, pymatgen {pymatgen.core.__version__}")
     print(f"Date: {time.strftime('%Y-%m-%d')}\n")
     cells = structures()
     print("### Cost vs atoms (Cu Kα, 2θ 10–90°)\n")

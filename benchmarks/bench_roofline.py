@@ -97,16 +97,12 @@ def breakdown(crystal, target, diffractometer) -> tuple[dict, dict, int]:
         {
             "whole call": lambda: diffractometer.peaks(crystal),
             "reflection_list": lambda: cpu.reflection_list(
-                lattice, *diffractometer.g_window(diffractometer.two_theta_range)
-            ),
+                lattice, *diffractometer.g_window(diffractometer.two_theta_range)),
             "structure_intensities": lambda: cpu.structure_intensities(
-                hkl, g, wavelength, *atoms, *tables
-            ),
-            "merge_peaks": lambda: cpu.merge_peaks(
-                forward[0], forward[1], TWO_THETA_TOL, SCALED_INTENSITY_TOL
-            ),
-        },
-        repeats=5,
+                hkl, g, wavelength, *atoms, *tables),
+            "merge_peaks": lambda: cpu.merge_peaks(forward[0], forward[1], TWO_THETA_TOL,
+                                                   SCALED_INTENSITY_TOL),
+        }, repeats=5,
     )
     setup = diffractometer.profile_setup(fwhm=FWHM)
     hkl, g = cpu.reflection_list(lattice, *diffractometer.g_window(setup.two_theta_range))
@@ -116,29 +112,23 @@ def breakdown(crystal, target, diffractometer) -> tuple[dict, dict, int]:
     pattern = cpu.broadened_profile(*profile_args, setup.step)
     _, d_pattern = metric_loss("cosine", pattern, target, setup.grid)
     d_intensity, d_two_theta = cpu.broadened_profile_adjoint(*profile_args, d_pattern, setup.step)
-    _, d_g = cpu.reflection_intensities_adjoint(
-        hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta
-    )
+    _, d_g = cpu.reflection_intensities_adjoint(hkl, g, wavelength, *atoms, *saved, d_intensity,
+                                                d_two_theta)
     gradient = best_times(
         {
             "whole call": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
             "reflection_list": lambda: cpu.reflection_list(
-                lattice, *diffractometer.g_window(setup.two_theta_range)
-            ),
+                lattice, *diffractometer.g_window(setup.two_theta_range)),
             "structure_intensities": lambda: cpu.structure_intensities(
-                hkl, g, wavelength, *atoms, *tables
-            ),
+                hkl, g, wavelength, *atoms, *tables),
             "broadened_profile": lambda: cpu.broadened_profile(*profile_args, setup.step),
             "cosine metric (numpy)": lambda: metric_loss("cosine", pattern, target, setup.grid),
             "broadened_profile_adjoint": lambda: cpu.broadened_profile_adjoint(
-                *profile_args, d_pattern, setup.step
-            ),
+                *profile_args, d_pattern, setup.step),
             "reflection_intensities_adjoint": lambda: cpu.reflection_intensities_adjoint(
-                hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta
-            ),
+                hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta),
             "lattice_gradient": lambda: cpu.lattice_gradient(lattice, hkl, g, d_g),
-        },
-        repeats=5,
+        }, repeats=5,
     )
     return peaks, gradient, len(g)
 
@@ -147,12 +137,10 @@ def reached(crystal, target, diffractometer) -> dict:
     """Terms per second of the structure-factor kernel and of whole calls (one thread)."""
     scatterer_type, *tables = scatterer_types(crystal)
     setup = diffractometer.profile_setup(fwhm=FWHM)
-    hkl, g = cpu.reflection_list(
-        crystal.lattice, *diffractometer.g_window(diffractometer.two_theta_range)
-    )
-    wide_hkl, _ = cpu.reflection_list(
-        crystal.lattice, *diffractometer.g_window(setup.two_theta_range)
-    )
+    hkl, g = cpu.reflection_list(crystal.lattice,
+                                 *diffractometer.g_window(diffractometer.two_theta_range))
+    wide_hkl, _ = cpu.reflection_list(crystal.lattice,
+                                      *diffractometer.g_window(setup.two_theta_range))
     atoms = (crystal.frac_coords, crystal.occupancies, scatterer_type, len(tables[0]))
     seconds = best_times(
         {
@@ -160,8 +148,7 @@ def reached(crystal, target, diffractometer) -> dict:
             "peaks": lambda: diffractometer.peaks(crystal),
             "pattern": lambda: diffractometer.pattern(crystal, fwhm=FWHM),
             "loss_and_grad": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
-        },
-        repeats=5,
+        }, repeats=5,
     )
     terms = {
         "structure-factor kernel": len(hkl),
@@ -192,32 +179,20 @@ def main():
     print("\n### Reached (Gterm/s; fraction of the vectorised / in-order ceiling)\n")
     print("| atoms | " + " | ".join(names) + " |\n|---|" + "---|" * len(names))
     for atoms, rates in results.items():
-        print(
-            f"| {atoms} | "
-            + " | ".join(
-                f"{rate / 1e9:.2f} ({rate / limits['vectorised']:.0%} "
-                f"/ {rate / limits['in order']:.0%})"
-                for rate in rates.values()
-            )
-            + " |"
-        )
+        print(f"| {atoms} | " + " | ".join(f"{rate / 1e9:.2f} ({rate / limits['vectorised']:.0%} "
+                                           f"/ {rate / limits['in order']:.0%})"
+                                           for rate in rates.values()) + " |")
     for index, call in ((0, "peaks"), (1, "loss_and_grad")):
         print(f"\n### Where a `{call}` call goes (µs, one thread)\n")
         kernels = [name for name in breakdowns[2][index] if name != "whole call"]
-        print(
-            "| atoms | whole call | "
-            + " | ".join(kernels)
-            + " | Python and numpy glue |\n|---|---|"
-            + "---|" * (len(kernels) + 1)
-        )
+        print("| atoms | whole call | " + " | ".join(kernels) +
+              " | Python and numpy glue |\n|---|---|" + "---|" * (len(kernels) + 1))
         for atoms, parts in breakdowns.items():
             times = parts[index]
             glue = times["whole call"] - sum(times[name] for name in kernels)
-            print(
-                f"| {atoms} | {times['whole call'] * 1e6:.0f} | "
-                + " | ".join(f"{times[name] * 1e6:.0f}" for name in kernels)
-                + f" | {max(glue, 0) * 1e6:.0f} ({max(glue, 0) / times['whole call']:.0%}) |"
-            )
+            print(f"| {atoms} | {times['whole call'] * 1e6:.0f} | " +
+                  " | ".join(f"{times[name] * 1e6:.0f}" for name in kernels) +
+                  f" | {max(glue, 0) * 1e6:.0f} ({max(glue, 0) / times['whole call']:.0%}) |")
     figure(limits, results)
 
 

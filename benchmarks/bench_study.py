@@ -43,21 +43,13 @@ def measure(executor: str, workers: int, backend: str) -> dict:
     best = None
     for _ in range(REPEATS):
         with tempfile.TemporaryDirectory() as folder:
-            output = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    SCRIPT,
-                    json.dumps(GRID),
-                    str(Path(folder) / "runs.csv"),
-                    str(workers),
-                    executor,
-                    backend,
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
+            output = subprocess.run([
+                sys.executable, "-c", SCRIPT,
+                json.dumps(GRID),
+                str(Path(folder) / "runs.csv"),
+                str(workers), executor, backend,
+            ], capture_output=True, text=True, check=True,
+                                    ).stdout
         result = json.loads(output.strip().splitlines()[-1])
         best = result if best is None or result["seconds"] < best["seconds"] else best
     return best
@@ -78,35 +70,22 @@ def main():
         result = measure(executor, workers, backend)
         rate = result["runs"] / result["seconds"]
         rows.append(
-            dict(
-                date=time.strftime("%Y-%m-%d"),
-                machine=machine,
-                executor=executor,
-                backend=backend,
-                workers=workers,
-                runs=result["runs"],
-                seconds=round(result["seconds"], 2),
-                runs_per_second=round(rate, 2),
-            )
-        )
-        print(
-            f"| {executor} | {backend} | {workers} | {result['runs']} "
-            f"| {result['seconds']:.1f} | {rate:.2f} |"
-        )
+            dict(date=time.strftime("%Y-%m-%d"), machine=machine, executor=executor,
+                 backend=backend, workers=workers, runs=result["runs"],
+                 seconds=round(result["seconds"], 2), runs_per_second=round(rate, 2),
+                 ))
+        print(f"| {executor} | {backend} | {workers} | {result['runs']} "
+              f"| {result['seconds']:.1f} | {rate:.2f} |")
     rate = {(r["executor"], r["backend"], r["workers"]): r["runs_per_second"] for r in rows}
     if args.backend == "cpu":
         best_task = max(rate[("task", "cpu", 1)], rate[("task", "cpu", 2)])
-        print(
-            "\nbatched (2 workers) / best task executor: "
-            f"{rate[('batched', 'cpu', 2)] / best_task:.1f}×; "
-            "task executor 2 workers / 1 worker: "
-            f"{rate[('task', 'cpu', 2)] / rate[('task', 'cpu', 1)]:.2f}×"
-        )
+        print("\nbatched (2 workers) / best task executor: "
+              f"{rate[('batched', 'cpu', 2)] / best_task:.1f}×; "
+              "task executor 2 workers / 1 worker: "
+              f"{rate[('task', 'cpu', 2)] / rate[('task', 'cpu', 1)]:.2f}×")
     else:
-        print(
-            "\nGPU / CPU (batched, one worker): "
-            f"{rate[('batched', 'cuda', 1)] / rate[('batched', 'cpu', 1)]:.2f}×"
-        )
+        print("\nGPU / CPU (batched, one worker): "
+              f"{rate[('batched', 'cuda', 1)] / rate[('batched', 'cpu', 1)]:.2f}×")
     write_results(rows, RESULTS_CSV, FIELDS, key=("machine", "executor", "backend", "workers"))
 
 

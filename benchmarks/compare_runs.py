@@ -36,8 +36,7 @@ def compare(first: str, second: str) -> str:
         digits = -np.log10(np.maximum(relative, 1e-17))
         lines.append(
             f"  {column:16} bit-identical {identical}/{len(keys)}; agreeing digits: median "
-            f"{np.median(digits):.1f}, worst {digits.min():.1f}"
-        )
+            f"{np.median(digits):.1f}, worst {digits.min():.1f}")
     return "\n".join(lines)
 
 

@@ -54,34 +54,28 @@ class JaxCosineLoss:
         def loss(lattice, frac_coords):
             c = consts
             g = jnp.linalg.norm(c["hkl"] @ jnp.linalg.inv(lattice).T, axis=1)  # (M,)
-            s2 = (g / 2) ** 2
+            s2 = (g / 2)**2
             f = c["z"] - FORM_FACTOR_PREFACTOR * s2[:, None] * jnp.sum(
-                c["a"] * jnp.exp(-c["b"] * s2[:, None, None]), axis=2
-            )
+                c["a"] * jnp.exp(-c["b"] * s2[:, None, None]), axis=2)
             weight = f * jnp.exp(-c["debye_waller"] * s2[:, None]) * c["occupancy"]  # (M, N)
             phase = 2 * jnp.pi * c["hkl"] @ frac_coords.T
             real = jnp.sum(weight * jnp.cos(phase), axis=1)
             imag = jnp.sum(weight * jnp.sin(phase), axis=1)
             sin_theta = wavelength * g / 2
             u = sin_theta**2
-            lorentz_polarization = (1 + (1 - 2 * u) ** 2) / (u * jnp.sqrt(1 - u))
+            lorentz_polarization = (1 + (1 - 2 * u)**2) / (u * jnp.sqrt(1 - u))
             intensity = 2 * (real**2 + imag**2) * lorentz_polarization
             two_theta = jnp.degrees(2 * jnp.arcsin(sin_theta))
             nearest = jnp.round((two_theta - grid0) / step).astype(jnp.int32)
             index = nearest[:, None] + c["offsets"][None, :]  # (M, window points)
             offset = c["grid"][jnp.clip(index, 0, n_grid - 1)] - two_theta[:, None]
             inside = (index >= 0) & (index < n_grid) & (jnp.abs(offset) <= cut)
-            shape = jnp.where(inside, jnp.exp(-0.5 * (offset / sigma) ** 2), 0.0) / (
-                sigma * math.sqrt(2 * math.pi)
-            )
-            profile = (
-                jnp.zeros(n_grid)
-                .at[index.ravel()]
-                .add((intensity[:, None] * shape).ravel(), mode="drop")
-            )
-            cosine = (
-                profile @ c["target"] / (jnp.linalg.norm(profile) * jnp.linalg.norm(c["target"]))
-            )
+            shape = jnp.where(inside, jnp.exp(-0.5 * (offset / sigma)**2),
+                              0.0) / (sigma * math.sqrt(2 * math.pi))
+            profile = (jnp.zeros(n_grid).at[index.ravel()].add((intensity[:, None] * shape).ravel(),
+                                                               mode="drop"))
+            cosine = (profile @ c["target"] /
+                      (jnp.linalg.norm(profile) * jnp.linalg.norm(c["target"])))
             return 1 - cosine
 
         self._single = jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
@@ -109,6 +103,5 @@ class JaxCosineLoss:
         if chunk not in self._mapped_by_chunk:
             step = jax.value_and_grad(self._loss, argnums=(0, 1))
             self._mapped_by_chunk[chunk] = jax.jit(
-                lambda a, x: jax.lax.map(lambda ax: step(*ax), (a, x), batch_size=chunk)
-            )
+                lambda a, x: jax.lax.map(lambda ax: step(*ax), (a, x), batch_size=chunk))
         return self._mapped_by_chunk[chunk]

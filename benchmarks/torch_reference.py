@@ -37,25 +37,23 @@ class TorchCosineLoss:
     def __call__(self, lattice, frac_coords):
         metric_inverse = torch.linalg.inv(lattice @ lattice.T)
         g = torch.sqrt(torch.einsum("ma,ab,mb->m", self.hkl, metric_inverse, self.hkl))
-        s2 = (g / 2) ** 2  # (M,)
+        s2 = (g / 2)**2  # (M,)
         a, b = self.coeffs[..., 0], self.coeffs[..., 1]  # (N, 4)
         f = self.z - FORM_FACTOR_PREFACTOR * s2[:, None] * torch.sum(
-            a * torch.exp(-b * s2[:, None, None]), dim=2
-        )
+            a * torch.exp(-b * s2[:, None, None]), dim=2)
         weight = f * torch.exp(-self.b * s2[:, None]) * self.occupancy  # (M, N)
         phase = 2 * math.pi * self.hkl @ frac_coords.T
         real = torch.sum(weight * torch.cos(phase), dim=1)
         imag = torch.sum(weight * torch.sin(phase), dim=1)
         sin_theta = self.wavelength * g / 2
         theta = torch.asin(sin_theta)
-        lorentz_polarization = (1 + torch.cos(2 * theta) ** 2) / (sin_theta**2 * torch.cos(theta))
+        lorentz_polarization = (1 + torch.cos(2 * theta)**2) / (sin_theta**2 * torch.cos(theta))
         intensity = 2 * (real**2 + imag**2) * lorentz_polarization
         two_theta = torch.rad2deg(2 * theta)
         offsets = (self.grid[:, None] - two_theta[None, :]) / self.sigma
         profile = torch.exp(-0.5 * offsets**2) @ intensity / (self.sigma * math.sqrt(2 * math.pi))
-        cosine = (
-            profile @ self.target / (torch.linalg.norm(profile) * torch.linalg.norm(self.target))
-        )
+        cosine = (profile @ self.target /
+                  (torch.linalg.norm(profile) * torch.linalg.norm(self.target)))
         return 1 - cosine
 
     def loss_and_grad(self, lattice, frac_coords):

@@ -12,9 +12,8 @@ import pytest
 TIME_LIMIT = 20.0
 
 
-def rejects(
-    call, error: type[BaseException], phrase: str, seconds: float = TIME_LIMIT
-) -> BaseException:
+def rejects(call, error: type[BaseException], phrase: str,
+            seconds: float = TIME_LIMIT) -> BaseException:
     """Run ``call()``; pass when it raises ``error`` (or a subclass) whose message contains
     ``phrase`` (a regular expression, searched case-insensitively) within ``seconds``."""
 

@@ -47,13 +47,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
 LOCAL_HOSTS = {"127.0.0.1"}
 #: Window sizes (CSS px) every page is checked at: a phone and a desk.
@@ -100,6 +95,7 @@ def site_pages(html_dir: Path, toc_path: Path, search_query: str) -> list[str]:
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+
     def log_message(self, format, *args):  # noqa: A002 (the base class's name)
         pass
 
@@ -111,9 +107,8 @@ class Server:
 
     def __enter__(self):
         handler = functools.partial(_QuietHandler, directory=str(self.directory))
-        self.httpd = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", 0), handler
-        )  # port 0: a free one
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                                     handler)  # port 0: a free one
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -142,8 +137,7 @@ def find_chromium() -> str:
     raise SiteCheckError(
         "Chromium not found: the site check needs a headless Chromium. On Debian/Ubuntu run "
         "'apt-get install -y chromium' ('make test' and 'make site-check' do this when run as "
-        "root), or set CHROMIUM=/path/to/chromium."
-    )
+        "root), or set CHROMIUM=/path/to/chromium.")
 
 
 # JavaScript run in each page after it has loaded: what rendered, and what did not.
@@ -196,8 +190,9 @@ PAGE_PROBE = """
   out.typeset = document.querySelectorAll('mjx-container').length;
   return out;
 }
-""" % {"view": WIDGET_VIEW}
-
+""" % {
+    "view": WIDGET_VIEW
+}
 
 # JavaScript: elements of the content that overflow the window (outside scroll containers)
 # and explorer frames or controls that are cut off.
@@ -272,26 +267,17 @@ def _probe(page, settle_s: float, has_source_animation: bool) -> dict:
     deadline = time.monotonic() + settle_s
     while True:
         state = page.evaluate(PAGE_PROBE)
-        done = (
-            not state["unrendered"]
-            and all(not a["problems"] for a in state["animations"])
-            and (state["math"] == 0 or state["typeset"] > 0)
-            and not (has_source_animation and not state["animations"])
-        )
+        done = (not state["unrendered"] and all(not a["problems"] for a in state["animations"]) and
+                (state["math"] == 0 or state["typeset"] > 0) and
+                not (has_source_animation and not state["animations"]))
         if done or time.monotonic() > deadline:
             return state
         page.wait_for_timeout(250)
 
 
-def check_page(
-    context,
-    base_url: str,
-    html_dir: Path,
-    page_path: str,
-    settle_s: float,
-    width: int,
-    screenshots: Path | None = None,
-) -> PageResult:
+def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s: float, width: int,
+               screenshots: Path | None = None,
+               ) -> PageResult:
     result = PageResult(page_path, width)
     source_file = html_dir / page_path.split("?")[0]
     if not source_file.is_file():
@@ -301,14 +287,10 @@ def check_page(
 
     page = context.new_page()
     page.on(
-        "console",
-        lambda msg: (
-            msg.type == "error"
-            and result.problems.append(
-                f"console error: {msg.text}"
-                + (f" ({msg.location.get('url', '')})" if msg.location.get("url") else "")
-            )
-        ),
+        "console", lambda msg:
+        (msg.type == "error" and result.problems.append(f"console error: {msg.text}" +
+                                                        (f" ({msg.location.get('url', '')})"
+                                                         if msg.location.get("url") else ""))),
     )
     page.on("pageerror", lambda exc: result.problems.append(f"uncaught JavaScript error: {exc}"))
 
@@ -352,10 +334,8 @@ def check_page(
     result.problems += [f"broken image: {src}" for src in state["brokenImages"]]
     overflowing = layout["overflowing"]
     if overflowing:
-        result.problems.append(
-            f"{len(overflowing)} elements stick out of the {width} px window "
-            f"(outside any scroll container), e.g. {'; '.join(overflowing[:4])}"
-        )
+        result.problems.append(f"{len(overflowing)} elements stick out of the {width} px window "
+                               f"(outside any scroll container), e.g. {'; '.join(overflowing[:4])}")
     result.problems += layout["clipped"]
     if state["math"] and not state["typeset"]:
         result.problems.append(f"{state['math']} math elements but nothing typeset by MathJax")
@@ -373,25 +353,17 @@ def _check_search(page, result: PageResult, settle_s: float) -> None:
         page.wait_for_selector("#search-results ul.search li", timeout=settle_s * 1000)
     except Exception:  # noqa: BLE001
         result.problems.append(
-            f"offline search found nothing for {query!r} (searchindex.js not working?)"
-        )
+            f"offline search found nothing for {query!r} (searchindex.js not working?)")
         return
     hits = page.locator("#search-results ul.search li").count()
     result.notes.append(f"{hits} search results for {query!r}")
 
 
-def check_site(
-    html_dir: Path,
-    toc_path: Path = ROOT / "_toc.yml",
-    *,
-    pages: list[str] | None = None,
-    search_query: str = "diffraction",
-    settle_s: float = 20.0,
-    chromium: str | None = None,
-    viewports=VIEWPORTS,
-    screenshots: Path | None = None,
-    log=print,
-) -> list[PageResult]:
+def check_site(html_dir: Path, toc_path: Path = ROOT / "_toc.yml", *,
+               pages: list[str] | None = None, search_query: str = "diffraction",
+               settle_s: float = 20.0, chromium: str | None = None, viewports=VIEWPORTS,
+               screenshots: Path | None = None, log=print,
+               ) -> list[PageResult]:
     """Check every page at every viewport (width, height in CSS px); one PageResult per page and
     viewport (raises SiteCheckError if it cannot run)."""
     html_dir = Path(html_dir).resolve()
@@ -421,20 +393,15 @@ def check_site(
             if screenshots is not None:
                 Path(screenshots).mkdir(parents=True, exist_ok=True)
             for page_path, (width, height) in ((p, v) for v in viewports for p in pages):
-                context = browser.new_context(
-                    service_workers="block", viewport={"width": width, "height": height}
-                )
+                context = browser.new_context(service_workers="block", viewport={
+                    "width": width,
+                    "height": height
+                })
                 context.route("**/*", route)
                 blocked.clear()
-                result = check_page(
-                    context,
-                    server.url,
-                    html_dir,
-                    page_path,
-                    settle_s,
-                    width,
-                    None if screenshots is None else Path(screenshots),
-                )
+                result = check_page(context, server.url, html_dir, page_path, settle_s, width,
+                                    None if screenshots is None else Path(screenshots),
+                                    )
                 context.close()
                 # Blocked requests also show up as failed requests / console errors; keep the
                 # clear one.
@@ -445,10 +412,8 @@ def check_site(
                 ]
                 results.append(result)
                 status = "ok  " if result.ok else "FAIL"
-                log(
-                    f"{status} {page_path} @{width}px"
-                    + (f"  [{'; '.join(result.notes)}]" if result.notes else "")
-                )
+                log(f"{status} {page_path} @{width}px" +
+                    (f"  [{'; '.join(result.notes)}]" if result.notes else ""))
                 for problem in result.problems:
                     log(f"       - {problem}")
         finally:
@@ -458,47 +423,33 @@ def check_site(
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--html",
-        type=Path,
-        default=ROOT / "_build" / "html",
-        help="built site (default: _build/html)",
-    )
-    parser.add_argument(
-        "--toc", type=Path, default=ROOT / "_toc.yml", help="table of contents (default: _toc.yml)"
-    )
-    parser.add_argument(
-        "--search-query", default="diffraction", help="word the search page must find"
-    )
-    parser.add_argument(
-        "--page", action="append", help="check only these pages (paths relative to the site)"
-    )
-    parser.add_argument(
-        "--screenshots", type=Path, help="save a full-page screenshot of every page here"
-    )
+    parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html",
+                        help="built site (default: _build/html)",
+                        )
+    parser.add_argument("--toc", type=Path, default=ROOT / "_toc.yml",
+                        help="table of contents (default: _toc.yml)")
+    parser.add_argument("--search-query", default="diffraction",
+                        help="word the search page must find")
+    parser.add_argument("--page", action="append",
+                        help="check only these pages (paths relative to the site)")
+    parser.add_argument("--screenshots", type=Path,
+                        help="save a full-page screenshot of every page here")
     args = parser.parse_args(argv)
     start = time.monotonic()
     try:
-        results = check_site(
-            args.html,
-            args.toc,
-            pages=args.page,
-            search_query=args.search_query,
-            screenshots=args.screenshots,
-        )
+        results = check_site(args.html, args.toc, pages=args.page, search_query=args.search_query,
+                             screenshots=args.screenshots,
+                             )
     except SiteCheckError as exc:
         print(f"site check could not run: {exc}", file=sys.stderr)
         return 2
     failed = [r for r in results if not r.ok]
-    print(
-        f"{len(results) - len(failed)}/{len(results)} page views clean "
-        f"({len(VIEWPORTS)} window widths) in {time.monotonic() - start:.0f} s"
-    )
+    print(f"{len(results) - len(failed)}/{len(results)} page views clean "
+          f"({len(VIEWPORTS)} window widths) in {time.monotonic() - start:.0f} s")
     if failed:
-        print(
-            "site check FAILED: " + ", ".join(f"{r.page} @{r.width}px" for r in failed),
-            file=sys.stderr,
-        )
+        print("site check FAILED: " + ", ".join(f"{r.page} @{r.width}px" for r in failed),
+              file=sys.stderr,
+              )
         return 1
     return 0
 

@@ -43,8 +43,7 @@ def public_functions():
 def missing_annotations(function) -> list[str]:
     signature = inspect.signature(function)
     missing = [
-        name
-        for name, parameter in signature.parameters.items()
+        name for name, parameter in signature.parameters.items()
         if name not in ("self", "cls") and parameter.annotation is inspect.Parameter.empty
     ]
     if signature.return_annotation is inspect.Signature.empty:
@@ -55,8 +54,7 @@ def missing_annotations(function) -> list[str]:
 def test_every_public_function_is_annotated():
     incomplete = {
         name: missing
-        for name, function in public_functions()
-        if (missing := missing_annotations(function))
+        for name, function in public_functions() if (missing := missing_annotations(function))
     }
     assert not incomplete, f"{len(incomplete)} public functions lack type hints: {incomplete}"
 
@@ -64,10 +62,8 @@ def test_every_public_function_is_annotated():
 def test_the_census_sees_the_api():
     names = {name for name, _ in public_functions()}
     assert {
-        "xrdcore.diffraction.Diffractometer.pattern",
-        "xrdcore.gradients.loss_and_grad",
-        "xrdcore.optimize.core.optimize",
-        "xrdcore.kernels.cpu.reflection_list",
+        "xrdcore.diffraction.Diffractometer.pattern", "xrdcore.gradients.loss_and_grad",
+        "xrdcore.optimize.core.optimize", "xrdcore.kernels.cpu.reflection_list",
     } <= names
     assert len(names) > 300
 
@@ -81,10 +77,8 @@ def test_old_module_paths_import_with_a_warning(old):
     for part in new:
         public = [name for name in vars(part) if not name.startswith("_")]
         assert all(
-            getattr(module, name) is getattr(part, name)
-            for name in public[:20]
-            if hasattr(module, name)
-        )
+            getattr(module, name) is getattr(part, name) for name in public[:20]
+            if hasattr(module, name))
 
 
 def test_old_names_resolve_through_the_view():

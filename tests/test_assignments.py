@@ -22,9 +22,8 @@ from nbclient import NotebookClient
 pytestmark = pytest.mark.xdist_group("assignments")
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location(
-    "make_assignments", ROOT / "book" / "assignments" / "make_assignments.py"
-)
+spec = importlib.util.spec_from_file_location("make_assignments",
+                                              ROOT / "book" / "assignments" / "make_assignments.py")
 make_assignments = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = make_assignments  # dataclasses look their module up by name
 spec.loader.exec_module(make_assignments)
@@ -38,47 +37,33 @@ STUDENT_ANSWER = "A student's justification, in words."
 # builds on a spoiled answer, so each costs exactly its own points
 WRONG = {
     "a1_diffraction": {
-        "q4_peak_ratio": (
-            "ratio_220_111 =",
-            "ratio_220_111 = ratio_220_111 * 8 / 12",
-            "multiplicity",
-        ),
+        "q4_peak_ratio": ("ratio_220_111 =", "ratio_220_111 = ratio_220_111 * 8 / 12",
+                          "multiplicity",
+                          ),
         "q5_width_plot": ("fig_widths =", "fig_widths = plt.figure()", "draws no lines"),
-        "q6_cosine_widths": (
-            "cosine_widths =",
-            "cosine_widths = 1 - cosine_widths",
-            "the loss 1 − S instead of S",
-        ),
-        "q8_metric_choice": (
-            "choice_metrics =",
-            'choice_metrics = "A"',
-            "(A) is not what the results show",
-        ),
+        "q6_cosine_widths": ("cosine_widths =", "cosine_widths = 1 - cosine_widths",
+                             "the loss 1 − S instead of S",
+                             ),
+        "q8_metric_choice": ("choice_metrics =", 'choice_metrics = "A"',
+                             "(A) is not what the results show",
+                             ),
     },
     "a2_landscape": {
-        "q5_scan_plot": (
-            "fig_scan =",
-            "fig_scan, ax = plt.subplots()\nax.plot(strains, scan_loss)",
-            "fractions where per cent is wanted",
-        ),
-        "q7_basin": (
-            "basin_percent =",
-            "basin_percent = tuple(end / 100 for end in basin_percent)",
-            "fractions",
-        ),
-        "q3_expansion_slope": (
-            "expansion_slope =",
-            "expansion_slope = -expansion_slope",
-            "flip the sign",
-        ),
+        "q5_scan_plot": ("fig_scan =", "fig_scan, ax = plt.subplots()\nax.plot(strains, scan_loss)",
+                         "fractions where per cent is wanted",
+                         ),
+        "q7_basin": ("basin_percent =", "basin_percent = tuple(end / 100 for end in basin_percent)",
+                     "fractions",
+                     ),
+        "q3_expansion_slope": ("expansion_slope =", "expansion_slope = -expansion_slope",
+                               "flip the sign",
+                               ),
     },
     "a3_retrieval": {
         "q4_table_rate": ("p1_rate =", "p1_rate = 100 * p1_rate", "percentage"),
-        "q6_family_choice": (
-            "choice_family =",
-            'choice_family = "Q"',
-            "expected one of the letters",
-        ),
+        "q6_family_choice": ("choice_family =", 'choice_family = "Q"',
+                             "expected one of the letters",
+                             ),
         "q9_schedule": ("widths =", "widths = widths[::-1]", "narrowest first"),
     },
 }
@@ -91,9 +76,8 @@ def test_three_assignments_of_eight_to_ten_questions_with_a_plot_and_a_justified
         assert 8 <= len(asked) <= 10, master.name
         assert sum(q.manual for q in asked) >= 1  # a justification, graded by hand
         text = master.read_text()
-        assert (
-            "checks.check_line_plot(" in text and "checks.check_choice(" in text
-        )  # a plot, a choice
+        assert ("checks.check_line_plot(" in text and
+                "checks.check_choice(" in text)  # a plot, a choice
         assert "# HIDDEN" in text  # which option is right is graded after submission
 
 
@@ -102,24 +86,19 @@ def partly_right(reference: Path, destination: Path) -> Path:
     replaced by a student's text."""
     nb = nbformat.read(reference, as_version=4)
     for opening, wrong, _ in WRONG[reference.stem].values():
-        (cell,) = [
-            c
-            for c in nb.cells
-            if c.cell_type == "code"
-            and SOLUTION_TAG in c.metadata.get("tags", [])
-            and any(line.startswith(opening) for line in c.source.splitlines())
+        (cell, ) = [
+            c for c in nb.cells
+            if c.cell_type == "code" and SOLUTION_TAG in c.metadata.get("tags", []) and any(
+                line.startswith(opening) for line in c.source.splitlines())
         ]
         cell.source += "\n" + wrong
     nb.cells = [
-        c
-        for c in nb.cells
+        c for c in nb.cells
         if not (c.cell_type == "markdown" and SOLUTION_TAG in c.metadata.get("tags", []))
     ]
     for cell in nb.cells:
-        if (
-            cell.cell_type == "markdown"
-            and cell.source.strip() == make_assignments.ANSWER_PLACEHOLDER
-        ):
+        if (cell.cell_type == "markdown" and
+                cell.source.strip() == make_assignments.ANSWER_PLACEHOLDER):
             cell.source = STUDENT_ANSWER
     nbformat.write(nb, destination)
     return destination
@@ -137,9 +116,8 @@ def graded(request, tmp_path_factory):
     partly_right(built / "autograder" / f"{master.stem}.ipynb", submissions / "partly_right.ipynb")
     (submissions / "not_a_notebook.ipynb").write_text("a submission that is not a notebook")
     gradebook = submissions / "grades.csv"
-    reports = make_assignments.grade_folder(
-        make_assignments.autograder_zip(built), submissions, gradebook
-    )
+    reports = make_assignments.grade_folder(make_assignments.autograder_zip(built), submissions,
+                                            gradebook)
     return master, built, {report.submission.stem: report for report in reports}, gradebook
 
 
@@ -185,23 +163,18 @@ def test_gradebook_has_a_row_per_submission(graded):
     manual = [f"{q.name} (manual, max {q.points:g})" for q in asked if q.manual]
     assert list(rows[0]) == ["file", *autograded, "total", "max", *manual, "note"]
     assert sorted(row["file"] for row in rows) == [
-        "blank.ipynb",
-        "not_a_notebook.ipynb",
-        "partly_right.ipynb",
-        "reference.ipynb",
+        "blank.ipynb", "not_a_notebook.ipynb", "partly_right.ipynb", "reference.ipynb",
     ]
     for row in rows:
         report = reports[Path(row["file"]).stem]
-        if (
-            row["file"] == "not_a_notebook.ipynb"
-        ):  # not graded, with the reason; the others still are
+        if (row["file"] == "not_a_notebook.ipynb"
+            ):  # not graded, with the reason; the others still are
             assert report.error and row["note"] == report.error and row["total"] == row["max"] == ""
             continue
         assert row["note"] == ""
         assert float(row["total"]) == report.score and float(row["max"]) == report.possible
-        assert [float(row[name]) for name in autograded] == [
-            result.score for result in report.results
-        ]
+        assert [float(row[name])
+                for name in autograded] == [result.score for result in report.results]
         assert all(row[column] == "" for column in manual)  # left to fill in by hand
 
 
@@ -210,30 +183,23 @@ def test_handed_out_notebook_checks_itself_top_to_bottom(graded, tmp_path):
     notebook = tmp_path / f"{master.stem}.ipynb"  # the name its init cell expects
     shutil.copy(built / "student" / notebook.name, notebook)
     nb = nbformat.read(notebook, as_version=4)
-    NotebookClient(
-        nb,
-        timeout=600,
-        kernel_name="python3",
-        allow_errors=True,
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
-    errors = [
-        (cell.source, output.ename, output.evalue)
-        for cell in nb.cells
-        if cell.cell_type == "code"
-        for output in cell.outputs
-        if output.output_type == "error"
-    ]
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True, resources={
+        "metadata": {
+            "path": str(tmp_path)
+        }
+    },
+                   ).execute()
+    errors = [(cell.source, output.ename, output.evalue) for cell in nb.cells
+              if cell.cell_type == "code" for output in cell.outputs
+              if output.output_type == "error"]
     assert errors == []  # no NameError for `grader`, no ImportError: every cell runs
     checks = [
-        cell
-        for cell in nb.cells
+        cell for cell in nb.cells
         if cell.cell_type == "code" and cell.source.startswith("grader.check(")
     ]
     assert len(checks) == sum(not q.manual for q in make_assignments.questions(master))
     for cell in checks:
         shown = "".join(
             output.get("text", "") + output.get("data", {}).get("text/plain", "")
-            for output in cell.outputs
-        )
+            for output in cell.outputs)
         assert "✘ no answer yet" in shown, cell.source  # the Feedback message reaches the student

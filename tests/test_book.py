@@ -1,6 +1,9 @@
 """The book is part of the test suite: it builds offline with warnings as errors, executing
 every chapter."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,13 @@ def _chapters():
     return [f for f in _toc_files() if (ROOT / f"{f}.md").read_text().startswith("---\njupytext")]
 
 
+def jupyter_book(*arguments: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``jupyter-book build ARGUMENTS`` with warnings as errors, as make book runs it."""
+    executable = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
+    return subprocess.run([executable, "build", *arguments, "--warningiserror", "--keep-going"],
+                          capture_output=True, text=True, timeout=timeout)
+
+
 def test_every_toc_entry_exists():
     for entry in _toc_files():
         assert (ROOT / f"{entry}.md").is_file(), entry
@@ -34,15 +44,13 @@ def test_every_chapter_ends_with_checked_exercises():
         text = (ROOT / f"{chapter}.md").read_text()
         assert "## Exercises" in text, f"{chapter} has no Exercises section"
         for section in ("## Key takeaways", "## Try it yourself"):
-            assert section in text.split("## Exercises", 1)[0], (
-                f"{chapter} has no {section[3:]} before its exercises"
-            )
+            assert section in text.split(
+                "## Exercises", 1)[0], (f"{chapter} has no {section[3:]} before its exercises")
         exercises = text.split("## Exercises", 1)[1]
         assert exercises.count("```{exercise}") >= 2, f"{chapter}: fewer than two exercises"
         assert exercises.count("```{solution-start}") == exercises.count("```{exercise}")
         assert exercises.count("checks.check_") >= exercises.count("```{exercise}"), (
-            f"{chapter}: an answer is not auto-checked"
-        )
+            f"{chapter}: an answer is not auto-checked")
 
 
 @pytest.mark.xdist_group("book")
@@ -63,36 +71,23 @@ def test_book_builds_with_warnings_as_errors(built_book):
 def test_a_failing_cell_fails_the_build_naming_chapter_and_cell(tmp_path):
     """A mini-book with one failing chapter: the build exits non-zero, names the file, the cell
     and the error, still writes the other pages, and the failed page carries a warning box."""
-    import shutil
-    import subprocess
-    import sys
 
     (tmp_path / "_config.yml").write_text(
         "title: mini\nonly_build_toc_files: true\n"
         "execute: {execute_notebooks: cache, timeout: 100, allow_errors: false}\n"
         f"sphinx:\n  local_extensions: {{execution_report: {ROOT / 'book' / '_ext'}}}\n"
-        "  config: {nb_execution_raise_on_error: false}\n"
-    )
+        "  config: {nb_execution_raise_on_error: false}\n")
     (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: bad\n")
     (tmp_path / "intro.md").write_text("# Intro\n\nAll fine here.\n")
     header = (ROOT / "book" / "01_powder_diffraction.md").read_text().split("---\n")[1]
     (tmp_path / "bad.md").write_text(
         f"---\n{header}---\n# Bad\n\n```{{code-cell}} ipython3\nx = 1\n```\n\n"
-        "```{code-cell} ipython3\nassert x == 2, 'x is not two'\n```\n"
-    )
-    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    result = subprocess.run(
-        [jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        "```{code-cell} ipython3\nassert x == 2, 'x is not two'\n```\n")
+    result = jupyter_book(str(tmp_path))
     log = result.stdout + result.stderr
     assert result.returncode != 0
-    assert (
-        "chapter bad.md did not execute: code cell 2 (`assert x == 2, 'x is not two'`): "
-        "AssertionError: x is not two" in log
-    )
+    assert ("chapter bad.md did not execute: code cell 2 (`assert x == 2, 'x is not two'`): "
+            "AssertionError: x is not two" in log)
     html = tmp_path / "_build" / "html"
     assert "All fine here" in (html / "intro.html").read_text()
     assert "This page failed to execute when the site was built" in (html / "bad.html").read_text()
@@ -105,8 +100,7 @@ def test_chapters_execute_in_a_temporary_folder():
     for chapter in _chapters():
         text = (ROOT / f"{chapter}.md").read_text()
         assert 'Path("data")' not in text and "../" not in text, (
-            f"{chapter} reads a path relative to the working directory"
-        )
+            f"{chapter} reads a path relative to the working directory")
 
 
 def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
@@ -115,16 +109,14 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
     "Run this chapter" box links the executed notebook, the source, the table and its records
     and the repository, every local link pointing at a file of the site."""
     import re
-    import shutil
-    import subprocess
-    import sys
 
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config.pop("bibtex_bibfiles", None)
     config["exclude_patterns"] = ["_build"]
     sphinx = config["sphinx"]
     sphinx["local_extensions"] = {
-        name: str(ROOT / path) for name, path in sphinx["local_extensions"].items()
+        name: str(ROOT / path)
+        for name, path in sphinx["local_extensions"].items()
     }
     sphinx["config"] = {k: v for k, v in sphinx["config"].items() if not k.startswith("bibtex")}
     (tmp_path / "_config.yml").write_text(yaml.safe_dump(config))
@@ -137,27 +129,18 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
         f"for folder in (Path({str(tmp_path)!r}), Path({str(ROOT)!r})):\n"
         "    assert not here.is_relative_to(folder), here\n"
         "rows = book_data('remedies_energy.csv').read_text().splitlines()\n"
-        "print(len(rows) > 1)\n```\n"
-    )
-    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    result = subprocess.run(
-        [jupyter_book, "build", str(tmp_path), "--warningiserror", "--keep-going"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+        "print(len(rows) > 1)\n```\n")
+    result = jupyter_book(str(tmp_path))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     html = tmp_path / "_build" / "html"
     page = (html / "page.html").read_text()
     assert "Run this chapter" in page and config["repository"]["url"] in page
     links = re.findall(r'class="reference download" href="([^"]+)"', page)
-    assert {Path(link).name for link in links} == {
-        "page.ipynb",
-        "page.md",
-        "remedies_energy.csv",
-        "remedies_energy.config.json",
-        "remedies_energy.env.json",
-    }
+    assert {Path(link).name
+            for link in links} == {
+                "page.ipynb", "page.md", "remedies_energy.csv", "remedies_energy.config.json",
+                "remedies_energy.env.json",
+            }
     for link in links:
         assert (html / link).is_file(), link
 
@@ -173,9 +156,8 @@ def test_every_chapter_page_offers_its_notebook_and_data(built_book):
         links = re.findall(r'class="reference download" href="([^"]+)"', page)
         assert any(link.endswith(".ipynb") for link in links), chapter
         for link in links:
-            assert (built_book.html / Path(chapter).parent / link).resolve().is_file(), (
-                f"{chapter}: {link}"
-            )
+            assert (built_book.html / Path(chapter).parent /
+                    link).resolve().is_file(), (f"{chapter}: {link}")
 
 
 @pytest.mark.xdist_group("book")
@@ -189,9 +171,8 @@ def test_api_reference_has_no_misparsed_types(built_book):
 def test_attribute_docstring_colon_is_put_back():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "api_docstrings", ROOT / "book" / "_ext" / "api_docstrings.py"
-    )
+    spec = importlib.util.spec_from_file_location("api_docstrings",
+                                                  ROOT / "book" / "_ext" / "api_docstrings.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     after_napoleon = ["a phone and a desk.", "", ":type: Window sizes (CSS px)"]
@@ -205,34 +186,15 @@ def test_attribute_docstring_colon_is_put_back():
 def test_whole_book_prints_to_one_pdf(built_book):
     """``make pdf``'s two steps on the tested build: the single-page HTML (same execution cache,
     warnings as errors) and its offline print to PDF, with every chapter in it."""
-    import shutil
-    import subprocess
-    import sys
 
     built_book.require_success()
-    jupyter_book = shutil.which("jupyter-book", path=str(Path(sys.executable).parent))
-    result = subprocess.run(
-        [
-            jupyter_book,
-            "build",
-            str(ROOT),
-            "--path-output",
-            str(built_book.folder),
-            "--builder",
-            "singlehtml",
-            "--warningiserror",
-            "--keep-going",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    result = jupyter_book(str(ROOT), "--path-output", str(built_book.folder), "--builder",
+                          "singlehtml", timeout=1200)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "print_pdf", ROOT / "book" / "_ext" / "print_pdf.py"
-    )
+    spec = importlib.util.spec_from_file_location("print_pdf",
+                                                  ROOT / "book" / "_ext" / "print_pdf.py")
     print_pdf = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(print_pdf)
     single = built_book.folder / "_build" / "singlehtml"
@@ -241,19 +203,13 @@ def test_whole_book_prints_to_one_pdf(built_book):
         label = (ROOT / f"{chapter}.md").read_text().split("\n(", 1)[1].split(")=", 1)[0]
         assert f'id="{label}"' in text, f"{chapter} ({label}) missing from the single page"
     pdf = built_book.folder / "book.pdf"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "book" / "_ext" / "print_pdf.py"),
-            "--html",
-            str(single),
-            "--output",
-            str(pdf),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    result = subprocess.run([
+        sys.executable,
+        str(ROOT / "book" / "_ext" / "print_pdf.py"), "--html",
+        str(single), "--output",
+        str(pdf),
+    ], capture_output=True, text=True, timeout=900,
+                            )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") + data.count(b"/Type/Page") > 50
@@ -266,9 +222,8 @@ def test_time_table_follows_the_chapters():
     import re
 
     table = (ROOT / "book" / "how_to_use.md").read_text()
-    rows = re.findall(
-        r"^\| (\d+) \{ref\}`([\w-]+)` \| (\d+) min \| (\d+) \| ([\d¼½¾]+) h \|$", table, re.M
-    )
+    rows = re.findall(r"^\| (\d+) \{ref\}`([\w-]+)` \| (\d+) min \| (\d+) \| ([\d¼½¾]+) h \|$",
+                      table, re.M)
     assert len(rows) == len(_chapters())
     fractions = {"¼": 0.25, "½": 0.5, "¾": 0.75}
     for (number, label, reading, exercises, total), chapter in zip(rows, _chapters()):
@@ -276,13 +231,11 @@ def test_time_table_follows_the_chapters():
         assert f"({label})=" in text, (number, label, chapter)
         assert int(exercises) == text.count("```{exercise}"), f"{chapter}: exercise count"
         words = len(text.split())
-        assert abs(int(reading) - words / 200) <= 5, (
-            f"{chapter}: {words} words, table says {reading} min"
-        )
+        assert abs(int(reading) -
+                   words / 200) <= 5, (f"{chapter}: {words} words, table says {reading} min")
         hours = sum(fractions.get(c, 0) for c in total) + float(re.sub("[¼½¾]", "", total) or 0)
-        assert abs(60 * hours - (int(reading) + 15 * int(exercises))) <= 15, (
-            f"{chapter}: total {total} h"
-        )
+        assert abs(60 * hours -
+                   (int(reading) + 15 * int(exercises))) <= 15, (f"{chapter}: total {total} h")
 
 
 def _code_cells(chapter):
@@ -306,11 +259,8 @@ def test_chapter_code_reads_like_a_textbook():
         for cell, in_solution in _code_cells(chapter):
             long = [line for line in cell.source.splitlines() if len(line) > 88]
             assert not long, f"{chapter}: code line over 88 characters: {long[0]!r}"
-            hidden = set(cell.metadata.get("tags", [])) & {
-                "remove-input",
-                "remove-cell",
-                "hide-input",
-            }
+            hidden = set(cell.metadata.get("tags",
+                                           [])) & {"remove-input", "remove-cell", "hide-input", }
             if not hidden and not in_solution:
                 shown = [
                     line for line in cell.source.splitlines() if line.lstrip().startswith("assert ")

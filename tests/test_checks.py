@@ -23,8 +23,7 @@ def test_bragg_check_accepts_right_and_names_slips():
 @pytest.fixture(scope="module")
 def silicon():
     return Crystal.from_pymatgen(
-        Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]])
-    )
+        Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.431), ["Si"], [[0, 0, 0]]))
 
 
 def test_absences_check(silicon):
@@ -38,9 +37,10 @@ def test_absences_check(silicon):
 
 
 def test_lorentz_ratio_check():
+
     def lp(tt):
         theta = np.radians(tt / 2)
-        return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+        return (1 + np.cos(2 * theta)**2) / (np.sin(theta)**2 * np.cos(theta))
 
     assert checks.check_lorentz_polarization_ratio(lp(20) / lp(80), 20, 80)
     assert "invert" in checks.check_lorentz_polarization_ratio(lp(80) / lp(20), 20, 80).message
@@ -61,9 +61,8 @@ def test_lattice_retrieval_check_names_the_optimiser_slip():
     xrd = Diffractometer("CuKa", (10, 90))
     target = xrd.pattern(rutile, fwhm=0.1)
     start = perturb(rutile, strain=0.02, seed=3)
-    adam = optimize(
-        lattice_only(start), start, target, xrd, steps=50, metric="cosine", fwhm=0.1
-    ).loss
+    adam = optimize(lattice_only(start), start, target, xrd, steps=50, metric="cosine",
+                    fwhm=0.1).loss
     assert checks.check_lattice_retrieval(adam, rutile, 0.02, 3, "adam", steps=50)
     wrong = checks.check_lattice_retrieval(adam, rutile, 0.02, 3, "lbfgs", steps=50)
     assert not wrong and "run 'adam' instead of 'lbfgs'" in wrong.message
@@ -76,11 +75,9 @@ def test_coincidence_scale_check():
     right = np.sqrt(8 / 11)
     assert checks.check_coincidence_scale(right, rock_salt, (2, 2, 0), (3, 1, 1))
     assert "invert" in str(
-        checks.check_coincidence_scale(1 / right, rock_salt, (2, 2, 0), (3, 1, 1))
-    )
-    assert "s − 1" in str(
-        checks.check_coincidence_scale(right - 1, rock_salt, (2, 2, 0), (3, 1, 1))
-    )
+        checks.check_coincidence_scale(1 / right, rock_salt, (2, 2, 0), (3, 1, 1)))
+    assert "s − 1" in str(checks.check_coincidence_scale(right - 1, rock_salt, (2, 2, 0),
+                                                         (3, 1, 1)))
     assert not checks.check_coincidence_scale(0.9, rock_salt, (2, 2, 0), (3, 1, 1))
 
 
@@ -93,11 +90,10 @@ def test_energy_minimum_check_refines_and_names_slips():
     rutile = datasets.load_prototype("A2B_tP6_136_f_a")
     strains = np.linspace(-0.1, 0.1, 21)
     values = energy_scan(rutile, lattice_direction(rutile, 0), strains, slopes=False).loss
-    (i,) = local_minima(values)
-    y0, y1, y2 = values[i - 1 : i + 2]
-    right = 100 * (
-        strains[i] + 0.01 * (y0 - y2) / (2 * (y0 - 2 * y1 + y2))
-    )  # vertex of the parabola
+    (i, ) = local_minima(values)
+    y0, y1, y2 = values[i - 1:i + 2]
+    right = 100 * (strains[i] + 0.01 * (y0 - y2) / (2 *
+                                                    (y0 - 2 * y1 + y2)))  # vertex of the parabola
     assert checks.check_energy_minimum(right, rutile)
     assert "fraction" in checks.check_energy_minimum(right / 100, rutile).message
     assert "wrong sign" in checks.check_energy_minimum(-right, rutile).message
@@ -119,17 +115,15 @@ def test_bulk_modulus_check_names_unit_and_factor_slips():
     strains = np.array([-0.01, 0.0, 0.01])
     isotropic = Direction(relaxed.lattice, np.zeros_like(relaxed.frac_coords), "isotropic")
     second = curvature(strains, energy_scan(relaxed, isotropic, strains, slopes=False).loss)
-    right = (
-        len(relaxed) * second / (9 * relaxed.volume) / GPa
-    )  # three-point route, not the check's fit
+    right = (len(relaxed) * second / (9 * relaxed.volume) / GPa
+             )  # three-point route, not the check's fit
     assert 15 < right < 40  # GPa: rock salt's is about 25
     assert checks.check_bulk_modulus(right, rock_salt)
     assert "eV/Å³" in checks.check_bulk_modulus(right * GPa, rock_salt).message
     assert "1/9" in checks.check_bulk_modulus(9 * right, rock_salt).message
-    assert (
-        "experimental cell"
-        in checks.check_bulk_modulus(checks.bulk_modulus(rock_salt, relax=False), rock_salt).message
-    )
+    assert ("experimental cell"
+            in checks.check_bulk_modulus(checks.bulk_modulus(rock_salt, relax=False),
+                                         rock_salt).message)
     assert not checks.check_bulk_modulus(1.2 * right, rock_salt)
 
 
@@ -139,14 +133,12 @@ def test_recovery_rate_check_names_the_slips(tmp_path):
     path = tmp_path / "runs.csv"
     rows = [
         dict(kind="lattice", parametrization="p1", magnitude=m, recovered=str(r), matched=str(t))
-        for m, r, t in [
-            ("0.02", True, True),
-            ("0.02", False, True),
-            ("0.02", False, True),
-            ("0.02", False, False),
-            ("0.05", True, True),
-            ("0.05", True, True),
-        ]
+        for m, r, t in [("0.02", True, True), ("0.02", False,
+                                               True), ("0.02", False,
+                                                       True), ("0.02", False,
+                                                               False), ("0.05", True,
+                                                                        True), ("0.05", True,
+                                                                                True), ]
     ]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -164,16 +156,11 @@ def test_width_schedule_check_names_the_slips():
     assert checks.check_width_schedule(right, 3.0, 0.1, 4)
     assert "linearly" in checks.check_width_schedule(np.linspace(3.0, 0.1, 4), 3.0, 0.1, 4).message
     assert "narrowest first" in checks.check_width_schedule(right[::-1], 3.0, 0.1, 4).message
-    assert (
-        "endpoint=False"
-        in checks.check_width_schedule(
-            np.geomspace(3.0, 0.1, 4, endpoint=False), 3.0, 0.1, 4
-        ).message
-    )
-    assert (
-        "not extra ones"
-        in checks.check_width_schedule(np.geomspace(3.0, 0.1, 5), 3.0, 0.1, 4).message
-    )
+    assert ("endpoint=False"
+            in checks.check_width_schedule(np.geomspace(3.0, 0.1, 4, endpoint=False), 3.0, 0.1,
+                                           4).message)
+    assert ("not extra ones" in checks.check_width_schedule(np.geomspace(3.0, 0.1, 5), 3.0, 0.1,
+                                                            4).message)
     assert "stage 2" in checks.check_width_schedule([3.0, 1.5, right[2], 0.1], 3.0, 0.1, 4).message
     assert "list of 4 widths" in checks.check_width_schedule("wide", 3.0, 0.1, 4).message
 
@@ -198,36 +185,24 @@ def test_remedy_rate_check(tmp_path):
     ]:
         for index, outcome in enumerate(recovered):
             rows.append(
-                dict(
-                    remedy=remedy,
-                    kind="lattice",
-                    parametrization=parametrization,
-                    magnitude=magnitude,
-                    recovered=outcome,
-                    matched=True if index < 3 else outcome,
-                )
-            )
+                dict(remedy=remedy, kind="lattice", parametrization=parametrization,
+                     magnitude=magnitude, recovered=outcome, matched=True if index < 3 else outcome,
+                     ))
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     assert checks.check_remedy_rate(0.25, path, "basin", "lattice", "p1", 0.02)
-    assert (
-        "'matched'" in checks.check_remedy_rate(0.75, path, "basin", "lattice", "p1", 0.02).message
-    )
-    assert (
-        "pool both parametrisations"
-        in checks.check_remedy_rate(5 / 8, path, "basin", "lattice", "p1", 0.02).message
-    )
-    assert (
-        "pool every magnitude"
-        in checks.check_remedy_rate(1 / 8, path, "basin", "lattice", "p1", 0.02).message
-    )
+    assert ("'matched'" in checks.check_remedy_rate(0.75, path, "basin", "lattice", "p1",
+                                                    0.02).message)
+    assert ("pool both parametrisations" in checks.check_remedy_rate(5 / 8, path, "basin",
+                                                                     "lattice", "p1", 0.02).message)
+    assert ("pool every magnitude" in checks.check_remedy_rate(1 / 8, path, "basin", "lattice",
+                                                               "p1", 0.02).message)
     assert checks.check_remedy_rate(0, path, "basin", "lattice", "p1", 0.05)
     assert not checks.check_remedy_rate(0.1, path, "basin", "lattice", "p1", 0.05)
-    assert (
-        "no runs" in checks.check_remedy_rate(0.5, path, "energy:10", "lattice", "p1", 0.02).message
-    )
+    assert ("no runs" in checks.check_remedy_rate(0.5, path, "energy:10", "lattice", "p1",
+                                                  0.02).message)
 
 
 def test_check_value_against_zero():
@@ -238,35 +213,28 @@ def test_check_value_against_zero():
 
 def test_unanswered_placeholders_say_so(silicon):
     candidates = [(2, 0, 0), (2, 2, 2)]
-    for feedback in (
-        checks.check_value(..., 1.0),
-        checks.check_bragg_two_theta(..., 3.1356),
-        checks.check_absent_reflections(..., silicon, candidates),
-        checks.check_array(..., np.zeros(3), atol=1e-9),
-        checks.check_width_schedule(..., 3.0, 0.1, 4),
-        checks.check_choice(..., "ABC"),
-        checks.check_line_plot(..., {}),
-        checks.check_scan_basin(..., [0, 1, 2], [1, 0, 1]),
-    ):
+    for feedback in (checks.check_value(..., 1.0), checks.check_bragg_two_theta(..., 3.1356),
+                     checks.check_absent_reflections(..., silicon, candidates),
+                     checks.check_array(..., np.zeros(3),
+                                        atol=1e-9), checks.check_width_schedule(..., 3.0, 0.1, 4),
+                     checks.check_choice(..., "ABC"), checks.check_line_plot(..., {}),
+                     checks.check_scan_basin(..., [0, 1, 2], [1, 0, 1]),
+                     ):
         assert not feedback and "no answer yet" in feedback.message
     assert "list of (h, k, l)" in checks.check_absent_reflections(5, silicon, candidates).message
 
 
 def test_choice_check():
-    assert (
-        checks.check_choice("b", "ABC")
-        and "graded after" in checks.check_choice("b", "ABC").message
-    )
+    assert (checks.check_choice("b", "ABC") and
+            "graded after" in checks.check_choice("b", "ABC").message)
     assert "A, B, C" in checks.check_choice("E", "ABC").message
     assert "as a string" in checks.check_choice(2, "ABC").message
     right = checks.check_choice(" c ", {"A": "one", "B": "two", "C": "the right one"}, correct="C")
     assert right and "the right one" in right.message
     wrong = checks.check_choice("A", "ABC", correct="C", reasons={"A": "look at the intervals"})
     assert not wrong and "look at the intervals" in wrong.message
-    assert (
-        "compare it with the values you computed"
-        in checks.check_choice("B", "ABC", correct="C").message
-    )
+    assert ("compare it with the values you computed"
+            in checks.check_choice("B", "ABC", correct="C").message)
 
 
 def test_line_plot_check_names_the_slips():
@@ -288,65 +256,47 @@ def test_line_plot_check_names_the_slips():
 
     assert checks.check_line_plot(figure((100 * x, y)), expected)
     assert checks.check_line_plot(
-        figure((np.arange(3), np.arange(3)), (100 * x, y)).axes[0], expected
-    )
+        figure((np.arange(3), np.arange(3)), (100 * x, y)).axes[0], expected)
     scatter = Figure()
     ax = scatter.subplots()
     ax.scatter(100 * x, y)
     assert checks.check_line_plot(scatter, expected, labels=False)
-    assert (
-        "fractions where per cent is wanted"
-        in checks.check_line_plot(figure((x, y)), expected).message
-    )
+    assert ("fractions where per cent is wanted"
+            in checks.check_line_plot(figure((x, y)), expected).message)
     assert "swapped" in checks.check_line_plot(figure((y, 100 * x)), expected).message
     assert "other y values" in checks.check_line_plot(figure((100 * x, 2 * y)), expected).message
-    assert (
-        "label both axes"
-        in checks.check_line_plot(figure((100 * x, y), labels=False), expected).message
-    )
+    assert ("label both axes" in checks.check_line_plot(figure((100 * x, y), labels=False),
+                                                        expected).message)
     assert "draws no lines" in checks.check_line_plot(Figure(), expected).message
-    assert (
-        "no line draws the scan"
-        in checks.check_line_plot(figure((np.arange(3), np.arange(3))), expected).message
-    )
+    assert ("no line draws the scan" in checks.check_line_plot(figure((np.arange(3), np.arange(3))),
+                                                               expected).message)
     assert "matplotlib Figure" in checks.check_line_plot([1, 2], expected).message
 
 
 def test_peak_ratio_check_names_multiplicity_and_lp(silicon):
     from xrdcore import Diffractometer
-    from xrdcore.physics.scattering import (
-        bragg_two_theta,
-        form_factor,
-        form_factor_coefficients,
-        lorentz_polarization,
-    )
+    from xrdcore.physics.scattering import (bragg_two_theta, form_factor, form_factor_coefficients,
+                                            lorentz_polarization,
+                                            )
 
     def by_hand(hkl, multiplicity):  # |F|² LP m with the real form factor (the assignment's route)
         d = 5.431 / np.linalg.norm(hkl)
         f = form_factor(14, form_factor_coefficients("Si"), 1 / (2 * d))
         structure_factor = f * np.sum(np.exp(2j * np.pi * silicon.frac_coords @ np.array(hkl)))
-        return multiplicity * abs(structure_factor) ** 2 * lorentz_polarization(bragg_two_theta(d))
+        return multiplicity * abs(structure_factor)**2 * lorentz_polarization(bragg_two_theta(d))
 
     xrd = Diffractometer("CuKa", (10, 90))
     right = by_hand((2, 2, 0), 12) / by_hand((1, 1, 1), 8)
     assert checks.check_peak_ratio(right, silicon, (2, 2, 0), (1, 1, 1), xrd)
-    assert checks.check_peak_ratio(
-        right, silicon, (0, -2, 2), (1, -1, 1), xrd
-    )  # any member of the peak
-    assert (
-        "multiplicity"
-        in checks.check_peak_ratio(right * 8 / 12, silicon, (2, 2, 0), (1, 1, 1), xrd).message
-    )
+    assert checks.check_peak_ratio(right, silicon, (0, -2, 2), (1, -1, 1),
+                                   xrd)  # any member of the peak
+    assert ("multiplicity" in checks.check_peak_ratio(right * 8 / 12, silicon, (2, 2, 0), (1, 1, 1),
+                                                      xrd).message)
     lp_220, lp_111 = lorentz_polarization(bragg_two_theta(5.431 / np.sqrt([8, 3])))
-    assert (
-        "Lorentz"
-        in checks.check_peak_ratio(
-            right * lp_111 / lp_220, silicon, (2, 2, 0), (1, 1, 1), xrd
-        ).message
-    )
-    assert (
-        "invert" in checks.check_peak_ratio(1 / right, silicon, (2, 2, 0), (1, 1, 1), xrd).message
-    )
+    assert ("Lorentz" in checks.check_peak_ratio(right * lp_111 / lp_220, silicon, (2, 2, 0),
+                                                 (1, 1, 1), xrd).message)
+    assert ("invert" in checks.check_peak_ratio(1 / right, silicon, (2, 2, 0), (1, 1, 1),
+                                                xrd).message)
     with pytest.raises(ValueError, match="no peak"):
         checks.check_peak_ratio(right, silicon, (2, 0, 0), (1, 1, 1), xrd)  # absent: on no peak
 
@@ -362,9 +312,8 @@ def test_expansion_slope_check():
     step = 1e-6
 
     def loss_at(epsilon):
-        return loss_value(
-            stretched.replace(lattice=stretched.lattice * (1 + epsilon)), target, xrd, fwhm=0.1
-        )
+        return loss_value(stretched.replace(lattice=stretched.lattice * (1 + epsilon)), target, xrd,
+                          fwhm=0.1)
 
     right = (loss_at(step) - loss_at(-step)) / (2 * step)  # finite differences, not the adjoint
     assert checks.check_expansion_slope(right, stretched, target, xrd)
@@ -394,9 +343,8 @@ def test_scan_basin_and_descent_end():
     offsets = np.arange(-5, 6) / 100
     values = np.array([5, 3, 4, 2, 1, 0, 1, 3, 2, 4, 6], dtype=float)
     assert basin(offsets, values) == pytest.approx((-0.03, 0.02))
-    assert checks.scan_descent_end(offsets, values, 0.04) == pytest.approx(
-        0.03
-    )  # stops at a wrong minimum
+    assert checks.scan_descent_end(offsets, values,
+                                   0.04) == pytest.approx(0.03)  # stops at a wrong minimum
     assert checks.scan_descent_end(offsets, values, 0.01) == pytest.approx(0.0)
     assert checks.scan_descent_end(offsets, values, -0.05) == pytest.approx(-0.04)
     assert checks.check_scan_basin((-3, 2), offsets, values)
@@ -427,15 +375,12 @@ def test_rate_comparison(tmp_path):
         for name, (hits, runs) in outcomes.items():
             writer.writerows(
                 dict(parametrization=name, magnitude="0.02", recovered=str(i < hits))
-                for i in range(runs)
-            )
+                for i in range(runs))
 
     def compare(first, second):
-        return checks.rate_comparison(
-            path,
-            dict(parametrization=first, magnitude=0.02),
-            dict(parametrization=second, magnitude=0.02),
-        )
+        return checks.rate_comparison(path, dict(parametrization=first, magnitude=0.02),
+                                      dict(parametrization=second, magnitude=0.02),
+                                      )
 
     assert compare("a", "b") == "higher" and compare("b", "a") == "lower"
     assert compare("c", "d") == "indistinguishable" and compare("e", "f") == "both zero"
@@ -445,12 +390,10 @@ def test_rate_comparison(tmp_path):
 
 def test_preferred_candidate_and_coincidence_scale():
     grid = np.linspace(20, 40, 1001)
-    target = np.exp(-0.5 * ((grid - 30) / 0.1) ** 2)
-    candidates = {"shifted": np.exp(-0.5 * ((grid - 30.5) / 0.1) ** 2), "scaled": 3 * target}
-    assert (
-        checks.preferred_candidate("cosine", candidates, target) == "scaled"
-    )  # cosine ignores scale
+    target = np.exp(-0.5 * ((grid - 30) / 0.1)**2)
+    candidates = {"shifted": np.exp(-0.5 * ((grid - 30.5) / 0.1)**2), "scaled": 3 * target}
+    assert (checks.preferred_candidate("cosine", candidates,
+                                       target) == "scaled")  # cosine ignores scale
     rock_salt = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
-    assert checks.coincidence_scale(rock_salt, (2, 2, 0), (3, 1, 1)) == pytest.approx(
-        np.sqrt(8 / 11)
-    )
+    assert checks.coincidence_scale(rock_salt, (2, 2, 0),
+                                    (3, 1, 1)) == pytest.approx(np.sqrt(8 / 11))

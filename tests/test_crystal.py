@@ -20,29 +20,23 @@ def test_arrays_and_properties(cscl):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [
-        (dict(lattice=np.zeros((3, 3))), "singular"),
-        (dict(lattice=np.diag([4.0, 4.0, -4.0])), "left-handed"),
-        (dict(lattice=np.eye(2)), "3x3"),
-        (dict(lattice=[[np.nan, 0, 0], [0, 1, 0], [0, 0, 1]]), "NaN"),
-        (dict(frac_coords=[[0, 0, np.nan], [0.5, 0.5, 0.5]]), "NaN"),
-        (dict(frac_coords=[[0, 0, np.inf], [0.5, 0.5, 0.5]]), "NaN or inf"),
-        (dict(frac_coords=np.zeros((0, 3)), species=[]), "empty"),
-        (dict(frac_coords=[[0, 0], [0.5, 0.5]]), r"\(N, 3\)"),
-        (dict(species=["Cs", "Xx"]), "unknown element 'Xx'"),
-        (dict(species=["Cs", 0]), "not an element"),
-        (dict(species=["Cs"]), "1 species for 2 positions"),
-        (dict(occupancies=[1.0, 1.2]), r"\(0, 1\]"),
-        (dict(occupancies=[1.0, 0.0]), r"\(0, 1\]"),
-        (dict(b_iso=[0.0, -1.0]), "≥ 0"),
-        (dict(b_iso=[0.0]), "one value per atom"),
-        (dict(frac_coords=[[0, 0, 0], [0, 0, 0]], occupancies=[0.7, 0.6]), "total occupancy"),
-    ],
+    [(dict(lattice=np.zeros((3, 3))), "singular"),
+     (dict(lattice=np.diag([4.0, 4.0, -4.0])), "left-handed"), (dict(lattice=np.eye(2)), "3x3"),
+     (dict(lattice=[[np.nan, 0, 0], [0, 1, 0], [0, 0, 1]]), "NaN"),
+     (dict(frac_coords=[[0, 0, np.nan], [0.5, 0.5, 0.5]]), "NaN"),
+     (dict(frac_coords=[[0, 0, np.inf], [0.5, 0.5, 0.5]]), "NaN or inf"),
+     (dict(frac_coords=np.zeros((0, 3)), species=[]), "empty"),
+     (dict(frac_coords=[[0, 0], [0.5, 0.5]]), r"\(N, 3\)"),
+     (dict(species=["Cs", "Xx"]), "unknown element 'Xx'"),
+     (dict(species=["Cs", 0]), "not an element"),
+     (dict(species=["Cs"]), "1 species for 2 positions"),
+     (dict(occupancies=[1.0, 1.2]), r"\(0, 1\]"), (dict(occupancies=[1.0, 0.0]), r"\(0, 1\]"),
+     (dict(b_iso=[0.0, -1.0]), "≥ 0"), (dict(b_iso=[0.0]), "one value per atom"),
+     (dict(frac_coords=[[0, 0, 0], [0, 0, 0]], occupancies=[0.7, 0.6]), "total occupancy"), ],
 )
 def test_bad_input_raises_clear_value_error(kwargs, message):
-    fields = dict(
-        lattice=np.eye(3) * 4.0, frac_coords=[[0, 0, 0], [0.5, 0.5, 0.5]], species=["Cs", "Cl"]
-    )
+    fields = dict(lattice=np.eye(3) * 4.0, frac_coords=[[0, 0, 0], [0.5, 0.5, 0.5]],
+                  species=["Cs", "Cl"])
     fields.update(kwargs)
     with pytest.raises(ValueError, match=message):
         Crystal(**fields)
@@ -50,8 +44,7 @@ def test_bad_input_raises_clear_value_error(kwargs, message):
 
 def test_shared_site_with_total_occupancy_one_is_accepted():
     crystal = Crystal(
-        np.eye(3) * 4, [[0, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]], ["Fe", "Ni", "O"], [0.5, 0.5, 1.0]
-    )
+        np.eye(3) * 4, [[0, 0, 0], [0, 0, 0], [0.5, 0.5, 0.5]], ["Fe", "Ni", "O"], [0.5, 0.5, 1.0])
     assert len(crystal) == 3
 
 
@@ -77,9 +70,8 @@ def test_pymatgen_round_trip(name):
 
 
 def test_left_handed_pymatgen_lattice_keeps_cartesian_positions():
-    structure = Structure(
-        Lattice(np.diag([4.0, 5.0, -6.0])), ["Na", "Cl"], [[0, 0, 0], [0.1, 0.2, 0.3]]
-    )
+    structure = Structure(Lattice(np.diag([4.0, 5.0, -6.0])), ["Na", "Cl"],
+                          [[0, 0, 0], [0.1, 0.2, 0.3]])
     crystal = Crystal.from_pymatgen(structure)
     assert crystal.volume > 0
     np.testing.assert_allclose(crystal.cart_coords, structure.cart_coords, atol=1e-12)
@@ -87,9 +79,10 @@ def test_left_handed_pymatgen_lattice_keeps_cartesian_positions():
 
 
 def test_disordered_site_round_trip():
-    structure = Structure(
-        Lattice.cubic(3.6), [{"Fe": 0.5, "Ni": 0.5}, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]]
-    )
+    structure = Structure(Lattice.cubic(3.6), [{
+        "Fe": 0.5,
+        "Ni": 0.5
+    }, "O"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     crystal = Crystal.from_pymatgen(structure)
     assert len(crystal) == 3
     assert crystal.occupancies.tolist() == [0.5, 0.5, 1.0]
@@ -114,8 +107,7 @@ def test_cif_of_low_symmetry_structure_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text",
-    ["", "this is not a CIF at all\n", "data_x\n_cell_length_a 4.0\n_cell_length_b\n"],
+    "text", ["", "this is not a CIF at all\n", "data_x\n_cell_length_a 4.0\n_cell_length_b\n"],
 )
 def test_malformed_cif_raises_value_error(tmp_path, text):
     path = tmp_path / "broken.cif"

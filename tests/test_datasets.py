@@ -50,10 +50,8 @@ def test_space_group_matches_spglib():
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     for proto in datasets.study_set(per_family=2, seed=0):
-        assert (
-            SpacegroupAnalyzer(proto.structure(), symprec=1e-3).get_space_group_number()
-            == proto.space_group
-        )
+        assert (SpacegroupAnalyzer(proto.structure(),
+                                   symprec=1e-3).get_space_group_number() == proto.space_group)
 
 
 def test_repeated_labels_get_suffixes():
@@ -63,15 +61,13 @@ def test_repeated_labels_get_suffixes():
     assert repeated == ["A_hR2_166_c-001", "A_hR2_166_c-002", "A_hR2_166_c-003"]
 
 
-@pytest.mark.parametrize(
-    "filters",
-    [
-        dict(crystal_family="hexagonal"),
-        dict(crystal_system="trigonal"),
-        dict(space_group=225),
-        dict(max_atoms=4),
-    ],
-)
+@pytest.mark.parametrize("filters", [
+    dict(crystal_family="hexagonal"),
+    dict(crystal_system="trigonal"),
+    dict(space_group=225),
+    dict(max_atoms=4),
+],
+                         )
 def test_filters(filters):
     selected = datasets.list_prototypes(**filters)
     assert selected

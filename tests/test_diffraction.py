@@ -10,9 +10,8 @@ from xrdcore.physics.profiles import Profile
 def test_cscl_100_peak_position_by_hand(cscl):
     """Bragg: 2θ(100) = 2 asin(λ / 2a) = 21.108° for a = 4.209 Å and Cu Kα 1.54184 Å."""
     peaks = Diffractometer().peaks(cscl)
-    assert peaks.two_theta[0] == pytest.approx(
-        np.degrees(2 * np.arcsin(1.54184 / (2 * 4.209))), abs=1e-12
-    )
+    assert peaks.two_theta[0] == pytest.approx(np.degrees(2 * np.arcsin(1.54184 / (2 * 4.209))),
+                                               abs=1e-12)
     assert peaks.two_theta[0] == pytest.approx(21.108, abs=1e-3)
     assert peaks.d_spacing[0] == pytest.approx(4.209)
     assert peaks.multiplicity[0] == 6
@@ -42,9 +41,8 @@ def test_pattern_area_equals_sum_of_intensities(cscl):
     diffractometer = Diffractometer(two_theta_range=(15, 80), step=0.005)
     y = diffractometer.pattern(cscl, fwhm=0.2, normalize=False)
     refl = diffractometer.reflections(cscl)
-    assert np.trapezoid(y, diffractometer.two_theta) == pytest.approx(
-        refl.intensity.sum(), rel=1e-6
-    )
+    assert np.trapezoid(y, diffractometer.two_theta) == pytest.approx(refl.intensity.sum(),
+                                                                      rel=1e-6)
 
 
 def test_pattern_peak_maxima_sit_at_bragg_angles(cscl):
@@ -68,9 +66,8 @@ def test_caglioti_widths_grow_with_angle(cscl):
         return above[-1] - above[0]
 
     tt = diffractometer.peaks(cscl).two_theta
-    expected = np.sqrt(
-        0.02 * np.tan(np.radians(tt / 2)) ** 2 - 0.01 * np.tan(np.radians(tt / 2)) + 0.01
-    )
+    expected = np.sqrt(0.02 * np.tan(np.radians(tt / 2))**2 - 0.01 * np.tan(np.radians(tt / 2)) +
+                       0.01)
     for centre, width in zip(tt[[0, 1, -1]], expected[[0, 1, -1]]):
         assert measured_fwhm(centre) == pytest.approx(width, abs=0.005)
 
@@ -83,44 +80,37 @@ def test_shapes_have_requested_fwhm(cscl, shape):
     assert above[-1] - above[0] == pytest.approx(0.3, abs=0.002)
 
 
-@pytest.mark.parametrize(
-    "kwargs, error, message",
-    [
-        (dict(wavelength=20.0), ValueError, "outside the supported X-ray range"),
-        (dict(wavelength=-1.0), ValueError, "outside"),
-        (dict(wavelength=float("nan")), ValueError, "finite"),
-        (dict(wavelength="CuKalpha"), ValueError, "unknown X-ray line"),
-        (dict(wavelength=[1.5]), TypeError, "line name"),
-        (dict(two_theta_range=(90, 10)), ValueError, "low < high"),
-        (dict(two_theta_range=(10, 180)), ValueError, "179.9"),
-        (dict(two_theta_range=(-5, 30)), ValueError, "0 ≤ low"),
-        (dict(two_theta_range=(10, float("nan"))), ValueError, "two_theta_range"),
-        (dict(two_theta_range=10), ValueError, r"\(low, high\)"),
-        (dict(step=0), ValueError, "step"),
-    ],
-)
+@pytest.mark.parametrize("kwargs, error, message",
+                         [(dict(wavelength=20.0), ValueError, "outside the supported X-ray range"),
+                          (dict(wavelength=-1.0), ValueError, "outside"),
+                          (dict(wavelength=float("nan")), ValueError, "finite"),
+                          (dict(wavelength="CuKalpha"), ValueError, "unknown X-ray line"),
+                          (dict(wavelength=[1.5]), TypeError, "line name"),
+                          (dict(two_theta_range=(90, 10)), ValueError, "low < high"),
+                          (dict(two_theta_range=(10, 180)), ValueError, "179.9"),
+                          (dict(two_theta_range=(-5, 30)), ValueError, "0 ≤ low"),
+                          (dict(two_theta_range=(10, float("nan"))), ValueError, "two_theta_range"),
+                          (dict(two_theta_range=10), ValueError, r"\(low, high\)"),
+                          (dict(step=0), ValueError, "step"), ],
+                         )
 def test_bad_instrument_settings(kwargs, error, message):
     with pytest.raises(error, match=message):
         Diffractometer(**kwargs)
 
 
-@pytest.mark.parametrize(
-    "kwargs, message",
-    [
-        (dict(two_theta=[10, 20, np.nan]), "NaN or inf"),
-        (dict(two_theta=[]), "non-empty"),
-        (dict(two_theta=[20, 10, 30]), "ascending"),
-        (dict(fwhm=0), "positive"),
-        (dict(fwhm=np.nan), "finite"),
-        (dict(fwhm=(1, 2)), "Caglioti"),
-        (dict(fwhm=(0, 0, -1)), "non-positive"),
-        (dict(shape="voigt"), "unknown peak shape"),
-        (dict(shape="gaussian", eta=0.3), "only applies"),
-        (dict(shape="pseudo-voigt", eta=1.5), r"\[0, 1\]"),
-        (dict(window=0), "window"),
-        (dict(two_theta=[185.0, 190.0]), "outside"),
-    ],
-)
+@pytest.mark.parametrize("kwargs, message", [(dict(two_theta=[10, 20, np.nan]), "NaN or inf"),
+                                             (dict(two_theta=[]), "non-empty"),
+                                             (dict(two_theta=[20, 10, 30]), "ascending"),
+                                             (dict(fwhm=0), "positive"),
+                                             (dict(fwhm=np.nan), "finite"),
+                                             (dict(fwhm=(1, 2)), "Caglioti"),
+                                             (dict(fwhm=(0, 0, -1)), "non-positive"),
+                                             (dict(shape="voigt"), "unknown peak shape"),
+                                             (dict(shape="gaussian", eta=0.3), "only applies"),
+                                             (dict(shape="pseudo-voigt", eta=1.5), r"\[0, 1\]"),
+                                             (dict(window=0), "window"),
+                                             (dict(two_theta=[185.0, 190.0]), "outside"), ],
+                         )
 def test_bad_pattern_arguments(cscl, kwargs, message):
     with pytest.raises(ValueError, match=message):
         shape = {name: kwargs.pop(name) for name in ("shape", "eta", "window") if name in kwargs}

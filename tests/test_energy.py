@@ -19,10 +19,9 @@ FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
 
 def moved(crystal, direction, t):
-    return crystal.replace(
-        lattice=crystal.lattice + t * direction.d_lattice,
-        frac_coords=crystal.frac_coords + t * direction.d_frac,
-    )
+    return crystal.replace(lattice=crystal.lattice + t * direction.d_lattice,
+                           frac_coords=crystal.frac_coords + t * direction.d_frac,
+                           )
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +38,11 @@ def rutile():
     return datasets.load_prototype("A2B_tP6_136_f_a")
 
 
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda c: lattice_direction(c, 1),
-        lambda c: atom_direction(c, 2, 0),
-        lambda c: random_direction(c, np.random.default_rng(1), strain=0.02),
-    ],
-)
+@pytest.mark.parametrize("make", [
+    lambda c: lattice_direction(c, 1), lambda c: atom_direction(c, 2, 0),
+    lambda c: random_direction(c, np.random.default_rng(1), strain=0.02),
+],
+                         )
 def test_scan_agrees_with_pointwise_energy_and_its_slope_with_finite_differences(copper, make):
     direction = make(copper)
     offsets = np.linspace(-0.04, 0.04, 5)
@@ -65,6 +61,7 @@ def test_scan_agrees_with_pointwise_energy_and_its_slope_with_finite_differences
 
 
 def test_forces_are_minus_the_energy_gradient(copper):
+
     def total_energy(crystal):
         return energy.energy(crystal, calc="emt") * len(crystal)
 
@@ -75,10 +72,8 @@ def test_forces_are_minus_the_energy_gradient(copper):
     for atom in range(4):
         for axis in range(3):
             direction = atom_direction(copper, atom, axis)
-            derivative = (
-                total_energy(moved(copper, direction, h))
-                - total_energy(moved(copper, direction, -h))
-            ) / (2 * h)
+            derivative = (total_energy(moved(copper, direction, h)) -
+                          total_energy(moved(copper, direction, -h))) / (2 * h)
             assert forces[atom, axis] == pytest.approx(-derivative, rel=1e-5, abs=1e-7)
 
 
@@ -89,10 +84,9 @@ def test_two_dimensional_scan_has_the_xrd_scan_shape(copper):
     xrd = Diffractometer("CuKa", (20, 80), backend="cpu")
     reference = scan(copper, [first, second], offsets, xrd.pattern(copper, fwhm=0.2), xrd, fwhm=0.2)
     assert result.loss.shape == reference.loss.shape == (3, 2)
-    corner = copper.replace(
-        lattice=copper.lattice + 0.02 * first.d_lattice,
-        frac_coords=copper.frac_coords - 0.1 * second.d_frac,
-    )
+    corner = copper.replace(lattice=copper.lattice + 0.02 * first.d_lattice,
+                            frac_coords=copper.frac_coords - 0.1 * second.d_frac,
+                            )
     assert result.loss[2, 0] == pytest.approx(energy.energy(corner, calc="emt"), rel=1e-12)
 
 
@@ -122,9 +116,8 @@ def test_chgnet_energy_and_forces_on_rutile(rutile):
     threads = torch.get_num_threads()
     value, forces = energy.energy_and_forces(rutile)
     assert torch.get_num_threads() == threads  # the single-thread setting is local
-    assert (
-        np.isfinite(value) and -12 < value < -6
-    )  # eV per atom for TiO2 with CHGNet's MP reference
+    assert (np.isfinite(value) and
+            -12 < value < -6)  # eV per atom for TiO2 with CHGNet's MP reference
     assert forces.shape == (6, 3) and np.abs(forces.sum(axis=0)).max() < 1e-3  # no net force
     h = 0.01  # Å: CHGNet runs in float32, so the step must beat rounding noise
     for atom, axis in [(0, 0), (2, 0), (3, 1)]:
@@ -138,17 +131,15 @@ def test_chgnet_energy_is_lowest_near_the_truth_along_a_lattice_stretch(rutile):
     strains = np.linspace(-0.08, 0.08, 9)
     result = energy_scan(rutile, lattice_direction(rutile, 0), strains)
     assert len(local_minima(result.loss)) == 1
-    assert (
-        abs(strains[np.argmin(result.loss)]) <= 0.02 + 1e-9
-    )  # CHGNet (PBE-like) cells run ~1 % large
+    assert (abs(strains[np.argmin(result.loss)])
+            <= 0.02 + 1e-9)  # CHGNet (PBE-like) cells run ~1 % large
     assert np.all(np.diff(np.sign(result.slope)) >= 0)  # slope changes sign once, from − to +
     h = 2e-3
     up, down = (energy.energy(moved(rutile, lattice_direction(rutile, 0), s)) for s in (h, -h))
     assert result.slope[4] == pytest.approx((up - down) / (2 * h), rel=0.05, abs=2e-3)
     values_only = energy_scan(rutile, lattice_direction(rutile, 0), strains[3:6], slopes=False)
-    np.testing.assert_allclose(
-        values_only.loss, result.loss[3:6], atol=1e-5
-    )  # CHGNet's task "e" path
+    np.testing.assert_allclose(values_only.loss, result.loss[3:6],
+                               atol=1e-5)  # CHGNet's task "e" path
 
 
 def test_unsupported_elements_and_partial_occupancy_are_explained():
@@ -159,8 +150,7 @@ def test_unsupported_elements_and_partial_occupancy_are_explained():
     with pytest.raises(ValueError, match=r"EMT has no parameters for Fe"):
         energy.energy(iron, calc="emt")
     disordered = Crystal(
-        np.eye(3) * 3.6, [[0, 0, 0], [0, 0, 0]], ["Cu", "Au"], occupancies=[0.5, 0.5]
-    )
+        np.eye(3) * 3.6, [[0, 0, 0], [0, 0, 0]], ["Cu", "Au"], occupancies=[0.5, 0.5])
     with pytest.raises(ValueError, match="partially occupied"):
         energy.to_atoms(disordered)
     with pytest.raises(TypeError, match="from_pymatgen"):
@@ -177,12 +167,9 @@ def test_bad_calculator_names_and_inputs_are_explained(copper):
     with pytest.raises(ValueError, match="empty"):
         energy_scan(copper, lattice_direction(copper, 0), [], calc="emt")
     with pytest.raises(ValueError, match="does not fit"):
-        energy_scan(
-            copper,
-            lattice_direction(Crystal(np.eye(3) * 3, [[0, 0, 0]], ["Cu"]), 0),
-            [0.0],
-            calc="emt",
-        )
+        energy_scan(copper, lattice_direction(Crystal(np.eye(3) * 3, [[0, 0, 0]], ["Cu"]), 0),
+                    [0.0], calc="emt",
+                    )
     with pytest.raises(ValueError, match="empty"):
         Crystal(np.eye(3), np.zeros((0, 3)), [])
 
@@ -194,10 +181,8 @@ def test_missing_dependencies_name_the_install_command(monkeypatch):
 
 
 def test_importing_xrdcore_does_not_import_torch_or_ase():
-    code = (
-        "import sys, xrdcore, xrdcore.energy; "
-        "assert not {'torch', 'ase', 'chgnet'} & set(sys.modules), sys.modules.keys()"
-    )
+    code = ("import sys, xrdcore, xrdcore.energy; "
+            "assert not {'torch', 'ase', 'chgnet'} & set(sys.modules), sys.modules.keys()")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -12,7 +12,7 @@ from xrdcore.study.config import SMALL, StudyConfig
 from xrdcore.study.runner import run_study
 from xrdcore.study.summary import match_rates, wilson_interval
 
-TINY = replace(SMALL, structures=("AB_cF8_225_a_b",), steps=15)
+TINY = replace(SMALL, structures=("AB_cF8_225_a_b", ), steps=15)
 
 
 def read_rows(path):
@@ -51,20 +51,17 @@ def test_resume_after_a_kill_redoes_nothing(tmp_path):
     assert len(rows) == len(complete)
     assert len({row["key"] for row in rows}) == len(rows)
     assert rows[:3] == complete[:3]  # finished rows are kept as they were
-    assert (
-        read_rows(run_study(TINY, partial, workers=2, progress=False)) == rows
-    )  # nothing left to do
+    assert (read_rows(run_study(TINY, partial, workers=2,
+                                progress=False)) == rows)  # nothing left to do
 
 
 def test_dask_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
-    ) as cluster:
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
         with distributed.Client(cluster) as client:
             rows = read_rows(
-                run_study(TINY, tmp_path / "dask.csv", scheduler=client, progress=False)
-            )
+                run_study(TINY, tmp_path / "dask.csv", scheduler=client, progress=False))
     assert {row["key"] for row in rows} == {t.key for t in TINY.tasks()}
 
 
@@ -79,23 +76,12 @@ def test_summary_and_cli(tmp_path, capsys):
     config = tmp_path / "tiny.json"
     config.write_text(
         '{"structures": ["AB_cF8_225_a_b"], "kinds": ["lattice"], "strains": [0.01], '
-        '"metrics": ["cosine"], "parametrizations": ["p1"], "seeds": [0, 1], "steps": 10}'
-    )
-    assert (
-        main(
-            [
-                "retrieve",
-                "--config",
-                str(config),
-                "--output",
-                str(output),
-                "--workers",
-                "1",
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+        '"metrics": ["cosine"], "parametrizations": ["p1"], "seeds": [0, 1], "steps": 10}')
+    assert (main([
+        "retrieve", "--config",
+        str(config), "--output",
+        str(output), "--workers", "1", "--no-progress",
+    ]) == 0)
     table = match_rates(output, by=("kind", "parametrization"))
     assert len(table) == 1 and table[0].trials == 2
     assert main(["summary", str(output), "--by", "kind,parametrization"]) == 0
@@ -113,12 +99,9 @@ def test_rate_where_pools_the_matching_runs(tmp_path):
     path = tmp_path / "runs.csv"
     rows = [
         dict(kind=k, magnitude=m, recovered=str(r))
-        for k, m, r in [
-            ("lattice", "0.02", True),
-            ("lattice", "0.02", False),
-            ("lattice", "0.05", True),
-            ("both", "0.02", True),
-        ]
+        for k, m, r in [("lattice", "0.02", True), ("lattice", "0.02",
+                                                    False), ("lattice", "0.05",
+                                                             True), ("both", "0.02", True), ]
     ]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -142,46 +125,29 @@ def test_barrier_sweep_places_starts_on_both_sides_at_equal_distances():
     target = xrd.pattern(quartz, fwhm=0.1)
     offsets = np.linspace(-0.6, 0.6, 241)
     axis = constrained.axis_names.index("O 6c z")
-    values = scan(
-        quartz, symmetry_axis_direction(constrained, axis), offsets, target, xrd, fwhm=0.1
-    ).loss
-    sweep = barrier_sweep(
-        constrained,
-        quartz,
-        target,
-        xrd,
-        axis,
-        offsets,
-        values,
-        starts_per_side=2,
-        seeds=2,
-        steps=20,
-        fwhm=0.1,
-    )
+    values = scan(quartz, symmetry_axis_direction(constrained, axis), offsets, target, xrd,
+                  fwhm=0.1).loss
+    sweep = barrier_sweep(constrained, quartz, target, xrd, axis, offsets, values,
+                          starts_per_side=2, seeds=2, steps=20, fwhm=0.1,
+                          )
     barrier = nearest_barrier(offsets, values)
     assert (sweep.barrier, sweep.wrong_minimum) == (barrier.barrier, barrier.wrong_minimum)
-    assert (
-        sweep.sides == ["truth", "truth", "far", "far"] * 2
-        and len(sweep.recovered) == len(sweep.final_offsets) == 8
-    )
+    assert (sweep.sides == ["truth", "truth", "far", "far"] * 2 and
+            len(sweep.recovered) == len(sweep.final_offsets) == 8)
     distances = np.array(sweep.starts) - sweep.barrier
     towards = np.sign(barrier.wrong_minimum)
     assert np.all(towards * distances[np.array(sweep.sides) == "truth"] < 0) and np.all(
-        towards * distances[np.array(sweep.sides) == "far"] > 0
-    )
-    np.testing.assert_allclose(
-        np.abs(distances[:2]), np.abs(distances[2:4]), atol=1e-12
-    )  # mirror images
+        towards * distances[np.array(sweep.sides) == "far"] > 0)
+    np.testing.assert_allclose(np.abs(distances[:2]), np.abs(distances[2:4]),
+                               atol=1e-12)  # mirror images
     row = sweep.trapped("far")
     assert row.trials == 4 and row.matches == sum(
-        not r for r, s in zip(sweep.recovered, sweep.sides) if s == "far"
-    )
+        not r for r, s in zip(sweep.recovered, sweep.sides) if s == "far")
     with pytest.raises(ValueError, match="no second minimum"):
         rutile = datasets.load_prototype("A2B_tP6_136_f_a")
         one = space_group(rutile, rutile)
-        barrier_sweep(
-            one, rutile, xrd.pattern(rutile, fwhm=0.1), xrd, 0, offsets, offsets**2, fwhm=0.1
-        )
+        barrier_sweep(one, rutile, xrd.pattern(rutile, fwhm=0.1), xrd, 0, offsets, offsets**2,
+                      fwhm=0.1)
 
 
 def test_a_study_writes_an_environment_record(tmp_path):
@@ -189,25 +155,14 @@ def test_a_study_writes_an_environment_record(tmp_path):
 
     from xrdcore.study.runner import run_study
 
-    config = replace(
-        SMALL,
-        structures=("AB_cF8_225_a_b",),
-        kinds=("lattice",),
-        strains=(0.01,),
-        parametrizations=("p1",),
-        steps=5,
-    )
+    config = replace(SMALL, structures=("AB_cF8_225_a_b", ), kinds=("lattice", ), strains=(0.01, ),
+                     parametrizations=("p1", ), steps=5,
+                     )
     output = run_study(config, tmp_path / "runs.csv", workers=1, progress=False)
     records = json.loads(output.with_suffix(".env.json").read_text())
-    assert (
-        len(records) == 1
-        and records[0]["runs"] == 1
-        and records[0]["structures"] == ["AB_cF8_225_a_b"]
-    )
-    assert (
-        len(records[0]["lock_sha256"]) == 64
-        and records[0]["versions"]["numba"]
-        and records[0]["cpu"]
-    )
+    assert (len(records) == 1 and records[0]["runs"] == 1 and
+            records[0]["structures"] == ["AB_cF8_225_a_b"])
+    assert (len(records[0]["lock_sha256"]) == 64 and records[0]["versions"]["numba"] and
+            records[0]["cpu"])
     run_study(config, output, workers=1, progress=False)  # nothing left to run: no new record
     assert len(json.loads(output.with_suffix(".env.json").read_text())) == 1

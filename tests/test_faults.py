@@ -26,8 +26,7 @@ from xrdcore.study.config import SMALL, StudyConfig
 from xrdcore.study.runner import ResumeWarning, journal_path, read_rows, run_study
 
 pytestmark = pytest.mark.xdist_group(
-    "heavy"
-)  # runners with worker processes: one at a time, one reference run
+    "heavy")  # runners with worker processes: one at a time, one reference run
 ROOT = Path(__file__).resolve().parents[1]
 #: Two structures × (lattice, coordinates): 4 units of 8 runs each.
 CONFIG = replace(SMALL, steps=20, seeds=(0, 1))
@@ -40,7 +39,10 @@ def results(path) -> dict:
     keys = [row["key"] for row in rows]
     assert len(keys) == len(set(keys)), "a task is in the file twice"
     return {
-        row["key"]: {name: value for name, value in row.items() if name not in TIMINGS}
+        row["key"]: {
+            name: value
+            for name, value in row.items() if name not in TIMINGS
+        }
         for row in rows
     }
 
@@ -48,9 +50,8 @@ def results(path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted run of CONFIG."""
-    path = run_study(
-        CONFIG, tmp_path_factory.mktemp("reference") / "runs.csv", workers=1, progress=False
-    )
+    path = run_study(CONFIG,
+                     tmp_path_factory.mktemp("reference") / "runs.csv", workers=1, progress=False)
     assert len(results(path)) == len(CONFIG.tasks())
     return path
 
@@ -76,7 +77,7 @@ def cut_offsets(data: bytes) -> dict:
     """Byte offsets where a kill may have stopped a write: in the header, inside and at the end of
     rows of the last units, between a row's "\\r" and "\\n" (a cut in the first units, written the
     same way, only costs more to resume)."""
-    ends = [index + 1 for index in range(len(data)) if data[index : index + 1] == b"\n"]
+    ends = [index + 1 for index in range(len(data)) if data[index:index + 1] == b"\n"]
     header, last, second_last = ends[0], ends[-1], ends[-2]
     unit = ends[-1 - 8]  # the end of the third unit: the last unit's 8 rows follow
     return {
@@ -122,43 +123,35 @@ def test_a_write_cut_anywhere_resumes_to_the_uninterrupted_rows(reference, tmp_p
 def test_a_parquet_journal_cut_mid_write_resumes_and_merges_once(reference, tmp_path):
     output = tmp_path / "runs.parquet"
     data = reference.read_bytes()
-    resumable(tmp_path, data[: len(data) - 150], name=journal_path(output).name)
+    resumable(tmp_path, data[:len(data) - 150], name=journal_path(output).name)
     assert len(resume(output)) == 1
     assert results(output) == results(reference) and not journal_path(output).exists()
     journal_path(output).write_bytes(
-        data
-    )  # killed after writing the Parquet file, before removing the journal
+        data)  # killed after writing the Parquet file, before removing the journal
     resume(output)
     assert results(output) == results(reference)
 
 
+def retrieve_command(folder, output) -> list:
+    """The command line of a 2-worker study of CONFIG (written to ``folder``) into ``output``."""
+    CONFIG.to_json(folder / "config.json")
+    return [sys.executable, "-m", "xrdcore", "retrieve", "--config", str(folder / "config.json"),
+            "--output", str(output), "--workers", "2", "--no-progress"]
+
+
 def test_a_killed_runner_takes_its_workers_along_and_a_resume_completes_it(reference, tmp_path):
     psutil = pytest.importorskip("psutil")
-    CONFIG.to_json(tmp_path / "config.json")
     output = tmp_path / "runs.csv"
-    command = [
-        sys.executable,
-        "-m",
-        "xrdcore",
-        "retrieve",
-        "--config",
-        str(tmp_path / "config.json"),
-        "--output",
-        str(output),
-        "--workers",
-        "2",
-        "--no-progress",
-    ]
+    command = retrieve_command(tmp_path, output)
     with (tmp_path / "stderr.txt").open("w") as log:
-        runner = subprocess.Popen(
-            command, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=log
-        )
+        runner = subprocess.Popen(command, cwd=tmp_path, env={
+            **os.environ, "PYTHONPATH": str(ROOT)
+        }, stderr=log)
     deadline = time.time() + 240
     while not read_rows(output) and runner.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     children = psutil.Process(runner.pid).children(
-        recursive=True
-    )  # two workers and the resource tracker
+        recursive=True)  # two workers and the resource tracker
     runner.kill()  # SIGKILL to the runner alone, as the OOM killer would
     runner.wait()
     assert len(children) >= 2, (tmp_path / "stderr.txt").read_text()
@@ -171,44 +164,24 @@ def test_a_killed_runner_takes_its_workers_along_and_a_resume_completes_it(refer
 
 def test_ctrl_c_stops_the_runner_and_its_workers_at_once_with_one_line(tmp_path):
     psutil = pytest.importorskip("psutil")
-    CONFIG.to_json(tmp_path / "config.json")
     output = tmp_path / "runs.csv"
-    command = [
-        sys.executable,
-        "-m",
-        "xrdcore",
-        "retrieve",
-        "--config",
-        str(tmp_path / "config.json"),
-        "--output",
-        str(output),
-        "--workers",
-        "2",
-        "--no-progress",
-    ]
-    runner = subprocess.Popen(
-        command,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    command = retrieve_command(tmp_path, output)
+    runner = subprocess.Popen(command, cwd=tmp_path, env={
+        **os.environ, "PYTHONPATH": str(ROOT)
+    }, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                              )
     deadline = time.time() + 240
     while not read_rows(output) and runner.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     children = psutil.Process(runner.pid).children(recursive=True)
-    os.killpg(
-        runner.pid, signal.SIGINT
-    )  # what Ctrl-C in a terminal sends: the runner and its workers
+    os.killpg(runner.pid,
+              signal.SIGINT)  # what Ctrl-C in a terminal sends: the runner and its workers
     begin = time.time()
     _, stderr = runner.communicate(timeout=60)
-    assert (
-        runner.returncode == 130 and time.time() - begin < 10
-    )  # the workers' units are not waited for
-    assert stderr.splitlines()[1:] == ["xrdcore: interrupted; rerun the same command to resume"], (
-        stderr
-    )
+    assert (runner.returncode == 130 and
+            time.time() - begin < 10)  # the workers' units are not waited for
+    assert stderr.splitlines()[1:] == ["xrdcore: interrupted; rerun the same command to resume"
+                                       ], (stderr)
     left = left_running(psutil, children)
     assert not left, f"left running: {left}"
 
@@ -216,16 +189,13 @@ def test_ctrl_c_stops_the_runner_and_its_workers_at_once_with_one_line(tmp_path)
 def test_a_dask_worker_killed_mid_run_loses_no_rows(reference, tmp_path):
     distributed = pytest.importorskip("distributed")
     output = tmp_path / "dask.csv"
-    with (
-        distributed.LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=None,
-            env={"NUMBA_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)},
-        ) as cluster,
-        distributed.Client(cluster) as client,
-    ):
+    with (distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, env={
+                                       "NUMBA_NUM_THREADS": "1",
+                                       "PYTHONPATH": str(ROOT)
+                                   },
+                                   ) as cluster, distributed.Client(cluster) as client,
+          ):
         client.run(lambda: __import__("xrdcore.study"))  # imports done before the clock starts
         pid = next(iter(client.run(os.getpid).values()))
         killed = []
@@ -246,15 +216,12 @@ def test_a_dask_worker_killed_mid_run_loses_no_rows(reference, tmp_path):
 def test_a_changed_setting_is_refused_on_resume(reference, tmp_path):
     data = reference.read_bytes()[:-300]
     path = resumable(tmp_path, data)
-    changes = [
-        (dict(steps=30), "steps 20 → 30"),
-        (dict(fwhm=0.2, two_theta_range=(10, 80)), r"two_theta_range .* fwhm"),
-        (dict(wavelength="MoKa"), "wavelength 'CuKa' → 'MoKa'"),
-        (dict(grid_step=0.01), "grid_step"),
-        (dict(lattice_noise="matrix"), "lattice_noise"),
-        (dict(starts="projected"), "starts"),
-        (dict(strains=(0.01, 0.0500000001)), "both 0.05 in a task's key"),
-    ]
+    changes = [(dict(steps=30), "steps 20 → 30"),
+               (dict(fwhm=0.2, two_theta_range=(10, 80)), r"two_theta_range .* fwhm"),
+               (dict(wavelength="MoKa"), "wavelength 'CuKa' → 'MoKa'"),
+               (dict(grid_step=0.01), "grid_step"), (dict(lattice_noise="matrix"), "lattice_noise"),
+               (dict(starts="projected"), "starts"),
+               (dict(strains=(0.01, 0.0500000001)), "both 0.05 in a task's key"), ]
     for change, phrase in changes:
         with pytest.raises(ValueError, match=phrase):
             run_study(replace(CONFIG, **change), path, workers=1, progress=False)
@@ -267,11 +234,11 @@ def test_a_changed_setting_is_refused_on_resume(reference, tmp_path):
 
 def test_a_resume_may_extend_the_grid_and_stores_the_union(reference, tmp_path):
     path = resumable(tmp_path, reference.read_bytes())
-    assert (
-        resume(path, replace(CONFIG, wavelength=1.54184)) == []
-    )  # Cu Kα by its number: the same setting
+    assert (resume(path,
+                   replace(CONFIG,
+                           wavelength=1.54184)) == [])  # Cu Kα by its number: the same setting
     assert results(path) == results(reference)
-    wider = replace(CONFIG, structures=("AB_cF8_225_a_b",), seeds=(2,), kinds=("lattice",))
+    wider = replace(CONFIG, structures=("AB_cF8_225_a_b", ), seeds=(2, ), kinds=("lattice", ))
     resume(path, wider)
     union = replace(CONFIG, seeds=(0, 1, 2))
     assert set(results(path)) == {task.key for task in CONFIG.tasks() + wider.tasks()}
@@ -289,6 +256,7 @@ def test_a_second_run_on_the_same_file_is_refused(tmp_path):
 
 
 def test_an_unwritable_output_fails_before_any_task(tmp_path, monkeypatch):
+
     def no_task(*args, **kwargs):
         raise AssertionError("a task ran")
 
@@ -303,9 +271,8 @@ def test_an_unwritable_output_fails_before_any_task(tmp_path, monkeypatch):
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", refused)
-    with pytest.raises(
-        PermissionError, match=r"cannot write the results file .*runs.csv \(Permission denied\)"
-    ):
+    with pytest.raises(PermissionError,
+                       match=r"cannot write the results file .*runs.csv \(Permission denied\)"):
         run_study(CONFIG, folder / "runs.csv", workers=1, progress=False)
     monkeypatch.undo()
     monkeypatch.setattr(runner, "run_unit", no_task)
@@ -315,59 +282,50 @@ def test_an_unwritable_output_fails_before_any_task(tmp_path, monkeypatch):
     assert list(folder.iterdir()) == []
 
 
-def test_a_full_disk_stops_the_run_cleanly_and_a_resume_completes_it(
-    reference, tmp_path, monkeypatch
-):
+def test_a_full_disk_stops_the_run_cleanly_and_a_resume_completes_it(reference, tmp_path,
+                                                                     monkeypatch):
     output = tmp_path / "runs.csv"
     real_write = os.write
     writes = []
 
-    def disk_fills(
-        descriptor, data
-    ):  # the header and the first unit fit; the second unit half, then nothing
+    def disk_fills(descriptor,
+                   data):  # the header and the first unit fit; the second unit half, then nothing
         if os.readlink(f"/proc/self/fd/{descriptor}") != str(output):
             return real_write(descriptor, data)
         writes.append(len(data))
         if len(writes) == 3:
-            return real_write(descriptor, bytes(data[: len(data) // 2]))
+            return real_write(descriptor, bytes(data[:len(data) // 2]))
         if len(writes) > 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(descriptor, data)
 
     monkeypatch.setattr(os, "write", disk_fills)
     with pytest.raises(
-        OSError, match=r"runs.csv \(No space left on device\); its 8 rows are kept.*rerun"
-    ) as caught:
+            OSError,
+            match=r"runs.csv \(No space left on device\); its 8 rows are kept.*rerun") as caught:
         run_study(CONFIG, output, workers=1, progress=False)
     monkeypatch.undo()
     assert caught.value.errno == errno.ENOSPC
-    assert (
-        output.read_bytes().endswith(b"\n") and len(read_rows(output)) == 8
-    )  # the half-written unit is gone
+    assert (output.read_bytes().endswith(b"\n") and
+            len(read_rows(output)) == 8)  # the half-written unit is gone
     assert resume(output) == []
     assert results(output) == results(reference)
 
 
 def test_cli_errors_are_one_line_but_a_failing_task_keeps_its_traceback(
-    tmp_path, monkeypatch, capsys
-):
+        tmp_path, monkeypatch, capsys):
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(runner, "run_unit", interrupted)
     arguments = [
-        "retrieve",
-        "--output",
-        str(tmp_path / "runs.csv"),
-        "--workers",
-        "1",
-        "--no-progress",
+        "retrieve", "--output",
+        str(tmp_path / "runs.csv"), "--workers", "1", "--no-progress",
     ]
     assert main(arguments) == 130
-    assert (
-        capsys.readouterr().err.splitlines()[-1]
-        == "xrdcore: interrupted; rerun the same command to resume"
-    )
+    assert (capsys.readouterr().err.splitlines()[-1] ==
+            "xrdcore: interrupted; rerun the same command to resume")
 
     def broken(tasks, *args, **kwargs):
         raise ValueError("a bug in a task")
@@ -389,9 +347,8 @@ def test_match_depends_on_its_two_crystals_alone():
     shift[0, 0] = 2e-6  # one atom moved by 1e-5 Å
     near = truth.replace(frac_coords=truth.frac_coords + shift)
     other = truth.replace(frac_coords=truth.frac_coords - shift)
-    expected = rms_displacement(near, truth) / (truth.volume / len(truth)) ** (
-        1 / 3
-    )  # pymatgen's units
+    expected = rms_displacement(near, truth) / (truth.volume / len(truth))**(1 / 3
+                                                                             )  # pymatgen's units
     StructureMatcher._get_reduced_istructure.cache_clear()  # as in a fresh process
     fresh = match(near, truth).rms, match(near, truth, first=True).rms
     assert fresh == pytest.approx((expected, expected), rel=1e-6)

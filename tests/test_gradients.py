@@ -21,9 +21,8 @@ DIFFRACTOMETER = Diffractometer("CuKa", (15, 60), step=0.02)
 def perturbed(crystal, rng, strain=0.01, displacement=0.01):
     lattice = crystal.lattice @ (np.eye(3) + strain * rng.standard_normal((3, 3)))
     return crystal.replace(
-        lattice=lattice,
-        frac_coords=crystal.frac_coords
-        + displacement * rng.standard_normal(crystal.frac_coords.shape),
+        lattice=lattice, frac_coords=crystal.frac_coords +
+        displacement * rng.standard_normal(crystal.frac_coords.shape),
     )
 
 
@@ -45,17 +44,15 @@ def assert_gradient_matches(crystal, target, metric, **options):
     result = loss_and_grad(crystal, target, DIFFRACTOMETER, metric=metric, **options)
 
     def loss_at(**change):
-        return loss_and_grad(
-            crystal.replace(**change), target, DIFFRACTOMETER, metric=metric, **options
-        ).loss
+        return loss_and_grad(crystal.replace(**change), target, DIFFRACTOMETER, metric=metric,
+                             **options).loss
 
     step = FD_STEP.get(metric, 1e-5)
     fd_lattice = finite_difference(lambda a: loss_at(lattice=a), crystal.lattice, step)
     fd_frac = finite_difference(lambda x: loss_at(frac_coords=x), crystal.frac_coords, step)
-    for analytic, numeric, name in (
-        (result.d_lattice, fd_lattice, "lattice"),
-        (result.d_frac, fd_frac, "coordinates"),
-    ):
+    for analytic, numeric, name in ((result.d_lattice, fd_lattice, "lattice"),
+                                    (result.d_frac, fd_frac, "coordinates"),
+                                    ):
         scale = np.abs(numeric).max()
         assert scale > 0, f"{metric}: zero {name} gradient, the test would prove nothing"
         error = np.abs(analytic - numeric).max() / scale
@@ -72,16 +69,8 @@ def rock_salt_case():
     """Cubic cell: many exactly coincident reflections (atoms nudged off their special positions,
     where every coordinate gradient vanishes by symmetry)."""
     a = 5.64
-    frac = [
-        [0, 0, 0],
-        [0.5, 0.5, 0],
-        [0.5, 0, 0.5],
-        [0, 0.5, 0.5],
-        [0.5, 0, 0],
-        [0, 0.5, 0],
-        [0, 0, 0.5],
-        [0.5, 0.5, 0.5],
-    ]
+    frac = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5], [0.5, 0, 0], [0, 0.5, 0],
+            [0, 0, 0.5], [0.5, 0.5, 0.5], ]
     frac = np.array(frac) + 0.004 * np.random.default_rng(3).standard_normal((8, 3))
     crystal = Crystal(np.eye(3) * a, frac, ["Na"] * 4 + ["Cl"] * 4)
     target = crystal.replace(lattice=np.diag([a * 1.004, a, a * 0.997]))
@@ -115,9 +104,8 @@ def test_gradients_with_lorentzian_tails(shape, eta):
     of the peak height) when a window edge crosses a grid point, which a difference quotient
     sees."""
     crystal, target = triclinic_case(2)
-    assert_gradient_matches(
-        crystal, target, "cosine", fwhm=Profile(0.2, shape=shape, eta=eta, window=500.0)
-    )
+    assert_gradient_matches(crystal, target, "cosine", fwhm=Profile(0.2, shape=shape, eta=eta,
+                                                                    window=500.0))
 
 
 def test_gradients_with_narrow_peaks():
@@ -130,13 +118,9 @@ def test_perfect_match_has_zero_gradient(metric):
     crystal, _ = triclinic_case(4)
     result = loss_and_grad(crystal, crystal, DIFFRACTOMETER, metric=metric, fwhm=0.3)
     assert result.loss == pytest.approx(0, abs=1e-12)
-    off_target = loss_and_grad(
-        crystal,
-        perturbed(crystal, np.random.default_rng(5)),
-        DIFFRACTOMETER,
-        metric=metric,
-        fwhm=0.3,
-    )
+    off_target = loss_and_grad(crystal, perturbed(crystal, np.random.default_rng(5)),
+                               DIFFRACTOMETER, metric=metric, fwhm=0.3,
+                               )
     assert np.abs(result.d_frac).max() <= 1e-7 * np.abs(off_target.d_frac).max()
     assert np.abs(result.d_lattice).max() <= 1e-7 * np.abs(off_target.d_lattice).max()
 
@@ -159,20 +143,16 @@ class ReferenceDiffractometer(Diffractometer):
 @pytest.mark.parametrize("metric", ["cosine", "spectral_entropy", "wcc"])
 def test_numba_and_numpy_reference_pipelines_agree(metric):
     crystal, target = triclinic_case(6)
-    options = dict(
-        metric=metric, fwhm=Profile(0.3, window=200.0)
-    )  # the dense reference never truncates
+    options = dict(metric=metric, fwhm=Profile(0.3,
+                                               window=200.0))  # the dense reference never truncates
     fast = loss_and_grad(crystal, target, DIFFRACTOMETER, **options)
-    slow = loss_and_grad(
-        crystal, target, ReferenceDiffractometer("CuKa", (15, 60), step=0.02), **options
-    )
+    slow = loss_and_grad(crystal, target, ReferenceDiffractometer("CuKa", (15, 60), step=0.02),
+                         **options)
     assert fast.loss == pytest.approx(slow.loss, rel=1e-10)
-    np.testing.assert_allclose(
-        fast.d_lattice, slow.d_lattice, rtol=1e-8, atol=1e-10 * np.abs(slow.d_lattice).max()
-    )
-    np.testing.assert_allclose(
-        fast.d_frac, slow.d_frac, rtol=1e-8, atol=1e-10 * np.abs(slow.d_frac).max()
-    )
+    np.testing.assert_allclose(fast.d_lattice, slow.d_lattice, rtol=1e-8,
+                               atol=1e-10 * np.abs(slow.d_lattice).max())
+    np.testing.assert_allclose(fast.d_frac, slow.d_frac, rtol=1e-8,
+                               atol=1e-10 * np.abs(slow.d_frac).max())
 
 
 def test_adjoint_kernels_match_reference(rng):
@@ -183,38 +163,24 @@ def test_adjoint_kernels_match_reference(rng):
     types, *tables = scatterer_types(crystal)
     f, f_slope = reference.form_factor_tables(g, *tables)
     d_i, d_c = rng.standard_normal(len(g)), rng.standard_normal(len(g))
-    sums = reference.structure_factor_sums(
-        hkl, crystal.frac_coords, crystal.occupancies, types, len(tables[0])
-    )
-    args = (
-        hkl,
-        g,
-        1.54184,
-        crystal.frac_coords,
-        crystal.occupancies,
-        types,
-        f,
-        f_slope,
-        *sums,
-        d_i,
-        d_c,
-    )
-    for fast, slow in zip(
-        cpu.reflection_intensities_adjoint(*args), reference.reflection_intensities_adjoint(*args)
-    ):
+    sums = reference.structure_factor_sums(hkl, crystal.frac_coords, crystal.occupancies, types,
+                                           len(tables[0]))
+    args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, types, f, f_slope, *sums,
+            d_i, d_c,
+            )
+    for fast, slow in zip(cpu.reflection_intensities_adjoint(*args),
+                          reference.reflection_intensities_adjoint(*args)):
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9 * np.abs(slow).max())
     grid = np.linspace(10, 40, 1501)
     centres = np.sort(rng.uniform(12, 38, 30))
-    intensities, widths, d_profile = (
-        rng.uniform(0, 5, 30),
-        rng.uniform(0.1, 0.4, 30),
-        rng.standard_normal(1501),
-    )
+    intensities, widths, d_profile = (rng.uniform(0, 5,
+                                                  30), rng.uniform(0.1, 0.4,
+                                                                   30), rng.standard_normal(1501),
+                                      )
     for fast, slow in zip(
-        cpu.broadened_profile_adjoint(grid, centres, intensities, widths, 0.3, 1e4, d_profile),
-        reference.broadened_profile_adjoint(
-            grid, centres, intensities, widths, 0.3, None, d_profile
-        ),
+            cpu.broadened_profile_adjoint(grid, centres, intensities, widths, 0.3, 1e4, d_profile),
+            reference.broadened_profile_adjoint(grid, centres, intensities, widths, 0.3, None,
+                                                d_profile),
     ):
         np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12 * np.abs(slow).max())
 
@@ -241,25 +207,18 @@ def test_reflection_set_margin_rule(rng):
 
 def test_reused_reflection_set_gives_the_same_gradient():
     crystal, target = triclinic_case(7)
-    shared = reflection_set(
-        DIFFRACTOMETER,
-        crystal.lattice,
-        DIFFRACTOMETER.profile_setup(fwhm=0.3).two_theta_range,
-        0.05,
-    )
+    shared = reflection_set(DIFFRACTOMETER, crystal.lattice,
+                            DIFFRACTOMETER.profile_setup(fwhm=0.3).two_theta_range, 0.05,
+                            )
     moved = crystal.replace(lattice=crystal.lattice * 1.02)
     fresh = loss_and_grad(moved, target, DIFFRACTOMETER, fwhm=0.3)
     reused = loss_and_grad(moved, target, DIFFRACTOMETER, fwhm=0.3, reflections=shared)
     assert reused.loss == pytest.approx(fresh.loss, rel=1e-12)
     np.testing.assert_allclose(reused.d_lattice, fresh.d_lattice, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="beyond the reflection set's margin"):
-        loss_and_grad(
-            crystal.replace(lattice=crystal.lattice * 1.3),
-            target,
-            DIFFRACTOMETER,
-            fwhm=0.3,
-            reflections=shared,
-        )
+        loss_and_grad(crystal.replace(lattice=crystal.lattice * 1.3), target, DIFFRACTOMETER,
+                      fwhm=0.3, reflections=shared,
+                      )
 
 
 def test_gradient_errors():

@@ -46,9 +46,8 @@ def test_batch_gradient_agrees_with_jax(mode, rng):
     batch = BatchLoss(truth, target, XRD, fwhm=0.1)
     lattices = truth.lattice @ (np.eye(3) + 0.005 * rng.standard_normal((5, 3, 3)))
     coords = truth.frac_coords + 0.01 * rng.standard_normal((5, *truth.frac_coords.shape))
-    peer = jax_peer.JaxCosineLoss(
-        truth, batch.reflections.hkl, XRD.wavelength, batch.setup.grid, batch.target, 0.1
-    )
+    peer = jax_peer.JaxCosineLoss(truth, batch.reflections.hkl, XRD.wavelength, batch.setup.grid,
+                                  batch.target, 0.1)
     losses, d_lattice, d_frac = batch(lattices, coords)
     their_losses, their_lattice, their_frac = peer.batched(lattices, coords, mode, chunk=2)
     np.testing.assert_allclose(losses, their_losses, rtol=1e-10)

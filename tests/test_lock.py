@@ -27,9 +27,8 @@ def _pins() -> dict[str, str]:
 
 
 def _make_extras() -> list[str]:
-    return (
-        re.search(r"^EXTRAS := (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split(",")
-    )
+    return (re.search(r"^EXTRAS := (\S+)$", (ROOT / "Makefile").read_text(),
+                      re.M).group(1).split(","))
 
 
 def test_lock_pins_every_requirement_of_pyproject_within_its_range():
@@ -42,9 +41,9 @@ def test_lock_pins_every_requirement_of_pyproject_within_its_range():
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is not in the lock: run 'make lock'"
-        assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"lock has {name}=={pins[name]}, pyproject wants {requirement}"
-        )
+        assert requirement.specifier.contains(
+            pins[name],
+            prereleases=True), (f"lock has {name}=={pins[name]}, pyproject wants {requirement}")
 
 
 def test_lock_is_for_this_python_and_the_cpu_torch():
@@ -53,8 +52,7 @@ def test_lock_is_for_this_python_and_the_cpu_torch():
     pins = _pins()
     assert pins["torch"] == "2.13.0+cpu"
     cuda = [
-        name
-        for name in pins
+        name for name in pins
         if name.startswith(("nvidia-cu", "nvidia-cudnn", "nvidia-nccl", "triton"))
     ]
     assert not cuda, f"CUDA wheels in the lock: {cuda}"
@@ -74,9 +72,8 @@ def test_make_and_conda_install_from_the_lock():
     assert "python=3.11" in environment["dependencies"]
 
 
-@pytest.mark.skipif(
-    bool(os.environ.get("XRDCORE_UNLOCKED")), reason="make test-latest: installed without the lock"
-)
+@pytest.mark.skipif(bool(os.environ.get("XRDCORE_UNLOCKED")),
+                    reason="make test-latest: installed without the lock")
 def test_installed_packages_are_the_locked_versions():
     if sys.version_info[:2] != (3, 11):
         pytest.skip("the lock is for Python 3.11")

@@ -10,13 +10,9 @@ from scipy import stats
 
 from xrdcore import Crystal, Diffractometer, datasets
 from xrdcore.landscape.overlap import overlap_report, peak_coverage
-from xrdcore.study.search import (
-    SPURIOUS_COSINE,
-    SearchResult,
-    median_interval,
-    spurious_search,
-    summarize_search,
-)
+from xrdcore.study.search import (SPURIOUS_COSINE, SearchResult, median_interval, spurious_search,
+                                  summarize_search,
+                                  )
 from xrdcore.study.summary import wilson_interval
 
 XRD = Diffractometer("CuKa", (15, 80), step=0.002)
@@ -36,11 +32,8 @@ def test_total_equals_the_inner_product_of_the_patterns():
     report = overlap_report(candidate, truth, XRD, fwhm=0.2)
     # the decomposition covers the whole line; compare on a grid with room beyond both ends
     wide = Diffractometer("CuKa", (12, 83), step=0.002)
-    inner = (
-        wide.pattern(candidate, fwhm=0.2, normalize=False)
-        @ wide.pattern(truth, fwhm=0.2, normalize=False)
-        * 0.002
-    )
+    inner = (wide.pattern(candidate, fwhm=0.2, normalize=False) @ wide.pattern(
+        truth, fwhm=0.2, normalize=False) * 0.002)
     assert report.total == pytest.approx(inner, rel=1e-3)
     assert report.from_partners + report.from_accidents == pytest.approx(report.total)
 
@@ -56,11 +49,8 @@ def test_a_constructed_coincidence_is_reported():
     report = overlap_report(candidate, truth, XRD, fwhm=0.1)
     assert report.accidental_fraction > 0.99  # nothing else is shared: every match is accidental
     first = report.largest_accidents[0]
-    assert sorted(np.abs(first.candidate_hkl)) == [0, 1, 1] and sorted(np.abs(first.truth_hkl)) == [
-        0,
-        0,
-        1,
-    ]
+    assert sorted(np.abs(first.candidate_hkl)) == [0, 1, 1] and sorted(np.abs(
+        first.truth_hkl)) == [0, 0, 1, ]
     assert first.candidate_two_theta == pytest.approx(first.truth_two_theta, abs=1e-9)
 
 
@@ -87,9 +77,8 @@ def test_cosine_split_adds_up_to_the_cosine_similarity():
     for strain in (0.0, 0.004, -0.104):
         candidate = truth.replace(lattice=truth.lattice * [[1 + strain], [1], [1]])
         partners, accidents = cosine_split(candidate, truth, XRD, fwhm=0.2)
-        grid = similarity.cosine(wide.pattern(candidate, fwhm=0.2), wide.pattern(truth, fwhm=0.2))[
-            0
-        ]
+        grid = similarity.cosine(wide.pattern(candidate, fwhm=0.2), wide.pattern(truth,
+                                                                                 fwhm=0.2))[0]
         assert partners + accidents == pytest.approx(grid, abs=2e-3)
     assert cosine_split(truth, truth, XRD, fwhm=0.2) == pytest.approx((1.0, 0.0), abs=1e-9)
     # the constructed coincidence: all of the cosine is accidental
@@ -124,34 +113,24 @@ def test_spurious_search_reports_consistent_end_points(rutile_search):
     # the starts are exactly the seeds seed … seed + starts − 1, each used once
     expected = [perturb(truth, strain=0.05, displacement=0.5, seed=s) for s in range(RUTILE_STARTS)]
     used = sorted(
-        next(
-            s
-            for s, e in enumerate(expected)
-            if np.array_equal(e.frac_coords, r.start.frac_coords)
-            and np.array_equal(e.lattice, r.start.lattice)
-        )
-        for r in results
-    )
+        next(s for s, e in enumerate(expected)
+             if np.array_equal(e.frac_coords, r.start.frac_coords) and
+             np.array_equal(e.lattice, r.start.lattice)) for r in results)
     assert used == list(range(RUTILE_STARTS))
     for r in results:
         assert r.cosine == pytest.approx(
-            similarity.cosine(SEARCH_XRD.pattern(r.crystal, fwhm=0.1), target)[0], abs=1e-12
-        )
+            similarity.cosine(SEARCH_XRD.pattern(r.crystal, fwhm=0.1), target)[0], abs=1e-12)
         assert r.start_cosine == pytest.approx(
-            similarity.cosine(SEARCH_XRD.pattern(r.start, fwhm=0.1), target)[0], abs=1e-12
-        )
+            similarity.cosine(SEARCH_XRD.pattern(r.start, fwhm=0.1), target)[0], abs=1e-12)
         assert r.loss == pytest.approx(
-            loss_value(r.crystal, target, SEARCH_XRD, metric="cosine", fwhm=0.1), abs=1e-12
-        )
-        assert r.loss <= loss_value(
-            r.start, target, SEARCH_XRD, metric="cosine", fwhm=0.1
-        )  # descent never ends worse
+            loss_value(r.crystal, target, SEARCH_XRD, metric="cosine", fwhm=0.1), abs=1e-12)
+        assert r.loss <= loss_value(r.start, target, SEARCH_XRD, metric="cosine",
+                                    fwhm=0.1)  # descent never ends worse
         assert r.matched == match(r.crystal, truth).matched
         assert r.rms_displacement == rms_displacement(r.crystal, truth)
         assert r.lattice_error == lattice_error(r.crystal, truth)[0]
         assert r.accidental_fraction == pytest.approx(
-            overlap_report(r.crystal, truth, SEARCH_XRD).accidental_fraction, abs=1e-12
-        )
+            overlap_report(r.crystal, truth, SEARCH_XRD).accidental_fraction, abs=1e-12)
         assert 0 <= r.accidental_fraction <= 1
         assert r.spurious == (not r.matched and r.cosine >= SPURIOUS_COSINE)
 
@@ -181,17 +160,10 @@ def test_spurious_search_near_the_truth_finds_nothing_spurious():
 
 
 def _result(cosine, matched, accidental_fraction=0.0, lattice_error=0.0, rms_displacement=0.0):
-    return SearchResult(
-        crystal=None,
-        start=None,
-        loss=1 - cosine,
-        cosine=cosine,
-        start_cosine=0.0,
-        matched=matched,
-        rms_displacement=rms_displacement,
-        lattice_error=lattice_error,
-        accidental_fraction=accidental_fraction,
-    )
+    return SearchResult(crystal=None, start=None, loss=1 - cosine, cosine=cosine, start_cosine=0.0,
+                        matched=matched, rms_displacement=rms_displacement,
+                        lattice_error=lattice_error, accidental_fraction=accidental_fraction,
+                        )
 
 
 def test_summarize_search_counts_and_medians():
@@ -247,11 +219,8 @@ def test_median_interval_covers_a_skewed_median():
 def test_peak_coverage_of_the_truth_and_of_the_constructed_coincidence():
     truth, candidate = simple_cubic_pair()
     itself = peak_coverage(truth, truth, XRD)
-    assert (
-        itself.hits == itself.strong > 0
-        and itself.hit_strongest
-        and itself.share == pytest.approx(1.0)
-    )
+    assert (itself.hits == itself.strong > 0 and itself.hit_strongest and
+            itself.share == pytest.approx(1.0))
     assert len(itself.extra) == 0
     # every d = 4/√N of the truth is also 4√2/√(2N) of the wrong cell: all peaks are hit (by the
     # wrong reflections); the wrong cell's peak with N' = h² + k² + l² is extra unless N'/2 is
@@ -261,7 +230,7 @@ def test_peak_coverage_of_the_truth_and_of_the_constructed_coincidence():
 
     def squares(crystal, two_theta):
         d_spacing = XRD.wavelength / (2 * np.sin(np.radians(np.asarray(two_theta) / 2)))
-        values = (crystal.lattice[0, 0] / d_spacing) ** 2
+        values = (crystal.lattice[0, 0] / d_spacing)**2
         assert np.allclose(values, np.round(values), atol=1e-6)
         return set(np.round(values).astype(int))
 

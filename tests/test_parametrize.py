@@ -7,14 +7,9 @@ import spglib
 
 from xrdcore import Diffractometer, datasets
 from xrdcore.gradients import loss_and_grad
-from xrdcore.structure.parametrize import (
-    Parametrization,
-    coordinates_only,
-    crystal_family,
-    lattice_only,
-    p1,
-    space_group,
-)
+from xrdcore.structure.parametrize import (Parametrization, coordinates_only, crystal_family,
+                                           lattice_only, p1, space_group,
+                                           )
 
 #: (prototype, crystal family, free strains)
 FAMILIES = [
@@ -38,8 +33,7 @@ def shaken(crystal, seed=0, strain=0.02, shift=0.02):
 
 def space_group_number(crystal, symprec=1e-3):
     return spglib.get_symmetry_dataset(
-        (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers), symprec=symprec
-    ).number
+        (crystal.lattice, crystal.frac_coords, crystal.atomic_numbers), symprec=symprec).number
 
 
 @pytest.mark.parametrize("name, family, n_strains", FAMILIES)
@@ -68,10 +62,8 @@ def test_projected_structures_keep_the_space_group(name):
     truth = datasets.load_prototype(name)
     projected = space_group(truth, truth).project(shaken(truth, strain=0.03, shift=0.03))
     assert space_group_number(projected) == space_group_number(truth)
-    assert (
-        not np.allclose(projected.frac_coords, truth.frac_coords)
-        or len(space_group(truth, truth).axes) == 0
-    )
+    assert (not np.allclose(projected.frac_coords, truth.frac_coords) or
+            len(space_group(truth, truth).axes) == 0)
 
 
 def test_family_lattice_has_the_family_metric():
@@ -88,15 +80,10 @@ def test_family_lattice_has_the_family_metric():
 
 
 @pytest.mark.parametrize(
-    "make",
-    [
-        p1,
-        lattice_only,
-        coordinates_only,
-        lambda t: crystal_family(t, t),
+    "make", [
+        p1, lattice_only, coordinates_only, lambda t: crystal_family(t, t),
         lambda t: space_group(t, t),
-    ],
-    ids=["p1", "lattice-only", "coordinates-only", "crystal-family", "space-group"],
+    ], ids=["p1", "lattice-only", "coordinates-only", "crystal-family", "space-group"],
 )
 def test_parameter_gradient_matches_finite_differences(make):
     truth = datasets.load_prototype("A2B_hP9_152_c_a")  # quartz: several symmetry axes
@@ -109,18 +96,13 @@ def test_parameter_gradient_matches_finite_differences(make):
         return loss_and_grad(parametrization.crystal(params), target, diffractometer, fwhm=0.3).loss
 
     analytic = parametrization.gradient(
-        loss_and_grad(parametrization.crystal(start), target, diffractometer, fwhm=0.3)
-    )
+        loss_and_grad(parametrization.crystal(start), target, diffractometer, fwhm=0.3))
     numeric = np.empty_like(start)
     for i in range(len(start)):
         step = np.zeros_like(start)
         step[i] = 1e-5
-        numeric[i] = (
-            -loss(start + 2 * step)
-            + 8 * loss(start + step)
-            - 8 * loss(start - step)
-            + loss(start - 2 * step)
-        ) / 12e-5
+        numeric[i] = (-loss(start + 2 * step) + 8 * loss(start + step) - 8 * loss(start - step) +
+                      loss(start - 2 * step)) / 12e-5
     assert np.abs(analytic - numeric).max() < 1e-6 * np.abs(numeric).max()
 
 

@@ -26,17 +26,14 @@ def test_verdict_chapter_executes_on_a_generic_cpu(chapter, tmp_path):
     import nbclient
 
     notebook = jupytext.read(ROOT / "book" / f"{chapter}.md")
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=900,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
+    client = nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
+                                     resources={"metadata": {
+                                         "path": str(tmp_path)
+                                     }},
+                                     )
     os.environ["XRDCORE_STATIC_WIDGETS"] = "1"  # as in the book build: kernel-free explorers
     try:
         client.execute()
     except nbclient.exceptions.CellExecutionError as error:
-        pytest.fail(
-            f"{chapter}.md fails with NUMBA_CPU_NAME={os.environ['NUMBA_CPU_NAME']}, "
-            f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}:\n{str(error)[-3000:]}"
-        )
+        pytest.fail(f"{chapter}.md fails with NUMBA_CPU_NAME={os.environ['NUMBA_CPU_NAME']}, "
+                    f"OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']}:\n{str(error)[-3000:]}")

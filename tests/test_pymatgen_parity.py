@@ -27,9 +27,8 @@ def assert_same_pattern(ours, ref):
 
 def _check(structure, wavelength="CuKa", two_theta_range=(10, 90), **calc_kwargs):
     ours = Diffractometer(wavelength, two_theta_range).peaks(Crystal.from_pymatgen(structure))
-    ref = XRDCalculator(wavelength, **calc_kwargs).get_pattern(
-        structure, two_theta_range=two_theta_range
-    )
+    ref = XRDCalculator(wavelength, **calc_kwargs).get_pattern(structure,
+                                                               two_theta_range=two_theta_range)
     assert_same_pattern(ours, ref)
     return ours
 
@@ -64,9 +63,12 @@ def test_debye_waller_factors():
 
 
 def test_partial_occupancy():
-    structure = Structure(
-        Lattice.tetragonal(3.9, 4.1),
-        [{"Ba": 0.6, "Sr": 0.4}, {"Ti": 0.9, "Zr": 0.1}, "O", "O", "O"],
-        [[0, 0, 0], [0.5, 0.5, 0.52], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
-    )
+    structure = Structure(Lattice.tetragonal(3.9, 4.1), [{
+        "Ba": 0.6,
+        "Sr": 0.4
+    }, {
+        "Ti": 0.9,
+        "Zr": 0.1
+    }, "O", "O", "O"], [[0, 0, 0], [0.5, 0.5, 0.52], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]],
+                          )
     _check(structure)

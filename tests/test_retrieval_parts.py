@@ -59,8 +59,7 @@ def test_family_perturbation_keeps_the_lattice_family_and_moves_atoms_freely(rut
     moved = perturb(rutile, strain=0.03, displacement=0.2, seed=1, symmetric="family")
     a, b, c, alpha, beta, gamma = lattice_parameters(moved.lattice)
     assert b == pytest.approx(c, rel=1e-12) and a != pytest.approx(
-        b, rel=1e-3
-    )  # rutile is loaded c, a, a
+        b, rel=1e-3)  # rutile is loaded c, a, a
     np.testing.assert_allclose([alpha, beta, gamma], 90, atol=1e-9)
     assert find_symmetry(moved).space_group < 136  # free displacements break the space group
     assert rms_displacement(moved, rutile) == pytest.approx(0.2, rel=1e-9)
@@ -89,9 +88,8 @@ def test_cheap_distances(rutile):
     stretched = rutile.replace(lattice=rutile.lattice * 1.02)
     assert lattice_error(stretched, rutile)[0] == pytest.approx(0.02)
     assert lattice_error(stretched, rutile)[1] == pytest.approx(0, abs=1e-9)
-    shifted = rutile.replace(
-        frac_coords=rutile.frac_coords + 0.25
-    )  # a common translation is no error
+    shifted = rutile.replace(frac_coords=rutile.frac_coords +
+                             0.25)  # a common translation is no error
     assert rms_displacement(shifted, rutile) == pytest.approx(0, abs=1e-12)
 
 
@@ -99,39 +97,23 @@ def test_cheap_distances(rutile):
 def test_small_lattice_perturbation_is_recovered(rutile, setup, method):
     diffractometer, target = setup
     start = perturb(rutile, strain=0.01, seed=1)
-    result = optimize(
-        crystal_family(start, rutile),
-        start,
-        target,
-        diffractometer,
-        method=method,
-        steps=300,
-        truth=rutile,
-        fwhm=0.1,
-    )
+    result = optimize(crystal_family(start, rutile), start, target, diffractometer, method=method,
+                      steps=300, truth=rutile, fwhm=0.1,
+                      )
     assert result.loss < 1e-6
     assert lattice_error(result.crystal, rutile)[0] < 1e-4
     assert match(result.crystal, rutile, stol=0.1).matched
     assert len(result.trajectory.loss) == result.evaluations
-    assert (
-        result.trajectory.lattice_error[-1] < result.trajectory.lattice_error[0]
-        or result.trajectory.lattice_error[0] < 1e-4
-    )
+    assert (result.trajectory.lattice_error[-1] < result.trajectory.lattice_error[0] or
+            result.trajectory.lattice_error[0] < 1e-4)
 
 
 def test_gradient_descent_lowers_the_loss(rutile, setup):
     diffractometer, target = setup
     start = perturb(rutile, displacement=0.05, seed=2)
-    result = optimize(
-        space_group(start, rutile),
-        start,
-        target,
-        diffractometer,
-        method="gd",
-        steps=30,
-        learning_rate=1e-5,
-        fwhm=0.1,
-    )
+    result = optimize(space_group(start, rutile), start, target, diffractometer, method="gd",
+                      steps=30, learning_rate=1e-5, fwhm=0.1,
+                      )
     assert result.loss < result.trajectory.loss[0]
 
 
@@ -139,9 +121,8 @@ def test_multistart_keeps_the_best_and_counts_every_evaluation(rutile, setup):
     diffractometer, target = setup
     start = perturb(rutile, strain=0.03, seed=4)
     single = optimize(lattice_only(start), start, target, diffractometer, steps=40, fwhm=0.1)
-    several = optimize(
-        lattice_only(start), start, target, diffractometer, steps=40, restarts=3, seed=1, fwhm=0.1
-    )
+    several = optimize(lattice_only(start), start, target, diffractometer, steps=40, restarts=3,
+                       seed=1, fwhm=0.1)
     assert several.loss <= single.loss
     assert several.evaluations == 4 * 40
 
@@ -149,13 +130,11 @@ def test_multistart_keeps_the_best_and_counts_every_evaluation(rutile, setup):
 def test_invalid_structures_end_a_run_instead_of_raising(rutile, setup):
     diffractometer, target = setup
     start = perturb(rutile, strain=0.02, seed=0)
-    huge = optimize(
-        p1(start), start, target, diffractometer, method="gd", steps=5, learning_rate=1e6, fwhm=0.1
-    )
+    huge = optimize(p1(start), start, target, diffractometer, method="gd", steps=5,
+                    learning_rate=1e6, fwhm=0.1)
     assert huge.status == "invalid structure"
     assert np.isfinite(huge.loss) and huge.loss == min(
-        huge.trajectory.loss
-    )  # the best valid point is kept
+        huge.trajectory.loss)  # the best valid point is kept
 
 
 def test_optimizer_errors(rutile, setup):
@@ -174,6 +153,5 @@ def test_recovery_requires_the_right_cell_size(rutile):
     expanded = rutile.replace(lattice=rutile.lattice * 1.02)
     assert match(expanded, rutile).matched
     assert not match(expanded, rutile, **RECOVERY_TOLERANCES).matched
-    assert match(
-        rutile.replace(lattice=rutile.lattice * 1.001), rutile, **RECOVERY_TOLERANCES
-    ).matched
+    assert match(rutile.replace(lattice=rutile.lattice * 1.001), rutile,
+                 **RECOVERY_TOLERANCES).matched

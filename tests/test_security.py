@@ -23,10 +23,8 @@ FORBIDDEN = {
 def test_the_package_never_runs_or_unpickles_data(name):
     pattern = re.compile(FORBIDDEN[name])
     found = [
-        f"{path.name}:{number}"
-        for path in sorted(PACKAGE.rglob("*.py"))
-        for number, line in enumerate(path.read_text().splitlines(), 1)
-        if pattern.search(line)
+        f"{path.name}:{number}" for path in sorted(PACKAGE.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)
     ]
     assert not found, f"{name} in {found}"
 

@@ -10,16 +10,14 @@ GRID = np.linspace(10, 30, 401)
 
 
 def peaks_pattern(centres, heights, width=0.3, grid=GRID):
-    return (
-        sum(h * np.exp(-0.5 * ((grid - c) / width) ** 2) for c, h in zip(centres, heights)) + 1e-3
-    )
+    return (sum(h * np.exp(-0.5 * ((grid - c) / width)**2)
+                for c, h in zip(centres, heights)) + 1e-3)
 
 
 @pytest.fixture
 def pair():
-    return peaks_pattern([14, 20, 25.5], [1, 0.6, 0.3]), peaks_pattern(
-        [14.2, 20, 25], [0.8, 0.7, 0.3]
-    )
+    return peaks_pattern([14, 20, 25.5], [1, 0.6, 0.3]), peaks_pattern([14.2, 20, 25],
+                                                                       [0.8, 0.7, 0.3])
 
 
 def central_difference(function, x, step=1e-6):
@@ -47,9 +45,8 @@ def test_identical_patterns_are_perfect(name, pair):
     value, gradient = loss(name, y, y, GRID)
     assert value == pytest.approx(0, abs=1e-12)
     if name != "wasserstein":  # W1 is not differentiable at its minimum (|·|)
-        assert np.max(np.abs(gradient)) < 1e-9 * np.max(
-            np.abs(loss(name, y, 2 * y + GRID, GRID)[1])
-        )
+        assert np.max(
+            np.abs(gradient)) < 1e-9 * np.max(np.abs(loss(name, y, 2 * y + GRID, GRID)[1]))
 
 
 @pytest.mark.parametrize("name", sorted(METRICS))
@@ -63,8 +60,7 @@ def test_known_values():
     b = np.array([0, 1.0, 0, 0])
     assert similarity.cosine(a, b)[0] == 0
     assert similarity.spectral_entropy(a, b)[0] == pytest.approx(
-        0, abs=1e-9
-    )  # disjoint: no shared entropy
+        0, abs=1e-9)  # disjoint: no shared entropy
     grid = np.arange(4.0)
     assert similarity.wasserstein(a, b, grid)[0] == pytest.approx(1.0)  # shift by one step of 1°
     c = np.array([0, 0, 0, 1.0])
@@ -83,17 +79,14 @@ def test_wcc_rewards_near_misses_that_cosine_ignores():
     assert wcc_near > 0.5 > wcc_far
 
 
-@pytest.mark.parametrize(
-    "pattern, target, grid, message",
-    [
-        (np.ones(3), np.ones(4), None, "same grid"),
-        (np.zeros(4), np.ones(4), None, "all zero"),
-        (np.ones(4), np.zeros(4), None, "all zero"),
-        (np.array([1, np.nan, 1, 1.0]), np.ones(4), None, "NaN"),
-        (np.array([1, np.inf, 1, 1.0]), np.ones(4), None, "NaN or inf"),
-        (np.ones((2, 2)), np.ones((2, 2)), None, "1-D"),
-    ],
-)
+@pytest.mark.parametrize("pattern, target, grid, message",
+                         [(np.ones(3), np.ones(4), None, "same grid"),
+                          (np.zeros(4), np.ones(4), None, "all zero"),
+                          (np.ones(4), np.zeros(4), None, "all zero"),
+                          (np.array([1, np.nan, 1, 1.0]), np.ones(4), None, "NaN"),
+                          (np.array([1, np.inf, 1, 1.0]), np.ones(4), None, "NaN or inf"),
+                          (np.ones((2, 2)), np.ones((2, 2)), None, "1-D"), ],
+                         )
 @pytest.mark.parametrize("name", ["cosine", "mse", "spectral_entropy"])
 def test_bad_input(name, pattern, target, grid, message):
     with pytest.raises(ValueError, match=message):

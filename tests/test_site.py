@@ -78,10 +78,12 @@ def _widget_book(folder: Path) -> Path:
     config["execute"]["execute_notebooks"] = "force"
     sphinx = config["sphinx"]
     sphinx["local_extensions"] = {
-        name: str(ROOT / path) for name, path in sphinx["local_extensions"].items()
+        name: str(ROOT / path)
+        for name, path in sphinx["local_extensions"].items()
     }
     sphinx["config"] = {
-        k: v for k, v in sphinx.get("config", {}).items() if not k.startswith("bibtex")
+        k: v
+        for k, v in sphinx.get("config", {}).items() if not k.startswith("bibtex")
     }
     (folder / "_config.yml").write_text(yaml.safe_dump(config))
     (folder / "_toc.yml").write_text("format: jb-book\nroot: widgets\n")
@@ -99,9 +101,8 @@ def _jupyter_book() -> str:
 def widget_site(tmp_path_factory):
     book = _widget_book(tmp_path_factory.mktemp("widget_book"))
     result = subprocess.run(
-        [_jupyter_book(), "build", str(book), "--warningiserror", "--keep-going"],
-        capture_output=True,
-        text=True,
+        [_jupyter_book(), "build",
+         str(book), "--warningiserror", "--keep-going"], capture_output=True, text=True,
         timeout=900,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
@@ -124,28 +125,23 @@ def test_vendored_widget_files_match_their_provenance():
     rows = re.findall(r"^\| (\S+) \| (\S+) \| \S+ \| ([0-9a-f]{64}) \|$", provenance, re.M)
     assert len(rows) >= 3, "PROVENANCE.md lists no vendored files"
     for name, _spec, digest in rows:
-        assert hashlib.sha256((WIDGETS / name).read_bytes()).hexdigest() == digest, (
-            f"{name} differs from PROVENANCE.md"
-        )
-    for licence in (
-        "LICENSE-ipywidgets.txt",
-        "LICENSE-requirejs.txt",
-        "LICENSE-fontawesome.txt",
-        "THIRD-PARTY-NOTICES.txt",
-    ):
+        assert hashlib.sha256(
+            (WIDGETS /
+             name).read_bytes()).hexdigest() == digest, (f"{name} differs from PROVENANCE.md")
+    for licence in ("LICENSE-ipywidgets.txt", "LICENSE-requirejs.txt", "LICENSE-fontawesome.txt",
+                    "THIRD-PARTY-NOTICES.txt",
+                    ):
         assert (WIDGETS / licence).is_file(), licence
 
 
 @pytest.mark.xdist_group("widget_book")
 def test_widget_page_renders_offline(widget_site):
     page = (widget_site / "widgets.html").read_text()
-    assert not re.search(r"https?://(?!127\.0\.0\.1)[^\"' ]*\.(js|css)\b", page), (
-        "a CDN script or stylesheet is still referenced"
-    )
+    assert not re.search(r"https?://(?!127\.0\.0\.1)[^\"' ]*\.(js|css)\b",
+                         page), ("a CDN script or stylesheet is still referenced")
     assert "_static/widgets/embed-amd.js" in page and "_static/widgets/require.js" in page
-    results, report = _check(
-        widget_site, widget_site.parent.parent / "_toc.yml", search_query="widgets"
-    )
+    results, report = _check(widget_site, widget_site.parent.parent / "_toc.yml",
+                             search_query="widgets")
     assert all(r.ok for r in results.values()), report
     for width, _height in site_check.VIEWPORTS:
         notes = "; ".join(results["widgets.html", width].notes)
@@ -158,38 +154,25 @@ def test_site_check_catches_breakage(widget_site, tmp_path):
     shutil.copytree(widget_site, broken)
     page = (broken / "widgets.html").read_text()
     page = page.replace(
-        "</head>",
-        '<script src="https://cdn.example.org/lib.js"></script>'
-        '<link rel="stylesheet" href="_static/missing.css"></head>',
-        1,
+        "</head>", '<script src="https://cdn.example.org/lib.js"></script>'
+        '<link rel="stylesheet" href="_static/missing.css"></head>', 1,
     )
-    page = re.sub(
-        r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>',
-        "",
-        page,
-        flags=re.S,
-    )
+    page = re.sub(r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>', "",
+                  page, flags=re.S,
+                  )
     # Layout: a wide block in the text and the explorer squeezed into a clipping box.
     head, article = page.split("<article", 1)
-    page = (
-        head
-        + "<article"
-        + article.replace("</h1>", '</h1><div style="width: 1600px">too wide</div>', 1)
-    )
+    page = (head + "<article" +
+            article.replace("</h1>", '</h1><div style="width: 1600px">too wide</div>', 1))
     page = page.replace(
-        '<div class="animation"',
-        "<style>div.animation { width: 120px; overflow: hidden; } "
+        '<div class="animation"', "<style>div.animation { width: 120px; overflow: hidden; } "
         "div.animation img { max-width: none !important; }</style>"
-        '<div class="animation"',
-        1,
+        '<div class="animation"', 1,
     )
     (broken / "widgets.html").write_text(page)
-    results, report = _check(
-        broken,
-        widget_site.parent.parent / "_toc.yml",
-        pages=["widgets.html"],
-        viewports=((390, 844),),
-    )
+    results, report = _check(broken, widget_site.parent.parent / "_toc.yml", pages=["widgets.html"],
+                             viewports=((390, 844), ),
+                             )
     problems = "\n".join(results["widgets.html", 390].problems)
     assert "stick out of the 390 px window" in problems and "reaches 1" in problems, report
     assert "animation #1: img" in problems and "cut off" in problems, report

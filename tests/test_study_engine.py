@@ -17,37 +17,21 @@ from xrdcore.optimize.batch import descend_batch
 from xrdcore.optimize.core import optimize
 from xrdcore.physics.profiles import uniform_step
 from xrdcore.similarity import loss, loss_batch
-from xrdcore.structure.matching import (
-    DEFAULT_TOLERANCES,
-    RECOVERY_TOLERANCES,
-    STRICT_TOLERANCES,
-    match,
-)
+from xrdcore.structure.matching import (DEFAULT_TOLERANCES, RECOVERY_TOLERANCES, STRICT_TOLERANCES,
+                                        match,
+                                        )
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.config import SMALL
-from xrdcore.study.runner import (
-    WORKER_ENVIRONMENT,
-    _worker_environment,
-    final_verdicts,
-    journal_path,
-    read_rows,
-    run_study,
-    work_units,
-)
+from xrdcore.study.runner import (WORKER_ENVIRONMENT, _worker_environment, final_verdicts,
+                                  journal_path, read_rows, run_study, work_units,
+                                  )
 
-TINY = replace(
-    SMALL, structures=("AB_cF8_225_a_b",), strains=(0.02,), displacements=(0.1,), steps=20
-)
-VERDICTS = (
-    "matched",
-    "matched_strict",
-    "recovered",
-    "start_matched",
-    "start_recovered",
-    "status",
-    "evaluations",
-)
+TINY = replace(SMALL, structures=("AB_cF8_225_a_b", ), strains=(0.02, ), displacements=(0.1, ),
+               steps=20)
+VERDICTS = ("matched", "matched_strict", "recovered", "start_matched", "start_recovered", "status",
+            "evaluations",
+            )
 
 
 @pytest.fixture(scope="module")
@@ -62,40 +46,26 @@ def same_loss(a: float, b: float) -> bool:
     return abs(a - b) <= 1e-8 * abs(a) + 1e-12
 
 
-@pytest.mark.parametrize(
-    "modes, method",
-    [(("free", "free"), "adam"), (("family", "spacegroup"), "adam"), (("free", "fixed"), "gd")],
-)
+@pytest.mark.parametrize("modes, method", [(("free", "free"), "adam"),
+                                           (("family", "spacegroup"), "adam"),
+                                           (("free", "fixed"), "gd")],
+                         )
 def test_batched_descent_is_optimize(rutile, modes, method):
     truth, diffractometer, target = rutile
     parametrization = Parametrization(truth, *modes, reference=truth)
     starts = [
-        perturb(truth, strain=strain, displacement=0.05, seed=seed)
-        for strain in (0.01, 0.03)
+        perturb(truth, strain=strain, displacement=0.05, seed=seed) for strain in (0.01, 0.03)
         for seed in (0, 1)
     ]
     rate = 1e-4 if method == "gd" else 1.0
     reference = [
-        optimize(
-            parametrization,
-            start,
-            target,
-            diffractometer,
-            method=method,
-            steps=40,
-            learning_rate=rate,
-        )
-        for start in starts
+        optimize(parametrization, start, target, diffractometer, method=method, steps=40,
+                 learning_rate=rate,
+                 ) for start in starts
     ]
-    batch = descend_batch(
-        parametrization,
-        [parametrization.parameters(s) for s in starts],
-        target,
-        diffractometer,
-        method=method,
-        steps=40,
-        learning_rate=rate,
-    )
+    batch = descend_batch(parametrization, [parametrization.parameters(s) for s in starts], target,
+                          diffractometer, method=method, steps=40, learning_rate=rate,
+                          )
     for index, run in enumerate(reference):
         assert batch.status[index] == run.status and batch.evaluations[index] == run.evaluations
         assert same_loss(run.xrd_loss, batch.loss[index])
@@ -113,8 +83,7 @@ def test_batched_descent_stops_like_optimize(rutile):
     starts = [parametrization.parameters(truth), collapsed, far]
     batch = descend_batch(parametrization, starts, target, diffractometer, steps=30)
     assert batch.status[:2] == ["converged", "invalid structure"] and list(
-        batch.evaluations[:2]
-    ) == [1, 0]
+        batch.evaluations[:2]) == [1, 0]
     assert batch.crystal(parametrization, 1) is None and math.isnan(batch.start_loss[1])
     run = optimize(parametrization, parametrization.crystal(far), target, diffractometer, steps=30)
     assert batch.status[2] == run.status and batch.evaluations[2] == run.evaluations
@@ -133,9 +102,8 @@ def test_required_margin_of_a_uniform_scaling():
     for lattice_b, margin in zip(lattices, margins):
         assert ReflectionSet(np.zeros((0, 3)), lattice, margin + 1e-9, (0.0, 1.0)).covers(lattice_b)
         if margin > 0:
-            assert not ReflectionSet(np.zeros((0, 3)), lattice, margin - 1e-6, (0.0, 1.0)).covers(
-                lattice_b
-            )
+            assert not ReflectionSet(np.zeros((0, 3)), lattice, margin - 1e-6,
+                                     (0.0, 1.0)).covers(lattice_b)
 
 
 def test_gaussian_recurrence_equals_direct_evaluation(rutile):
@@ -148,40 +116,19 @@ def test_gaussian_recurrence_equals_direct_evaluation(rutile):
     a = engine.arrays
     wavelength, fwhm, eta, window = engine.scalars
     occupancies = np.ones((3, len(truth)))
-    arguments = (
-        lattices,
-        coords,
-        occupancies,
-        a["scatterer_type"],
-        a["type_z"],
-        a["type_coeffs"],
-        a["type_b"],
-        a["hkl"],
-        engine.max_index,
-        *engine.g_window,
-        wavelength,
-        a["grid"],
-    )
+    arguments = (lattices, coords, occupancies, a["scatterer_type"], a["type_z"], a["type_coeffs"],
+                 a["type_b"], a["hkl"], engine.max_index, *engine.g_window, wavelength, a["grid"],
+                 )
     recurrence, saved = batched.forward_batch(*arguments, engine.step, fwhm, eta, window)
     direct, _ = batched.forward_batch(*arguments, 0.0, fwhm, eta, window)
     assert np.max(np.abs(recurrence - direct)) <= 1e-10 * np.max(direct)
     d_profile = np.random.default_rng(0).standard_normal(recurrence.shape)
-    backward = (
-        d_profile,
-        saved,
-        lattices,
-        coords,
-        occupancies,
-        a["scatterer_type"],
-        a["hkl"],
-        engine.max_index,
-        wavelength,
-        a["grid"],
-    )
-    for fast, slow in zip(
-        batched.backward_batch(*backward, engine.step, fwhm, eta, window),
-        batched.backward_batch(*backward, 0.0, fwhm, eta, window),
-    ):
+    backward = (d_profile, saved, lattices, coords, occupancies, a["scatterer_type"], a["hkl"],
+                engine.max_index, wavelength, a["grid"],
+                )
+    for fast, slow in zip(batched.backward_batch(*backward, engine.step, fwhm, eta, window),
+                          batched.backward_batch(*backward, 0.0, fwhm, eta, window),
+                          ):
         assert np.max(np.abs(fast - slow)) <= 1e-9 * np.max(np.abs(slow))
 
 
@@ -198,8 +145,7 @@ def test_loss_batch_is_loss_row_by_row(metric):
     for b in (0, 1, 3):
         value, gradient = loss(metric, patterns[b], target)
         assert losses[b] == pytest.approx(value, rel=1e-13) and np.allclose(
-            gradients[b], gradient, rtol=1e-12, atol=1e-15
-        )
+            gradients[b], gradient, rtol=1e-12, atol=1e-15)
 
 
 def test_structurematcher_shortcuts_decide_as_asking_always(rutile):
@@ -218,24 +164,19 @@ def test_structurematcher_shortcuts_decide_as_asking_always(rutile):
     ]
     for case in cases:
         for tolerances in (DEFAULT_TOLERANCES, STRICT_TOLERANCES, RECOVERY_TOLERANCES):
-            assert (
-                match(case, truth, first=True, **tolerances).matched
-                == match(case, truth, **tolerances).matched
-            )
+            assert (match(case, truth, first=True,
+                          **tolerances).matched == match(case, truth, **tolerances).matched)
         fast, always = final_verdicts(case, truth), final_verdicts(case, truth, shortcut=False)
         assert [fast[k] for k in VERDICTS[:3]] == [always[k] for k in VERDICTS[:3]]
-    assert (
-        final_verdicts(truth, truth)["recovered"]
-        and not final_verdicts(cases[2], truth)["recovered"]
-    )
+    assert (final_verdicts(truth, truth)["recovered"] and
+            not final_verdicts(cases[2], truth)["recovered"])
 
 
 def test_executors_agree_on_a_small_grid(tmp_path):
     task = {
         row["key"]: row
         for row in read_rows(
-            run_study(SMALL, tmp_path / "task.csv", workers=1, progress=False, executor="task")
-        )
+            run_study(SMALL, tmp_path / "task.csv", workers=1, progress=False, executor="task"))
     }
     rows = read_rows(run_study(SMALL, tmp_path / "batched.csv", workers=1, progress=False))
     assert len(rows) == len(task) == len(SMALL.tasks())
@@ -274,22 +215,18 @@ def test_worker_processes_get_one_thread():
     import numba
 
     before = dict(os.environ)
-    with (
-        _worker_environment(),
-        ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
-    ):
+    with (_worker_environment(),
+          ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
+          ):
         assert pool.submit(numba.get_num_threads).result() == 1
-        assert (
-            pool.submit(os.getenv, "OMP_WAIT_POLICY").result()
-            == WORKER_ENVIRONMENT["OMP_WAIT_POLICY"]
-        )
+        assert (pool.submit(os.getenv,
+                            "OMP_WAIT_POLICY").result() == WORKER_ENVIRONMENT["OMP_WAIT_POLICY"])
     assert dict(os.environ) == before
 
 
-@pytest.mark.skipif(
-    not __import__("xrdcore.kernels", fromlist=["cuda_available"]).cuda_available(),
-    reason="no CUDA GPU or simulator",
-)
+@pytest.mark.skipif(not __import__("xrdcore.kernels", fromlist=["cuda_available"]).cuda_available(),
+                    reason="no CUDA GPU or simulator",
+                    )
 def test_batched_descent_on_cuda_equals_cpu():
     """The batched executor's descent with CUDA batches (numba's simulator without a GPU), small
     sizes."""
@@ -303,5 +240,4 @@ def test_batched_descent_on_cuda_equals_cpu():
     on_gpu = descend_batch(parametrization, starts, target, gpu, steps=4, fwhm=0.3)
     assert on_cpu.status == on_gpu.status and list(on_cpu.evaluations) == list(on_gpu.evaluations)
     assert np.allclose(on_cpu.loss, on_gpu.loss, rtol=1e-9) and np.allclose(
-        on_cpu.params, on_gpu.params, rtol=1e-9
-    )
+        on_cpu.params, on_gpu.params, rtol=1e-9)

@@ -30,21 +30,21 @@ __version__ = "0.1.0"
 
 #: Old flat module → the module(s) now holding its names (searched in this order).
 MOVED = {
-    "crystal": ("structure.crystal",),
-    "symmetry": ("structure.symmetry",),
-    "parametrize": ("structure.parametrize",),
-    "perturb": ("structure.perturb",),
-    "structsim": ("structure.matching",),
-    "datasets": ("structure.datasets",),
-    "scattering": ("physics.scattering",),
-    "profiles": ("physics.profiles",),
-    "analysis": ("landscape.dependence",),
+    "crystal": ("structure.crystal", ),
+    "symmetry": ("structure.symmetry", ),
+    "parametrize": ("structure.parametrize", ),
+    "perturb": ("structure.perturb", ),
+    "structsim": ("structure.matching", ),
+    "datasets": ("structure.datasets", ),
+    "scattering": ("physics.scattering", ),
+    "profiles": ("physics.profiles", ),
+    "analysis": ("landscape.dependence", ),
     "overlap": ("landscape.overlap", "study.search"),
-    "batch_optimize": ("optimize.batch",),
+    "batch_optimize": ("optimize.batch", ),
     "experiments": ("study.config", "study.runner", "study.summary", "study.search"),
-    "cli": ("study.cli",),
-    "checks": ("teaching.checks",),
-    "widgets": ("teaching.widgets",),
+    "cli": ("study.cli", ),
+    "checks": ("teaching.checks", ),
+    "widgets": ("teaching.widgets", ),
 }
 
 
@@ -52,9 +52,8 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports ``xrdcore.<old>`` as its new module (or, for a module split in parts, a view
     that looks each name up in the parts), with a DeprecationWarning."""
 
-    def find_spec(
-        self, name: str, path: Sequence[str] | None = None, target: types.ModuleType | None = None
-    ) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: types.ModuleType | None = None) -> importlib.machinery.ModuleSpec | None:
         package, _, old = name.partition(".")
         if package == __name__ and old in MOVED:
             return importlib.machinery.ModuleSpec(name, self)
@@ -67,11 +66,9 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         old = module.__name__.partition(".")[2]
         parts = [importlib.import_module(f"{__name__}.{part}") for part in MOVED[old]]
         new = ", ".join(part.__name__ for part in parts)
-        warnings.warn(
-            f"{module.__name__} moved to {new}; import it from there",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        warnings.warn(f"{module.__name__} moved to {new}; import it from there", DeprecationWarning,
+                      stacklevel=2,
+                      )
         if len(parts) == 1:
             sys.modules[module.__name__] = parts[0]
             return
@@ -81,12 +78,10 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
                 if hasattr(part, attribute):
                     return getattr(part, attribute)
             raise AttributeError(
-                f"module {module.__name__!r} (now {new}) has no attribute {attribute!r}"
-            )
+                f"module {module.__name__!r} (now {new}) has no attribute {attribute!r}")
 
-        view = types.ModuleType(
-            module.__name__, f"Names of the old {module.__name__}, now in {new}."
-        )
+        view = types.ModuleType(module.__name__,
+                                f"Names of the old {module.__name__}, now in {new}.")
         setattr(view, "__getattr__", lookup)  # a module's __getattr__ (PEP 562)
         sys.modules[module.__name__] = view
 

@@ -36,15 +36,9 @@ from xrdcore.kernels import cpu, select_backend
 from xrdcore.physics.profiles import Profile, as_profile, peak_widths, uniform_step
 from xrdcore.physics.scattering import TWO_THETA_TOL, form_factor_coefficients, resolve_wavelength
 from xrdcore.structure.crystal import MIN_CELL_VOLUME, Crystal, check_crystal, element_symbol
-from xrdcore.validation import (
-    StructureError,
-    describe,
-    guard,
-    guard_memory,
-    instance,
-    real,
-    real_array,
-)
+from xrdcore.validation import (StructureError, describe, guard, guard_memory, instance, real,
+                                real_array,
+                                )
 
 #: Peaks whose scaled intensity (max = 100) is not above this are dropped (pymatgen's value).
 SCALED_INTENSITY_TOL = 1e-3
@@ -90,14 +84,9 @@ class PeakList:
     Friedel pair (h and −h both contribute; ``multiplicity`` counts both, like pymatgen).
     """
 
-    def __init__(
-        self,
-        two_theta: np.ndarray,
-        intensity: np.ndarray,
-        d_spacing: np.ndarray,
-        member_hkl: np.ndarray,
-        member_start: np.ndarray,
-    ) -> None:
+    def __init__(self, two_theta: np.ndarray, intensity: np.ndarray, d_spacing: np.ndarray,
+                 member_hkl: np.ndarray, member_start: np.ndarray,
+                 ) -> None:
         self.two_theta = two_theta
         self.intensity = intensity
         self.d_spacing = d_spacing
@@ -121,10 +110,8 @@ class PeakList:
     def __repr__(self) -> str:
         if len(self) == 0:
             return "PeakList(0 peaks)"
-        return (
-            f"PeakList({len(self)} peaks, "
-            f"2θ {self.two_theta.min():.3f}–{self.two_theta.max():.3f}°)"
-        )
+        return (f"PeakList({len(self)} peaks, "
+                f"2θ {self.two_theta.min():.3f}–{self.two_theta.max():.3f}°)")
 
 
 @lru_cache(maxsize=None)
@@ -140,36 +127,29 @@ def scatterer_types(crystal: Crystal) -> tuple[np.ndarray, np.ndarray, np.ndarra
     """
     if "scatterer_types" not in crystal.derived:
         # a complex key Z + iB sorts and groups by (Z, B) with a fast 1-D unique
-        pairs, scatterer_type = np.unique(
-            crystal.atomic_numbers + 1j * crystal.b_iso, return_inverse=True
-        )
-        crystal.derived["scatterer_types"] = (
-            scatterer_type.reshape(-1).astype(np.int64),
-            pairs.real.copy(),
-            np.stack([_coefficients_of(int(z)) for z in pairs.real]),
-            pairs.imag.copy(),
-        )
+        pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso,
+                                          return_inverse=True)
+        crystal.derived["scatterer_types"] = (scatterer_type.reshape(-1).astype(
+            np.int64), pairs.real.copy(), np.stack([_coefficients_of(int(z))
+                                                    for z in pairs.real]), pairs.imag.copy(),
+                                              )
     return crystal.derived["scatterer_types"]
 
 
 def _check_range(two_theta_range: object, name: str = "two_theta_range") -> tuple[float, float]:
-    if isinstance(two_theta_range, numbers.Real) and not isinstance(
-        two_theta_range, (bool, np.bool_)
-    ):
+    if isinstance(two_theta_range, numbers.Real) and not isinstance(two_theta_range,
+                                                                    (bool, np.bool_)):
         raise ValueError(
-            f"{name} must be (low, high) in degrees, got the single number {two_theta_range!r}"
-        )
+            f"{name} must be (low, high) in degrees, got the single number {two_theta_range!r}")
     if not isinstance(two_theta_range, (tuple, list, np.ndarray)):
         raise TypeError(f"{name} must be (low, high) in degrees, got {describe(two_theta_range)}")
     if len(two_theta_range) != 2:
         raise ValueError(
-            f"{name} must be (low, high) in degrees, got {len(two_theta_range)} values"
-        )
+            f"{name} must be (low, high) in degrees, got {len(two_theta_range)} values")
     lo, hi = (real(t, f"{name}[{i}]", unit="degrees") for i, t in enumerate(two_theta_range))
     if not 0 <= lo < hi <= MAX_TWO_THETA:
         raise ValueError(
-            f"{name} must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo:g}, {hi:g})"
-        )
+            f"{name} must satisfy 0 ≤ low < high ≤ {MAX_TWO_THETA}°, got ({lo:g}, {hi:g})")
     return lo, hi
 
 
@@ -195,9 +175,8 @@ def _cell_measures(lattice: ArrayLike) -> tuple[float, list[float]]:
     ]
 
 
-def check_reflection_work(
-    lattice: ArrayLike, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
-) -> None:
+def check_reflection_work(lattice: ArrayLike, g_min: float, g_max: float, n_atoms: int = 1,
+                          n_types: int = 1) -> None:
     """ResourceLimitError, before anything is enumerated, when the reflections of ``lattice`` with
     g_min ≤ |g| ≤ g_max, their structure-factor terms (reflections × atoms) or the estimated memory
     of enumerating and evaluating them exceed :data:`xrdcore.validation.LIMITS`."""
@@ -207,47 +186,27 @@ def check_reflection_work(
     def where():
         return f"a cell of {abs(volume):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"
 
+    guard(count, "max_reflections", lambda: f"about {count:,.0f} reflections ({where()})",
+          REFLECTION_HINT,
+          )
     guard(
-        count,
-        "max_reflections",
-        lambda: f"about {count:,.0f} reflections ({where()})",
-        REFLECTION_HINT,
-    )
-    guard(
-        count * n_atoms,
-        "max_terms",
-        lambda: (
-            f"about {count:,.0f} reflections × {n_atoms} atoms "
-            f"= {count * n_atoms:,.0f} structure-factor terms"
-        ),
+        count * n_atoms, "max_terms", lambda: (f"about {count:,.0f} reflections × {n_atoms} atoms "
+                                               f"= {count * n_atoms:,.0f} structure-factor terms"),
         REFLECTION_HINT + ", or use a smaller cell",
     )
-    bounds = [
-        math.floor(g_max * length) for length in lengths
-    ]  # the enumeration's |h|, |k|, |l| limits
+    bounds = [math.floor(g_max * length)
+              for length in lengths]  # the enumeration's |h|, |k|, |l| limits
     box = (bounds[0] + 1) * (2 * bounds[1] + 1) * (2 * bounds[2] + 1)
     pairs = min(count, (bounds[0] + 1) * (2 * bounds[1] + 1))  # (h, k) pairs of the phase tables
-    memory = (
-        BOX_BYTES * box
-        + count * (REFLECTION_BYTES + TYPE_BYTES * n_types)
-        + 16 * n_atoms * (pairs + 3 * (2 * max(bounds) + 1))
-    )
-    oblique = (
-        (
-            "; this oblique cell makes the index box far larger than its reflections: "
-            "reduce it first "
-            "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)"
-        )
-        if box > 100 * max(count, 1)
-        else ""
-    )
+    memory = (BOX_BYTES * box + count * (REFLECTION_BYTES + TYPE_BYTES * n_types) + 16 * n_atoms *
+              (pairs + 3 * (2 * max(bounds) + 1)))
+    oblique = (("; this oblique cell makes the index box far larger than its reflections: "
+                "reduce it first "
+                "(Niggli, e.g. pymatgen's Structure.get_reduced_structure)") if box > 100 *
+               max(count, 1) else "")
     guard_memory(
-        memory,
-        lambda: (
-            f"enumerating about {count:,.0f} reflections ({where()}, an index box of "
-            f"{box:,.0f} points)"
-        ),
-        REFLECTION_HINT + oblique,
+        memory, lambda: (f"enumerating about {count:,.0f} reflections ({where()}, an index box of "
+                         f"{box:,.0f} points)"), REFLECTION_HINT + oblique,
     )
 
 
@@ -268,10 +227,8 @@ class Diffractometer:
     kernels = cpu
 
     def __init__(
-        self,
-        wavelength: str | float = "CuKa",
-        two_theta_range: Sequence[float] | np.ndarray = (10.0, 90.0),
-        step: float = DEFAULT_STEP,
+        self, wavelength: str | float = "CuKa",
+        two_theta_range: Sequence[float] | np.ndarray = (10.0, 90.0), step: float = DEFAULT_STEP,
         backend: str = "auto",
     ) -> None:
         self.backend = select_backend(backend)
@@ -281,15 +238,12 @@ class Diffractometer:
         if self.step > hi - lo:
             raise ValueError(
                 f"step {self.step:g}° is wider than the 2θ range {lo:g}–{hi:g}°; give a step of a "
-                f"fraction of a peak width (default {DEFAULT_STEP}°)"
-            )
+                f"fraction of a peak width (default {DEFAULT_STEP}°)")
         points = round((hi - lo) / self.step) + 1
-        guard(
-            points,
-            "max_grid_points",
-            f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
-            "use a larger step (a few points per peak width suffice)",
-        )
+        guard(points, "max_grid_points",
+              f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
+              "use a larger step (a few points per peak width suffice)",
+              )
         # profile_setup's results on the default grid, by settings
         self._setups: dict[Profile, ProfileSetup] = {}
         # g_window's results, by the identity of the 2θ range tuple asked for
@@ -309,8 +263,7 @@ class Diffractometer:
     def g_window(self, two_theta_range: Sequence[float] | np.ndarray) -> tuple[float, float]:
         """|g| limits (Å⁻¹) of a 2θ range (deg): |g| = 2 sin θ / λ (kept per range)."""
         seen = self._g_windows.get(
-            id(two_theta_range)
-        )  # a descent asks with the same tuple every step
+            id(two_theta_range))  # a descent asks with the same tuple every step
         if seen is not None and seen[0] is two_theta_range:
             return seen[1]
         lo, hi = _check_range(two_theta_range)
@@ -318,17 +271,15 @@ class Diffractometer:
             "tuple[float, float]",  # of (lo, hi)
             tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi)),
         )
-        if isinstance(
-            two_theta_range, tuple
-        ):  # immutable: safe to know again by identity (it is kept alive here)
+        if isinstance(two_theta_range,
+                      tuple):  # immutable: safe to know again by identity (it is kept alive here)
             if len(self._g_windows) >= G_WINDOWS_KEPT:
                 self._g_windows.clear()
             self._g_windows[id(two_theta_range)] = (two_theta_range, window)
         return window
 
-    def enumerate_hkl(
-        self, lattice: ArrayLike, g_min: float, g_max: float, n_atoms: int = 1, n_types: int = 1
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def enumerate_hkl(self, lattice: ArrayLike, g_min: float, g_max: float, n_atoms: int = 1,
+                      n_types: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Half-space hkl (M, 3) as floats and |g| (M,) with g_min ≤ |g| ≤ g_max, pymatgen's order.
 
         Guarded first (:func:`check_reflection_work`) for a structure of ``n_atoms`` atoms of
@@ -338,26 +289,22 @@ class Diffractometer:
         if not volume >= MIN_CELL_VOLUME:
             raise StructureError(
                 f"lattice must be right-handed with a volume ≥ {MIN_CELL_VOLUME} Å³, "
-                f"got {volume:.3g} Å³"
-            )
+                f"got {volume:.3g} Å³")
         g_min = real(g_min, "g_min", low=0, unit="Å⁻¹")
         g_max = real(g_max, "g_max", low=g_min, unit="Å⁻¹")
         check_reflection_work(lattice, g_min, g_max, n_atoms, n_types)
         return self.kernels.reflection_list(lattice, g_min, g_max)
 
-    def enumerate_for(
-        self, crystal: Crystal, g_min: float, g_max: float
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def enumerate_for(self, crystal: Crystal, g_min: float,
+                      g_max: float) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`enumerate_hkl` for ``crystal``'s lattice (valid already), guarded for its atoms
         and scatterer types."""
-        check_reflection_work(
-            crystal.lattice, g_min, g_max, len(crystal), len(scatterer_types(crystal)[1])
-        )
+        check_reflection_work(crystal.lattice, g_min, g_max, len(crystal),
+                              len(scatterer_types(crystal)[1]))
         return self.kernels.reflection_list(crystal.lattice, g_min, g_max)
 
-    def reflections(
-        self, crystal: Crystal, two_theta_range: Sequence[float] | np.ndarray | None = None
-    ) -> Reflections:
+    def reflections(self, crystal: Crystal,
+                    two_theta_range: Sequence[float] | np.ndarray | None = None) -> Reflections:
         """Every half-space reflection with 2θ in the range (default: the instrument's)."""
         check_crystal(crystal)
         window = self.two_theta_range if two_theta_range is None else two_theta_range
@@ -365,28 +312,22 @@ class Diffractometer:
         two_theta, intensity = self.intensities(crystal, hkl, g)
         return Reflections(hkl.astype(np.int64), g, two_theta, intensity)
 
-    def intensities(
-        self, crystal: Crystal, hkl: np.ndarray, g: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def intensities(self, crystal: Crystal, hkl: np.ndarray,
+                    g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """2θ (deg) and intensity 2|F|²·LP of the given reflections (hkl as floats, |g| in Å⁻¹)."""
         two_theta, intensity, _ = self.intensities_and_form_factors(crystal, hkl, g)
         return two_theta, intensity
 
     def intensities_and_form_factors(
-        self, crystal: Crystal, hkl: np.ndarray, g: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+            self, crystal: Crystal, hkl: np.ndarray,
+            g: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
         """:meth:`intensities`, plus what the gradient's backward pass reuses: the per-type
         form-factor tables (values and d/ds) and structure-factor sums (real, imaginary), each
         (M, T)."""
         scatterer_type, *type_tables = scatterer_types(crystal)
         with cpu.threads_for(len(g) * len(crystal)):
             two_theta, intensity, *saved = self.kernels.structure_intensities(
-                hkl,
-                g,
-                self.wavelength,
-                crystal.frac_coords,
-                crystal.occupancies,
-                scatterer_type,
+                hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type,
                 *type_tables,
             )
         return two_theta, intensity, tuple(saved)
@@ -396,20 +337,14 @@ class Diffractometer:
         """Merged, scaled stick pattern, peak for peak what pymatgen's ``get_pattern`` returns."""
         refl = self.reflections(crystal)
         first, scaled, member_start, members = self.kernels.merge_peaks(
-            refl.two_theta, refl.intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL
-        )
-        return PeakList(
-            refl.two_theta[first], scaled, 1.0 / refl.g[first], refl.hkl[members], member_start
-        )
+            refl.two_theta, refl.intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL)
+        return PeakList(refl.two_theta[first], scaled, 1.0 / refl.g[first], refl.hkl[members],
+                        member_start)
 
     # ---------------------------------------------------------------- profile
-    def pattern(
-        self,
-        crystal: Crystal,
-        two_theta: ArrayLike | None = None,
-        fwhm: float | tuple[float, float, float] | Profile = 0.1,
-        normalize: bool = True,
-    ) -> np.ndarray:
+    def pattern(self, crystal: Crystal, two_theta: ArrayLike | None = None,
+                fwhm: float | tuple[float, float, float] | Profile = 0.1, normalize: bool = True,
+                ) -> np.ndarray:
         """Broadened powder pattern y(2θ) on a grid.
 
         Parameters
@@ -430,11 +365,9 @@ class Diffractometer:
             profile *= 100.0 / profile.max()
         return profile
 
-    def profile_setup(
-        self,
-        two_theta: ArrayLike | None = None,
-        fwhm: float | tuple[float, float, float] | Profile = 0.1,
-    ) -> ProfileSetup:
+    def profile_setup(self, two_theta: ArrayLike | None = None,
+                      fwhm: float | tuple[float, float, float] | Profile = 0.1,
+                      ) -> ProfileSetup:
         """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections
         reach the grid.
 
@@ -449,27 +382,19 @@ class Diffractometer:
         grid = self.two_theta if two_theta is None else _check_grid(two_theta)
         widths = peak_widths(profile.fwhm, grid)
         spacing = np.diff(grid)
-        extent = min(
-            1.0, 2 * window
-        )  # what of a peak the grid must resolve, in FWHMs: itself or its window
+        extent = min(1.0, 2 *
+                     window)  # what of a peak the grid must resolve, in FWHMs: itself or its window
         coarse = np.flatnonzero(spacing > np.maximum(widths[:-1], widths[1:]) * extent * (1 + 1e-6))
         if len(coarse):
             k = coarse[0]
-            what = (
-                f"peak FWHM {widths[k]:.4g}°"
-                if extent == 1
-                else f"evaluation window ±{window:g} FWHM"
-            )
-            remedy = (
-                "a finer step or a wider fwhm"
-                if extent == 1
-                else "a wider window (default: 5 FWHMs)"
-            )
+            what = (f"peak FWHM {widths[k]:.4g}°"
+                    if extent == 1 else f"evaluation window ±{window:g} FWHM")
+            remedy = ("a finer step or a wider fwhm"
+                      if extent == 1 else "a wider window (default: 5 FWHMs)")
             raise ValueError(
                 f"the 2θ grid spacing {spacing[k]:.4g}° at {grid[k]:.4g}° is wider than the "
                 f"{what}: peaks would "
-                f"fall between grid points (the pattern would miss them); use {remedy}"
-            )
+                f"fall between grid points (the pattern would miss them); use {remedy}")
         reach = window * widths.max()
         lo = max(grid[0] - reach, 0.0)
         hi = min(grid[-1] + reach, MAX_TWO_THETA)
@@ -484,24 +409,18 @@ def _check_grid(two_theta: ArrayLike) -> np.ndarray:
     """A 2θ grid (deg) given by the caller: 1-D, finite, non-empty, within the guard, strictly
     ascending and inside 0–179.9°."""
     grid = real_array(two_theta, "two_theta grid", ndim=1)  # no copy of a float64 array
-    guard(
-        grid.size,
-        "max_grid_points",
-        f"a two_theta grid of {grid.size:,} points",
-        "use a coarser grid",
-    )
+    guard(grid.size, "max_grid_points", f"a two_theta grid of {grid.size:,} points",
+          "use a coarser grid",
+          )
     if grid.size == 0:
         raise ValueError(
-            "two_theta grid must be a non-empty 1-D array of angles in degrees, got an empty one"
-        )
+            "two_theta grid must be a non-empty 1-D array of angles in degrees, got an empty one")
     if np.any(np.diff(grid) <= 0):
         raise ValueError(
-            "two_theta grid must be strictly ascending (no repeated or decreasing angles)"
-        )
+            "two_theta grid must be strictly ascending (no repeated or decreasing angles)")
     if grid[0] < 0 or grid[-1] > MAX_TWO_THETA:
         raise ValueError(
-            f"two_theta grid {grid[0]:g}–{grid[-1]:g}° reaches outside 0–{MAX_TWO_THETA}°"
-        )
+            f"two_theta grid {grid[0]:g}–{grid[-1]:g}° reaches outside 0–{MAX_TWO_THETA}°")
     return grid
 
 
@@ -535,23 +454,19 @@ class ProfileSetup:
         """Half-width of each peak's evaluation window, in FWHMs."""
         return cast(float, self.settings.window)  # a float once the Profile is made
 
-    def profile(
-        self, kernels: ModuleType, centres: np.ndarray, intensities: np.ndarray
-    ) -> np.ndarray:
+    def profile(self, kernels: ModuleType, centres: np.ndarray,
+                intensities: np.ndarray) -> np.ndarray:
         """Σ_h I_h P(2θ − 2θ_h) on the grid, unnormalised (``centres`` sorted ascending)."""
         widths = peak_widths(self.fwhm, centres)
         work = self.work(len(centres))
         guard(
-            work,
-            "max_terms",
+            work, "max_terms",
             f"the profile's {work:,} peak-shape evaluations ({len(centres):,} reflections × "
-            f"grid points within {self.window:g} FWHMs)",
-            "use a smaller window or a coarser grid",
+            f"grid points within {self.window:g} FWHMs)", "use a smaller window or a coarser grid",
         )
         with cpu.threads_for(work):
-            return kernels.broadened_profile(
-                self.grid, centres, intensities, widths, self.eta, self.window, self.step
-            )
+            return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta,
+                                             self.window, self.step)
 
     def work(self, n_peaks: int) -> int:
         """Peak-shape evaluations of one profile: peaks × grid points per window (at most the
@@ -561,9 +476,6 @@ class ProfileSetup:
 
 
 def check_diffractometer(diffractometer: object) -> Diffractometer:
-    return instance(
-        diffractometer,
-        "diffractometer",
-        Diffractometer,
-        "make one with Diffractometer('CuKa', (10, 90))",
-    )
+    return instance(diffractometer, "diffractometer", Diffractometer,
+                    "make one with Diffractometer('CuKa', (10, 90))",
+                    )

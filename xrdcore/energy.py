@@ -62,8 +62,7 @@ def _require(module: str) -> ModuleType:
         return __import__(module, fromlist=["_"])
     except ImportError as error:
         raise ImportError(
-            f"xrdcore.energy needs {module.split('.')[0]} ({error}); {_INSTALL_HINT}"
-        ) from error
+            f"xrdcore.energy needs {module.split('.')[0]} ({error}); {_INSTALL_HINT}") from error
 
 
 @contextlib.contextmanager
@@ -76,9 +75,8 @@ def _quiet():
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
     with warnings.catch_warnings(), threadpool_limits(THREADS, user_api="blas"):
-        warnings.filterwarnings(
-            "ignore", message="Converting a tensor with requires_grad=True to a scalar"
-        )
+        warnings.filterwarnings("ignore",
+                                message="Converting a tensor with requires_grad=True to a scalar")
         if torch is not None:
             torch.set_num_threads(THREADS)
         try:
@@ -94,9 +92,8 @@ def _chgnet():
     dynamics = _require("chgnet.model.dynamics")
     model = _require("chgnet.model").CHGNet
     with _quiet(), contextlib.redirect_stdout(io.StringIO()):  # it prints the device it runs on
-        return dynamics.CHGNetCalculator(
-            model=model.load(use_device="cpu", verbose=False), use_device="cpu"
-        )
+        return dynamics.CHGNetCalculator(model=model.load(use_device="cpu", verbose=False),
+                                         use_device="cpu")
 
 
 def calculator(name_or_calc: str | Any | None = None) -> Any:
@@ -106,20 +103,16 @@ def calculator(name_or_calc: str | Any | None = None) -> Any:
         name_or_calc = "chgnet"
     if not isinstance(name_or_calc, str):
         if not (hasattr(name_or_calc, "get_property") and hasattr(name_or_calc, "calculate")):
-            raise TypeError(
-                f"expected an ASE calculator or one of {CALCULATORS}, "
-                f"got {type(name_or_calc).__name__}"
-            )
+            raise TypeError(f"expected an ASE calculator or one of {CALCULATORS}, "
+                            f"got {type(name_or_calc).__name__}")
         return name_or_calc
     name = name_or_calc.strip().lower()
     if name == "chgnet":
         return _chgnet()
     if name == "emt":
         return _require("ase.calculators.emt").EMT()
-    raise ValueError(
-        f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} "
-        "or pass an ASE calculator object"
-    )
+    raise ValueError(f"unknown calculator {name_or_calc!r}; choose one of {CALCULATORS} "
+                     "or pass an ASE calculator object")
 
 
 def supported_elements(calc: Any) -> set[int] | None:
@@ -149,12 +142,9 @@ def to_atoms(crystal: Crystal) -> Atoms:
             f"occupancy {crystal.occupancies[first]:g}); an energy needs an ordered structure: "
             "choose one configuration (e.g. with pymatgen's OrderDisorderedStructureTransformation)"
         )
-    return Atoms(
-        numbers=crystal.atomic_numbers,
-        cell=crystal.lattice,
-        scaled_positions=crystal.frac_coords,
-        pbc=True,
-    )
+    return Atoms(numbers=crystal.atomic_numbers, cell=crystal.lattice,
+                 scaled_positions=crystal.frac_coords, pbc=True,
+                 )
 
 
 def _check_elements(crystal: Crystal, calc: Any) -> None:
@@ -164,14 +154,11 @@ def _check_elements(crystal: Crystal, calc: Any) -> None:
     missing = sorted({int(z) for z in crystal.atomic_numbers} - known)
     if missing:
         names = ", ".join(f"{element_symbol(z)} (Z = {z})" for z in missing)
-        covered = (
-            ", ".join(element_symbol(z) for z in sorted(known))
-            if len(known) < 20
-            else f"Z = 1 … {max(known)}"
-        )
+        covered = (", ".join(
+            element_symbol(z)
+            for z in sorted(known)) if len(known) < 20 else f"Z = 1 … {max(known)}")
         raise ValueError(
-            f"{type(calc).__name__} has no parameters for {names}; it covers {covered}"
-        )
+            f"{type(calc).__name__} has no parameters for {names}; it covers {covered}")
 
 
 def check_cell(crystal: Crystal) -> None:
@@ -182,15 +169,13 @@ def check_cell(crystal: Crystal) -> None:
     if 1 / density < MIN_VOLUME_PER_ATOM:
         raise StructureError(
             f"the cell has collapsed: {1 / density:.3g} Å³ per atom (solids have ≳ 5); "
-            "no interatomic potential is meaningful there"
-        )
+            "no interatomic potential is meaningful there")
     pairs = len(crystal) * density * 4 / 3 * np.pi * GRAPH_CUTOFF**3
-    triplets = len(crystal) * (density * 4 / 3 * np.pi * BOND_CUTOFF**3) ** 2
-    guard_memory(
-        BYTES_PER_GRAPH_ELEMENT * (pairs + triplets),
-        f"an energy of {len(crystal)} atoms ({pairs:.3g} neighbour pairs)",
-        "use a smaller cell",
-    )
+    triplets = len(crystal) * (density * 4 / 3 * np.pi * BOND_CUTOFF**3)**2
+    guard_memory(BYTES_PER_GRAPH_ELEMENT * (pairs + triplets),
+                 f"an energy of {len(crystal)} atoms ({pairs:.3g} neighbour pairs)",
+                 "use a smaller cell",
+                 )
 
 
 def _evaluate(crystal: Crystal, calc: Any, forces: bool = False, stress: bool = False) -> list[Any]:
@@ -206,19 +191,16 @@ def _evaluate(crystal: Crystal, calc: Any, forces: bool = False, stress: bool = 
             from ase.stress import voigt_6_to_full_3x3_stress
 
             # CHGNet's tasks are "e", "ef" and "efs": stress comes only with forces
-            calc.calculate(
-                atoms, ["energy"], all_changes, task="e" + "f" * (forces or stress) + "s" * stress
-            )
+            calc.calculate(atoms, ["energy"], all_changes,
+                           task="e" + "f" * (forces or stress) + "s" * stress)
             results: list[Any] = [float(calc.results["energy"])]
             if forces:
                 results.append(np.array(calc.results["forces"], dtype=float))
             if stress:
                 values = np.array(calc.results["stress"], dtype=float)
                 results.append(
-                    voigt_6_to_full_3x3_stress(values)
-                    if values.shape == (6,)
-                    else values.reshape(3, 3)
-                )
+                    voigt_6_to_full_3x3_stress(values) if values.shape == (
+                        6, ) else values.reshape(3, 3))
             calc.reset()  # the partial results must not be served to a later ASE query
         else:
             results = [float(atoms.get_potential_energy())]
@@ -228,8 +210,7 @@ def _evaluate(crystal: Crystal, calc: Any, forces: bool = False, stress: bool = 
                 results.append(np.array(atoms.get_stress(voigt=False), dtype=float))
     if not np.isfinite(results[0]):
         raise ValueError(
-            f"the calculator returned a non-finite energy ({results[0]}) for {crystal!r}"
-        )
+            f"the calculator returned a non-finite energy ({results[0]}) for {crystal!r}")
     return results
 
 
@@ -240,7 +221,7 @@ def gigapascal() -> float:
 
 def energy(crystal: Crystal, calc: Any = None) -> float:
     """Potential energy in eV per atom."""
-    (total,) = _evaluate(crystal, calculator(calc))
+    (total, ) = _evaluate(crystal, calculator(calc))
     return total / len(crystal)
 
 
@@ -256,9 +237,8 @@ def check_supported(crystal: Crystal, calc: Any = None) -> None:
     _check_elements(crystal, calculator(calc))
 
 
-def energy_gradient(
-    crystal: Crystal, calc: Any = None, lattice: bool = True
-) -> tuple[float, np.ndarray, np.ndarray]:
+def energy_gradient(crystal: Crystal, calc: Any = None,
+                    lattice: bool = True) -> tuple[float, np.ndarray, np.ndarray]:
     """Energy (eV per atom) and its exact gradient from one force + stress evaluation:
     with respect to the lattice rows A at fixed fractional coordinates, dE/dA = V A⁻ᵀ σ
     (eV per atom per Å, (3, 3)), and with respect to the fractional coordinates at fixed
@@ -266,21 +246,18 @@ def energy_gradient(
     :func:`xrdcore.gradients.loss_and_grad`, so the two gradients add. ``lattice=False`` skips
     the stress (one backward pass less with CHGNet) and returns dE/dA as NaN."""
     total, forces, *stress = _evaluate(crystal, calculator(calc), forces=True, stress=lattice)
-    d_lattice, d_frac = _gradient(
-        crystal, forces, stress[0] if lattice else np.full((3, 3), np.nan)
-    )
+    d_lattice, d_frac = _gradient(crystal, forces, stress[0] if lattice else np.full(
+        (3, 3), np.nan))
     atoms = len(crystal)
     return total / atoms, d_lattice / atoms, d_frac / atoms
 
 
-def _gradient(
-    crystal: Crystal, forces: ArrayLike, stress: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _gradient(crystal: Crystal, forces: ArrayLike,
+              stress: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gradient of the total energy (eV) from forces (eV/Å) and stress (eV/Å³): dE/dA = V A⁻ᵀ σ
     (the work V σ : ε of the strain ε = A⁻¹ δA) and dE/dx = −F Aᵀ."""
-    return crystal.volume * np.linalg.solve(crystal.lattice.T, stress), -np.asarray(
-        forces
-    ) @ crystal.lattice.T
+    return crystal.volume * np.linalg.solve(crystal.lattice.T,
+                                            stress), -np.asarray(forces) @ crystal.lattice.T
 
 
 @dataclass(frozen=True)
@@ -292,14 +269,9 @@ class Relaxation:
     converged: bool  # forces (and, with cell=True, the cell's generalised forces) below fmax
 
 
-def relax(
-    crystal: Crystal,
-    calc: Any = None,
-    steps: int = RELAX_STEPS,
-    fmax: float = RELAX_FMAX,
-    cell: bool = True,
-    optimizer: str = "BFGS",
-) -> Relaxation:
+def relax(crystal: Crystal, calc: Any = None, steps: int = RELAX_STEPS, fmax: float = RELAX_FMAX,
+          cell: bool = True, optimizer: str = "BFGS",
+          ) -> Relaxation:
     """Relax the atoms (and with ``cell=True`` the lattice, through ASE's FrechetCellFilter)
     to the nearest energy minimum with ASE's ``optimizer`` ("FIRE" or "BFGS") until every
     force is below ``fmax`` eV/Å or ``steps`` steps are spent."""
@@ -321,7 +293,6 @@ def relax(
         converged = bool(run.run(fmax=fmax, steps=steps))
         total = float(atoms.get_potential_energy())
         max_force = float(np.max(np.linalg.norm(atoms.get_forces(), axis=1)))
-    relaxed = crystal.replace(
-        lattice=np.array(atoms.cell.array), frac_coords=atoms.get_scaled_positions(wrap=False)
-    )
+    relaxed = crystal.replace(lattice=np.array(atoms.cell.array),
+                              frac_coords=atoms.get_scaled_positions(wrap=False))
     return Relaxation(relaxed, total / len(crystal), max_force, int(run.nsteps), converged)

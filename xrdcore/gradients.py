@@ -43,12 +43,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from xrdcore.diffraction import (
-    Diffractometer,
-    ProfileSetup,
-    check_diffractometer,
-    scatterer_types,
-)
+from xrdcore.diffraction import (Diffractometer, ProfileSetup, check_diffractometer,
+                                 scatterer_types,
+                                 )
 from xrdcore.kernels import cpu
 from xrdcore.physics.profiles import Profile, as_profile
 from xrdcore.similarity import ALL_ZERO, check_options, get_metric, metric_options
@@ -90,28 +87,22 @@ def required_margin(reference: ArrayLike, lattices: ArrayLike) -> np.ndarray:
     is complete for each of ``lattices`` (B, 3, 3): with s the singular values of A_b⁻¹ A_ref,
     max(1/s_min − 1, 1 − 1/s_max) (the condition of :class:`ReflectionSet`)."""
     lattices = np.ascontiguousarray(lattices, dtype=float)
-    return cpu.required_margins(
-        np.ascontiguousarray(reference, dtype=float), lattices.reshape(-1, 3, 3)
-    )
+    return cpu.required_margins(np.ascontiguousarray(reference, dtype=float),
+                                lattices.reshape(-1, 3, 3))
 
 
-def reflection_set(
-    diffractometer: Diffractometer,
-    lattice: ArrayLike,
-    two_theta_range: Sequence[float] | np.ndarray,
-    margin: float = DEFAULT_MARGIN,
-    n_atoms: int = 1,
-    n_types: int = 1,
-) -> ReflectionSet:
+def reflection_set(diffractometer: Diffractometer, lattice: ArrayLike,
+                   two_theta_range: Sequence[float] | np.ndarray, margin: float = DEFAULT_MARGIN,
+                   n_atoms: int = 1, n_types: int = 1,
+                   ) -> ReflectionSet:
     """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays
     within ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for
     ``n_atoms`` atoms."""
     check_diffractometer(diffractometer)
     margin = check_margin(margin)
     g_min, g_max = diffractometer.g_window(two_theta_range)
-    hkl, _ = diffractometer.enumerate_hkl(
-        lattice, g_min * (1 - margin), g_max * (1 + margin), n_atoms, n_types
-    )
+    hkl, _ = diffractometer.enumerate_hkl(lattice, g_min * (1 - margin), g_max * (1 + margin),
+                                          n_atoms, n_types)
     return ReflectionSet(hkl, np.array(lattice, dtype=float), margin, (g_min, g_max))
 
 
@@ -120,8 +111,7 @@ def check_margin(margin: float) -> float:
     margin = real(margin, "margin")
     if not 0 <= margin < 1:
         raise ValueError(
-            f"margin must lie in [0, 1) (a relative change of |g|, e.g. 0.05), got {margin:g}"
-        )
+            f"margin must lie in [0, 1) (a relative change of |g|, e.g. 0.05), got {margin:g}")
     return margin
 
 
@@ -140,16 +130,14 @@ def check_target(target: Crystal | ArrayLike, grid: np.ndarray) -> Crystal | np.
     if len(pattern) != len(grid):
         raise ValueError(
             f"target pattern has {len(pattern)} points, the 2θ grid {len(grid)}: not the same grid "
-            "(give the pattern on the diffractometer's grid, or that grid as two_theta=)"
-        )
+            "(give the pattern on the diffractometer's grid, or that grid as two_theta=)")
     if not np.any(pattern):
         raise ValueError(ALL_ZERO["target pattern"])
     return pattern
 
 
-def target_pattern(
-    target: Crystal | ArrayLike, diffractometer: Diffractometer, setup: ProfileSetup
-) -> np.ndarray:
+def target_pattern(target: Crystal | ArrayLike, diffractometer: Diffractometer,
+                   setup: ProfileSetup) -> np.ndarray:
     target = check_target(target, setup.grid)
     if isinstance(target, Crystal):
         refl = diffractometer.reflections(target, setup.two_theta_range)
@@ -157,16 +145,11 @@ def target_pattern(
     return target
 
 
-def loss_and_grad(
-    crystal: Crystal,
-    target: Crystal | ArrayLike,
-    diffractometer: Diffractometer,
-    metric: str = "cosine",
-    fwhm: float | tuple[float, float, float] | Profile = 0.1,
-    two_theta: ArrayLike | None = None,
-    reflections: ReflectionSet | None = None,
-    **options: Any,
-) -> LossGradient:
+def loss_and_grad(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
+                  metric: str = "cosine", fwhm: float | tuple[float, float, float] | Profile = 0.1,
+                  two_theta: ArrayLike | None = None, reflections: ReflectionSet | None = None,
+                  **options: Any,
+                  ) -> LossGradient:
     """Loss of ``crystal``'s pattern against ``target`` and its exact gradient.
 
     Parameters
@@ -184,43 +167,29 @@ def loss_and_grad(
     -------
     LossGradient(loss, d_lattice, d_frac)
     """
-    forward = _forward(
-        crystal, target, diffractometer, metric, fwhm, two_theta, reflections, **options
-    )
+    forward = _forward(crystal, target, diffractometer, metric, fwhm, two_theta, reflections,
+                       **options)
     kernels, setup = diffractometer.kernels, forward.setup
     widths = np.full(len(forward.g), setup.fwhm)
     with cpu.threads_for(setup.work(len(forward.g))):
-        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
-            setup.grid,
-            forward.two_theta,
-            forward.intensity,
-            widths,
-            setup.eta,
-            setup.window,
-            forward.d_pattern,
-            setup.step,
-        )
+        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(setup.grid, forward.two_theta,
+                                                                     forward.intensity, widths,
+                                                                     setup.eta, setup.window,
+                                                                     forward.d_pattern, setup.step,
+                                                                     )
     scatterer_type, *_ = scatterer_types(crystal)
     with cpu.threads_for(len(forward.g) * len(crystal)):
         d_frac, d_g = kernels.reflection_intensities_adjoint(
-            forward.hkl,
-            forward.g,
-            diffractometer.wavelength,
-            crystal.frac_coords,
-            crystal.occupancies,
-            scatterer_type,
-            *forward.saved,
-            d_intensity,
-            d_two_theta,
+            forward.hkl, forward.g, diffractometer.wavelength, crystal.frac_coords,
+            crystal.occupancies, scatterer_type, *forward.saved, d_intensity, d_two_theta,
         )
-    return LossGradient(
-        forward.loss, kernels.lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g), d_frac
-    )
+    return LossGradient(forward.loss,
+                        kernels.lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g),
+                        d_frac)
 
 
-def loss_value(
-    crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer, **options: Any
-) -> float:
+def loss_value(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
+               **options: Any) -> float:
     """The loss of :func:`loss_and_grad` alone (same keyword options), without the backward pass."""
     return _forward(crystal, target, diffractometer, **options).loss
 
@@ -243,15 +212,11 @@ LOSS_OPTIONS = ("metric", "fwhm", "two_theta", "reflections")
 PROFILE_FIELDS = ("shape", "eta", "window")
 
 
-def loss_setup(
-    target: Crystal | ArrayLike,
-    diffractometer: Diffractometer,
-    metric: str = "cosine",
-    fwhm: float | tuple[float, float, float] | Profile = 0.1,
-    two_theta: ArrayLike | None = None,
-    reflections: ReflectionSet | None = None,
-    **options: Any,
-) -> tuple[ProfileSetup, np.ndarray]:
+def loss_setup(target: Crystal | ArrayLike, diffractometer: Diffractometer, metric: str = "cosine",
+               fwhm: float | tuple[float, float, float] | Profile = 0.1,
+               two_theta: ArrayLike | None = None, reflections: ReflectionSet | None = None,
+               **options: Any,
+               ) -> tuple[ProfileSetup, np.ndarray]:
     """The checked settings of a :func:`loss_and_grad` call that do not depend on the structure:
     its :class:`~xrdcore.diffraction.ProfileSetup` and the target pattern on its grid (a Crystal
     target rendered); TypeError/ValueError for any that no structure could make work."""
@@ -260,12 +225,9 @@ def loss_setup(
     check_options(options, LOSS_OPTIONS + metric_options(get_metric(metric)), "loss_and_grad")
     profile = check_fixed_width(fwhm)
     if reflections is not None:
-        instance(
-            reflections,
-            "reflections",
-            ReflectionSet,
-            "make one with xrdcore.gradients.reflection_set",
-        )
+        instance(reflections, "reflections", ReflectionSet,
+                 "make one with xrdcore.gradients.reflection_set",
+                 )
     setup = diffractometer.profile_setup(two_theta, profile)
     return setup, target_pattern(target, diffractometer, setup)
 
@@ -278,8 +240,7 @@ def check_profile_keywords(options: dict, function: str) -> None:
         raise TypeError(
             f"{function}() takes the peak shape as "
             "fwhm=Profile(fwhm, shape=..., eta=..., window=...) "
-            f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}"
-        )
+            f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}")
 
 
 def check_fixed_width(fwhm: float | tuple[float, float, float] | Profile) -> Profile:
@@ -287,42 +248,31 @@ def check_fixed_width(fwhm: float | tuple[float, float, float] | Profile) -> Pro
     gradients differentiate the positions and intensities, not Caglioti widths."""
     profile = as_profile(fwhm)
     if profile.caglioti:
-        raise ValueError(
-            "gradients need a fixed FWHM in degrees; "
-            "Caglioti (U, V, W) widths are not differentiated"
-        )
+        raise ValueError("gradients need a fixed FWHM in degrees; "
+                         "Caglioti (U, V, W) widths are not differentiated")
     return profile
 
 
-def _forward(
-    crystal: Crystal,
-    target: Crystal | ArrayLike,
-    diffractometer: Diffractometer,
-    metric: str = "cosine",
-    fwhm: float | tuple[float, float, float] | Profile = 0.1,
-    two_theta: ArrayLike | None = None,
-    reflections: ReflectionSet | None = None,
-    **options: Any,
-) -> _Forward:
+def _forward(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
+             metric: str = "cosine", fwhm: float | tuple[float, float, float] | Profile = 0.1,
+             two_theta: ArrayLike | None = None, reflections: ReflectionSet | None = None,
+             **options: Any,
+             ) -> _Forward:
     """Forward pass of the loss, keeping what the backward pass needs."""
     check_crystal(crystal)
-    setup, target_pattern = loss_setup(
-        target, diffractometer, metric, fwhm, two_theta, reflections, **options
-    )
+    setup, target_pattern = loss_setup(target, diffractometer, metric, fwhm, two_theta, reflections,
+                                       **options)
     lattice = crystal.lattice
     if reflections is None:
-        hkl, g = diffractometer.enumerate_for(
-            crystal, *diffractometer.g_window(setup.two_theta_range)
-        )
+        hkl, g = diffractometer.enumerate_for(crystal,
+                                              *diffractometer.g_window(setup.two_theta_range))
     else:
         if not reflections.covers(lattice):
             raise ValueError(
-                "the lattice has moved beyond the reflection set's margin; enumerate a new set"
-            )
+                "the lattice has moved beyond the reflection set's margin; enumerate a new set")
         # λ|g|/2 > 1 cannot diffract at any angle; the profile kernels want ascending 2θ
-        hkl, g = diffractometer.kernels.reflection_lengths(
-            lattice, reflections.hkl, 2 / diffractometer.wavelength
-        )
+        hkl, g = diffractometer.kernels.reflection_lengths(lattice, reflections.hkl,
+                                                           2 / diffractometer.wavelength)
     two_theta_h, intensity, saved = diffractometer.intensities_and_form_factors(crystal, hkl, g)
     pattern = setup.profile(diffractometer.kernels, two_theta_h, intensity)
     loss, d_pattern = metric_loss(metric, pattern, target_pattern, setup.grid, **options)

@@ -43,7 +43,6 @@ ENTROPY_FLOOR = 1e-12
 #: Default half-width (deg) of the triangle weight of the weighted cross-correlation.
 WCC_WIDTH = 1.0
 
-
 #: Why an all-zero pattern makes every metric undefined, per argument.
 ALL_ZERO = {
     "simulated pattern": "the simulated pattern is all zero: nothing diffracts in the 2θ range "
@@ -53,51 +52,40 @@ ALL_ZERO = {
 }
 
 
-def _check(
-    pattern: ArrayLike,
-    target: ArrayLike,
-    two_theta: ArrayLike | None = None,
-    nonnegative: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+def _check(pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None,
+           nonnegative: bool = False,
+           ) -> tuple[np.ndarray, np.ndarray]:
     pattern = _checked_pattern(pattern, "simulated pattern", nonnegative)
     target = _checked_pattern(target, "target pattern", nonnegative, pattern.shape)
     _check_grid_shape(two_theta, pattern.shape)
     return pattern, target
 
 
-def _checked_pattern(
-    values: ArrayLike,
-    name: str,
-    nonnegative: bool = False,
-    shape: tuple[int, ...] | None = None,
-) -> np.ndarray:
+def _checked_pattern(values: ArrayLike, name: str, nonnegative: bool = False,
+                     shape: tuple[int, ...] | None = None,
+                     ) -> np.ndarray:
     """``values`` as a finite, not all-zero 1-D float array (of ``shape`` when given)."""
     values = real_array(values, name)
     if shape is not None and values.shape != shape or values.ndim != 1:
         other = "simulated pattern" if name == "target pattern" else "target pattern"
-        raise ValueError(
-            f"patterns must be 1-D on the same grid, got {name} shape {values.shape}"
-            + (f" and {other} shape {shape}" if shape is not None else "")
-        )
+        raise ValueError(f"patterns must be 1-D on the same grid, got {name} shape {values.shape}" +
+                         (f" and {other} shape {shape}" if shape is not None else ""))
     if not values.any():
         raise (UndefinedMetricError if name == "simulated pattern" else ValueError)(ALL_ZERO[name])
     if nonnegative and np.any(values < 0):
         raise ValueError(
-            f"{name} has negative intensities; this metric treats patterns as distributions"
-        )
+            f"{name} has negative intensities; this metric treats patterns as distributions")
     return values
 
 
 def _check_grid_shape(two_theta: ArrayLike | None, shape: tuple[int, ...]) -> None:
     if two_theta is not None and real_array(two_theta, "two_theta").shape != shape:
         raise ValueError(
-            f"two_theta has shape {np.shape(two_theta)}, patterns {shape}: not the same grid"
-        )
+            f"two_theta has shape {np.shape(two_theta)}, patterns {shape}: not the same grid")
 
 
-def cosine(
-    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
-) -> tuple[float, np.ndarray]:
+def cosine(pattern: ArrayLike, target: ArrayLike,
+           two_theta: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """S = <y, t> / (|y| |t|); dS/dy = t/(|y||t|) − S y/|y|²."""
     y, t = _check(pattern, target, two_theta)
     norm_y, norm_t = np.linalg.norm(y), np.linalg.norm(t)
@@ -105,9 +93,8 @@ def cosine(
     return value, t / (norm_y * norm_t) - value * y / norm_y**2
 
 
-def pearson(
-    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
-) -> tuple[float, np.ndarray]:
+def pearson(pattern: ArrayLike, target: ArrayLike,
+            two_theta: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """Pearson correlation r of the two patterns (cosine of the mean-centred patterns)."""
     y, t = _check(pattern, target, two_theta)
     y_c, t_c = y - y.mean(), t - t.mean()
@@ -116,16 +103,14 @@ def pearson(
         raise ValueError("the target pattern is constant: the Pearson correlation is undefined")
     if norm_y == 0:
         raise UndefinedMetricError(
-            "the simulated pattern is constant: the Pearson correlation is undefined"
-        )
+            "the simulated pattern is constant: the Pearson correlation is undefined")
     value = float(y_c @ t_c / (norm_y * norm_t))
     # both terms are already mean-free, so the centring needs no extra projection
     return value, t_c / (norm_y * norm_t) - value * y_c / norm_y**2
 
 
-def mse(
-    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
-) -> tuple[float, np.ndarray]:
+def mse(pattern: ArrayLike, target: ArrayLike,
+        two_theta: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """D = mean((y/max y − t/max t)²), on max-normalised patterns (differentiable where the max is
     unique)."""
     y, t = _check(pattern, target, two_theta)
@@ -141,9 +126,8 @@ def mse(
     return value, gradient
 
 
-def rwp(
-    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
-) -> tuple[float, np.ndarray]:
+def rwp(pattern: ArrayLike, target: ArrayLike,
+        two_theta: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """Weighted-profile R factor with the optimal scale c: sqrt(Σ w (t − c y)² / Σ w t²).
 
     Weights w = 1/(t + 1e-3·max t) (counting statistics with a floor); c = Σ w t y / Σ w y².
@@ -165,9 +149,8 @@ def _distribution_gradient(d_value_d_p, p, total):
     return (d_value_d_p - d_value_d_p @ p) / total
 
 
-def spectral_entropy(
-    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None
-) -> tuple[float, np.ndarray]:
+def spectral_entropy(pattern: ArrayLike, target: ArrayLike,
+                     two_theta: ArrayLike | None = None) -> tuple[float, np.ndarray]:
     """Spectral-entropy similarity S = 1 − (2H((p+q)/2) − H(p) − H(q)) / ln 4 (Li et al. 2021).
 
     p, q are the patterns normalised to unit sum, floored by ``ENTROPY_FLOOR`` (then
@@ -203,12 +186,9 @@ def _triangle_weights(two_theta, width):
     return 1 - np.abs(shifts) * step[0] / width
 
 
-def weighted_cross_correlation(
-    pattern: ArrayLike,
-    target: ArrayLike,
-    two_theta: ArrayLike | None,
-    width: float = WCC_WIDTH,
-) -> tuple[float, np.ndarray]:
+def weighted_cross_correlation(pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None,
+                               width: float = WCC_WIDTH,
+                               ) -> tuple[float, np.ndarray]:
     """de Gelder et al. (2001) weighted cross-correlation with a triangle weight.
 
     S = yᵀW t / sqrt(yᵀW y · tᵀW t), W_kl = w((k − l)Δ), w(r) = 1 − |r|/ℓ for |r| ≤ ℓ
@@ -227,9 +207,8 @@ def weighted_cross_correlation(
     return value, w_t / np.sqrt(auto_y * auto_t) - value * w_y / auto_y
 
 
-def wasserstein(
-    pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None
-) -> tuple[float, np.ndarray]:
+def wasserstein(pattern: ArrayLike, target: ArrayLike,
+                two_theta: ArrayLike | None) -> tuple[float, np.ndarray]:
     """1-D Wasserstein-1 distance (degrees) between the patterns as distributions over 2θ.
 
     W1 = Σ_k |P_k − Q_k| (2θ_{k+1} − 2θ_k), with P, Q the cumulative sums of the unit-sum
@@ -259,15 +238,12 @@ class Metric:
 
 METRICS = {
     metric.name: metric
-    for metric in (
-        Metric("cosine", cosine, "similarity"),
-        Metric("pearson", pearson, "similarity"),
-        Metric("spectral_entropy", spectral_entropy, "similarity"),
-        Metric("wcc", weighted_cross_correlation, "similarity"),
-        Metric("mse", mse, "distance"),
-        Metric("rwp", rwp, "distance"),
-        Metric("wasserstein", wasserstein, "distance"),
-    )
+    for metric in (Metric("cosine", cosine, "similarity"), Metric("pearson", pearson, "similarity"),
+                   Metric("spectral_entropy", spectral_entropy, "similarity"),
+                   Metric("wcc", weighted_cross_correlation, "similarity"),
+                   Metric("mse", mse, "distance"), Metric("rwp", rwp, "distance"),
+                   Metric("wasserstein", wasserstein, "distance"),
+                   )
 }
 
 
@@ -293,13 +269,9 @@ def check_options(given: Iterable[str], accepted: Collection[str], caller: str) 
         raise TypeError(f"unknown option(s) {unknown} for {caller}{hint} ({takes})")
 
 
-def loss(
-    name: str,
-    pattern: ArrayLike,
-    target: ArrayLike,
-    two_theta: ArrayLike | None = None,
-    **options: Any,
-) -> tuple[float, np.ndarray]:
+def loss(name: str, pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None,
+         **options: Any,
+         ) -> tuple[float, np.ndarray]:
     """Loss to minimise for metric ``name``: 1 − similarity, or the distance; with
     d(loss)/d(pattern)."""
     metric = get_metric(name)
@@ -314,30 +286,23 @@ def loss(
 UNDEFINED = ("raise", "nan")
 
 
-def loss_batch(
-    name: str,
-    patterns: ArrayLike,
-    target: ArrayLike,
-    two_theta: ArrayLike | None = None,
-    undefined: str = "raise",
-) -> tuple[np.ndarray, np.ndarray]:
+def loss_batch(name: str, patterns: ArrayLike, target: ArrayLike,
+               two_theta: ArrayLike | None = None, undefined: str = "raise",
+               ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`loss` of every row of ``patterns`` (B, K) against one ``target``: losses (B,) and
     gradients (B, K). Cosine is evaluated for the whole batch at once; other metrics row by row.
     A row whose metric is undefined (all zero, NaN) raises ValueError, or with
     ``undefined="nan"`` gets loss NaN and zero gradient."""
     get_metric(name)
     choice(undefined, "undefined", UNDEFINED)
-    if not (
-        isinstance(patterns, np.ndarray) and patterns.dtype.kind == "f"
-    ):  # a float array may hold NaN rows
+    if not (isinstance(patterns, np.ndarray) and
+            patterns.dtype.kind == "f"):  # a float array may hold NaN rows
         patterns = real_array(patterns, "patterns")
     target = _checked_pattern(target, "target pattern")
     if patterns.ndim != 2 or patterns.shape[1] != len(target):
-        raise ValueError(
-            f"patterns must have shape (B, {len(target)}), "
-            "one pattern per row on the target's grid, "
-            f"got shape {patterns.shape}"
-        )
+        raise ValueError(f"patterns must have shape (B, {len(target)}), "
+                         "one pattern per row on the target's grid, "
+                         f"got shape {patterns.shape}")
     _check_grid_shape(two_theta, target.shape)
     patterns = np.ascontiguousarray(patterns, dtype=float)
     rows: np.ndarray | range

@@ -109,18 +109,14 @@ def guard(amount: float, limit: str, what: str | Callable[[], str], hint: str = 
         raise ResourceLimitError(
             f"{what} exceeds the limit {limit} = {shown}{'; ' + hint if hint else ''} "
             f"(raise it with xrdcore.validation.limits({limit}=...) or the environment variable "
-            f"XRDCORE_{limit.upper()} if the machine has the memory)"
-        )
+            f"XRDCORE_{limit.upper()} if the machine has the memory)")
 
 
 def guard_memory(n_bytes: float, what: str | Callable[[], str], hint: str = "") -> None:
     """:func:`guard` on an estimate of working memory in bytes (``what`` as for :func:`guard`)."""
     guard(
-        n_bytes / 2**30,
-        "max_memory_gb",
-        lambda: (
-            f"{what() if callable(what) else what} needs about {n_bytes / 2**30:.3g} GiB, which"
-        ),
+        n_bytes / 2**30, "max_memory_gb", lambda:
+        (f"{what() if callable(what) else what} needs about {n_bytes / 2**30:.3g} GiB, which"),
         hint,
     )
 
@@ -133,31 +129,22 @@ def describe(value: object) -> str:
     return f"{type(value).__name__} {text}"
 
 
-def real(
-    value: object,
-    name: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    unit: str = "",
-) -> float:
+def real(value: object, name: str, *, low: float | None = None, high: float | None = None,
+         low_open: bool = False, unit: str = "",
+         ) -> float:
     """``value`` as a finite float within [low, high] (``low_open``: > low); TypeError for a bool,
     a complex, a string, None or an array; ValueError for NaN, inf or out of range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         hint = " (True/False is not a number here)" if isinstance(value, (bool, np.bool_)) else ""
-        raise TypeError(
-            f"{name} must be a real number{' in ' + unit if unit else ''}, "
-            f"got {describe(value)}{hint}"
-        )
+        raise TypeError(f"{name} must be a real number{' in ' + unit if unit else ''}, "
+                        f"got {describe(value)}{hint}")
     number = float(value)
     if not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {number}")
     if low is not None and (number <= low if low_open else number < low):
         raise ValueError(
             f"{name} must be {'>' if low_open else '≥'} {low:g}{' ' + unit if unit else ''}, "
-            f"got {number:g}"
-        )
+            f"got {number:g}")
     if high is not None and number > high:
         raise ValueError(f"{name} must be ≤ {high:g}{' ' + unit if unit else ''}, got {number:g}")
     return number
@@ -178,18 +165,13 @@ def whole(value: object, name: str, *, low: int | None = None, high: int | None 
     return number
 
 
-def real_array(
-    value: object,
-    name: str,
-    *,
-    shape: tuple[int | None, ...] | None = None,
-    ndim: int | None = None,
-) -> np.ndarray:
+def real_array(value: object, name: str, *, shape: tuple[int | None, ...] | None = None,
+               ndim: int | None = None,
+               ) -> np.ndarray:
     """``value`` as a finite float64 array; ``shape`` may hold None for any length. TypeError
     for booleans, complex numbers, strings, objects; ValueError for a wrong shape or NaN/inf."""
-    if (
-        type(value) is np.ndarray and value.dtype == np.float64
-    ):  # the hot path: patterns, grids, lattices
+    if (type(value) is np.ndarray and
+            value.dtype == np.float64):  # the hot path: patterns, grids, lattices
         array = value
     else:
         if value is None or isinstance(value, (str, bytes, dict, set)):
@@ -198,8 +180,7 @@ def real_array(
             array = np.asarray(value)
         except (TypeError, ValueError):  # ragged nested lists
             raise ValueError(
-                f"{name} must be a rectangular array of numbers (rows of equal length)"
-            ) from None
+                f"{name} must be a rectangular array of numbers (rows of equal length)") from None
         if array.dtype == bool or array.dtype.kind not in "iuf":
             kind = {
                 "b": "booleans",
@@ -210,15 +191,9 @@ def real_array(
             }.get(array.dtype.kind, str(array.dtype))
             raise TypeError(f"{name} must hold real numbers, got {kind}")
         array = np.asarray(array, dtype=float)
-    if (
-        ndim is not None
-        and array.ndim != ndim
-        or shape is not None
-        and (
-            array.ndim != len(shape)
-            or any(want is not None and got != want for got, want in zip(array.shape, shape))
-        )
-    ):
+    if (ndim is not None and array.ndim != ndim or shape is not None and
+        (array.ndim != len(shape) or any(want is not None and got != want
+                                         for got, want in zip(array.shape, shape)))):
         wanted = shape if shape is not None else f"{ndim}-D"
         raise ValueError(f"{name} must have shape {wanted}, got {array.shape}")
     if not np.isfinite(array).all():
@@ -243,16 +218,13 @@ def choice(value: object, name: str, choices: Iterable[str]) -> str:
         raise TypeError(f"{name} must be one of {choices}, got {describe(value)}")
     if value not in choices:
         raise ValueError(
-            f"unknown {name} {value!r}{did_you_mean(value, choices)} (choose one of {choices})"
-        )
+            f"unknown {name} {value!r}{did_you_mean(value, choices)} (choose one of {choices})")
     return value
 
 
 def instance(value: object, name: str, kind: type[_T], hint: str = "") -> _T:
     """``value`` if it is a ``kind``, else a TypeError naming both (and a conversion hint)."""
     if not isinstance(value, kind):
-        raise TypeError(
-            f"{name} must be an xrdcore {kind.__name__}, "
-            f"got {describe(value)}{'; ' + hint if hint else ''}"
-        )
+        raise TypeError(f"{name} must be an xrdcore {kind.__name__}, "
+                        f"got {describe(value)}{'; ' + hint if hint else ''}")
     return value

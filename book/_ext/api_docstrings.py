@@ -39,7 +39,7 @@ def restore_inline_type(lines: list[str]) -> list[str]:
     if not typed:
         return lines
     i = typed[-1]
-    kind = lines[i][len(":type: ") :]
+    kind = lines[i][len(":type: "):]
     rest = [line for k, line in enumerate(lines) if k != i]
     while rest and not rest[-1].strip():
         rest.pop()

@@ -41,8 +41,7 @@ def tables_read(source: str) -> list[str]:
         stem = name.rsplit(".", 1)[0]
         files += [name] + [
             f"{stem}{suffix}"
-            for suffix in (".config.json", ".env.json")
-            if f"{stem}{suffix}" in shipped
+            for suffix in (".config.json", ".env.json") if f"{stem}{suffix}" in shipped
         ]
     return files
 
@@ -54,10 +53,10 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
         return f'<a class="reference download" href="{html.escape(target)}">{text}</a>'
 
     items = [
-        link(pathto(f"_downloads/notebooks/{stem}.ipynb", 1), f"<code>{stem}.ipynb</code>")
-        + " — the notebook as executed for this page",
-        link(pathto(f"_sources/{pagename}.md", 1), f"<code>{stem}.md</code>")
-        + " — its MyST Markdown source (opens as a notebook with jupytext)",
+        link(pathto(f"_downloads/notebooks/{stem}.ipynb", 1), f"<code>{stem}.ipynb</code>") +
+        " — the notebook as executed for this page",
+        link(pathto(f"_sources/{pagename}.md", 1), f"<code>{stem}.md</code>") +
+        " — its MyST Markdown source (opens as a notebook with jupytext)",
     ]
     files = tables_read(source.read_text(encoding="utf8"))
     tables = [name for name in files if not name.endswith(".json")]
@@ -70,9 +69,8 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
                 for suffix, text in ((".config.json", "config"), (".env.json", "environment"))
                 if f"{stem}{suffix}" in files
             ]
-            return link(pathto(f"_downloads/data/{name}", 1), f"<code>{name}</code>") + (
-                f" ({', '.join(records)})" if records else ""
-            )
+            return link(pathto(f"_downloads/data/{name}", 1),
+                        f"<code>{name}</code>") + (f" ({', '.join(records)})" if records else "")
 
         items.append("the data it reads: " + "; ".join(entry(name) for name in tables))
     repository = app.config.html_theme_options.get("repository_url", "")
@@ -83,13 +81,11 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
             f'<a class="reference external" href="{html.escape(repository)}/blob/{branch}/'
             f'{relative}">the source repository</a>; '
             f"<code>pip install</code> it and the notebook runs in any folder "
-            "(tables come with the package, <code>xrdcore.structure.datasets.book_data</code>)"
-        )
+            "(tables come with the package, <code>xrdcore.structure.datasets.book_data</code>)")
     entries = "".join(f"<li>{item}</li>" for item in items)
     return (
         '<div class="admonition tip run-chapter"><p class="admonition-title">Run this chapter</p>'
-        f"<ul>{entries}</ul></div>"
-    )
+        f"<ul>{entries}</ul></div>")
 
 
 def _add_box(app, pagename, templatename, context, doctree):

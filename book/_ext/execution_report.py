@@ -21,9 +21,8 @@ from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-FAILED_CELL = re.compile(
-    r"An error occurred while executing the following cell:\n-+\n(.*?)\n-+\n", re.S
-)
+FAILED_CELL = re.compile(r"An error occurred while executing the following cell:\n-+\n(.*?)\n-+\n",
+                         re.S)
 
 
 def _failures(env) -> dict[str, dict]:
@@ -41,14 +40,10 @@ def describe(source_path: Path, traceback: str) -> str:
     found = FAILED_CELL.search(text)
     source = found.group(1).strip() if found else ""
     lines = [line for line in text.strip().splitlines() if line.strip()]
-    error = next(
-        (
-            line.strip()
-            for line in reversed(lines)
-            if re.match(r"^\w*(Error|Exception|Interrupt|Exit)\b", line.strip())
-        ),
-        lines[-1].strip() if lines else "unknown error",
-    )
+    error = next((line.strip() for line in reversed(lines)
+                  if re.match(r"^\w*(Error|Exception|Interrupt|Exit)\b", line.strip())),
+                 lines[-1].strip() if lines else "unknown error",
+                 )
     where = "a cell"
     if source:
         import jupytext
@@ -66,10 +61,8 @@ def _report(app, exception):
     failures = _failures(app.env)
     for docname, data in sorted(failures.items()):
         path = Path(app.env.doc2path(docname))
-        LOGGER.error(
-            f"chapter {path.relative_to(app.srcdir)} did not execute: "
-            f"{describe(path, data.get('traceback'))}"
-        )
+        LOGGER.error(f"chapter {path.relative_to(app.srcdir)} did not execute: "
+                     f"{describe(path, data.get('traceback'))}")
 
 
 def _banner(app, doctree, docname):
@@ -78,11 +71,9 @@ def _banner(app, doctree, docname):
         return
     path = Path(app.env.doc2path(docname))
     box = nodes.warning()
-    box += nodes.paragraph(
-        text="This page failed to execute when the site was built, at "
-        f"{describe(path, data.get('traceback'))}. "
-        "Its outputs stop there; fix the chapter and rebuild (make book)."
-    )
+    box += nodes.paragraph(text="This page failed to execute when the site was built, at "
+                           f"{describe(path, data.get('traceback'))}. "
+                           "Its outputs stop there; fix the chapter and rebuild (make book).")
     section = next(iter(doctree.findall(nodes.section)), None)
     parent = section if section is not None else doctree
     index = 1 if section is not None and len(section) and isinstance(section[0], nodes.title) else 0

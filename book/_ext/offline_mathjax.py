@@ -21,8 +21,7 @@ def mathjax_es5() -> Path:
     spec = importlib.util.find_spec("mathjax")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
-            "MathJax files not found: install the book extra (pip install -e '.[book]')"
-        )
+            "MathJax files not found: install the book extra (pip install -e '.[book]')")
     root = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax" / "es5"
     if not (root / ENTRY).is_file():
         raise RuntimeError(f"{root / ENTRY} is missing; reinstall django-static-mathjax")

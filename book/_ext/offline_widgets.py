@@ -40,8 +40,7 @@ def _use_local_widget_js(app, config):
 
 # The stylesheet link at the top of every to_jshtml output (matplotlib/_animation_data.py).
 ANIMATION_CDN_CSS = re.compile(
-    r'<link[^>]*href="https?://[^"]*/font-awesome/[^"]*font-awesome(\.min)?\.css"[^>]*>\s*', re.I
-)
+    r'<link[^>]*href="https?://[^"]*/font-awesome/[^"]*font-awesome(\.min)?\.css"[^>]*>\s*', re.I)
 
 
 def _drop_animation_cdn_css(app, pagename, templatename, context, doctree):

@@ -38,10 +38,9 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
         body = str(attributes.get("body", ""))
         if not thebe and "THEBE_JS_URL" in body:
             continue
-        key = (
-            str(script.filename or ""),
-            tuple(sorted((k, str(v)) for k, v in attributes.items())),
-        )
+        key = (str(script.filename or ""), tuple(sorted(
+            (k, str(v)) for k, v in attributes.items())),
+               )
         if key not in seen:
             seen.add(key)
             kept.append(script)

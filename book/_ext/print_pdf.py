@@ -30,11 +30,9 @@ def single_page(html_dir: Path) -> Path:
     index = html_dir / "index.html"
     if not index.is_file():
         raise SystemExit(
-            f"no single-page build in {html_dir}: run 'make pdf' (it builds one first)"
-        )
-    redirect = re.search(
-        r'http-equiv="Refresh" content="0; url=([^"]+)"', index.read_text(encoding="utf8")
-    )
+            f"no single-page build in {html_dir}: run 'make pdf' (it builds one first)")
+    redirect = re.search(r'http-equiv="Refresh" content="0; url=([^"]+)"',
+                         index.read_text(encoding="utf8"))
     return html_dir / redirect.group(1) if redirect else index
 
 
@@ -48,9 +46,8 @@ def print_pdf(html_dir: Path, output: Path) -> int:
     # assets relative to the site's root: it is served from the root, under a name of its own.
     text = single_page(html_dir).read_text(encoding="utf8")
     with Server(html_dir) as server, sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=find_chromium(), headless=True, args=CHROMIUM_FLAGS
-        )
+        browser = pw.chromium.launch(executable_path=find_chromium(), headless=True,
+                                     args=CHROMIUM_FLAGS)
         page = browser.new_page()
 
         def route(route_, request):
@@ -65,38 +62,30 @@ def print_pdf(html_dir: Path, output: Path) -> int:
         page.route("**/*", route)
         missing: list[str] = []
         page.on(
-            "response",
-            lambda response: (
-                response.status >= 400
-                and not response.url.endswith("/searchindex.js")
-                and missing.append(response.url)
-            ),
+            "response", lambda response: (response.status >= 400 and not response.url.endswith(
+                "/searchindex.js") and missing.append(response.url)),
         )
         page.goto(server.url + SINGLE_PAGE, wait_until="load", timeout=120_000)
-        page.wait_for_function(
-            "Array.from(document.images).every((image) => image.complete)",
-            timeout=TYPESET_TIMEOUT_S * 1000,
-        )
-        page.wait_for_function(
-            "window.MathJax && MathJax.startup && MathJax.startup.promise",
-            timeout=TYPESET_TIMEOUT_S * 1000,
-        )
-        page.evaluate(
-            "MathJax.startup.promise.then(() => "
-            "MathJax.typesetPromise ? MathJax.typesetPromise() : null)"
-        )
+        page.wait_for_function("Array.from(document.images).every((image) => image.complete)",
+                               timeout=TYPESET_TIMEOUT_S * 1000,
+                               )
+        page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise",
+                               timeout=TYPESET_TIMEOUT_S * 1000,
+                               )
+        page.evaluate("MathJax.startup.promise.then(() => "
+                      "MathJax.typesetPromise ? MathJax.typesetPromise() : null)")
         if missing:
             raise SystemExit(
-                f"{len(missing)} files of the single page are missing, e.g. {missing[:3]}"
-            )
+                f"{len(missing)} files of the single page are missing, e.g. {missing[:3]}")
         page.emulate_media(media="print")
         output.parent.mkdir(parents=True, exist_ok=True)
-        page.pdf(
-            path=str(output),
-            format="A4",
-            print_background=True,
-            margin={"top": "15mm", "bottom": "15mm", "left": "12mm", "right": "12mm"},
-        )
+        page.pdf(path=str(output), format="A4", print_background=True, margin={
+            "top": "15mm",
+            "bottom": "15mm",
+            "left": "12mm",
+            "right": "12mm"
+        },
+                 )
         browser.close()
     return output.stat().st_size
 

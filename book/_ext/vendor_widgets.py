@@ -25,12 +25,12 @@ TARGET = Path(__file__).resolve().parents[1] / "_static" / "widgets"
 
 #: (package, exact version, npm dist.integrity, {path in the tarball: vendored name})
 PACKAGES = [
-    (
-        "requirejs",
-        "2.3.8",
-        "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
-        {"package/require.js": "require.js"},
-    ),
+    ("requirejs", "2.3.8",
+     "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
+     {
+         "package/require.js": "require.js"
+     },
+     ),
     (
         "@jupyter-widgets/html-manager",
         "1.0.15",
@@ -54,7 +54,9 @@ PACKAGES = [
         "@fortawesome/fontawesome-free",
         "5.15.4",
         "sha512-eYm8vijH/hpzr/6/1CJ/V/Eb1xQFW2nnUKArb3z+yUWv7HTwj6M7SP957oMjfZjAHU6qpoNc2wQvIxBLWYa/Jg==",
-        {"package/LICENSE.txt": "LICENSE-fontawesome.txt"},
+        {
+            "package/LICENSE.txt": "LICENSE-fontawesome.txt"
+        },
     ),
 ]
 
@@ -62,8 +64,7 @@ PACKAGES = [
 LOCAL_FILES = {
     "widgets-config.js": "ours (MIT, this repository): points the embed manager at this folder",
     "LICENSE-ipywidgets.txt": (
-        "BSD-3-Clause text of jupyter-widgets/ipywidgets (html-manager's repository)"
-    ),
+        "BSD-3-Clause text of jupyter-widgets/ipywidgets (html-manager's repository)"),
     "LICENSE-requirejs.txt": "MIT/BSD text of requirejs/requirejs",
 }
 
@@ -82,42 +83,34 @@ def fetch() -> list[tuple[str, str, str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, version, integrity, files in PACKAGES:
             spec = f"{name}@{version}"
-            out = subprocess.run(
-                ["npm", "pack", spec, "--pack-destination", tmp, "--json"],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
+            out = subprocess.run(["npm", "pack", spec, "--pack-destination", tmp, "--json"],
+                                 check=True, capture_output=True, text=True,
+                                 )
             tarball = Path(tmp) / json.loads(out.stdout)[0]["filename"]
             if _integrity(tarball) != integrity:
                 sys.exit(f"{spec}: tarball integrity {_integrity(tarball)} != pinned {integrity}")
             with tarfile.open(tarball) as tar:
                 for member, vendored in files.items():
                     (TARGET / vendored).write_bytes(tar.extractfile(member).read())
-                    rows.append(
-                        (vendored, spec, member.removeprefix("package/"), sha256(TARGET / vendored))
-                    )
+                    rows.append((vendored, spec, member.removeprefix("package/"),
+                                 sha256(TARGET / vendored)))
     return rows
 
 
 def write_provenance(rows) -> None:
     lines = [
-        "# Vendored Jupyter-widgets JavaScript",
-        "",
+        "# Vendored Jupyter-widgets JavaScript", "",
         "Served from the site's `_static/widgets/` so that pages with embedded ipywidgets render",
         "offline (no CDN). Refresh with `make vendor-widgets` "
         "(book/_ext/vendor_widgets.py: npm pack",
         "at the exact versions below, sha512-checked); book/_ext/offline_widgets.py wires them in.",
-        "",
-        "| file | from (npm) | path in the package | sha256 |",
-        "| --- | --- | --- | --- |",
+        "", "| file | from (npm) | path in the package | sha256 |", "| --- | --- | --- | --- |",
     ]
     lines += [f"| {f} | {spec} | {member} | {digest} |" for f, spec, member, digest in rows]
     lines += ["", "Not from npm:", ""]
     lines += [f"- `{f}`: {what}" for f, what in LOCAL_FILES.items()]
     lines += [
-        "",
-        "Licences: html-manager and ipywidgets BSD-3-Clause (LICENSE-ipywidgets.txt), the",
+        "", "Licences: html-manager and ipywidgets BSD-3-Clause (LICENSE-ipywidgets.txt), the",
         "libraries bundled into embed-amd.js (THIRD-PARTY-NOTICES.txt), RequireJS MIT",
         "(LICENSE-requirejs.txt), Font Awesome Free fonts SIL OFL 1.1 (LICENSE-fontawesome.txt).",
         "",

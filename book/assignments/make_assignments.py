@@ -65,16 +65,13 @@ def build(master: Path, output: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     notebook = target / f"{master.stem}.ipynb"
-    subprocess.run(
-        [BIN / "jupytext", "--quiet", "--to", "ipynb", "--output", notebook, master], check=True
-    )
-    assigned = subprocess.run(
-        [BIN / "otter", "assign", notebook.name, "dist"], cwd=target, capture_output=True, text=True
-    )
+    subprocess.run([BIN / "jupytext", "--quiet", "--to", "ipynb", "--output", notebook, master],
+                   check=True)
+    assigned = subprocess.run([BIN / "otter", "assign", notebook.name, "dist"], cwd=target,
+                              capture_output=True, text=True)
     if assigned.returncode != 0:
         raise RuntimeError(
-            f"otter assign failed for {master.name}:\n{assigned.stdout}\n{assigned.stderr}"
-        )
+            f"otter assign failed for {master.name}:\n{assigned.stdout}\n{assigned.stderr}")
     notebook.unlink()
     for version in ("student", "autograder"):
         skip_check_all_when_grading(target / "dist" / version / notebook.name)
@@ -96,7 +93,7 @@ def skip_check_all_when_grading(notebook: Path) -> None:
 
 
 def autograder_zip(built: Path) -> Path:
-    (found,) = (built / "autograder").glob("*-autograder_*.zip")
+    (found, ) = (built / "autograder").glob("*-autograder_*.zip")
     return found
 
 
@@ -110,18 +107,14 @@ class Question:
 def questions(master: Path) -> list[Question]:
     """The questions of a master, in order, from their ``# BEGIN QUESTION`` configurations."""
     found = []
-    for block in re.findall(
-        r"```\{raw-cell\}\n# BEGIN QUESTION\n(.*?)```", master.read_text(), flags=re.S
-    ):
+    for block in re.findall(r"```\{raw-cell\}\n# BEGIN QUESTION\n(.*?)```", master.read_text(),
+                            flags=re.S):
         config = yaml.safe_load(block)
         points = config.get("points", 1)
         found.append(
-            Question(
-                config["name"],
-                float(sum(points) if isinstance(points, list) else points),
-                bool(config.get("manual", False)),
-            )
-        )
+            Question(config["name"], float(sum(points) if isinstance(points, list) else points),
+                     bool(config.get("manual", False)),
+                     ))
     return found
 
 
@@ -168,20 +161,17 @@ class Report:
         width = max((len(q.name) for q in (*self.results, *self.manual)), default=0)
         manual_points = sum(answer.points for answer in self.manual)
         lines = [
-            f"{self.submission.name}: {self.score:g} / {self.possible:g} autograded"
-            + (f" (+ {manual_points:g} points graded by hand)" if self.manual else "")
+            f"{self.submission.name}: {self.score:g} / {self.possible:g} autograded" +
+            (f" (+ {manual_points:g} points graded by hand)" if self.manual else "")
         ]
         for result in self.results:
             lines.append(f"  {result.name:{width}}  {result.score:g} / {result.possible:g}")
             lines.extend(f"  {'':{width}}    {message}" for message in result.messages)
         for answer in self.manual:
             lines.append(
-                f"  {answer.name:{width}}  graded by hand, {answer.points:g} points; the answer:"
-            )
-            lines.extend(
-                f"  {'':{width}}    {line}"
-                for line in (answer.answer or "(no answer)").splitlines()
-            )
+                f"  {answer.name:{width}}  graded by hand, {answer.points:g} points; the answer:")
+            lines.extend(f"  {'':{width}}    {line}"
+                         for line in (answer.answer or "(no answer)").splitlines())
         return "\n".join(lines)
 
 
@@ -197,11 +187,8 @@ def failure_messages(output: str) -> tuple[str, ...]:
         traceback = []
         for line in raised.splitlines()[1:]:
             text = line.strip()
-            if (
-                text.startswith(("Trying:", "*****", "❌", "✅"))
-                or text.endswith(" results:")
-                or _CASE_HEADER.match(text)
-            ):
+            if (text.startswith(("Trying:", "*****", "❌", "✅")) or text.endswith(" results:") or
+                    _CASE_HEADER.match(text)):
                 break
             if text:
                 traceback.append(text)
@@ -237,20 +224,12 @@ def manual_answers(submission: Path, manual: list[Question]) -> tuple[ManualAnsw
 def grade(zip_path: Path, submission: Path) -> Report:
     """Grade one submission locally with ``otter run`` (no Docker)."""
     with tempfile.TemporaryDirectory() as scratch:
-        subprocess.run(
-            [
-                BIN / "otter",
-                "run",
-                "-a",
-                Path(zip_path).resolve(),
-                "-o",
-                scratch,
-                Path(submission).resolve(),
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
+        subprocess.run([
+            BIN / "otter", "run", "-a",
+            Path(zip_path).resolve(), "-o", scratch,
+            Path(submission).resolve(),
+        ], check=True, capture_output=True, text=True,
+                       )
         tests = {
             t["name"]: t
             for t in json.loads((Path(scratch) / "results.json").read_text())["tests"]
@@ -262,16 +241,11 @@ def grade(zip_path: Path, submission: Path) -> Report:
         test = tests[question.name]
         score, possible = float(test["score"]), float(test["max_score"])
         results.append(
-            QuestionResult(
-                question.name,
-                score,
-                possible,
-                () if score >= possible else failure_messages(test.get("output", "")),
-            )
-        )
-    return Report(
-        Path(submission), tuple(results), manual_answers(submission, [q for q in asked if q.manual])
-    )
+            QuestionResult(question.name, score, possible,
+                           () if score >= possible else failure_messages(test.get("output", "")),
+                           ))
+    return Report(Path(submission), tuple(results),
+                  manual_answers(submission, [q for q in asked if q.manual]))
 
 
 def grade_folder(zip_path: Path, folder: Path, gradebook: Path) -> list[Report]:
@@ -281,40 +255,27 @@ def grade_folder(zip_path: Path, folder: Path, gradebook: Path) -> list[Report]:
     could not be graded (not a notebook, …) has no scores."""
     asked = questions(master_of(zip_path))
     autograded, manual = [q for q in asked if not q.manual], [q for q in asked if q.manual]
-    header = (
-        ["file"]
-        + [q.name for q in autograded]
-        + ["total", "max"]
-        + [f"{q.name} (manual, max {q.points:g})" for q in manual]
-        + ["note"]
-    )
+    header = (["file"] + [q.name for q in autograded] + ["total", "max"] +
+              [f"{q.name} (manual, max {q.points:g})" for q in manual] + ["note"])
     reports = []
     for submission in sorted(Path(folder).glob("*.ipynb")):
         try:
             reports.append(grade(zip_path, submission))
         except (subprocess.CalledProcessError, ValueError) as error:
-            reason = (getattr(error, "stderr", "") or str(error)).strip().splitlines() or [
-                type(error).__name__
-            ]
+            reason = (getattr(error, "stderr", "") or
+                      str(error)).strip().splitlines() or [type(error).__name__]
             reports.append(Report(submission, (), (), error=reason[-1]))
     with Path(gradebook).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for report in reports:
             if report.error:
-                writer.writerow(
-                    [report.submission.name]
-                    + [""] * (len(autograded) + 2 + len(manual))
-                    + [report.error]
-                )
+                writer.writerow([report.submission.name] + [""] *
+                                (len(autograded) + 2 + len(manual)) + [report.error])
                 continue
-            writer.writerow(
-                [report.submission.name]
-                + [f"{r.score:g}" for r in report.results]
-                + [f"{report.score:g}", f"{report.possible:g}"]
-                + [""] * len(manual)
-                + [""]
-            )
+            writer.writerow([report.submission.name] + [f"{r.score:g}" for r in report.results] +
+                            [f"{report.score:g}", f"{report.possible:g}"] + [""] * len(manual) +
+                            [""])
     return reports
 
 
@@ -323,9 +284,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=Path("_build/assignments"))
     parser.add_argument("--grade", nargs=2, type=Path, metavar=("AUTOGRADER_ZIP", "SUBMISSION"))
     parser.add_argument("--grade-folder", nargs=2, type=Path, metavar=("AUTOGRADER_ZIP", "FOLDER"))
-    parser.add_argument(
-        "--gradebook", type=Path, default=Path("grades.csv"), help="CSV written by --grade-folder"
-    )
+    parser.add_argument("--gradebook", type=Path, default=Path("grades.csv"),
+                        help="CSV written by --grade-folder")
     args = parser.parse_args()
     if args.grade:
         print(grade(*args.grade).text())

@@ -25,8 +25,7 @@ BACKEND_ALIASES = {
 
 SIMULATOR_HINT = (
     "set the environment variable NUMBA_ENABLE_CUDASIM=1 before Python starts to run the CUDA "
-    "kernels in numba's CUDA simulator (correct but slow: for tests), or use backend='cpu'"
-)
+    "kernels in numba's CUDA simulator (correct but slow: for tests), or use backend='cpu'")
 
 
 def cuda_available() -> bool:
@@ -58,8 +57,7 @@ def select_backend(name: str = "auto") -> str:
         meant = BACKEND_ALIASES.get(name.strip().lower(), name.strip().lower())
         if meant in BACKENDS:
             raise ValueError(
-                f"unknown backend {name!r}; did you mean {meant!r}? (choose one of {BACKENDS})"
-            )
+                f"unknown backend {name!r}; did you mean {meant!r}? (choose one of {BACKENDS})")
     choice(name, "backend", BACKENDS)
     if name == "cpu":
         return "cpu"
@@ -67,6 +65,5 @@ def select_backend(name: str = "auto") -> str:
         return "cuda" if real_gpu_available() else "cpu"
     if not cuda_available():
         raise RuntimeError(
-            f"backend='cuda' was requested but no CUDA GPU is available; {SIMULATOR_HINT}"
-        )
+            f"backend='cuda' was requested but no CUDA GPU is available; {SIMULATOR_HINT}")
     return "cuda"

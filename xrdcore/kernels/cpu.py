@@ -35,7 +35,6 @@ PARALLEL_MIN_WORK = 500_000
 #: only at the 1e-16 relative level between CPUs with and without FMA.
 FASTMATH = {"contract"}
 
-
 _form_factor_and_slope = CPU["form_factor_and_slope"]
 _reflection_factors = CPU["reflection_factors"]
 _reflection_adjoint = CPU["reflection_adjoint"]
@@ -69,9 +68,8 @@ class threads_for:
 
 
 @njit(cache=True)
-def half_space_reflections(
-    reciprocal: np.ndarray, index_bounds: np.ndarray, g_min: float, g_max: float
-) -> tuple[np.ndarray, np.ndarray]:
+def half_space_reflections(reciprocal: np.ndarray, index_bounds: np.ndarray, g_min: float,
+                           g_max: float) -> tuple[np.ndarray, np.ndarray]:
     """All hkl ≠ 0 of one Friedel half-space with g_min ≤ |g| ≤ g_max, sorted by (|g|, −h, −k, −l).
 
     ``reciprocal`` (3, 3): crystallographic reciprocal vectors as rows (no 2π), Å⁻¹;
@@ -130,7 +128,7 @@ def _sort_by_length(g, g_min, g_max):
     bucket_of = np.empty(n, dtype=np.int64)
     start = np.zeros(n + 1, dtype=np.int64)
     for i in range(n):
-        bucket = min(max(int((g[i] ** 3 - low) / span * n), 0), n - 1)
+        bucket = min(max(int((g[i]**3 - low) / span * n), 0), n - 1)
         bucket_of[i] = bucket
         start[bucket + 1] += 1
     for bucket in range(n):
@@ -152,9 +150,8 @@ def _sort_by_length(g, g_min, g_max):
 
 
 @njit(parallel=True, cache=True)
-def form_factor_tables(
-    g: np.ndarray, type_z: np.ndarray, type_coeffs: np.ndarray, type_b: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def form_factor_tables(g: np.ndarray, type_z: np.ndarray, type_coeffs: np.ndarray,
+                       type_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """f_t(s)·exp(−B_t s²) and its derivative d/ds, each (M, T), at s = |g|/2.
 
     Scatterer types have Z (T,), (a_i, b_i) (T, 4, 2) and B (T,) Å²;
@@ -174,9 +171,8 @@ def form_factor_tables(
                 slope[m] = slope[m - 1]
                 continue
             for t in range(n_types):
-                value[m, t], slope[m, t] = _form_factor_and_slope(
-                    type_z[t], type_coeffs[t], type_b[t], 0.5 * g[m]
-                )
+                value[m, t], slope[m, t] = _form_factor_and_slope(type_z[t], type_coeffs[t],
+                                                                  type_b[t], 0.5 * g[m])
     return value, slope
 
 
@@ -219,15 +215,12 @@ def _l_runs(hkl, pair_of, n_pairs, max_index):
     n_runs = 0
     for i in range(n_reflections):
         m = run_order[i]
-        if (
-            i == 0
-            or pair_of[m] != pair_of[run_order[i - 1]]
-            or hkl[m, 2] != hkl[run_order[i - 1], 2] + 1.0
-        ):
+        if (i == 0 or pair_of[m] != pair_of[run_order[i - 1]] or
+                hkl[m, 2] != hkl[run_order[i - 1], 2] + 1.0):
             run_start[n_runs] = i
             n_runs += 1
     run_start[n_runs] = n_reflections
-    return run_order, run_start[: n_runs + 1]
+    return run_order, run_start[:n_runs + 1]
 
 
 @njit(cache=True)
@@ -283,31 +276,22 @@ def reflection_pairs(hkl: np.ndarray, max_index: int) -> tuple[np.ndarray, np.nd
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
-def pair_tables(
-    cos_table: np.ndarray,
-    sin_table: np.ndarray,
-    occupancies: np.ndarray,
-    pair_h: np.ndarray,
-    pair_k: np.ndarray,
-    xy_real: np.ndarray,
-    xy_imag: np.ndarray,
-) -> None:
+def pair_tables(cos_table: np.ndarray, sin_table: np.ndarray, occupancies: np.ndarray,
+                pair_h: np.ndarray, pair_k: np.ndarray, xy_real: np.ndarray, xy_imag: np.ndarray,
+                ) -> None:
     """xy_*[p, j] = occ_j exp(2πi(h_p x_j + k_p y_j)) from the per-axis tables (P × N products)."""
     for p in range(pair_h.shape[0]):
         h, k = pair_h[p], pair_k[p]
         for j in range(occupancies.shape[0]):
-            xy_real[p, j] = occupancies[j] * (
-                cos_table[0, h, j] * cos_table[1, k, j] - sin_table[0, h, j] * sin_table[1, k, j]
-            )
-            xy_imag[p, j] = occupancies[j] * (
-                cos_table[0, h, j] * sin_table[1, k, j] + sin_table[0, h, j] * cos_table[1, k, j]
-            )
+            xy_real[p, j] = occupancies[j] * (cos_table[0, h, j] * cos_table[1, k, j] -
+                                              sin_table[0, h, j] * sin_table[1, k, j])
+            xy_imag[p, j] = occupancies[j] * (cos_table[0, h, j] * sin_table[1, k, j] +
+                                              sin_table[0, h, j] * cos_table[1, k, j])
 
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
-def _phases(
-    m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real, phase_imag
-):
+def _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real,
+            phase_imag):
     """phase_*[j] = occ_j exp(2πi h_m·x_j) for every atom (type-sorted order), from the tables:
     one complex product per atom, no reduction, so the loop vectorises."""
     pair_real, pair_imag = xy_real[pair_of[m]], xy_imag[pair_of[m]]
@@ -327,8 +311,8 @@ def _run_sums(a, b, z_cos, z_sin, l, count, sums_real, sums_imag, run_order, i, 
     (independent chains), atoms in index order."""
     r0 = r1 = r2 = r3 = q0 = q1 = q2 = q3 = 0.0
     if count == 4:
-        zc = z_cos[:, l : l + 4]
-        zs = z_sin[:, l : l + 4]
+        zc = z_cos[:, l:l + 4]
+        zs = z_sin[:, l:l + 4]
         for j in range(a.shape[0]):
             r0 += a[j] * zc[j, 0] - b[j] * zs[j, 0]
             q0 += a[j] * zs[j, 0] + b[j] * zc[j, 0]
@@ -351,13 +335,9 @@ def _run_sums(a, b, z_cos, z_sin, l, count, sums_real, sums_imag, run_order, i, 
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def structure_factor_sums(
-    hkl: np.ndarray,
-    frac_coords: np.ndarray,
-    occupancies: np.ndarray,
-    scatterer_type: np.ndarray,
-    n_types: int,
-) -> tuple[np.ndarray, np.ndarray]:
+def structure_factor_sums(hkl: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
+                          scatterer_type: np.ndarray, n_types: int,
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j): real and imaginary parts, each (M, T).
 
     The O(M·N) kernel of the forward model: F(h) = Σ_t f_t(s) exp(−B_t s²) S_t(h), so the
@@ -370,8 +350,7 @@ def structure_factor_sums(
     """
     n_reflections = hkl.shape[0]
     _, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = (
-        _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types)
-    )
+        _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types))
     run_order, run_start = _l_runs(hkl, pair_of, xy_real.shape[0], max_index)
     z_cos = np.ascontiguousarray(cos_table[2].T)  # (N, 2n + 1): atom-major, l contiguous
     z_sin = np.ascontiguousarray(sin_table[2].T)
@@ -383,9 +362,8 @@ def structure_factor_sums(
         for r in range(chunk * n_runs // n_chunks, (chunk + 1) * n_runs // n_chunks):
             first, end = run_start[r], run_start[r + 1]
             pair = pair_of[run_order[first]]
-            l0 = (
-                int(hkl[run_order[first], 2]) + max_index - first
-            )  # table column of position i: l0 + i
+            l0 = (int(hkl[run_order[first], 2]) + max_index - first
+                  )  # table column of position i: l0 + i
             for t in range(n_types):
                 begin, stop = type_start[t], type_start[t + 1]
                 a, b = xy_real[pair, begin:stop], xy_imag[pair, begin:stop]
@@ -399,13 +377,9 @@ def structure_factor_sums(
 
 
 @njit(cache=True)
-def reflection_intensities(
-    g: np.ndarray,
-    wavelength: float,
-    type_form_factor: np.ndarray,
-    sums_real: np.ndarray,
-    sums_imag: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+def reflection_intensities(g: np.ndarray, wavelength: float, type_form_factor: np.ndarray,
+                           sums_real: np.ndarray, sums_imag: np.ndarray,
+                           ) -> tuple[np.ndarray, np.ndarray]:
     """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
 
     F(h) = Σ_t ``type_form_factor[m, t]`` S_t(h) with the type sums of
@@ -427,20 +401,13 @@ def reflection_intensities(
 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
-def reflection_intensities_adjoint(
-    hkl: np.ndarray,
-    g: np.ndarray,
-    wavelength: float,
-    frac_coords: np.ndarray,
-    occupancies: np.ndarray,
-    scatterer_type: np.ndarray,
-    type_form_factor: np.ndarray,
-    type_form_factor_slope: np.ndarray,
-    sums_real: np.ndarray,
-    sums_imag: np.ndarray,
-    d_intensity: np.ndarray,
-    d_two_theta: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
+def reflection_intensities_adjoint(hkl: np.ndarray, g: np.ndarray, wavelength: float,
+                                   frac_coords: np.ndarray, occupancies: np.ndarray,
+                                   scatterer_type: np.ndarray, type_form_factor: np.ndarray,
+                                   type_form_factor_slope: np.ndarray, sums_real: np.ndarray,
+                                   sums_imag: np.ndarray, d_intensity: np.ndarray,
+                                   d_two_theta: np.ndarray,
+                                   ) -> tuple[np.ndarray, np.ndarray]:
     """Pull dL/dI_h and dL/d(2θ_h) back to dL/dx (N, 3) and dL/d|g_h| (M,).
 
     With I = 2|F|²·LP, W_j = occ_j f_j(s), φ_j = 2π h·x_j:
@@ -453,8 +420,7 @@ def reflection_intensities_adjoint(
     """
     n_reflections, n_atoms, n_types = g.shape[0], frac_coords.shape[0], type_form_factor.shape[1]
     by_type, type_start, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table = (
-        _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types)
-    )
+        _structure_factor_tables(hkl, frac_coords, occupancies, scatterer_type, n_types))
     d_g = np.empty(n_reflections)
     n_chunks = min(n_reflections, 64)
     partial_d_frac = np.zeros((n_chunks, 3, n_atoms))  # one accumulator per chunk: no write races
@@ -470,35 +436,17 @@ def reflection_intensities_adjoint(
                 slope_real += type_form_factor_slope[m, t] * sums_real[m, t]
                 slope_imag += type_form_factor_slope[m, t] * sums_imag[m, t]
             _, lorentz_polarization, d_lp_d_u, d_two_theta_d_g = _reflection_factors(
-                g[m], wavelength
-            )
-            d_g[m], coefficient = _reflection_adjoint(
-                d_intensity[m],
-                d_two_theta[m],
-                g[m],
-                wavelength,
-                lorentz_polarization,
-                d_lp_d_u,
-                d_two_theta_d_g,
-                real,
-                imag,
-                slope_real,
-                slope_imag,
-            )
+                g[m], wavelength)
+            d_g[m], coefficient = _reflection_adjoint(d_intensity[m], d_two_theta[m], g[m],
+                                                      wavelength, lorentz_polarization, d_lp_d_u,
+                                                      d_two_theta_d_g, real, imag, slope_real,
+                                                      slope_imag,
+                                                      )
             if coefficient == 0.0:
                 continue
-            _phases(
-                m,
-                hkl,
-                max_index,
-                pair_of,
-                xy_real,
-                xy_imag,
-                cos_table,
-                sin_table,
-                phase_real,
-                phase_imag,
-            )
+            _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real,
+                    phase_imag,
+                    )
             h, k, l = hkl[m, 0], hkl[m, 1], hkl[m, 2]
             for t in range(n_types):
                 weight_imag = coefficient * type_form_factor[m, t] * imag
@@ -517,15 +465,9 @@ def reflection_intensities_adjoint(
 
 
 @njit(parallel=True, cache=True)
-def broadened_profile(
-    two_theta_grid: np.ndarray,
-    centres: np.ndarray,
-    intensities: np.ndarray,
-    fwhm: np.ndarray,
-    eta: float,
-    window: float,
-    step: float = 0.0,
-) -> np.ndarray:
+def broadened_profile(two_theta_grid: np.ndarray, centres: np.ndarray, intensities: np.ndarray,
+                      fwhm: np.ndarray, eta: float, window: float, step: float = 0.0,
+                      ) -> np.ndarray:
     """y(2θ_k) = Σ_h I_h P(2θ_k − 2θ_h; w_h, η), each peak cut at |2θ_k − 2θ_h| > window·w_h.
 
     ``centres`` (deg) must be sorted ascending; ``fwhm`` (deg) is per peak. ``step`` > 0
@@ -539,9 +481,8 @@ def broadened_profile(
         return profile
     if eta == 0.0 and step > 0.0:
         for p in range(centres.shape[0]):
-            _gaussian_window(
-                profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window
-            )
+            _gaussian_window(profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p],
+                             window)
         return profile
     reach = window * fwhm.max()
     for k in prange(two_theta_grid.shape[0]):
@@ -558,16 +499,10 @@ def broadened_profile(
 
 
 @njit(parallel=True, cache=True)
-def broadened_profile_adjoint(
-    two_theta_grid: np.ndarray,
-    centres: np.ndarray,
-    intensities: np.ndarray,
-    fwhm: np.ndarray,
-    eta: float,
-    window: float,
-    d_profile: np.ndarray,
-    step: float = 0.0,
-) -> tuple[np.ndarray, np.ndarray]:
+def broadened_profile_adjoint(two_theta_grid: np.ndarray, centres: np.ndarray,
+                              intensities: np.ndarray, fwhm: np.ndarray, eta: float, window: float,
+                              d_profile: np.ndarray, step: float = 0.0,
+                              ) -> tuple[np.ndarray, np.ndarray]:
     """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile`
     (fixed widths).
 
@@ -581,57 +516,48 @@ def broadened_profile_adjoint(
     gaussian = eta == 0.0 and step > 0.0
     for p in prange(n_peaks):
         if gaussian:
-            d_intensity[p], d_centre[p] = _gaussian_window_adjoint(
-                d_profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window
-            )
+            d_intensity[p], d_centre[p] = _gaussian_window_adjoint(d_profile, two_theta_grid, step,
+                                                                   centres[p], intensities[p],
+                                                                   fwhm[p], window)
         else:
-            d_intensity[p], d_centre[p] = _peak_window_adjoint(
-                d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window
-            )
+            d_intensity[p], d_centre[p] = _peak_window_adjoint(d_profile, two_theta_grid,
+                                                               centres[p], intensities[p], fwhm[p],
+                                                               eta, window)
     return d_intensity, d_centre
 
 
 @njit(cache=True)
-def reflection_list(
-    lattice: np.ndarray, g_min: float, g_max: float
-) -> tuple[np.ndarray, np.ndarray]:
+def reflection_list(lattice: np.ndarray, g_min: float,
+                    g_max: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`half_space_reflections` of a lattice (rows, Å): reciprocal vectors (A⁻¹)ᵀ and the
     index bounds floor(g_max |a_i|) computed here, so that one call enumerates."""
     reciprocal = np.ascontiguousarray(np.linalg.inv(lattice).T)
     index_bounds = np.empty(3, dtype=np.int64)
     for axis in range(3):
-        length = math.sqrt(lattice[axis, 0] ** 2 + lattice[axis, 1] ** 2 + lattice[axis, 2] ** 2)
+        length = math.sqrt(lattice[axis, 0]**2 + lattice[axis, 1]**2 + lattice[axis, 2]**2)
         index_bounds[axis] = int(math.floor(g_max * length))
     return half_space_reflections(reciprocal, index_bounds, g_min, g_max)
 
 
 @njit(cache=True)
 def structure_intensities(
-    hkl: np.ndarray,
-    g: np.ndarray,
-    wavelength: float,
-    frac_coords: np.ndarray,
-    occupancies: np.ndarray,
-    scatterer_type: np.ndarray,
-    type_z: np.ndarray,
-    type_coeffs: np.ndarray,
-    type_b: np.ndarray,
+    hkl: np.ndarray, g: np.ndarray, wavelength: float, frac_coords: np.ndarray,
+    occupancies: np.ndarray, scatterer_type: np.ndarray, type_z: np.ndarray,
+    type_coeffs: np.ndarray, type_b: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The forward model of a reflection list in one call: 2θ (M,), intensity (M,), and what the
     backward pass reuses: form factors and their d/ds, type sums real and imaginary (each (M, T);
     :func:`form_factor_tables`, :func:`structure_factor_sums`, :func:`reflection_intensities`)."""
     form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
-    sums_real, sums_imag = structure_factor_sums(
-        hkl, frac_coords, occupancies, scatterer_type, type_z.shape[0]
-    )
+    sums_real, sums_imag = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type,
+                                                 type_z.shape[0])
     two_theta, intensity = reflection_intensities(g, wavelength, form_factor, sums_real, sums_imag)
     return two_theta, intensity, form_factor, form_factor_slope, sums_real, sums_imag
 
 
 @njit(cache=True)
-def merge_peaks(
-    two_theta: np.ndarray, intensity: np.ndarray, two_theta_tol: float, scaled_tol: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def merge_peaks(two_theta: np.ndarray, intensity: np.ndarray, two_theta_tol: float,
+                scaled_tol: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """pymatgen's merge of a 2θ-sorted reflection list: reflections whose 2θ round to the same
     multiple of ``two_theta_tol`` form one peak (intensities add; the first gives the position),
     peaks are scaled to a maximum of 100 and kept where above ``scaled_tol``.
@@ -674,34 +600,24 @@ def merge_peaks(
                 members[member_start[kept] + i] = start[p] + i
             member_start[kept + 1] = member_start[kept] + count
             kept += 1
-    return first[:kept], scaled[:kept], member_start[: kept + 1], members[: member_start[kept]]
+    return first[:kept], scaled[:kept], member_start[:kept + 1], members[:member_start[kept]]
 
 
 @njit(cache=True)
-def reflection_lengths(
-    lattice: np.ndarray, hkl: np.ndarray, g_limit: float
-) -> tuple[np.ndarray, np.ndarray]:
+def reflection_lengths(lattice: np.ndarray, hkl: np.ndarray,
+                       g_limit: float) -> tuple[np.ndarray, np.ndarray]:
     """A fixed hkl list (M, 3) at a lattice (rows, Å): the reflections with |g| ≤ ``g_limit``
     (Å⁻¹) in ascending |g| (a stable sort), as hkl (M', 3) and |g| (M',)."""
     reciprocal = np.ascontiguousarray(np.linalg.inv(lattice).T)
     n = hkl.shape[0]
     g = np.empty(n)
     for m in range(n):
-        gx = (
-            hkl[m, 0] * reciprocal[0, 0]
-            + hkl[m, 1] * reciprocal[1, 0]
-            + hkl[m, 2] * reciprocal[2, 0]
-        )
-        gy = (
-            hkl[m, 0] * reciprocal[0, 1]
-            + hkl[m, 1] * reciprocal[1, 1]
-            + hkl[m, 2] * reciprocal[2, 1]
-        )
-        gz = (
-            hkl[m, 0] * reciprocal[0, 2]
-            + hkl[m, 1] * reciprocal[1, 2]
-            + hkl[m, 2] * reciprocal[2, 2]
-        )
+        gx = (hkl[m, 0] * reciprocal[0, 0] + hkl[m, 1] * reciprocal[1, 0] +
+              hkl[m, 2] * reciprocal[2, 0])
+        gy = (hkl[m, 0] * reciprocal[0, 1] + hkl[m, 1] * reciprocal[1, 1] +
+              hkl[m, 2] * reciprocal[2, 1])
+        gz = (hkl[m, 0] * reciprocal[0, 2] + hkl[m, 1] * reciprocal[1, 2] +
+              hkl[m, 2] * reciprocal[2, 2])
         g[m] = math.sqrt(gx * gx + gy * gy + gz * gz)
     reachable = np.flatnonzero(g <= g_limit)
     order = reachable[np.argsort(g[reachable], kind="mergesort")]
@@ -724,9 +640,8 @@ def required_margins(reference: np.ndarray, lattices: np.ndarray) -> np.ndarray:
 
 
 @njit(cache=True)
-def lattice_gradient(
-    lattice: np.ndarray, hkl: np.ndarray, g: np.ndarray, d_g: np.ndarray
-) -> np.ndarray:
+def lattice_gradient(lattice: np.ndarray, hkl: np.ndarray, g: np.ndarray,
+                     d_g: np.ndarray) -> np.ndarray:
     """dL/dA (3, 3) from dL/d|g_h| (M,): S = Σ (dL/d|g|)/(2|g|) h hᵀ, dL/dA = −2 G* S G* A
     (G* = (A Aᵀ)⁻¹ by cofactors; the element function the batched kernels use)."""
     metric = np.empty(6)
@@ -737,9 +652,8 @@ def lattice_gradient(
 
 
 @njit(parallel=True, cache=True)
-def cosine_loss_rows(
-    patterns: np.ndarray, target: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cosine_loss_rows(patterns: np.ndarray,
+                     target: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """1 − cos(y_b, t) and its gradient t/(|y||t|) − S y/|y|², negated, for every row y_b of
     ``patterns`` (B, K): losses (B,), gradients (B, K), and ``undefined`` (B,) True where a
     row is not finite or all zero (loss NaN, gradient 0 there). One pass per row, parallel
@@ -766,7 +680,6 @@ def cosine_loss_rows(
         value = dot / (norm_y * norm_t)
         losses[b] = 1.0 - value
         for k in range(n_points):
-            gradients[b, k] = value * patterns[b, k] / (norm_y * norm_y) - target[k] / (
-                norm_y * norm_t
-            )
+            gradients[
+                b, k] = value * patterns[b, k] / (norm_y * norm_y) - target[k] / (norm_y * norm_t)
     return losses, gradients, undefined

@@ -45,31 +45,10 @@ def _metric_kernel(lattices, metric):
 
 
 @cuda.jit
-def _forward_kernel(
-    metric,
-    frac_coords,
-    occupancies,
-    scatterer_type,
-    type_z,
-    type_coeffs,
-    type_b,
-    hkl,
-    wavelength,
-    grid,
-    fwhm,
-    eta,
-    window,
-    g,
-    two_theta,
-    lp,
-    d_lp,
-    d_two_theta,
-    type_f,
-    type_f_slope,
-    structure,
-    intensity,
-    profile,
-):
+def _forward_kernel(metric, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b,
+                    hkl, wavelength, grid, fwhm, eta, window, g, two_theta, lp, d_lp, d_two_theta,
+                    type_f, type_f_slope, structure, intensity, profile,
+                    ):
     b, m = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= frac_coords.shape[0] or m >= hkl.shape[0]:
         return
@@ -84,12 +63,12 @@ def _forward_kernel(
     d_lp[b, m] = d_lp_m
     d_two_theta[b, m] = d_tt
     for t in range(type_z.shape[0]):
-        type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(
-            type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m
-        )
-    real, imag, slope_real, slope_imag = _structure_factor(
-        hkl[m], frac_coords[b], occupancies[b], scatterer_type, type_f[b, m], type_f_slope[b, m]
-    )
+        type_f[b, m, t], type_f_slope[b, m,
+                                      t] = _form_factor_and_slope(type_z[t], type_coeffs[t],
+                                                                  type_b[t], 0.5 * g_m)
+    real, imag, slope_real, slope_imag = _structure_factor(hkl[m], frac_coords[b], occupancies[b],
+                                                           scatterer_type, type_f[b, m],
+                                                           type_f_slope[b, m])
     structure[b, m, 0] = real
     structure[b, m, 1] = imag
     structure[b, m, 2] = slope_real
@@ -122,29 +101,14 @@ def _cosine_kernel(profile, target, losses, d_profile):
     similarity = cross / (norm_y * norm_t)
     losses[b] = 1.0 - similarity
     for k in range(profile.shape[1]):
-        d_profile[b, k] = -(
-            target[k] / (norm_y * norm_t) - similarity * profile[b, k] / (norm_y * norm_y)
-        )
+        d_profile[b, k] = -(target[k] / (norm_y * norm_t) - similarity * profile[b, k] /
+                            (norm_y * norm_y))
 
 
 @cuda.jit
-def _reflection_adjoint_kernel(
-    d_profile,
-    grid,
-    fwhm,
-    eta,
-    window,
-    wavelength,
-    g,
-    two_theta,
-    lp,
-    d_lp,
-    d_two_theta,
-    structure,
-    intensity,
-    d_g,
-    coefficient,
-):
+def _reflection_adjoint_kernel(d_profile, grid, fwhm, eta, window, wavelength, g, two_theta, lp,
+                               d_lp, d_two_theta, structure, intensity, d_g, coefficient,
+                               ):
     b, m = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= g.shape[0] or m >= g.shape[1]:
         return
@@ -152,42 +116,24 @@ def _reflection_adjoint_kernel(
     coefficient[b, m] = 0.0
     if lp[b, m] == 0.0:
         return
-    d_intensity, d_centre = _peak_window_adjoint(
-        d_profile[b], grid, two_theta[b, m], intensity[b, m], fwhm, eta, window
-    )
-    d_g[b, m], coefficient[b, m] = _reflection_adjoint(
-        d_intensity,
-        d_centre,
-        g[b, m],
-        wavelength,
-        lp[b, m],
-        d_lp[b, m],
-        d_two_theta[b, m],
-        structure[b, m, 0],
-        structure[b, m, 1],
-        structure[b, m, 2],
-        structure[b, m, 3],
-    )
+    d_intensity, d_centre = _peak_window_adjoint(d_profile[b], grid, two_theta[b, m],
+                                                 intensity[b, m], fwhm, eta, window)
+    d_g[b, m], coefficient[b, m] = _reflection_adjoint(d_intensity, d_centre, g[b, m], wavelength,
+                                                       lp[b, m], d_lp[b, m], d_two_theta[b, m],
+                                                       structure[b, m, 0], structure[b, m, 1],
+                                                       structure[b, m, 2], structure[b, m, 3],
+                                                       )
 
 
 @cuda.jit
-def _atom_adjoint_kernel(
-    hkl, frac_coords, occupancies, scatterer_type, type_f, coefficient, structure, d_frac
-):
+def _atom_adjoint_kernel(hkl, frac_coords, occupancies, scatterer_type, type_f, coefficient,
+                         structure, d_frac):
     b, j = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= frac_coords.shape[0] or j >= frac_coords.shape[1]:
         return
-    _atom_gradient(
-        hkl,
-        frac_coords[b, j],
-        occupancies[b, j],
-        scatterer_type[j],
-        type_f[b],
-        coefficient[b],
-        structure[b, :, 0],
-        structure[b, :, 1],
-        d_frac[b, j],
-    )
+    _atom_gradient(hkl, frac_coords[b, j], occupancies[b, j], scatterer_type[j], type_f[b],
+                   coefficient[b], structure[b, :, 0], structure[b, :, 1], d_frac[b, j],
+                   )
 
 
 @cuda.jit
@@ -212,14 +158,12 @@ def _blocks(n, threads):
 class DeviceBatch:
     """Shared inputs resident on the GPU, and the forward / backward / descent drivers."""
 
-    def __init__(
-        self,
-        arrays: dict[str, np.ndarray],
-        target: np.ndarray,
-        scalars: tuple[float, float, float, float],
-    ) -> None:
+    def __init__(self, arrays: dict[str, np.ndarray], target: np.ndarray,
+                 scalars: tuple[float, float, float, float],
+                 ) -> None:
         self.arrays = {
-            name: cuda.to_device(np.ascontiguousarray(value)) for name, value in arrays.items()
+            name: cuda.to_device(np.ascontiguousarray(value))
+            for name, value in arrays.items()
         }
         self.target = cuda.to_device(np.ascontiguousarray(target))
         self.wavelength, self.fwhm, self.eta, self.window = scalars
@@ -234,38 +178,20 @@ class DeviceBatch:
         }
         work["metric"] = cuda.device_array((n_batch, 6), dtype=self.dtype)
         work["type_f"] = cuda.device_array((n_batch, n_reflections, n_types), dtype=self.dtype)
-        work["type_f_slope"] = cuda.device_array(
-            (n_batch, n_reflections, n_types), dtype=self.dtype
-        )
+        work["type_f_slope"] = cuda.device_array((n_batch, n_reflections, n_types),
+                                                 dtype=self.dtype)
         work["structure"] = cuda.device_array((n_batch, n_reflections, 4), dtype=self.dtype)
         profile = cuda.to_device(np.zeros((n_batch, a["grid"].shape[0]), dtype=self.dtype))
         _metric_kernel[_blocks(n_batch, THREADS_1D), THREADS_1D](lattices, work["metric"])
         blocks = (_blocks(n_batch, THREADS_2D[0]), _blocks(n_reflections, THREADS_2D[1]))
-        _forward_kernel[blocks, THREADS_2D](
-            work["metric"],
-            frac_coords,
-            occupancies,
-            a["scatterer_type"],
-            a["type_z"],
-            a["type_coeffs"],
-            a["type_b"],
-            a["hkl"],
-            self.wavelength,
-            a["grid"],
-            self.fwhm,
-            self.eta,
-            self.window,
-            work["g"],
-            work["two_theta"],
-            work["lp"],
-            work["d_lp"],
-            work["d_two_theta"],
-            work["type_f"],
-            work["type_f_slope"],
-            work["structure"],
-            work["intensity"],
-            profile,
-        )
+        _forward_kernel[blocks,
+                        THREADS_2D](work["metric"], frac_coords, occupancies, a["scatterer_type"],
+                                    a["type_z"], a["type_coeffs"], a["type_b"], a["hkl"],
+                                    self.wavelength, a["grid"], self.fwhm, self.eta, self.window,
+                                    work["g"], work["two_theta"], work["lp"], work["d_lp"],
+                                    work["d_two_theta"], work["type_f"], work["type_f_slope"],
+                                    work["structure"], work["intensity"], profile,
+                                    )
         return profile, work
 
     def _backward(self, d_profile, work, lattices, frac_coords, occupancies):
@@ -277,37 +203,20 @@ class DeviceBatch:
         d_frac = cuda.device_array((n_batch, n_atoms, 3), dtype=self.dtype)
         d_lattice = cuda.device_array((n_batch, 3, 3), dtype=self.dtype)
         blocks = (_blocks(n_batch, THREADS_2D[0]), _blocks(n_reflections, THREADS_2D[1]))
-        _reflection_adjoint_kernel[blocks, THREADS_2D](
-            d_profile,
-            a["grid"],
-            self.fwhm,
-            self.eta,
-            self.window,
-            self.wavelength,
-            work["g"],
-            work["two_theta"],
-            work["lp"],
-            work["d_lp"],
-            work["d_two_theta"],
-            work["structure"],
-            work["intensity"],
-            d_g,
-            coefficient,
-        )
+        _reflection_adjoint_kernel[blocks, THREADS_2D](d_profile, a["grid"], self.fwhm, self.eta,
+                                                       self.window, self.wavelength, work["g"],
+                                                       work["two_theta"], work["lp"], work["d_lp"],
+                                                       work["d_two_theta"], work["structure"],
+                                                       work["intensity"], d_g, coefficient,
+                                                       )
         atom_blocks = (_blocks(n_batch, THREADS_2D[0]), _blocks(n_atoms, THREADS_2D[1]))
-        _atom_adjoint_kernel[atom_blocks, THREADS_2D](
-            a["hkl"],
-            frac_coords,
-            occupancies,
-            a["scatterer_type"],
-            work["type_f"],
-            coefficient,
-            work["structure"],
-            d_frac,
-        )
-        _lattice_adjoint_kernel[_blocks(n_batch, THREADS_1D), THREADS_1D](
-            lattices, work["metric"], a["hkl"], work["g"], d_g, d_lattice
-        )
+        _atom_adjoint_kernel[atom_blocks,
+                             THREADS_2D](a["hkl"], frac_coords, occupancies, a["scatterer_type"],
+                                         work["type_f"], coefficient, work["structure"], d_frac,
+                                         )
+        _lattice_adjoint_kernel[_blocks(n_batch, THREADS_1D),
+                                THREADS_1D](lattices, work["metric"], a["hkl"], work["g"], d_g,
+                                            d_lattice)
         return d_lattice, d_frac
 
     def _loss(self, profile, host_metric):
@@ -316,28 +225,21 @@ class DeviceBatch:
         if host_metric is None:
             losses = cuda.device_array(profile.shape[0], dtype=self.dtype)
             d_profile = cuda.device_array(profile.shape, dtype=self.dtype)
-            _cosine_kernel[_blocks(profile.shape[0], THREADS_1D), THREADS_1D](
-                profile, self.target, losses, d_profile
-            )
+            _cosine_kernel[_blocks(profile.shape[0], THREADS_1D), THREADS_1D](profile, self.target,
+                                                                              losses, d_profile)
             return losses, d_profile
         losses, d_profile = host_metric(profile.copy_to_host())
         return cuda.to_device(losses.astype(self.dtype)), cuda.to_device(
-            d_profile.astype(self.dtype)
-        )
+            d_profile.astype(self.dtype))
 
-    def patterns(
-        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray
-    ) -> np.ndarray:
-        profile, _ = self._forward(
-            *(cuda.to_device(x) for x in (lattices, frac_coords, occupancies))
-        )
+    def patterns(self, lattices: np.ndarray, frac_coords: np.ndarray,
+                 occupancies: np.ndarray) -> np.ndarray:
+        profile, _ = self._forward(*(cuda.to_device(x)
+                                     for x in (lattices, frac_coords, occupancies)))
         return profile.copy_to_host()
 
     def loss_and_grad(
-        self,
-        lattices: np.ndarray,
-        frac_coords: np.ndarray,
-        occupancies: np.ndarray,
+        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
         host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         inputs = [cuda.to_device(x) for x in (lattices, frac_coords, occupancies)]
@@ -347,20 +249,14 @@ class DeviceBatch:
         return losses.copy_to_host(), d_lattice.copy_to_host(), d_frac.copy_to_host()
 
     def descend(
-        self,
-        lattices: np.ndarray,
-        frac_coords: np.ndarray,
-        occupancies: np.ndarray,
-        steps: int,
-        lattice_rate: float,
-        frac_rate: float,
+        self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray, steps: int,
+        lattice_rate: float, frac_rate: float,
         host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Gradient descent with every array on the device; ``host_metric`` is used only when
         the metric has no device kernel (then dL/dy crosses to the host each step)."""
-        lattices_d, frac_d, occupancies_d = (
-            cuda.to_device(x) for x in (lattices, frac_coords, occupancies)
-        )
+        lattices_d, frac_d, occupancies_d = (cuda.to_device(x)
+                                             for x in (lattices, frac_coords, occupancies))
         history = []
         for step in range(steps + 1):
             profile, work = self._forward(lattices_d, frac_d, occupancies_d)
@@ -369,19 +265,14 @@ class DeviceBatch:
             if step == steps:
                 break
             d_lattice, d_frac = self._backward(d_profile, work, lattices_d, frac_d, occupancies_d)
-            for values, gradients, rate in (
-                (lattices_d, d_lattice, lattice_rate),
-                (frac_d, d_frac, frac_rate),
-            ):
-                flat_values, flat_gradients = (
-                    values.reshape(values.size),
-                    gradients.reshape(gradients.size),
+            for values, gradients, rate in ((lattices_d, d_lattice, lattice_rate), (frac_d, d_frac,
+                                                                                    frac_rate),
+                                            ):
+                flat_values, flat_gradients = (values.reshape(values.size),
+                                               gradients.reshape(gradients.size),
+                                               )
+                _descent_kernel[_blocks(values.size, THREADS_1D), THREADS_1D](flat_values,
+                                                                              flat_gradients, rate)
+        return (lattices_d.copy_to_host(), frac_d.copy_to_host(),
+                np.array([h.copy_to_host() for h in history]),
                 )
-                _descent_kernel[_blocks(values.size, THREADS_1D), THREADS_1D](
-                    flat_values, flat_gradients, rate
-                )
-        return (
-            lattices_d.copy_to_host(),
-            frac_d.copy_to_host(),
-            np.array([h.copy_to_host() for h in history]),
-        )

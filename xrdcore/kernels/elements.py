@@ -23,36 +23,15 @@ DEG_PER_RAD = 180.0 / math.pi
 
 def reciprocal_metric(lattice: np.ndarray, out: np.ndarray) -> None:
     """out (6,) = G* = (A Aᵀ)⁻¹ as (g00, g11, g22, g01, g02, g12), by cofactors (Å⁻²)."""
-    m00 = (
-        lattice[0, 0] * lattice[0, 0]
-        + lattice[0, 1] * lattice[0, 1]
-        + lattice[0, 2] * lattice[0, 2]
-    )
-    m11 = (
-        lattice[1, 0] * lattice[1, 0]
-        + lattice[1, 1] * lattice[1, 1]
-        + lattice[1, 2] * lattice[1, 2]
-    )
-    m22 = (
-        lattice[2, 0] * lattice[2, 0]
-        + lattice[2, 1] * lattice[2, 1]
-        + lattice[2, 2] * lattice[2, 2]
-    )
-    m01 = (
-        lattice[0, 0] * lattice[1, 0]
-        + lattice[0, 1] * lattice[1, 1]
-        + lattice[0, 2] * lattice[1, 2]
-    )
-    m02 = (
-        lattice[0, 0] * lattice[2, 0]
-        + lattice[0, 1] * lattice[2, 1]
-        + lattice[0, 2] * lattice[2, 2]
-    )
-    m12 = (
-        lattice[1, 0] * lattice[2, 0]
-        + lattice[1, 1] * lattice[2, 1]
-        + lattice[1, 2] * lattice[2, 2]
-    )
+    a00, a01, a02 = lattice[0, 0], lattice[0, 1], lattice[0, 2]
+    a10, a11, a12 = lattice[1, 0], lattice[1, 1], lattice[1, 2]
+    a20, a21, a22 = lattice[2, 0], lattice[2, 1], lattice[2, 2]
+    m00 = a00 * a00 + a01 * a01 + a02 * a02
+    m11 = a10 * a10 + a11 * a11 + a12 * a12
+    m22 = a20 * a20 + a21 * a21 + a22 * a22
+    m01 = a00 * a10 + a01 * a11 + a02 * a12
+    m02 = a00 * a20 + a01 * a21 + a02 * a22
+    m12 = a10 * a20 + a11 * a21 + a12 * a22
     c00 = m11 * m22 - m12 * m12
     c01 = m02 * m12 - m01 * m22
     c02 = m01 * m12 - m02 * m11
@@ -67,12 +46,8 @@ def reciprocal_metric(lattice: np.ndarray, out: np.ndarray) -> None:
 
 def g_length(metric: np.ndarray, h: float, k: float, l: float) -> float:
     """|g| = sqrt(hᵀ G* h) (Å⁻¹) from the packed reciprocal metric of :func:`reciprocal_metric`."""
-    g2 = (
-        h * h * metric[0]
-        + k * k * metric[1]
-        + l * l * metric[2]
-        + 2.0 * (h * k * metric[3] + h * l * metric[4] + k * l * metric[5])
-    )
+    g2 = (h * h * metric[0] + k * k * metric[1] + l * l * metric[2] + 2.0 *
+          (h * k * metric[3] + h * l * metric[4] + k * l * metric[5]))
     return math.sqrt(g2)
 
 
@@ -85,9 +60,8 @@ def reflection_factors(g: float, wavelength: float) -> tuple[float, float, float
     cos_theta = math.sqrt(1.0 - u)
     denominator = u * cos_theta
     lp = numerator / denominator
-    d_lp_d_u = (-4.0 * cos_2theta * denominator - numerator * (cos_theta - 0.5 * u / cos_theta)) / (
-        denominator * denominator
-    )
+    d_lp_d_u = (-4.0 * cos_2theta * denominator - numerator *
+                (cos_theta - 0.5 * u / cos_theta)) / (denominator * denominator)
     two_theta = 2.0 * math.asin(sin_theta) * DEG_PER_RAD
     d_two_theta_d_g = DEG_PER_RAD * wavelength / cos_theta
     return two_theta, lp, d_lp_d_u, d_two_theta_d_g
@@ -108,29 +82,17 @@ def form_factor_and_slope(z: float, coeffs: np.ndarray, b: float, s: float) -> t
     return f * debye_waller, (f_slope - 2.0 * b * s * f) * debye_waller
 
 
-def structure_factor(
-    hkl_row: np.ndarray,
-    frac_coords: np.ndarray,
-    occupancies: np.ndarray,
-    scatterer_type: np.ndarray,
-    type_f: np.ndarray,
-    type_f_slope: np.ndarray,
-) -> tuple[float, float, float, float]:
+def structure_factor(hkl_row: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
+                     scatterer_type: np.ndarray, type_f: np.ndarray, type_f_slope: np.ndarray,
+                     ) -> tuple[float, float, float, float]:
     """Re F, Im F, Re dF/ds, Im dF/ds of one reflection of one structure."""
     real = 0.0
     imag = 0.0
     slope_real = 0.0
     slope_imag = 0.0
     for j in range(frac_coords.shape[0]):
-        phase = (
-            2.0
-            * math.pi
-            * (
-                hkl_row[0] * frac_coords[j, 0]
-                + hkl_row[1] * frac_coords[j, 1]
-                + hkl_row[2] * frac_coords[j, 2]
-            )
-        )
+        phase = (2.0 * math.pi * (hkl_row[0] * frac_coords[j, 0] + hkl_row[1] * frac_coords[j, 1] +
+                                  hkl_row[2] * frac_coords[j, 2]))
         c = math.cos(phase) * occupancies[j]
         s = math.sin(phase) * occupancies[j]
         t = scatterer_type[j]
@@ -167,7 +129,7 @@ def peak_shape(offset: float, fwhm: float, eta: float) -> float:
     half = 0.5 * fwhm
     lorentzian = half / (math.pi * (offset * offset + half * half))
     sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+    gaussian = math.exp(-0.5 * (offset / sigma)**2) / (sigma * math.sqrt(2.0 * math.pi))
     return eta * lorentzian + (1.0 - eta) * gaussian
 
 
@@ -177,19 +139,13 @@ def peak_slope(offset: float, fwhm: float, eta: float) -> float:
     denominator = offset * offset + half * half
     lorentzian_slope = -2.0 * offset * half / (math.pi * denominator * denominator)
     sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
-    gaussian = math.exp(-0.5 * (offset / sigma) ** 2) / (sigma * math.sqrt(2.0 * math.pi))
+    gaussian = math.exp(-0.5 * (offset / sigma)**2) / (sigma * math.sqrt(2.0 * math.pi))
     return eta * lorentzian_slope - (1.0 - eta) * gaussian * offset / (sigma * sigma)
 
 
-def peak_window_adjoint(
-    d_profile: np.ndarray,
-    grid: np.ndarray,
-    centre: float,
-    intensity: float,
-    fwhm: float,
-    eta: float,
-    window: float,
-) -> tuple[float, float]:
+def peak_window_adjoint(d_profile: np.ndarray, grid: np.ndarray, centre: float, intensity: float,
+                        fwhm: float, eta: float, window: float,
+                        ) -> tuple[float, float]:
     """dL/dI and dL/d(2θ) of one peak, from dL/dy on the grid points within its window."""
     half_width = window * fwhm
     first, last = window_bounds(centre, half_width, grid)
@@ -226,9 +182,8 @@ def first_above(value: float, grid: np.ndarray, step: float) -> int:
     return k
 
 
-def uniform_window(
-    centre: float, half_width: float, grid: np.ndarray, step: float
-) -> tuple[int, int, int]:
+def uniform_window(centre: float, half_width: float, grid: np.ndarray,
+                   step: float) -> tuple[int, int, int]:
     """``first``, ``middle``, ``last`` of a peak's window on a uniform grid: the first index with
     grid_k ≥ centre − half_width, the first with grid_k ≥ centre (kept within the window), one
     past the last with grid_k ≤ centre + half_width. The same indices as a binary search
@@ -239,9 +194,8 @@ def uniform_window(
     return first, middle, last
 
 
-def gaussian_start(
-    grid: np.ndarray, step: float, centre: float, fwhm: float, window: float, scale: float
-) -> tuple[int, int, int, float, float, float, float, float, float]:
+def gaussian_start(grid: np.ndarray, step: float, centre: float, fwhm: float, window: float,
+                   scale: float) -> tuple[int, int, int, float, float, float, float, float, float]:
     """The start of a Gaussian window's two walks (:func:`gaussian_window`): ``first``,
     ``middle``, ``last`` (:func:`uniform_window`), σ, Q = exp(−2a step²) (a = 1/2σ²), and for the
     walk right from ``middle`` and left from ``middle`` − 1 the value scale·G at its first point
@@ -260,36 +214,21 @@ def gaussian_start(
         offset = grid[middle - 1] - centre
         left = scale * math.exp(-a * offset * offset)
         left_ratio = math.exp(-a * (-2.0 * offset * step + step * step))
-    return (
-        first,
-        middle,
-        last,
-        sigma,
-        math.exp(-2.0 * a * step * step),
-        right,
-        right_ratio,
-        left,
-        left_ratio,
-    )
+    return (first, middle, last, sigma, math.exp(-2.0 * a * step * step), right, right_ratio, left,
+            left_ratio,
+            )
 
 
-def gaussian_window(
-    profile: np.ndarray,
-    grid: np.ndarray,
-    step: float,
-    centre: float,
-    intensity: float,
-    fwhm: float,
-    window: float,
-) -> None:
+def gaussian_window(profile: np.ndarray, grid: np.ndarray, step: float, centre: float,
+                    intensity: float, fwhm: float, window: float,
+                    ) -> None:
     """profile[k] += I·G(grid_k − centre) over the peak's window, G the unit-area Gaussian of FWHM
     ``fwhm`` (deg), on a uniform ``grid`` of spacing ``step`` (deg): one exp per direction and a
     recurrence G_{k+1} = G_k R_k, R_{k+1} = R_k Q (exact in exact arithmetic; ~1e-12 relative
     here), walking out from the grid point nearest the centre so that nothing under- or overflows;
     the right and left walks advance side by side (two independent chains)."""
     first, middle, last, _, q, right, right_ratio, left, left_ratio = gaussian_start(
-        grid, step, centre, fwhm, window, intensity
-    )
+        grid, step, centre, fwhm, window, intensity)
     n_right, n_left = last - middle, middle - first
     for i in range(max(n_right, n_left)):
         if i < n_right:
@@ -302,21 +241,14 @@ def gaussian_window(
             left_ratio *= q
 
 
-def gaussian_window_adjoint(
-    d_profile: np.ndarray,
-    grid: np.ndarray,
-    step: float,
-    centre: float,
-    intensity: float,
-    fwhm: float,
-    window: float,
-) -> tuple[float, float]:
+def gaussian_window_adjoint(d_profile: np.ndarray, grid: np.ndarray, step: float, centre: float,
+                            intensity: float, fwhm: float, window: float,
+                            ) -> tuple[float, float]:
     """dL/dI and dL/d(2θ) of one Gaussian peak (the adjoint of :func:`gaussian_window`):
     Σ_k dL/dy_k G_k and I Σ_k dL/dy_k G_k o_k/σ², with the same recurrence (right and left
     sums kept apart and added at the end)."""
     first, middle, last, sigma, q, right, right_ratio, left, left_ratio = gaussian_start(
-        grid, step, centre, fwhm, window, 1.0
-    )
+        grid, step, centre, fwhm, window, 1.0)
     right_sum = left_sum = right_moment = left_moment = 0.0  # Σ dL/dy_k G_k and Σ dL/dy_k G_k o_k
     n_right, n_left = last - middle, middle - first
     for i in range(max(n_right, n_left)):
@@ -338,74 +270,44 @@ def gaussian_window_adjoint(
     return right_sum + left_sum, intensity * (right_moment + left_moment) / (sigma * sigma)
 
 
-def reflection_adjoint(
-    d_intensity: float,
-    d_centre: float,
-    g: float,
-    wavelength: float,
-    lp: float,
-    d_lp: float,
-    d_two_theta_d_g: float,
-    real: float,
-    imag: float,
-    slope_real: float,
-    slope_imag: float,
-) -> tuple[float, float]:
+def reflection_adjoint(d_intensity: float, d_centre: float, g: float, wavelength: float, lp: float,
+                       d_lp: float, d_two_theta_d_g: float, real: float, imag: float,
+                       slope_real: float, slope_imag: float,
+                       ) -> tuple[float, float]:
     """dL/d|g| and the coordinate coefficient dL/dI·8π·LP of one reflection (I = 2|F|² LP),
     from dL/dI, dL/d(2θ) and the reflection's stored forward quantities.
 
     dI/d|g| = 2 LP Re(F* dF/ds) + 2|F|² dLP/du · λ²|g|/2 (s = |g|/2, u = sin²θ).
     """
     d_intensity_d_g = 2.0 * lp * (real * slope_real + imag * slope_imag) + (
-        2.0 * (real * real + imag * imag) * d_lp * 0.5 * wavelength * wavelength * g
-    )
-    return (
-        d_intensity * d_intensity_d_g + d_centre * d_two_theta_d_g,
-        d_intensity * 8.0 * math.pi * lp,
-    )
+        2.0 * (real * real + imag * imag) * d_lp * 0.5 * wavelength * wavelength * g)
+    return (d_intensity * d_intensity_d_g + d_centre * d_two_theta_d_g,
+            d_intensity * 8.0 * math.pi * lp,
+            )
 
 
-def atom_gradient(
-    hkl: np.ndarray,
-    frac_row: np.ndarray,
-    occupancy: float,
-    atom_type: int,
-    type_f: np.ndarray,
-    coefficient: np.ndarray,
-    real: np.ndarray,
-    imag: np.ndarray,
-    out_row: np.ndarray,
-) -> None:
+def atom_gradient(hkl: np.ndarray, frac_row: np.ndarray, occupancy: float, atom_type: int,
+                  type_f: np.ndarray, coefficient: np.ndarray, real: np.ndarray, imag: np.ndarray,
+                  out_row: np.ndarray,
+                  ) -> None:
     """out_row (3,) = Σ_m coefficient_m·occ·f_m(type)·(Im F_m cos φ_m − Re F_m sin φ_m)·h_m for
     one atom."""
     out_row[0] = 0.0
     out_row[1] = 0.0
     out_row[2] = 0.0
     for m in range(hkl.shape[0]):
-        phase = (
-            2.0
-            * math.pi
-            * (hkl[m, 0] * frac_row[0] + hkl[m, 1] * frac_row[1] + hkl[m, 2] * frac_row[2])
-        )
-        along_h = (
-            coefficient[m]
-            * occupancy
-            * type_f[m, atom_type]
-            * (imag[m] * math.cos(phase) - real[m] * math.sin(phase))
-        )
+        phase = (2.0 * math.pi *
+                 (hkl[m, 0] * frac_row[0] + hkl[m, 1] * frac_row[1] + hkl[m, 2] * frac_row[2]))
+        along_h = (coefficient[m] * occupancy * type_f[m, atom_type] *
+                   (imag[m] * math.cos(phase) - real[m] * math.sin(phase)))
         out_row[0] += along_h * hkl[m, 0]
         out_row[1] += along_h * hkl[m, 1]
         out_row[2] += along_h * hkl[m, 2]
 
 
-def lattice_gradient(
-    lattice: np.ndarray,
-    metric: np.ndarray,
-    hkl: np.ndarray,
-    g: np.ndarray,
-    d_g: np.ndarray,
-    out: np.ndarray,
-) -> None:
+def lattice_gradient(lattice: np.ndarray, metric: np.ndarray, hkl: np.ndarray, g: np.ndarray,
+                     d_g: np.ndarray, out: np.ndarray,
+                     ) -> None:
     """out (3, 3) = dL/dA = −2 G* S G* A with S = Σ_m d_g/(2g) h hᵀ (``metric``: packed G*)."""
     s00 = s11 = s22 = s01 = s02 = s12 = 0.0  # S is symmetric
     for m in range(hkl.shape[0]):
@@ -444,26 +346,11 @@ def lattice_gradient(
 
 
 #: Element functions in an order where every callee precedes its callers.
-ELEMENTS = (
-    "reciprocal_metric",
-    "g_length",
-    "reflection_factors",
-    "form_factor_and_slope",
-    "structure_factor",
-    "window_bounds",
-    "peak_shape",
-    "peak_slope",
-    "peak_window_adjoint",
-    "first_at_least",
-    "first_above",
-    "uniform_window",
-    "gaussian_start",
-    "gaussian_window",
-    "gaussian_window_adjoint",
-    "reflection_adjoint",
-    "atom_gradient",
-    "lattice_gradient",
-)
+ELEMENTS = ("reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope",
+            "structure_factor", "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint",
+            "first_at_least", "first_above", "uniform_window", "gaussian_start", "gaussian_window",
+            "gaussian_window_adjoint", "reflection_adjoint", "atom_gradient", "lattice_gradient",
+            )
 
 
 def compile_elements(decorator: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:
@@ -478,9 +365,8 @@ def compile_elements(decorator: Callable[[Callable[..., Any]], Any]) -> dict[str
     compiled = {}
     for name in ELEMENTS:
         function = globals()[name]
-        rebound = types.FunctionType(
-            function.__code__, namespace, name, function.__defaults__, function.__closure__
-        )
+        rebound = types.FunctionType(function.__code__, namespace, name, function.__defaults__,
+                                     function.__closure__)
         rebound.__doc__ = function.__doc__
         compiled[name] = namespace[name] = decorator(rebound)
     return compiled

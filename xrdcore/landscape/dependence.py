@@ -31,16 +31,13 @@ from xrdcore.validation import real, real_array, whole
 MI_NEIGHBOURS = 3
 
 
-def paired_samples(
-    x: ArrayLike, y: ArrayLike, names: tuple[str, str]
-) -> tuple[np.ndarray, np.ndarray]:
+def paired_samples(x: ArrayLike, y: ArrayLike, names: tuple[str,
+                                                            str]) -> tuple[np.ndarray, np.ndarray]:
     """Two finite 1-D samples of one length (each pair one observation), checked."""
     x, y = real_array(x, names[0], ndim=1), real_array(y, names[1], ndim=1)
     if x.shape != y.shape:
-        raise ValueError(
-            f"{names[0]} and {names[1]} must be 1-D arrays of the same length, "
-            f"got {len(x)} and {len(y)}"
-        )
+        raise ValueError(f"{names[0]} and {names[1]} must be 1-D arrays of the same length, "
+                         f"got {len(x)} and {len(y)}")
     return x, y
 
 
@@ -72,9 +69,8 @@ class Dependence:
 SUBSAMPLE_FRACTION = 0.8
 
 
-def dependence(
-    distance: ArrayLike, similarity: ArrayLike, resamples: int = 200, seed: int = 0
-) -> Dependence:
+def dependence(distance: ArrayLike, similarity: ArrayLike, resamples: int = 200,
+               seed: int = 0) -> Dependence:
     """Pearson, Spearman and mutual information between paired samples, with 95 % intervals
     from ``resamples`` subsamples (see the module docstring)."""
     distance, similarity = paired_samples(distance, similarity, ("distance", "similarity"))
@@ -92,13 +88,11 @@ def dependence(
     resampled = np.array([statistics(distance[i], similarity[i]) for i in subsets])
     # subsample deviations have variance σ²(1/m − 1/n); rescale them to the full sample's σ²/n
     stretch = np.sqrt(size / (len(distance) - size))
-    low_deviation, high_deviation = np.nanpercentile(
-        resampled - np.array(point), [2.5, 97.5], axis=0
-    )
-    low, high = (
-        np.array(point) + stretch * low_deviation,
-        np.array(point) + stretch * high_deviation,
-    )
+    low_deviation, high_deviation = np.nanpercentile(resampled - np.array(point), [2.5, 97.5],
+                                                     axis=0)
+    low, high = (np.array(point) + stretch * low_deviation,
+                 np.array(point) + stretch * high_deviation,
+                 )
     low[2] = max(low[2], 0.0)  # mutual information is never negative
     estimates = [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high)]
     pearson, spearman, information = estimates
@@ -107,23 +101,16 @@ def dependence(
 
 @dataclass(frozen=True)
 class PerturbedSample:
-    distance: (
-        np.ndarray
-    )  # (count,) structural distance to the truth (Å, see structsim.structural_distance)
+    distance: (np.ndarray
+               )  # (count,) structural distance to the truth (Å, see structsim.structural_distance)
     loss: dict  # metric name -> (count,) loss of each copy's pattern against the truth's
     symmetric: bool | str
 
 
 def perturbed_sample(
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    metrics: str | Sequence[str] = ("cosine",),
-    count: int = 300,
-    max_strain: float = 0.03,
-    max_displacement: float = 0.3,
-    symmetric: bool | str = False,
-    fwhm: float | Profile = 0.1,
-    seed: int = 0,
+    truth: Crystal, diffractometer: Diffractometer, metrics: str | Sequence[str] = ("cosine", ),
+    count: int = 300, max_strain: float = 0.03, max_displacement: float = 0.3,
+    symmetric: bool | str = False, fwhm: float | Profile = 0.1, seed: int = 0,
 ) -> PerturbedSample:
     """``count`` perturbed copies of ``truth`` (copy i: seed ``seed + i``, strain and
     displacement drawn uniformly up to ``max_strain`` and ``max_displacement`` Å, ``symmetric``
@@ -139,13 +126,13 @@ def perturbed_sample(
     for index in range(count):
         rng = np.random.default_rng(seed + index)
         strain, displacement = max_strain * rng.uniform(), max_displacement * rng.uniform()
-        copy = perturb(
-            truth, strain=strain, displacement=displacement, seed=seed + index, symmetric=symmetric
-        )
+        copy = perturb(truth, strain=strain, displacement=displacement, seed=seed + index,
+                       symmetric=symmetric)
         distance.append(structural_distance(copy, truth))
         pattern = diffractometer.pattern(copy, fwhm=fwhm)
         for metric in metrics:
             losses[metric].append(metric_loss(metric, pattern, target, diffractometer.two_theta)[0])
-    return PerturbedSample(
-        np.array(distance), {m: np.array(v) for m, v in losses.items()}, symmetric
-    )
+    return PerturbedSample(np.array(distance), {
+        m: np.array(v)
+        for m, v in losses.items()
+    }, symmetric)

@@ -31,13 +31,11 @@ class Direction:
         """dL/dt along this direction from the gradients dL/dA (..., 3, 3) and dL/dx (..., N, 3)
         (one structure or a batch)."""
         return np.einsum("...ij,ij->...", d_lattice, self.d_lattice) + np.einsum(
-            "...nx,nx->...", d_frac, self.d_frac
-        )
+            "...nx,nx->...", d_frac, self.d_frac)
 
 
-def displaced(
-    crystal: Crystal, directions: Sequence[Direction], offsets: Sequence[float] | np.ndarray
-) -> Crystal:
+def displaced(crystal: Crystal, directions: Sequence[Direction],
+              offsets: Sequence[float] | np.ndarray) -> Crystal:
     """``crystal`` + Σ t_k · direction_k for directions and offsets t_k given in pairs."""
     return crystal.replace(
         lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
@@ -49,17 +47,15 @@ def lattice_direction(crystal: Crystal, vector: int) -> Direction:
     """Stretch lattice vector ``vector`` (0, 1, 2): t = relative change of its length."""
     d_lattice = np.zeros((3, 3))
     d_lattice[vector] = crystal.lattice[vector]
-    return Direction(
-        d_lattice, np.zeros_like(crystal.frac_coords), f"lattice vector {'abc'[vector]}"
-    )
+    return Direction(d_lattice, np.zeros_like(crystal.frac_coords),
+                     f"lattice vector {'abc'[vector]}")
 
 
 def atom_direction(crystal: Crystal, atom: int, axis: int) -> Direction:
     """Move one atom along Cartesian axis ``axis`` (0, 1, 2): t in Å."""
     d_frac = np.zeros_like(crystal.frac_coords)
-    d_frac[atom] = np.linalg.solve(
-        crystal.lattice.T, np.eye(3)[axis]
-    )  # Cartesian unit step → fractional
+    d_frac[atom] = np.linalg.solve(crystal.lattice.T,
+                                   np.eye(3)[axis])  # Cartesian unit step → fractional
     return Direction(np.zeros((3, 3)), d_frac, f"{crystal.species[atom]}{atom} along {'xyz'[axis]}")
 
 
@@ -76,8 +72,7 @@ def symmetry_axis_direction(parametrization: Parametrization, axis: int) -> Dire
     """Along symmetry axis ``axis`` of a parametrisation with ``coordinates="spacegroup"``."""
     if parametrization.coordinate_mode != "spacegroup":
         raise ValueError(
-            "symmetry axes need a space-group parametrisation (coordinates='spacegroup')"
-        )
+            "symmetry axes need a space-group parametrisation (coordinates='spacegroup')")
     return Direction(np.zeros((3, 3)), parametrization.axes[axis], parametrization.axis_names[axis])
 
 

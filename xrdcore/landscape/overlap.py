@@ -59,13 +59,9 @@ class OverlapReport:
         return self.from_accidents / self.total if self.total else float("nan")
 
 
-def overlap_report(
-    candidate: Crystal,
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    fwhm: float = 0.1,
-    top: int = 10,
-) -> OverlapReport:
+def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer,
+                   fwhm: float = 0.1, top: int = 10,
+                   ) -> OverlapReport:
     """Decompose ⟨y_candidate, y_truth⟩ into partner and accidental reflection pairs (Gaussian
     peaks)."""
     _check_pair(candidate, truth, diffractometer)
@@ -77,10 +73,9 @@ def overlap_report(
     lo, hi = diffractometer.two_theta_range
     reach = PAIR_REACH * fwhm
     window = (max(lo - reach, 0.0), min(hi + reach, 179.9))
-    ours, theirs = (
-        diffractometer.reflections(candidate, window),
-        diffractometer.reflections(truth, window),
-    )
+    ours, theirs = (diffractometer.reflections(candidate,
+                                               window), diffractometer.reflections(truth, window),
+                    )
     truth_peak = np.cumsum(starts_peak(theirs.two_theta)) - 1
     peak_of_hkl = {}
     for hkl, peak in zip(map(tuple, theirs.hkl), truth_peak):
@@ -93,12 +88,8 @@ def overlap_report(
         own_peak = peak_of_hkl.get(hkl, -1)
         for j in range(first, last):
             separation = centre - theirs.two_theta[j]
-            value = (
-                intensity
-                * theirs.intensity[j]
-                * np.exp(-(separation**2) / (4 * sigma**2))
-                / (2 * sigma * np.sqrt(np.pi))
-            )
+            value = (intensity * theirs.intensity[j] * np.exp(-(separation**2) / (4 * sigma**2)) /
+                     (2 * sigma * np.sqrt(np.pi)))
             if truth_peak[j] == own_peak:
                 partners += value
             else:
@@ -119,27 +110,22 @@ def _check_pair(candidate: object, truth: object, diffractometer: object) -> Non
     instance(diffractometer, "diffractometer", Diffractometer)
 
 
-def cosine_split(
-    candidate: Crystal, truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1
-) -> tuple[float, float]:
+def cosine_split(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer,
+                 fwhm: float = 0.1) -> tuple[float, float]:
     """The cosine similarity of the two (continuous, Gaussian) patterns split into its partner
     and accidental parts; they add up to the cosine (to ~1e-3 of the grid value)."""
     report = overlap_report(candidate, truth, diffractometer, fwhm)
     norm = np.sqrt(
-        _self_overlap(candidate, diffractometer, fwhm) * _self_overlap(truth, diffractometer, fwhm)
-    )
+        _self_overlap(candidate, diffractometer, fwhm) * _self_overlap(truth, diffractometer, fwhm))
     return report.from_partners / norm, report.from_accidents / norm
 
 
 def _self_overlap(crystal: Crystal, diffractometer: Diffractometer, fwhm: float) -> float:
     """⟨y, y⟩ of ``crystal``'s pattern, remembered on the crystal (a scan splits against one truth
     many times)."""
-    key = (
-        "self_overlap",
-        diffractometer.wavelength,
-        tuple(diffractometer.two_theta_range),
-        float(fwhm),
-    )
+    key = ("self_overlap", diffractometer.wavelength, tuple(diffractometer.two_theta_range),
+           float(fwhm),
+           )
     if key not in crystal.derived:
         crystal.derived[key] = overlap_report(crystal, crystal, diffractometer, fwhm).total
     return crystal.derived[key]
@@ -156,14 +142,9 @@ class PeakCoverage:
     extra: np.ndarray  # 2θ (°) of the candidate's strong peaks with no truth peak within ``far``
 
 
-def peak_coverage(
-    candidate: Crystal,
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    strong: float = 5.0,
-    tolerance: float = 0.02,
-    far: float = 0.1,
-) -> PeakCoverage:
+def peak_coverage(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer,
+                  strong: float = 5.0, tolerance: float = 0.02, far: float = 0.1,
+                  ) -> PeakCoverage:
     """Compare the stick patterns: the truth's peaks above ``strong`` (% of the strongest) that
     the candidate reproduces within ``tolerance`` degrees 2θ, their share of the squared
     intensity (the cosine of narrow-peak patterns weighs I²), and the candidate's peaks above
@@ -176,12 +157,10 @@ def peak_coverage(
     is_strong = theirs.intensity > strong
     nearest = np.abs(theirs.two_theta[:, None] - ours.two_theta[None, :]).min(axis=1)
     hit = nearest < tolerance
-    squared = theirs.intensity[is_strong] ** 2
+    squared = theirs.intensity[is_strong]**2
     isolated = np.abs(ours.two_theta[:, None] - theirs.two_theta[None, :]).min(axis=1) > far
-    return PeakCoverage(
-        strong=int(is_strong.sum()),
-        hits=int((is_strong & hit).sum()),
-        hit_strongest=bool(hit[np.argmax(theirs.intensity)]),
-        share=float(np.sum(theirs.intensity[is_strong & hit] ** 2) / np.sum(squared)),
-        extra=ours.two_theta[(ours.intensity > strong) & isolated],
-    )
+    return PeakCoverage(strong=int(is_strong.sum()), hits=int(
+        (is_strong & hit).sum()), hit_strongest=bool(hit[np.argmax(theirs.intensity)]),
+                        share=float(np.sum(theirs.intensity[is_strong & hit]**2) / np.sum(squared)),
+                        extra=ours.two_theta[(ours.intensity > strong) & isolated],
+                        )

@@ -40,11 +40,8 @@ class Scan:
     slope: np.ndarray  # exact dL/dt along the (first) direction at every point
 
 
-def scan_axes(
-    crystal: Crystal,
-    directions: Direction | Sequence[Direction],
-    offsets: ArrayLike,
-) -> tuple[list[Direction], tuple[np.ndarray, ...]]:
+def scan_axes(crystal: Crystal, directions: Direction | Sequence[Direction], offsets: ArrayLike,
+              ) -> tuple[list[Direction], tuple[np.ndarray, ...]]:
     """The directions of a scan as a list (one or two :class:`Direction`, each checked against
     ``crystal``) and its offsets as a tuple of finite 1-D arrays, one per direction."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -52,45 +49,33 @@ def scan_axes(
     if len(directions) not in (1, 2):
         raise ValueError(f"give one direction (1-D scan) or two (2-D scan), got {len(directions)}")
     for direction in directions:
-        instance(
-            direction,
-            "direction",
-            Direction,
-            "make one with xrdcore.landscape (lattice_direction, …)",
-        )
-        if (
-            np.shape(direction.d_lattice) != (3, 3)
-            or np.shape(direction.d_frac) != crystal.frac_coords.shape
-        ):
+        instance(direction, "direction", Direction,
+                 "make one with xrdcore.landscape (lattice_direction, …)",
+                 )
+        if (np.shape(direction.d_lattice) != (3, 3) or
+                np.shape(direction.d_frac) != crystal.frac_coords.shape):
             raise ValueError(
-                f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)"
-            )
+                f"direction {direction.name!r} does not fit the crystal ({len(crystal)} atoms)")
         real_array(direction.d_lattice, f"direction {direction.name!r}")
         real_array(direction.d_frac, f"direction {direction.name!r}")
     axes: tuple[np.ndarray, ...]
     if len(directions) == 1:
-        axes = (real_array(offsets, "offsets of a 1-D scan", ndim=1),)
+        axes = (real_array(offsets, "offsets of a 1-D scan", ndim=1), )
     else:
         pair = cast("Sequence[ArrayLike]", offsets)  # a pair of 1-D arrays, else len() refuses it
         if isinstance(offsets, np.ndarray) and offsets.ndim != 2 or len(pair) != 2:
             raise ValueError("offsets of a 2-D scan must be a pair of 1-D arrays")
         axes = tuple(
-            real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(pair)
-        )
+            real_array(o, f"offsets[{i}] of a 2-D scan", ndim=1) for i, o in enumerate(pair))
     if any(axis.size == 0 for axis in axes):
         raise ValueError("offsets are empty")
     return directions, axes
 
 
-def scan(
-    crystal: Crystal,
-    directions: Direction | Sequence[Direction],
-    offsets: ArrayLike,
-    target: Crystal | ArrayLike,
-    diffractometer: Diffractometer,
-    metric: str = "cosine",
-    fwhm: float | Profile = 0.1,
-) -> Scan:
+def scan(crystal: Crystal, directions: Direction | Sequence[Direction], offsets: ArrayLike,
+         target: Crystal | ArrayLike, diffractometer: Diffractometer, metric: str = "cosine",
+         fwhm: float | Profile = 0.1,
+         ) -> Scan:
     """Loss at crystal + t·direction for every t (1-D, one direction) or every (t1, t2) pair
     (2-D, two directions, ``offsets`` a pair of 1-D arrays); evaluated as one batch. ``fwhm``: a
     width (deg) or a :class:`~xrdcore.physics.profiles.Profile`."""
@@ -102,16 +87,13 @@ def scan(
         mesh = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
         shape = mesh.shape[:2]
         grid = mesh.reshape(-1, 2)
-    lattices = crystal.lattice + np.einsum(
-        "pk,kij->pij", grid, np.stack([d.d_lattice for d in directions])
-    )
-    coords = crystal.frac_coords + np.einsum(
-        "pk,knx->pnx", grid, np.stack([d.d_frac for d in directions])
-    )
+    lattices = crystal.lattice + np.einsum("pk,kij->pij", grid,
+                                           np.stack([d.d_lattice for d in directions]))
+    coords = crystal.frac_coords + np.einsum("pk,knx->pnx", grid,
+                                             np.stack([d.d_frac for d in directions]))
     reach = max(
         np.abs(np.linalg.svd(np.linalg.solve(a, crystal.lattice), compute_uv=False) - 1).max()
-        for a in lattices
-    )
+        for a in lattices)
     margin = min(0.9, 1.5 * reach + 0.01)
     batch = BatchLoss(crystal, target, diffractometer, metric=metric, fwhm=fwhm, margin=margin)
     losses, d_lattice, d_frac = batch(lattices, coords)
@@ -136,16 +118,10 @@ def curvature(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> float:
     offsets = np.asarray(offsets, dtype=float)
     values = np.asarray(values, dtype=float)
     i = int(np.clip(np.argmin(np.abs(offsets - at)), 1, len(offsets) - 2))
-    x0, x1, x2 = offsets[i - 1 : i + 2]
-    y0, y1, y2 = values[i - 1 : i + 2]
-    return float(
-        2
-        * (
-            y0 / ((x0 - x1) * (x0 - x2))
-            + y1 / ((x1 - x0) * (x1 - x2))
-            + y2 / ((x2 - x0) * (x2 - x1))
-        )
-    )
+    x0, x1, x2 = offsets[i - 1:i + 2]
+    y0, y1, y2 = values[i - 1:i + 2]
+    return float(2 * (y0 / ((x0 - x1) * (x0 - x2)) + y1 / ((x1 - x0) * (x1 - x2)) + y2 /
+                      ((x2 - x0) * (x2 - x1))))
 
 
 def basin(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> tuple[float, float]:
@@ -154,9 +130,8 @@ def basin(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> tuple[float
     offsets = np.asarray(offsets, dtype=float)
     values = np.asarray(values, dtype=float)
     i = int(np.argmin(np.abs(offsets - at)))
-    while (
-        0 < i < len(values) - 1 and min(values[i - 1], values[i + 1]) < values[i]
-    ):  # slide to the minimum
+    while (0 < i < len(values) - 1 and
+           min(values[i - 1], values[i + 1]) < values[i]):  # slide to the minimum
         i = i - 1 if values[i - 1] < values[i + 1] else i + 1
     left = i
     while left > 0 and values[left - 1] >= values[left]:
@@ -186,17 +161,13 @@ def nearest_barrier(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> B
         return None
     other = min(others, key=lambda i: abs(offsets[i] - offsets[home]))
     low, high = sorted((home, other))
-    top = low + int(np.argmax(values[low : high + 1]))
+    top = low + int(np.argmax(values[low:high + 1]))
     return Barrier(float(offsets[other]), float(offsets[top]), float(values[top] - values[home]))
 
 
-def energy_scan(
-    crystal: Crystal,
-    directions: Direction | Sequence[Direction],
-    offsets: ArrayLike,
-    calc: Any = None,
-    slopes: bool = True,
-) -> Scan:
+def energy_scan(crystal: Crystal, directions: Direction | Sequence[Direction], offsets: ArrayLike,
+                calc: Any = None, slopes: bool = True,
+                ) -> Scan:
     """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
     (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
     dE/dt along the (first) direction from forces and stress: the same

@@ -36,16 +36,9 @@ from xrdcore.optimize.core import ADAM_BETAS, ADAM_EPSILON, METHODS, default_ste
 from xrdcore.similarity import check_options
 from xrdcore.structure.crystal import MIN_CELL_VOLUME, Crystal
 from xrdcore.structure.parametrize import Parametrization
-from xrdcore.validation import (
-    ResourceLimitError,
-    StructureError,
-    UndefinedMetricError,
-    choice,
-    instance,
-    real,
-    real_array,
-    whole,
-)
+from xrdcore.validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice,
+                                instance, real, real_array, whole,
+                                )
 
 #: Extra relative margin of a reflection list beyond what the current lattices need.
 MARGIN_HEADROOM = 0.05
@@ -78,20 +71,14 @@ class _BatchObjective:
     """Loss and parameter gradient of a set of parameter vectors, with the reflection list kept
     complete."""
 
-    def __init__(
-        self,
-        parametrization: Parametrization,
-        target: ArrayLike | Crystal,
-        diffractometer: Diffractometer,
-        options: dict[str, Any],
-        starts: np.ndarray,
-    ) -> None:
-        self.parametrization, self.target, self.diffractometer, self.options = (
-            parametrization,
-            target,
-            diffractometer,
-            options,
-        )
+    def __init__(self, parametrization: Parametrization, target: ArrayLike | Crystal,
+                 diffractometer: Diffractometer, options: dict[str, Any], starts: np.ndarray,
+                 ) -> None:
+        self.parametrization, self.target, self.diffractometer, self.options = (parametrization,
+                                                                                target,
+                                                                                diffractometer,
+                                                                                options,
+                                                                                )
         self.reference = parametrization.reference.lattice
         lattices, _, valid = self._structures(starts)
         self._rebuild(required_margin(self.reference, lattices[valid]))
@@ -106,17 +93,12 @@ class _BatchObjective:
 
     def _rebuild(self, needed: np.ndarray) -> None:
         within = needed[needed <= MAX_MARGIN]
-        margin = min(
-            MAX_MARGIN,
-            max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM),
-        )
-        self.batch_loss = BatchLoss(
-            self.parametrization.reference,
-            self.target,
-            self.diffractometer,
-            margin=margin,
-            **self.options,
-        )
+        margin = min(MAX_MARGIN,
+                     max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM),
+                     )
+        self.batch_loss = BatchLoss(self.parametrization.reference, self.target,
+                                    self.diffractometer, margin=margin, **self.options,
+                                    )
 
     def __call__(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Losses (B,) (NaN for an invalid structure) and gradients (B, size)."""
@@ -132,51 +114,33 @@ class _BatchObjective:
             shared = valid & (needed <= self.batch_loss.reflections.margin)
             if np.any(shared):
                 losses[shared], d_lattice[shared], d_frac[shared] = self.batch_loss(
-                    lattices[shared], frac_coords[shared], undefined="nan"
-                )
+                    lattices[shared], frac_coords[shared], undefined="nan")
             for b in np.flatnonzero(valid & ~shared):  # moved too far for a shared list
                 try:
-                    crystal = self.parametrization.template.replace(
-                        lattice=lattices[b], frac_coords=frac_coords[b]
-                    )
+                    crystal = self.parametrization.template.replace(lattice=lattices[b],
+                                                                    frac_coords=frac_coords[b])
                     losses[b], d_lattice[b], d_frac[b] = loss_and_grad(
-                        crystal, self.target, self.diffractometer, **self.options
-                    )
-                except (
-                    StructureError,
-                    UndefinedMetricError,
-                    ResourceLimitError,
-                ):  # what a run reaches, not a wrong call
+                        crystal, self.target, self.diffractometer, **self.options)
+                except (StructureError, UndefinedMetricError, ResourceLimitError,
+                        ):  # what a run reaches, not a wrong call
                     losses[b] = np.nan
         return losses, self.parametrization.gradients(d_lattice, d_frac)
 
 
-def descend_batch(
-    parametrization: Parametrization,
-    starts: ArrayLike,
-    target: ArrayLike | Crystal,
-    diffractometer: Diffractometer,
-    method: str = "adam",
-    steps: int = 200,
-    learning_rate: float = 1.0,
-    tolerance: float = 1e-10,
-    **options: Any,
-) -> BatchDescent:
+def descend_batch(parametrization: Parametrization, starts: ArrayLike, target: ArrayLike | Crystal,
+                  diffractometer: Diffractometer, method: str = "adam", steps: int = 200,
+                  learning_rate: float = 1.0, tolerance: float = 1e-10, **options: Any,
+                  ) -> BatchDescent:
     """Descend from every start (B, size) (parameter vectors of ``parametrization``) for at most
     ``steps`` evaluations each; ``options`` are BatchLoss's (metric, and fwhm: a width or a
     :class:`~xrdcore.physics.profiles.Profile`).
     Same algorithm as :func:`xrdcore.optimize.core.optimize` (see the module docstring)."""
-    instance(
-        parametrization,
-        "parametrization",
-        Parametrization,
-        "make one with xrdcore.structure.parametrize.p1(crystal)",
-    )
+    instance(parametrization, "parametrization", Parametrization,
+             "make one with xrdcore.structure.parametrize.p1(crystal)",
+             )
     if method in METHODS and method not in BATCH_METHODS:
-        raise ValueError(
-            f"batched descent supports {BATCH_METHODS}, got {method!r} "
-            f"(use xrdcore.optimize for others)"
-        )
+        raise ValueError(f"batched descent supports {BATCH_METHODS}, got {method!r} "
+                         f"(use xrdcore.optimize for others)")
     choice(method, "method", BATCH_METHODS)
     steps = whole(steps, "steps", low=1)
     learning_rate = real(learning_rate, "learning_rate", low=0, low_open=True)
@@ -188,8 +152,7 @@ def descend_batch(
     if starts.ndim != 2 or starts.shape[1] != parametrization.size or len(starts) == 0:
         raise ValueError(
             f"starts must have shape (B, {parametrization.size}) with B ≥ 1, one parameter vector "
-            f"of the parametrisation per row, got {starts.shape}"
-        )
+            f"of the parametrisation per row, got {starts.shape}")
     n_starts = len(starts)
     objective = _BatchObjective(parametrization, target, diffractometer, options, starts)
     params = starts.copy()

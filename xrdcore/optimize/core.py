@@ -60,26 +60,15 @@ from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import check_fixed_width, loss_and_grad, loss_setup
-from xrdcore.optimize.remedies import (
-    BasinHopping,
-    Continuation,
-    broaden_pattern,
-    combined_loss_and_grad,
-    split_budget,
-    width_schedule,
-)
+from xrdcore.optimize.remedies import (BasinHopping, Continuation, broaden_pattern,
+                                       combined_loss_and_grad, split_budget, width_schedule,
+                                       )
 from xrdcore.structure.crystal import Crystal
 from xrdcore.structure.matching import lattice_error, rms_displacement
 from xrdcore.structure.parametrize import Parametrization
-from xrdcore.validation import (
-    ResourceLimitError,
-    StructureError,
-    UndefinedMetricError,
-    choice,
-    instance,
-    real,
-    whole,
-)
+from xrdcore.validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice,
+                                instance, real, whole,
+                                )
 
 METHODS = ("adam", "gd", "lbfgs")
 #: Default Adam step per parameter kind (see the module docstring).
@@ -128,26 +117,19 @@ class OptimizationResult:
 def default_steps(parametrization: Parametrization) -> np.ndarray:
     """Adam step size for each parameter, by kind."""
     lattice_step = STEP_LATTICE if parametrization.lattice_mode == "free" else STEP_STRAIN
-    return np.concatenate(
-        [
-            np.full(parametrization.n_lattice, lattice_step),
-            np.full(parametrization.n_coordinates, STEP_COORDINATE),
-        ]
-    )
+    return np.concatenate([
+        np.full(parametrization.n_lattice, lattice_step),
+        np.full(parametrization.n_coordinates, STEP_COORDINATE),
+    ])
 
 
 class _Objective:
     """Objective and gradient in parameter space at one peak width, recording the trajectory."""
 
     def __init__(
-        self,
-        parametrization: Parametrization,
-        target: ArrayLike | Crystal,
-        diffractometer: Diffractometer,
-        truth: Crystal | None,
-        options: dict[str, Any],
-        energy: tuple[float, Any] = (0.0, None),
-        trajectory: Trajectory | None = None,
+            self, parametrization: Parametrization, target: ArrayLike | Crystal,
+            diffractometer: Diffractometer, truth: Crystal | None, options: dict[str, Any],
+            energy: tuple[float, Any] = (0.0, None), trajectory: Trajectory | None = None,
     ) -> None:
         self.parametrization = parametrization
         self.target = target
@@ -166,14 +148,9 @@ class _Objective:
 
     def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         crystal = self.parametrization.crystal(params)  # ValueError for an invalid structure
-        result = combined_loss_and_grad(
-            crystal,
-            self.target,
-            self.diffractometer,
-            self.energy_weight,
-            self.calculator,
-            **self.options,
-        )
+        result = combined_loss_and_grad(crystal, self.target, self.diffractometer,
+                                        self.energy_weight, self.calculator, **self.options,
+                                        )
         self.evaluations += 1
         self.energy_evaluations += int(not math.isnan(result.energy))
         self.last_xrd_loss = result.xrd_loss
@@ -194,24 +171,14 @@ class _Problem:
     """What every local descent of one :func:`optimize` call shares: the stages (targets at each
     width), the method and its settings."""
 
-    def __init__(
-        self,
-        parametrization: Parametrization,
-        target: ArrayLike | Crystal,
-        diffractometer: Diffractometer,
-        truth: Crystal | None,
-        options: dict[str, Any],
-        energy: tuple[float, Any],
-        method: str,
-        learning_rate: float,
-        tolerance: float,
-        continuation: Continuation | None,
-    ) -> None:
-        self.parametrization, self.diffractometer, self.truth = (
-            parametrization,
-            diffractometer,
-            truth,
-        )
+    def __init__(self, parametrization: Parametrization, target: ArrayLike | Crystal,
+                 diffractometer: Diffractometer, truth: Crystal | None, options: dict[str, Any],
+                 energy: tuple[float, Any], method: str, learning_rate: float, tolerance: float,
+                 continuation: Continuation | None,
+                 ) -> None:
+        self.parametrization, self.diffractometer, self.truth = (parametrization, diffractometer,
+                                                                 truth,
+                                                                 )
         self.options, self.energy = options, energy
         self.method, self.learning_rate, self.tolerance = method, learning_rate, tolerance
         self.continuation = continuation
@@ -228,9 +195,8 @@ class _Problem:
         fwhm = profile.fwhm
         grid = self.diffractometer.profile_setup(self.options.get("two_theta"), profile).grid
         stages = []
-        for width, budget in width_schedule(
-            self.continuation.start_fwhm, fwhm, self.continuation.stages, steps
-        ):
+        for width, budget in width_schedule(self.continuation.start_fwhm, fwhm,
+                                            self.continuation.stages, steps):
             stride = max(1, int(width / fwhm + 1e-9))
             options = {**self.options, "fwhm": replace(profile, fwhm=width)}
             if stride > 1:
@@ -238,13 +204,11 @@ class _Problem:
             stages.append((options, self._target_at(width, fwhm, grid, stride), budget))
         return stages
 
-    def _target_at(
-        self, width: float, fwhm: float, grid: np.ndarray, stride: int
-    ) -> ArrayLike | Crystal:
+    def _target_at(self, width: float, fwhm: float, grid: np.ndarray,
+                   stride: int) -> ArrayLike | Crystal:
         if width == fwhm or isinstance(self.target, Crystal):
-            return (
-                self.target
-            )  # loss_and_grad renders a Crystal target at the stage's width and grid
+            return (self.target
+                    )  # loss_and_grad renders a Crystal target at the stage's width and grid
         if width not in self._targets:
             self._targets[width] = broaden_pattern(self.target, grid, fwhm, width)[::stride]
         return self._targets[width]
@@ -255,21 +219,13 @@ class _Problem:
         result = None
         stages = self.stages(steps)
         for index, (options, target, budget) in enumerate(stages):
-            budget += (
-                steps - evaluations - sum(b for _, _, b in stages[index:])
-            )  # unspent evaluations roll over
-            objective = _Objective(
-                self.parametrization,
-                target,
-                self.diffractometer,
-                self.truth,
-                options,
-                self.energy,
-                trajectory,
-            )
-            result = _run(
-                self.method, objective, params, budget, self.learning_rate, self.tolerance
-            )
+            budget += (steps - evaluations - sum(b for _, _, b in stages[index:])
+                       )  # unspent evaluations roll over
+            objective = _Objective(self.parametrization, target, self.diffractometer, self.truth,
+                                   options, self.energy, trajectory,
+                                   )
+            result = _run(self.method, objective, params, budget, self.learning_rate,
+                          self.tolerance)
             evaluations += objective.evaluations
             energy_evaluations += objective.energy_evaluations
             if result.crystal is None:
@@ -280,25 +236,14 @@ class _Problem:
         return result
 
 
-def optimize(
-    parametrization: Parametrization,
-    start: Crystal,
-    target: ArrayLike | Crystal,
-    diffractometer: Diffractometer,
-    method: str = "adam",
-    steps: int = 200,
-    learning_rate: float = 1.0,
-    tolerance: float = 1e-10,
-    restarts: int = 0,
-    restart_scale: float = 5.0,
-    seed: int = 0,
-    truth: Crystal | None = None,
-    continuation: Continuation | None = None,
-    energy_weight: float = 0.0,
-    energy_calculator: Any = None,
-    basin_hopping: BasinHopping | None = None,
-    **options: Any,
-) -> OptimizationResult:
+def optimize(parametrization: Parametrization, start: Crystal, target: ArrayLike | Crystal,
+             diffractometer: Diffractometer, method: str = "adam", steps: int = 200,
+             learning_rate: float = 1.0, tolerance: float = 1e-10, restarts: int = 0,
+             restart_scale: float = 5.0, seed: int = 0, truth: Crystal | None = None,
+             continuation: Continuation | None = None, energy_weight: float = 0.0,
+             energy_calculator: Any = None, basin_hopping: BasinHopping | None = None,
+             **options: Any,
+             ) -> OptimizationResult:
     """Minimise the loss of :func:`xrdcore.gradients.loss_and_grad` over ``parametrization``,
     optionally with the remedies of the module docstring.
 
@@ -322,12 +267,9 @@ def optimize(
         and the metric's own options, as for :func:`loss_and_grad`.
     """
     begin = time.perf_counter()
-    instance(
-        parametrization,
-        "parametrization",
-        Parametrization,
-        "make one with xrdcore.structure.parametrize (p1, space_group, …)",
-    )
+    instance(parametrization, "parametrization", Parametrization,
+             "make one with xrdcore.structure.parametrize (p1, space_group, …)",
+             )
     instance(start, "start", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     if truth is not None:
         instance(truth, "truth", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -361,24 +303,14 @@ def optimize(
         check_supported(start, energy_calculator)  # a missing element is an error, not a failed run
     if "reflections" in options:
         raise TypeError(
-            "optimize enumerates the reflections of every step itself; do not pass reflections="
-        )
+            "optimize enumerates the reflections of every step itself; do not pass reflections=")
     loss_setup(target, diffractometer, **options)  # a wrong call fails here, not as a failed run
-    options["fwhm"] = check_fixed_width(
-        options.get("fwhm", DEFAULT_FWHM)
-    )  # one Profile for every evaluation
-    problem = _Problem(
-        parametrization,
-        target,
-        diffractometer,
-        truth,
-        options,
-        (energy_weight, energy_calculator if energy_weight else None),
-        method,
-        learning_rate,
-        tolerance,
-        continuation,
-    )
+    options["fwhm"] = check_fixed_width(options.get(
+        "fwhm", DEFAULT_FWHM))  # one Profile for every evaluation
+    problem = _Problem(parametrization, target, diffractometer, truth, options,
+                       (energy_weight, energy_calculator if energy_weight else None), method,
+                       learning_rate, tolerance, continuation,
+                       )
     if continuation is not None:
         problem.stages(steps)  # a start width below the target's fails here, not in the run
     rng = np.random.default_rng(seed)
@@ -388,8 +320,8 @@ def optimize(
         best = _basin_hopping(problem, first, steps, basin_hopping, scale, rng)
     else:
         starts = [first] + [
-            first
-            + restart_scale * default_steps(parametrization) * rng.standard_normal(first.shape)
+            first +
+            restart_scale * default_steps(parametrization) * rng.standard_normal(first.shape)
             for _ in range(restarts)
         ]
         results = []
@@ -404,14 +336,9 @@ def optimize(
     return best
 
 
-def _basin_hopping(
-    problem: _Problem,
-    first: np.ndarray,
-    steps: int,
-    settings: BasinHopping,
-    scale: float,
-    rng: np.random.Generator,
-) -> OptimizationResult:
+def _basin_hopping(problem: _Problem, first: np.ndarray, steps: int, settings: BasinHopping,
+                   scale: float, rng: np.random.Generator,
+                   ) -> OptimizationResult:
     """Metropolis chain of local descents sharing ``steps``; one trajectory for the whole chain
     (``settings`` checked by :func:`optimize`)."""
     kick = scale * default_steps(problem.parametrization)
@@ -420,43 +347,30 @@ def _basin_hopping(
     current: OptimizationResult | None = None
     best: OptimizationResult | None = None
     for hop, budget in enumerate(split_budget(steps, settings.hops)):
-        params = (
-            first if current is None else current.params + kick * rng.standard_normal(first.shape)
-        )
+        params = (first if current is None else current.params +
+                  kick * rng.standard_normal(first.shape))
         result = problem.descend(params, budget, trajectory)
         result.start_index = hop
         evaluations += result.evaluations
         energy_evaluations += result.energy_evaluations
         if best is None or result.loss < best.loss:
             best = result
-        if (
-            current is None
-            or result.loss <= current.loss
-            or (
-                np.isfinite(result.loss)
-                and rng.random() < math.exp(-(result.loss - current.loss) / settings.temperature)
-            )
-        ):
+        if (current is None or result.loss <= current.loss or
+            (np.isfinite(result.loss) and
+             rng.random() < math.exp(-(result.loss - current.loss) / settings.temperature))):
             current = result
         if best.status == "converged":
             break
     assert best is not None  # split_budget gives at least one hop
-    best.trajectory, best.evaluations, best.energy_evaluations = (
-        trajectory,
-        evaluations,
-        energy_evaluations,
-    )
+    best.trajectory, best.evaluations, best.energy_evaluations = (trajectory, evaluations,
+                                                                  energy_evaluations,
+                                                                  )
     return best
 
 
-def _run(
-    method: str,
-    objective: _Objective,
-    params: np.ndarray,
-    steps: int,
-    learning_rate: float,
-    tolerance: float,
-) -> OptimizationResult:
+def _run(method: str, objective: _Objective, params: np.ndarray, steps: int, learning_rate: float,
+         tolerance: float,
+         ) -> OptimizationResult:
     try:
         if method == "lbfgs":
             status = _lbfgs(objective, params, steps, tolerance)
@@ -467,31 +381,20 @@ def _run(
     except ResourceLimitError:
         status = "resource limit"
     if objective.best_params is None:  # not even the start was a valid structure
-        return OptimizationResult(
-            None, params, float("inf"), status, objective.evaluations, objective.trajectory
-        )
+        return OptimizationResult(None, params, float("inf"), status, objective.evaluations,
+                                  objective.trajectory)
     crystal = objective.parametrization.crystal(objective.best_params)
-    return OptimizationResult(
-        crystal,
-        objective.best_params,
-        float(objective.best_loss),
-        status,
-        objective.evaluations,
-        objective.trajectory,
-        xrd_loss=float(objective.best_xrd_loss),
-        energy=float(objective.best_energy),
-        energy_evaluations=objective.energy_evaluations,
-    )
+    return OptimizationResult(crystal, objective.best_params, float(objective.best_loss), status,
+                              objective.evaluations, objective.trajectory,
+                              xrd_loss=float(objective.best_xrd_loss),
+                              energy=float(objective.best_energy),
+                              energy_evaluations=objective.energy_evaluations,
+                              )
 
 
-def _first_order(
-    method: str,
-    objective: _Objective,
-    params: np.ndarray,
-    steps: int,
-    learning_rate: float,
-    tolerance: float,
-) -> str:
+def _first_order(method: str, objective: _Objective, params: np.ndarray, steps: int,
+                 learning_rate: float, tolerance: float,
+                 ) -> str:
     """Adam or plain gradient descent; returns the stopping status."""
     step_sizes = default_steps(objective.parametrization) * learning_rate
     first_moment = np.zeros_like(params)
@@ -517,13 +420,9 @@ def _first_order(
 def _lbfgs(objective: _Objective, params: np.ndarray, steps: int, tolerance: float) -> str:
     from scipy.optimize import minimize
 
-    minimize(
-        objective,
-        params,
-        jac=True,
-        method="L-BFGS-B",
-        options=dict(maxfun=steps, maxiter=steps, ftol=0, gtol=0),
-    )
+    minimize(objective, params, jac=True, method="L-BFGS-B",
+             options=dict(maxfun=steps, maxiter=steps, ftol=0, gtol=0),
+             )
     if objective.best_xrd_loss < tolerance:
         return "converged"
     return "step budget" if objective.evaluations >= steps else "stalled"

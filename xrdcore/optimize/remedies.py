@@ -55,15 +55,13 @@ def split_budget(steps: int, parts: int) -> list[int]:
     return [share + (1 if index < extra else 0) for index in range(parts)]
 
 
-def width_schedule(
-    start_fwhm: float, fwhm: float, stages: int, steps: int
-) -> list[tuple[float, int]]:
+def width_schedule(start_fwhm: float, fwhm: float, stages: int,
+                   steps: int) -> list[tuple[float, int]]:
     """(width in deg, evaluations) per stage: ``stages`` widths geometrically from ``start_fwhm``
     to ``fwhm`` (the last exactly ``fwhm``), the budget ``steps`` split evenly over them."""
     if not (np.isfinite(start_fwhm) and np.isfinite(fwhm) and 0 < fwhm <= start_fwhm):
         raise ValueError(
-            f"continuation needs 0 < target FWHM ≤ start FWHM, got {fwhm} and {start_fwhm}"
-        )
+            f"continuation needs 0 < target FWHM ≤ start FWHM, got {fwhm} and {start_fwhm}")
     if stages < 1:
         raise ValueError(f"stages must be ≥ 1, got {stages}")
     widths = np.geomspace(start_fwhm, fwhm, stages) if stages > 1 else np.array([fwhm])
@@ -79,9 +77,8 @@ def broadening_kernel_fwhm(from_fwhm: float, to_fwhm: float) -> float:
     return math.sqrt(to_fwhm**2 - from_fwhm**2)
 
 
-def broaden_pattern(
-    pattern: ArrayLike, two_theta: ArrayLike, from_fwhm: float, to_fwhm: float
-) -> np.ndarray:
+def broaden_pattern(pattern: ArrayLike, two_theta: ArrayLike, from_fwhm: float,
+                    to_fwhm: float) -> np.ndarray:
     """A pattern measured with Gaussian peaks of FWHM ``from_fwhm`` as if measured with FWHM
     ``to_fwhm`` ≥ ``from_fwhm`` (deg): convolution with a unit-sum Gaussian of FWHM
     √(to² − from²) on the (uniform) grid, zero beyond its ends. Peak areas are kept."""
@@ -89,8 +86,7 @@ def broaden_pattern(
     two_theta = np.asarray(two_theta, dtype=float)
     if pattern.shape != two_theta.shape or pattern.ndim != 1:
         raise ValueError(
-            f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length"
-        )
+            f"pattern {pattern.shape} and grid {two_theta.shape} must be 1-D of one length")
     kernel_fwhm = broadening_kernel_fwhm(from_fwhm, to_fwhm)
     steps = np.diff(two_theta)
     if len(steps) == 0 or kernel_fwhm == 0:
@@ -115,14 +111,10 @@ class CombinedGradient(NamedTuple):
     energy: float = math.nan
 
 
-def combined_loss_and_grad(
-    crystal: Crystal,
-    target: ArrayLike | Crystal,
-    diffractometer: Diffractometer,
-    energy_weight: float = 0.0,
-    calculator: Any = None,
-    **options: Any,
-) -> CombinedGradient:
+def combined_loss_and_grad(crystal: Crystal, target: ArrayLike | Crystal,
+                           diffractometer: Diffractometer, energy_weight: float = 0.0,
+                           calculator: Any = None, **options: Any,
+                           ) -> CombinedGradient:
     """XRD loss (:func:`~xrdcore.gradients.loss_and_grad` with ``options``) + ``energy_weight``
     · energy per atom (eV/atom, :func:`xrdcore.energy.energy_gradient`) and its exact gradient
     with respect to the lattice and the fractional coordinates. The energy is evaluated when
@@ -134,10 +126,7 @@ def combined_loss_and_grad(
     from xrdcore.energy import energy_gradient
 
     value, d_lattice, d_frac = energy_gradient(crystal, calculator)
-    return CombinedGradient(
-        xrd.loss + energy_weight * value,
-        xrd.d_lattice + energy_weight * d_lattice,
-        xrd.d_frac + energy_weight * d_frac,
-        xrd.loss,
-        value,
-    )
+    return CombinedGradient(xrd.loss + energy_weight * value,
+                            xrd.d_lattice + energy_weight * d_lattice,
+                            xrd.d_frac + energy_weight * d_frac, xrd.loss, value,
+                            )

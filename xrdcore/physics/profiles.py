@@ -32,16 +32,15 @@ GAUSSIAN_WINDOW = 5.0
 LORENTZIAN_WINDOW = 50.0
 
 
-def pseudo_voigt(
-    offset: ArrayLike, fwhm: float | np.ndarray, eta: float | np.ndarray
-) -> np.ndarray:
+def pseudo_voigt(offset: ArrayLike, fwhm: float | np.ndarray,
+                 eta: float | np.ndarray) -> np.ndarray:
     """Unit-area pseudo-Voigt at ``offset`` (deg) from the centre; plain numpy, any shapes that
     broadcast."""
     offset = np.asarray(offset, dtype=float)
     half = fwhm / 2
     lorentzian = half / (np.pi * (offset**2 + half**2))
     sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
-    gaussian = np.exp(-0.5 * (offset / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    gaussian = np.exp(-0.5 * (offset / sigma)**2) / (sigma * np.sqrt(2 * np.pi))
     return eta * lorentzian + (1 - eta) * gaussian
 
 
@@ -59,8 +58,7 @@ def resolve_shape(shape: str, eta: float | None) -> float:
 
 
 def resolve_fwhm(
-    fwhm: float | Sequence[float] | np.ndarray,
-) -> float | tuple[float, float, float]:
+    fwhm: float | Sequence[float] | np.ndarray, ) -> float | tuple[float, float, float]:
     """``fwhm`` checked: a positive number of degrees, or Caglioti (U, V, W) in deg² as three floats
     (whether these give a positive width is checked on the 2θ values, by :func:`peak_widths`)."""
     if isinstance(fwhm, np.ndarray) and fwhm.ndim == 0:
@@ -69,8 +67,7 @@ def resolve_fwhm(
         if len(fwhm) != 3:
             raise ValueError(
                 "fwhm must be a number (deg) or Caglioti parameters (U, V, W) in deg², "
-                f"got {fwhm!r}"
-            )
+                f"got {fwhm!r}")
         return cast(
             "tuple[float, float, float]",  # three values, checked above
             tuple(real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm)),
@@ -88,11 +85,9 @@ def resolve_window(window: float | None, eta: float) -> float:
         return default_window(eta)
     window = real(window, "window", unit="FWHMs")
     if window <= 0:
-        raise ValueError(
-            "window must be a positive number of FWHMs "
-            "(the half-width of each peak's evaluation), "
-            f"got {window:g}"
-        )
+        raise ValueError("window must be a positive number of FWHMs "
+                         "(the half-width of each peak's evaluation), "
+                         f"got {window:g}")
     return window
 
 
@@ -146,10 +141,8 @@ def peak_widths(fwhm: float | Sequence[float] | np.ndarray, two_theta: ArrayLike
     tan_theta = np.tan(np.radians(two_theta / 2))
     squared = u * tan_theta**2 + v * tan_theta + w
     if np.any(squared <= 0) or not np.all(np.isfinite(squared)):
-        raise ValueError(
-            f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² "
-            "in this 2θ range"
-        )
+        raise ValueError(f"Caglioti parameters U, V, W = {u}, {v}, {w} give a non-positive FWHM² "
+                         "in this 2θ range")
     return np.sqrt(squared)
 
 

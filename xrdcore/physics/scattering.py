@@ -46,33 +46,25 @@ def resolve_wavelength(wavelength: str | float) -> float:
                 hint = f"; give the number {float(wavelength):g} without quotes"
             except ValueError:
                 hint = did_you_mean(wavelength, table)
-            raise ValueError(
-                f"unknown X-ray line {wavelength!r}{hint} "
-                f"(choose one of {sorted(table)} or give Å as a number)"
-            )
+            raise ValueError(f"unknown X-ray line {wavelength!r}{hint} "
+                             f"(choose one of {sorted(table)} or give Å as a number)")
         return table[wavelength]
     try:
         value = real(wavelength, "wavelength", unit="Å")
     except TypeError:
-        raise TypeError(
-            "wavelength must be a line name such as 'CuKa' or a number in Å, "
-            f"got {describe(wavelength)}"
-        ) from None
+        raise TypeError("wavelength must be a line name such as 'CuKa' or a number in Å, "
+                        f"got {describe(wavelength)}") from None
     lo, hi = WAVELENGTH_RANGE
     if not lo <= value <= hi:
         raise ValueError(
-            f"wavelength {value} Å is outside the supported X-ray range [{lo}, {hi}] Å"
-        )
+            f"wavelength {value} Å is outside the supported X-ray range [{lo}, {hi}] Å")
     return value
 
 
 @lru_cache(maxsize=1)
 def _coefficient_table() -> dict[str, np.ndarray]:
-    text = (
-        resources.files("pymatgen.analysis.diffraction")
-        .joinpath("atomic_scattering_params.json")
-        .read_text()
-    )
+    text = (resources.files("pymatgen.analysis.diffraction").joinpath(
+        "atomic_scattering_params.json").read_text())
     return {symbol: np.array(pairs, dtype=float) for symbol, pairs in json.loads(text).items()}
 
 
@@ -80,20 +72,17 @@ def form_factor_coefficients(symbol: str) -> np.ndarray:
     """(4, 2) array of (a_i, b_i) for one element; ValueError if the table lacks it."""
     table = _coefficient_table()
     if symbol not in table:
-        raise ValueError(
-            f"no X-ray form-factor coefficients for element {symbol!r} "
-            f"(pymatgen's table has {len(table)} elements)"
-        )
+        raise ValueError(f"no X-ray form-factor coefficients for element {symbol!r} "
+                         f"(pymatgen's table has {len(table)} elements)")
     return table[symbol]
 
 
 def form_factor(atomic_number: int, coefficients: np.ndarray, s: np.ndarray) -> np.ndarray:
     """f(s) for one element; s = sin θ / λ in Å⁻¹ (any shape). Plain numpy."""
-    s2 = np.asarray(s, dtype=float) ** 2
+    s2 = np.asarray(s, dtype=float)**2
     a, b = coefficients[:, 0], coefficients[:, 1]
-    return atomic_number - FORM_FACTOR_PREFACTOR * s2 * np.sum(
-        a * np.exp(-b * s2[..., None]), axis=-1
-    )
+    return atomic_number - FORM_FACTOR_PREFACTOR * s2 * np.sum(a * np.exp(-b * s2[..., None]),
+                                                               axis=-1)
 
 
 #: Reflections whose 2θ round to the same multiple of this (deg) are one peak (pymatgen's value).
@@ -111,7 +100,7 @@ def lorentz_polarization(two_theta: ArrayLike) -> np.ndarray:
     """Lorentz-polarisation factor (1 + cos² 2θ)/(sin² θ cos θ) for an unpolarised beam; 2θ in
     degrees."""
     theta = np.radians(np.asarray(two_theta, dtype=float) / 2)
-    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+    return (1 + np.cos(2 * theta)**2) / (np.sin(theta)**2 * np.cos(theta))
 
 
 def starts_peak(two_theta: ArrayLike, tolerance: float = TWO_THETA_TOL) -> np.ndarray:

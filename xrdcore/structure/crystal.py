@@ -33,15 +33,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from xrdcore.validation import (
-    LIMITS,
-    StructureError,
-    describe,
-    did_you_mean,
-    guard,
-    instance,
-    real_array,
-)
+from xrdcore.validation import (LIMITS, StructureError, describe, did_you_mean, guard, instance,
+                                real_array,
+                                )
 
 if TYPE_CHECKING:
     from pymatgen.core import IStructure, Structure
@@ -96,14 +90,12 @@ def atomic_number(species: str | int) -> int:
     if isinstance(species, (bool, np.bool_)) or not isinstance(species, (str, numbers.Integral)):
         raise TypeError(
             f"{describe(species)} is not an element; give a symbol such as 'Fe' or an integer "
-            "atomic number"
-        )
+            "atomic number")
     if isinstance(species, numbers.Integral):
         z = int(species)
         if not 1 <= z <= MAX_ATOMIC_NUMBER:
             raise ValueError(
-                f"atomic number {z} is not an element (expected 1 … {MAX_ATOMIC_NUMBER})"
-            )
+                f"atomic number {z} is not an element (expected 1 … {MAX_ATOMIC_NUMBER})")
         return z
     symbol = species.strip()
     table = _element_numbers()
@@ -119,24 +111,18 @@ def atomic_number(species: str | int) -> int:
     if charged and charged.group(1) in table:
         raise ValueError(
             f"species {species!r} carries a charge; give the element {charged.group(1)!r} "
-            "(the X-ray form factors used are those of neutral atoms, as in pymatgen)"
-        )
-    raise ValueError(
-        f"unknown element {species!r}{did_you_mean(symbol, table)} "
-        "(give a symbol such as 'Fe' or 'O', or an atomic number)"
-    )
+            "(the X-ray form factors used are those of neutral atoms, as in pymatgen)")
+    raise ValueError(f"unknown element {species!r}{did_you_mean(symbol, table)} "
+                     "(give a symbol such as 'Fe' or 'O', or an atomic number)")
 
 
 def _check_cell_length(length: float, what: str) -> None:
     """StructureError unless MIN_CELL_LENGTH ≤ ``length`` (Å) ≤ MAX_CELL_LENGTH; ``what`` names
     it."""
     if not MIN_CELL_LENGTH <= length <= MAX_CELL_LENGTH:
-        bound = (
-            f"below MIN_CELL_LENGTH = {MIN_CELL_LENGTH:g} Å (shorter than any bond)"
-            if length < MIN_CELL_LENGTH
-            else f"beyond MAX_CELL_LENGTH = {MAX_CELL_LENGTH:g} Å "
-            "(the largest known unit cells are ~2000 Å)"
-        )
+        bound = (f"below MIN_CELL_LENGTH = {MIN_CELL_LENGTH:g} Å (shorter than any bond)"
+                 if length < MIN_CELL_LENGTH else f"beyond MAX_CELL_LENGTH = {MAX_CELL_LENGTH:g} Å "
+                 "(the largest known unit cells are ~2000 Å)")
         raise StructureError(f"{what} is {length:.4g} Å long, {bound}; wrong units?")
 
 
@@ -147,8 +133,7 @@ def _check_fractional(farthest: float, what: str) -> None:
         raise StructureError(
             f"{what} {farthest:.3g}, beyond MAX_FRACTIONAL = {MAX_FRACTIONAL:g}: "
             "so far out float64 "
-            "keeps too few digits of the position in its cell (wrap the coordinates into [0, 1))"
-        )
+            "keeps too few digits of the position in its cell (wrap the coordinates into [0, 1))")
 
 
 def _array(value: ArrayLike, name: str) -> np.ndarray:
@@ -164,18 +149,12 @@ def _atomic_numbers(species: Iterable[str | int] | int, n_atoms: int) -> np.ndar
     # int is an Integral already; named for mypy, which does not know that
     if isinstance(species, (str, int, numbers.Integral)):
         species = [species]
-    elif (
-        species is None
-        or isinstance(species, (dict, set, bytes))
-        or not hasattr(species, "__iter__")
-    ):
-        raise TypeError(
-            "species must be a sequence of element symbols or atomic numbers, "
-            f"got {describe(species)}"
-        )
-    if (
-        isinstance(species, np.ndarray) and species.dtype.kind in "iu"
-    ):  # replace(): a Crystal's own numbers
+    elif (species is None or isinstance(species, (dict, set, bytes)) or
+          not hasattr(species, "__iter__")):
+        raise TypeError("species must be a sequence of element symbols or atomic numbers, "
+                        f"got {describe(species)}")
+    if (isinstance(species, np.ndarray) and
+            species.dtype.kind in "iu"):  # replace(): a Crystal's own numbers
         result = species.astype(np.int64).reshape(-1)
         outside = (result < 1) | (result > MAX_ATOMIC_NUMBER)
         if np.any(outside):
@@ -192,8 +171,7 @@ def _checked_lattice(lattice: ArrayLike) -> np.ndarray:
     lattice = _array(lattice, "lattice")
     if lattice.shape != (3, 3):
         raise StructureError(
-            f"lattice must be a 3x3 matrix of row vectors in Å, got shape {lattice.shape}"
-        )
+            f"lattice must be a 3x3 matrix of row vectors in Å, got shape {lattice.shape}")
     scale = float(np.abs(lattice).max()) or 1.0
     lengths = np.linalg.norm(lattice / scale, axis=1) * scale  # scaled: cannot overflow
     if lengths.max() > MAX_CELL_LENGTH:
@@ -204,8 +182,7 @@ def _checked_lattice(lattice: ArrayLike) -> np.ndarray:
     if volume < 0:
         raise StructureError(
             f"lattice is left-handed (cell volume {volume:.3g} Å³ < 0); "
-            "swap two lattice vectors and the matching fractional-coordinate columns"
-        )
+            "swap two lattice vectors and the matching fractional-coordinate columns")
     _check_cell_length(lengths.min(), f"lattice vector {'abc'[np.argmin(lengths)]}")
     return lattice
 
@@ -231,14 +208,9 @@ class Crystal:
 
     __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso", "derived")
 
-    def __init__(
-        self,
-        lattice: ArrayLike,
-        frac_coords: ArrayLike,
-        species: Iterable[str | int],
-        occupancies: ArrayLike | None = None,
-        b_iso: ArrayLike | None = None,
-    ) -> None:
+    def __init__(self, lattice: ArrayLike, frac_coords: ArrayLike, species: Iterable[str | int],
+                 occupancies: ArrayLike | None = None, b_iso: ArrayLike | None = None,
+                 ) -> None:
         lattice = _checked_lattice(lattice)
         frac_coords = _array(frac_coords, "frac_coords")
         if frac_coords.size == 0:
@@ -255,15 +227,13 @@ class Crystal:
             value = occupancies[bad[0]]
             hint = "; an empty site should be removed, not given occupancy 0" if value == 0 else ""
             raise StructureError(
-                f"occupancies must lie in (0, 1], got {value:g} for entry {bad[0]}{hint}"
-            )
+                f"occupancies must lie in (0, 1], got {value:g} for entry {bad[0]}{hint}")
         b_iso = self._per_atom(b_iso, 0.0, n_atoms, "b_iso")
         bad = np.flatnonzero((b_iso < 0) | (b_iso > MAX_B_ISO))
         if bad.size:
             raise StructureError(
                 f"b_iso (Debye–Waller B, Å²) must be ≥ 0 and ≤ MAX_B_ISO = {MAX_B_ISO:g}, "
-                f"got {b_iso[bad[0]]:g} for entry {bad[0]}"
-            )
+                f"got {b_iso[bad[0]]:g} for entry {bad[0]}")
         self.lattice = lattice
         self.frac_coords = frac_coords
         self.atomic_numbers = atomic_numbers
@@ -280,10 +250,9 @@ class Crystal:
         if values is None:
             return np.full(n_atoms, default)
         values = _array(values, name).reshape(-1)
-        if values.shape != (n_atoms,):
+        if values.shape != (n_atoms, ):
             raise StructureError(
-                f"{name} must have one value per atom ({n_atoms}), got {values.shape[0]}"
-            )
+                f"{name} must have one value per atom ({n_atoms}), got {values.shape[0]}")
         return values
 
     def _site_groups(self) -> np.ndarray:
@@ -300,8 +269,7 @@ class Crystal:
         if np.any(totals > 1 + OCCUPANCY_TOL):
             raise StructureError(
                 f"total occupancy of a site is {totals.max():.4g} > 1; "
-                "atoms at the same position must share it (partial occupancies summing to ≤ 1)"
-            )
+                "atoms at the same position must share it (partial occupancies summing to ≤ 1)")
 
     # ----------------------------------------------------------------- properties
     def __len__(self) -> int:
@@ -324,28 +292,22 @@ class Crystal:
 
     def replace(self, **changes: Any) -> Crystal:
         """A new Crystal with some arrays replaced (e.g. ``lattice=...``), validated again."""
-        fields: dict[str, Any] = dict(
-            lattice=self.lattice,
-            frac_coords=self.frac_coords,
-            species=self.atomic_numbers,
-            occupancies=self.occupancies,
-            b_iso=self.b_iso,
-        )
+        fields: dict[str, Any] = dict(lattice=self.lattice, frac_coords=self.frac_coords,
+                                      species=self.atomic_numbers, occupancies=self.occupancies,
+                                      b_iso=self.b_iso,
+                                      )
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(
-                f"unknown Crystal field(s) {sorted(unknown)}; choose from {sorted(fields)}"
-            )
+                f"unknown Crystal field(s) {sorted(unknown)}; choose from {sorted(fields)}")
         fields.update(changes)
         return Crystal(**fields)
 
     def __repr__(self) -> str:
         formula = "".join(f"{el}{n if n > 1 else ''}" for el, n in _counts(self.species))
         abc = np.linalg.norm(self.lattice, axis=1)
-        return (
-            f"Crystal({formula}, {len(self)} atoms, "
-            f"a,b,c = {abc[0]:.4f}, {abc[1]:.4f}, {abc[2]:.4f} Å)"
-        )
+        return (f"Crystal({formula}, {len(self)} atoms, "
+                f"a,b,c = {abc[0]:.4f}, {abc[1]:.4f}, {abc[2]:.4f} Å)")
 
     # ----------------------------------------------------------------- conversion
     @classmethod
@@ -363,10 +325,8 @@ class Crystal:
         from pymatgen.core.periodic_table import DummySpecies
 
         if not isinstance(structure, IStructure):
-            raise TypeError(
-                f"Crystal.from_pymatgen needs a pymatgen Structure, "
-                f"got {describe(structure)}{_structure_hint(structure)}"
-            )
+            raise TypeError(f"Crystal.from_pymatgen needs a pymatgen Structure, "
+                            f"got {describe(structure)}{_structure_hint(structure)}")
         if len(structure) == 0:
             raise StructureError("structure is empty: a crystal needs at least one atom")
         b_site = structure.site_properties.get("b_iso", [0.0] * len(structure))
@@ -379,8 +339,7 @@ class Crystal:
                 if isinstance(sp, DummySpecies):
                     raise StructureError(
                         f"site {index} ({site.label}): {sp.symbol!r} is not a chemical element "
-                        "(a dummy species cannot scatter X-rays)"
-                    )
+                        "(a dummy species cannot scatter X-rays)")
                 frac.append(site.frac_coords)
                 species.append(sp.symbol)
                 occupancies.append(occu)
@@ -400,12 +359,10 @@ class Crystal:
         species, coords, b_site = [], [], []
         for first in order:
             members = np.flatnonzero(groups == groups[first])
-            species.append(
-                {
-                    element_symbol(self.atomic_numbers[m]): float(self.occupancies[m])
-                    for m in members
-                }
-            )
+            species.append({
+                element_symbol(self.atomic_numbers[m]): float(self.occupancies[m])
+                for m in members
+            })
             coords.append(self.frac_coords[first])
             b_site.append(float(self.b_iso[first]))
         return Structure(Lattice(self.lattice), species, coords, site_properties={"b_iso": b_site})
@@ -428,9 +385,8 @@ class Crystal:
         except ValueError as error:
             raise type(error)(f"CIF {name!r}: {error}") from None
         if notes + parse_notes:
-            warnings.warn(
-                f"CIF {name!r}: " + "; ".join(notes + parse_notes), CifWarning, stacklevel=2
-            )
+            warnings.warn(f"CIF {name!r}: " + "; ".join(notes + parse_notes), CifWarning,
+                          stacklevel=2)
         return crystal
 
     def to_cif(self, path: str | os.PathLike) -> None:
@@ -454,17 +410,13 @@ def _structure_hint(value: object) -> str:
     if isinstance(value, Crystal):
         return "; it is already a Crystal"
     if isinstance(value, IMolecule):
-        return (
-            "; a Molecule has no lattice: put it in a box with "
-            "molecule.get_boxed_structure(a, b, c)"
-        )
+        return ("; a Molecule has no lattice: put it in a box with "
+                "molecule.get_boxed_structure(a, b, c)")
     if isinstance(value, (str, os.PathLike)):
         return "; to read a CIF file use Crystal.from_cif(path)"
     if isinstance(value, dict):
-        return (
-            "; for a dict from Structure.as_dict() use "
-            "Crystal.from_pymatgen(Structure.from_dict(d))"
-        )
+        return ("; for a dict from Structure.as_dict() use "
+                "Crystal.from_pymatgen(Structure.from_dict(d))")
     if type(value).__module__.split(".")[0] == "ase":
         return "; convert ASE Atoms with pymatgen.io.ase.AseAtomsAdaptor.get_structure(atoms)"
     return ""
@@ -488,23 +440,17 @@ def _cif_error(name: str, reason: str, kind: type[ValueError] = ValueError) -> V
 def _read_cif_text(path: str | os.PathLike) -> tuple[str, str, list[str]]:
     """The text of a CIF file, its name for messages, and notes on bytes that were not UTF-8."""
     if not isinstance(path, (str, os.PathLike)):
-        hint = (
-            "; for a pymatgen Structure use Crystal.from_pymatgen"
-            if hasattr(path, "lattice")
-            else ""
-        )
-        raise TypeError(
-            "Crystal.from_cif needs the path of a CIF file (str or pathlib.Path), "
-            f"got {describe(path)}{hint}"
-        )
+        hint = ("; for a pymatgen Structure use Crystal.from_pymatgen"
+                if hasattr(path, "lattice") else "")
+        raise TypeError("Crystal.from_cif needs the path of a CIF file (str or pathlib.Path), "
+                        f"got {describe(path)}{hint}")
     name, path = str(path), Path(path)
     if not path.exists():
         raise ValueError(f"CIF file {name!r} does not exist")
     if not path.is_file():
         raise ValueError(
             f"CIF path {name!r} is {'a directory' if path.is_dir() else 'a device or pipe'}, "
-            "not a file"
-        )
+            "not a file")
     size_mb = path.stat().st_size / 2**20
     guard(size_mb, "max_file_mb", f"CIF file {name!r} of {size_mb:.1f} MiB")
     data = path.read_bytes()
@@ -516,11 +462,9 @@ def _read_cif_text(path: str | os.PathLike) -> tuple[str, str, list[str]]:
                     data = stream.read(limit + 1)
             except (OSError, EOFError, lzma.LZMAError) as error:
                 raise ValueError(
-                    f"CIF file {name!r} is a damaged {module.__name__} archive ({error})"
-                ) from None
+                    f"CIF file {name!r} is a damaged {module.__name__} archive ({error})") from None
             guard(
-                len(data) / 2**20,
-                "max_file_mb",
+                len(data) / 2**20, "max_file_mb",
                 f"CIF file {name!r} decompressed (over {limit / 2**20:g} MiB)",
             )
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
@@ -530,29 +474,21 @@ def _read_cif_text(path: str | os.PathLike) -> tuple[str, str, list[str]]:
         raise ValueError(
             f"CIF file {name!r} is not a text CIF: it holds binary data "
             f"(byte {ord(control.group()):#04x} on line "
-            f"{text.count(chr(10), 0, control.start()) + 1}); a CIF is ASCII or UTF-8 text"
-        )
+            f"{text.count(chr(10), 0, control.start()) + 1}); a CIF is ASCII or UTF-8 text")
     replaced = text.count("\ufffd")
     if replaced > max(8, len(text) // 100):
-        raise ValueError(
-            f"CIF file {name!r} is not UTF-8 text ({replaced:,} bytes are not); "
-            "save it as UTF-8 or ASCII"
-        )
+        raise ValueError(f"CIF file {name!r} is not UTF-8 text ({replaced:,} bytes are not); "
+                         "save it as UTF-8 or ASCII")
     if not text.strip():
         raise ValueError(f"CIF file {name!r} is empty")
     lines = text.splitlines()
     longest = max(range(len(lines)), key=lambda i: len(lines[i]))
     if len(lines[longest]) > MAX_CIF_LINE:
-        raise ValueError(
-            f"CIF file {name!r} has a line of {len(lines[longest]):,} characters "
-            f"(line {longest + 1}), beyond "
-            f"MAX_CIF_LINE = {MAX_CIF_LINE:,} (the CIF standard allows 2048)"
-        )
-    notes = (
-        [f"{replaced} byte(s) that are not UTF-8 replaced (pymatgen then drops them)"]
-        if replaced
-        else []
-    )
+        raise ValueError(f"CIF file {name!r} has a line of {len(lines[longest]):,} characters "
+                         f"(line {longest + 1}), beyond "
+                         f"MAX_CIF_LINE = {MAX_CIF_LINE:,} (the CIF standard allows 2048)")
+    notes = ([f"{replaced} byte(s) that are not UTF-8 replaced (pymatgen then drops them)"]
+             if replaced else [])
     return text, name, notes
 
 
@@ -565,8 +501,7 @@ def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
     ]
     if not blocks:
         raise _cif_error(
-            name, "it holds no data block (the data of a CIF begin at a line 'data_<name>')"
-        )
+            name, "it holds no data block (the data of a CIF begin at a line 'data_<name>')")
     with_sites = [block for block in blocks if "_atom_site_fract_x" in block]
     if not with_sites:
         raise _cif_error(
@@ -576,19 +511,15 @@ def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
     block_text = with_sites[0]
     notes: list[str] = []
     if len(with_sites) > 1:
-        notes.append(
-            f"it holds {len(with_sites):,} structures; "
-            f"read the first, {block_text.split(maxsplit=1)[0]}"
-        )
+        notes.append(f"it holds {len(with_sites):,} structures; "
+                     f"read the first, {block_text.split(maxsplit=1)[0]}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             block = CifBlock.from_str(block_text)
         except (ZeroDivisionError, ValueError):
-            reason = (
-                "a loop_ whose values do not fill its columns "
-                "(a truncated file, or unquoted spaces in a value?)"
-            )
+            reason = ("a loop_ whose values do not fill its columns "
+                      "(a truncated file, or unquoted spaces in a value?)")
             raise _cif_error(name, reason) from None
         try:
             notes += _check_cif_block(block.data, block_text, name)
@@ -606,9 +537,8 @@ def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
         if issubclass(warning.category, UserWarning):
             said.append(str(warning.message))
         else:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
     # CifParser.from_str sets warnings on the instance it builds, which mypy does not see
     said += parser.warnings  # type: ignore[attr-defined]
     notes += [f"pymatgen: {' '.join(message.split())}" for message in dict.fromkeys(said)]
@@ -617,12 +547,9 @@ def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
 
 def _listed_operations(data: dict) -> list[str] | None:
     """The symmetry operations a CIF block lists, in the order pymatgen looks for them, or None."""
-    for tag in (
-        "_symmetry_equiv_pos_as_xyz",
-        "_symmetry_equiv_pos_as_xyz_",
-        "_space_group_symop_operation_xyz",
-        "_space_group_symop_operation_xyz_",
-    ):
+    for tag in ("_symmetry_equiv_pos_as_xyz", "_symmetry_equiv_pos_as_xyz_",
+                "_space_group_symop_operation_xyz", "_space_group_symop_operation_xyz_",
+                ):
         if data.get(tag):
             return data[tag] if isinstance(data[tag], list) else [data[tag]]
     return None
@@ -639,21 +566,15 @@ def _symmetry_order(data: dict) -> int:
         return len(listed)
     groups = SYMM_DATA["space_group_encoding"]
     orders = {re.sub(r"[\s_]", "", symbol): group["order"] for symbol, group in groups.items()}
-    orders.update(
-        (re.sub(r"[\s_]", "", short), groups[full]["order"])
-        for short, full in SYMM_DATA["abbreviated_spacegroup_symbols"].items()
-    )
+    orders.update((re.sub(r"[\s_]", "", short), groups[full]["order"])
+                  for short, full in SYMM_DATA["abbreviated_spacegroup_symbols"].items())
     orders.update((str(group["int_number"]), group["order"]) for group in groups.values())
     named = [
-        value
-        for tag, value in data.items()
-        if isinstance(value, str)
-        and value.strip() not in ("", "?", ".")
-        and re.match(
-            r"_(symmetry|space_group)_(space_group_name|name|int_tables_number|it_number)",
-            tag,
-            re.I,
-        )
+        value for tag, value in data.items()
+        if isinstance(value, str) and value.strip() not in ("", "?", ".") and
+        re.match(r"_(symmetry|space_group)_(space_group_name|name|int_tables_number|it_number)",
+                 tag, re.I,
+                 )
     ]
     return max((orders.get(re.sub(r"[\s_'\"]", "", value), 192) for value in named), default=1)
 
@@ -668,7 +589,7 @@ def _check_operations(data: dict, name: str) -> None:
             rotation = SymmOp.from_xyz_str(operation).rotation_matrix
             proper = operation.count(",") == 2 and abs(abs(np.linalg.det(rotation)) - 1) < 1e-6
         except (
-            Exception
+                Exception
         ):  # pymatgen's reader of 'x, y, z' raises anything from IndexError to ZeroDivisionError
             proper = False
         if not proper:
@@ -683,13 +604,10 @@ def _check_cif_atoms(name: str, n_sites: int, n_operations: int) -> None:
     pymatgen's parser takes time quadratic in them (~5 s for 4,000 atoms, ~8 min for 57,600 on one
     core)."""
     guard(
-        n_sites * n_operations,
-        "max_cif_atoms",
-        lambda: (
-            f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} "
-            "symmetry operation(s): up to "
-            f"{n_sites * n_operations:,} atoms, which"
-        ),
+        n_sites * n_operations, "max_cif_atoms", lambda:
+        (f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} "
+         "symmetry operation(s): up to "
+         f"{n_sites * n_operations:,} atoms, which"),
         "pymatgen's CIF parser takes time quadratic in the atoms of the cell",
     )
 
@@ -711,8 +629,7 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
 
     missing = [tag for tag in _CELL_LENGTHS + _CELL_ANGLES if tag not in data]
     if missing and not any(
-        data.get(tag) for tag in ("_symmetry_cell_setting", "_space_group_crystal_system")
-    ):
+            data.get(tag) for tag in ("_symmetry_cell_setting", "_space_group_crystal_system")):
         raise _cif_error(name, f"it has no complete cell ({missing[0]} is missing)")
     for tag in _CELL_LENGTHS:
         if tag in data:
@@ -724,14 +641,11 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
     for tag, angle in angles.items():
         if not 0 < angle < 180:
             raise _cif_error(
-                name, f"{tag} is {angle:g}°: a cell angle lies strictly between 0° and 180°"
-            )
-    if len(angles) == 3 and (
-        sum(angles.values()) >= 360 or 2 * max(angles.values()) >= sum(angles.values())
-    ):
+                name, f"{tag} is {angle:g}°: a cell angle lies strictly between 0° and 180°")
+    if len(angles) == 3 and (sum(angles.values()) >= 360 or
+                             2 * max(angles.values()) >= sum(angles.values())):
         raise _cif_error(
-            name,
-            "the cell angles {:g}°, {:g}°, {:g}° describe no cell "
+            name, "the cell angles {:g}°, {:g}°, {:g}° describe no cell "
             "(that needs α + β + γ < 360° and each angle "
             "below the sum of the other two)".format(*angles.values()),
         )
@@ -741,8 +655,7 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
             raise _cif_error(name, f"its atom_site loop lacks {tag}{hint}")
     columns = {
         tag: data[tag]
-        for tag in _SITE_TAGS + ("_atom_site_type_symbol", "_atom_site_occupancy")
-        if tag in data
+        for tag in _SITE_TAGS + ("_atom_site_type_symbol", "_atom_site_occupancy") if tag in data
     }
     if not all(isinstance(column, list) for column in columns.values()):
         raise _cif_error(
@@ -755,9 +668,8 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
             "its atom_site columns (label, type_symbol, fract_x/y/z, occupancy) differ in length",
         )
     labels = columns["_atom_site_label"]
-    _check_cif_atoms(
-        name, len(labels), 1
-    )  # before reading every site; the operations are counted later
+    _check_cif_atoms(name, len(labels),
+                     1)  # before reading every site; the operations are counted later
     empty = []
     for index, label in enumerate(labels):
         for tag in _SITE_TAGS[1:]:
@@ -801,10 +713,7 @@ def check_crystal(crystal: object, name: str = "crystal") -> Crystal:
     """``crystal`` if it is a :class:`Crystal`; a TypeError saying how to convert it otherwise."""
     refuse_pymatgen(crystal, name, "an xrdcore Crystal")
     return instance(
-        crystal,
-        name,
-        Crystal,
-        "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
+        crystal, name, Crystal, "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
         "Crystal.from_cif(path) for a CIF file",
     )
 
@@ -813,11 +722,8 @@ def refuse_pymatgen(value: object, name: str, wanted: str) -> None:
     """TypeError for a pymatgen object where ``wanted`` is meant, saying how to convert it."""
     if type(value).__module__.startswith("pymatgen"):
         kind = type(value).__name__
-        hint = (
-            "a molecule has no lattice: box it (Molecule.get_boxed_structure) "
-            "and convert that with "
-            "Crystal.from_pymatgen"
-            if "Molecule" in kind
-            else "convert it with Crystal.from_pymatgen(structure)"
-        )
+        hint = ("a molecule has no lattice: box it (Molecule.get_boxed_structure) "
+                "and convert that with "
+                "Crystal.from_pymatgen"
+                if "Molecule" in kind else "convert it with Crystal.from_pymatgen(structure)")
         raise TypeError(f"{name} must be {wanted}, got a pymatgen {kind}; {hint}")

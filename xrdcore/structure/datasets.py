@@ -39,26 +39,19 @@ from xrdcore.validation import choice, describe, whole
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
-CITATIONS = (
-    "M. J. Mehl et al., The AFLOW Library of Crystallographic Prototypes: Part 1, "
-    "Comput. Mater. Sci. 136, S1-S828 (2017), doi:10.1016/j.commatsci.2017.01.017",
-    "D. Hicks et al., The AFLOW Library of Crystallographic Prototypes: Part 2, "
-    "Comput. Mater. Sci. 161, S1-S1011 (2019), doi:10.1016/j.commatsci.2018.10.043",
-    "D. Hicks et al., The AFLOW Library of Crystallographic Prototypes: Part 3, "
-    "Comput. Mater. Sci. 199, 110450 (2021), doi:10.1016/j.commatsci.2021.110450",
-)
+CITATIONS = ("M. J. Mehl et al., The AFLOW Library of Crystallographic Prototypes: Part 1, "
+             "Comput. Mater. Sci. 136, S1-S828 (2017), doi:10.1016/j.commatsci.2017.01.017",
+             "D. Hicks et al., The AFLOW Library of Crystallographic Prototypes: Part 2, "
+             "Comput. Mater. Sci. 161, S1-S1011 (2019), doi:10.1016/j.commatsci.2018.10.043",
+             "D. Hicks et al., The AFLOW Library of Crystallographic Prototypes: Part 3, "
+             "Comput. Mater. Sci. 199, 110450 (2021), doi:10.1016/j.commatsci.2021.110450",
+             )
 
 #: Crystal families in order of rising symmetry (hexagonal family = trigonal + hexagonal systems).
 CRYSTAL_FAMILIES = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "hexagonal", "cubic")
-CRYSTAL_SYSTEMS = (
-    "triclinic",
-    "monoclinic",
-    "orthorhombic",
-    "tetragonal",
-    "trigonal",
-    "hexagonal",
-    "cubic",
-)
+CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal",
+                   "cubic",
+                   )
 #: Highest space-group number of each crystal system (International Tables numbering).
 _LAST_SPACE_GROUP = {
     "triclinic": 2,
@@ -122,12 +115,8 @@ class Prototype:
 @lru_cache(maxsize=1)
 def _raw_entries() -> dict[str, dict]:
     # The file, not the package: importing pymatgen.analysis.prototypes rebuilds all 288 structures.
-    path = (
-        resources.files("pymatgen")
-        .joinpath("analysis")
-        .joinpath("prototypes")
-        .joinpath("aflow_prototypes.json.gz")
-    )
+    path = (resources.files("pymatgen").joinpath("analysis").joinpath("prototypes").joinpath(
+        "aflow_prototypes.json.gz"))
     with path.open("rb") as handle:
         entries = json.loads(gzip.decompress(handle.read()))
     repeats = Counter(entry["tags"]["aflow"] for entry in entries)
@@ -147,17 +136,12 @@ def _prototype(name: str, entry: dict) -> Prototype:
     sites = entry["snl"]["sites"]
     formula = Composition(Counter(site["species"][0]["element"] for site in sites)).reduced_formula
     strukturbericht = tags["strukturbericht"]
-    return Prototype(
-        name=name,
-        aflow_label=tags["aflow"],
-        pearson=tags["pearson"],
-        strukturbericht="" if strukturbericht == "None" else strukturbericht,
-        mineral=tags["mineral"],
-        space_group=int(tags["aflow"].split("_")[2]),
-        num_atoms=len(sites),
-        formula=formula,
-        reference=entry["snl"]["about"]["references"],
-    )
+    return Prototype(name=name, aflow_label=tags["aflow"], pearson=tags["pearson"],
+                     strukturbericht="" if strukturbericht == "None" else strukturbericht,
+                     mineral=tags["mineral"], space_group=int(tags["aflow"].split("_")[2]),
+                     num_atoms=len(sites), formula=formula,
+                     reference=entry["snl"]["about"]["references"],
+                     )
 
 
 @lru_cache(maxsize=1)
@@ -165,13 +149,10 @@ def _all_prototypes() -> tuple[Prototype, ...]:
     return tuple(_prototype(name, entry) for name, entry in _raw_entries().items())
 
 
-def list_prototypes(
-    max_atoms: int | None = None,
-    min_atoms: int = 1,
-    crystal_family: str | None = None,
-    crystal_system: str | None = None,
-    space_group: int | None = None,
-) -> list[Prototype]:
+def list_prototypes(max_atoms: int | None = None, min_atoms: int = 1,
+                    crystal_family: str | None = None, crystal_system: str | None = None,
+                    space_group: int | None = None,
+                    ) -> list[Prototype]:
     """Prototypes matching every filter given, in file order."""
     if max_atoms is not None:
         whole(max_atoms, "max_atoms", low=1)
@@ -210,18 +191,14 @@ def get_prototype(name: str) -> Prototype:
     """A prototype by its unique name (AFLOW label, e.g. "AB_cP2_221_b_a" for CsCl)."""
     if not isinstance(name, str):
         raise TypeError(
-            f"a prototype name must be a string such as 'AB_cP2_221_b_a', got {describe(name)}"
-        )
+            f"a prototype name must be a string such as 'AB_cP2_221_b_a', got {describe(name)}")
     for proto in _all_prototypes():
         if proto.name == name:
             return proto
     names = [p.name for p in _all_prototypes()]
     close = [n for n in names if n.startswith(name)] or difflib.get_close_matches(name, names, n=3)
-    hint = (
-        f"; did you mean {' or '.join(map(repr, close[:5]))}?"
-        if close
-        else "; see list_prototypes()"
-    )
+    hint = (f"; did you mean {' or '.join(map(repr, close[:5]))}?"
+            if close else "; see list_prototypes()")
     raise UnknownPrototypeError(f"unknown prototype {name!r}{hint}")
 
 
@@ -230,9 +207,8 @@ def load_prototype(name: str) -> Crystal:
     return get_prototype(name).crystal()
 
 
-def study_set(
-    max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None, seed: int = 0
-) -> list[Prototype]:
+def study_set(max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None,
+              seed: int = 0) -> list[Prototype]:
     """The default study set: prototypes with ≤ ``max_atoms`` atoms, stratified by crystal family.
 
     Ordered by family (``CRYSTAL_FAMILIES``), then by name. With ``per_family`` set, a
@@ -244,9 +220,8 @@ def study_set(
     rng = np.random.default_rng(whole(seed, "seed", low=0))
     chosen = []
     for family in CRYSTAL_FAMILIES:
-        members = sorted(
-            list_prototypes(max_atoms=max_atoms, crystal_family=family), key=lambda p: p.name
-        )
+        members = sorted(list_prototypes(max_atoms=max_atoms, crystal_family=family),
+                         key=lambda p: p.name)
         if per_family is not None and per_family < len(members):
             picks = np.sort(rng.choice(len(members), size=per_family, replace=False))
             members = [members[i] for i in picks]
@@ -257,9 +232,8 @@ def study_set(
 def example_names() -> list[str]:
     """Names of pymatgen's bundled example structures (e.g. "Si", "CsCl", "LiFePO4")."""
     folder = resources.files("pymatgen.util").joinpath("structures")
-    return sorted(
-        item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json")
-    )
+    return sorted(item.name[:-len(".json")] for item in folder.iterdir()
+                  if item.name.endswith(".json"))
 
 
 def load_example(name: str) -> Crystal:
@@ -275,9 +249,8 @@ def load_example(name: str) -> Crystal:
 def book_data_names() -> list[str]:
     """File names of the result tables shipped in ``xrdcore/data/`` (tables and their records)."""
     folder = resources.files("xrdcore").joinpath("data")
-    return sorted(
-        item.name for item in folder.iterdir() if item.name.endswith((".csv", ".parquet", ".json"))
-    )
+    return sorted(item.name for item in folder.iterdir()
+                  if item.name.endswith((".csv", ".parquet", ".json")))
 
 
 def book_data(name: str) -> Path:
@@ -288,8 +261,7 @@ def book_data(name: str) -> Path:
     """
     if not isinstance(name, str) or name not in book_data_names():
         raise FileNotFoundError(
-            f"no shipped table {name!r} in xrdcore/data; choose one of {book_data_names()}"
-        )
+            f"no shipped table {name!r} in xrdcore/data; choose one of {book_data_names()}")
     return Path(str(resources.files("xrdcore").joinpath("data", name)))
 
 
@@ -309,10 +281,8 @@ class Cell:
         from pymatgen.core import Lattice
 
         return np.array(
-            Lattice.from_parameters(
-                self.a, self.b, self.c, self.alpha, self.beta, self.gamma
-            ).matrix
-        )
+            Lattice.from_parameters(self.a, self.b, self.c, self.alpha, self.beta,
+                                    self.gamma).matrix)
 
 
 #: The paper's worked example (Segal et al. 2026, BPO4 figure; values as published, read from
@@ -338,7 +308,6 @@ def bpo4_worked_example() -> Crystal:
     from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
 
     conventional = SpacegroupAnalyzer(
-        get_prototype(BPO4_PROTOTYPE).structure()
-    ).get_conventional_standard_structure()
+        get_prototype(BPO4_PROTOTYPE).structure()).get_conventional_standard_structure()
     crystal = Crystal.from_pymatgen(conventional)
     return crystal.replace(lattice=BPO4_TRUTH.lattice())

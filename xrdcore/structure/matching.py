@@ -49,10 +49,10 @@ def _fresh_matcher() -> type:
     from pymatgen.analysis.structure_matcher import StructureMatcher
 
     class FreshMatcher(StructureMatcher):
+
         @classmethod
-        def _get_reduced_structure(
-            cls, struct: Structure | IStructure, primitive_cell: bool = True, niggli: bool = True
-        ) -> Structure:
+        def _get_reduced_structure(cls, struct: Structure | IStructure, primitive_cell: bool = True,
+                                   niggli: bool = True) -> Structure:
             reduced = struct.copy()
             if niggli:
                 reduced = reduced.get_reduced_structure(reduction_algo="niggli")
@@ -63,9 +63,8 @@ def _fresh_matcher() -> type:
     return FreshMatcher
 
 
-def match(
-    crystal: Crystal, reference: Crystal, first: bool = False, **tolerances: float | bool
-) -> MatchResult:
+def match(crystal: Crystal, reference: Crystal, first: bool = False,
+          **tolerances: float | bool) -> MatchResult:
     """StructureMatcher verdict and RMS distance between two crystals.
 
     The verdict is ``get_rms_dist``'s (some lattice mapping and site assignment has a normalised
@@ -78,11 +77,8 @@ def match(
     ours, theirs = crystal.to_pymatgen(), reference.to_pymatgen()
     if not first:
         result = matcher.get_rms_dist(ours, theirs)
-        return (
-            MatchResult(False, float("nan"))
-            if result is None
-            else MatchResult(True, float(result[0]))
-        )
+        return (MatchResult(False, float("nan")) if result is None else MatchResult(
+            True, float(result[0])))
     # get_rms_dist's own steps (pymatgen 2025+), with break_on_match: the search stops at the
     # first mapping whose RMS is below stol, which exists exactly when get_rms_dist finds one
     ours, theirs = matcher._process_species([ours, theirs])
@@ -112,8 +108,7 @@ def lattice_error(crystal: Crystal, reference: Crystal) -> tuple[float, float]:
     _check_pair(crystal, reference)
     ours, theirs = lattice_parameters(crystal.lattice), lattice_parameters(reference.lattice)
     return float(np.max(np.abs(ours[:3] / theirs[:3] - 1))), float(
-        np.max(np.abs(ours[3:] - theirs[3:]))
-    )
+        np.max(np.abs(ours[3:] - theirs[3:])))
 
 
 def rms_displacement(crystal: Crystal, reference: Crystal) -> float:
@@ -137,7 +132,5 @@ LATTICE_LENGTH_SCALE = 5.0
 def structural_distance(crystal: Crystal, reference: Crystal) -> float:
     """One number for "how far": RMS displacement (Å) plus the largest relative lattice-length
     error times ``LATTICE_LENGTH_SCALE`` (5 Å, a typical cell edge)."""
-    return (
-        rms_displacement(crystal, reference)
-        + LATTICE_LENGTH_SCALE * lattice_error(crystal, reference)[0]
-    )
+    return (rms_displacement(crystal, reference) +
+            LATTICE_LENGTH_SCALE * lattice_error(crystal, reference)[0])

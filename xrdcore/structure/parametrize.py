@@ -58,22 +58,20 @@ class CrystalGradient(Protocol):
 
     # read-only, so that a NamedTuple (LossGradient, CombinedGradient) fits
     @property
-    def d_lattice(self) -> np.ndarray: ...
+    def d_lattice(self) -> np.ndarray:
+        ...
 
     @property
-    def d_frac(self) -> np.ndarray: ...
+    def d_frac(self) -> np.ndarray:
+        ...
 
 
 class Parametrization:
     """Maps parameter vectors to crystals with ``template``'s species (see the module docstring)."""
 
-    def __init__(
-        self,
-        template: Crystal,
-        lattice: str = "free",
-        coordinates: str = "free",
-        reference: Crystal | None = None,
-    ) -> None:
+    def __init__(self, template: Crystal, lattice: str = "free", coordinates: str = "free",
+                 reference: Crystal | None = None,
+                 ) -> None:
         check_crystal(template, "template")
         if reference is not None:
             check_crystal(reference, "reference")
@@ -98,9 +96,11 @@ class Parametrization:
         else:
             self.axes, self.axis_names = np.zeros((0, len(template), 3)), []
         self.n_lattice = {"free": 9, "family": len(self.strain_basis), "fixed": 0}[lattice]
-        self.n_coordinates = {"free": 3 * len(template), "spacegroup": len(self.axes), "fixed": 0}[
-            coordinates
-        ]
+        self.n_coordinates = {
+            "free": 3 * len(template),
+            "spacegroup": len(self.axes),
+            "fixed": 0
+        }[coordinates]
 
     @property
     def size(self) -> int:
@@ -108,19 +108,15 @@ class Parametrization:
         return self.n_lattice + self.n_coordinates
 
     def __repr__(self) -> str:
-        return (
-            f"Parametrization(lattice={self.lattice_mode!r}, "
-            f"coordinates={self.coordinate_mode!r}, {self.size} parameters)"
-        )
+        return (f"Parametrization(lattice={self.lattice_mode!r}, "
+                f"coordinates={self.coordinate_mode!r}, {self.size} parameters)")
 
     def _check_atoms(self, crystal: Crystal, name: str) -> None:
-        if len(crystal) != len(self.template) or np.any(
-            crystal.atomic_numbers != self.template.atomic_numbers
-        ):
+        if len(crystal) != len(
+                self.template) or np.any(crystal.atomic_numbers != self.template.atomic_numbers):
             raise ValueError(
                 f"{name} must have the template's atoms in the same order: the template is "
-                f"{self.template!r}, {name} {crystal!r}"
-            )
+                f"{self.template!r}, {name} {crystal!r}")
 
     # ------------------------------------------------------------------ maps
     def parameters(self, crystal: Crystal) -> np.ndarray:
@@ -147,10 +143,9 @@ class Parametrization:
     def crystal(self, params: ArrayLike) -> Crystal:
         """The crystal for a parameter vector."""
         params = real_array(params, "params")
-        if params.shape != (self.size,):
+        if params.shape != (self.size, ):
             raise ValueError(
-                f"expected {self.size} parameters ({self!r}), got shape {params.shape}"
-            )
+                f"expected {self.size} parameters ({self!r}), got shape {params.shape}")
         lattices, frac_coords = self.structures(params[None])
         return self.template.replace(lattice=lattices[0], frac_coords=frac_coords[0])
 
@@ -162,10 +157,9 @@ class Parametrization:
         if params.ndim != 2 or params.shape[1] != self.size:
             raise ValueError(
                 f"params must have shape (B, {self.size}), one parameter vector per row, "
-                f"got {params.shape}"
-            )
+                f"got {params.shape}")
         batch = len(params)
-        lattice_params, coordinate_params = params[:, : self.n_lattice], params[:, self.n_lattice :]
+        lattice_params, coordinate_params = params[:, :self.n_lattice], params[:, self.n_lattice:]
         if self.lattice_mode == "free":
             lattices = lattice_params.reshape(batch, 3, 3)
         elif self.lattice_mode == "family":
@@ -176,9 +170,8 @@ class Parametrization:
         if self.coordinate_mode == "free":
             frac_coords = coordinate_params.reshape(batch, -1, 3)
         elif self.coordinate_mode == "spacegroup":
-            frac_coords = self.reference.frac_coords + np.einsum(
-                "bk,knx->bnx", coordinate_params, self.axes
-            )
+            frac_coords = self.reference.frac_coords + np.einsum("bk,knx->bnx", coordinate_params,
+                                                                 self.axes)
         else:
             frac_coords = np.broadcast_to(self.template.frac_coords, (batch, len(self.template), 3))
         return lattices, frac_coords
@@ -192,27 +185,19 @@ class Parametrization:
         if not (hasattr(result, "d_lattice") and hasattr(result, "d_frac")):
             raise TypeError(
                 f"result must hold d_lattice and d_frac, as what loss_and_grad returns does, "
-                f"got {describe(result)}"
-            )
+                f"got {describe(result)}")
         return self.gradients(result.d_lattice[None], result.d_frac[None])[0]
 
     def gradients(self, d_lattice: ArrayLike, d_frac: ArrayLike) -> np.ndarray:
         """dL/d(parameters) (B, size) from dL/dA (B, 3, 3) and dL/dx (B, N, 3): :meth:`gradient`,
         batched."""
-        d_lattice, d_frac = (
-            np.asarray(d_lattice, dtype=float),
-            np.asarray(d_frac, dtype=float),
-        )  # NaN passes through
+        d_lattice, d_frac = (np.asarray(d_lattice, dtype=float), np.asarray(d_frac, dtype=float),
+                             )  # NaN passes through
         n_atoms = len(self.template)
-        if (
-            d_lattice.ndim != 3
-            or d_lattice.shape[1:] != (3, 3)
-            or d_frac.shape != (len(d_lattice), n_atoms, 3)
-        ):
-            raise ValueError(
-                f"gradients must have shapes (B, 3, 3) and (B, {n_atoms}, 3), "
-                f"got {d_lattice.shape} and {d_frac.shape}"
-            )
+        if (d_lattice.ndim != 3 or d_lattice.shape[1:] != (3, 3) or
+                d_frac.shape != (len(d_lattice), n_atoms, 3)):
+            raise ValueError(f"gradients must have shapes (B, 3, 3) and (B, {n_atoms}, 3), "
+                             f"got {d_lattice.shape} and {d_frac.shape}")
         parts: list[np.ndarray] = []
         if self.lattice_mode == "free":
             parts.append(d_lattice.reshape(len(d_lattice), 9))
@@ -241,9 +226,8 @@ def coordinates_only(template: Crystal) -> Parametrization:
     return Parametrization(template, "fixed", "free")
 
 
-def crystal_family(
-    template: Crystal, reference: Crystal, coordinates: str = "free"
-) -> Parametrization:
+def crystal_family(template: Crystal, reference: Crystal,
+                   coordinates: str = "free") -> Parametrization:
     """Lattice restricted to the reference's crystal family; coordinates as given."""
     return Parametrization(template, "family", coordinates, reference)
 

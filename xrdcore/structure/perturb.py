@@ -30,9 +30,8 @@ from xrdcore.structure.symmetry import Symmetry, find_symmetry
 from xrdcore.validation import choice, instance, real, whole
 
 
-def random_strain(
-    rng: np.random.Generator, magnitude: float, symmetry: Symmetry | None = None
-) -> np.ndarray:
+def random_strain(rng: np.random.Generator, magnitude: float,
+                  symmetry: Symmetry | None = None) -> np.ndarray:
     """Symmetric (3, 3) Cartesian strain with RMS principal strain ``magnitude``."""
     if magnitude < 0:
         raise ValueError(f"strain magnitude must be ≥ 0, got {magnitude}")
@@ -44,12 +43,9 @@ def random_strain(
     return strain * (magnitude / size) if size > 0 else strain
 
 
-def random_deformation(
-    rng: np.random.Generator,
-    sigma: float,
-    lattice: ArrayLike,
-    symmetry: Symmetry | None = None,
-) -> np.ndarray:
+def random_deformation(rng: np.random.Generator, sigma: float, lattice: ArrayLike,
+                       symmetry: Symmetry | None = None,
+                       ) -> np.ndarray:
     """Deformation D (3, 3) of the matrix noise, A' = (I + σN) A = A (I + D); with ``symmetry``,
     the symmetric part of D projected onto the allowed strains and rescaled to its own RMS
     principal strain."""
@@ -65,9 +61,8 @@ def random_deformation(
     return projected * (size / projected_size) if projected_size > 0 else projected
 
 
-def random_displacement(
-    rng: np.random.Generator, crystal: Crystal, rms: float, symmetry: Symmetry | None = None
-) -> np.ndarray:
+def random_displacement(rng: np.random.Generator, crystal: Crystal, rms: float,
+                        symmetry: Symmetry | None = None) -> np.ndarray:
     """Fractional displacements (N, 3) whose Cartesian RMS length per atom is ``rms`` Å."""
     if rms < 0:
         raise ValueError(f"displacement must be ≥ 0 Å, got {rms}")
@@ -76,7 +71,7 @@ def random_displacement(
     fractional = cartesian @ np.linalg.inv(crystal.lattice)
     if symmetry is not None:
         fractional = symmetry.project_displacement(fractional)
-    size = np.sqrt(np.mean(np.sum((fractional @ crystal.lattice) ** 2, axis=1)))
+    size = np.sqrt(np.mean(np.sum((fractional @ crystal.lattice)**2, axis=1)))
     if size == 0:
         return fractional  # nothing may move (e.g. every atom on a fixed special position)
     return fractional * (rms / size)
@@ -86,21 +81,13 @@ SYMMETRIC_CHOICES = (False, True, "family", "spacegroup")
 LATTICE_NOISES = ("strain", "matrix")
 
 
-def perturb(
-    crystal: Crystal,
-    strain: float = 0.0,
-    displacement: float = 0.0,
-    seed: int = 0,
-    symmetric: bool | str = False,
-    lattice_noise: str = "strain",
-) -> Crystal:
+def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, seed: int = 0,
+            symmetric: bool | str = False, lattice_noise: str = "strain",
+            ) -> Crystal:
     """A perturbed copy of ``crystal`` (see the module docstring for the definitions)."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
-    if not (
-        isinstance(symmetric, (bool, np.bool_))
-        or isinstance(symmetric, str)
-        and symmetric in SYMMETRIC_CHOICES
-    ):
+    if not (isinstance(symmetric, (bool, np.bool_)) or
+            isinstance(symmetric, str) and symmetric in SYMMETRIC_CHOICES):
         raise ValueError(f"symmetric must be one of {SYMMETRIC_CHOICES}, got {symmetric!r}")
     lattice_noise = choice(lattice_noise, "lattice_noise", LATTICE_NOISES)
     strain = real(strain, "strain", low=0)
@@ -109,9 +96,8 @@ def perturb(
     symmetry = find_symmetry(crystal) if symmetric else None
     frac_coords = crystal.frac_coords
     if displacement:
-        frac_coords = frac_coords + random_displacement(
-            rng, crystal, displacement, None if symmetric == "family" else symmetry
-        )
+        frac_coords = frac_coords + random_displacement(rng, crystal, displacement,
+                                                        None if symmetric == "family" else symmetry)
     lattice = crystal.lattice
     if strain and lattice_noise == "matrix":
         lattice = lattice @ (np.eye(3) + random_deformation(rng, strain, lattice, symmetry))

@@ -97,9 +97,8 @@ class Symmetry:
         for m, (i, j) in enumerate(METRIC_COMPONENTS):
             unit = np.zeros((3, 3), dtype=np.int64)
             unit[i, j] = unit[j, i] = 1
-            summed = np.einsum(
-                "gki,kl,glj->ij", self.rotations, unit, self.rotations
-            )  # exact integers
+            summed = np.einsum("gki,kl,glj->ij", self.rotations, unit,
+                               self.rotations)  # exact integers
             images[:, m] = [int(summed[p, q]) for p, q in METRIC_COMPONENTS]
         rows, pivots = _row_echelon_basis(images.T)
         adjugate = np.array(_adjugate(self.reference.lattice.tolist()))  # A⁻¹ up to a factor det(A)
@@ -118,11 +117,8 @@ class Symmetry:
         basis = self._strain_basis[0]
         coefficients = [_dot(s, strain) for s in basis]
         return np.array(
-            [
-                [math.fsum(c * s[i, j] for c, s in zip(coefficients, basis)) for j in range(3)]
-                for i in range(3)
-            ]
-        )
+            [[math.fsum(c * s[i, j] for c, s in zip(coefficients, basis)) for j in range(3)]
+             for i in range(3)])
 
     # ----------------------------------------------------------- coordinates
     def project_displacement(self, displacement: np.ndarray) -> np.ndarray:
@@ -130,13 +126,11 @@ class Symmetry:
         ``math.fsum`` (correctly rounded, so independent of the operations' order)."""
         u = np.asarray(displacement, dtype=float)
         images = u[self.permutations]  # (G, N, 3): u_{π_g(j)}
-        terms = np.einsum(
-            "gil,gjl->jigl", self._inverse_rotations, images
-        )  # each term one product, no sums
+        terms = np.einsum("gil,gjl->jigl", self._inverse_rotations,
+                          images)  # each term one product, no sums
         n_ops = len(self.rotations)
-        return np.array(
-            [[math.fsum(terms[j, i].ravel()) / n_ops for i in range(3)] for j in range(len(u))]
-        )
+        return np.array([[math.fsum(terms[j, i].ravel()) / n_ops for i in range(3)]
+                         for j in range(len(u))])
 
     @cached_property
     def _inverse_rotations(self) -> np.ndarray:
@@ -168,7 +162,8 @@ class Symmetry:
         """Atom indices of each orbit, representative first, in the canonical order."""
         positions = np.round(self.reference.frac_coords % 1.0, POSITION_DECIMALS) % 1.0
         found = {
-            tuple(sorted({int(k) for k in self.permutations[:, j]}))
+            tuple(sorted({int(k)
+                          for k in self.permutations[:, j]}))
             for j in range(len(self.reference))
         }
         orbits: list[list[int]] = []
@@ -177,8 +172,7 @@ class Symmetry:
             orbits.append(members)
         numbers = self.reference.atomic_numbers
         return sorted(
-            orbits, key=lambda o: (int(numbers[o[0]]), self.wyckoffs[o[0]], tuple(positions[o[0]]))
-        )
+            orbits, key=lambda o: (int(numbers[o[0]]), self.wyckoffs[o[0]], tuple(positions[o[0]])))
 
     def _orbit_field(self, representative: int, direction: Sequence[Fraction]) -> np.ndarray:
         """Exact field (N, 3) of Fractions: u_{π_g(rep)} = R_g v, zero off the orbit."""
@@ -190,8 +184,7 @@ class Symmetry:
             if atom in placed:
                 if any(a != b for a, b in zip(field[atom], image)):
                     raise ValueError(
-                        "inconsistent site symmetry: is symprec too loose for this structure?"
-                    )
+                        "inconsistent site symmetry: is symprec too loose for this structure?")
                 continue
             field[atom] = image
             placed.add(atom)
@@ -206,46 +199,35 @@ def find_symmetry(reference: Crystal, symprec: float = SYMPREC) -> Symmetry:
     """The space-group operations of ``reference`` (canonically sorted) with each one's atom
     permutation; ``symprec`` in Å, at most :data:`MAX_SYMPREC` (beyond, distinct atoms would count
     as images)."""
-    instance(
-        reference, "reference", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen"
-    )
+    instance(reference, "reference", Crystal,
+             "convert a pymatgen Structure with Crystal.from_pymatgen")
     symprec = real(symprec, "symprec", low=0, low_open=True, high=MAX_SYMPREC, unit="Å")
     cell = (reference.lattice, reference.frac_coords, reference.atomic_numbers)
     # spglib's annotation asks for sequences, but it takes (and converts) numpy arrays
     found = spglib.get_symmetry_dataset(cell, symprec=symprec)  # type: ignore[arg-type]
     if found is None:
         raise ValueError(
-            f"spglib could not determine the symmetry of {reference!r} (symprec {symprec} Å)"
-        )
+            f"spglib could not determine the symmetry of {reference!r} (symprec {symprec} Å)")
     rotations = np.array(found.rotations, dtype=np.int64)
     translations = np.array(found.translations, dtype=float)
     wrapped = np.round(translations % 1.0, POSITION_DECIMALS) % 1.0
-    order = sorted(
-        range(len(rotations)), key=lambda g: (tuple(rotations[g].ravel()), tuple(wrapped[g]))
-    )
+    order = sorted(range(len(rotations)), key=lambda g:
+                   (tuple(rotations[g].ravel()), tuple(wrapped[g])))
     rotations, translations = rotations[order], translations[order]
     permutations = np.array(
-        [_permutation(reference, r, t, symprec) for r, t in zip(rotations, translations)]
-    )
+        [_permutation(reference, r, t, symprec) for r, t in zip(rotations, translations)])
     per_cell = len(found.std_types) / len(reference)  # standard cell atoms per atom of this cell
     multiplicities = []
     for j in range(len(reference)):
         orbit_size = len(set(permutations[:, j].tolist()))
         multiplicities.append(int(round(orbit_size * per_cell)))
-    return Symmetry(
-        reference,
-        int(found.number),
-        rotations,
-        translations,
-        permutations,
-        tuple(found.wyckoffs),
-        tuple(multiplicities),
-    )
+    return Symmetry(reference, int(found.number), rotations, translations, permutations,
+                    tuple(found.wyckoffs), tuple(multiplicities),
+                    )
 
 
-def _permutation(
-    reference: Crystal, rotation: np.ndarray, translation: np.ndarray, symprec: float
-) -> np.ndarray:
+def _permutation(reference: Crystal, rotation: np.ndarray, translation: np.ndarray,
+                 symprec: float) -> np.ndarray:
     images = reference.frac_coords @ rotation.T + translation
     difference = images[:, None, :] - reference.frac_coords[None, :, :]
     difference -= np.round(difference)
@@ -254,8 +236,7 @@ def _permutation(
     permutation = np.argmin(distance, axis=1)
     if np.any(distance[np.arange(len(reference)), permutation] > 10 * symprec):
         raise ValueError(
-            "a symmetry operation does not map the structure onto itself; is symprec too loose?"
-        )
+            "a symmetry operation does not map the structure onto itself; is symprec too loose?")
     return permutation
 
 
@@ -292,9 +273,8 @@ def _gram_schmidt(vectors: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
         exact = all(isinstance(v, (Fraction, int)) for v in flat)
         for previous, previous_norm2 in done:
             if exact:
-                coefficient = (
-                    sum((a * b for a, b in zip(flat, previous)), Fraction(0)) / previous_norm2
-                )
+                coefficient = (sum(
+                    (a * b for a, b in zip(flat, previous)), Fraction(0)) / previous_norm2)
             else:
                 coefficient = math.fsum(a * b for a, b in zip(flat, previous)) / previous_norm2
             flat = [a - coefficient * b for a, b in zip(flat, previous)]
@@ -314,9 +294,8 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3×3 product with correctly rounded sums (no BLAS: the same bits on every CPU)."""
-    return np.array(
-        [[math.fsum(a[i, k] * b[k, j] for k in range(3)) for j in range(3)] for i in range(3)]
-    )
+    return np.array([[math.fsum(a[i, k] * b[k, j] for k in range(3)) for j in range(3)]
+                     for i in range(3)])
 
 
 def _adjugate(m: Sequence[Sequence[Any]]) -> list[list]:
@@ -326,7 +305,7 @@ def _adjugate(m: Sequence[Sequence[Any]]) -> list[list]:
     for i in range(3):
         for j in range(3):
             (r0, r1), (c0, c1) = [k for k in range(3) if k != j], [k for k in range(3) if k != i]
-            adjugate[i][j] = (-1) ** (i + j) * (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0])
+            adjugate[i][j] = (-1)**(i + j) * (m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0])
     return adjugate
 
 

@@ -83,38 +83,22 @@ def remedy_options(remedy: str, steps: int) -> dict[str, Any]:
     count = int(parameter)
     if count != parameter or not 1 <= count <= steps:
         raise ValueError(
-            f"remedy {remedy!r}: need a whole number of starts or hops between 1 and {steps}"
-        )
+            f"remedy {remedy!r}: need a whole number of starts or hops between 1 and {steps}")
     if name == "multistart":
-        return dict(
-            steps=steps // count, restarts=count - 1
-        )  # (1 + restarts) × steps // count ≤ steps
+        return dict(steps=steps // count,
+                    restarts=count - 1)  # (1 + restarts) × steps // count ≤ steps
     return dict(steps=steps, basin_hopping=BasinHopping(hops=count))
 
 
 #: Settings that change a result but are not part of a task's key: a results file is resumed
 #: only with the settings it was computed with (:func:`run_study` compares them).
-RESULT_SETTINGS = (
-    "steps",
-    "wavelength",
-    "two_theta_range",
-    "grid_step",
-    "fwhm",
-    "lattice_noise",
-    "starts",
-)
+RESULT_SETTINGS = ("steps", "wavelength", "two_theta_range", "grid_step", "fwhm", "lattice_noise",
+                   "starts",
+                   )
 #: Grid dimensions (tuples of values); a resumed run may add values to them.
-GRID_DIMENSIONS = (
-    "structures",
-    "kinds",
-    "strains",
-    "displacements",
-    "metrics",
-    "parametrizations",
-    "methods",
-    "seeds",
-    "remedies",
-)
+GRID_DIMENSIONS = ("structures", "kinds", "strains", "displacements", "metrics", "parametrizations",
+                   "methods", "seeds", "remedies",
+                   )
 
 
 @dataclass(frozen=True)
@@ -129,9 +113,9 @@ class StudyConfig:
     displacements: tuple = (0.05, 0.1, 0.2, 0.3)  # Å
     metrics: tuple = ("cosine", "mse", "spectral_entropy")
     parametrizations: tuple = ("p1", "family", "spacegroup")
-    methods: tuple = ("adam",)
+    methods: tuple = ("adam", )
     seeds: tuple = (0, 1, 2)
-    remedies: tuple = ("none",)  # see REMEDY_DEFAULTS
+    remedies: tuple = ("none", )  # see REMEDY_DEFAULTS
     steps: int = 200
     wavelength: str = "CuKa"
     two_theta_range: tuple = (10.0, 90.0)
@@ -156,13 +140,10 @@ class StudyConfig:
         except json.JSONDecodeError as error:
             raise ValueError(
                 f"study config {path} is not valid JSON: {error.msg} (line {error.lineno}, "
-                f"column {error.colno})"
-            ) from None
+                f"column {error.colno})") from None
         if not isinstance(values, dict):
-            raise ValueError(
-                f"study config {path} must hold a JSON object of settings such as "
-                f'{{"metrics": ["cosine"]}}, got a JSON {type(values).__name__}'
-            )
+            raise ValueError(f"study config {path} must hold a JSON object of settings such as "
+                             f'{{"metrics": ["cosine"]}}, got a JSON {type(values).__name__}')
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(values) - set(names))
         if unknown:
@@ -195,38 +176,29 @@ class StudyConfig:
         if self.per_family is not None:
             if self.structures:
                 raise ValueError(
-                    "per_family draws from the default study set; give it or structures, not both"
-                )
+                    "per_family draws from the default study set; give it or structures, not both")
             whole(self.per_family, "per_family", low=1)
-        for name, choices in (
-            ("kinds", KINDS),
-            ("metrics", METRICS),
-            ("parametrizations", PARAMETRIZATIONS),
-            ("methods", METHODS),
-        ):
+        for name, choices in (("kinds", KINDS), ("metrics", METRICS),
+                              ("parametrizations", PARAMETRIZATIONS), ("methods", METHODS),
+                              ):
             if not getattr(self, name):
                 raise ValueError(
-                    f"study setting {name} is empty; give at least one of {tuple(choices)}"
-                )
+                    f"study setting {name} is empty; give at least one of {tuple(choices)}")
             for value in getattr(self, name):
                 choice(value, name[:-1], choices)
         if all(pair in REDUNDANT for pair in product(self.kinds, self.parametrizations)):
             raise ValueError(
                 f"the grid is empty: {self.kinds} × {self.parametrizations} are all left out as "
-                f"repeats of other combinations ({sorted(REDUNDANT)})"
-            )
-        for name, unit, used in (
-            ("strains", "", {"lattice", "both"}),
-            ("displacements", "Å", {"coordinates"}),
-        ):
+                f"repeats of other combinations ({sorted(REDUNDANT)})")
+        for name, unit, used in (("strains", "", {"lattice",
+                                                  "both"}), ("displacements", "Å", {"coordinates"}),
+                                 ):
             values = getattr(self, name)
             for index, value in enumerate(values):
                 real(value, f"{name}[{index}]", low=0, low_open=True, unit=unit)
             if not values and used & set(self.kinds):
-                raise ValueError(
-                    f"study setting {name} is empty but kinds "
-                    f"{sorted(used & set(self.kinds))} need it"
-                )
+                raise ValueError(f"study setting {name} is empty but kinds "
+                                 f"{sorted(used & set(self.kinds))} need it")
             check_key_magnitudes(values, name)
         if not self.seeds:
             raise ValueError("study setting seeds is empty; give at least one, e.g. [0]")
@@ -237,28 +209,23 @@ class StudyConfig:
             raise ValueError("study setting remedies is empty; give at least ['none']")
         for remedy in self.remedies:
             remedy_options(remedy, steps)
-        if (
-            any(remedy.startswith("energy") for remedy in self.remedies)
-            and importlib.util.find_spec("chgnet") is None
-        ):
+        if (any(remedy.startswith("energy") for remedy in self.remedies) and
+                importlib.util.find_spec("chgnet") is None):
             raise ModuleNotFoundError(
-                "the energy remedy needs CHGNet: pip install 'xrdcore[energy]'"
-            )
+                "the energy remedy needs CHGNet: pip install 'xrdcore[energy]'")
         choice(self.lattice_noise, "lattice noise", LATTICE_NOISES)
         choice(self.starts, "start design", START_DESIGNS)
         if not isinstance(self.wavelength, str):
             real(self.wavelength, "wavelength", unit="Å")
         if len(self.two_theta_range) != 2:
             raise ValueError(
-                f"two_theta_range must be [low, high] in degrees, got {self.two_theta_range}"
-            )
+                f"two_theta_range must be [low, high] in degrees, got {self.two_theta_range}")
         for index, value in enumerate(self.two_theta_range):
             real(value, f"two_theta_range[{index}]", unit="deg")
         real(self.grid_step, "grid_step", low=0, low_open=True, unit="deg")
         real(self.fwhm, "fwhm", low=0, low_open=True, unit="deg")
-        instrument = Diffractometer(
-            self.wavelength, self.two_theta_range, self.grid_step, backend="cpu"
-        )
+        instrument = Diffractometer(self.wavelength, self.two_theta_range, self.grid_step,
+                                    backend="cpu")
         instrument.profile_setup(None, self.fwhm)
         if not self.structure_names():
             raise ValueError("the study has no structures")
@@ -273,21 +240,15 @@ class StudyConfig:
         seeds = tuple(dict.fromkeys(int(seed) for seed in self.seeds))
         tasks = []
         for name, kind, metric, parametrization, method, seed, remedy in product(
-            self.structure_names(),
-            unique["kinds"],
-            unique["metrics"],
-            unique["parametrizations"],
-            unique["methods"],
-            seeds,
-            unique["remedies"],
+                self.structure_names(), unique["kinds"], unique["metrics"],
+                unique["parametrizations"], unique["methods"], seeds, unique["remedies"],
         ):
             if (kind, parametrization) in REDUNDANT:
                 continue
             magnitudes = self.displacements if kind == "coordinates" else self.strains
             for magnitude in dict.fromkeys(float(m) for m in magnitudes):
                 tasks.append(
-                    Task(name, kind, magnitude, metric, parametrization, method, seed, remedy)
-                )
+                    Task(name, kind, magnitude, metric, parametrization, method, seed, remedy))
         return tasks
 
 
@@ -300,8 +261,7 @@ def check_key_magnitudes(values: Iterable[float], name: str) -> None:
         if seen.get(text, value) != value:
             raise ValueError(
                 f"{name} {seen[text]!r} and {value!r} are both {text} in a task's key; give "
-                f"magnitudes that differ within 6 significant digits"
-            )
+                f"magnitudes that differ within 6 significant digits")
         seen[text] = value
 
 
@@ -323,21 +283,15 @@ def _read_text(path: Path, what: str) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ValueError(
-            f"{what} {path} is not a text file (not UTF-8 at byte {error.start})"
-        ) from None
+            f"{what} {path} is not a text file (not UTF-8 at byte {error.start})") from None
 
 
 #: Small grid for tests and the chapters' live runs.
-SMALL = StudyConfig(
-    structures=("A2B_tP6_136_f_a", "AB_cF8_225_a_b"),
-    kinds=("lattice", "coordinates"),
-    strains=(0.01, 0.05),
-    displacements=(0.05, 0.2),
-    metrics=("cosine",),
-    parametrizations=("p1", "family", "spacegroup"),
-    seeds=(0,),
-    steps=60,
-)
+SMALL = StudyConfig(structures=("A2B_tP6_136_f_a", "AB_cF8_225_a_b"),
+                    kinds=("lattice", "coordinates"), strains=(0.01, 0.05),
+                    displacements=(0.05, 0.2), metrics=("cosine", ),
+                    parametrizations=("p1", "family", "spacegroup"), seeds=(0, ), steps=60,
+                    )
 
 #: The run shipped with the book (xrdcore/data/retrieval_study.csv): four prototypes per crystal
 #: family from the ≤ 20-atom study set, every kind, magnitude, metric and parametrisation.
@@ -346,70 +300,40 @@ SHIPPED = StudyConfig(per_family=4, seeds=(0, 1), steps=200)
 #: Three remedies against plain P1 and crystal-family descent (xrdcore/data/remedies_study.csv):
 #: SHIPPED's 24 prototypes, strained cells alone ("lattice") and with displaced atoms ("both"),
 #: every strain, cosine loss, seeds 0 and 1, and the same 200-evaluation budget for every remedy.
-REMEDIES = replace(
-    SHIPPED,
-    kinds=("lattice", "both"),
-    metrics=("cosine",),
-    parametrizations=("p1", "family"),
-    remedies=("none", "continuation", "continuation:3", "multistart", "basin"),
-)
+REMEDIES = replace(SHIPPED, kinds=("lattice", "both"), metrics=("cosine", ),
+                   parametrizations=("p1", "family"),
+                   remedies=("none", "continuation", "continuation:3", "multistart", "basin"),
+                   )
 #: The combined objective (xrdcore/data/remedies_energy.csv), two weights. A CHGNet evaluation costs
 #: 10–100 XRD evaluations, so this arm is smaller: the first prototype of each crystal family in
 #: SHIPPED's order (all within CHGNet's elements), 2 % strain only; its "none" rows are REMEDIES'.
 REMEDIES_ENERGY = replace(
-    REMEDIES,
-    per_family=None,
-    strains=(0.02,),
-    remedies=("energy:10", "energy:100"),
-    structures=(
-        "A2B_aP6_2_2i_i",
-        "A5B2_mC14_12_a2i_i",
-        "A2B3C7D_oP13_47_t_aq_eqrs_h",
-        "AB5C_tP7_123_b_ci_a",
-        "A2B3_hR10_167_c_e",
-        "A3B_cI32_204_g_c",
-    ),
+    REMEDIES, per_family=None, strains=(0.02, ), remedies=("energy:10", "energy:100"),
+    structures=("A2B_aP6_2_2i_i", "A5B2_mC14_12_a2i_i", "A2B3C7D_oP13_47_t_aq_eqrs_h",
+                "AB5C_tP7_123_b_ci_a", "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c",
+                ),
 )
-
 
 #: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with
 #: σ = 0.03 and 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å
 #: 96/82/85° from a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the
 #: three metrics of the paper, P1 against crystal family and space group, on the 250-prototype
 #: study set.
-PAPER = StudyConfig(
-    kinds=("lattice", "coordinates"),
-    lattice_noise="matrix",
-    strains=(0.03, 0.09),
-    displacements=(0.1, 0.3),
-    seeds=(0, 1, 2),
-    steps=200,
-)
+PAPER = StudyConfig(kinds=("lattice", "coordinates"), lattice_noise="matrix", strains=(0.03, 0.09),
+                    displacements=(0.1, 0.3), seeds=(0, 1, 2), steps=200,
+                    )
 #: The workshop version's design (10 structures × 50 perturbations) in the paper regime, at its
 #: middle sizes: ten prototypes drawn from the study set (``numpy.random.default_rng(0).choice(250,
 #: 10, replace=False)``, sorted; a test checks the draw) and seeds 0–49.
 WORKSHOP = replace(
-    PAPER,
-    strains=(0.06,),
-    displacements=(0.2,),
-    seeds=tuple(range(50)),
-    structures=(
-        "A2B5_mC28_15_f_e2f",
-        "AB3_mC16_12_g_ij",
-        "A_mC4_12_i",
-        "AB2_oI6_71_a_i",
-        "AB_oP8_57_d_d",
-        "A_oP8_62_2c",
-        "A_tP4_129_ac",
-        "AB3C_hR10_148_c_f_c",
-        "A2B_cF24_227_d_a",
-        "A3B2_cI40_220_d_c",
-    ),
+    PAPER, strains=(0.06, ), displacements=(0.2, ), seeds=tuple(range(50)),
+    structures=("A2B5_mC28_15_f_e2f", "AB3_mC16_12_g_ij", "A_mC4_12_i", "AB2_oI6_71_a_i",
+                "AB_oP8_57_d_d", "A_oP8_62_2c", "A_tP4_129_ac", "AB3C_hR10_148_c_f_c",
+                "A2B_cF24_227_d_a", "A3B2_cI40_220_d_c",
+                ),
 )
 
-
 EXECUTORS = ("batched", "task")
-
 
 #: How a constrained run's start is drawn (a grid setting, :attr:`StudyConfig.starts`):
 #: ``"subspace"`` — a perturbation of the same size already inside the run's own subspace
@@ -437,10 +361,8 @@ class Task:
     def key(self) -> str:
         """Unique per task; without a remedy, the key of results files written before remedies
         existed."""
-        key = (
-            f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|"
-            f"{self.parametrization}|{self.method}|{self.seed}"
-        )
+        key = (f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|"
+               f"{self.parametrization}|{self.method}|{self.seed}")
         return key if self.remedy == "none" else f"{key}|{self.remedy}"
 
 

@@ -99,30 +99,15 @@ from xrdcore.physics.scattering import resolve_wavelength
 from xrdcore.structure import datasets
 from xrdcore.structure.crystal import Crystal
 from xrdcore.structure.datasets import Prototype
-from xrdcore.structure.matching import (
-    RECOVERY_TOLERANCES,
-    STRICT_TOLERANCES,
-    lattice_error,
-    match,
-    rms_displacement,
-)
+from xrdcore.structure.matching import (RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error,
+                                        match, rms_displacement,
+                                        )
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.structure.perturb import perturb
-from xrdcore.study.config import (
-    BOTH_DISPLACEMENT_PER_STRAIN,
-    EXECUTORS,
-    GRID_DIMENSIONS,
-    KINDS,
-    MODES,
-    PARAMETRIZATIONS,
-    RESULT_SETTINGS,
-    StudyConfig,
-    Task,
-    check_key_magnitudes,
-    os_error,
-    remedy_options,
-    write_atomically,
-)
+from xrdcore.study.config import (BOTH_DISPLACEMENT_PER_STRAIN, EXECUTORS, GRID_DIMENSIONS, KINDS,
+                                  MODES, PARAMETRIZATIONS, RESULT_SETTINGS, StudyConfig, Task,
+                                  check_key_magnitudes, os_error, remedy_options, write_atomically,
+                                  )
 from xrdcore.validation import choice, whole
 
 fcntl: ModuleType | None
@@ -134,54 +119,26 @@ except ImportError:  # not on Windows: no lock against a second run writing the 
 if TYPE_CHECKING:
     from distributed import Client
 
-RESULT_FIELDS = (
-    "key",
-    "structure",
-    "crystal_family",
-    "space_group",
-    "atoms",
-    "kind",
-    "magnitude",
-    "metric",
-    "parametrization",
-    "method",
-    "seed",
-    "matched",
-    "rms",
-    "matched_strict",
-    "recovered",
-    "start_matched",
-    "start_recovered",
-    "final_loss",
-    "start_loss",
-    "lattice_error",
-    "rms_displacement",
-    "start_rms_displacement",
-    "start_lattice_error",
-    "status",
-    "evaluations",
-    "seconds",
-    "remedy",
-    "final_energy",
-    "energy_evaluations",
-    "optimize_seconds",
-    "start_angle_error",
-)
+RESULT_FIELDS = ("key", "structure", "crystal_family", "space_group", "atoms", "kind", "magnitude",
+                 "metric", "parametrization", "method", "seed", "matched", "rms", "matched_strict",
+                 "recovered", "start_matched", "start_recovered", "final_loss", "start_loss",
+                 "lattice_error", "rms_displacement", "start_rms_displacement",
+                 "start_lattice_error", "status", "evaluations", "seconds", "remedy",
+                 "final_energy", "energy_evaluations", "optimize_seconds", "start_angle_error",
+                 )
 #: Columns added with remedies: a results file without them is resumed for remedy-free tasks.
 REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
 
 
 @lru_cache(maxsize=16)
-def _setup(
-    structure: str, config: StudyConfig
-) -> tuple[Prototype, Crystal, Diffractometer, np.ndarray]:
+def _setup(structure: str,
+           config: StudyConfig) -> tuple[Prototype, Crystal, Diffractometer, np.ndarray]:
     """Prototype, truth, diffractometer and target pattern of one structure (cached per
     process)."""
     prototype = datasets.get_prototype(structure)
     truth = prototype.crystal()
-    diffractometer = Diffractometer(
-        config.wavelength, config.two_theta_range, config.grid_step, backend="cpu"
-    )
+    diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step,
+                                    backend="cpu")
     return prototype, truth, diffractometer, diffractometer.pattern(truth, fwhm=config.fwhm)
 
 
@@ -191,14 +148,9 @@ SUBSPACE: dict[str, bool | str] = {"p1": False, "family": "family", "spacegroup"
 
 
 @lru_cache(maxsize=256)
-def _start(
-    structure: str,
-    kind: str,
-    magnitude: float,
-    seed: int,
-    parametrization: str,
-    config: StudyConfig,
-) -> tuple[Crystal, dict[str, Any]]:
+def _start(structure: str, kind: str, magnitude: float, seed: int, parametrization: str,
+           config: StudyConfig,
+           ) -> tuple[Crystal, dict[str, Any]]:
     """The start a run descends from (after any projection onto its parametrisation) and its
     verdicts and distances against the truth, shared by every metric and remedy (cached per
     process)."""
@@ -208,14 +160,9 @@ def _start(
     if kind == "both":
         displacement = BOTH_DISPLACEMENT_PER_STRAIN * magnitude
     symmetric = SUBSPACE[parametrization] if config.starts == "subspace" else False
-    drawn = perturb(
-        truth,
-        strain=strain,
-        displacement=displacement,
-        seed=seed,
-        symmetric=symmetric,
-        lattice_noise=config.lattice_noise,
-    )
+    drawn = perturb(truth, strain=strain, displacement=displacement, seed=seed, symmetric=symmetric,
+                    lattice_noise=config.lattice_noise,
+                    )
     start = _parametrization(structure, kind, parametrization, config).project(drawn)
     matched = match(start, truth, first=True).matched
     lengths, angles = lattice_error(start, truth)
@@ -231,9 +178,8 @@ def _start(
 
 
 @lru_cache(maxsize=64)
-def _parametrization(
-    structure: str, kind: str, parametrization: str, config: StudyConfig
-) -> Parametrization:
+def _parametrization(structure: str, kind: str, parametrization: str,
+                     config: StudyConfig) -> Parametrization:
     """What moves in a run; what is "fixed" stays at the truth's values, which the start shares
     for that part."""
     _, truth, _, _ = _setup(structure, config)
@@ -262,86 +208,49 @@ def final_verdicts(found: Crystal | None, truth: Crystal, shortcut: bool = True)
     one matched (each contains the next); recovery not when the volume is off by more than
     :data:`RECOVERY_VOLUME`. Tests check the verdicts equal those of asking it always."""
     if found is None:
-        return dict(
-            matched=False,
-            rms=math.nan,
-            matched_strict=False,
-            recovered=False,
-            lattice_error=math.nan,
-            rms_displacement=math.nan,
-        )
+        return dict(matched=False, rms=math.nan, matched_strict=False, recovered=False,
+                    lattice_error=math.nan, rms_displacement=math.nan,
+                    )
     lengths, angles = lattice_error(found, truth)
     displacement = rms_displacement(found, truth)
     distances = dict(lattice_error=lengths, rms_displacement=displacement)
-    unit = (truth.volume / len(truth)) ** (1 / 3)
-    if shortcut and (
-        lengths <= NEAR_IDENTICAL["lattice"]
-        and angles <= NEAR_IDENTICAL["angle"]
-        and displacement <= NEAR_IDENTICAL["rms"] * unit
-    ):
-        return dict(
-            matched=True, rms=displacement / unit, matched_strict=True, recovered=True, **distances
-        )
+    unit = (truth.volume / len(truth))**(1 / 3)
+    if shortcut and (lengths <= NEAR_IDENTICAL["lattice"] and angles <= NEAR_IDENTICAL["angle"] and
+                     displacement <= NEAR_IDENTICAL["rms"] * unit):
+        return dict(matched=True, rms=displacement / unit, matched_strict=True, recovered=True,
+                    **distances)
     default = match(found, truth, first=True)
     if not shortcut:
-        strict, recovered = (
-            match(found, truth, first=False, **STRICT_TOLERANCES).matched,
-            match(found, truth, first=False, **RECOVERY_TOLERANCES).matched,
-        )
+        strict, recovered = (match(found, truth, first=False, **STRICT_TOLERANCES).matched,
+                             match(found, truth, first=False, **RECOVERY_TOLERANCES).matched,
+                             )
     elif not default.matched:
         strict = recovered = False
     else:
         strict = match(found, truth, first=True, **STRICT_TOLERANCES).matched
-        recovered = (
-            strict
-            and abs(found.volume / truth.volume - 1) <= RECOVERY_VOLUME
-            and match(found, truth, first=True, **RECOVERY_TOLERANCES).matched
-        )
-    return dict(
-        matched=default.matched,
-        rms=default.rms,
-        matched_strict=strict,
-        recovered=recovered,
-        **distances,
-    )
+        recovered = (strict and abs(found.volume / truth.volume - 1) <= RECOVERY_VOLUME and
+                     match(found, truth, first=True, **RECOVERY_TOLERANCES).matched)
+    return dict(matched=default.matched, rms=default.rms, matched_strict=strict,
+                recovered=recovered, **distances,
+                )
 
 
-def _row(
-    task: Task,
-    config: StudyConfig,
-    found: Crystal | None,
-    status: str,
-    evaluations: int,
-    final_loss: float,
-    start_loss: float,
-    seconds: float,
-    optimize_seconds: float,
-    energy: float = math.nan,
-    energy_evaluations: int = 0,
-) -> dict:
+def _row(task: Task, config: StudyConfig, found: Crystal | None, status: str, evaluations: int,
+         final_loss: float, start_loss: float, seconds: float, optimize_seconds: float,
+         energy: float = math.nan, energy_evaluations: int = 0,
+         ) -> dict:
     prototype, truth, _, _ = _setup(task.structure, config)
-    _, start_verdicts = _start(
-        task.structure, task.kind, task.magnitude, task.seed, task.parametrization, config
-    )
-    row = dict(
-        asdict(task),
-        key=task.key,
-        crystal_family=prototype.crystal_family,
-        space_group=prototype.space_group,
-        atoms=len(truth),
-        status=status,
-        evaluations=int(evaluations),
-    )
+    _, start_verdicts = _start(task.structure, task.kind, task.magnitude, task.seed,
+                               task.parametrization, config)
+    row = dict(asdict(task), key=task.key, crystal_family=prototype.crystal_family,
+               space_group=prototype.space_group, atoms=len(truth), status=status,
+               evaluations=int(evaluations),
+               )
     row.update(final_verdicts(found, truth))
-    row.update(
-        start_verdicts,
-        final_loss=float(final_loss),
-        start_loss=float(start_loss),
-        final_energy=energy,
-        energy_evaluations=energy_evaluations,
-        optimize_seconds=optimize_seconds,
-        seconds=seconds,
-    )
+    row.update(start_verdicts, final_loss=float(final_loss), start_loss=float(start_loss),
+               final_energy=energy, energy_evaluations=energy_evaluations,
+               optimize_seconds=optimize_seconds, seconds=seconds,
+               )
     return row
 
 
@@ -352,36 +261,20 @@ def run_task(task: Task, config: StudyConfig) -> dict:
         raise ValueError(f"unknown kind or parametrisation in {task}")
     begin = time.perf_counter()
     _, truth, diffractometer, target = _setup(task.structure, config)
-    start, _ = _start(
-        task.structure, task.kind, task.magnitude, task.seed, task.parametrization, config
-    )
+    start, _ = _start(task.structure, task.kind, task.magnitude, task.seed, task.parametrization,
+                      config)
     parametrization = _parametrization(task.structure, task.kind, task.parametrization, config)
-    result = optimize(
-        parametrization,
-        start,
-        target,
-        diffractometer,
-        method=task.method,
-        metric=task.metric,
-        fwhm=config.fwhm,
-        **remedy_options(task.remedy, config.steps),
-    )
-    start_loss = _start_loss(
-        parametrization, start, target, diffractometer, task.metric, config.fwhm
-    )
-    return _row(
-        task,
-        config,
-        result.crystal,
-        result.status,
-        result.evaluations,
-        result.xrd_loss,
-        start_loss,
-        time.perf_counter() - begin,
-        result.seconds,
-        result.energy,
-        result.energy_evaluations,
-    )
+    result = optimize(parametrization, start, target, diffractometer, method=task.method,
+                      metric=task.metric, fwhm=config.fwhm,
+                      **remedy_options(task.remedy, config.steps),
+                      )
+    start_loss = _start_loss(parametrization, start, target, diffractometer, task.metric,
+                             config.fwhm)
+    return _row(task, config, result.crystal, result.status, result.evaluations, result.xrd_loss,
+                start_loss,
+                time.perf_counter() - begin, result.seconds, result.energy,
+                result.energy_evaluations,
+                )
 
 
 def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[dict]:
@@ -401,37 +294,24 @@ def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[di
     begin = time.perf_counter()
     _, _, diffractometer, target = _setup(first.structure, config)
     if backend != "cpu":
-        diffractometer = Diffractometer(
-            config.wavelength, config.two_theta_range, config.grid_step, backend=backend
-        )
+        diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step,
+                                        backend=backend)
     parametrization = _parametrization(first.structure, first.kind, first.parametrization, config)
     starts = [
         _start(t.structure, t.kind, t.magnitude, t.seed, t.parametrization, config)[0]
         for t in tasks
     ]
-    descent = descend_batch(
-        parametrization,
-        [parametrization.parameters(start) for start in starts],
-        target,
-        diffractometer,
-        method=first.method,
-        steps=config.steps,
-        metric=first.metric,
-        fwhm=config.fwhm,
-    )
+    descent = descend_batch(parametrization,
+                            [parametrization.parameters(start)
+                             for start in starts], target, diffractometer, method=first.method,
+                            steps=config.steps, metric=first.metric, fwhm=config.fwhm,
+                            )
     optimize_seconds = (time.perf_counter() - begin) / len(tasks)
     rows = [
-        _row(
-            task,
-            config,
-            *_result(descent, parametrization, index),
-            descent.evaluations[index],
-            descent.loss[index] if np.isfinite(descent.loss[index]) else math.nan,
-            descent.start_loss[index],
-            0.0,
-            optimize_seconds,
-        )
-        for index, task in enumerate(tasks)
+        _row(task, config, *_result(descent, parametrization, index), descent.evaluations[index],
+             descent.loss[index] if np.isfinite(descent.loss[index]) else math.nan,
+             descent.start_loss[index], 0.0, optimize_seconds,
+             ) for index, task in enumerate(tasks)
     ]
     seconds = (time.perf_counter() - begin) / len(tasks)
     for row in rows:
@@ -439,9 +319,8 @@ def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[di
     return rows
 
 
-def _result(
-    descent: BatchDescent, parametrization: Parametrization, index: int
-) -> tuple[Crystal | None, str]:
+def _result(descent: BatchDescent, parametrization: Parametrization,
+            index: int) -> tuple[Crystal | None, str]:
     """The crystal and status of one run of a batch; a best point that is no crystal (e.g. two
     atoms moved onto one site, which the loss does not forbid) is an "invalid structure"."""
     try:
@@ -450,9 +329,8 @@ def _result(
         return None, "invalid structure"
 
 
-def run_unit(
-    tasks: list, config: StudyConfig, executor: str = "batched", backend: str = "cpu"
-) -> list[dict]:
+def run_unit(tasks: list, config: StudyConfig, executor: str = "batched",
+             backend: str = "cpu") -> list[dict]:
     """All runs of one (structure, kind) — the unit of work a process or dask worker takes, so
     that starts and their verdicts are computed once — group by group (batched) or task by task."""
     if executor not in EXECUTORS:
@@ -461,9 +339,8 @@ def run_unit(
         return [run_task(task, config) for task in tasks]
     groups: dict[tuple, list] = {}
     for task in tasks:
-        groups.setdefault((task.metric, task.parametrization, task.method, task.remedy), []).append(
-            task
-        )
+        groups.setdefault((task.metric, task.parametrization, task.method, task.remedy),
+                          []).append(task)
     return [row for group in groups.values() for row in run_group(group, config, backend)]
 
 
@@ -475,18 +352,12 @@ def work_units(tasks: list) -> list[list]:
     return list(units.values())
 
 
-def _start_loss(
-    parametrization: Parametrization,
-    start: Crystal,
-    target: ArrayLike | Crystal,
-    diffractometer: Diffractometer,
-    metric: str,
-    fwhm: float | Profile,
-) -> float:
+def _start_loss(parametrization: Parametrization, start: Crystal, target: ArrayLike | Crystal,
+                diffractometer: Diffractometer, metric: str, fwhm: float | Profile,
+                ) -> float:
     try:
-        return loss_value(
-            parametrization.project(start), target, diffractometer, metric=metric, fwhm=fwhm
-        )
+        return loss_value(parametrization.project(start), target, diffractometer, metric=metric,
+                          fwhm=fwhm)
     except ValueError:
         return math.nan
 
@@ -522,12 +393,13 @@ def _parsed_rows(path: str, size: int, modified: int) -> tuple:
             table = pq.read_table(file)
         except pa.ArrowException as error:
             raise ValueError(f"{file} is not a Parquet results file ({error})") from None
-        return tuple(
-            {name: _as_text(value) for name, value in row.items()} for row in table.to_pylist()
-        )
+        return tuple({
+            name: _as_text(value)
+            for name, value in row.items()
+        } for row in table.to_pylist())
     try:
         text = file.read_bytes().decode("utf-8")
-        complete = text[: text.rfind("\n") + 1]
+        complete = text[:text.rfind("\n") + 1]
         rows = list(csv.DictReader(complete.splitlines(keepends=True)))
     except (UnicodeDecodeError, csv.Error) as error:
         raise ValueError(f"{file} is not a CSV results file ({error})") from None
@@ -551,11 +423,8 @@ def read_header(path: Path) -> tuple | None:
             raise ValueError(f"{path} is not a Parquet results file ({error})") from None
     with path.open("rb") as handle:
         first = handle.readline(2**20)
-    if (
-        first
-        and not first.endswith(b"\n")
-        and _csv_block([], RESULT_FIELDS, header=True).startswith(first)
-    ):
+    if (first and not first.endswith(b"\n") and
+            _csv_block([], RESULT_FIELDS, header=True).startswith(first)):
         return None
     try:
         return tuple(next(csv.reader([first.decode("utf-8")]), ()))
@@ -568,15 +437,10 @@ def journal_path(output: Path) -> Path:
     return output.with_suffix(".journal.csv")
 
 
-def run_study(
-    config: StudyConfig,
-    output: Path | str,
-    workers: int | None = None,
-    scheduler: str | Client | None = None,
-    progress: bool = True,
-    executor: str = "batched",
-    backend: str = "cpu",
-) -> Path:
+def run_study(config: StudyConfig, output: Path | str, workers: int | None = None,
+              scheduler: str | Client | None = None, progress: bool = True,
+              executor: str = "batched", backend: str = "cpu",
+              ) -> Path:
     """Run every task of ``config`` not yet in ``output``, appending rows as (structure, kind)
     units finish; a killed run resumes with no row lost or repeated.
 
@@ -623,8 +487,7 @@ def run_study(
         records = _records(record_path)
         if todo:
             records.append(
-                dict(environment_record(config, len(todo)), executor=executor, backend=backend)
-            )
+                dict(environment_record(config, len(todo)), executor=executor, backend=backend))
             write_atomically(record_path, json.dumps(records, indent=2))
         if new_file:
             _append(results, _csv_block([], columns, header=True), journal, 0)
@@ -633,7 +496,7 @@ def run_study(
         written = 0
         with closing(_execute(units, config, workers, scheduler, executor, backend)) as finished:
             for rows in (
-                finished
+                    finished
             ):  # one write per unit: a kill or a full disk loses at most the units in flight
                 rows = [row for row in rows if row["key"] not in done]
                 _append(results, _csv_block(rows, columns), journal, len(done) + written)
@@ -647,12 +510,10 @@ def run_study(
         streamed = read_rows(journal)
         if streamed:  # a complete Parquet file with nothing new is left as it is
             existing = read_rows(output)
-            kept = {
-                row["key"] for row in existing
-            }  # a kill after the last merge leaves them in both
-            _write_parquet(
-                output, existing + [row for row in streamed if row["key"] not in kept], columns
-            )
+            kept = {row["key"]
+                    for row in existing}  # a kill after the last merge leaves them in both
+            _write_parquet(output, existing + [row for row in streamed if row["key"] not in kept],
+                           columns)
         journal.unlink()
     return output
 
@@ -675,9 +536,8 @@ class ResumeWarning(UserWarning):
     cut)."""
 
 
-def resumed_config(
-    config: StudyConfig, stored_path: Path | str, done: Collection[str]
-) -> StudyConfig:
+def resumed_config(config: StudyConfig, stored_path: Path | str,
+                   done: Collection[str]) -> StudyConfig:
     """The configuration to keep beside a results file: ``config`` when the file holds no rows
     (``done``: their keys); else the stored one (``stored_path``) with ``config``'s grid values
     added — the union, so that every row in the file is one of its tasks — after checking that
@@ -691,26 +551,22 @@ def resumed_config(
             f"results exist ({len(done)} rows) but not their configuration {stored_path}, so "
             f"resuming could mix settings: if they were computed with this configuration, save it "
             f"there (StudyConfig.to_json, or copy the --config file) and rerun; else write to a "
-            f"new output file"
-        )
+            f"new output file")
     try:
         stored = StudyConfig.from_json(stored_path)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"the stored configuration is unreadable ({error}); restore it or write to a new "
-            f"output file"
-        ) from None
+            f"output file") from None
     changed = [
-        f"{name} {getattr(stored, name)!r} → {getattr(config, name)!r}"
-        for name in RESULT_SETTINGS
+        f"{name} {getattr(stored, name)!r} → {getattr(config, name)!r}" for name in RESULT_SETTINGS
         if not _same_setting(name, getattr(stored, name), getattr(config, name))
     ]
     if changed:
         raise ValueError(
             f"the results beside {stored_path} were computed with other settings "
             f"({'; '.join(changed)}); resuming would mix them: rerun with the stored settings or "
-            f"write to a new output file"
-        )
+            f"write to a new output file")
     for name in ("strains", "displacements"):
         check_key_magnitudes(getattr(stored, name) + getattr(config, name), name)
     union: dict[str, Any] = {
@@ -743,8 +599,7 @@ def _results_file(path: Path) -> Iterator[int]:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise os_error(
-            error, f"cannot create the output folder {path.parent} ({error.strerror})"
-        ) from error
+            error, f"cannot create the output folder {path.parent} ({error.strerror})") from error
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as error:
@@ -785,9 +640,7 @@ def _cut_fragment(descriptor: int, path: Path) -> None:
     if size:
         warnings.warn(
             f"{path}: cut a half-written last line ({size - end} bytes) that an interrupted run "
-            f"left; its task runs again",
-            ResumeWarning,
-            stacklevel=3,
+            f"left; its task runs again", ResumeWarning, stacklevel=3,
         )
 
 
@@ -808,7 +661,7 @@ def _append(descriptor: int, data: bytes, path: Path, kept: int) -> None:
     view = memoryview(data)
     try:
         while view:
-            view = view[os.write(descriptor, view) :]
+            view = view[os.write(descriptor, view):]
     except OSError as error:
         with suppress(OSError):
             os.ftruncate(descriptor, start)
@@ -840,16 +693,8 @@ def _write_parquet(output: Path, rows: list[dict], columns: Sequence[str]) -> No
     import pyarrow.parquet as pq
 
     text = {
-        "key",
-        "structure",
-        "crystal_family",
-        "space_group",
-        "kind",
-        "metric",
-        "parametrization",
-        "method",
-        "status",
-        "remedy",
+        "key", "structure", "crystal_family", "space_group", "kind", "metric", "parametrization",
+        "method", "status", "remedy",
     }
 
     def typed(name, value):
@@ -861,9 +706,10 @@ def _write_parquet(output: Path, rows: list[dict], columns: Sequence[str]) -> No
             return int(value)
         return float(value) if value != "" else math.nan
 
-    table = pa.Table.from_pylist(
-        [{name: typed(name, row[name]) for name in columns} for row in rows]
-    )
+    table = pa.Table.from_pylist([{
+        name: typed(name, row[name])
+        for name in columns
+    } for row in rows])
     partial = output.with_suffix(".parquet.partial")
     pq.write_table(table, partial, compression="zstd")
     os.replace(partial, output)
@@ -878,24 +724,20 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
     root = Path(__file__).resolve().parents[2]  # the repository (this is xrdcore/study/runner.py)
     lock = root / "requirements.lock"
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, check=True,
+                                ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-        )
+                ["git", "-C",
+                 str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                text=True, check=True,
+            ).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
     versions = {
-        name: metadata.version(name) for name in ("numpy", "numba", "scipy", "pymatgen", "spglib")
+        name: metadata.version(name)
+        for name in ("numpy", "numba", "scipy", "pymatgen", "spglib")
     }
     return {
         "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -907,12 +749,10 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
         "cpu_count": os.cpu_count(),
         # numba.config sets its settings as module globals at import time: no stub knows them
         "numba_target_cpu": numba.config.CPU_NAME or "host",  # type: ignore[attr-defined]
-        "blas": sorted(
-            {
-                f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
-                for i in threadpool_info()
-            }
-        ),
+        "blas": sorted({
+            f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}"
+            for i in threadpool_info()
+        }),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,
@@ -924,10 +764,9 @@ def _cpu_model() -> str:
     """The CPU's model name (Linux /proc/cpuinfo), else what ``platform`` knows."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    return next(
-        (line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-        platform.processor(),
-    )
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
+                platform.processor(),
+                )
 
 
 def _columns(output: Path, tasks: list[Task]) -> tuple:
@@ -941,8 +780,7 @@ def _columns(output: Path, tasks: list[Task]) -> tuple:
         shown = "all" if len(missing) == len(RESULT_FIELDS) else ", ".join(missing)
         raise ValueError(
             f"{output} is not a results file of this version (columns missing: {shown}); "
-            f"write to a new output file"
-        )
+            f"write to a new output file")
     if missing and any(task.remedy != "none" for task in tasks):
         raise ValueError(f"{output} has no remedy columns; write runs with remedies to a new file")
     return header
@@ -959,9 +797,8 @@ def _execute(units, config, workers, scheduler, executor, backend):
 
         client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         try:
-            futures = client.map(
-                run_unit, units, config=config, executor=executor, backend=backend, pure=False
-            )
+            futures = client.map(run_unit, units, config=config, executor=executor, backend=backend,
+                                 pure=False)
             unit_of = {future.key: unit for future, unit in zip(futures, units)}
             for future in dask_completed(futures):
                 with _naming(unit_of[future.key]):
@@ -981,24 +818,19 @@ def _execute(units, config, workers, scheduler, executor, backend):
     # "spawn": forking a process whose OpenMP threads (numba) are running is unsafe. One level
     # of parallelism: every worker gets one numba thread, passive OpenMP waits and one BLAS thread.
     context = multiprocessing.get_context("spawn")
-    with (
-        _worker_environment(),
-        ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_worker_start,
-            initargs=(os.getpid(),),
-        ) as pool,
-    ):
+    with (_worker_environment(),
+          ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+                              initargs=(os.getpid(), ),
+                              ) as pool,
+          ):
         submitted = {pool.submit(run_unit, unit, config, executor, backend): unit for unit in units}
         try:
             for future in as_completed(submitted):
                 with _naming(submitted[future]):
                     rows = future.result()
                 yield rows
-        except (
-            BaseException
-        ):  # a failed unit, an interrupt, a full disk: stop now, not after every other unit
+        except (BaseException
+                ):  # a failed unit, an interrupt, a full disk: stop now, not after every other unit
             _stop(pool)
             raise
 
@@ -1017,9 +849,8 @@ def _naming(unit: list[Task]) -> Iterator[None]:
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Cancel the pending units and end the workers now, not after their running units."""
-    processes = list(
-        (getattr(pool, "_processes", None) or {}).values()
-    )  # the pool has no public way before 3.14
+    processes = list((getattr(pool, "_processes", None) or
+                      {}).values())  # the pool has no public way before 3.14
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         with suppress(OSError, ValueError):
@@ -1041,9 +872,8 @@ def _worker_start(runner: int) -> None:
     if sys.platform.startswith("linux"):
         with suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    threading.Thread(
-        target=_watch_runner, args=(runner,), name="xrdcore-watch-runner", daemon=True
-    ).start()
+    threading.Thread(target=_watch_runner, args=(runner, ), name="xrdcore-watch-runner",
+                     daemon=True).start()
 
 
 def _watch_runner(runner: int) -> None:
@@ -1080,10 +910,6 @@ def _worker_environment():
 def _progress(count, enabled, initial, total):
     from tqdm import tqdm
 
-    return tqdm(
-        total=total,
-        initial=initial,
-        disable=not enabled or count == 0,
-        unit="run",
-        desc="retrieval",
-    )
+    return tqdm(total=total, initial=initial, disable=not enabled or count == 0, unit="run",
+                desc="retrieval",
+                )

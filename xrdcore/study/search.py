@@ -22,12 +22,8 @@ from xrdcore.landscape.scans import nearest_barrier
 from xrdcore.optimize.core import optimize
 from xrdcore.similarity import cosine
 from xrdcore.structure.crystal import Crystal
-from xrdcore.structure.matching import (
-    RECOVERY_TOLERANCES,
-    lattice_error,
-    match,
-    rms_displacement,
-)
+from xrdcore.structure.matching import (RECOVERY_TOLERANCES, lattice_error, match, rms_displacement,
+                                        )
 from xrdcore.structure.parametrize import Parametrization, p1
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.summary import RateRow, wilson_interval
@@ -59,17 +55,10 @@ class SearchResult:
 SPURIOUS_COSINE = 0.8
 
 
-def spurious_search(
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    starts: int = 20,
-    strain: float = 0.05,
-    displacement: float = 0.5,
-    metric: str = "cosine",
-    fwhm: float = 0.1,
-    steps: int = 100,
-    seed: int = 0,
-) -> list[SearchResult]:
+def spurious_search(truth: Crystal, diffractometer: Diffractometer, starts: int = 20,
+                    strain: float = 0.05, displacement: float = 0.5, metric: str = "cosine",
+                    fwhm: float = 0.1, steps: int = 100, seed: int = 0,
+                    ) -> list[SearchResult]:
     """Descend the loss (L-BFGS, P1, ``steps`` evaluations) from ``starts`` random distortions
     of the truth (RMS strain ``strain``, RMS displacement ``displacement`` Å, seeds
     ``seed`` … ``seed + starts − 1``) and report every end point, best similarity first."""
@@ -84,33 +73,22 @@ def spurious_search(
     with threadpool_limits(1, user_api="blas"):
         for offset in range(starts):
             start = perturb(truth, strain=strain, displacement=displacement, seed=seed + offset)
-            end = optimize(
-                p1(start),
-                start,
-                target,
-                diffractometer,
-                method="lbfgs",
-                steps=steps,
-                metric=metric,
-                fwhm=fwhm,
-            )
+            end = optimize(p1(start), start, target, diffractometer, method="lbfgs", steps=steps,
+                           metric=metric, fwhm=fwhm,
+                           )
             # None only when not even the start was valid; the calls below then raise, as before
             found = cast(Crystal, end.crystal)
             results.append(
                 SearchResult(
-                    crystal=found,
-                    start=start,
-                    loss=float(end.loss),
+                    crystal=found, start=start, loss=float(end.loss),
                     cosine=float(cosine(diffractometer.pattern(found, fwhm=fwhm), target)[0]),
-                    start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm), target)[0]),
-                    matched=match(found, truth).matched,
+                    start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm),
+                                              target)[0]), matched=match(found, truth).matched,
                     rms_displacement=rms_displacement(found, truth),
                     lattice_error=lattice_error(found, truth)[0],
-                    accidental_fraction=overlap_report(
-                        found, truth, diffractometer, fwhm=fwhm
-                    ).accidental_fraction,
-                )
-            )
+                    accidental_fraction=overlap_report(found, truth, diffractometer,
+                                                       fwhm=fwhm).accidental_fraction,
+                ))
     return sorted(results, key=lambda r: -r.cosine)
 
 
@@ -155,13 +133,9 @@ def summarize_search(results: Iterable[SearchResult], among: str = "spurious") -
     low, high = wilson_interval(spurious, len(results))
     chosen = [r for r in results if (r.spurious if among == "spurious" else not r.matched)]
     return SearchSummary(
-        descents=len(results),
-        matched=sum(r.matched for r in results),
-        spurious=spurious,
+        descents=len(results), matched=sum(r.matched for r in results), spurious=spurious,
         spurious_rate=Estimate(spurious / len(results) if results else float("nan"), low, high),
-        among=among,
-        count=len(chosen),
-        **{
+        among=among, count=len(chosen), **{
             name: median_interval([getattr(r, name) for r in chosen])
             for name in ("cosine", "accidental_fraction", "lattice_error", "rms_displacement")
         },
@@ -187,23 +161,14 @@ class BarrierSweep:
         interval."""
         outcomes = [not r for r, s in zip(self.recovered, self.sides) if s == side]
         low, high = wilson_interval(sum(outcomes), len(outcomes))
-        return RateRow((side,), len(outcomes), sum(outcomes), low, high)
+        return RateRow((side, ), len(outcomes), sum(outcomes), low, high)
 
 
-def barrier_sweep(
-    parametrization: Parametrization,
-    truth: Crystal,
-    target: ArrayLike | Crystal,
-    diffractometer: Diffractometer,
-    axis: int,
-    offsets: ArrayLike,
-    values: ArrayLike,
-    starts_per_side: int = 12,
-    seeds: int = 3,
-    jitter: float = 0.005,
-    steps: int = 200,
-    **options: Any,
-) -> BarrierSweep:
+def barrier_sweep(parametrization: Parametrization, truth: Crystal, target: ArrayLike | Crystal,
+                  diffractometer: Diffractometer, axis: int, offsets: ArrayLike, values: ArrayLike,
+                  starts_per_side: int = 12, seeds: int = 3, jitter: float = 0.005,
+                  steps: int = 200, **options: Any,
+                  ) -> BarrierSweep:
     """Find the barrier on a scan (``offsets``, ``values``) along symmetry axis ``axis`` of a
     space-group ``parametrization`` and descend from starts on both sides of it.
 
@@ -216,8 +181,7 @@ def barrier_sweep(
     found = nearest_barrier(offsets, values)
     if found is None:
         raise ValueError(
-            f"the scan along axis {parametrization.axis_names[axis]!r} has no second minimum"
-        )
+            f"the scan along axis {parametrization.axis_names[axis]!r} has no second minimum")
     index = parametrization.n_lattice + axis
     towards = 1.0 if found.wrong_minimum > 0 else -1.0
     distances = abs(found.barrier) * np.arange(1, starts_per_side + 1) / (starts_per_side + 1)
@@ -230,26 +194,15 @@ def barrier_sweep(
             for d in distances:
                 params = noise.copy()
                 params[index] = found.barrier + sign * towards * d
-                run = optimize(
-                    parametrization,
-                    parametrization.crystal(params),
-                    target,
-                    diffractometer,
-                    steps=steps,
-                    **options,
-                )
+                run = optimize(parametrization, parametrization.crystal(params), target,
+                               diffractometer, steps=steps, **options,
+                               )
                 # None only when not even the start was valid; match then raises, as before
                 end = cast(Crystal, run.crystal)
                 starts.append(float(params[index]))
                 sides.append(side)
                 recovered.append(match(end, truth, first=False, **RECOVERY_TOLERANCES).matched)
                 finals.append(float(parametrization.parameters(end)[index]))
-    return BarrierSweep(
-        parametrization.axis_names[axis],
-        found.wrong_minimum,
-        found.barrier,
-        starts,
-        sides,
-        recovered,
-        finals,
-    )
+    return BarrierSweep(parametrization.axis_names[axis], found.wrong_minimum, found.barrier,
+                        starts, sides, recovered, finals,
+                        )

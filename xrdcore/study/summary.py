@@ -26,9 +26,8 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
         return math.nan, math.nan
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = (
-        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    )
+    half = (z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) /
+            (1 + z * z / trials))
     # the interval always contains p; rounding can leave an end a hair inside it at p = 0 or 1
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
@@ -47,8 +46,7 @@ class RateRow:
 
 
 def match_rates(
-    path: Path | str,
-    by: Sequence[str] = ("kind", "parametrization", "magnitude"),
+    path: Path | str, by: Sequence[str] = ("kind", "parametrization", "magnitude"),
     column: str = "recovered",
 ) -> list[RateRow]:
     """Success rate of ``column`` ("recovered", "matched", …) with a 95 % Wilson interval for
@@ -81,25 +79,17 @@ def repair_rate(path: Path | str, column: str = "matched", **where: Any) -> Rate
     if column not in ("matched", "recovered"):
         raise ValueError(f"repair_rate needs 'matched' or 'recovered', got {column!r}")
     outcomes = [
-        row[column] == "True"
-        for row in _rows_where(path, where, (column, f"start_{column}"))
+        row[column] == "True" for row in _rows_where(path, where, (column, f"start_{column}"))
         if row[f"start_{column}"] != "True"
     ]
-    return RateRow(
-        tuple(where.values()),
-        len(outcomes),
-        sum(outcomes),
-        *wilson_interval(sum(outcomes), len(outcomes)),
-    )
+    return RateRow(tuple(where.values()), len(outcomes), sum(outcomes),
+                   *wilson_interval(sum(outcomes), len(outcomes)),
+                   )
 
 
-def binned_rates(
-    path: Path | str,
-    edges: ArrayLike,
-    measure: str = "start_lattice_error",
-    column: str = "recovered",
-    **where: Any,
-) -> list[RateRow]:
+def binned_rates(path: Path | str, edges: ArrayLike, measure: str = "start_lattice_error",
+                 column: str = "recovered", **where: Any,
+                 ) -> list[RateRow]:
     """The rate of ``column`` among the runs whose columns equal ``where`` (as :func:`rate_where`),
     binned by a measured value, by default the start's largest relative lattice-length error
     after any projection: one row per bin ``edges[i] <= value < edges[i + 1]`` (group = the two
@@ -114,9 +104,8 @@ def binned_rates(
         if 0 <= index < len(outcomes):
             outcomes[index].append(row[column] == "True")
     return [
-        RateRow(
-            (float(low), float(high)), len(hits), sum(hits), *wilson_interval(sum(hits), len(hits))
-        )
+        RateRow((float(low), float(high)), len(hits), sum(hits),
+                *wilson_interval(sum(hits), len(hits)))
         for low, high, hits in zip(edges[:-1], edges[1:], outcomes)
     ]
 
@@ -125,9 +114,8 @@ def _rows_where(path: Path | str, where: dict[str, Any], columns: Iterable[str])
     """The rows of a results file whose columns equal ``where`` (numbers compared as numbers);
     ``columns``: the others the caller reads."""
     return [
-        row
-        for row in _table(path, (*where, *columns))
-        if all(_same_value(row[name], wanted) for name, wanted in where.items())
+        row for row in _table(path, (*where, *columns)) if all(
+            _same_value(row[name], wanted) for name, wanted in where.items())
     ]
 
 
@@ -136,18 +124,16 @@ def _table(path: Path | str, columns: Iterable[str]) -> list[dict]:
     error)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"no results file {path}" + (" (it is a folder)" if path.is_dir() else "")
-        )
+        raise FileNotFoundError(f"no results file {path}" +
+                                (" (it is a folder)" if path.is_dir() else ""))
     rows = read_rows(path)
     header = read_header(path) or ()
     for name in columns:
         if not isinstance(name, str):
             raise TypeError(f"a column name must be a string, got {describe(name)}")
         if name not in header:
-            hint = (
-                did_you_mean(name, header) or f" (it has {', '.join(header[:40]) or 'no header'})"
-            )
+            hint = (did_you_mean(name, header) or
+                    f" (it has {', '.join(header[:40]) or 'no header'})")
             raise ValueError(f"{path} has no column {name!r}{hint}")
     return rows
 
@@ -164,9 +150,8 @@ def format_rates(table: list[RateRow], by: Sequence[str]) -> str:
     lines = [header, "-" * len(header)]
     for row in table:
         lines.append(
-            " | ".join(row.group)
-            + f" | {row.trials} | {row.matches} | {row.rate:.2f} | [{row.low:.2f}, {row.high:.2f}]"
-        )
+            " | ".join(row.group) +
+            f" | {row.trials} | {row.matches} | {row.rate:.2f} | [{row.low:.2f}, {row.high:.2f}]")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ truthy when the answer is right, so a solution cell can ``assert`` it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -45,15 +45,13 @@ class Feedback:
 def _unanswered(answer: Any) -> Feedback | None:
     """Feedback for an answer still left as the ``...`` of a handed-out notebook, else None."""
     if answer is Ellipsis:
-        return Feedback(
-            False, "no answer yet: replace the ... with your answer and run the cell again."
-        )
+        return Feedback(False,
+                        "no answer yet: replace the ... with your answer and run the cell again.")
     return None
 
 
-def _number(
-    answer: Any, what: str, nonfinite_hint: str
-) -> tuple[float, None] | tuple[None, Feedback]:
+def _number(answer: Any, what: str,
+            nonfinite_hint: str) -> tuple[float, None] | tuple[None, Feedback]:
     """``(value, None)`` for a finite number, else ``(None, Feedback)`` saying what is wrong."""
     if (missing := _unanswered(answer)) is not None:
         return None, missing
@@ -66,23 +64,17 @@ def _number(
     return value, None
 
 
-def check_value(
-    answer: Any,
-    expected: float,
-    rel: float = 1e-3,
-    unit: str = "",
-    slips: Mapping[str, float] | None = None,
-) -> Feedback:
+def check_value(answer: Any, expected: float, rel: float = 1e-3, unit: str = "",
+                slips: Mapping[str, float] | None = None,
+                ) -> Feedback:
     """Compare a number with the expected one (relative tolerance ``rel``).
 
     ``slips`` maps a description of a common mistake to the value that mistake produces;
     if the answer matches one, the feedback names it.
     """
-    value, problem = _number(
-        answer,
-        f"a number{f' in {unit}' if unit else ''}",
-        "check for a division by zero or arcsin of a number > 1",
-    )
+    value, problem = _number(answer, f"a number{f' in {unit}' if unit else ''}",
+                             "check for a division by zero or arcsin of a number > 1",
+                             )
     if problem is not None:
         return problem
     assert value is not None  # _number gives a value whenever it finds no problem
@@ -95,14 +87,12 @@ def check_value(
     if expected == 0:
         return Feedback(False, f"{value:.6g}{unit_text} should be 0.")
     relation = "too large" if value > expected else "too small"
-    return Feedback(
-        False, f"{value:.6g}{unit_text} is {relation} by {abs(value / expected - 1):.2%}."
-    )
+    return Feedback(False,
+                    f"{value:.6g}{unit_text} is {relation} by {abs(value / expected - 1):.2%}.")
 
 
-def check_bragg_two_theta(
-    answer: Any, d_spacing: float, wavelength: str | float = "CuKa"
-) -> Feedback:
+def check_bragg_two_theta(answer: Any, d_spacing: float,
+                          wavelength: str | float = "CuKa") -> Feedback:
     """Check 2θ (deg) of a reflection with spacing ``d_spacing`` (Å)."""
     expected = float(bragg_two_theta(d_spacing, wavelength))
     theta = np.radians(expected / 2)
@@ -114,12 +104,9 @@ def check_bragg_two_theta(
     return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
 
 
-def check_absent_reflections(
-    answer: Any,
-    crystal: Crystal,
-    candidates: Iterable[Iterable[int]],
-    wavelength: str | float = "CuKa",
-) -> Feedback:
+def check_absent_reflections(answer: Any, crystal: Crystal, candidates: Iterable[Iterable[int]],
+                             wavelength: str | float = "CuKa",
+                             ) -> Feedback:
     """Check which of ``candidates`` (list of hkl) are systematically absent for ``crystal``."""
     if (unanswered := _unanswered(answer)) is not None:
         return unanswered
@@ -127,14 +114,12 @@ def check_absent_reflections(
     try:
         given = {tuple(int(i) for i in hkl) for hkl in answer}
     except (TypeError, ValueError):
-        return Feedback(
-            False, f"expected a list of (h, k, l) tuples, e.g. [(1, 0, 0)], got {answer!r}"
-        )
+        return Feedback(False,
+                        f"expected a list of (h, k, l) tuples, e.g. [(1, 0, 0)], got {answer!r}")
     unknown = given - set(asked)
     if unknown:
-        return Feedback(
-            False, f"{sorted(unknown)} is not among the reflections asked about: {asked}"
-        )
+        return Feedback(False,
+                        f"{sorted(unknown)} is not among the reflections asked about: {asked}")
     refl = Diffractometer(wavelength, (0.0, 179.9)).reflections(crystal)
     intensity = {tuple(h): i for h, i in zip(refl.hkl, refl.intensity)}
     strongest = refl.intensity.max()
@@ -151,25 +136,21 @@ def check_absent_reflections(
     missing, extra = sorted(expected - given), sorted(given - expected)
     parts = []
     if missing:
-        parts.append(
-            f"{missing} {'is' if len(missing) == 1 else 'are'} absent too "
-            "(the structure factor sums to zero)"
-        )
+        parts.append(f"{missing} {'is' if len(missing) == 1 else 'are'} absent too "
+                     "(the structure factor sums to zero)")
     if extra:
         parts.append(f"{extra} {'does' if len(extra) == 1 else 'do'} scatter (|F|² > 0)")
     return Feedback(False, "; ".join(parts) + ".")
 
 
-def check_lorentz_polarization_ratio(
-    answer: Any, two_theta_low: float, two_theta_high: float
-) -> Feedback:
+def check_lorentz_polarization_ratio(answer: Any, two_theta_low: float,
+                                     two_theta_high: float) -> Feedback:
     """Check LP(2θ_low) / LP(2θ_high)."""
     low, high = lorentz_polarization([two_theta_low, two_theta_high])
     slips = {
         "invert the ratio": high / low,
         "use θ where the formula wants 2θ": float(
-            np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2]))
-        ),
+            np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2]))),
     }
     return check_value(answer, low / high, rel=1e-3, slips=slips)
 
@@ -197,13 +178,9 @@ def check_array(answer: Any, expected: ArrayLike, atol: float, what: str = "arra
     )
 
 
-def check_similarity(
-    answer: Any,
-    pattern: ArrayLike,
-    target: ArrayLike,
-    metric: str,
-    two_theta: ArrayLike | None = None,
-) -> Feedback:
+def check_similarity(answer: Any, pattern: ArrayLike, target: ArrayLike, metric: str,
+                     two_theta: ArrayLike | None = None,
+                     ) -> Feedback:
     """Check a metric value (as the metric defines it, not as a loss) between two patterns."""
     from xrdcore.similarity import get_metric
 
@@ -218,9 +195,8 @@ def check_similarity(
     return check_value(answer, expected, rel=1e-6, slips=slips)
 
 
-def similarity_basin(
-    crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str, level: float
-) -> float:
+def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: float, metric: str,
+                     level: float) -> float:
     """Smallest isotropic strain (%) > 0 at which the metric against the unstrained pattern first
     falls below ``level``."""
     from xrdcore.similarity import get_metric
@@ -244,14 +220,9 @@ def similarity_basin(
     return 0.5 * (low + high)
 
 
-def check_similarity_basin(
-    answer: Any,
-    crystal: Crystal,
-    diffractometer: Diffractometer,
-    fwhm: float,
-    metric: str = "cosine",
-    level: float = 0.5,
-) -> Feedback:
+def check_similarity_basin(answer: Any, crystal: Crystal, diffractometer: Diffractometer,
+                           fwhm: float, metric: str = "cosine", level: float = 0.5,
+                           ) -> Feedback:
     """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 %
     absolute)."""
     expected = similarity_basin(crystal, diffractometer, fwhm, metric, level)
@@ -263,30 +234,24 @@ def check_similarity_basin(
         return Feedback(True, f"{value:.3f} % agrees with {expected:.3f} %.")
     if abs(value - expected / 100) <= 2e-4:
         return Feedback(
-            False, f"{value} looks like a fraction; give the strain in percent ({expected:.3f} %)."
-        )
-    side = (
-        "past the first drop: look for the *first* strain below the level"
-        if value > expected
-        else "too early"
-    )
+            False, f"{value} looks like a fraction; give the strain in percent ({expected:.3f} %).")
+    side = ("past the first drop: look for the *first* strain below the level"
+            if value > expected else "too early")
     return Feedback(
         False,
         f"{value:.3f} % is {side}; the similarity first falls below {level} at another strain.",
     )
 
 
-def check_bragg_slope(
-    answer: Any, a: float, hkl: ArrayLike = (1, 0, 0), wavelength: str | float = "CuKa"
-) -> Feedback:
+def check_bragg_slope(answer: Any, a: float, hkl: ArrayLike = (1, 0, 0),
+                      wavelength: str | float = "CuKa") -> Feedback:
     """Check d(2θ)/da in degrees per Å for reflection ``hkl`` of a cubic cell with edge ``a``
     (Å)."""
     d_of = lambda edge: edge / np.sqrt(np.sum(np.square(hkl)))  # noqa: E731
     step = 1e-6 * a
     expected = float(
         (bragg_two_theta(d_of(a + step), wavelength) - bragg_two_theta(d_of(a - step), wavelength))
-        / (2 * step)
-    )
+        / (2 * step))
     slips = {
         "leave the derivative in radians": np.radians(expected),
         "drop the minus sign": -expected,
@@ -295,18 +260,16 @@ def check_bragg_slope(
     return check_value(answer, expected, rel=1e-5, unit="°/Å", slips=slips)
 
 
-def check_lattice_retrieval(
-    answer: Any, crystal: Crystal, strain: float, seed: int, method: str, steps: int = 200
-) -> Feedback:
+def check_lattice_retrieval(answer: Any, crystal: Crystal, strain: float, seed: int, method: str,
+                            steps: int = 200) -> Feedback:
     """Check the final cosine loss of a lattice-only retrieval of ``crystal`` from a seeded strain
     (Cu Kα 10–90°, FWHM 0.1°); names the slip of running another optimiser."""
     from xrdcore.optimize.core import METHODS, optimize
     from xrdcore.structure.parametrize import lattice_only
     from xrdcore.structure.perturb import perturb
 
-    _, problem = _number(
-        answer, "a number", "check for a division by zero or arcsin of a number > 1"
-    )
+    _, problem = _number(answer, "a number",
+                         "check for a division by zero or arcsin of a number > 1")
     if problem is not None:  # the same feedback check_value gives, without running the retrievals
         return problem
     diffractometer = Diffractometer("CuKa", (10, 90))
@@ -314,21 +277,13 @@ def check_lattice_retrieval(
     start = perturb(crystal, strain=strain, seed=seed)
 
     def final_loss(name):
-        return optimize(
-            lattice_only(start),
-            start,
-            target,
-            diffractometer,
-            method=name,
-            steps=steps,
-            metric="cosine",
-            fwhm=0.1,
-        ).loss
+        return optimize(lattice_only(start), start, target, diffractometer, method=name,
+                        steps=steps, metric="cosine", fwhm=0.1,
+                        ).loss
 
     slips = {
         f"run {other!r} instead of {method!r}": final_loss(other)
-        for other in METHODS
-        if other != method
+        for other in METHODS if other != method
     }
     return check_value(answer, final_loss(method), rel=1e-6, slips=slips)
 
@@ -337,16 +292,13 @@ def coincidence_scale(crystal: Crystal, moving_hkl: ArrayLike, fixed_hkl: ArrayL
     """The isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
     ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
     reciprocal = np.linalg.inv(np.asarray(crystal.lattice, dtype=float)).T
-    d_moving, d_fixed = (
-        1 / np.linalg.norm(np.asarray(hkl, dtype=float) @ reciprocal)
-        for hkl in (moving_hkl, fixed_hkl)
-    )
+    d_moving, d_fixed = (1 / np.linalg.norm(np.asarray(hkl, dtype=float) @ reciprocal)
+                         for hkl in (moving_hkl, fixed_hkl))
     return float(d_fixed / d_moving)  # d scales with the cell: s · d_moving = d_fixed
 
 
-def check_coincidence_scale(
-    answer: Any, crystal: Crystal, moving_hkl: ArrayLike, fixed_hkl: ArrayLike
-) -> Feedback:
+def check_coincidence_scale(answer: Any, crystal: Crystal, moving_hkl: ArrayLike,
+                            fixed_hkl: ArrayLike) -> Feedback:
     """Check the isotropic scale factor s of ``crystal``'s lattice that puts the scaled cell's
     ``moving_hkl`` reflection exactly on the unscaled cell's ``fixed_hkl`` reflection."""
     expected = coincidence_scale(crystal, moving_hkl, fixed_hkl)
@@ -373,18 +325,15 @@ def energy_minimum_strain(crystal: Crystal, vector: int, calc: Any = None) -> fl
     step = lattice_direction(crystal, vector).d_lattice
     found = minimize_scalar(
         lambda t: energy(crystal.replace(lattice=crystal.lattice + t * step), calc),
-        bounds=(-0.1, 0.1),
-        method="bounded",
-        options={"xatol": 1e-4},
+        bounds=(-0.1, 0.1), method="bounded", options={"xatol": 1e-4},
     )
     if key is not None:  # named calculators are fixed, so the answer can be remembered
         crystal.derived[key] = 100 * float(found.x)
     return 100 * float(found.x)
 
 
-def check_energy_minimum(
-    answer: Any, crystal: Crystal, vector: int = 0, calc: Any = None, tolerance: float = 0.15
-) -> Feedback:
+def check_energy_minimum(answer: Any, crystal: Crystal, vector: int = 0, calc: Any = None,
+                         tolerance: float = 0.15) -> Feedback:
     """Check the stretch (%) of lattice vector ``vector`` at which the energy (default CHGNet)
     is lowest, to ``tolerance`` percentage points."""
     expected = energy_minimum_strain(crystal, vector, calc)
@@ -404,24 +353,20 @@ def check_energy_minimum(
         )
     if abs(value + expected) <= tolerance:
         return Feedback(
-            False, f"{value:+.3f} % has the wrong sign: the energy is lowest at {expected:+.3f} %."
-        )
+            False, f"{value:+.3f} % has the wrong sign: the energy is lowest at {expected:+.3f} %.")
     if abs(value) <= tolerance:
         return Feedback(
-            False,
-            "0 % is the experimental cell, where the XRD loss is lowest; "
+            False, "0 % is the experimental cell, where the XRD loss is lowest; "
             "the potential's minimum lies elsewhere.",
         )
     if abs(value - round(value)) < 1e-6:
         return Feedback(
-            False,
-            f"{value:+.0f} % looks like the lowest sample of a 1 % grid; "
+            False, f"{value:+.0f} % looks like the lowest sample of a 1 % grid; "
             "refine it with the parabola through it and its neighbours.",
         )
     side = "too large" if value > expected else "too small"
-    return Feedback(
-        False, f"{value:+.3f} % is {side} by {abs(value - expected):.2f} percentage points."
-    )
+    return Feedback(False,
+                    f"{value:+.3f} % is {side} by {abs(value - expected):.2f} percentage points.")
 
 
 def bulk_modulus(crystal: Crystal, calc: Any = None, relax: bool = True) -> float:
@@ -443,33 +388,24 @@ def bulk_modulus(crystal: Crystal, calc: Any = None, relax: bool = True) -> floa
     return float(len(crystal) * second / (9 * crystal.volume) / gigapascal())
 
 
-def check_bulk_modulus(
-    answer: Any, crystal: Crystal, calc: Any = None, rel: float = 0.02
-) -> Feedback:
+def check_bulk_modulus(answer: Any, crystal: Crystal, calc: Any = None,
+                       rel: float = 0.02) -> Feedback:
     """Check a bulk modulus (GPa) at the energy minimum of ``crystal`` (default CHGNet)."""
     from xrdcore.energy import gigapascal
 
     relaxed = bulk_modulus(crystal, calc)
+    at_the_cell = ("evaluate the curvature at the experimental cell "
+                   "instead of the potential's minimum")
     slips = {
-        (
-            "evaluate the curvature at the experimental cell instead of the potential's minimum"
-        ): bulk_modulus(crystal, calc, relax=False),
+        at_the_cell: bulk_modulus(crystal, calc, relax=False),
         "leave B in eV/Å³ (multiply by 160.2 for GPa)": relaxed * gigapascal(),
         "drop the 1/9 (the volume strain of an isotropic strain ε is 3ε)": 9 * relaxed,
         "take 1/3 instead of 1/9": 3 * relaxed,
-        (
-            "divide the energy per atom by the cell's volume "
-            "(use the total energy, or the volume per atom)"
-        ): relaxed / len(crystal),
+        ("divide the energy per atom by the cell's volume "
+         "(use the total energy, or the volume per atom)"): relaxed / len(crystal),
     }
-    if np.isclose(
-        slips["evaluate the curvature at the experimental cell instead of the potential's minimum"],
-        relaxed,
-        rtol=rel,
-    ):
-        del slips[
-            "evaluate the curvature at the experimental cell instead of the potential's minimum"
-        ]
+    if np.isclose(slips[at_the_cell], relaxed, rtol=rel):
+        del slips[at_the_cell]
     return check_value(answer, relaxed, rel=rel, unit="GPa", slips=slips)
 
 
@@ -506,39 +442,30 @@ def check_width_schedule(answer: Any, start_fwhm: float, fwhm: float, stages: in
     except (TypeError, ValueError):
         return Feedback(False, f"expected a list of {stages} widths in degrees, got {answer!r}")
     if len(value) != stages:
-        hint = (
-            " (the start and the target are the first and the last stage, not extra ones)"
-            if len(value) == stages + 1
-            else ""
-        )
-        return Feedback(
-            False, f"expected one width per stage, {stages} in all, got {len(value)}{hint}."
-        )
+        hint = (" (the start and the target are the first and the last stage, not extra ones)"
+                if len(value) == stages + 1 else "")
+        return Feedback(False,
+                        f"expected one width per stage, {stages} in all, got {len(value)}{hint}.")
     if np.allclose(value, expected, rtol=1e-4, atol=0):
         return Feedback(
-            True,
-            f"widths {np.round(expected, 4).tolist()}° agree: "
+            True, f"widths {np.round(expected, 4).tolist()}° agree: "
             f"each is the previous one times {expected[1] / expected[0]:.4g}."
-            if stages > 1
-            else "one stage, at the target width.",
+            if stages > 1 else "one stage, at the target width.",
         )
     slips = {
         "space the widths evenly (linearly) instead of geometrically": np.linspace(
-            start_fwhm, fwhm, stages
-        ),
+            start_fwhm, fwhm, stages),
         "list the widths narrowest first: continuation starts broad": expected[::-1],
-        (
-            "leave out the target width (geomspace with endpoint=False): "
-            "the last stage must be the target"
-        ): np.geomspace(start_fwhm, fwhm, stages, endpoint=False),
+        ("leave out the target width (geomspace with endpoint=False): "
+         "the last stage must be the target"): np.geomspace(start_fwhm, fwhm, stages,
+                                                            endpoint=False),
     }
     for mistake, wrong in slips.items():
         if np.allclose(value, wrong, rtol=1e-4, atol=0):
             return Feedback(False, f"that is what you get if you {mistake}.")
     first = int(np.flatnonzero(~np.isclose(value, expected, rtol=1e-4, atol=0))[0])
     return Feedback(
-        False, f"stage {first + 1} has width {value[first]:.4g}°, expected {expected[first]:.4g}°."
-    )
+        False, f"stage {first + 1} has width {value[first]:.4g}°, expected {expected[first]:.4g}°.")
 
 
 def check_broadening_kernel(answer: Any, from_fwhm: float, to_fwhm: float) -> Feedback:
@@ -556,9 +483,8 @@ def check_broadening_kernel(answer: Any, from_fwhm: float, to_fwhm: float) -> Fe
     return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
 
 
-def check_remedy_rate(
-    answer: Any, path: Path | str, remedy: str, kind: str, parametrization: str, magnitude: float
-) -> Feedback:
+def check_remedy_rate(answer: Any, path: Path | str, remedy: str, kind: str, parametrization: str,
+                      magnitude: float) -> Feedback:
     """Check a recovery rate (fraction of runs with ``recovered``) read from a remedies results
     file for one remedy, kind, parametrisation and magnitude; names the usual slips of reading
     the table (another column, pooled groups, another remedy)."""
@@ -579,15 +505,12 @@ def check_remedy_rate(
     expected = rate(full)
     if expected is None:
         return Feedback(
-            False,
-            f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, "
+            False, f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, "
             f"{parametrization!r} at {magnitude:g}.",
         )
     slips = {
-        (
-            "count 'matched' (lenient tolerances, which most distorted starts pass) "
-            "instead of 'recovered'"
-        ): rate(full, "matched"),
+        ("count 'matched' (lenient tolerances, which most distorted starts pass) "
+         "instead of 'recovered'"): rate(full, "matched"),
         "pool both parametrisations": rate(("remedy", "kind", "magnitude")),
         "pool every magnitude": rate(("remedy", "kind", "parametrization")),
         "read the plain-descent rows (remedy 'none')": rate(full, remedy="none"),
@@ -601,12 +524,9 @@ def check_remedy_rate(
 
 
 # ------------------------------------------------------------ course assignments
-def check_choice(
-    answer: Any,
-    options: str | Iterable[str] | Mapping[str, str],
-    correct: str | None = None,
-    reasons: Mapping[str, str] | None = None,
-) -> Feedback:
+def check_choice(answer: Any, options: str | Iterable[str] | Mapping[str, str],
+                 correct: str | None = None, reasons: Mapping[str, str] | None = None,
+                 ) -> Feedback:
     """Check a multiple-choice answer, a letter given as a string, against ``options`` (the
     letters, e.g. ``"ABCD"``, or a dict letter → statement). Without ``correct`` it only says
     whether the answer is one of the options (the public check of a choice whose right option
@@ -617,14 +537,12 @@ def check_choice(
     choice = answer.strip().upper() if isinstance(answer, str) else None
     if choice not in letters:
         return Feedback(
-            False,
-            f"expected one of the letters {', '.join(letters)} as a string, "
+            False, f"expected one of the letters {', '.join(letters)} as a string, "
             f'e.g. "{letters[0]}"; got {answer!r}.',
         )
     if correct is None:
         return Feedback(
-            True,
-            f"({choice}) is one of the options; "
+            True, f"({choice}) is one of the options; "
             "whether it is the right one is graded after you submit.",
         )
     if choice == correct:
@@ -646,8 +564,7 @@ def _plotted_lines(figure):
     elif isinstance(figure, Axes):
         axes = [figure]
     elif isinstance(figure, (list, tuple, np.ndarray)) and all(
-        isinstance(a, Axes) for a in np.ravel(figure)
-    ):
+            isinstance(a, Axes) for a in np.ravel(figure)):
         axes = list(np.ravel(figure))
     else:
         return None
@@ -655,27 +572,35 @@ def _plotted_lines(figure):
     for ax in axes:
         data = [(line.get_xdata(), line.get_ydata()) for line in ax.lines]
         data += [
-            tuple(np.asarray(c.get_offsets()).T)
-            for c in ax.collections
+            tuple(np.asarray(c.get_offsets()).T) for c in ax.collections
             if isinstance(c, PathCollection) and len(cast(np.ndarray, c.get_offsets()))
         ]
         for x, y in data:
             try:
                 found.append(
-                    (ax, np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel())
-                )
+                    (ax, np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()))
             except (TypeError, ValueError):
                 continue  # dates or categories: not a numeric line
     return found
 
 
-def check_line_plot(
-    figure: Any,
-    expected: Mapping[str, tuple[ArrayLike, ArrayLike]],
-    rtol: float = 1e-6,
-    atol: float = 1e-9,
-    labels: bool = True,
-) -> Feedback:
+#: Scale slips of a plotted axis: values 100 × or 0.01 × what is wanted, and what that means.
+PER_CENT_SLIPS = ((100, "per cent where fractions are wanted"),
+                  (0.01, "fractions where per cent is wanted"))
+
+
+def _per_cent_slip(drawn: np.ndarray, wanted: np.ndarray,
+                   same: Callable[[np.ndarray, np.ndarray], bool]) -> str | None:
+    """What the drawn values are in when they are the wanted ones times 100 or 0.01, else None."""
+    for factor, unit in PER_CENT_SLIPS:
+        if same(drawn, factor * wanted):
+            return unit
+    return None
+
+
+def check_line_plot(figure: Any, expected: Mapping[str, tuple[ArrayLike, ArrayLike]],
+                    rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True,
+                    ) -> Feedback:
     """Check that a matplotlib figure (or Axes) draws every expected line: ``expected`` maps a
     description to the ``(x, y)`` data its line must have, in any order and any style (a
     marker-only line or a scatter counts). With ``labels`` the Axes drawing them must have an
@@ -686,14 +611,12 @@ def check_line_plot(
     lines = _plotted_lines(figure)
     if lines is None:
         return Feedback(
-            False,
-            "expected a matplotlib Figure (fig, ax = plt.subplots()), "
+            False, "expected a matplotlib Figure (fig, ax = plt.subplots()), "
             f"got {type(figure).__name__}.",
         )
     if not lines:
-        return Feedback(
-            False, "the figure draws no lines: plot the data with ax.plot (or ax.scatter)."
-        )
+        return Feedback(False,
+                        "the figure draws no lines: plot the data with ax.plot (or ax.scatter).")
 
     def same(a, b):
         return a.shape == b.shape and np.allclose(a, b, rtol=rtol, atol=atol)
@@ -709,24 +632,17 @@ def check_line_plot(
             if same(lx, y) and same(ly, x):
                 return Feedback(False, f"the line for {name} has x and y swapped.")
             if same(ly, y):
-                for factor, unit in (
-                    (100, "per cent where fractions are wanted"),
-                    (0.01, "fractions where per cent is wanted"),
-                ):
-                    if same(lx, factor * x):
-                        return Feedback(False, f"the line for {name} has its x values in {unit}.")
+                unit = _per_cent_slip(lx, x, same)
+                if unit is not None:
+                    return Feedback(False, f"the line for {name} has its x values in {unit}.")
                 return Feedback(False, f"a line has the y values of {name}, but not its x values.")
             if same(lx, x):
-                for factor, unit in (
-                    (100, "per cent where fractions are wanted"),
-                    (0.01, "fractions where per cent is wanted"),
-                ):
-                    if same(ly, factor * y):
-                        return Feedback(False, f"the line for {name} has its y values in {unit}.")
+                unit = _per_cent_slip(ly, y, same)
+                if unit is not None:
+                    return Feedback(False, f"the line for {name} has its y values in {unit}.")
                 index = int(np.flatnonzero(~np.isclose(ly, y, rtol=rtol, atol=atol))[0])
                 return Feedback(
-                    False,
-                    f"a line has the x values of {name} but other y values, e.g. "
+                    False, f"a line has the x values of {name} but other y values, e.g. "
                     f"{ly[index]:.6g} instead of {y[index]:.6g} at x = {x[index]:.6g}.",
                 )
         lengths = sorted({len(lx) for _, lx, _ in lines})
@@ -738,22 +654,17 @@ def check_line_plot(
         for ax in drawn_on:
             if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
                 return Feedback(
-                    False,
-                    "the lines are right; now label both axes, with units "
+                    False, "the lines are right; now label both axes, with units "
                     "(ax.set_xlabel, ax.set_ylabel).",
                 )
     return Feedback(
-        True, f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else ".")
-    )
+        True,
+        f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else "."))
 
 
-def check_peak_ratio(
-    answer: Any,
-    crystal: Crystal,
-    hkl: ArrayLike,
-    reference_hkl: ArrayLike,
-    diffractometer: Diffractometer,
-) -> Feedback:
+def check_peak_ratio(answer: Any, crystal: Crystal, hkl: ArrayLike, reference_hkl: ArrayLike,
+                     diffractometer: Diffractometer,
+                     ) -> Feedback:
     """Check the intensity ratio of the peak holding reflection ``hkl`` to the peak holding
     ``reference_hkl`` in ``crystal``'s stick pattern (symmetry-equivalent reflections merged,
     :meth:`~xrdcore.Diffractometer.peaks`); names the slips of leaving out the multiplicity or the
@@ -772,10 +683,8 @@ def check_peak_ratio(
     lp_i, lp_j = lorentz_polarization(peaks.two_theta[[i, j]])
     single = expected * peaks.multiplicity[j] / peaks.multiplicity[i]
     slips = {
-        (
-            "leave out the multiplicity "
-            "(how many symmetry-equivalent reflections add up in each peak)"
-        ): single,
+        ("leave out the multiplicity "
+         "(how many symmetry-equivalent reflections add up in each peak)"): single,
         "leave out the Lorentz-polarisation factor": expected * lp_j / lp_i,
         "leave out both the multiplicity and the Lorentz-polarisation factor": single * lp_j / lp_i,
         "invert the ratio": 1 / expected,
@@ -783,14 +692,9 @@ def check_peak_ratio(
     return check_value(answer, expected, rel=1e-4, slips=slips)
 
 
-def check_expansion_slope(
-    answer: Any,
-    crystal: Crystal,
-    target: Crystal | ArrayLike,
-    diffractometer: Diffractometer,
-    metric: str = "cosine",
-    fwhm: float = 0.1,
-) -> Feedback:
+def check_expansion_slope(answer: Any, crystal: Crystal, target: Crystal | ArrayLike,
+                          diffractometer: Diffractometer, metric: str = "cosine", fwhm: float = 0.1,
+                          ) -> Feedback:
     """Check dL/dε at ε = 0 for the isotropic expansion A → (1 + ε)A of ``crystal``'s lattice
     rows A, from the adjoint lattice gradient: dL/dε = Σ (∂L/∂A) ⊙ A."""
     from xrdcore.gradients import loss_and_grad
@@ -800,23 +704,17 @@ def check_expansion_slope(
     expected = float(np.sum(d_lattice * lattice))
     slips = {
         "add up ∂L/∂A without weighting each component by the lattice A": float(d_lattice.sum()),
-        (
-            "take the trace of (∂L/∂A)·A: the sum runs over matching components, "
-            "the trace of (∂L/∂A)·Aᵀ"
-        ): float(np.trace(d_lattice @ lattice)),
+        ("take the trace of (∂L/∂A)·A: the sum runs over matching components, "
+         "the trace of (∂L/∂A)·Aᵀ"): float(np.trace(d_lattice @ lattice)),
         "flip the sign": -expected,
         "give the slope per per cent of strain instead of per unit strain": expected / 100,
     }
     return check_value(answer, expected, rel=1e-4, slips=slips)
 
 
-def check_accidental_fraction(
-    answer: Any,
-    candidate: Crystal,
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    fwhm: float = 0.1,
-) -> Feedback:
+def check_accidental_fraction(answer: Any, candidate: Crystal, truth: Crystal,
+                              diffractometer: Diffractometer, fwhm: float = 0.1,
+                              ) -> Feedback:
     """Check the share of ``candidate``'s cosine overlap with ``truth`` that comes from
     accidental reflection pairs (:func:`xrdcore.landscape.overlap.overlap_report`)."""
     from xrdcore.landscape.overlap import cosine_split, overlap_report
@@ -825,20 +723,16 @@ def check_accidental_fraction(
     partner_part, accidental_part = cosine_split(candidate, truth, diffractometer, fwhm)
     slips = {
         "give the partner share instead of the accidental one": 1 - expected,
-        (
-            "give the accidental part of the cosine itself, not its share of the cosine"
-        ): accidental_part,
+        ("give the accidental part of the cosine itself, "
+         "not its share of the cosine"): accidental_part,
         "give a percentage instead of a fraction": 100 * expected,
     }
     return check_value(answer, expected, rel=1e-3, slips=slips)
 
 
-def preferred_candidate(
-    metric: str,
-    candidates: Mapping[str, ArrayLike],
-    target: ArrayLike,
-    two_theta: ArrayLike | None = None,
-) -> str:
+def preferred_candidate(metric: str, candidates: Mapping[str, ArrayLike], target: ArrayLike,
+                        two_theta: ArrayLike | None = None,
+                        ) -> str:
     """The name of the candidate pattern (``candidates``: name → pattern) with the lowest
     ``metric`` loss (:func:`xrdcore.similarity.loss`) against ``target``."""
     from xrdcore.similarity import loss
@@ -860,9 +754,8 @@ def scan_descent_end(offsets: ArrayLike, values: ArrayLike, at: float) -> float:
         i = min(lower, key=lambda k: values[k])
 
 
-def check_scan_basin(
-    answer: Any, offsets: ArrayLike, values: ArrayLike, at: float = 0.0, percent: bool = True
-) -> Feedback:
+def check_scan_basin(answer: Any, offsets: ArrayLike, values: ArrayLike, at: float = 0.0,
+                     percent: bool = True) -> Feedback:
     """Check the interval (left, right) around ``at`` from which descent along a sampled scan
     reaches the minimum nearest to ``at`` (:func:`xrdcore.landscape.scans.basin`), in per cent of
     the offsets by default."""
@@ -877,7 +770,7 @@ def check_scan_basin(
         value = np.asarray(answer, dtype=float).ravel()
     except (TypeError, ValueError):
         return Feedback(False, f"expected the two ends (left, right) as numbers, got {answer!r}")
-    if value.shape != (2,):
+    if value.shape != (2, ):
         return Feedback(
             False,
             f"expected the two ends (left, right) of the interval, got {value.size} number(s).",
@@ -885,30 +778,24 @@ def check_scan_basin(
     tolerance = 1e-6 * scale
     if np.allclose(value, expected, rtol=0, atol=tolerance):
         return Feedback(
-            True, f"the basin runs from {expected[0]:+.4g}{unit} to {expected[1]:+.4g}{unit}."
-        )
+            True, f"the basin runs from {expected[0]:+.4g}{unit} to {expected[1]:+.4g}{unit}.")
     if np.allclose(value, expected[::-1], rtol=0, atol=tolerance):
-        return Feedback(
-            False, "the ends are swapped: give (left, right), the smaller offset first."
-        )
+        return Feedback(False,
+                        "the ends are swapped: give (left, right), the smaller offset first.")
     if percent and np.allclose(value, expected / 100, rtol=0, atol=1e-8):
         return Feedback(False, "those are fractions; give the ends in per cent of strain.")
-    side, got, wanted = next(
-        (side, got, wanted)
-        for side, got, wanted in zip(("left", "right"), value, expected)
-        if not np.isclose(got, wanted, rtol=0, atol=tolerance)
-    )
+    side, got, wanted = next((side, got, wanted)
+                             for side, got, wanted in zip(("left", "right"), value, expected)
+                             if not np.isclose(got, wanted, rtol=0, atol=tolerance))
     direction = "outwards" if abs(got - scale * at) > abs(wanted - scale * at) else "inwards"
     return Feedback(
-        False,
-        f"the {side} end {got:+.4g}{unit} lies too far {direction}: the basin ends at the "
+        False, f"the {side} end {got:+.4g}{unit} lies too far {direction}: the basin ends at the "
         "first sample past which the loss stops rising (a local maximum or the scan's end).",
     )
 
 
-def rate_comparison(
-    path: Path | str, first: Mapping[str, Any], second: Mapping[str, Any], column: str = "recovered"
-) -> str:
+def rate_comparison(path: Path | str, first: Mapping[str, Any], second: Mapping[str, Any],
+                    column: str = "recovered") -> str:
     """How the rate of ``column`` among the runs matching ``first`` compares with that among the
     runs matching ``second`` in a results file, judged by their 95 % Wilson intervals:
     "higher" or "lower" (intervals apart), "indistinguishable" (they overlap) or "both zero"."""

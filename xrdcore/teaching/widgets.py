@@ -36,13 +36,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
-from xrdcore.landscape.directions import (
-    Direction,
-    atom_direction,
-    displaced,
-    lattice_direction,
-    path_direction,
-)
+from xrdcore.landscape.directions import (Direction, atom_direction, displaced, lattice_direction,
+                                          path_direction,
+                                          )
 from xrdcore.landscape.overlap import cosine_split
 from xrdcore.physics.scattering import bragg_two_theta
 from xrdcore.similarity import cosine
@@ -74,9 +70,8 @@ def static_mode() -> bool:
     return os.environ.get(STATIC_ENVIRONMENT) == "1"
 
 
-def dense_near(
-    low: float, high: float, frames: int, near: ArrayLike, ratio: float = DENSITY_RATIO
-) -> np.ndarray:
+def dense_near(low: float, high: float, frames: int, near: ArrayLike,
+               ratio: float = DENSITY_RATIO) -> np.ndarray:
     """``frames`` sorted slider values from ``low`` to ``high`` (both included), densest at
     the points ``near``.
 
@@ -112,14 +107,9 @@ def _at_most(frames: int, values_for: Callable) -> np.ndarray:
     return best
 
 
-def merging_window(
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    direction: Direction,
-    max_offset: float,
-    fwhm: float = 0.1,
-    margin: float = WINDOW_MARGIN,
-) -> tuple[float, float]:
+def merging_window(truth: Crystal, diffractometer: Diffractometer, direction: Direction,
+                   max_offset: float, fwhm: float = 0.1, margin: float = WINDOW_MARGIN,
+                   ) -> tuple[float, float]:
     """The 2θ window (degrees) where peaks slide off their partners along ``direction``: the
     strongest peak of ``truth`` that moves by more than two FWHM at offset ±``max_offset``,
     over its whole path, with ``margin`` degrees either side (inside the instrument's range).
@@ -129,9 +119,8 @@ def merging_window(
 
     def two_theta(offset):
         lattice = displaced(truth, [direction], [offset]).lattice
-        return bragg_two_theta(
-            1 / np.linalg.norm(hkl @ np.linalg.inv(lattice).T, axis=1), diffractometer.wavelength
-        )
+        return bragg_two_theta(1 / np.linalg.norm(hkl @ np.linalg.inv(lattice).T, axis=1),
+                               diffractometer.wavelength)
 
     path = np.stack([two_theta(-max_offset), peaks.two_theta, two_theta(max_offset)])
     moving = np.nanmax(np.abs(path - peaks.two_theta), axis=0) > 2 * fwhm
@@ -139,9 +128,9 @@ def merging_window(
     if not moving.any():
         return low, high
     strongest = np.flatnonzero(moving)[np.argmax(peaks.intensity[moving])]
-    return max(low, np.nanmin(path[:, strongest]) - margin), min(
-        high, np.nanmax(path[:, strongest]) + margin
-    )
+    return max(low,
+               np.nanmin(path[:, strongest]) - margin), min(high,
+                                                            np.nanmax(path[:, strongest]) + margin)
 
 
 @dataclass
@@ -155,7 +144,7 @@ class Explorer:
     draw: Callable
     values: np.ndarray
     label: str
-    choices: tuple = ("",)
+    choices: tuple = ("", )
     columns: int = 1
     panel_size: tuple = (4.2, 3.0)
 
@@ -164,9 +153,8 @@ class Explorer:
 
         width, height = self.panel_size
         size = (scale * width * self.columns, scale * height * rows)
-        fig, axes = plt.subplots(
-            rows, self.columns, figsize=size, dpi=dpi, squeeze=False, layout="constrained"
-        )
+        fig, axes = plt.subplots(rows, self.columns, figsize=size, dpi=dpi, squeeze=False,
+                                 layout="constrained")
         return fig, axes
 
     def figure(self, value: float, choice: str | None = None) -> Figure:
@@ -235,21 +223,14 @@ class Explorer:
             below = float(values[len(values) // 2] - values[0])
             gap = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
             step = below / np.ceil(below / gap - 1e-9) if below > 0 else gap
-        slider = kind(
-            value=number(values[len(values) // 2]),
-            min=number(values[0]),
-            max=number(values[-1]),
-            step=step,
-            description=self.label,
-            style={"description_width": "initial"},
-            continuous_update=False,
-            layout=ipywidgets.Layout(width="100%"),
-        )
-        choice = ipywidgets.RadioButtons(
-            options=list(self.choices),
-            value=self.choices[0],
-            layout=ipywidgets.Layout(width="100%"),
-        )
+        slider = kind(value=number(values[len(values) // 2]), min=number(values[0]),
+                      max=number(values[-1]), step=step, description=self.label,
+                      style={"description_width": "initial"}, continuous_update=False,
+                      layout=ipywidgets.Layout(width="100%"),
+                      )
+        choice = ipywidgets.RadioButtons(options=list(self.choices), value=self.choices[0],
+                                         layout=ipywidgets.Layout(width="100%"),
+                                         )
         output = ipywidgets.Output(layout=ipywidgets.Layout(width="100%"))
 
         def redraw(_=None):
@@ -285,17 +266,10 @@ def _pattern_panel(ax, diffractometer, truth_pattern, pattern, label, window=Non
     ax.legend(fontsize=9, loc="upper left" if left.max() < right.max() else "upper right")
 
 
-def peak_overlap(
-    truth: Crystal,
-    diffractometer: Diffractometer,
-    vector: int = 0,
-    atom: int = 0,
-    max_strain: float = 0.05,
-    max_shift: float = 0.5,
-    fwhm: float = 0.1,
-    frames: int = 15,
-    two_theta_window: tuple[float, float] | None = None,
-) -> Explorer:
+def peak_overlap(truth: Crystal, diffractometer: Diffractometer, vector: int = 0, atom: int = 0,
+                 max_strain: float = 0.05, max_shift: float = 0.5, fwhm: float = 0.1,
+                 frames: int = 15, two_theta_window: tuple[float, float] | None = None,
+                 ) -> Explorer:
     """Stretch lattice vector ``vector`` by up to ±``max_strain`` or move atom ``atom`` along x
     by up to ±``max_shift`` Å (slider from −1 to 1 = the whole range, its values densest near
     0, the truth); shows both patterns and the cosine similarity of the whole patterns split
@@ -307,15 +281,11 @@ def peak_overlap(
     stretch = lattice_direction(truth, vector)
     moves = {
         f"stretch lattice vector {'abc'[vector]} (±{100 * max_strain:g} %)": (
-            stretch,
-            max_strain,
-            lambda offset: f"strain {100 * offset:+.2f} %",
+            stretch, max_strain, lambda offset: f"strain {100 * offset:+.2f} %",
         ),
-        f"move atom {truth.species[atom]}{atom} along x (±{max_shift:g} Å)": (
-            atom_direction(truth, atom, 0),
-            max_shift,
-            lambda offset: f"shift {offset:+.3f} Å",
-        ),
+        f"move atom {truth.species[atom]}{atom} along x (±{max_shift:g} Å)": (atom_direction(
+            truth, atom, 0), max_shift, lambda offset: f"shift {offset:+.3f} Å",
+                                                                              ),
     }
     if two_theta_window is None:
         two_theta_window = merging_window(truth, diffractometer, stretch, max_strain, fwhm)
@@ -326,28 +296,21 @@ def peak_overlap(
         candidate = displaced(truth, [direction], [value * scale])
         partners, accidents = cosine_split(candidate, truth, diffractometer, fwhm=fwhm)
         pattern = diffractometer.pattern(candidate, fwhm=fwhm)
-        _pattern_panel(
-            axes[0], diffractometer, truth_pattern, pattern, amount(value * scale), two_theta_window
-        )
+        _pattern_panel(axes[0], diffractometer, truth_pattern, pattern, amount(value * scale),
+                       two_theta_window)
         axes[0].set_title(
             f"cosine {partners + accidents:.3f} = "
-            f"partners {partners:.3f} + accidents {accidents:.3f}",
-            fontsize=9,
+            f"partners {partners:.3f} + accidents {accidents:.3f}", fontsize=9,
         )
 
     values = dense_near(-1.0, 1.0, frames, near=0.0)
-    return Explorer(
-        draw, values, "move (fraction of its range)", tuple(moves), panel_size=(7.0, 3.2)
-    )
+    return Explorer(draw, values, "move (fraction of its range)", tuple(moves),
+                    panel_size=(7.0, 3.2))
 
 
-def ill_posed_pair(
-    truth: Crystal,
-    wrong: Crystal,
-    diffractometer: Diffractometer,
-    fwhm: float = 0.1,
-    frames: int = 15,
-) -> Explorer:
+def ill_posed_pair(truth: Crystal, wrong: Crystal, diffractometer: Diffractometer,
+                   fwhm: float = 0.1, frames: int = 15,
+                   ) -> Explorer:
     """Walk in a straight line (lattice and fractional coordinates, nearest images) from the
     truth (0) to a wrong structure (1), with frames densest near both ends: its pattern
     against the truth's, and the cosine similarity along the whole walk."""
@@ -358,19 +321,16 @@ def ill_posed_pair(
     values = dense_near(0.0, 1.0, frames, near=(0.0, 1.0))
     walk = np.union1d(np.linspace(0, 1, 101), values)
     walk_cosine = [
-        cosine(
-            diffractometer.pattern(displaced(truth, [direction], [t]), fwhm=fwhm), truth_pattern
-        )[0]
-        for t in walk
+        cosine(diffractometer.pattern(displaced(truth, [direction], [t]), fwhm=fwhm),
+               truth_pattern)[0] for t in walk
     ]
 
     def draw(axes, value, choice):
         candidate = displaced(truth, [direction], [value])
         pattern = diffractometer.pattern(candidate, fwhm=fwhm)
         _pattern_panel(axes[0], diffractometer, truth_pattern, pattern, f"t = {value:.3g}")
-        axes[0].set_title(
-            f"structural distance {structural_distance(candidate, truth):.2f} Å", fontsize=9
-        )
+        axes[0].set_title(f"structural distance {structural_distance(candidate, truth):.2f} Å",
+                          fontsize=9)
         axes[1].plot(walk, walk_cosine, color="k", lw=1)
         axes[1].plot([value], [cosine(pattern, truth_pattern)[0]], "o", color="C3")
         axes[1].set_xlabel("t (0 = truth, 1 = wrong)")
@@ -380,15 +340,10 @@ def ill_posed_pair(
     return Explorer(draw, values, "t (0 = truth, 1 = wrong)", columns=2)
 
 
-def constrained_retrieval(
-    truth: Crystal,
-    start: Crystal,
-    diffractometer: Diffractometer,
-    steps: int = 100,
-    metric: str = "cosine",
-    fwhm: float = 0.1,
-    frames: int = 13,
-) -> Explorer:
+def constrained_retrieval(truth: Crystal, start: Crystal, diffractometer: Diffractometer,
+                          steps: int = 100, metric: str = "cosine", fwhm: float = 0.1,
+                          frames: int = 13,
+                          ) -> Explorer:
     """Adam from ``start`` towards ``truth``'s pattern, unconstrained (P1) and constrained to
     the truth's crystal family; the integer slider steps through the evaluations (1 to
     ``steps``), its frames densest over the first ones, where the loss changes fastest."""
@@ -397,20 +352,11 @@ def constrained_retrieval(
 
     target = diffractometer.pattern(truth, fwhm=fwhm)
     runs = {}
-    for name, parametrization in [
-        ("P1", p1(start)),
-        ("crystal family", crystal_family(start, truth)),
-    ]:
-        result = optimize(
-            parametrization,
-            start,
-            target,
-            diffractometer,
-            steps=steps,
-            metric=metric,
-            fwhm=fwhm,
-            truth=truth,
-        )
+    for name, parametrization in [("P1", p1(start)),
+                                  ("crystal family", crystal_family(start, truth)), ]:
+        result = optimize(parametrization, start, target, diffractometer, steps=steps,
+                          metric=metric, fwhm=fwhm, truth=truth,
+                          )
         runs[name] = (parametrization, result.trajectory)
 
     def draw(axes, value, choice):
@@ -418,42 +364,27 @@ def constrained_retrieval(
         index = min(int(value), len(trajectory.loss)) - 1
         evaluations = np.arange(1, len(trajectory.loss) + 1)
         axes[0].semilogy(evaluations, trajectory.loss, color="k", lw=1, label=f"{metric} loss")
-        axes[0].semilogy(
-            evaluations,
-            trajectory.lattice_error,
-            color="C2",
-            lw=1,
-            label="lattice error (relative)",
-        )
+        axes[0].semilogy(evaluations, trajectory.lattice_error, color="C2", lw=1,
+                         label="lattice error (relative)",
+                         )
         axes[0].semilogy([index + 1], [trajectory.loss[index]], "o", color="C3")
         axes[0].set_xlabel("evaluation")
         axes[0].set_ylabel("loss; lattice error")
         axes[0].legend(fontsize=9, loc="best")
         crystal = parametrization.crystal(trajectory.params[index])
-        _pattern_panel(
-            axes[1],
-            diffractometer,
-            target,
-            diffractometer.pattern(crystal, fwhm=fwhm),
-            f"evaluation {index + 1}",
-        )
+        _pattern_panel(axes[1], diffractometer, target, diffractometer.pattern(crystal, fwhm=fwhm),
+                       f"evaluation {index + 1}",
+                       )
 
     # ratio = steps: the step grows in proportion to the evaluation number (geometric spacing)
-    values = _at_most(
-        frames, lambda n: np.round(dense_near(1, steps, n, near=1, ratio=steps)).astype(int)
-    )
+    values = _at_most(frames,
+                      lambda n: np.round(dense_near(1, steps, n, near=1, ratio=steps)).astype(int))
     return Explorer(draw, values, "evaluation", ("P1", "crystal family"), columns=2)
 
 
-def energy_vs_xrd(
-    offsets: ArrayLike,
-    xrd_loss: ArrayLike,
-    energy: ArrayLike,
-    label: str,
-    metric: str = "cosine",
-    truth: float = 0.0,
-    frames: int = 21,
-) -> Explorer:
+def energy_vs_xrd(offsets: ArrayLike, xrd_loss: ArrayLike, energy: ArrayLike, label: str,
+                  metric: str = "cosine", truth: float = 0.0, frames: int = 21,
+                  ) -> Explorer:
     """Move along one direction (``offsets``, named by ``label`` with its unit) and compare
     the XRD loss with the energy (eV/atom) computed at the same points. The slider visits up
     to ``frames`` of the offsets, densest near ``truth`` (the offset of the true structure),
@@ -464,10 +395,8 @@ def energy_vs_xrd(
 
     def draw(axes, value, choice):
         index = int(np.argmin(np.abs(offsets - value)))
-        for ax, values, name in [
-            (axes[0], xrd_loss, f"XRD {metric} loss"),
-            (axes[1], energy, "energy (eV/atom)"),
-        ]:
+        for ax, values, name in [(axes[0], xrd_loss, f"XRD {metric} loss"),
+                                 (axes[1], energy, "energy (eV/atom)"), ]:
             ax.plot(offsets, values, color="k", lw=1)
             ax.plot([offsets[index]], [values[index]], "o", color="C3")
             ax.set_ylabel(name)
