@@ -27,11 +27,10 @@ from xrdcore.kernels import real_gpu_available
 
 BATCH_SIZES = (1, 64, 1024)
 #: Measured rates, one row per (backend, structure, batch); the book's chapter 3 reads this file.
-RESULTS_CSV = (Path(__file__).parents[1] / "xrdcore" / "data" / "batch_throughput.csv"
-               )  # chapter 3 reads it
+RESULTS_CSV = (
+    Path(__file__).parents[1] / "xrdcore" / "data" / "batch_throughput.csv")  # chapter 3 reads it
 FIELDS = ("date", "machine", "backend", "device", "structure", "atoms", "batch",
-          "structures_per_second",
-          )
+          "structures_per_second")
 
 
 def workload(crystal, n_batch, seed=0):
@@ -46,11 +45,10 @@ def workload(crystal, n_batch, seed=0):
 def doubled(crystal):
     """The 2 × 2 × 2 supercell of a crystal."""
     return crystal.replace(
-        lattice=crystal.lattice * 2, frac_coords=np.concatenate([
-            (crystal.frac_coords + shift) / 2 for shift in np.ndindex(2, 2, 2)
-        ]), species=np.tile(crystal.atomic_numbers, 8), occupancies=np.tile(crystal.occupancies, 8),
-        b_iso=np.tile(crystal.b_iso, 8),
-    )
+        lattice=crystal.lattice * 2, frac_coords=np.concatenate(
+            [(crystal.frac_coords + shift) / 2 for shift in np.ndindex(2, 2, 2)]), species=np.tile(
+                crystal.atomic_numbers, 8), occupancies=np.tile(crystal.occupancies, 8),
+        b_iso=np.tile(crystal.b_iso, 8))
 
 
 def throughput(batch: BatchLoss, n_batch: int, crystal) -> float:
@@ -98,8 +96,7 @@ def single_thread_rows(crystals, machine) -> list[dict]:
                     rows.append(
                         dict(date=time.strftime("%Y-%m-%d"), machine=machine, backend=backend,
                              device=device_name("cpu"), structure=name, atoms=len(crystal),
-                             batch=n_batch, structures_per_second=round(rate, 1),
-                             ))
+                             batch=n_batch, structures_per_second=round(rate, 1)))
     finally:
         numba.set_num_threads(previous)
     return rows
@@ -127,8 +124,7 @@ def main():
                     dict(date=time.strftime("%Y-%m-%d"),
                          machine=f"{platform.machine()}, {os.cpu_count()} cores", backend=backend,
                          device=device_name(backend), structure=name, atoms=len(crystal),
-                         batch=n_batch, structures_per_second=round(rates[-1], 1),
-                         ))
+                         batch=n_batch, structures_per_second=round(rates[-1], 1)))
             ratio = f" {rates[1] / rates[0]:.1f}× |" if len(rates) > 1 else ""
             print(f"| {name} | {len(crystal)} | {n_batch} | " +
                   " | ".join(f"{r:,.0f}" for r in rates) + f" |{ratio}")
@@ -136,8 +132,7 @@ def main():
         print("\nNo CUDA GPU on this machine: CUDA throughput not measured "
               "(benchmarks/gpu_check.sh measures it on one).")
     rows += single_thread_rows((("rutile", rutile), ("rutile 2×2×2", supercell)),
-                               f"{platform.machine()}, {os.cpu_count()} cores",
-                               )
+                               f"{platform.machine()}, {os.cpu_count()} cores")
     write_results(rows)
 
 

@@ -53,8 +53,7 @@ def torch_comparison(crystal, target, diffractometer, xrdcore_time):
     theirs = reference.loss_and_grad(crystal.lattice, crystal.frac_coords)
     difference = max(
         np.abs(ours.d_lattice - theirs[1]).max() / np.abs(theirs[1]).max(),
-        np.abs(ours.d_frac - theirs[2]).max() / np.abs(theirs[2]).max(),
-    )
+        np.abs(ours.d_frac - theirs[2]).max() / np.abs(theirs[2]).max())
     torch_time = best_times(
         {"torch": lambda: reference.loss_and_grad(crystal.lattice, crystal.frac_coords)},
         repeats=3)["torch"]
@@ -67,8 +66,7 @@ def main():
 
         torch_header, torch_rule = (
             f" torch {torch.__version__} autograd, dense (ms) | torch / xrdcore "
-            "| max relative gradient difference |", "---|---|---|",
-        )
+            "| max relative gradient difference |", "---|---|---|")
     except ImportError:
         torch = None
         torch_header, torch_rule = "", ""
@@ -83,7 +81,7 @@ def main():
         target = diffractometer.pattern(perturbed(crystal), fwhm=OPTIONS["fwhm"])
         times = best_times({
             "value": lambda: loss_value(crystal, target, diffractometer, **OPTIONS),
-            "gradient": lambda: loss_and_grad(crystal, target, diffractometer, **OPTIONS),
+            "gradient": lambda: loss_and_grad(crystal, target, diffractometer, **OPTIONS)
         })
         n_parameters = 9 + 3 * len(crystal)
         if n_atoms <= 64:

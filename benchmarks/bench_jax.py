@@ -37,8 +37,7 @@ BATCH_SIZES = (1, 64, 1024)
 CHUNK = 128
 RESULTS_CSV = Path(__file__).parents[1] / "xrdcore" / "data" / "engine_speed.csv"
 FIELDS = ("date", "machine", "comparison", "structure", "atoms", "batch", "xrdcore_ms", "peer",
-          "peer_ms", "peer_over_xrdcore", "max_rel_gradient_difference",
-          )
+          "peer_ms", "peer_over_xrdcore", "max_rel_gradient_difference")
 
 
 def relative_difference(ours, theirs) -> float:
@@ -79,7 +78,7 @@ def single_rows(diffractometer, machine) -> list[dict]:
                                         reflections),
             "xrdcore": lambda: loss_and_grad(start, target, diffractometer, fwhm=FWHM, reflections=
                                              reflections),
-            "jax": lambda: peer.value_and_grad(start.lattice, start.frac_coords),
+            "jax": lambda: peer.value_and_grad(start.lattice, start.frac_coords)
         })
         print(f"| {atoms} | {len(reflections.hkl)} | {times['value'] * 1e3:.3f} "
               f"| {times['xrdcore'] * 1e3:.3f} "
@@ -87,12 +86,10 @@ def single_rows(diffractometer, machine) -> list[dict]:
               f"| {times['jax'] / times['xrdcore']:.1f}× | {difference:.1e} |")
         rows.append(
             row(machine, "single value+grad", structure.composition.reduced_formula, atoms, 1,
-                times["xrdcore"], "jax jit", times["jax"], difference,
-                ))
+                times["xrdcore"], "jax jit", times["jax"], difference))
         rows.append(
             row(machine, "single value", structure.composition.reduced_formula, atoms, 1,
-                times["value"], "", float("nan"), float("nan"),
-                ))
+                times["value"], "", float("nan"), float("nan")))
     return rows
 
 
@@ -109,8 +106,7 @@ def batch_rows(diffractometer, machine) -> list[dict]:
         batch = BatchLoss(crystal, target, diffractometer, fwhm=FWHM)
         setup = batch.setup
         peer = JaxCosineLoss(crystal, batch.reflections.hkl, diffractometer.wavelength, setup.grid,
-                             batch.target, FWHM,
-                             )
+                             batch.target, FWHM)
         for n_batch in BATCH_SIZES:
             lattices, coords = workload(crystal, n_batch)
             ours = batch(lattices, coords)
@@ -126,8 +122,7 @@ def batch_rows(diffractometer, machine) -> list[dict]:
                 difference = max(
                     difference,
                     checked(f"{name} batch {n_batch} {mode}",
-                            relative_difference(ours[1:], theirs[1:])),
-                )
+                            relative_difference(ours[1:], theirs[1:])))
                 calls[mode] = lambda mode=mode: peer.batched(lattices, coords, mode, CHUNK)
             seconds = best_times(calls, min_duration=0.2, repeats=3)
             rates = {key: n_batch / value for key, value in seconds.items()}
@@ -141,8 +136,7 @@ def batch_rows(diffractometer, machine) -> list[dict]:
                     rows.append(
                         row(machine, "batch value+grad", name, len(crystal), n_batch,
                             seconds["BatchLoss"] / n_batch, label, seconds[mode] / n_batch,
-                            difference,
-                            ))
+                            difference))
     return rows
 
 
@@ -151,8 +145,7 @@ def row(machine, comparison, structure, atoms, batch, ours, peer, theirs, differ
                 structure=structure, atoms=atoms, batch=batch, xrdcore_ms=f"{ours * 1e3:.4g}",
                 peer=peer, peer_ms="" if np.isnan(theirs) else f"{theirs * 1e3:.4g}",
                 peer_over_xrdcore="" if np.isnan(theirs) else f"{theirs / ours:.3g}",
-                max_rel_gradient_difference="" if np.isnan(difference) else f"{difference:.1e}",
-                )
+                max_rel_gradient_difference="" if np.isnan(difference) else f"{difference:.1e}")
 
 
 def targets(rows) -> None:

@@ -84,7 +84,7 @@ def compare(structure: Structure, two_theta_range) -> dict:
         "xrdcore": lambda: ours.peaks(crystal),
         "xrdcore_1thread": one_thread(lambda: ours.peaks(crystal)),
         "numpy": lambda: numpy_ref.peaks(crystal),
-        "pymatgen": lambda: calc.get_pattern(structure, two_theta_range=two_theta_range),
+        "pymatgen": lambda: calc.get_pattern(structure, two_theta_range=two_theta_range)
     })
     result["reflections"] = len(ours.reflections(crystal).g)
     return result

@@ -101,9 +101,8 @@ def breakdown(crystal, target, diffractometer) -> tuple[dict, dict, int]:
             "structure_intensities": lambda: cpu.structure_intensities(
                 hkl, g, wavelength, *atoms, *tables),
             "merge_peaks": lambda: cpu.merge_peaks(forward[0], forward[1], TWO_THETA_TOL,
-                                                   SCALED_INTENSITY_TOL),
-        }, repeats=5,
-    )
+                                                   SCALED_INTENSITY_TOL)
+        }, repeats=5)
     setup = diffractometer.profile_setup(fwhm=FWHM)
     hkl, g = cpu.reflection_list(lattice, *diffractometer.g_window(setup.two_theta_range))
     two_theta, intensity, *saved = cpu.structure_intensities(hkl, g, wavelength, *atoms, *tables)
@@ -127,9 +126,8 @@ def breakdown(crystal, target, diffractometer) -> tuple[dict, dict, int]:
                 *profile_args, d_pattern, setup.step),
             "reflection_intensities_adjoint": lambda: cpu.reflection_intensities_adjoint(
                 hkl, g, wavelength, *atoms, *saved, d_intensity, d_two_theta),
-            "lattice_gradient": lambda: cpu.lattice_gradient(lattice, hkl, g, d_g),
-        }, repeats=5,
-    )
+            "lattice_gradient": lambda: cpu.lattice_gradient(lattice, hkl, g, d_g)
+        }, repeats=5)
     return peaks, gradient, len(g)
 
 
@@ -147,14 +145,13 @@ def reached(crystal, target, diffractometer) -> dict:
             "structure-factor kernel": lambda: cpu.structure_factor_sums(hkl, *atoms),
             "peaks": lambda: diffractometer.peaks(crystal),
             "pattern": lambda: diffractometer.pattern(crystal, fwhm=FWHM),
-            "loss_and_grad": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM),
-        }, repeats=5,
-    )
+            "loss_and_grad": lambda: loss_and_grad(crystal, target, diffractometer, fwhm=FWHM)
+        }, repeats=5)
     terms = {
         "structure-factor kernel": len(hkl),
         "peaks": len(hkl),
         "pattern": len(wide_hkl),
-        "loss_and_grad": 2 * len(wide_hkl),
+        "loss_and_grad": 2 * len(wide_hkl)
     }
     return {name: terms[name] * len(crystal) / seconds[name] for name in seconds}
 

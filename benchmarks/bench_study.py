@@ -47,9 +47,8 @@ def measure(executor: str, workers: int, backend: str) -> dict:
                 sys.executable, "-c", SCRIPT,
                 json.dumps(GRID),
                 str(Path(folder) / "runs.csv"),
-                str(workers), executor, backend,
-            ], capture_output=True, text=True, check=True,
-                                    ).stdout
+                str(workers), executor, backend
+            ], capture_output=True, text=True, check=True).stdout
         result = json.loads(output.strip().splitlines()[-1])
         best = result if best is None or result["seconds"] < best["seconds"] else best
     return best
@@ -71,9 +70,8 @@ def main():
         rate = result["runs"] / result["seconds"]
         rows.append(
             dict(date=time.strftime("%Y-%m-%d"), machine=machine, executor=executor,
-                 backend=backend, workers=workers, runs=result["runs"],
-                 seconds=round(result["seconds"], 2), runs_per_second=round(rate, 2),
-                 ))
+                 backend=backend, workers=workers, runs=result["runs"], seconds=round(
+                     result["seconds"], 2), runs_per_second=round(rate, 2)))
         print(f"| {executor} | {backend} | {workers} | {result['runs']} "
               f"| {result['seconds']:.1f} | {rate:.2f} |")
     rate = {(r["executor"], r["backend"], r["workers"]): r["runs_per_second"] for r in rows}

@@ -46,8 +46,7 @@ class JaxCosineLoss:
             hkl=jnp.asarray(np.asarray(hkl, dtype=float)),
             grid=jnp.asarray(grid),
             target=jnp.asarray(target, dtype=float),
-            offsets=jnp.arange(-half, half + 1),
-        )
+            offsets=jnp.arange(-half, half + 1))
         sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
         grid0, n_grid, cut = float(grid[0]), len(grid), window * fwhm
 

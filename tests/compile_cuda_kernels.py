@@ -31,15 +31,13 @@ def signatures(real):
     return {
         "_metric_kernel": (a3, a2),
         "_forward_kernel": (a2, a3, a2, int64[:], a1, a3, a1, a2, real, a1, real, real, real, a2,
-                            a2, a2, a2, a2, a3, a3, a3, a2, a2,
-                            ),
+                            a2, a2, a2, a2, a3, a3, a3, a2, a2),
         "_cosine_kernel": (a2, a1, a1, a2),
         "_reflection_adjoint_kernel": (a2, a1, real, real, real, real, a2, a2, a2, a2, a2, a3, a2,
-                                       a2, a2,
-                                       ),
+                                       a2, a2),
         "_atom_adjoint_kernel": (a2, a3, a2, int64[:], a3, a2, a3, a3),
         "_lattice_adjoint_kernel": (a3, a2, a2, a2, a2, a3),
-        "_descent_kernel": (a1, a1, real),
+        "_descent_kernel": (a1, a1, real)
     }
 
 

@@ -25,8 +25,7 @@ def random_triclinic(rng, n_atoms, species=("O", "Si", "Fe", "Ba")):
     lattice = np.array([[a, 0, 0], [b * np.cos(gamma), b * np.sin(gamma), 0],
                         [c * cx, c * cy, c * np.sqrt(1 - cx**2 - cy**2)], ])
     return Crystal(lattice, rng.random((n_atoms, 3)), rng.choice(species, n_atoms),
-                   b_iso=rng.uniform(0, 1.5, n_atoms),
-                   )
+                   b_iso=rng.uniform(0, 1.5, n_atoms))
 
 
 @pytest.fixture
@@ -88,12 +87,10 @@ def built_book(tmp_path_factory):
                     result = subprocess.run([
                         jupyter_book, "build",
                         str(ROOT), "--path-output",
-                        str(folder), "--warningiserror", "--keep-going",
-                    ], capture_output=True, text=True, timeout=1800,
-                                            )
+                        str(folder), "--warningiserror", "--keep-going"
+                    ], capture_output=True, text=True, timeout=1800)
                     returncode, log = (result.returncode,
-                                       result.stdout[-20000:] + result.stderr[-20000:],
-                                       )
+                                       result.stdout[-20000:] + result.stderr[-20000:])
                 except subprocess.TimeoutExpired as exc:
                     returncode, log = -1, f"book build timed out after {exc.timeout} s"
             record.write_text(json.dumps({"returncode": returncode, "log": log}))

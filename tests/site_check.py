@@ -48,7 +48,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync"
 ]
 LOCAL_HOSTS = {"127.0.0.1"}
 #: Window sizes (CSS px) every page is checked at: a phone and a desk.
@@ -276,8 +276,7 @@ def _probe(page, settle_s: float, has_source_animation: bool) -> dict:
 
 
 def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s: float, width: int,
-               screenshots: Path | None = None,
-               ) -> PageResult:
+               screenshots: Path | None = None) -> PageResult:
     result = PageResult(page_path, width)
     source_file = html_dir / page_path.split("?")[0]
     if not source_file.is_file():
@@ -290,8 +289,7 @@ def check_page(context, base_url: str, html_dir: Path, page_path: str, settle_s:
         "console", lambda msg:
         (msg.type == "error" and result.problems.append(f"console error: {msg.text}" +
                                                         (f" ({msg.location.get('url', '')})"
-                                                         if msg.location.get("url") else ""))),
-    )
+                                                         if msg.location.get("url") else ""))))
     page.on("pageerror", lambda exc: result.problems.append(f"uncaught JavaScript error: {exc}"))
 
     def on_response(response):
@@ -362,8 +360,7 @@ def _check_search(page, result: PageResult, settle_s: float) -> None:
 def check_site(html_dir: Path, toc_path: Path = ROOT / "_toc.yml", *,
                pages: list[str] | None = None, search_query: str = "diffraction",
                settle_s: float = 20.0, chromium: str | None = None, viewports=VIEWPORTS,
-               screenshots: Path | None = None, log=print,
-               ) -> list[PageResult]:
+               screenshots: Path | None = None, log=print) -> list[PageResult]:
     """Check every page at every viewport (width, height in CSS px); one PageResult per page and
     viewport (raises SiteCheckError if it cannot run)."""
     html_dir = Path(html_dir).resolve()
@@ -400,8 +397,7 @@ def check_site(html_dir: Path, toc_path: Path = ROOT / "_toc.yml", *,
                 context.route("**/*", route)
                 blocked.clear()
                 result = check_page(context, server.url, html_dir, page_path, settle_s, width,
-                                    None if screenshots is None else Path(screenshots),
-                                    )
+                                    None if screenshots is None else Path(screenshots))
                 context.close()
                 # Blocked requests also show up as failed requests / console errors; keep the
                 # clear one.
@@ -424,8 +420,7 @@ def check_site(html_dir: Path, toc_path: Path = ROOT / "_toc.yml", *,
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--html", type=Path, default=ROOT / "_build" / "html",
-                        help="built site (default: _build/html)",
-                        )
+                        help="built site (default: _build/html)")
     parser.add_argument("--toc", type=Path, default=ROOT / "_toc.yml",
                         help="table of contents (default: _toc.yml)")
     parser.add_argument("--search-query", default="diffraction",
@@ -438,8 +433,7 @@ def main(argv=None) -> int:
     start = time.monotonic()
     try:
         results = check_site(args.html, args.toc, pages=args.page, search_query=args.search_query,
-                             screenshots=args.screenshots,
-                             )
+                             screenshots=args.screenshots)
     except SiteCheckError as exc:
         print(f"site check could not run: {exc}", file=sys.stderr)
         return 2
@@ -448,8 +442,7 @@ def main(argv=None) -> int:
           f"({len(VIEWPORTS)} window widths) in {time.monotonic() - start:.0f} s")
     if failed:
         print("site check FAILED: " + ", ".join(f"{r.page} @{r.width}px" for r in failed),
-              file=sys.stderr,
-              )
+              file=sys.stderr)
         return 1
     return 0
 

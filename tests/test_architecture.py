@@ -63,7 +63,7 @@ def test_the_census_sees_the_api():
     names = {name for name, _ in public_functions()}
     assert {
         "xrdcore.diffraction.Diffractometer.pattern", "xrdcore.gradients.loss_and_grad",
-        "xrdcore.optimize.core.optimize", "xrdcore.kernels.cpu.reflection_list",
+        "xrdcore.optimize.core.optimize", "xrdcore.kernels.cpu.reflection_list"
     } <= names
     assert len(names) > 300
 

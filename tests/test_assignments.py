@@ -38,34 +38,27 @@ STUDENT_ANSWER = "A student's justification, in words."
 WRONG = {
     "a1_diffraction": {
         "q4_peak_ratio": ("ratio_220_111 =", "ratio_220_111 = ratio_220_111 * 8 / 12",
-                          "multiplicity",
-                          ),
+                          "multiplicity"),
         "q5_width_plot": ("fig_widths =", "fig_widths = plt.figure()", "draws no lines"),
         "q6_cosine_widths": ("cosine_widths =", "cosine_widths = 1 - cosine_widths",
-                             "the loss 1 − S instead of S",
-                             ),
+                             "the loss 1 − S instead of S"),
         "q8_metric_choice": ("choice_metrics =", 'choice_metrics = "A"',
-                             "(A) is not what the results show",
-                             ),
+                             "(A) is not what the results show")
     },
     "a2_landscape": {
         "q5_scan_plot": ("fig_scan =", "fig_scan, ax = plt.subplots()\nax.plot(strains, scan_loss)",
-                         "fractions where per cent is wanted",
-                         ),
+                         "fractions where per cent is wanted"),
         "q7_basin": ("basin_percent =", "basin_percent = tuple(end / 100 for end in basin_percent)",
-                     "fractions",
-                     ),
+                     "fractions"),
         "q3_expansion_slope": ("expansion_slope =", "expansion_slope = -expansion_slope",
-                               "flip the sign",
-                               ),
+                               "flip the sign")
     },
     "a3_retrieval": {
         "q4_table_rate": ("p1_rate =", "p1_rate = 100 * p1_rate", "percentage"),
         "q6_family_choice": ("choice_family =", 'choice_family = "Q"',
-                             "expected one of the letters",
-                             ),
-        "q9_schedule": ("widths =", "widths = widths[::-1]", "narrowest first"),
-    },
+                             "expected one of the letters"),
+        "q9_schedule": ("widths =", "widths = widths[::-1]", "narrowest first")
+    }
 }
 
 
@@ -163,7 +156,7 @@ def test_gradebook_has_a_row_per_submission(graded):
     manual = [f"{q.name} (manual, max {q.points:g})" for q in asked if q.manual]
     assert list(rows[0]) == ["file", *autograded, "total", "max", *manual, "note"]
     assert sorted(row["file"] for row in rows) == [
-        "blank.ipynb", "not_a_notebook.ipynb", "partly_right.ipynb", "reference.ipynb",
+        "blank.ipynb", "not_a_notebook.ipynb", "partly_right.ipynb", "reference.ipynb"
     ]
     for row in rows:
         report = reports[Path(row["file"]).stem]
@@ -187,8 +180,7 @@ def test_handed_out_notebook_checks_itself_top_to_bottom(graded, tmp_path):
         "metadata": {
             "path": str(tmp_path)
         }
-    },
-                   ).execute()
+    }).execute()
     errors = [(cell.source, output.ename, output.evalue) for cell in nb.cells
               if cell.cell_type == "code" for output in cell.outputs
               if output.output_type == "error"]

@@ -21,9 +21,8 @@ FLOAT32_TOLERANCE = 1e-4  # relative to the largest component; documented in xrd
 def batch_case(seed=0, n_atoms=3, n_batch=3):
     rng = np.random.default_rng(seed)
     crystal = random_triclinic(rng, n_atoms)
-    target = Diffractometer(backend="cpu",
-                            **SMALL).pattern(crystal.replace(lattice=crystal.lattice * 1.01),
-                                             fwhm=0.3)
+    target = Diffractometer(backend="cpu", **SMALL).pattern(
+        crystal.replace(lattice=crystal.lattice * 1.01), fwhm=0.3)
     lattices = np.stack([
         crystal.lattice @ (np.eye(3) + 0.005 * rng.standard_normal((3, 3))) for _ in range(n_batch)
     ])
@@ -47,8 +46,7 @@ def test_cpu_batch_equals_single_structure_path(metric):
     for b in range(len(lattices)):
         single = loss_and_grad(crystal.replace(lattice=lattices[b],
                                                frac_coords=coords[b]), target, diffractometer,
-                               metric=metric, fwhm=0.3, reflections=batch.reflections,
-                               )
+                               metric=metric, fwhm=0.3, reflections=batch.reflections)
         assert losses[b] == pytest.approx(single.loss, rel=1e-10)
         assert relative_difference(d_lattices[b], single.d_lattice) < 1e-10
         assert relative_difference(d_fracs[b], single.d_frac) < 1e-10
@@ -57,10 +55,9 @@ def test_cpu_batch_equals_single_structure_path(metric):
 def test_padding_atoms_with_zero_occupancy_changes_nothing():
     crystal, target, lattices, coords = batch_case(1)
     padded_crystal = crystal.replace(
-        frac_coords=np.vstack([crystal.frac_coords,
-                               [[0.1, 0.2, 0.3]]]), species=np.append(crystal.atomic_numbers, 8),
-        occupancies=np.append(crystal.occupancies, 1.0), b_iso=np.append(crystal.b_iso, 0.0),
-    )
+        frac_coords=np.vstack([crystal.frac_coords, [[0.1, 0.2, 0.3]]]), species=np.append(
+            crystal.atomic_numbers, 8), occupancies=np.append(crystal.occupancies, 1.0),
+        b_iso=np.append(crystal.b_iso, 0.0))
     diffractometer = Diffractometer(backend="cpu", **SMALL)
     plain = BatchLoss(crystal, target, diffractometer, fwhm=0.3)(lattices, coords)
     padded_coords = np.concatenate([coords, np.full((len(coords), 1, 3), 0.25)], axis=1)
@@ -105,10 +102,10 @@ def test_cuda_float32_within_documented_tolerance():
 def test_device_resident_descent_equals_cpu_descent():
     crystal, target, lattices, coords = batch_case(4, n_batch=2)
     options = dict(steps=3, lattice_rate=1e-3, frac_rate=1e-4)
-    cpu = BatchLoss(crystal, target, Diffractometer(backend="cpu", **SMALL),
-                    fwhm=0.3).descend(lattices, coords, **options)
-    gpu = BatchLoss(crystal, target, Diffractometer(backend="cuda", **SMALL),
-                    fwhm=0.3).descend(lattices, coords, **options)
+    cpu = BatchLoss(crystal, target, Diffractometer(backend="cpu", **SMALL), fwhm=0.3).descend(
+        lattices, coords, **options)
+    gpu = BatchLoss(crystal, target, Diffractometer(backend="cuda", **SMALL), fwhm=0.3).descend(
+        lattices, coords, **options)
     for ours, reference in zip(gpu, cpu):
         assert relative_difference(ours, reference) < 1e-10
     assert cpu[2].shape == (4, 2)

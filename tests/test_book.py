@@ -139,7 +139,7 @@ def test_a_page_runs_outside_the_repository_and_offers_its_downloads(tmp_path):
     assert {Path(link).name
             for link in links} == {
                 "page.ipynb", "page.md", "remedies_energy.csv", "remedies_energy.config.json",
-                "remedies_energy.env.json",
+                "remedies_energy.env.json"
             }
     for link in links:
         assert (html / link).is_file(), link
@@ -207,9 +207,8 @@ def test_whole_book_prints_to_one_pdf(built_book):
         sys.executable,
         str(ROOT / "book" / "_ext" / "print_pdf.py"), "--html",
         str(single), "--output",
-        str(pdf),
-    ], capture_output=True, text=True, timeout=900,
-                            )
+        str(pdf)
+    ], capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and data.count(b"/Type /Page") + data.count(b"/Type/Page") > 50

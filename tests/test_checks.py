@@ -121,9 +121,8 @@ def test_bulk_modulus_check_names_unit_and_factor_slips():
     assert checks.check_bulk_modulus(right, rock_salt)
     assert "eV/Å³" in checks.check_bulk_modulus(right * GPa, rock_salt).message
     assert "1/9" in checks.check_bulk_modulus(9 * right, rock_salt).message
-    assert ("experimental cell"
-            in checks.check_bulk_modulus(checks.bulk_modulus(rock_salt, relax=False),
-                                         rock_salt).message)
+    assert ("experimental cell" in checks.check_bulk_modulus(
+        checks.bulk_modulus(rock_salt, relax=False), rock_salt).message)
     assert not checks.check_bulk_modulus(1.2 * right, rock_salt)
 
 
@@ -137,8 +136,7 @@ def test_recovery_rate_check_names_the_slips(tmp_path):
                                                True), ("0.02", False,
                                                        True), ("0.02", False,
                                                                False), ("0.05", True,
-                                                                        True), ("0.05", True,
-                                                                                True), ]
+                                                                        True), ("0.05", True, True)]
     ]
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
@@ -149,6 +147,8 @@ def test_recovery_rate_check_names_the_slips(tmp_path):
     assert "matched" in str(checks.check_recovery_rate(0.75, path, **where))
     assert "percentage" in str(checks.check_recovery_rate(25, path, **where))
     assert "pool" in str(checks.check_recovery_rate(0.5, path, **where))
+    with pytest.raises(ValueError, match="no run in .* has"):
+        checks.check_recovery_rate(0.5, path, kind="coordinates")
 
 
 def test_width_schedule_check_names_the_slips():
@@ -156,9 +156,8 @@ def test_width_schedule_check_names_the_slips():
     assert checks.check_width_schedule(right, 3.0, 0.1, 4)
     assert "linearly" in checks.check_width_schedule(np.linspace(3.0, 0.1, 4), 3.0, 0.1, 4).message
     assert "narrowest first" in checks.check_width_schedule(right[::-1], 3.0, 0.1, 4).message
-    assert ("endpoint=False"
-            in checks.check_width_schedule(np.geomspace(3.0, 0.1, 4, endpoint=False), 3.0, 0.1,
-                                           4).message)
+    assert ("endpoint=False" in checks.check_width_schedule(
+        np.geomspace(3.0, 0.1, 4, endpoint=False), 3.0, 0.1, 4).message)
     assert ("not extra ones" in checks.check_width_schedule(np.geomspace(3.0, 0.1, 5), 3.0, 0.1,
                                                             4).message)
     assert "stage 2" in checks.check_width_schedule([3.0, 1.5, right[2], 0.1], 3.0, 0.1, 4).message
@@ -181,13 +180,13 @@ def test_remedy_rate_check(tmp_path):
         ("basin", "p1", 0.02, [True, False, False, False]),
         ("basin", "family", 0.02, [True, True, True, True]),
         ("basin", "p1", 0.05, [False, False, False, False]),
-        ("none", "p1", 0.02, [False, False, False, True]),
+        ("none", "p1", 0.02, [False, False, False, True])
     ]:
         for index, outcome in enumerate(recovered):
             rows.append(
                 dict(remedy=remedy, kind="lattice", parametrization=parametrization,
-                     magnitude=magnitude, recovered=outcome, matched=True if index < 3 else outcome,
-                     ))
+                     magnitude=magnitude, recovered=outcome,
+                     matched=True if index < 3 else outcome))
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -213,13 +212,12 @@ def test_check_value_against_zero():
 
 def test_unanswered_placeholders_say_so(silicon):
     candidates = [(2, 0, 0), (2, 2, 2)]
-    for feedback in (checks.check_value(..., 1.0), checks.check_bragg_two_theta(..., 3.1356),
-                     checks.check_absent_reflections(..., silicon, candidates),
-                     checks.check_array(..., np.zeros(3),
-                                        atol=1e-9), checks.check_width_schedule(..., 3.0, 0.1, 4),
-                     checks.check_choice(..., "ABC"), checks.check_line_plot(..., {}),
-                     checks.check_scan_basin(..., [0, 1, 2], [1, 0, 1]),
-                     ):
+    for feedback in (checks.check_value(..., 1.0), checks.check_bragg_two_theta(
+            ..., 3.1356), checks.check_absent_reflections(
+                ..., silicon, candidates), checks.check_array(..., np.zeros(3), atol=1e-9),
+                     checks.check_width_schedule(..., 3.0, 0.1, 4), checks.check_choice(
+                         ..., "ABC"), checks.check_line_plot(
+                             ..., {}), checks.check_scan_basin(..., [0, 1, 2], [1, 0, 1])):
         assert not feedback and "no answer yet" in feedback.message
     assert "list of (h, k, l)" in checks.check_absent_reflections(5, silicon, candidates).message
 
@@ -233,8 +231,8 @@ def test_choice_check():
     assert right and "the right one" in right.message
     wrong = checks.check_choice("A", "ABC", correct="C", reasons={"A": "look at the intervals"})
     assert not wrong and "look at the intervals" in wrong.message
-    assert ("compare it with the values you computed"
-            in checks.check_choice("B", "ABC", correct="C").message)
+    assert ("compare it with the values you computed" in checks.check_choice(
+        "B", "ABC", correct="C").message)
 
 
 def test_line_plot_check_names_the_slips():
@@ -261,8 +259,8 @@ def test_line_plot_check_names_the_slips():
     ax = scatter.subplots()
     ax.scatter(100 * x, y)
     assert checks.check_line_plot(scatter, expected, labels=False)
-    assert ("fractions where per cent is wanted"
-            in checks.check_line_plot(figure((x, y)), expected).message)
+    assert ("fractions where per cent is wanted" in checks.check_line_plot(
+        figure((x, y)), expected).message)
     assert "swapped" in checks.check_line_plot(figure((y, 100 * x)), expected).message
     assert "other y values" in checks.check_line_plot(figure((100 * x, 2 * y)), expected).message
     assert ("label both axes" in checks.check_line_plot(figure((100 * x, y), labels=False),
@@ -276,8 +274,7 @@ def test_line_plot_check_names_the_slips():
 def test_peak_ratio_check_names_multiplicity_and_lp(silicon):
     from xrdcore import Diffractometer
     from xrdcore.physics.scattering import (bragg_two_theta, form_factor, form_factor_coefficients,
-                                            lorentz_polarization,
-                                            )
+                                            lorentz_polarization)
 
     def by_hand(hkl, multiplicity):  # |F|² LP m with the real form factor (the assignment's route)
         d = 5.431 / np.linalg.norm(hkl)
@@ -367,7 +364,7 @@ def test_rate_comparison(tmp_path):
         "c": (10, 50),
         "d": (12, 50),
         "e": (0, 50),
-        "f": (0, 50),
+        "f": (0, 50)
     }
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["parametrization", "magnitude", "recovered"])
@@ -379,8 +376,7 @@ def test_rate_comparison(tmp_path):
 
     def compare(first, second):
         return checks.rate_comparison(path, dict(parametrization=first, magnitude=0.02),
-                                      dict(parametrization=second, magnitude=0.02),
-                                      )
+                                      dict(parametrization=second, magnitude=0.02))
 
     assert compare("a", "b") == "higher" and compare("b", "a") == "lower"
     assert compare("c", "d") == "indistinguishable" and compare("e", "f") == "both zero"
@@ -395,5 +391,5 @@ def test_preferred_candidate_and_coincidence_scale():
     assert (checks.preferred_candidate("cosine", candidates,
                                        target) == "scaled")  # cosine ignores scale
     rock_salt = Crystal(np.eye(3) * 5.64, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
-    assert checks.coincidence_scale(rock_salt, (2, 2, 0),
-                                    (3, 1, 1)) == pytest.approx(np.sqrt(8 / 11))
+    assert checks.coincidence_scale(rock_salt, (2, 2, 0), (3, 1, 1)) == pytest.approx(
+        np.sqrt(8 / 11))

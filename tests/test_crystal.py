@@ -32,8 +32,7 @@ def test_arrays_and_properties(cscl):
      (dict(species=["Cs"]), "1 species for 2 positions"),
      (dict(occupancies=[1.0, 1.2]), r"\(0, 1\]"), (dict(occupancies=[1.0, 0.0]), r"\(0, 1\]"),
      (dict(b_iso=[0.0, -1.0]), "≥ 0"), (dict(b_iso=[0.0]), "one value per atom"),
-     (dict(frac_coords=[[0, 0, 0], [0, 0, 0]], occupancies=[0.7, 0.6]), "total occupancy"), ],
-)
+     (dict(frac_coords=[[0, 0, 0], [0, 0, 0]], occupancies=[0.7, 0.6]), "total occupancy"), ])
 def test_bad_input_raises_clear_value_error(kwargs, message):
     fields = dict(lattice=np.eye(3) * 4.0, frac_coords=[[0, 0, 0], [0.5, 0.5, 0.5]],
                   species=["Cs", "Cl"])
@@ -107,8 +106,7 @@ def test_cif_of_low_symmetry_structure_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text", ["", "this is not a CIF at all\n", "data_x\n_cell_length_a 4.0\n_cell_length_b\n"],
-)
+    "text", ["", "this is not a CIF at all\n", "data_x\n_cell_length_a 4.0\n_cell_length_b\n"])
 def test_malformed_cif_raises_value_error(tmp_path, text):
     path = tmp_path / "broken.cif"
     path.write_text(text)

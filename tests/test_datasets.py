@@ -65,9 +65,8 @@ def test_repeated_labels_get_suffixes():
     dict(crystal_family="hexagonal"),
     dict(crystal_system="trigonal"),
     dict(space_group=225),
-    dict(max_atoms=4),
-],
-                         )
+    dict(max_atoms=4)
+])
 def test_filters(filters):
     selected = datasets.list_prototypes(**filters)
     assert selected

@@ -91,8 +91,7 @@ def test_shapes_have_requested_fwhm(cscl, shape):
                           (dict(two_theta_range=(-5, 30)), ValueError, "0 ≤ low"),
                           (dict(two_theta_range=(10, float("nan"))), ValueError, "two_theta_range"),
                           (dict(two_theta_range=10), ValueError, r"\(low, high\)"),
-                          (dict(step=0), ValueError, "step"), ],
-                         )
+                          (dict(step=0), ValueError, "step"), ])
 def test_bad_instrument_settings(kwargs, error, message):
     with pytest.raises(error, match=message):
         Diffractometer(**kwargs)
@@ -109,8 +108,7 @@ def test_bad_instrument_settings(kwargs, error, message):
                                              (dict(shape="gaussian", eta=0.3), "only applies"),
                                              (dict(shape="pseudo-voigt", eta=1.5), r"\[0, 1\]"),
                                              (dict(window=0), "window"),
-                                             (dict(two_theta=[185.0, 190.0]), "outside"), ],
-                         )
+                                             (dict(two_theta=[185.0, 190.0]), "outside"), ])
 def test_bad_pattern_arguments(cscl, kwargs, message):
     with pytest.raises(ValueError, match=message):
         shape = {name: kwargs.pop(name) for name in ("shape", "eta", "window") if name in kwargs}

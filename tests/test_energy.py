@@ -20,8 +20,7 @@ FCC = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
 
 def moved(crystal, direction, t):
     return crystal.replace(lattice=crystal.lattice + t * direction.d_lattice,
-                           frac_coords=crystal.frac_coords + t * direction.d_frac,
-                           )
+                           frac_coords=crystal.frac_coords + t * direction.d_frac)
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +39,8 @@ def rutile():
 
 @pytest.mark.parametrize("make", [
     lambda c: lattice_direction(c, 1), lambda c: atom_direction(c, 2, 0),
-    lambda c: random_direction(c, np.random.default_rng(1), strain=0.02),
-],
-                         )
+    lambda c: random_direction(c, np.random.default_rng(1), strain=0.02)
+])
 def test_scan_agrees_with_pointwise_energy_and_its_slope_with_finite_differences(copper, make):
     direction = make(copper)
     offsets = np.linspace(-0.04, 0.04, 5)
@@ -85,8 +83,7 @@ def test_two_dimensional_scan_has_the_xrd_scan_shape(copper):
     reference = scan(copper, [first, second], offsets, xrd.pattern(copper, fwhm=0.2), xrd, fwhm=0.2)
     assert result.loss.shape == reference.loss.shape == (3, 2)
     corner = copper.replace(lattice=copper.lattice + 0.02 * first.d_lattice,
-                            frac_coords=copper.frac_coords - 0.1 * second.d_frac,
-                            )
+                            frac_coords=copper.frac_coords - 0.1 * second.d_frac)
     assert result.loss[2, 0] == pytest.approx(energy.energy(corner, calc="emt"), rel=1e-12)
 
 
@@ -168,8 +165,7 @@ def test_bad_calculator_names_and_inputs_are_explained(copper):
         energy_scan(copper, lattice_direction(copper, 0), [], calc="emt")
     with pytest.raises(ValueError, match="does not fit"):
         energy_scan(copper, lattice_direction(Crystal(np.eye(3) * 3, [[0, 0, 0]], ["Cu"]), 0),
-                    [0.0], calc="emt",
-                    )
+                    [0.0], calc="emt")
     with pytest.raises(ValueError, match="empty"):
         Crystal(np.eye(3), np.zeros((0, 3)), [])
 

@@ -80,7 +80,7 @@ def test_summary_and_cli(tmp_path, capsys):
     assert (main([
         "retrieve", "--config",
         str(config), "--output",
-        str(output), "--workers", "1", "--no-progress",
+        str(output), "--workers", "1", "--no-progress"
     ]) == 0)
     table = match_rates(output, by=("kind", "parametrization"))
     assert len(table) == 1 and table[0].trials == 2
@@ -128,8 +128,7 @@ def test_barrier_sweep_places_starts_on_both_sides_at_equal_distances():
     values = scan(quartz, symmetry_axis_direction(constrained, axis), offsets, target, xrd,
                   fwhm=0.1).loss
     sweep = barrier_sweep(constrained, quartz, target, xrd, axis, offsets, values,
-                          starts_per_side=2, seeds=2, steps=20, fwhm=0.1,
-                          )
+                          starts_per_side=2, seeds=2, steps=20, fwhm=0.1)
     barrier = nearest_barrier(offsets, values)
     assert (sweep.barrier, sweep.wrong_minimum) == (barrier.barrier, barrier.wrong_minimum)
     assert (sweep.sides == ["truth", "truth", "far", "far"] * 2 and
@@ -156,8 +155,7 @@ def test_a_study_writes_an_environment_record(tmp_path):
     from xrdcore.study.runner import run_study
 
     config = replace(SMALL, structures=("AB_cF8_225_a_b", ), kinds=("lattice", ), strains=(0.01, ),
-                     parametrizations=("p1", ), steps=5,
-                     )
+                     parametrizations=("p1", ), steps=5)
     output = run_study(config, tmp_path / "runs.csv", workers=1, progress=False)
     records = json.loads(output.with_suffix(".env.json").read_text())
     assert (len(records) == 1 and records[0]["runs"] == 1 and

@@ -48,8 +48,7 @@ def test_symmetric_matrix_noise_stays_in_the_family_at_the_p1_draws_size(name):
 
 @pytest.mark.parametrize("kind,parametrization", [("lattice", "family"),
                                                   ("coordinates", "spacegroup"), ("both", "family"),
-                                                  ("both", "spacegroup"), ],
-                         )
+                                                  ("both", "spacegroup"), ])
 def test_subspace_starts_lie_in_their_subspace_at_the_nominal_size(kind, parametrization):
     config = StudyConfig(structures=(RUTILE, ))
     start, verdicts = _start(RUTILE, kind, 0.05, 0, parametrization, config)
@@ -80,8 +79,7 @@ def test_projected_design_records_the_projected_start():
 @pytest.mark.parametrize("kind", ["lattice", "coordinates", "both"])
 def test_p1_starts_do_not_depend_on_the_start_design(kind):
     fair, old = (StudyConfig(structures=(RUTILE, )),
-                 StudyConfig(structures=(RUTILE, ), starts="projected"),
-                 )
+                 StudyConfig(structures=(RUTILE, ), starts="projected"))
     a, verdicts_a = _start(RUTILE, kind, 0.02, 1, "p1", fair)
     b, verdicts_b = _start(RUTILE, kind, 0.02, 1, "p1", old)
     np.testing.assert_array_equal(a.lattice, b.lattice)
@@ -126,9 +124,9 @@ def test_binned_rates_count_by_the_measured_start_error(tmp_path):
     path.write_text("key,parametrization,start_lattice_error,recovered\n" +
                     "".join(f"{i},{p},{e},{r}\n" for i, (p, e, r) in enumerate(rows)))
     table = binned_rates(path, [0, 0.01, 0.02, 0.05], parametrization="p1")
-    assert [(row.group, row.trials, row.matches) for row in table] == [
-        ((0.0, 0.01), 1, 1), ((0.01, 0.02), 2, 1), ((0.02, 0.05), 0, 0),
-    ]  # 0.5 is beyond the last edge
+    assert [(row.group, row.trials, row.matches)
+            for row in table] == [((0.0, 0.01), 1, 1), ((0.01, 0.02), 2, 1),
+                                  ((0.02, 0.05), 0, 0)]  # 0.5 is beyond the last edge
     assert np.isnan(table[2].rate) and table[1].low < 0.5 < table[1].high
     with pytest.raises(ValueError, match="increasing"):
         binned_rates(path, [0.02, 0.01])
@@ -138,8 +136,8 @@ def test_repair_rate_counts_only_the_starts_that_failed(tmp_path):
     from xrdcore.study.summary import repair_rate
 
     path = tmp_path / "rows.csv"
-    rows = [(True, True), (False, True), (False, False), (False, False), (True, False),
-            ]  # (start_matched, matched)
+    rows = [(True, True), (False, True), (False, False), (False, False),
+            (True, False)]  # (start_matched, matched)
     path.write_text("key,kind,start_matched,matched\n" + "".join(f"{i},lattice,{a},{b}\n"
                                                                  for i, (a, b) in enumerate(rows)))
     row = repair_rate(path, kind="lattice")

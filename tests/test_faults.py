@@ -89,7 +89,7 @@ def cut_offsets(data: bytes) -> dict:
         "start of the last row": second_last,
         "in the last row": (second_last + last) // 2,
         "before its \\r": last - 2,
-        "between \\r and \\n": last - 1,
+        "between \\r and \\n": last - 1
     }
 
 
@@ -135,8 +135,11 @@ def test_a_parquet_journal_cut_mid_write_resumes_and_merges_once(reference, tmp_
 def retrieve_command(folder, output) -> list:
     """The command line of a 2-worker study of CONFIG (written to ``folder``) into ``output``."""
     CONFIG.to_json(folder / "config.json")
-    return [sys.executable, "-m", "xrdcore", "retrieve", "--config", str(folder / "config.json"),
-            "--output", str(output), "--workers", "2", "--no-progress"]
+    return [
+        sys.executable, "-m", "xrdcore", "retrieve", "--config",
+        str(folder / "config.json"), "--output",
+        str(output), "--workers", "2", "--no-progress"
+    ]
 
 
 def test_a_killed_runner_takes_its_workers_along_and_a_resume_completes_it(reference, tmp_path):
@@ -168,8 +171,7 @@ def test_ctrl_c_stops_the_runner_and_its_workers_at_once_with_one_line(tmp_path)
     command = retrieve_command(tmp_path, output)
     runner = subprocess.Popen(command, cwd=tmp_path, env={
         **os.environ, "PYTHONPATH": str(ROOT)
-    }, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                              )
+    }, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 240
     while not read_rows(output) and runner.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -193,9 +195,7 @@ def test_a_dask_worker_killed_mid_run_loses_no_rows(reference, tmp_path):
                                    dashboard_address=None, env={
                                        "NUMBA_NUM_THREADS": "1",
                                        "PYTHONPATH": str(ROOT)
-                                   },
-                                   ) as cluster, distributed.Client(cluster) as client,
-          ):
+                                   }) as cluster, distributed.Client(cluster) as client):
         client.run(lambda: __import__("xrdcore.study"))  # imports done before the clock starts
         pid = next(iter(client.run(os.getpid).values()))
         killed = []
@@ -234,9 +234,8 @@ def test_a_changed_setting_is_refused_on_resume(reference, tmp_path):
 
 def test_a_resume_may_extend_the_grid_and_stores_the_union(reference, tmp_path):
     path = resumable(tmp_path, reference.read_bytes())
-    assert (resume(path,
-                   replace(CONFIG,
-                           wavelength=1.54184)) == [])  # Cu Kα by its number: the same setting
+    assert (resume(path, replace(
+        CONFIG, wavelength=1.54184)) == [])  # Cu Kα by its number: the same setting
     assert results(path) == results(reference)
     wider = replace(CONFIG, structures=("AB_cF8_225_a_b", ), seeds=(2, ), kinds=("lattice", ))
     resume(path, wider)
@@ -321,7 +320,7 @@ def test_cli_errors_are_one_line_but_a_failing_task_keeps_its_traceback(
     monkeypatch.setattr(runner, "run_unit", interrupted)
     arguments = [
         "retrieve", "--output",
-        str(tmp_path / "runs.csv"), "--workers", "1", "--no-progress",
+        str(tmp_path / "runs.csv"), "--workers", "1", "--no-progress"
     ]
     assert main(arguments) == 130
     assert (capsys.readouterr().err.splitlines()[-1] ==

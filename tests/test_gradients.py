@@ -22,8 +22,7 @@ def perturbed(crystal, rng, strain=0.01, displacement=0.01):
     lattice = crystal.lattice @ (np.eye(3) + strain * rng.standard_normal((3, 3)))
     return crystal.replace(
         lattice=lattice, frac_coords=crystal.frac_coords +
-        displacement * rng.standard_normal(crystal.frac_coords.shape),
-    )
+        displacement * rng.standard_normal(crystal.frac_coords.shape))
 
 
 def finite_difference(loss_of, x, step):
@@ -51,8 +50,7 @@ def assert_gradient_matches(crystal, target, metric, **options):
     fd_lattice = finite_difference(lambda a: loss_at(lattice=a), crystal.lattice, step)
     fd_frac = finite_difference(lambda x: loss_at(frac_coords=x), crystal.frac_coords, step)
     for analytic, numeric, name in ((result.d_lattice, fd_lattice, "lattice"),
-                                    (result.d_frac, fd_frac, "coordinates"),
-                                    ):
+                                    (result.d_frac, fd_frac, "coordinates")):
         scale = np.abs(numeric).max()
         assert scale > 0, f"{metric}: zero {name} gradient, the test would prove nothing"
         error = np.abs(analytic - numeric).max() / scale
@@ -87,7 +85,7 @@ CASES = {
     "triclinic-0": lambda: triclinic_case(0),
     "triclinic-1": lambda: triclinic_case(1),
     "rock-salt": rock_salt_case,
-    "overlap": overlap_case,
+    "overlap": overlap_case
 }
 
 
@@ -119,8 +117,7 @@ def test_perfect_match_has_zero_gradient(metric):
     result = loss_and_grad(crystal, crystal, DIFFRACTOMETER, metric=metric, fwhm=0.3)
     assert result.loss == pytest.approx(0, abs=1e-12)
     off_target = loss_and_grad(crystal, perturbed(crystal, np.random.default_rng(5)),
-                               DIFFRACTOMETER, metric=metric, fwhm=0.3,
-                               )
+                               DIFFRACTOMETER, metric=metric, fwhm=0.3)
     assert np.abs(result.d_frac).max() <= 1e-7 * np.abs(off_target.d_frac).max()
     assert np.abs(result.d_lattice).max() <= 1e-7 * np.abs(off_target.d_lattice).max()
 
@@ -166,22 +163,18 @@ def test_adjoint_kernels_match_reference(rng):
     sums = reference.structure_factor_sums(hkl, crystal.frac_coords, crystal.occupancies, types,
                                            len(tables[0]))
     args = (hkl, g, 1.54184, crystal.frac_coords, crystal.occupancies, types, f, f_slope, *sums,
-            d_i, d_c,
-            )
+            d_i, d_c)
     for fast, slow in zip(cpu.reflection_intensities_adjoint(*args),
                           reference.reflection_intensities_adjoint(*args)):
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-9 * np.abs(slow).max())
     grid = np.linspace(10, 40, 1501)
     centres = np.sort(rng.uniform(12, 38, 30))
-    intensities, widths, d_profile = (rng.uniform(0, 5,
-                                                  30), rng.uniform(0.1, 0.4,
-                                                                   30), rng.standard_normal(1501),
-                                      )
+    intensities, widths, d_profile = (rng.uniform(0, 5, 30), rng.uniform(
+        0.1, 0.4, 30), rng.standard_normal(1501))
     for fast, slow in zip(
             cpu.broadened_profile_adjoint(grid, centres, intensities, widths, 0.3, 1e4, d_profile),
             reference.broadened_profile_adjoint(grid, centres, intensities, widths, 0.3, None,
-                                                d_profile),
-    ):
+                                                d_profile)):
         np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12 * np.abs(slow).max())
 
 
@@ -208,8 +201,7 @@ def test_reflection_set_margin_rule(rng):
 def test_reused_reflection_set_gives_the_same_gradient():
     crystal, target = triclinic_case(7)
     shared = reflection_set(DIFFRACTOMETER, crystal.lattice,
-                            DIFFRACTOMETER.profile_setup(fwhm=0.3).two_theta_range, 0.05,
-                            )
+                            DIFFRACTOMETER.profile_setup(fwhm=0.3).two_theta_range, 0.05)
     moved = crystal.replace(lattice=crystal.lattice * 1.02)
     fresh = loss_and_grad(moved, target, DIFFRACTOMETER, fwhm=0.3)
     reused = loss_and_grad(moved, target, DIFFRACTOMETER, fwhm=0.3, reflections=shared)
@@ -217,8 +209,7 @@ def test_reused_reflection_set_gives_the_same_gradient():
     np.testing.assert_allclose(reused.d_lattice, fresh.d_lattice, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="beyond the reflection set's margin"):
         loss_and_grad(crystal.replace(lattice=crystal.lattice * 1.3), target, DIFFRACTOMETER,
-                      fwhm=0.3, reflections=shared,
-                      )
+                      fwhm=0.3, reflections=shared)
 
 
 def test_gradient_errors():

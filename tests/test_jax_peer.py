@@ -26,8 +26,7 @@ def test_single_gradient_agrees_with_jax(name, rng):
     truth = datasets.load_example(name)
     start = truth.replace(
         lattice=truth.lattice @ (np.eye(3) + 0.01 * rng.standard_normal((3, 3))),
-        frac_coords=truth.frac_coords + 0.01 * rng.standard_normal(truth.frac_coords.shape),
-    )
+        frac_coords=truth.frac_coords + 0.01 * rng.standard_normal(truth.frac_coords.shape))
     target = XRD.pattern(truth, fwhm=0.1)
     setup = XRD.profile_setup(fwhm=0.1)
     reflections = reflection_set(XRD, start.lattice, setup.two_theta_range)

@@ -70,8 +70,7 @@ def test_profile_matches_dense_reference(eta):
     dense = reference.broadened_profile(grid, centres, intensities, fwhm, eta, None)
     # with a window wider than the grid nothing is cut: agreement to rounding
     np.testing.assert_allclose(cpu.broadened_profile(grid, centres, intensities, fwhm, eta, 1e4),
-                               dense, rtol=1e-12, atol=1e-14,
-                               )
+                               dense, rtol=1e-12, atol=1e-14)
     # with the default windows each peak's neglected tail is below the documented fraction of its
     # height
     window = 5.0 if eta == 0 else 50.0
@@ -125,10 +124,8 @@ def test_gaussian_recurrence_matches_dense_reference():
     rng = np.random.default_rng(4)
     grid = np.linspace(10, 60, 2501)
     centres = np.sort(rng.uniform(5, 65, 40))
-    intensities, fwhm, d_profile = (rng.uniform(0, 10,
-                                                40), rng.uniform(0.05, 0.5,
-                                                                 40), rng.standard_normal(2501),
-                                    )
+    intensities, fwhm, d_profile = (rng.uniform(0, 10, 40), rng.uniform(
+        0.05, 0.5, 40), rng.standard_normal(2501))
     step = uniform_step(grid)
     assert step == pytest.approx(0.02)
     dense = reference.broadened_profile(grid, centres, intensities, fwhm, 0.0, None)
@@ -138,8 +135,7 @@ def test_gaussian_recurrence_matches_dense_reference():
             cpu.broadened_profile_adjoint(grid, centres, intensities, fwhm, 0.0, 1e4, d_profile,
                                           step),
             reference.broadened_profile_adjoint(grid, centres, intensities, fwhm, 0.0, None,
-                                                d_profile),
-    ):
+                                                d_profile)):
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-11 * np.abs(slow).max())
 
 
@@ -159,31 +155,26 @@ def test_fused_kernels_match_reference(seed):
     np.testing.assert_allclose(fast_g, ref_g, rtol=1e-14)
     moved = crystal.lattice @ (np.eye(3) + 0.01 * rng.standard_normal((3, 3)))
     for fast, slow in zip(cpu.reflection_lengths(moved, ref_hkl, 1.0),
-                          reference.reflection_lengths(moved, ref_hkl, 1.0),
-                          ):
+                          reference.reflection_lengths(moved, ref_hkl, 1.0)):
         np.testing.assert_allclose(fast, slow, rtol=1e-13)
     scatterer_type, *tables = scatterer_types(crystal)
     args = (ref_hkl, ref_g, 1.54184, crystal.frac_coords, crystal.occupancies, scatterer_type,
-            *tables,
-            )
+            *tables)
     for fast, slow in zip(cpu.structure_intensities(*args), reference.structure_intensities(*args)):
         np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-10 * np.abs(slow).max())
     two_theta, intensity = reference.structure_intensities(*args)[:2]
     intensity[::7] = 0.0  # some peaks below the threshold
     for fast, slow in zip(
             cpu.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL),
-            reference.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL),
-    ):
+            reference.merge_peaks(two_theta, intensity, TWO_THETA_TOL, SCALED_INTENSITY_TOL)):
         np.testing.assert_allclose(fast, slow, rtol=1e-14)
     d_g = rng.standard_normal(len(ref_g))
     np.testing.assert_allclose(cpu.lattice_gradient(crystal.lattice, ref_hkl, ref_g, d_g),
                                reference.lattice_gradient(crystal.lattice, ref_hkl, ref_g, d_g),
-                               rtol=1e-10, atol=1e-12,
-                               )
+                               rtol=1e-10, atol=1e-12)
     lattices = crystal.lattice @ (np.eye(3) + 0.03 * rng.standard_normal((5, 3, 3)))
     np.testing.assert_allclose(cpu.required_margins(crystal.lattice, lattices),
-                               reference.required_margins(crystal.lattice, lattices), rtol=1e-12,
-                               )
+                               reference.required_margins(crystal.lattice, lattices), rtol=1e-12)
 
 
 def test_merge_of_nothing_is_empty():
@@ -216,8 +207,7 @@ def test_cosine_rows_match_reference():
     target, patterns = rng.random(300), rng.random((6, 300))
     patterns[1], patterns[4, 7] = 0.0, np.nan  # undefined rows
     fast, slow = (cpu.cosine_loss_rows(patterns,
-                                       target), reference.cosine_loss_rows(patterns, target),
-                  )
+                                       target), reference.cosine_loss_rows(patterns, target))
     np.testing.assert_array_equal(fast[2], slow[2])
     assert list(np.flatnonzero(fast[2])) == [1, 4]
     np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12)

@@ -8,8 +8,7 @@ from xrdcore import Diffractometer, datasets
 from xrdcore.gradients import loss_value
 from xrdcore.landscape.dependence import dependence, mutual_information
 from xrdcore.landscape.directions import (atom_direction, lattice_direction, random_direction,
-                                          symmetry_axis_direction,
-                                          )
+                                          symmetry_axis_direction)
 from xrdcore.landscape.scans import basin, curvature, local_minima, scan
 from xrdcore.structure.parametrize import space_group
 
@@ -28,15 +27,13 @@ def target(rutile):
 
 def moved(crystal, direction, t):
     return crystal.replace(lattice=crystal.lattice + t * direction.d_lattice,
-                           frac_coords=crystal.frac_coords + t * direction.d_frac,
-                           )
+                           frac_coords=crystal.frac_coords + t * direction.d_frac)
 
 
 @pytest.mark.parametrize("make", [
     lambda c: lattice_direction(c, 0), lambda c: atom_direction(c, 2, 1),
-    lambda c: random_direction(c, np.random.default_rng(0), strain=0.01),
-],
-                         )
+    lambda c: random_direction(c, np.random.default_rng(0), strain=0.01)
+])
 def test_1d_scan_agrees_with_pointwise_evaluation(rutile, target, make):
     direction = make(rutile)
     offsets = np.linspace(-0.05, 0.05, 11)
@@ -53,8 +50,7 @@ def test_1d_scan_agrees_with_pointwise_evaluation(rutile, target, make):
 
 def test_2d_scan_agrees_with_pointwise_evaluation(rutile, target):
     first, second = (lattice_direction(rutile,
-                                       0), symmetry_axis_direction(space_group(rutile, rutile), 0),
-                     )
+                                       0), symmetry_axis_direction(space_group(rutile, rutile), 0))
     a, b = np.linspace(-0.02, 0.02, 3), np.linspace(-0.1, 0.1, 4)
     result = scan(rutile, [first, second], (a, b), target, XRD, fwhm=0.2)
     assert result.loss.shape == (3, 4)
@@ -62,8 +58,7 @@ def test_2d_scan_agrees_with_pointwise_evaluation(rutile, target):
         for j, t in enumerate(b):
             crystal = rutile.replace(
                 lattice=rutile.lattice + s * first.d_lattice,
-                frac_coords=rutile.frac_coords + s * first.d_frac + t * second.d_frac,
-            )
+                frac_coords=rutile.frac_coords + s * first.d_frac + t * second.d_frac)
             assert result.loss[i, j] == pytest.approx(loss_value(crystal, target, XRD, fwhm=0.2),
                                                       rel=1e-9, abs=1e-12)
 
@@ -133,8 +128,7 @@ def test_perturbed_sample_matches_copies_built_by_hand(rutile):
     for index in range(4):
         rng = np.random.default_rng(7 + index)
         copy = perturb(rutile, strain=0.03 * rng.uniform(), displacement=0.3 * rng.uniform(),
-                       seed=7 + index, symmetric="family",
-                       )
+                       seed=7 + index, symmetric="family")
         assert sample.distance[index] == pytest.approx(
             rms_displacement(copy, rutile) + 5.0 * lattice_error(copy, rutile)[0])
         assert structural_distance(copy, rutile) == pytest.approx(sample.distance[index])
@@ -167,8 +161,8 @@ def test_nearest_barrier_of_an_analytic_double_well():
     from xrdcore.landscape.scans import nearest_barrier
 
     offsets = np.linspace(-0.5, 1.5, 401)
-    values = (offsets**2 * (offsets - 1)**2 + 0.01 * offsets
-              )  # minima near 0 and 1, maximum near 0.5
+    values = (
+        offsets**2 * (offsets - 1)**2 + 0.01 * offsets)  # minima near 0 and 1, maximum near 0.5
     found = nearest_barrier(offsets, values)
     assert abs(found.wrong_minimum - 1) < 0.02 and abs(found.barrier - 0.5) < 0.02
     assert found.height == pytest.approx(values[np.argmin(np.abs(offsets - found.barrier))] -

@@ -11,8 +11,7 @@ from scipy import stats
 from xrdcore import Crystal, Diffractometer, datasets
 from xrdcore.landscape.overlap import overlap_report, peak_coverage
 from xrdcore.study.search import (SPURIOUS_COSINE, SearchResult, median_interval, spurious_search,
-                                  summarize_search,
-                                  )
+                                  summarize_search)
 from xrdcore.study.summary import wilson_interval
 
 XRD = Diffractometer("CuKa", (15, 80), step=0.002)
@@ -162,8 +161,7 @@ def test_spurious_search_near_the_truth_finds_nothing_spurious():
 def _result(cosine, matched, accidental_fraction=0.0, lattice_error=0.0, rms_displacement=0.0):
     return SearchResult(crystal=None, start=None, loss=1 - cosine, cosine=cosine, start_cosine=0.0,
                         matched=matched, rms_displacement=rms_displacement,
-                        lattice_error=lattice_error, accidental_fraction=accidental_fraction,
-                        )
+                        lattice_error=lattice_error, accidental_fraction=accidental_fraction)
 
 
 def test_summarize_search_counts_and_medians():
@@ -172,7 +170,7 @@ def test_summarize_search_counts_and_medians():
         _result(0.90, False, 0.1, 0.05, 1.0),
         _result(0.85, False, 0.3, 0.07, 0.8),
         _result(0.80, False, 0.2, 0.06, 1.2),  # exactly at the threshold counts
-        _result(0.50, False, 0.9, 0.20, 0.5),  # wrong, not spurious
+        _result(0.50, False, 0.9, 0.20, 0.5)  # wrong, not spurious
     ]
     summary = summarize_search(results)
     assert (summary.descents, summary.matched, summary.spurious, summary.count) == (5, 1, 3, 3)

@@ -8,8 +8,7 @@ import spglib
 from xrdcore import Diffractometer, datasets
 from xrdcore.gradients import loss_and_grad
 from xrdcore.structure.parametrize import (Parametrization, coordinates_only, crystal_family,
-                                           lattice_only, p1, space_group,
-                                           )
+                                           lattice_only, p1, space_group)
 
 #: (prototype, crystal family, free strains)
 FAMILIES = [
@@ -19,7 +18,7 @@ FAMILIES = [
     ("A_hR2_166_c-001", "hexagonal", 2),  # rhombohedral cell: the same two strains of the family
     ("AB2_oP6_58_a_g-001", "orthorhombic", 3),
     ("A2B_mP12_14_2e_e", "monoclinic", 4),
-    ("A_aP4_2_aci", "triclinic", 6),
+    ("A_aP4_2_aci", "triclinic", 6)
 ]
 
 
@@ -27,8 +26,7 @@ def shaken(crystal, seed=0, strain=0.02, shift=0.02):
     rng = np.random.default_rng(seed)
     return crystal.replace(
         lattice=crystal.lattice @ (np.eye(3) + strain * rng.standard_normal((3, 3))),
-        frac_coords=crystal.frac_coords + shift * rng.standard_normal(crystal.frac_coords.shape),
-    )
+        frac_coords=crystal.frac_coords + shift * rng.standard_normal(crystal.frac_coords.shape))
 
 
 def space_group_number(crystal, symprec=1e-3):
@@ -82,9 +80,8 @@ def test_family_lattice_has_the_family_metric():
 @pytest.mark.parametrize(
     "make", [
         p1, lattice_only, coordinates_only, lambda t: crystal_family(t, t),
-        lambda t: space_group(t, t),
-    ], ids=["p1", "lattice-only", "coordinates-only", "crystal-family", "space-group"],
-)
+        lambda t: space_group(t, t)
+    ], ids=["p1", "lattice-only", "coordinates-only", "crystal-family", "space-group"])
 def test_parameter_gradient_matches_finite_differences(make):
     truth = datasets.load_prototype("A2B_hP9_152_c_a")  # quartz: several symmetry axes
     diffractometer = Diffractometer("CuKa", (15, 60))

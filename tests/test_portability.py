@@ -16,8 +16,7 @@ VERDICT_CHAPTERS = ["07_symmetry", "10_evidence"]
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("NUMBA_CPU_NAME") or not os.environ.get("OPENBLAS_CORETYPE"),
-    reason="portability run only: make test-portable sets NUMBA_CPU_NAME and OPENBLAS_CORETYPE",
-)
+    reason="portability run only: make test-portable sets NUMBA_CPU_NAME and OPENBLAS_CORETYPE")
 
 
 @pytest.mark.parametrize("chapter", VERDICT_CHAPTERS)
@@ -29,8 +28,7 @@ def test_verdict_chapter_executes_on_a_generic_cpu(chapter, tmp_path):
     client = nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
                                      resources={"metadata": {
                                          "path": str(tmp_path)
-                                     }},
-                                     )
+                                     }})
     os.environ["XRDCORE_STATIC_WIDGETS"] = "1"  # as in the book build: kernel-free explorers
     try:
         client.execute()

@@ -38,8 +38,7 @@ TARGET = XRD.pattern(RUTILE, fwhm=FWHM)
 OFFSET = np.array([0.171, 0.313, 0.437])
 
 PROPERTY = settings(max_examples=50, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow],
-                    )
+                    suppress_health_check=[HealthCheck.too_slow])
 
 
 def lattice_from(lengths, angles):
@@ -114,13 +113,12 @@ NOT_NUMBERS = st.sampled_from([
     True, False,
     np.bool_(True), "0.1", "", None, 1j, 2 + 0j, [0.1], (0.1, ), {}, b"1",
     object(),
-    np.array([0.1, 0.2]), Crystal,
+    np.array([0.1, 0.2]), Crystal
 ])
 NON_FINITE = st.sampled_from([np.nan, np.inf, -np.inf])
 NOT_POSITIVE = st.one_of(st.floats(max_value=0.0, allow_nan=False), st.integers(max_value=0))
 OBJECTS = st.one_of(NOT_NUMBERS, NON_FINITE, st.integers(), st.text(max_size=8),
-                    st.just(RUTILE.to_pymatgen()), st.just(np.zeros((3, 3))),
-                    )
+                    st.just(RUTILE.to_pymatgen()), st.just(np.zeros((3, 3))))
 
 
 def refused(call):
@@ -145,8 +143,7 @@ def bad_arrays(shape):
     return st.one_of(
         st.builds(poisoned, finite, NON_FINITE), arrays(bool, shape),
         arrays(complex, shape, elements=st.complex_numbers(max_magnitude=10, allow_nan=False)),
-        st.just(np.full(shape, "1")),
-    )
+        st.just(np.full(shape, "1")))
 
 
 def wrong_shapes(shape):
@@ -154,56 +151,49 @@ def wrong_shapes(shape):
     return arrays(
         float,
         st.lists(st.integers(0, 4), min_size=0, max_size=3).map(tuple).filter(lambda s: s != shape),
-        elements=st.floats(-10, 10),
-    )
+        elements=st.floats(-10, 10))
 
 
 @PROPERTY
 @given(
     wavelength=st.one_of(st.sampled_from([True, None, 1j, [1.5], np.nan, -1.0, 0.0, 1e3]),
-                         st.text(max_size=6).filter(lambda s: s not in wavelengths()),
-                         ), step=st.one_of(NOT_NUMBERS, NON_FINITE, NOT_POSITIVE),
-    two_theta_range=st.one_of(
+                         st.text(max_size=6).filter(lambda s: s not in wavelengths())),
+    step=st.one_of(NOT_NUMBERS, NON_FINITE, NOT_POSITIVE), two_theta_range=st.one_of(
         NOT_NUMBERS.filter(lambda v: not isinstance(v, np.ndarray)),
         st.tuples(st.floats(allow_nan=True),
                   st.floats(allow_nan=True)).filter(lambda r: not (0 <= r[0] < r[1] <= 179.9)),
-        st.tuples(st.floats(10, 20), NOT_NUMBERS),
-    ), backend=st.one_of(NOT_NUMBERS,
-                         st.text(max_size=6).filter(lambda s: s not in ("auto", "cpu", "cuda"))),
-    which=st.integers(0, 3),
-)
+        st.tuples(st.floats(10, 20), NOT_NUMBERS)), backend=st.one_of(
+            NOT_NUMBERS,
+            st.text(max_size=6).filter(lambda s: s not in ("auto", "cpu", "cuda"))),
+    which=st.integers(0, 3))
 def test_a_bad_instrument_is_refused(wavelength, step, two_theta_range, backend, which):
     settings_ = [
         dict(wavelength=wavelength),
         dict(step=step),
         dict(two_theta_range=two_theta_range),
-        dict(backend=backend),
+        dict(backend=backend)
     ][which]
     refused(lambda: Diffractometer(**settings_))
 
 
 @PROPERTY
 @given(data=st.data(),
-       which=st.sampled_from(["fwhm", "shape", "eta", "window", "two_theta", "normalize"]),
-       )
+       which=st.sampled_from(["fwhm", "shape", "eta", "window", "two_theta", "normalize"]))
 def test_a_bad_profile_setting_is_refused(data, which):
     bad = {
         "fwhm": st.one_of(NOT_NUMBERS, NON_FINITE, NOT_POSITIVE,
                           st.tuples(st.floats(0, 1), st.floats(0, 1)), st.just(0.001),
-                          st.just((0.0, 0.0, -1.0)),
-                          ),
+                          st.just((0.0, 0.0, -1.0))),
         "shape": st.one_of(NOT_NUMBERS,
                            st.text(max_size=12).filter(lambda s: s not in SHAPES)),
         "eta": st.one_of(NOT_NUMBERS.filter(lambda v: v is not None), NON_FINITE,
-                         st.floats(1.001, 10), st.floats(-10, -0.001),
-                         ),
+                         st.floats(1.001, 10), st.floats(-10, -0.001)),
         "window": st.one_of(NOT_NUMBERS.filter(lambda v: v is not None), NON_FINITE, NOT_POSITIVE),
         "two_theta": st.one_of(bad_arrays((50, )), st.just(np.zeros((2, 50))),
                                st.just(np.linspace(40, 30, 300)), st.just(np.array([])),
-                               st.just(np.linspace(170, 200, 3000)), st.text(max_size=5),
-                               ),
+                               st.just(np.linspace(170, 200, 3000)), st.text(max_size=5)),
         "normalize": st.one_of(NOT_NUMBERS.filter(lambda v: not isinstance(v, (bool, np.bool_))),
-                               st.integers()),
+                               st.integers())
     }[which]
     options = {which: data.draw(bad, label=which)}
     if which == "eta":
@@ -213,32 +203,26 @@ def test_a_bad_profile_setting_is_refused(data, which):
 
 @PROPERTY
 @given(data=st.data(),
-       which=st.sampled_from(["lattice", "frac_coords", "species", "occupancies", "b_iso"]),
-       )
+       which=st.sampled_from(["lattice", "frac_coords", "species", "occupancies", "b_iso"]))
 def test_a_bad_crystal_is_refused(data, which):
     valid = dict(lattice=RUTILE.lattice, frac_coords=RUTILE.frac_coords, species=RUTILE.species,
-                 occupancies=RUTILE.occupancies, b_iso=RUTILE.b_iso,
-                 )
+                 occupancies=RUTILE.occupancies, b_iso=RUTILE.b_iso)
     n = len(RUTILE)
     bad = {
         "lattice": st.one_of(bad_arrays((3, 3)), wrong_shapes((3, 3)), NOT_NUMBERS,
                              st.just(np.diag([1.0, 1.0, 0.0])), st.just(np.diag([-4.0, 4.0, 4.0])),
-                             st.just(np.ones((3, 3))),
-                             ),
+                             st.just(np.ones((3, 3)))),
         "frac_coords": st.one_of(bad_arrays((n, 3)), wrong_shapes((n, 3)), NOT_NUMBERS),
         "species": st.one_of(
             st.lists(
                 st.text(max_size=3).filter(lambda s: s.strip() not in SYMBOLS), min_size=n,
-                max_size=n,
-            ), st.just(["Ti"] * (n - 1)), st.just([True] * n), st.just([0] * n), st.just([119] * n),
-            st.just(None), st.just([1.5] * n),
-        ),
+                max_size=n), st.just(["Ti"] * (n - 1)), st.just([True] * n), st.just([0] * n),
+            st.just([119] * n), st.just(None), st.just([1.5] * n)),
         "occupancies": st.one_of(bad_arrays((n, )),
                                  wrong_shapes((n, )).filter(lambda a: a.size != n),
-                                 st.just(-np.ones(n)), st.just(np.zeros(n)),
-                                 st.just(np.full(n, 1.5)),
-                                 ),
-        "b_iso": st.one_of(bad_arrays((n, )), st.just(-np.ones(n)), st.just(np.full(n, 1e9))),
+                                 st.just(-np.ones(n)), st.just(np.zeros(n)), st.just(np.full(
+                                     n, 1.5))),
+        "b_iso": st.one_of(bad_arrays((n, )), st.just(-np.ones(n)), st.just(np.full(n, 1e9)))
     }[which]
     valid[which] = data.draw(bad, label=which)
     refused(lambda: Crystal(**valid))
@@ -246,15 +230,13 @@ def test_a_bad_crystal_is_refused(data, which):
 
 @PROPERTY
 @given(data=st.data(),
-       which=st.sampled_from(["crystal", "target", "diffractometer", "metric", "option"]),
-       )
+       which=st.sampled_from(["crystal", "target", "diffractometer", "metric", "option"]))
 def test_a_bad_loss_call_is_refused(data, which):
     bad = {
         "crystal": OBJECTS,
         "target": st.one_of(bad_arrays(TARGET.shape), wrong_shapes(TARGET.shape),
                             st.just(np.zeros_like(TARGET)), NOT_NUMBERS,
-                            st.just(RUTILE.to_pymatgen()),
-                            ),
+                            st.just(RUTILE.to_pymatgen())),
         "diffractometer": OBJECTS,
         "metric": st.one_of(NOT_NUMBERS,
                             st.text(max_size=10).filter(lambda s: s not in METRICS)),
@@ -262,8 +244,7 @@ def test_a_bad_loss_call_is_refused(data, which):
             min_size=1,
             max_size=8).filter(lambda s: (s.isidentifier() and s not in
                                           ("metric", "fwhm", "shape", "eta", "window", "two_theta",
-                                           "reflections", "crystal", "target", "diffractometer",
-                                           ))),
+                                           "reflections", "crystal", "target", "diffractometer")))
     }[which]
     value = data.draw(bad, label=which)
     args = dict(crystal=RUTILE, target=TARGET, diffractometer=XRD, fwhm=FWHM)
@@ -282,18 +263,14 @@ P1 = p1(RUTILE)
 @PROPERTY
 @given(
     data=st.data(),
-    which=st.sampled_from(["lattices", "frac_coords", "occupancies", "params", "mode", "patterns"]),
-)
+    which=st.sampled_from(["lattices", "frac_coords", "occupancies", "params", "mode", "patterns"]))
 def test_bad_batches_parameters_and_patterns_are_refused(data, which):
-    lattices, coords = (RUTILE.lattice[None].repeat(2, axis=0),
-                        RUTILE.frac_coords[None].repeat(2, axis=0),
-                        )
+    lattices, coords = (RUTILE.lattice[None].repeat(2, axis=0), RUTILE.frac_coords[None].repeat(
+        2, axis=0))
     if which == "lattices":
         bad = data.draw(
             st.one_of(bad_arrays((2, 3, 3)), wrong_shapes((2, 3, 3)), NOT_NUMBERS,
-                      st.just(np.zeros((0, 3, 3))),
-                      ), label=which,
-        )
+                      st.just(np.zeros((0, 3, 3)))), label=which)
         refused(lambda: BATCH(bad, coords))
     elif which == "frac_coords":
         bad = data.draw(st.one_of(bad_arrays((2, 6, 3)), wrong_shapes((2, 6, 3)), NOT_NUMBERS),
@@ -302,26 +279,21 @@ def test_bad_batches_parameters_and_patterns_are_refused(data, which):
     elif which == "occupancies":
         bad = data.draw(
             st.one_of(bad_arrays((2, 6)), wrong_shapes((2, 6)), st.just(-np.ones((2, 6)))),
-            label=which,
-        )
+            label=which)
         refused(lambda: BATCH(lattices, coords, bad))
     elif which == "params":
         bad = data.draw(
             st.one_of(bad_arrays((P1.size, )), wrong_shapes((P1.size, )), NOT_NUMBERS,
-                      st.just(np.zeros(P1.size)),
-                      ), label=which,
-        )
+                      st.just(np.zeros(P1.size))), label=which)
         refused(lambda: P1.crystal(bad))
     elif which == "mode":
         bad = data.draw(
             st.one_of(NOT_NUMBERS,
-                      st.text(max_size=10).filter(lambda s: s not in ("free", "family", "fixed")),
-                      ), label=which,
-        )
+                      st.text(max_size=10).filter(lambda s: s not in ("free", "family", "fixed"))),
+            label=which)
         refused(lambda: Parametrization(RUTILE, lattice=bad))
     else:
         bad = data.draw(
             st.one_of(bad_arrays((20, )), wrong_shapes((20, )), NOT_NUMBERS, st.just(np.zeros(20))),
-            label=which,
-        )
+            label=which)
         refused(lambda: similarity.loss("cosine", bad, np.ones(20)))

@@ -12,8 +12,7 @@ from xrdcore import Crystal, Diffractometer, datasets
 from xrdcore.gradients import loss_and_grad, loss_value
 from xrdcore.optimize.core import optimize
 from xrdcore.optimize.remedies import (BasinHopping, Continuation, broaden_pattern,
-                                       combined_loss_and_grad, split_budget, width_schedule,
-                                       )
+                                       combined_loss_and_grad, split_budget, width_schedule)
 from xrdcore.structure.parametrize import Parametrization, crystal_family, lattice_only, p1
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.config import SMALL, StudyConfig, remedy_options
@@ -58,12 +57,10 @@ def test_energy_gradient_matches_finite_differences_emt(copper):
     assert value == pytest.approx(energy.energy(copper, "emt"), rel=1e-12)
     lattice_fd = finite_difference(
         lambda v: energy.energy(copper.replace(lattice=v.reshape(3, 3)), "emt"),
-        copper.lattice.ravel(), 1e-5,
-    )
+        copper.lattice.ravel(), 1e-5)
     frac_fd = finite_difference(
         lambda v: energy.energy(copper.replace(frac_coords=v.reshape(-1, 3)), "emt"),
-        copper.frac_coords.ravel(), 1e-6,
-    )
+        copper.frac_coords.ravel(), 1e-6)
     np.testing.assert_allclose(d_lattice.ravel(), lattice_fd, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(d_frac.ravel(), frac_fd, rtol=1e-6, atol=1e-9)
     assert (np.abs(d_lattice).max() > 1e-2 and
@@ -83,8 +80,7 @@ def test_energy_gradient_matches_finite_differences_chgnet(rutile):
     picks = [0, 4, 8, 13]  # some fractional coordinates (atom, axis)
     frac_fd = finite_difference(
         lambda v: energy.energy(start.replace(frac_coords=v.reshape(-1, 3))),
-        start.frac_coords.ravel(), 1e-3,
-    )
+        start.frac_coords.ravel(), 1e-3)
     np.testing.assert_allclose(d_frac.ravel()[picks], frac_fd[picks],
                                atol=0.02 * np.abs(frac_fd).max() + 2e-3)
     assert np.abs(lattice_fd).max() > 0.05
@@ -106,8 +102,7 @@ def test_combined_objective_gradient_matches_finite_differences(copper, xrd, mod
                                     fwhm=0.3)
     assert result.loss == pytest.approx(result.xrd_loss + 0.5 * result.energy, rel=1e-12)
     np.testing.assert_allclose(parametrization.gradient(result),
-                               finite_difference(value, params, 1e-6), rtol=1e-6, atol=1e-8,
-                               )
+                               finite_difference(value, params, 1e-6), rtol=1e-6, atol=1e-8)
 
 
 def test_combined_objective_with_zero_weight_is_the_plain_loss(copper, xrd):
@@ -140,7 +135,7 @@ def test_width_schedule_ends_at_the_target_width_within_the_budget():
     for bad in [
             dict(start_fwhm=0.05, fwhm=0.1, stages=3, steps=10),
             dict(start_fwhm=1, fwhm=0.1, stages=0, steps=10),
-            dict(start_fwhm=1, fwhm=0.1, stages=4, steps=3),
+            dict(start_fwhm=1, fwhm=0.1, stages=4, steps=3)
     ]:
         with pytest.raises(ValueError):
             width_schedule(**bad)
@@ -174,8 +169,7 @@ def test_continuation_run_ends_at_the_target_width(rutile, xrd, as_crystal):
     target = rutile if as_crystal else xrd.pattern(rutile, fwhm=0.1)
     start = perturb(rutile, strain=0.02, seed=0)
     result = optimize(lattice_only(start), start, target, xrd, steps=40, fwhm=0.1, tolerance=-1,
-                      continuation=Continuation(1.0, 4),
-                      )
+                      continuation=Continuation(1.0, 4))
     assert result.evaluations == 40 == len(result.trajectory.fwhm)
     assert result.trajectory.fwhm[0] == 1.0 and result.trajectory.fwhm[-1] == 0.1
     assert sorted(set(result.trajectory.fwhm),
@@ -193,11 +187,10 @@ def test_budgets_are_equal_across_remedies(rutile, xrd):
     counts = {}
     for remedy in [
             "none", "continuation", "continuation:3", "multistart", "multistart:3", "basin",
-            "basin:8",
+            "basin:8"
     ]:
         result = optimize(parametrization, start, target, xrd, metric="cosine", fwhm=0.1,
-                          tolerance=-1, seed=0, **remedy_options(remedy, 64),
-                          )
+                          tolerance=-1, seed=0, **remedy_options(remedy, 64))
         counts[remedy] = result.evaluations
         assert len(result.trajectory.loss) <= result.evaluations
     assert counts == dict.fromkeys(counts, 64) | {
@@ -213,8 +206,7 @@ def test_energy_remedy_counts_energy_evaluations(copper, xrd):
     pytest.importorskip("ase")
     target = xrd.pattern(Crystal(np.eye(3) * 3.61, FCC, ["Cu"] * 4), fwhm=0.1)
     result = optimize(lattice_only(copper), copper, target, xrd, steps=12, tolerance=-1, fwhm=0.1,
-                      energy_weight=1.0, energy_calculator="emt",
-                      )
+                      energy_weight=1.0, energy_calculator="emt")
     assert result.evaluations == result.energy_evaluations == 12
     assert (result.loss == pytest.approx(result.xrd_loss + result.energy, rel=1e-12) and
             result.seconds > 0)
@@ -222,8 +214,7 @@ def test_energy_remedy_counts_energy_evaluations(copper, xrd):
                        match="no parameters"):  # EMT knows no Ti or O: an error, not a failed run
         optimize(p1(datasets.load_prototype("A2B_tP6_136_f_a")),
                  datasets.load_prototype("A2B_tP6_136_f_a"), target, xrd, steps=2,
-                 energy_weight=1.0, energy_calculator="emt",
-                 )
+                 energy_weight=1.0, energy_calculator="emt")
 
 
 def test_basin_hopping_keeps_the_best_hop_and_is_seeded(rutile, xrd):
@@ -232,8 +223,7 @@ def test_basin_hopping_keeps_the_best_hop_and_is_seeded(rutile, xrd):
 
     def run(seed):
         return optimize(lattice_only(start), start, target, xrd, steps=60, seed=seed, fwhm=0.1,
-                        basin_hopping=BasinHopping(hops=3, temperature=0.02),
-                        )
+                        basin_hopping=BasinHopping(hops=3, temperature=0.02))
 
     first, again, other = run(1), run(1), run(2)
     assert first.loss == again.loss and first.evaluations == len(first.trajectory.loss) == 60
@@ -244,15 +234,13 @@ def test_basin_hopping_keeps_the_best_hop_and_is_seeded(rutile, xrd):
     assert first.start_index in (0, 1, 2)
     with pytest.raises(ValueError, match="not both"):
         optimize(lattice_only(start), start, target, xrd, steps=10, restarts=1,
-                 basin_hopping=BasinHopping(),
-                 )
+                 basin_hopping=BasinHopping())
 
 
 # ------------------------------------------------------------------ the runner
 TINY = replace(SMALL, structures=("AB_cF8_225_a_b", ), kinds=("lattice", ), strains=(0.02, ),
                parametrizations=("p1", "family"), steps=12,
-               remedies=("none", "continuation", "multistart", "basin:3", "energy:1"),
-               )
+               remedies=("none", "continuation", "multistart", "basin:3", "energy:1"))
 
 
 def read_rows(path):
@@ -280,8 +268,8 @@ def test_runner_runs_a_remedy_grid_and_resumes(tmp_path):
         writer = csv.DictWriter(handle, fieldnames=list(complete[0]))
         writer.writeheader()
         writer.writerows(complete[:4])
-    TINY.to_json(tmp_path /
-                 "partial.config.json")  # what the killed run had written beside its rows
+    TINY.to_json(
+        tmp_path / "partial.config.json")  # what the killed run had written beside its rows
     rows = read_rows(run_study(TINY, partial, workers=1, progress=False))
     assert (sorted(row["key"] for row in rows) == sorted(row["key"] for row in complete) and
             rows[:4] == complete[:4])
@@ -312,8 +300,7 @@ def test_broad_stages_sample_a_coarser_grid(rutile, xrd):
 
     target = xrd.pattern(rutile, fwhm=0.1)
     problem = _Problem(lattice_only(rutile), target, xrd, None, {"fwhm": Profile(0.1)}, (0.0, None),
-                       "adam", 1.0, 0.0, Continuation(1.0, 3),
-                       )
+                       "adam", 1.0, 0.0, Continuation(1.0, 3))
     stages = problem.stages(30)
     widths = [options["fwhm"].fwhm for options, _, _ in stages]
     assert widths == pytest.approx([1.0, np.sqrt(0.1), 0.1])

@@ -88,8 +88,8 @@ def test_cheap_distances(rutile):
     stretched = rutile.replace(lattice=rutile.lattice * 1.02)
     assert lattice_error(stretched, rutile)[0] == pytest.approx(0.02)
     assert lattice_error(stretched, rutile)[1] == pytest.approx(0, abs=1e-9)
-    shifted = rutile.replace(frac_coords=rutile.frac_coords +
-                             0.25)  # a common translation is no error
+    shifted = rutile.replace(
+        frac_coords=rutile.frac_coords + 0.25)  # a common translation is no error
     assert rms_displacement(shifted, rutile) == pytest.approx(0, abs=1e-12)
 
 
@@ -98,8 +98,7 @@ def test_small_lattice_perturbation_is_recovered(rutile, setup, method):
     diffractometer, target = setup
     start = perturb(rutile, strain=0.01, seed=1)
     result = optimize(crystal_family(start, rutile), start, target, diffractometer, method=method,
-                      steps=300, truth=rutile, fwhm=0.1,
-                      )
+                      steps=300, truth=rutile, fwhm=0.1)
     assert result.loss < 1e-6
     assert lattice_error(result.crystal, rutile)[0] < 1e-4
     assert match(result.crystal, rutile, stol=0.1).matched
@@ -112,8 +111,7 @@ def test_gradient_descent_lowers_the_loss(rutile, setup):
     diffractometer, target = setup
     start = perturb(rutile, displacement=0.05, seed=2)
     result = optimize(space_group(start, rutile), start, target, diffractometer, method="gd",
-                      steps=30, learning_rate=1e-5, fwhm=0.1,
-                      )
+                      steps=30, learning_rate=1e-5, fwhm=0.1)
     assert result.loss < result.trajectory.loss[0]
 
 

@@ -15,7 +15,7 @@ FORBIDDEN = {
     "allow_pickle": r"allow_pickle\s*=\s*True",
     "shell": r"shell\s*=\s*True",
     "yaml.load": r"yaml\.load\(",
-    "torch.load": r"torch\.load\(",
+    "torch.load": r"torch\.load\("
 }
 
 
@@ -37,7 +37,7 @@ def test_the_patterns_catch_what_they_are_for():
         "allow_pickle": "np.load(path, allow_pickle=True)",
         "shell": "run(cmd, shell=True)",
         "yaml.load": "yaml.load(text)",
-        "torch.load": "torch.load(path)",
+        "torch.load": "torch.load(path)"
     }
     for name, line in samples.items():
         assert re.search(FORBIDDEN[name], line), name

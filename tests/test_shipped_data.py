@@ -17,8 +17,7 @@ TABLES = [
     if path.name not in BENCHMARK_TABLES
 ]
 FULL_FIELDS = ("git_commit", "git_dirty", "lock_sha256", "cpu", "numba_target_cpu", "blas",
-               "python", "versions", "structures",
-               )
+               "python", "versions", "structures")
 
 
 def test_there_are_shipped_tables():
@@ -37,8 +36,8 @@ def test_table_has_config_and_environment_record(table):
     assert in_table <= named, (
         f"{table.name}: prototypes not in its record: {sorted(in_table - named)}")
     for record in records:
-        assert all(field in record and record[field] is not None
-                   for field in FULL_FIELDS), (record.keys())
+        assert all(
+            field in record and record[field] is not None for field in FULL_FIELDS), (record.keys())
         assert len(record["lock_sha256"]) == 64 and len(record["git_commit"]) == 40
     assert sum(record["runs"] for record in records) >= len(rows)
 
@@ -49,5 +48,5 @@ def test_table_holds_exactly_the_tasks_of_its_config(table):
     from xrdcore.study.config import StudyConfig
 
     config = StudyConfig.from_json(table.with_suffix(".config.json"))
-    assert sorted(row["key"] for row in read_rows(table)) == sorted(task.key
-                                                                    for task in config.tasks())
+    assert sorted(row["key"] for row in read_rows(table)) == sorted(
+        task.key for task in config.tasks())

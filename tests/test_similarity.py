@@ -85,8 +85,7 @@ def test_wcc_rewards_near_misses_that_cosine_ignores():
                           (np.ones(4), np.zeros(4), None, "all zero"),
                           (np.array([1, np.nan, 1, 1.0]), np.ones(4), None, "NaN"),
                           (np.array([1, np.inf, 1, 1.0]), np.ones(4), None, "NaN or inf"),
-                          (np.ones((2, 2)), np.ones((2, 2)), None, "1-D"), ],
-                         )
+                          (np.ones((2, 2)), np.ones((2, 2)), None, "1-D"), ])
 @pytest.mark.parametrize("name", ["cosine", "mse", "spectral_entropy"])
 def test_bad_input(name, pattern, target, grid, message):
     with pytest.raises(ValueError, match=message):

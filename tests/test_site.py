@@ -103,8 +103,7 @@ def widget_site(tmp_path_factory):
     result = subprocess.run(
         [_jupyter_book(), "build",
          str(book), "--warningiserror", "--keep-going"], capture_output=True, text=True,
-        timeout=900,
-    )
+        timeout=900)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-6000:]
     return book / "_build" / "html"
 
@@ -129,8 +128,7 @@ def test_vendored_widget_files_match_their_provenance():
             (WIDGETS /
              name).read_bytes()).hexdigest() == digest, (f"{name} differs from PROVENANCE.md")
     for licence in ("LICENSE-ipywidgets.txt", "LICENSE-requirejs.txt", "LICENSE-fontawesome.txt",
-                    "THIRD-PARTY-NOTICES.txt",
-                    ):
+                    "THIRD-PARTY-NOTICES.txt"):
         assert (WIDGETS / licence).is_file(), licence
 
 
@@ -155,11 +153,9 @@ def test_site_check_catches_breakage(widget_site, tmp_path):
     page = (broken / "widgets.html").read_text()
     page = page.replace(
         "</head>", '<script src="https://cdn.example.org/lib.js"></script>'
-        '<link rel="stylesheet" href="_static/missing.css"></head>', 1,
-    )
+        '<link rel="stylesheet" href="_static/missing.css"></head>', 1)
     page = re.sub(r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>', "",
-                  page, flags=re.S,
-                  )
+                  page, flags=re.S)
     # Layout: a wide block in the text and the explorer squeezed into a clipping box.
     head, article = page.split("<article", 1)
     page = (head + "<article" +
@@ -167,12 +163,10 @@ def test_site_check_catches_breakage(widget_site, tmp_path):
     page = page.replace(
         '<div class="animation"', "<style>div.animation { width: 120px; overflow: hidden; } "
         "div.animation img { max-width: none !important; }</style>"
-        '<div class="animation"', 1,
-    )
+        '<div class="animation"', 1)
     (broken / "widgets.html").write_text(page)
     results, report = _check(broken, widget_site.parent.parent / "_toc.yml", pages=["widgets.html"],
-                             viewports=((390, 844), ),
-                             )
+                             viewports=((390, 844), ))
     problems = "\n".join(results["widgets.html", 390].problems)
     assert "stick out of the 390 px window" in problems and "reaches 1" in problems, report
     assert "animation #1: img" in problems and "cut off" in problems, report

@@ -18,20 +18,17 @@ from xrdcore.optimize.core import optimize
 from xrdcore.physics.profiles import uniform_step
 from xrdcore.similarity import loss, loss_batch
 from xrdcore.structure.matching import (DEFAULT_TOLERANCES, RECOVERY_TOLERANCES, STRICT_TOLERANCES,
-                                        match,
-                                        )
+                                        match)
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.config import SMALL
 from xrdcore.study.runner import (WORKER_ENVIRONMENT, _worker_environment, final_verdicts,
-                                  journal_path, read_rows, run_study, work_units,
-                                  )
+                                  journal_path, read_rows, run_study, work_units)
 
 TINY = replace(SMALL, structures=("AB_cF8_225_a_b", ), strains=(0.02, ), displacements=(0.1, ),
                steps=20)
 VERDICTS = ("matched", "matched_strict", "recovered", "start_matched", "start_recovered", "status",
-            "evaluations",
-            )
+            "evaluations")
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +45,7 @@ def same_loss(a: float, b: float) -> bool:
 
 @pytest.mark.parametrize("modes, method", [(("free", "free"), "adam"),
                                            (("family", "spacegroup"), "adam"),
-                                           (("free", "fixed"), "gd")],
-                         )
+                                           (("free", "fixed"), "gd")])
 def test_batched_descent_is_optimize(rutile, modes, method):
     truth, diffractometer, target = rutile
     parametrization = Parametrization(truth, *modes, reference=truth)
@@ -60,12 +56,10 @@ def test_batched_descent_is_optimize(rutile, modes, method):
     rate = 1e-4 if method == "gd" else 1.0
     reference = [
         optimize(parametrization, start, target, diffractometer, method=method, steps=40,
-                 learning_rate=rate,
-                 ) for start in starts
+                 learning_rate=rate) for start in starts
     ]
     batch = descend_batch(parametrization, [parametrization.parameters(s) for s in starts], target,
-                          diffractometer, method=method, steps=40, learning_rate=rate,
-                          )
+                          diffractometer, method=method, steps=40, learning_rate=rate)
     for index, run in enumerate(reference):
         assert batch.status[index] == run.status and batch.evaluations[index] == run.evaluations
         assert same_loss(run.xrd_loss, batch.loss[index])
@@ -117,18 +111,15 @@ def test_gaussian_recurrence_equals_direct_evaluation(rutile):
     wavelength, fwhm, eta, window = engine.scalars
     occupancies = np.ones((3, len(truth)))
     arguments = (lattices, coords, occupancies, a["scatterer_type"], a["type_z"], a["type_coeffs"],
-                 a["type_b"], a["hkl"], engine.max_index, *engine.g_window, wavelength, a["grid"],
-                 )
+                 a["type_b"], a["hkl"], engine.max_index, *engine.g_window, wavelength, a["grid"])
     recurrence, saved = batched.forward_batch(*arguments, engine.step, fwhm, eta, window)
     direct, _ = batched.forward_batch(*arguments, 0.0, fwhm, eta, window)
     assert np.max(np.abs(recurrence - direct)) <= 1e-10 * np.max(direct)
     d_profile = np.random.default_rng(0).standard_normal(recurrence.shape)
     backward = (d_profile, saved, lattices, coords, occupancies, a["scatterer_type"], a["hkl"],
-                engine.max_index, wavelength, a["grid"],
-                )
+                engine.max_index, wavelength, a["grid"])
     for fast, slow in zip(batched.backward_batch(*backward, engine.step, fwhm, eta, window),
-                          batched.backward_batch(*backward, 0.0, fwhm, eta, window),
-                          ):
+                          batched.backward_batch(*backward, 0.0, fwhm, eta, window)):
         assert np.max(np.abs(fast - slow)) <= 1e-9 * np.max(np.abs(slow))
 
 
@@ -155,7 +146,7 @@ def test_structurematcher_shortcuts_decide_as_asking_always(rutile):
     cases = [
         truth,
         truth.replace(lattice=truth.lattice * 1.00001),
-        truth.replace(lattice=truth.lattice * 1.1),
+        truth.replace(lattice=truth.lattice * 1.1)
     ]
     cases += [
         perturb(truth, strain=s, displacement=d, seed=seed)
@@ -164,8 +155,8 @@ def test_structurematcher_shortcuts_decide_as_asking_always(rutile):
     ]
     for case in cases:
         for tolerances in (DEFAULT_TOLERANCES, STRICT_TOLERANCES, RECOVERY_TOLERANCES):
-            assert (match(case, truth, first=True,
-                          **tolerances).matched == match(case, truth, **tolerances).matched)
+            assert (match(case, truth, first=True, **tolerances).matched == match(
+                case, truth, **tolerances).matched)
         fast, always = final_verdicts(case, truth), final_verdicts(case, truth, shortcut=False)
         assert [fast[k] for k in VERDICTS[:3]] == [always[k] for k in VERDICTS[:3]]
     assert (final_verdicts(truth, truth)["recovered"] and
@@ -216,8 +207,7 @@ def test_worker_processes_get_one_thread():
 
     before = dict(os.environ)
     with (_worker_environment(),
-          ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool,
-          ):
+          ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool):
         assert pool.submit(numba.get_num_threads).result() == 1
         assert (pool.submit(os.getenv,
                             "OMP_WAIT_POLICY").result() == WORKER_ENVIRONMENT["OMP_WAIT_POLICY"])
@@ -225,8 +215,7 @@ def test_worker_processes_get_one_thread():
 
 
 @pytest.mark.skipif(not __import__("xrdcore.kernels", fromlist=["cuda_available"]).cuda_available(),
-                    reason="no CUDA GPU or simulator",
-                    )
+                    reason="no CUDA GPU or simulator")
 def test_batched_descent_on_cuda_equals_cpu():
     """The batched executor's descent with CUDA batches (numba's simulator without a GPU), small
     sizes."""

@@ -23,10 +23,10 @@ FAMILY_STRAINS = {
     "hexagonal": 2,
     "orthorhombic": 3,
     "monoclinic": 4,
-    "triclinic": 6,
+    "triclinic": 6
 }
 EXAMPLES = [
-    "A2B_hP9_152_c_a", "A2B_tP6_136_f_a", "A2B_mP12_14_2e_e", "AB_cF8_225_a_b", "A_hP4_194_f",
+    "A2B_hP9_152_c_a", "A2B_tP6_136_f_a", "A2B_mP12_14_2e_e", "AB_cF8_225_a_b", "A_hP4_194_f"
 ]
 NAME = re.compile(r"^[A-Z][a-z]?\d* \d+[a-zA-Z] [xyz]$")
 
@@ -49,8 +49,7 @@ def test_every_prototype_has_invariant_orthonormal_bases_of_the_right_size():
         cartesian = np.einsum("ij,gjk,kl->gil", a.T, symmetry.rotations, np.linalg.inv(a).T)
         for strain in strains:  # C_g E C_gᵀ = E for every operation
             np.testing.assert_allclose(cartesian @ strain @ cartesian.transpose(0, 2, 1),
-                                       np.broadcast_to(strain, cartesian.shape), atol=1e-12,
-                                       )
+                                       np.broadcast_to(strain, cartesian.shape), atol=1e-12)
         if len(axes):
             flat = axes.reshape(len(axes), -1)
             np.testing.assert_allclose(flat @ flat.T, np.eye(len(axes)), atol=1e-14)
@@ -116,11 +115,9 @@ def test_bit_identical_for_permuted_operations(name):
         order = rng.permutation(len(symmetry.rotations))
         shuffled = dataclasses.replace(symmetry, rotations=symmetry.rotations[order],
                                        translations=symmetry.translations[order],
-                                       permutations=symmetry.permutations[order],
-                                       )
+                                       permutations=symmetry.permutations[order])
         (axes, names), (strains, strain_names) = (shuffled.symmetry_axes(),
-                                                  shuffled.named_strain_basis(),
-                                                  )
+                                                  shuffled.named_strain_basis())
         assert axes.tobytes() == reference[0][0].tobytes() and names == reference[0][1]
         assert strains.tobytes() == reference[1][0].tobytes() and strain_names == reference[1][1]
         field = rng.standard_normal((len(crystal), 3))

@@ -121,9 +121,8 @@ def test_peak_overlap_frames_crowd_near_the_truth_and_zoom_where_peaks_merge(rut
     assert window[1] - window[0] < 20  # a zoom, not the whole 80° range
     fig = explorer.figure(0.0, explorer.choices[0])
     assert fig.axes[0].get_xlim() == pytest.approx(window)
-    assert widgets.peak_overlap(rutile, XRD, frames=3,
-                                two_theta_window=(30, 40)).figure(0.5).axes[0].get_xlim() == (30,
-                                                                                              40)
+    assert widgets.peak_overlap(
+        rutile, XRD, frames=3, two_theta_window=(30, 40)).figure(0.5).axes[0].get_xlim() == (30, 40)
     legend = (explorer.figure(0.5,
                               explorer.choices[0]).axes[0].get_legend().get_texts()[1].get_text())
     assert "strain +2.50 %" in legend  # the legend names the move in its own unit
@@ -137,8 +136,7 @@ def test_static_rendering_is_an_animation_with_one_frame_per_value(rutile, monke
             "<input" in html)  # slider and buttons
     # the hooks the book's stylesheet fits to the page: image, slider, buttons, repetition choice
     for hook in ('class="animation"', 'class="anim-controls"', 'class="anim-slider"',
-                 'class="anim-buttons"', 'class="anim-state"',
-                 ):
+                 'class="anim-buttons"', 'class="anim-state"'):
         assert hook in html, hook
     stylesheet = STYLESHEET.read_text()
     assert re.search(r"div\.animation img \{[^}]*max-width: 100%;[^}]*height: auto;", stylesheet)
@@ -198,8 +196,7 @@ def test_constrained_retrieval_records_both_runs(rutile):
     runs = {"P1": p1(start), "crystal family": crystal_family(start, rutile)}
     for choice, parametrization in runs.items():
         run = optimize(parametrization, start, target, XRD, steps=steps, metric="cosine", fwhm=0.1,
-                       truth=rutile,
-                       )
+                       truth=rutile)
         recorded = run.trajectory
         first = parametrization.project(
             start)  # evaluation 1: the start, projected onto the constraint
@@ -211,14 +208,13 @@ def test_constrained_retrieval_records_both_runs(rutile):
             np.testing.assert_allclose(loss_curve.get_ydata(), recorded.loss, rtol=1e-9, atol=1e-12)
             np.testing.assert_allclose(error_curve.get_ydata(), recorded.lattice_error, rtol=1e-9,
                                        atol=1e-12)
-            assert (marker.get_xdata()[0] == index + 1
-                    )  # the marker sits on the curve it is drawn over
+            assert (
+                marker.get_xdata()[0] == index + 1)  # the marker sits on the curve it is drawn over
             assert marker.get_ydata()[0] == loss_curve.get_ydata()[index]
             drawn = -fig.axes[1].lines[1].get_ydata()
             np.testing.assert_allclose(
                 drawn, XRD.pattern(parametrization.crystal(recorded.params[index]), fwhm=0.1),
-                rtol=0, atol=1e-6,
-            )
+                rtol=0, atol=1e-6)
             assert f"evaluation {index + 1}" in fig.axes[1].get_legend().get_texts()[1].get_text()
             plt.close(fig)
         assert 1 <= len(recorded.loss) <= steps
@@ -256,8 +252,7 @@ def test_constrained_retrieval_steps_are_integers_densest_early(rutile, monkeypa
     monkeypatch.delenv(widgets.STATIC_ENVIRONMENT, raising=False)
     slider = explorer.live().children[0]
     assert isinstance(slider,
-                      ipywidgets.IntSlider) and (slider.min, slider.max, slider.step) == (1, 100, 1,
-                                                                                          )
+                      ipywidgets.IntSlider) and (slider.min, slider.max, slider.step) == (1, 100, 1)
     assert slider.layout.width == "100%"
     fig = explorer.static_frame(0)
     assert fig._suptitle.get_text() == "evaluation = 1"
@@ -292,8 +287,7 @@ def test_static_frames_keep_their_text_inside(rutile, name):
         offsets = 100 * np.linspace(-0.1, 0.1, 81)
         explorer = widgets.energy_vs_xrd(offsets, 1 - np.exp(-(offsets**2)),
                                          -3 + 0.002 * offsets**2,
-                                         "strain of the first lattice vector (%)", frames=3,
-                                         )
+                                         "strain of the first lattice vector (%)", frames=3)
     for frame in range(len(explorer.values)):
         _assert_text_fits(explorer.static_frame(frame))
         plt.close("all")

@@ -44,7 +44,7 @@ MOVED = {
     "experiments": ("study.config", "study.runner", "study.summary", "study.search"),
     "cli": ("study.cli", ),
     "checks": ("teaching.checks", ),
-    "widgets": ("teaching.widgets", ),
+    "widgets": ("teaching.widgets", )
 }
 
 
@@ -67,8 +67,7 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         parts = [importlib.import_module(f"{__name__}.{part}") for part in MOVED[old]]
         new = ", ".join(part.__name__ for part in parts)
         warnings.warn(f"{module.__name__} moved to {new}; import it from there", DeprecationWarning,
-                      stacklevel=2,
-                      )
+                      stacklevel=2)
         if len(parts) == 1:
             sys.modules[module.__name__] = parts[0]
             return

@@ -28,16 +28,14 @@ from numpy.typing import ArrayLike, DTypeLike
 
 from xrdcore.diffraction import Diffractometer, check_diffractometer, scatterer_types
 from xrdcore.gradients import (DEFAULT_MARGIN, check_fixed_width, check_target, reflection_set,
-                               required_margin, target_pattern,
-                               )
+                               required_margin, target_pattern)
 from xrdcore.kernels import batched
 from xrdcore.physics.profiles import Profile
 from xrdcore.similarity import UNDEFINED, get_metric, loss_batch
 from xrdcore.similarity import loss as metric_loss
 from xrdcore.structure.crystal import Crystal, check_crystal
 from xrdcore.validation import (StructureError, choice, describe, guard_memory, real, real_array,
-                                whole,
-                                )
+                                whole)
 
 #: Metrics the GPU evaluates on the device; others make one host round trip per step.
 DEVICE_METRICS = ("cosine", )
@@ -70,8 +68,7 @@ class BatchLoss:
     def __init__(self, template: Crystal, target: Crystal | ArrayLike,
                  diffractometer: Diffractometer, metric: str = "cosine",
                  fwhm: float | Profile = 0.1, margin: float = DEFAULT_MARGIN,
-                 dtype: DTypeLike = np.float64,
-                 ) -> None:
+                 dtype: DTypeLike = np.float64) -> None:
         check_crystal(template, "template")
         check_diffractometer(diffractometer)
         get_metric(metric)
@@ -86,22 +83,18 @@ class BatchLoss:
         self._n_types = len(scatterer_types(template)[1])
         self.reflections = reflection_set(diffractometer,
                                           template.lattice, self.setup.two_theta_range, margin,
-                                          len(template), self._n_types,
-                                          )
+                                          len(template), self._n_types)
         self.target = np.asarray(target_pattern(target, diffractometer, self.setup), dtype=float)
         metric_loss(metric, self.target, self.target,
                     self.setup.grid)  # the metric accepts the target (signs, grid)
         scatterer_type, type_z, type_coeffs, type_b = scatterer_types(template)
         cast = self.dtype.type
         self._arrays = dict(scatterer_type=scatterer_type, type_z=type_z.astype(self.dtype),
-                            type_coeffs=type_coeffs.astype(self.dtype),
-                            type_b=type_b.astype(self.dtype),
-                            hkl=self.reflections.hkl.astype(self.dtype),
-                            grid=self.setup.grid.astype(self.dtype),
-                            )
-        self._scalars = (cast(self.wavelength), cast(self.setup.fwhm), cast(self.setup.eta),
-                         cast(self.setup.window),
-                         )
+                            type_coeffs=type_coeffs.astype(self.dtype), type_b=type_b.astype(
+                                self.dtype), hkl=self.reflections.hkl.astype(self.dtype),
+                            grid=self.setup.grid.astype(self.dtype))
+        self._scalars = (cast(self.wavelength), cast(self.setup.fwhm), cast(
+            self.setup.eta), cast(self.setup.window))
         self.engine: batched.BatchBackend  # the backend's batch interface (HostBatch, DeviceBatch)
         if self.backend == "cuda":
             from xrdcore.kernels.cuda import DeviceBatch
@@ -113,8 +106,7 @@ class BatchLoss:
             g_window = diffractometer.g_window(self.setup.two_theta_range)
             self.engine = batched.HostBatch(self._arrays, self._scalars, max_index,
                                             (cast(g_window[0]), cast(g_window[1])),
-                                            cast(self.setup.step), CPU_CHUNK,
-                                            )
+                                            cast(self.setup.step), CPU_CHUNK)
 
     # ------------------------------------------------------------------ inputs
     def _prepare(self, lattices: ArrayLike, frac_coords: ArrayLike,
@@ -143,10 +135,9 @@ class BatchLoss:
             raise ValueError(
                 "a lattice of the batch has moved beyond the shared reflection list's margin; "
                 "build a new BatchLoss (or a larger margin)")
-        return (np.ascontiguousarray(lattices, dtype=self.dtype),
-                np.ascontiguousarray(frac_coords, dtype=self.dtype),
-                np.ascontiguousarray(occupancies, dtype=self.dtype),
-                )
+        return (np.ascontiguousarray(
+            lattices, dtype=self.dtype), np.ascontiguousarray(
+                frac_coords, dtype=self.dtype), np.ascontiguousarray(occupancies, dtype=self.dtype))
 
     def check_memory(self, n_batch: int) -> None:
         """ResourceLimitError when a batch of ``n_batch`` structures would need more working
@@ -160,8 +151,7 @@ class BatchLoss:
         guard_memory(
             values * self.dtype.itemsize + n_batch * n_grid * 8,
             f"a batch of {n_batch:,} structures ({n_reflections:,} reflections, "
-            f"{n_grid:,} grid points)", "evaluate the batch in smaller parts",
-        )
+            f"{n_grid:,} grid points)", "evaluate the batch in smaller parts")
 
     def covers(self, lattices: ArrayLike) -> np.ndarray:
         """(B,) True where the shared reflection list is complete for lattice b (see
@@ -176,8 +166,8 @@ class BatchLoss:
         return self.engine.patterns(lattices, frac_coords, occupancies)
 
     def __call__(self, lattices: ArrayLike, frac_coords: ArrayLike,
-                 occupancies: ArrayLike | None = None, undefined: str = "raise",
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 occupancies: ArrayLike | None = None,
+                 undefined: str = "raise") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3) as numpy arrays. A structure whose
         metric is undefined (nothing diffracts in the range) raises ValueError, or with
         ``undefined="nan"`` gets loss NaN and zero gradient while the others are evaluated."""
@@ -187,10 +177,9 @@ class BatchLoss:
         metric = self._metric_on_host(undefined) if self.backend == "cuda" else on_host
         return self.engine.loss_and_grad(lattices, frac_coords, occupancies, metric)
 
-    def descend(
-        self, lattices: ArrayLike, frac_coords: ArrayLike, steps: int, lattice_rate: float,
-        frac_rate: float, occupancies: ArrayLike | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def descend(self, lattices: ArrayLike, frac_coords: ArrayLike, steps: int, lattice_rate: float,
+                frac_rate: float,
+                occupancies: ArrayLike | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Plain gradient descent for ``steps`` steps on every structure; returns final lattices,
         coordinates and the loss history (steps + 1, B). On the GPU nothing leaves the device
         between steps (cosine loss)."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -33,12 +34,12 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from xrdcore.kernels import cpu, select_backend
+from xrdcore.physics import scattering
 from xrdcore.physics.profiles import Profile, as_profile, peak_widths, uniform_step
 from xrdcore.physics.scattering import TWO_THETA_TOL, form_factor_coefficients, resolve_wavelength
 from xrdcore.structure.crystal import MIN_CELL_VOLUME, Crystal, check_crystal, element_symbol
 from xrdcore.validation import (StructureError, describe, guard, guard_memory, instance, real,
-                                real_array,
-                                )
+                                real_array)
 
 #: Peaks whose scaled intensity (max = 100) is not above this are dropped (pymatgen's value).
 SCALED_INTENSITY_TOL = 1e-3
@@ -85,8 +86,7 @@ class PeakList:
     """
 
     def __init__(self, two_theta: np.ndarray, intensity: np.ndarray, d_spacing: np.ndarray,
-                 member_hkl: np.ndarray, member_start: np.ndarray,
-                 ) -> None:
+                 member_hkl: np.ndarray, member_start: np.ndarray) -> None:
         self.two_theta = two_theta
         self.intensity = intensity
         self.d_spacing = d_spacing
@@ -130,9 +130,8 @@ def scatterer_types(crystal: Crystal) -> tuple[np.ndarray, np.ndarray, np.ndarra
         pairs, scatterer_type = np.unique(crystal.atomic_numbers + 1j * crystal.b_iso,
                                           return_inverse=True)
         crystal.derived["scatterer_types"] = (scatterer_type.reshape(-1).astype(
-            np.int64), pairs.real.copy(), np.stack([_coefficients_of(int(z))
-                                                    for z in pairs.real]), pairs.imag.copy(),
-                                              )
+            np.int64), pairs.real.copy(), np.stack(
+                [_coefficients_of(int(z)) for z in pairs.real]), pairs.imag.copy())
     return crystal.derived["scatterer_types"]
 
 
@@ -187,13 +186,11 @@ def check_reflection_work(lattice: ArrayLike, g_min: float, g_max: float, n_atom
         return f"a cell of {abs(volume):.4g} Å³ for {g_min:.3g} ≤ |g| ≤ {g_max:.3g} Å⁻¹"
 
     guard(count, "max_reflections", lambda: f"about {count:,.0f} reflections ({where()})",
-          REFLECTION_HINT,
-          )
+          REFLECTION_HINT)
     guard(
         count * n_atoms, "max_terms", lambda: (f"about {count:,.0f} reflections × {n_atoms} atoms "
                                                f"= {count * n_atoms:,.0f} structure-factor terms"),
-        REFLECTION_HINT + ", or use a smaller cell",
-    )
+        REFLECTION_HINT + ", or use a smaller cell")
     bounds = [math.floor(g_max * length)
               for length in lengths]  # the enumeration's |h|, |k|, |l| limits
     box = (bounds[0] + 1) * (2 * bounds[1] + 1) * (2 * bounds[2] + 1)
@@ -206,8 +203,21 @@ def check_reflection_work(lattice: ArrayLike, g_min: float, g_max: float, n_atom
                max(count, 1) else "")
     guard_memory(
         memory, lambda: (f"enumerating about {count:,.0f} reflections ({where()}, an index box of "
-                         f"{box:,.0f} points)"), REFLECTION_HINT + oblique,
-    )
+                         f"{box:,.0f} points)"), REFLECTION_HINT + oblique)
+
+
+#: Functions that moved to :mod:`xrdcore.physics.scattering`; still importable from here, with a
+#: DeprecationWarning.
+MOVED_TO_PHYSICS = ("bragg_two_theta", "lorentz_polarization", "starts_peak")
+
+
+def __getattr__(name: str) -> object:
+    if name in MOVED_TO_PHYSICS:
+        warnings.warn(
+            f"xrdcore.diffraction.{name} moved to xrdcore.physics.scattering; import it "
+            "from there", DeprecationWarning, stacklevel=2)
+        return getattr(scattering, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Diffractometer:
@@ -226,11 +236,9 @@ class Diffractometer:
     #: benchmarks.
     kernels = cpu
 
-    def __init__(
-        self, wavelength: str | float = "CuKa",
-        two_theta_range: Sequence[float] | np.ndarray = (10.0, 90.0), step: float = DEFAULT_STEP,
-        backend: str = "auto",
-    ) -> None:
+    def __init__(self, wavelength: str | float = "CuKa",
+                 two_theta_range: Sequence[float] | np.ndarray = (10.0, 90.0),
+                 step: float = DEFAULT_STEP, backend: str = "auto") -> None:
         self.backend = select_backend(backend)
         self.wavelength = resolve_wavelength(wavelength)
         self.two_theta_range = lo, hi = _check_range(two_theta_range)
@@ -242,10 +250,9 @@ class Diffractometer:
         points = round((hi - lo) / self.step) + 1
         guard(points, "max_grid_points",
               f"the 2θ grid {lo:g}–{hi:g}° in steps of {self.step:g}° ({points:,} points)",
-              "use a larger step (a few points per peak width suffice)",
-              )
+              "use a larger step (a few points per peak width suffice)")
         # profile_setup's results on the default grid, by settings
-        self._setups: dict[Profile, ProfileSetup] = {}
+        self._setups: dict[float | Profile, ProfileSetup] = {}
         # g_window's results, by the identity of the 2θ range tuple asked for
         self._g_windows: dict[int, tuple[object, tuple[float, float]]] = {}
 
@@ -269,8 +276,7 @@ class Diffractometer:
         lo, hi = _check_range(two_theta_range)
         window = cast(
             "tuple[float, float]",  # of (lo, hi)
-            tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi)),
-        )
+            tuple(2 * math.sin(math.radians(t / 2)) / self.wavelength for t in (lo, hi)))
         if isinstance(two_theta_range,
                       tuple):  # immutable: safe to know again by identity (it is kept alive here)
             if len(self._g_windows) >= G_WINDOWS_KEPT:
@@ -328,8 +334,7 @@ class Diffractometer:
         with cpu.threads_for(len(g) * len(crystal)):
             two_theta, intensity, *saved = self.kernels.structure_intensities(
                 hkl, g, self.wavelength, crystal.frac_coords, crystal.occupancies, scatterer_type,
-                *type_tables,
-            )
+                *type_tables)
         return two_theta, intensity, tuple(saved)
 
     # ---------------------------------------------------------------- stick pattern
@@ -343,8 +348,8 @@ class Diffractometer:
 
     # ---------------------------------------------------------------- profile
     def pattern(self, crystal: Crystal, two_theta: ArrayLike | None = None,
-                fwhm: float | tuple[float, float, float] | Profile = 0.1, normalize: bool = True,
-                ) -> np.ndarray:
+                fwhm: float | tuple[float, float, float] | Profile = 0.1,
+                normalize: bool = True) -> np.ndarray:
         """Broadened powder pattern y(2θ) on a grid.
 
         Parameters
@@ -366,15 +371,19 @@ class Diffractometer:
         return profile
 
     def profile_setup(self, two_theta: ArrayLike | None = None,
-                      fwhm: float | tuple[float, float, float] | Profile = 0.1,
-                      ) -> ProfileSetup:
+                      fwhm: float | tuple[float, float, float] | Profile = 0.1) -> ProfileSetup:
         """Validated profile settings (see :meth:`pattern`) and the 2θ range whose reflections
         reach the grid.
 
         The grid must lie in 0–179.9°, ascend strictly, and be fine enough for the peaks: a grid
         spacing wider than the FWHM would let peaks fall between grid points. On the default
-        grid the result is kept per profile, so that repeated calls (a descent's every step)
-        check nothing again."""
+        grid the result is kept per profile (and per plain float width), so that repeated calls
+        (a descent's every step) check nothing again."""
+        # settings seen before; a float exactly, since True (== 1.0) must still be refused
+        if two_theta is None and (type(fwhm) is float or isinstance(fwhm, Profile)):
+            known = self._setups.get(fwhm)
+            if known is not None:
+                return known
         profile = as_profile(fwhm)
         if two_theta is None and profile in self._setups:
             return self._setups[profile]
@@ -382,8 +391,8 @@ class Diffractometer:
         grid = self.two_theta if two_theta is None else _check_grid(two_theta)
         widths = peak_widths(profile.fwhm, grid)
         spacing = np.diff(grid)
-        extent = min(1.0, 2 *
-                     window)  # what of a peak the grid must resolve, in FWHMs: itself or its window
+        # what of a peak the grid must resolve, in FWHMs: itself or its window
+        extent = min(1.0, 2 * window)
         coarse = np.flatnonzero(spacing > np.maximum(widths[:-1], widths[1:]) * extent * (1 + 1e-6))
         if len(coarse):
             k = coarse[0]
@@ -402,6 +411,8 @@ class Diffractometer:
         if two_theta is None:
             grid.flags.writeable = False  # shared by every later call with these settings
             self._setups[profile] = setup
+            if type(fwhm) is float:
+                self._setups[fwhm] = setup
         return setup
 
 
@@ -410,8 +421,7 @@ def _check_grid(two_theta: ArrayLike) -> np.ndarray:
     ascending and inside 0–179.9°."""
     grid = real_array(two_theta, "two_theta grid", ndim=1)  # no copy of a float64 array
     guard(grid.size, "max_grid_points", f"a two_theta grid of {grid.size:,} points",
-          "use a coarser grid",
-          )
+          "use a coarser grid")
     if grid.size == 0:
         raise ValueError(
             "two_theta grid must be a non-empty 1-D array of angles in degrees, got an empty one")
@@ -462,8 +472,7 @@ class ProfileSetup:
         guard(
             work, "max_terms",
             f"the profile's {work:,} peak-shape evaluations ({len(centres):,} reflections × "
-            f"grid points within {self.window:g} FWHMs)", "use a smaller window or a coarser grid",
-        )
+            f"grid points within {self.window:g} FWHMs)", "use a smaller window or a coarser grid")
         with cpu.threads_for(work):
             return kernels.broadened_profile(self.grid, centres, intensities, widths, self.eta,
                                              self.window, self.step)
@@ -477,5 +486,4 @@ class ProfileSetup:
 
 def check_diffractometer(diffractometer: object) -> Diffractometer:
     return instance(diffractometer, "diffractometer", Diffractometer,
-                    "make one with Diffractometer('CuKa', (10, 90))",
-                    )
+                    "make one with Diffractometer('CuKa', (10, 90))")

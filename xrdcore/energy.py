@@ -143,8 +143,7 @@ def to_atoms(crystal: Crystal) -> Atoms:
             "choose one configuration (e.g. with pymatgen's OrderDisorderedStructureTransformation)"
         )
     return Atoms(numbers=crystal.atomic_numbers, cell=crystal.lattice,
-                 scaled_positions=crystal.frac_coords, pbc=True,
-                 )
+                 scaled_positions=crystal.frac_coords, pbc=True)
 
 
 def _check_elements(crystal: Crystal, calc: Any) -> None:
@@ -174,8 +173,7 @@ def check_cell(crystal: Crystal) -> None:
     triplets = len(crystal) * (density * 4 / 3 * np.pi * BOND_CUTOFF**3)**2
     guard_memory(BYTES_PER_GRAPH_ELEMENT * (pairs + triplets),
                  f"an energy of {len(crystal)} atoms ({pairs:.3g} neighbour pairs)",
-                 "use a smaller cell",
-                 )
+                 "use a smaller cell")
 
 
 def _evaluate(crystal: Crystal, calc: Any, forces: bool = False, stress: bool = False) -> list[Any]:
@@ -270,8 +268,7 @@ class Relaxation:
 
 
 def relax(crystal: Crystal, calc: Any = None, steps: int = RELAX_STEPS, fmax: float = RELAX_FMAX,
-          cell: bool = True, optimizer: str = "BFGS",
-          ) -> Relaxation:
+          cell: bool = True, optimizer: str = "BFGS") -> Relaxation:
     """Relax the atoms (and with ``cell=True`` the lattice, through ASE's FrechetCellFilter)
     to the nearest energy minimum with ASE's ``optimizer`` ("FIRE" or "BFGS") until every
     force is below ``fmax`` eV/Å or ``steps`` steps are spent."""

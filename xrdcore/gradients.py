@@ -44,8 +44,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import (Diffractometer, ProfileSetup, check_diffractometer,
-                                 scatterer_types,
-                                 )
+                                 scatterer_types)
 from xrdcore.kernels import cpu
 from xrdcore.physics.profiles import Profile, as_profile
 from xrdcore.similarity import ALL_ZERO, check_options, get_metric, metric_options
@@ -93,8 +92,7 @@ def required_margin(reference: ArrayLike, lattices: ArrayLike) -> np.ndarray:
 
 def reflection_set(diffractometer: Diffractometer, lattice: ArrayLike,
                    two_theta_range: Sequence[float] | np.ndarray, margin: float = DEFAULT_MARGIN,
-                   n_atoms: int = 1, n_types: int = 1,
-                   ) -> ReflectionSet:
+                   n_atoms: int = 1, n_types: int = 1) -> ReflectionSet:
     """A :class:`ReflectionSet` for ``two_theta_range`` (deg), complete while the lattice stays
     within ``margin``; guarded (:func:`~xrdcore.diffraction.check_reflection_work`) for
     ``n_atoms`` atoms."""
@@ -148,8 +146,7 @@ def target_pattern(target: Crystal | ArrayLike, diffractometer: Diffractometer,
 def loss_and_grad(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
                   metric: str = "cosine", fwhm: float | tuple[float, float, float] | Profile = 0.1,
                   two_theta: ArrayLike | None = None, reflections: ReflectionSet | None = None,
-                  **options: Any,
-                  ) -> LossGradient:
+                  **options: Any) -> LossGradient:
     """Loss of ``crystal``'s pattern against ``target`` and its exact gradient.
 
     Parameters
@@ -172,17 +169,14 @@ def loss_and_grad(crystal: Crystal, target: Crystal | ArrayLike, diffractometer:
     kernels, setup = diffractometer.kernels, forward.setup
     widths = np.full(len(forward.g), setup.fwhm)
     with cpu.threads_for(setup.work(len(forward.g))):
-        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(setup.grid, forward.two_theta,
-                                                                     forward.intensity, widths,
-                                                                     setup.eta, setup.window,
-                                                                     forward.d_pattern, setup.step,
-                                                                     )
+        d_intensity, d_two_theta = kernels.broadened_profile_adjoint(
+            setup.grid, forward.two_theta, forward.intensity, widths, setup.eta, setup.window,
+            forward.d_pattern, setup.step)
     scatterer_type, *_ = scatterer_types(crystal)
     with cpu.threads_for(len(forward.g) * len(crystal)):
         d_frac, d_g = kernels.reflection_intensities_adjoint(
             forward.hkl, forward.g, diffractometer.wavelength, crystal.frac_coords,
-            crystal.occupancies, scatterer_type, *forward.saved, d_intensity, d_two_theta,
-        )
+            crystal.occupancies, scatterer_type, *forward.saved, d_intensity, d_two_theta)
     return LossGradient(forward.loss,
                         kernels.lattice_gradient(crystal.lattice, forward.hkl, forward.g, d_g),
                         d_frac)
@@ -215,8 +209,7 @@ PROFILE_FIELDS = ("shape", "eta", "window")
 def loss_setup(target: Crystal | ArrayLike, diffractometer: Diffractometer, metric: str = "cosine",
                fwhm: float | tuple[float, float, float] | Profile = 0.1,
                two_theta: ArrayLike | None = None, reflections: ReflectionSet | None = None,
-               **options: Any,
-               ) -> tuple[ProfileSetup, np.ndarray]:
+               **options: Any) -> tuple[ProfileSetup, np.ndarray]:
     """The checked settings of a :func:`loss_and_grad` call that do not depend on the structure:
     its :class:`~xrdcore.diffraction.ProfileSetup` and the target pattern on its grid (a Crystal
     target rendered); TypeError/ValueError for any that no structure could make work."""
@@ -226,8 +219,7 @@ def loss_setup(target: Crystal | ArrayLike, diffractometer: Diffractometer, metr
     profile = check_fixed_width(fwhm)
     if reflections is not None:
         instance(reflections, "reflections", ReflectionSet,
-                 "make one with xrdcore.gradients.reflection_set",
-                 )
+                 "make one with xrdcore.gradients.reflection_set")
     setup = diffractometer.profile_setup(two_theta, profile)
     return setup, target_pattern(target, diffractometer, setup)
 
@@ -243,9 +235,12 @@ def check_profile_keywords(options: dict, function: str) -> None:
             f"(xrdcore.physics.profiles), not as {', '.join(f'{name}=' for name in loose)}")
 
 
-def check_fixed_width(fwhm: float | tuple[float, float, float] | Profile) -> Profile:
-    """``fwhm`` as a :class:`~xrdcore.physics.profiles.Profile` of one fixed width (deg): the
-    gradients differentiate the positions and intensities, not Caglioti widths."""
+def check_fixed_width(fwhm: float | tuple[float, float, float] | Profile) -> float | Profile:
+    """``fwhm`` if it is one fixed width (deg), a plain float (checked by
+    :meth:`~xrdcore.diffraction.Diffractometer.profile_setup`) or a Profile, else a ValueError:
+    the gradients differentiate the positions and intensities, not Caglioti widths."""
+    if type(fwhm) is float:
+        return fwhm
     profile = as_profile(fwhm)
     if profile.caglioti:
         raise ValueError("gradients need a fixed FWHM in degrees; "
@@ -256,8 +251,7 @@ def check_fixed_width(fwhm: float | tuple[float, float, float] | Profile) -> Pro
 def _forward(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
              metric: str = "cosine", fwhm: float | tuple[float, float, float] | Profile = 0.1,
              two_theta: ArrayLike | None = None, reflections: ReflectionSet | None = None,
-             **options: Any,
-             ) -> _Forward:
+             **options: Any) -> _Forward:
     """Forward pass of the loss, keeping what the backward pass needs."""
     check_crystal(crystal)
     setup, target_pattern = loss_setup(target, diffractometer, metric, fwhm, two_theta, reflections,

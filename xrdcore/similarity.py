@@ -48,13 +48,12 @@ ALL_ZERO = {
     "simulated pattern": "the simulated pattern is all zero: nothing diffracts in the 2θ range "
     "(check the structure and the 2θ range); the metric is undefined",
     "target pattern": "the target pattern is all zero: there is nothing to compare with "
-    "(check the measured or rendered target); the metric is undefined",
+    "(check the measured or rendered target); the metric is undefined"
 }
 
 
 def _check(pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None,
-           nonnegative: bool = False,
-           ) -> tuple[np.ndarray, np.ndarray]:
+           nonnegative: bool = False) -> tuple[np.ndarray, np.ndarray]:
     pattern = _checked_pattern(pattern, "simulated pattern", nonnegative)
     target = _checked_pattern(target, "target pattern", nonnegative, pattern.shape)
     _check_grid_shape(two_theta, pattern.shape)
@@ -62,8 +61,7 @@ def _check(pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = 
 
 
 def _checked_pattern(values: ArrayLike, name: str, nonnegative: bool = False,
-                     shape: tuple[int, ...] | None = None,
-                     ) -> np.ndarray:
+                     shape: tuple[int, ...] | None = None) -> np.ndarray:
     """``values`` as a finite, not all-zero 1-D float array (of ``shape`` when given)."""
     values = real_array(values, name)
     if shape is not None and values.shape != shape or values.ndim != 1:
@@ -187,8 +185,7 @@ def _triangle_weights(two_theta, width):
 
 
 def weighted_cross_correlation(pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None,
-                               width: float = WCC_WIDTH,
-                               ) -> tuple[float, np.ndarray]:
+                               width: float = WCC_WIDTH) -> tuple[float, np.ndarray]:
     """de Gelder et al. (2001) weighted cross-correlation with a triangle weight.
 
     S = yᵀW t / sqrt(yᵀW y · tᵀW t), W_kl = w((k − l)Δ), w(r) = 1 − |r|/ℓ for |r| ≤ ℓ
@@ -242,8 +239,7 @@ METRICS = {
                    Metric("spectral_entropy", spectral_entropy, "similarity"),
                    Metric("wcc", weighted_cross_correlation, "similarity"),
                    Metric("mse", mse, "distance"), Metric("rwp", rwp, "distance"),
-                   Metric("wasserstein", wasserstein, "distance"),
-                   )
+                   Metric("wasserstein", wasserstein, "distance"))
 }
 
 
@@ -270,8 +266,7 @@ def check_options(given: Iterable[str], accepted: Collection[str], caller: str) 
 
 
 def loss(name: str, pattern: ArrayLike, target: ArrayLike, two_theta: ArrayLike | None = None,
-         **options: Any,
-         ) -> tuple[float, np.ndarray]:
+         **options: Any) -> tuple[float, np.ndarray]:
     """Loss to minimise for metric ``name``: 1 − similarity, or the distance; with
     d(loss)/d(pattern)."""
     metric = get_metric(name)
@@ -287,8 +282,8 @@ UNDEFINED = ("raise", "nan")
 
 
 def loss_batch(name: str, patterns: ArrayLike, target: ArrayLike,
-               two_theta: ArrayLike | None = None, undefined: str = "raise",
-               ) -> tuple[np.ndarray, np.ndarray]:
+               two_theta: ArrayLike | None = None,
+               undefined: str = "raise") -> tuple[np.ndarray, np.ndarray]:
     """:func:`loss` of every row of ``patterns`` (B, K) against one ``target``: losses (B,) and
     gradients (B, K). Cosine is evaluated for the whole batch at once; other metrics row by row.
     A row whose metric is undefined (all zero, NaN) raises ValueError, or with

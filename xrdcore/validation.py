@@ -117,8 +117,7 @@ def guard_memory(n_bytes: float, what: str | Callable[[], str], hint: str = "") 
     guard(
         n_bytes / 2**30, "max_memory_gb", lambda:
         (f"{what() if callable(what) else what} needs about {n_bytes / 2**30:.3g} GiB, which"),
-        hint,
-    )
+        hint)
 
 
 def describe(value: object) -> str:
@@ -130,8 +129,7 @@ def describe(value: object) -> str:
 
 
 def real(value: object, name: str, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, unit: str = "",
-         ) -> float:
+         low_open: bool = False, unit: str = "") -> float:
     """``value`` as a finite float within [low, high] (``low_open``: > low); TypeError for a bool,
     a complex, a string, None or an array; ValueError for NaN, inf or out of range."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
@@ -166,8 +164,7 @@ def whole(value: object, name: str, *, low: int | None = None, high: int | None 
 
 
 def real_array(value: object, name: str, *, shape: tuple[int | None, ...] | None = None,
-               ndim: int | None = None,
-               ) -> np.ndarray:
+               ndim: int | None = None) -> np.ndarray:
     """``value`` as a finite float64 array; ``shape`` may hold None for any length. TypeError
     for booleans, complex numbers, strings, objects; ValueError for a wrong shape or NaN/inf."""
     if (type(value) is np.ndarray and
@@ -187,7 +184,7 @@ def real_array(value: object, name: str, *, shape: tuple[int | None, ...] | None
                 "c": "complex numbers",
                 "U": "strings",
                 "S": "bytes",
-                "O": "objects",
+                "O": "objects"
             }.get(array.dtype.kind, str(array.dtype))
             raise TypeError(f"{name} must hold real numbers, got {kind}")
         array = np.asarray(array, dtype=float)

@@ -56,7 +56,7 @@ def _box(app, pagename: str, source: Path, pathto) -> str:
         link(pathto(f"_downloads/notebooks/{stem}.ipynb", 1), f"<code>{stem}.ipynb</code>") +
         " — the notebook as executed for this page",
         link(pathto(f"_sources/{pagename}.md", 1), f"<code>{stem}.md</code>") +
-        " — its MyST Markdown source (opens as a notebook with jupytext)",
+        " — its MyST Markdown source (opens as a notebook with jupytext)"
     ]
     files = tables_read(source.read_text(encoding="utf8"))
     tables = [name for name in files if not name.endswith(".json")]

@@ -42,8 +42,7 @@ def describe(source_path: Path, traceback: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     error = next((line.strip() for line in reversed(lines)
                   if re.match(r"^\w*(Error|Exception|Interrupt|Exit)\b", line.strip())),
-                 lines[-1].strip() if lines else "unknown error",
-                 )
+                 lines[-1].strip() if lines else "unknown error")
     where = "a cell"
     if source:
         import jupytext

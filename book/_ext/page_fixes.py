@@ -39,8 +39,7 @@ def _clean_scripts(app, pagename, templatename, context, doctree):
         if not thebe and "THEBE_JS_URL" in body:
             continue
         key = (str(script.filename or ""), tuple(sorted(
-            (k, str(v)) for k, v in attributes.items())),
-               )
+            (k, str(v)) for k, v in attributes.items())))
         if key not in seen:
             seen.add(key)
             kept.append(script)

@@ -63,15 +63,12 @@ def print_pdf(html_dir: Path, output: Path) -> int:
         missing: list[str] = []
         page.on(
             "response", lambda response: (response.status >= 400 and not response.url.endswith(
-                "/searchindex.js") and missing.append(response.url)),
-        )
+                "/searchindex.js") and missing.append(response.url)))
         page.goto(server.url + SINGLE_PAGE, wait_until="load", timeout=120_000)
         page.wait_for_function("Array.from(document.images).every((image) => image.complete)",
-                               timeout=TYPESET_TIMEOUT_S * 1000,
-                               )
+                               timeout=TYPESET_TIMEOUT_S * 1000)
         page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise",
-                               timeout=TYPESET_TIMEOUT_S * 1000,
-                               )
+                               timeout=TYPESET_TIMEOUT_S * 1000)
         page.evaluate("MathJax.startup.promise.then(() => "
                       "MathJax.typesetPromise ? MathJax.typesetPromise() : null)")
         if missing:
@@ -84,8 +81,7 @@ def print_pdf(html_dir: Path, output: Path) -> int:
             "bottom": "15mm",
             "left": "12mm",
             "right": "12mm"
-        },
-                 )
+        })
         browser.close()
     return output.stat().st_size
 

@@ -29,8 +29,7 @@ PACKAGES = [
      "sha512-7/cTSLOdYkNBNJcDMWf+luFvMriVm7eYxp4BcFCsAX0wF421Vyce5SXP17c+Jd5otXKGNehIonFlyQXSowL6Mw==",
      {
          "package/require.js": "require.js"
-     },
-     ),
+     }),
     (
         "@jupyter-widgets/html-manager",
         "1.0.15",
@@ -46,9 +45,8 @@ PACKAGES = [
             "package/dist/1551f4f60c37af51121f.woff2": "1551f4f60c37af51121f.woff2",
             "package/dist/eeccf4f66002c6f2ba24.woff": "eeccf4f66002c6f2ba24.woff",
             "package/dist/bb58e57c48a3e911f15f.woff": "bb58e57c48a3e911f15f.woff",
-            "package/dist/2285773e6b4b172f07d9.woff": "2285773e6b4b172f07d9.woff",
-        },
-    ),
+            "package/dist/2285773e6b4b172f07d9.woff": "2285773e6b4b172f07d9.woff"
+        }),
     (
         # Only its licence: the fonts above are Font Awesome Free 5.15.4, bundled by html-manager.
         "@fortawesome/fontawesome-free",
@@ -56,8 +54,7 @@ PACKAGES = [
         "sha512-eYm8vijH/hpzr/6/1CJ/V/Eb1xQFW2nnUKArb3z+yUWv7HTwj6M7SP957oMjfZjAHU6qpoNc2wQvIxBLWYa/Jg==",
         {
             "package/LICENSE.txt": "LICENSE-fontawesome.txt"
-        },
-    ),
+        })
 ]
 
 #: Written by hand, not from npm (the npm tarballs carry no licence file for these two).
@@ -65,7 +62,7 @@ LOCAL_FILES = {
     "widgets-config.js": "ours (MIT, this repository): points the embed manager at this folder",
     "LICENSE-ipywidgets.txt": (
         "BSD-3-Clause text of jupyter-widgets/ipywidgets (html-manager's repository)"),
-    "LICENSE-requirejs.txt": "MIT/BSD text of requirejs/requirejs",
+    "LICENSE-requirejs.txt": "MIT/BSD text of requirejs/requirejs"
 }
 
 
@@ -84,8 +81,7 @@ def fetch() -> list[tuple[str, str, str, str]]:
         for name, version, integrity, files in PACKAGES:
             spec = f"{name}@{version}"
             out = subprocess.run(["npm", "pack", spec, "--pack-destination", tmp, "--json"],
-                                 check=True, capture_output=True, text=True,
-                                 )
+                                 check=True, capture_output=True, text=True)
             tarball = Path(tmp) / json.loads(out.stdout)[0]["filename"]
             if _integrity(tarball) != integrity:
                 sys.exit(f"{spec}: tarball integrity {_integrity(tarball)} != pinned {integrity}")
@@ -104,7 +100,7 @@ def write_provenance(rows) -> None:
         "offline (no CDN). Refresh with `make vendor-widgets` "
         "(book/_ext/vendor_widgets.py: npm pack",
         "at the exact versions below, sha512-checked); book/_ext/offline_widgets.py wires them in.",
-        "", "| file | from (npm) | path in the package | sha256 |", "| --- | --- | --- | --- |",
+        "", "| file | from (npm) | path in the package | sha256 |", "| --- | --- | --- | --- |"
     ]
     lines += [f"| {f} | {spec} | {member} | {digest} |" for f, spec, member, digest in rows]
     lines += ["", "Not from npm:", ""]
@@ -113,7 +109,7 @@ def write_provenance(rows) -> None:
         "", "Licences: html-manager and ipywidgets BSD-3-Clause (LICENSE-ipywidgets.txt), the",
         "libraries bundled into embed-amd.js (THIRD-PARTY-NOTICES.txt), RequireJS MIT",
         "(LICENSE-requirejs.txt), Font Awesome Free fonts SIL OFL 1.1 (LICENSE-fontawesome.txt).",
-        "",
+        ""
     ]
     (TARGET / "PROVENANCE.md").write_text("\n".join(lines))
 

@@ -113,8 +113,7 @@ def questions(master: Path) -> list[Question]:
         points = config.get("points", 1)
         found.append(
             Question(config["name"], float(sum(points) if isinstance(points, list) else points),
-                     bool(config.get("manual", False)),
-                     ))
+                     bool(config.get("manual", False))))
     return found
 
 
@@ -227,9 +226,8 @@ def grade(zip_path: Path, submission: Path) -> Report:
         subprocess.run([
             BIN / "otter", "run", "-a",
             Path(zip_path).resolve(), "-o", scratch,
-            Path(submission).resolve(),
-        ], check=True, capture_output=True, text=True,
-                       )
+            Path(submission).resolve()
+        ], check=True, capture_output=True, text=True)
         tests = {
             t["name"]: t
             for t in json.loads((Path(scratch) / "results.json").read_text())["tests"]
@@ -242,8 +240,7 @@ def grade(zip_path: Path, submission: Path) -> Report:
         score, possible = float(test["score"]), float(test["max_score"])
         results.append(
             QuestionResult(question.name, score, possible,
-                           () if score >= possible else failure_messages(test.get("output", "")),
-                           ))
+                           () if score >= possible else failure_messages(test.get("output", ""))))
     return Report(Path(submission), tuple(results),
                   manual_answers(submission, [q for q in asked if q.manual]))
 

@@ -20,7 +20,7 @@ BACKEND_ALIASES = {
     "nvidia": "cuda",
     "numba": "cpu",
     "host": "cpu",
-    "default": "auto",
+    "default": "auto"
 }
 
 SIMULATOR_HINT = (

@@ -71,8 +71,7 @@ def _phase(xy_real, xy_imag, cos_table, sin_table, pair, l, j):
     """occ_j times cos and sin of 2π(h x_j + k y_j + l z_j): the (h, k) pair's table entry
     times the l table's (one complex product; table offsets already added)."""
     return (xy_real[pair, j] * cos_table[2, l, j] - xy_imag[pair, j] * sin_table[2, l, j],
-            xy_real[pair, j] * sin_table[2, l, j] + xy_imag[pair, j] * cos_table[2, l, j],
-            )
+            xy_real[pair, j] * sin_table[2, l, j] + xy_imag[pair, j] * cos_table[2, l, j])
 
 
 @njit(parallel=True, cache=True)
@@ -80,8 +79,7 @@ def forward_batch(lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np
                   scatterer_type: np.ndarray, type_z: np.ndarray, type_coeffs: np.ndarray,
                   type_b: np.ndarray, hkl: np.ndarray, max_index: int, g_min: float, g_max: float,
                   wavelength: float, grid: np.ndarray, step: float, fwhm: float, eta: float,
-                  window: float,
-                  ) -> tuple[np.ndarray, tuple]:
+                  window: float) -> tuple[np.ndarray, tuple]:
     """Patterns (B, K) of B structures, and what the backward pass needs (see ``backward_batch``).
 
     ``lattices`` (B, 3, 3), ``frac_coords`` (B, N, 3), ``occupancies`` (B, N) (0 for padding),
@@ -119,15 +117,11 @@ def forward_batch(lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np
             g[b, m] = g_m
             if g_m < g_min or g_m > g_max or 0.5 * wavelength * g_m >= 1.0:
                 continue  # cannot reach the grid (λ|g|/2 ≥ 1: not at any angle); lp stays 0
-            two_theta[b, m], lp[b,
-                                m], d_lp[b,
-                                         m], d_two_theta[b,
-                                                         m] = _reflection_factors(g_m, wavelength)
+            two_theta[b, m], lp[b, m], d_lp[b, m], d_two_theta[b, m] = _reflection_factors(
+                g_m, wavelength)
             for t in range(n_types):
-                type_f[b, m,
-                       t], type_f_slope[b, m,
-                                        t] = _form_factor_and_slope(type_z[t], type_coeffs[t],
-                                                                    type_b[t], 0.5 * g_m)
+                type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(
+                    type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m)
             pair, l = pair_of[m], int(hkl[m, 2]) + max_index
             real = imag = slope_real = slope_imag = 0.0
             for j in range(n_atoms):
@@ -140,12 +134,8 @@ def forward_batch(lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np
                 imag += weight * s
                 slope_real += slope * c
                 slope_imag += slope * s
-            structure[b, m, 0], structure[b, m,
-                                          1], structure[b, m,
-                                                        2], structure[b, m,
-                                                                      3] = (real, imag, slope_real,
-                                                                            slope_imag,
-                                                                            )
+            structure[b, m, 0], structure[b, m, 1] = real, imag
+            structure[b, m, 2], structure[b, m, 3] = slope_real, slope_imag
             intensity[b, m] = 2.0 * (real * real + imag * imag) * lp[b, m]
             if gaussian:
                 _gaussian_window(profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm,
@@ -158,16 +148,15 @@ def forward_batch(lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np
                 if abs(offset) <= half_width:
                     profile[b, k] += intensity[b, m] * _peak_shape(offset, fwhm, eta)
     return profile, (metric, g, two_theta, lp, d_lp, d_two_theta, type_f, type_f_slope, structure,
-                     intensity,
-                     )
+                     intensity)
 
 
 @njit(parallel=True, cache=True)
 def backward_batch(d_profile: np.ndarray, saved: tuple, lattices: np.ndarray,
                    frac_coords: np.ndarray, occupancies: np.ndarray, scatterer_type: np.ndarray,
                    hkl: np.ndarray, max_index: int, wavelength: float, grid: np.ndarray,
-                   step: float, fwhm: float, eta: float, window: float,
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   step: float, fwhm: float, eta: float,
+                   window: float) -> tuple[np.ndarray, np.ndarray]:
     """dL/dA (B, 3, 3) and dL/dx (B, N, 3) from dL/dy (B, K) and the saved forward arrays."""
     metric, g, two_theta, lp, d_lp, d_two_theta, type_f, type_f_slope, structure, intensity = saved
     n_batch, n_reflections = g.shape
@@ -188,17 +177,15 @@ def backward_batch(d_profile: np.ndarray, saved: tuple, lattices: np.ndarray,
             if lp[b, m] == 0.0:  # skipped in the forward pass
                 continue
             if gaussian:
-                d_intensity, d_centre = _gaussian_window_adjoint(d_profile[b], grid, step,
-                                                                 two_theta[b, m], intensity[b, m],
-                                                                 fwhm, window)
+                d_intensity, d_centre = _gaussian_window_adjoint(
+                    d_profile[b], grid, step, two_theta[b, m], intensity[b, m], fwhm, window)
             else:
                 d_intensity, d_centre = _peak_window_adjoint(d_profile[b], grid, two_theta[b, m],
                                                              intensity[b, m], fwhm, eta, window)
             real, imag = structure[b, m, 0], structure[b, m, 1]
             d_g[m], coefficient = _reflection_adjoint(d_intensity, d_centre, g[b, m], wavelength,
                                                       lp[b, m], d_lp[b, m], d_two_theta[b, m], real,
-                                                      imag, structure[b, m, 2], structure[b, m, 3],
-                                                      )
+                                                      imag, structure[b, m, 2], structure[b, m, 3])
             pair, l = pair_of[m], int(hkl[m, 2]) + max_index
             for j in range(n_atoms):
                 c, s = _phase(xy_real, xy_imag, cos_table, sin_table, pair, l,
@@ -223,7 +210,7 @@ class BatchBackend(Protocol):
 
     def loss_and_grad(
         self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
-        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ...
 
@@ -241,8 +228,8 @@ class HostBatch:
     """
 
     def __init__(self, arrays: dict[str, np.ndarray], scalars: tuple[float, float, float, float],
-                 max_index: int, g_window: tuple[float, float], step: float, chunk: int = 64,
-                 ) -> None:
+                 max_index: int, g_window: tuple[float, float], step: float,
+                 chunk: int = 64) -> None:
         self.arrays, self.scalars, self.max_index = arrays, scalars, max_index
         self.g_window, self.step, self.chunk = g_window, step, chunk
         self.dtype = arrays["grid"].dtype
@@ -253,8 +240,7 @@ class HostBatch:
         wavelength, *profile_scalars = self.scalars
         return forward_batch(lattices, frac_coords, occupancies, a["scatterer_type"], a["type_z"],
                              a["type_coeffs"], a["type_b"], a["hkl"], self.max_index,
-                             *self.g_window, wavelength, a["grid"], self.step, *profile_scalars,
-                             )
+                             *self.g_window, wavelength, a["grid"], self.step, *profile_scalars)
 
     def patterns(self, lattices: np.ndarray, frac_coords: np.ndarray,
                  occupancies: np.ndarray) -> np.ndarray:
@@ -263,7 +249,7 @@ class HostBatch:
 
     def loss_and_grad(
         self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
-        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Loss (B,), dL/dA (B, 3, 3) and dL/dx (B, N, 3); ``host_metric`` maps patterns (b, K)
         to their losses (b,) and dL/dy (b, K) (required on the CPU)."""
@@ -278,10 +264,8 @@ class HostBatch:
             part = slice(start, start + self.chunk)
             profile, saved = self._forward(lattices[part], frac_coords[part], occupancies[part])
             losses[part], d_profile = host_metric(profile)
-            d_lattice[part], d_frac[part] = backward_batch(d_profile.astype(self.dtype, copy=False),
-                                                           saved, lattices[part], frac_coords[part],
-                                                           occupancies[part], a["scatterer_type"],
-                                                           a["hkl"], self.max_index, wavelength,
-                                                           a["grid"], self.step, *profile_scalars,
-                                                           )
+            d_lattice[part], d_frac[part] = backward_batch(
+                d_profile.astype(self.dtype, copy=False), saved, lattices[part], frac_coords[part],
+                occupancies[part], a["scatterer_type"], a["hkl"], self.max_index, wavelength,
+                a["grid"], self.step, *profile_scalars)
         return losses, d_lattice, d_frac

@@ -277,8 +277,8 @@ def reflection_pairs(hkl: np.ndarray, max_index: int) -> tuple[np.ndarray, np.nd
 
 @njit(cache=True, inline="always", fastmath=FASTMATH)
 def pair_tables(cos_table: np.ndarray, sin_table: np.ndarray, occupancies: np.ndarray,
-                pair_h: np.ndarray, pair_k: np.ndarray, xy_real: np.ndarray, xy_imag: np.ndarray,
-                ) -> None:
+                pair_h: np.ndarray, pair_k: np.ndarray, xy_real: np.ndarray,
+                xy_imag: np.ndarray) -> None:
     """xy_*[p, j] = occ_j exp(2πi(h_p x_j + k_p y_j)) from the per-axis tables (P × N products)."""
     for p in range(pair_h.shape[0]):
         h, k = pair_h[p], pair_k[p]
@@ -336,8 +336,8 @@ def _run_sums(a, b, z_cos, z_sin, l, count, sums_real, sums_imag, run_order, i, 
 
 @njit(parallel=True, cache=True, fastmath=FASTMATH)
 def structure_factor_sums(hkl: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
-                          scatterer_type: np.ndarray, n_types: int,
-                          ) -> tuple[np.ndarray, np.ndarray]:
+                          scatterer_type: np.ndarray,
+                          n_types: int) -> tuple[np.ndarray, np.ndarray]:
     """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j): real and imaginary parts, each (M, T).
 
     The O(M·N) kernel of the forward model: F(h) = Σ_t f_t(s) exp(−B_t s²) S_t(h), so the
@@ -378,8 +378,8 @@ def structure_factor_sums(hkl: np.ndarray, frac_coords: np.ndarray, occupancies:
 
 @njit(cache=True)
 def reflection_intensities(g: np.ndarray, wavelength: float, type_form_factor: np.ndarray,
-                           sums_real: np.ndarray, sums_imag: np.ndarray,
-                           ) -> tuple[np.ndarray, np.ndarray]:
+                           sums_real: np.ndarray,
+                           sums_imag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2θ (deg) and intensity 2·|F(h)|²·LP(θ) of each half-space reflection.
 
     F(h) = Σ_t ``type_form_factor[m, t]`` S_t(h) with the type sums of
@@ -406,8 +406,7 @@ def reflection_intensities_adjoint(hkl: np.ndarray, g: np.ndarray, wavelength: f
                                    scatterer_type: np.ndarray, type_form_factor: np.ndarray,
                                    type_form_factor_slope: np.ndarray, sums_real: np.ndarray,
                                    sums_imag: np.ndarray, d_intensity: np.ndarray,
-                                   d_two_theta: np.ndarray,
-                                   ) -> tuple[np.ndarray, np.ndarray]:
+                                   d_two_theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pull dL/dI_h and dL/d(2θ_h) back to dL/dx (N, 3) and dL/d|g_h| (M,).
 
     With I = 2|F|²·LP, W_j = occ_j f_j(s), φ_j = 2π h·x_j:
@@ -437,16 +436,13 @@ def reflection_intensities_adjoint(hkl: np.ndarray, g: np.ndarray, wavelength: f
                 slope_imag += type_form_factor_slope[m, t] * sums_imag[m, t]
             _, lorentz_polarization, d_lp_d_u, d_two_theta_d_g = _reflection_factors(
                 g[m], wavelength)
-            d_g[m], coefficient = _reflection_adjoint(d_intensity[m], d_two_theta[m], g[m],
-                                                      wavelength, lorentz_polarization, d_lp_d_u,
-                                                      d_two_theta_d_g, real, imag, slope_real,
-                                                      slope_imag,
-                                                      )
+            d_g[m], coefficient = _reflection_adjoint(
+                d_intensity[m], d_two_theta[m], g[m], wavelength, lorentz_polarization, d_lp_d_u,
+                d_two_theta_d_g, real, imag, slope_real, slope_imag)
             if coefficient == 0.0:
                 continue
             _phases(m, hkl, max_index, pair_of, xy_real, xy_imag, cos_table, sin_table, phase_real,
-                    phase_imag,
-                    )
+                    phase_imag)
             h, k, l = hkl[m, 0], hkl[m, 1], hkl[m, 2]
             for t in range(n_types):
                 weight_imag = coefficient * type_form_factor[m, t] * imag
@@ -466,8 +462,7 @@ def reflection_intensities_adjoint(hkl: np.ndarray, g: np.ndarray, wavelength: f
 
 @njit(parallel=True, cache=True)
 def broadened_profile(two_theta_grid: np.ndarray, centres: np.ndarray, intensities: np.ndarray,
-                      fwhm: np.ndarray, eta: float, window: float, step: float = 0.0,
-                      ) -> np.ndarray:
+                      fwhm: np.ndarray, eta: float, window: float, step: float = 0.0) -> np.ndarray:
     """y(2θ_k) = Σ_h I_h P(2θ_k − 2θ_h; w_h, η), each peak cut at |2θ_k − 2θ_h| > window·w_h.
 
     ``centres`` (deg) must be sorted ascending; ``fwhm`` (deg) is per peak. ``step`` > 0
@@ -501,8 +496,8 @@ def broadened_profile(two_theta_grid: np.ndarray, centres: np.ndarray, intensiti
 @njit(parallel=True, cache=True)
 def broadened_profile_adjoint(two_theta_grid: np.ndarray, centres: np.ndarray,
                               intensities: np.ndarray, fwhm: np.ndarray, eta: float, window: float,
-                              d_profile: np.ndarray, step: float = 0.0,
-                              ) -> tuple[np.ndarray, np.ndarray]:
+                              d_profile: np.ndarray,
+                              step: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Pull dL/dy (grid) back to dL/dI_h and dL/d(2θ_h) for :func:`broadened_profile`
     (fixed widths).
 
@@ -516,13 +511,11 @@ def broadened_profile_adjoint(two_theta_grid: np.ndarray, centres: np.ndarray,
     gaussian = eta == 0.0 and step > 0.0
     for p in prange(n_peaks):
         if gaussian:
-            d_intensity[p], d_centre[p] = _gaussian_window_adjoint(d_profile, two_theta_grid, step,
-                                                                   centres[p], intensities[p],
-                                                                   fwhm[p], window)
+            d_intensity[p], d_centre[p] = _gaussian_window_adjoint(
+                d_profile, two_theta_grid, step, centres[p], intensities[p], fwhm[p], window)
         else:
-            d_intensity[p], d_centre[p] = _peak_window_adjoint(d_profile, two_theta_grid,
-                                                               centres[p], intensities[p], fwhm[p],
-                                                               eta, window)
+            d_intensity[p], d_centre[p] = _peak_window_adjoint(
+                d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window)
     return d_intensity, d_centre
 
 
@@ -543,7 +536,7 @@ def reflection_list(lattice: np.ndarray, g_min: float,
 def structure_intensities(
     hkl: np.ndarray, g: np.ndarray, wavelength: float, frac_coords: np.ndarray,
     occupancies: np.ndarray, scatterer_type: np.ndarray, type_z: np.ndarray,
-    type_coeffs: np.ndarray, type_b: np.ndarray,
+    type_coeffs: np.ndarray, type_b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The forward model of a reflection list in one call: 2θ (M,), intensity (M,), and what the
     backward pass reuses: form factors and their d/ds, type sums real and imaginary (each (M, T);

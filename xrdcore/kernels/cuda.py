@@ -47,8 +47,7 @@ def _metric_kernel(lattices, metric):
 @cuda.jit
 def _forward_kernel(metric, frac_coords, occupancies, scatterer_type, type_z, type_coeffs, type_b,
                     hkl, wavelength, grid, fwhm, eta, window, g, two_theta, lp, d_lp, d_two_theta,
-                    type_f, type_f_slope, structure, intensity, profile,
-                    ):
+                    type_f, type_f_slope, structure, intensity, profile):
     b, m = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= frac_coords.shape[0] or m >= hkl.shape[0]:
         return
@@ -63,12 +62,10 @@ def _forward_kernel(metric, frac_coords, occupancies, scatterer_type, type_z, ty
     d_lp[b, m] = d_lp_m
     d_two_theta[b, m] = d_tt
     for t in range(type_z.shape[0]):
-        type_f[b, m, t], type_f_slope[b, m,
-                                      t] = _form_factor_and_slope(type_z[t], type_coeffs[t],
-                                                                  type_b[t], 0.5 * g_m)
-    real, imag, slope_real, slope_imag = _structure_factor(hkl[m], frac_coords[b], occupancies[b],
-                                                           scatterer_type, type_f[b, m],
-                                                           type_f_slope[b, m])
+        type_f[b, m, t], type_f_slope[b, m, t] = _form_factor_and_slope(
+            type_z[t], type_coeffs[t], type_b[t], 0.5 * g_m)
+    real, imag, slope_real, slope_imag = _structure_factor(
+        hkl[m], frac_coords[b], occupancies[b], scatterer_type, type_f[b, m], type_f_slope[b, m])
     structure[b, m, 0] = real
     structure[b, m, 1] = imag
     structure[b, m, 2] = slope_real
@@ -107,8 +104,7 @@ def _cosine_kernel(profile, target, losses, d_profile):
 
 @cuda.jit
 def _reflection_adjoint_kernel(d_profile, grid, fwhm, eta, window, wavelength, g, two_theta, lp,
-                               d_lp, d_two_theta, structure, intensity, d_g, coefficient,
-                               ):
+                               d_lp, d_two_theta, structure, intensity, d_g, coefficient):
     b, m = cuda.grid(2)  # type: ignore[call-arg, var-annotated]  # numba intrinsic stub
     if b >= g.shape[0] or m >= g.shape[1]:
         return
@@ -118,11 +114,9 @@ def _reflection_adjoint_kernel(d_profile, grid, fwhm, eta, window, wavelength, g
         return
     d_intensity, d_centre = _peak_window_adjoint(d_profile[b], grid, two_theta[b, m],
                                                  intensity[b, m], fwhm, eta, window)
-    d_g[b, m], coefficient[b, m] = _reflection_adjoint(d_intensity, d_centre, g[b, m], wavelength,
-                                                       lp[b, m], d_lp[b, m], d_two_theta[b, m],
-                                                       structure[b, m, 0], structure[b, m, 1],
-                                                       structure[b, m, 2], structure[b, m, 3],
-                                                       )
+    d_g[b, m], coefficient[b, m] = _reflection_adjoint(
+        d_intensity, d_centre, g[b, m], wavelength, lp[b, m], d_lp[b, m], d_two_theta[b, m],
+        structure[b, m, 0], structure[b, m, 1], structure[b, m, 2], structure[b, m, 3])
 
 
 @cuda.jit
@@ -132,8 +126,7 @@ def _atom_adjoint_kernel(hkl, frac_coords, occupancies, scatterer_type, type_f, 
     if b >= frac_coords.shape[0] or j >= frac_coords.shape[1]:
         return
     _atom_gradient(hkl, frac_coords[b, j], occupancies[b, j], scatterer_type[j], type_f[b],
-                   coefficient[b], structure[b, :, 0], structure[b, :, 1], d_frac[b, j],
-                   )
+                   coefficient[b], structure[b, :, 0], structure[b, :, 1], d_frac[b, j])
 
 
 @cuda.jit
@@ -159,8 +152,7 @@ class DeviceBatch:
     """Shared inputs resident on the GPU, and the forward / backward / descent drivers."""
 
     def __init__(self, arrays: dict[str, np.ndarray], target: np.ndarray,
-                 scalars: tuple[float, float, float, float],
-                 ) -> None:
+                 scalars: tuple[float, float, float, float]) -> None:
         self.arrays = {
             name: cuda.to_device(np.ascontiguousarray(value))
             for name, value in arrays.items()
@@ -184,14 +176,12 @@ class DeviceBatch:
         profile = cuda.to_device(np.zeros((n_batch, a["grid"].shape[0]), dtype=self.dtype))
         _metric_kernel[_blocks(n_batch, THREADS_1D), THREADS_1D](lattices, work["metric"])
         blocks = (_blocks(n_batch, THREADS_2D[0]), _blocks(n_reflections, THREADS_2D[1]))
-        _forward_kernel[blocks,
-                        THREADS_2D](work["metric"], frac_coords, occupancies, a["scatterer_type"],
-                                    a["type_z"], a["type_coeffs"], a["type_b"], a["hkl"],
-                                    self.wavelength, a["grid"], self.fwhm, self.eta, self.window,
-                                    work["g"], work["two_theta"], work["lp"], work["d_lp"],
-                                    work["d_two_theta"], work["type_f"], work["type_f_slope"],
-                                    work["structure"], work["intensity"], profile,
-                                    )
+        _forward_kernel[blocks, THREADS_2D](
+            work["metric"], frac_coords, occupancies, a["scatterer_type"], a["type_z"],
+            a["type_coeffs"], a["type_b"], a["hkl"], self.wavelength, a["grid"], self.fwhm,
+            self.eta, self.window, work["g"], work["two_theta"], work["lp"], work["d_lp"],
+            work["d_two_theta"], work["type_f"], work["type_f_slope"], work["structure"],
+            work["intensity"], profile)
         return profile, work
 
     def _backward(self, d_profile, work, lattices, frac_coords, occupancies):
@@ -203,20 +193,16 @@ class DeviceBatch:
         d_frac = cuda.device_array((n_batch, n_atoms, 3), dtype=self.dtype)
         d_lattice = cuda.device_array((n_batch, 3, 3), dtype=self.dtype)
         blocks = (_blocks(n_batch, THREADS_2D[0]), _blocks(n_reflections, THREADS_2D[1]))
-        _reflection_adjoint_kernel[blocks, THREADS_2D](d_profile, a["grid"], self.fwhm, self.eta,
-                                                       self.window, self.wavelength, work["g"],
-                                                       work["two_theta"], work["lp"], work["d_lp"],
-                                                       work["d_two_theta"], work["structure"],
-                                                       work["intensity"], d_g, coefficient,
-                                                       )
+        _reflection_adjoint_kernel[blocks, THREADS_2D](
+            d_profile, a["grid"], self.fwhm, self.eta, self.window, self.wavelength, work["g"],
+            work["two_theta"], work["lp"], work["d_lp"], work["d_two_theta"], work["structure"],
+            work["intensity"], d_g, coefficient)
         atom_blocks = (_blocks(n_batch, THREADS_2D[0]), _blocks(n_atoms, THREADS_2D[1]))
-        _atom_adjoint_kernel[atom_blocks,
-                             THREADS_2D](a["hkl"], frac_coords, occupancies, a["scatterer_type"],
-                                         work["type_f"], coefficient, work["structure"], d_frac,
-                                         )
-        _lattice_adjoint_kernel[_blocks(n_batch, THREADS_1D),
-                                THREADS_1D](lattices, work["metric"], a["hkl"], work["g"], d_g,
-                                            d_lattice)
+        _atom_adjoint_kernel[atom_blocks, THREADS_2D](
+            a["hkl"], frac_coords, occupancies, a["scatterer_type"], work["type_f"], coefficient,
+            work["structure"], d_frac)
+        _lattice_adjoint_kernel[_blocks(n_batch, THREADS_1D), THREADS_1D](
+            lattices, work["metric"], a["hkl"], work["g"], d_g, d_lattice)
         return d_lattice, d_frac
 
     def _loss(self, profile, host_metric):
@@ -240,7 +226,7 @@ class DeviceBatch:
 
     def loss_and_grad(
         self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
-        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         inputs = [cuda.to_device(x) for x in (lattices, frac_coords, occupancies)]
         profile, work = self._forward(*inputs)
@@ -251,7 +237,7 @@ class DeviceBatch:
     def descend(
         self, lattices: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray, steps: int,
         lattice_rate: float, frac_rate: float,
-        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None,
+        host_metric: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Gradient descent with every array on the device; ``host_metric`` is used only when
         the metric has no device kernel (then dL/dy crosses to the host each step)."""
@@ -265,14 +251,11 @@ class DeviceBatch:
             if step == steps:
                 break
             d_lattice, d_frac = self._backward(d_profile, work, lattices_d, frac_d, occupancies_d)
-            for values, gradients, rate in ((lattices_d, d_lattice, lattice_rate), (frac_d, d_frac,
-                                                                                    frac_rate),
-                                            ):
-                flat_values, flat_gradients = (values.reshape(values.size),
-                                               gradients.reshape(gradients.size),
-                                               )
-                _descent_kernel[_blocks(values.size, THREADS_1D), THREADS_1D](flat_values,
-                                                                              flat_gradients, rate)
+            steps_taken = ((lattices_d, d_lattice, lattice_rate), (frac_d, d_frac, frac_rate))
+            for values, gradients, rate in steps_taken:
+                flat_values = values.reshape(values.size)
+                flat_gradients = gradients.reshape(gradients.size)
+                blocks = _blocks(values.size, THREADS_1D)
+                _descent_kernel[blocks, THREADS_1D](flat_values, flat_gradients, rate)
         return (lattices_d.copy_to_host(), frac_d.copy_to_host(),
-                np.array([h.copy_to_host() for h in history]),
-                )
+                np.array([h.copy_to_host() for h in history]))

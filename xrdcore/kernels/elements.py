@@ -23,15 +23,13 @@ DEG_PER_RAD = 180.0 / math.pi
 
 def reciprocal_metric(lattice: np.ndarray, out: np.ndarray) -> None:
     """out (6,) = G* = (A Aᵀ)⁻¹ as (g00, g11, g22, g01, g02, g12), by cofactors (Å⁻²)."""
-    a00, a01, a02 = lattice[0, 0], lattice[0, 1], lattice[0, 2]
-    a10, a11, a12 = lattice[1, 0], lattice[1, 1], lattice[1, 2]
-    a20, a21, a22 = lattice[2, 0], lattice[2, 1], lattice[2, 2]
-    m00 = a00 * a00 + a01 * a01 + a02 * a02
-    m11 = a10 * a10 + a11 * a11 + a12 * a12
-    m22 = a20 * a20 + a21 * a21 + a22 * a22
-    m01 = a00 * a10 + a01 * a11 + a02 * a12
-    m02 = a00 * a20 + a01 * a21 + a02 * a22
-    m12 = a10 * a20 + a11 * a21 + a12 * a22
+    a = lattice  # rows a_i; every product indexes afresh (named entries compile to other digits)
+    m00 = a[0, 0] * a[0, 0] + a[0, 1] * a[0, 1] + a[0, 2] * a[0, 2]
+    m11 = a[1, 0] * a[1, 0] + a[1, 1] * a[1, 1] + a[1, 2] * a[1, 2]
+    m22 = a[2, 0] * a[2, 0] + a[2, 1] * a[2, 1] + a[2, 2] * a[2, 2]
+    m01 = a[0, 0] * a[1, 0] + a[0, 1] * a[1, 1] + a[0, 2] * a[1, 2]
+    m02 = a[0, 0] * a[2, 0] + a[0, 1] * a[2, 1] + a[0, 2] * a[2, 2]
+    m12 = a[1, 0] * a[2, 0] + a[1, 1] * a[2, 1] + a[1, 2] * a[2, 2]
     c00 = m11 * m22 - m12 * m12
     c01 = m02 * m12 - m01 * m22
     c02 = m01 * m12 - m02 * m11
@@ -83,8 +81,8 @@ def form_factor_and_slope(z: float, coeffs: np.ndarray, b: float, s: float) -> t
 
 
 def structure_factor(hkl_row: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
-                     scatterer_type: np.ndarray, type_f: np.ndarray, type_f_slope: np.ndarray,
-                     ) -> tuple[float, float, float, float]:
+                     scatterer_type: np.ndarray, type_f: np.ndarray,
+                     type_f_slope: np.ndarray) -> tuple[float, float, float, float]:
     """Re F, Im F, Re dF/ds, Im dF/ds of one reflection of one structure."""
     real = 0.0
     imag = 0.0
@@ -144,8 +142,7 @@ def peak_slope(offset: float, fwhm: float, eta: float) -> float:
 
 
 def peak_window_adjoint(d_profile: np.ndarray, grid: np.ndarray, centre: float, intensity: float,
-                        fwhm: float, eta: float, window: float,
-                        ) -> tuple[float, float]:
+                        fwhm: float, eta: float, window: float) -> tuple[float, float]:
     """dL/dI and dL/d(2θ) of one peak, from dL/dy on the grid points within its window."""
     half_width = window * fwhm
     first, last = window_bounds(centre, half_width, grid)
@@ -214,14 +211,12 @@ def gaussian_start(grid: np.ndarray, step: float, centre: float, fwhm: float, wi
         offset = grid[middle - 1] - centre
         left = scale * math.exp(-a * offset * offset)
         left_ratio = math.exp(-a * (-2.0 * offset * step + step * step))
-    return (first, middle, last, sigma, math.exp(-2.0 * a * step * step), right, right_ratio, left,
-            left_ratio,
-            )
+    return (first, middle, last, sigma, math.exp(
+        -2.0 * a * step * step), right, right_ratio, left, left_ratio)
 
 
 def gaussian_window(profile: np.ndarray, grid: np.ndarray, step: float, centre: float,
-                    intensity: float, fwhm: float, window: float,
-                    ) -> None:
+                    intensity: float, fwhm: float, window: float) -> None:
     """profile[k] += I·G(grid_k − centre) over the peak's window, G the unit-area Gaussian of FWHM
     ``fwhm`` (deg), on a uniform ``grid`` of spacing ``step`` (deg): one exp per direction and a
     recurrence G_{k+1} = G_k R_k, R_{k+1} = R_k Q (exact in exact arithmetic; ~1e-12 relative
@@ -242,8 +237,7 @@ def gaussian_window(profile: np.ndarray, grid: np.ndarray, step: float, centre: 
 
 
 def gaussian_window_adjoint(d_profile: np.ndarray, grid: np.ndarray, step: float, centre: float,
-                            intensity: float, fwhm: float, window: float,
-                            ) -> tuple[float, float]:
+                            intensity: float, fwhm: float, window: float) -> tuple[float, float]:
     """dL/dI and dL/d(2θ) of one Gaussian peak (the adjoint of :func:`gaussian_window`):
     Σ_k dL/dy_k G_k and I Σ_k dL/dy_k G_k o_k/σ², with the same recurrence (right and left
     sums kept apart and added at the end)."""
@@ -272,8 +266,7 @@ def gaussian_window_adjoint(d_profile: np.ndarray, grid: np.ndarray, step: float
 
 def reflection_adjoint(d_intensity: float, d_centre: float, g: float, wavelength: float, lp: float,
                        d_lp: float, d_two_theta_d_g: float, real: float, imag: float,
-                       slope_real: float, slope_imag: float,
-                       ) -> tuple[float, float]:
+                       slope_real: float, slope_imag: float) -> tuple[float, float]:
     """dL/d|g| and the coordinate coefficient dL/dI·8π·LP of one reflection (I = 2|F|² LP),
     from dL/dI, dL/d(2θ) and the reflection's stored forward quantities.
 
@@ -282,14 +275,12 @@ def reflection_adjoint(d_intensity: float, d_centre: float, g: float, wavelength
     d_intensity_d_g = 2.0 * lp * (real * slope_real + imag * slope_imag) + (
         2.0 * (real * real + imag * imag) * d_lp * 0.5 * wavelength * wavelength * g)
     return (d_intensity * d_intensity_d_g + d_centre * d_two_theta_d_g,
-            d_intensity * 8.0 * math.pi * lp,
-            )
+            d_intensity * 8.0 * math.pi * lp)
 
 
 def atom_gradient(hkl: np.ndarray, frac_row: np.ndarray, occupancy: float, atom_type: int,
                   type_f: np.ndarray, coefficient: np.ndarray, real: np.ndarray, imag: np.ndarray,
-                  out_row: np.ndarray,
-                  ) -> None:
+                  out_row: np.ndarray) -> None:
     """out_row (3,) = Σ_m coefficient_m·occ·f_m(type)·(Im F_m cos φ_m − Re F_m sin φ_m)·h_m for
     one atom."""
     out_row[0] = 0.0
@@ -306,8 +297,7 @@ def atom_gradient(hkl: np.ndarray, frac_row: np.ndarray, occupancy: float, atom_
 
 
 def lattice_gradient(lattice: np.ndarray, metric: np.ndarray, hkl: np.ndarray, g: np.ndarray,
-                     d_g: np.ndarray, out: np.ndarray,
-                     ) -> None:
+                     d_g: np.ndarray, out: np.ndarray) -> None:
     """out (3, 3) = dL/dA = −2 G* S G* A with S = Σ_m d_g/(2g) h hᵀ (``metric``: packed G*)."""
     s00 = s11 = s22 = s01 = s02 = s12 = 0.0  # S is symmetric
     for m in range(hkl.shape[0]):
@@ -349,8 +339,7 @@ def lattice_gradient(lattice: np.ndarray, metric: np.ndarray, hkl: np.ndarray, g
 ELEMENTS = ("reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope",
             "structure_factor", "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint",
             "first_at_least", "first_above", "uniform_window", "gaussian_start", "gaussian_window",
-            "gaussian_window_adjoint", "reflection_adjoint", "atom_gradient", "lattice_gradient",
-            )
+            "gaussian_window_adjoint", "reflection_adjoint", "atom_gradient", "lattice_gradient")
 
 
 def compile_elements(decorator: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:

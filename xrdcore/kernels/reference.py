@@ -11,16 +11,14 @@ import numpy as np
 
 from xrdcore.physics.profiles import pseudo_voigt
 from xrdcore.physics.scattering import (FORM_FACTOR_PREFACTOR, form_factor, lorentz_polarization,
-                                        starts_peak,
-                                        )
+                                        starts_peak)
 
 
 def half_space_reflections(reciprocal: np.ndarray, index_bounds: np.ndarray, g_min: float,
                            g_max: float) -> tuple[np.ndarray, np.ndarray]:
     hmax, kmax, lmax = (int(b) for b in index_bounds)
     h, k, l = np.meshgrid(np.arange(0, hmax + 1), np.arange(-kmax, kmax + 1),
-                          np.arange(-lmax, lmax + 1), indexing="ij",
-                          )
+                          np.arange(-lmax, lmax + 1), indexing="ij")
     hkl = np.stack([h.ravel(), k.ravel(), l.ravel()], axis=1)
     upper_half = ((hkl[:, 0] > 0)
                   | ((hkl[:, 0] == 0) & (hkl[:, 1] > 0))
@@ -49,8 +47,8 @@ def form_factor_tables(g: np.ndarray, type_z: np.ndarray, type_coeffs: np.ndarra
 
 
 def structure_factor_sums(hkl: np.ndarray, frac_coords: np.ndarray, occupancies: np.ndarray,
-                          scatterer_type: np.ndarray, n_types: int,
-                          ) -> tuple[np.ndarray, np.ndarray]:
+                          scatterer_type: np.ndarray,
+                          n_types: int) -> tuple[np.ndarray, np.ndarray]:
     """S_t(h) = Σ_{j of type t} occ_j exp(2πi h·x_j), as (real, imag) (M, T), by a dense matrix
     product."""
     phases = np.exp(2j * np.pi * hkl @ frac_coords.T) * occupancies  # (M, N)
@@ -59,8 +57,8 @@ def structure_factor_sums(hkl: np.ndarray, frac_coords: np.ndarray, occupancies:
 
 
 def reflection_intensities(g: np.ndarray, wavelength: float, type_form_factor: np.ndarray,
-                           sums_real: np.ndarray, sums_imag: np.ndarray,
-                           ) -> tuple[np.ndarray, np.ndarray]:
+                           sums_real: np.ndarray,
+                           sums_imag: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     structure_factor = np.sum(type_form_factor * (sums_real + 1j * sums_imag), axis=1)
     two_theta = np.degrees(2 * np.arcsin(wavelength * g / 2))
     return two_theta, 2 * np.abs(structure_factor)**2 * lorentz_polarization(two_theta)
@@ -71,8 +69,7 @@ def reflection_intensities_adjoint(hkl: np.ndarray, g: np.ndarray, wavelength: f
                                    scatterer_type: np.ndarray, type_form_factor: np.ndarray,
                                    type_form_factor_slope: np.ndarray, sums_real: np.ndarray,
                                    sums_imag: np.ndarray, d_intensity: np.ndarray,
-                                   d_two_theta: np.ndarray,
-                                   ) -> tuple[np.ndarray, np.ndarray]:
+                                   d_two_theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The adjoint from the atoms up (the forward pass's type sums are not used)."""
     phases = np.exp(2j * np.pi * hkl @ frac_coords.T)  # (M, N)
     weights = type_form_factor[:, scatterer_type] * occupancies
@@ -103,8 +100,7 @@ def _peak_shape_slope(offset, fwhm, eta):
 
 
 def broadened_profile(two_theta_grid: np.ndarray, centres: np.ndarray, intensities: np.ndarray,
-                      fwhm: np.ndarray, eta: float, window: float, step: float = 0.0,
-                      ) -> np.ndarray:
+                      fwhm: np.ndarray, eta: float, window: float, step: float = 0.0) -> np.ndarray:
     """Dense sum over every peak at every grid point; ``window`` and ``step`` are ignored (no
     truncation)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
@@ -113,8 +109,8 @@ def broadened_profile(two_theta_grid: np.ndarray, centres: np.ndarray, intensiti
 
 def broadened_profile_adjoint(two_theta_grid: np.ndarray, centres: np.ndarray,
                               intensities: np.ndarray, fwhm: np.ndarray, eta: float, window: float,
-                              d_profile: np.ndarray, step: float = 0.0,
-                              ) -> tuple[np.ndarray, np.ndarray]:
+                              d_profile: np.ndarray,
+                              step: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Dense adjoint (no truncation): Pᵀ dL/dy and −I ⊙ (P′ᵀ dL/dy)."""
     offsets = two_theta_grid[:, None] - centres[None, :]
     d_intensity = pseudo_voigt(offsets, fwhm[None, :], eta).T @ d_profile
@@ -131,13 +127,12 @@ def reflection_list(lattice: np.ndarray, g_min: float,
 def structure_intensities(
     hkl: np.ndarray, g: np.ndarray, wavelength: float, frac_coords: np.ndarray,
     occupancies: np.ndarray, scatterer_type: np.ndarray, type_z: np.ndarray,
-    type_coeffs: np.ndarray, type_b: np.ndarray,
+    type_coeffs: np.ndarray, type_b: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     form_factor, form_factor_slope = form_factor_tables(g, type_z, type_coeffs, type_b)
     sums = structure_factor_sums(hkl, frac_coords, occupancies, scatterer_type, len(type_z))
     return (*reflection_intensities(g, wavelength, form_factor, *sums), form_factor,
-            form_factor_slope, *sums,
-            )
+            form_factor_slope, *sums)
 
 
 def merge_peaks(two_theta: np.ndarray, intensity: np.ndarray, two_theta_tol: float,

@@ -6,14 +6,12 @@ and how pattern similarity depends on structural distance
 """
 
 from xrdcore.landscape.directions import (Direction, atom_direction, displaced, lattice_direction,
-                                          path_direction, random_direction, symmetry_axis_direction,
-                                          )
+                                          path_direction, random_direction, symmetry_axis_direction)
 from xrdcore.landscape.scans import (Barrier, Scan, basin, curvature, energy_scan, local_minima,
-                                     nearest_barrier, scan, scan_axes,
-                                     )
+                                     nearest_barrier, scan, scan_axes)
 
 __all__ = [
     "Barrier", "Direction", "Scan", "atom_direction", "basin", "curvature", "displaced",
     "energy_scan", "lattice_direction", "local_minima", "nearest_barrier", "path_direction",
-    "random_direction", "scan", "scan_axes", "symmetry_axis_direction",
+    "random_direction", "scan", "scan_axes", "symmetry_axis_direction"
 ]

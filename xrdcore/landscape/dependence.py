@@ -31,8 +31,8 @@ from xrdcore.validation import real, real_array, whole
 MI_NEIGHBOURS = 3
 
 
-def paired_samples(x: ArrayLike, y: ArrayLike, names: tuple[str,
-                                                            str]) -> tuple[np.ndarray, np.ndarray]:
+def paired_samples(x: ArrayLike, y: ArrayLike,
+                   names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
     """Two finite 1-D samples of one length (each pair one observation), checked."""
     x, y = real_array(x, names[0], ndim=1), real_array(y, names[1], ndim=1)
     if x.shape != y.shape:
@@ -91,8 +91,7 @@ def dependence(distance: ArrayLike, similarity: ArrayLike, resamples: int = 200,
     low_deviation, high_deviation = np.nanpercentile(resampled - np.array(point), [2.5, 97.5],
                                                      axis=0)
     low, high = (np.array(point) + stretch * low_deviation,
-                 np.array(point) + stretch * high_deviation,
-                 )
+                 np.array(point) + stretch * high_deviation)
     low[2] = max(low[2], 0.0)  # mutual information is never negative
     estimates = [Estimate(float(v), float(lo), float(hi)) for v, lo, hi in zip(point, low, high)]
     pearson, spearman, information = estimates
@@ -107,11 +106,11 @@ class PerturbedSample:
     symmetric: bool | str
 
 
-def perturbed_sample(
-    truth: Crystal, diffractometer: Diffractometer, metrics: str | Sequence[str] = ("cosine", ),
-    count: int = 300, max_strain: float = 0.03, max_displacement: float = 0.3,
-    symmetric: bool | str = False, fwhm: float | Profile = 0.1, seed: int = 0,
-) -> PerturbedSample:
+def perturbed_sample(truth: Crystal, diffractometer: Diffractometer,
+                     metrics: str | Sequence[str] = ("cosine", ), count: int = 300,
+                     max_strain: float = 0.03, max_displacement: float = 0.3,
+                     symmetric: bool | str = False, fwhm: float | Profile = 0.1,
+                     seed: int = 0) -> PerturbedSample:
     """``count`` perturbed copies of ``truth`` (copy i: seed ``seed + i``, strain and
     displacement drawn uniformly up to ``max_strain`` and ``max_displacement`` Å, ``symmetric``
     as in :func:`xrdcore.structure.perturb.perturb`), each with its structural distance and its loss

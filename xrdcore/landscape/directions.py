@@ -39,8 +39,7 @@ def displaced(crystal: Crystal, directions: Sequence[Direction],
     """``crystal`` + Σ t_k · direction_k for directions and offsets t_k given in pairs."""
     return crystal.replace(
         lattice=crystal.lattice + sum(t * d.d_lattice for t, d in zip(offsets, directions)),
-        frac_coords=crystal.frac_coords + sum(t * d.d_frac for t, d in zip(offsets, directions)),
-    )
+        frac_coords=crystal.frac_coords + sum(t * d.d_frac for t, d in zip(offsets, directions)))
 
 
 def lattice_direction(crystal: Crystal, vector: int) -> Direction:

@@ -60,8 +60,7 @@ class OverlapReport:
 
 
 def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer,
-                   fwhm: float = 0.1, top: int = 10,
-                   ) -> OverlapReport:
+                   fwhm: float = 0.1, top: int = 10) -> OverlapReport:
     """Decompose ⟨y_candidate, y_truth⟩ into partner and accidental reflection pairs (Gaussian
     peaks)."""
     _check_pair(candidate, truth, diffractometer)
@@ -74,8 +73,7 @@ def overlap_report(candidate: Crystal, truth: Crystal, diffractometer: Diffracto
     reach = PAIR_REACH * fwhm
     window = (max(lo - reach, 0.0), min(hi + reach, 179.9))
     ours, theirs = (diffractometer.reflections(candidate,
-                                               window), diffractometer.reflections(truth, window),
-                    )
+                                               window), diffractometer.reflections(truth, window))
     truth_peak = np.cumsum(starts_peak(theirs.two_theta)) - 1
     peak_of_hkl = {}
     for hkl, peak in zip(map(tuple, theirs.hkl), truth_peak):
@@ -123,9 +121,8 @@ def cosine_split(candidate: Crystal, truth: Crystal, diffractometer: Diffractome
 def _self_overlap(crystal: Crystal, diffractometer: Diffractometer, fwhm: float) -> float:
     """⟨y, y⟩ of ``crystal``'s pattern, remembered on the crystal (a scan splits against one truth
     many times)."""
-    key = ("self_overlap", diffractometer.wavelength, tuple(diffractometer.two_theta_range),
-           float(fwhm),
-           )
+    key = ("self_overlap", diffractometer.wavelength, tuple(
+        diffractometer.two_theta_range), float(fwhm))
     if key not in crystal.derived:
         crystal.derived[key] = overlap_report(crystal, crystal, diffractometer, fwhm).total
     return crystal.derived[key]
@@ -143,8 +140,7 @@ class PeakCoverage:
 
 
 def peak_coverage(candidate: Crystal, truth: Crystal, diffractometer: Diffractometer,
-                  strong: float = 5.0, tolerance: float = 0.02, far: float = 0.1,
-                  ) -> PeakCoverage:
+                  strong: float = 5.0, tolerance: float = 0.02, far: float = 0.1) -> PeakCoverage:
     """Compare the stick patterns: the truth's peaks above ``strong`` (% of the strongest) that
     the candidate reproduces within ``tolerance`` degrees 2θ, their share of the squared
     intensity (the cosine of narrow-peak patterns weighs I²), and the candidate's peaks above
@@ -160,7 +156,6 @@ def peak_coverage(candidate: Crystal, truth: Crystal, diffractometer: Diffractom
     squared = theirs.intensity[is_strong]**2
     isolated = np.abs(ours.two_theta[:, None] - theirs.two_theta[None, :]).min(axis=1) > far
     return PeakCoverage(strong=int(is_strong.sum()), hits=int(
-        (is_strong & hit).sum()), hit_strongest=bool(hit[np.argmax(theirs.intensity)]),
-                        share=float(np.sum(theirs.intensity[is_strong & hit]**2) / np.sum(squared)),
-                        extra=ours.two_theta[(ours.intensity > strong) & isolated],
-                        )
+        (is_strong & hit).sum()), hit_strongest=bool(hit[np.argmax(theirs.intensity)]), share=float(
+            np.sum(theirs.intensity[is_strong & hit]**2) / np.sum(squared)),
+                        extra=ours.two_theta[(ours.intensity > strong) & isolated])

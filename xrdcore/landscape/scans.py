@@ -40,8 +40,8 @@ class Scan:
     slope: np.ndarray  # exact dL/dt along the (first) direction at every point
 
 
-def scan_axes(crystal: Crystal, directions: Direction | Sequence[Direction], offsets: ArrayLike,
-              ) -> tuple[list[Direction], tuple[np.ndarray, ...]]:
+def scan_axes(crystal: Crystal, directions: Direction | Sequence[Direction],
+              offsets: ArrayLike) -> tuple[list[Direction], tuple[np.ndarray, ...]]:
     """The directions of a scan as a list (one or two :class:`Direction`, each checked against
     ``crystal``) and its offsets as a tuple of finite 1-D arrays, one per direction."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -50,8 +50,7 @@ def scan_axes(crystal: Crystal, directions: Direction | Sequence[Direction], off
         raise ValueError(f"give one direction (1-D scan) or two (2-D scan), got {len(directions)}")
     for direction in directions:
         instance(direction, "direction", Direction,
-                 "make one with xrdcore.landscape (lattice_direction, …)",
-                 )
+                 "make one with xrdcore.landscape (lattice_direction, …)")
         if (np.shape(direction.d_lattice) != (3, 3) or
                 np.shape(direction.d_frac) != crystal.frac_coords.shape):
             raise ValueError(
@@ -74,8 +73,7 @@ def scan_axes(crystal: Crystal, directions: Direction | Sequence[Direction], off
 
 def scan(crystal: Crystal, directions: Direction | Sequence[Direction], offsets: ArrayLike,
          target: Crystal | ArrayLike, diffractometer: Diffractometer, metric: str = "cosine",
-         fwhm: float | Profile = 0.1,
-         ) -> Scan:
+         fwhm: float | Profile = 0.1) -> Scan:
     """Loss at crystal + t·direction for every t (1-D, one direction) or every (t1, t2) pair
     (2-D, two directions, ``offsets`` a pair of 1-D arrays); evaluated as one batch. ``fwhm``: a
     width (deg) or a :class:`~xrdcore.physics.profiles.Profile`."""
@@ -166,8 +164,7 @@ def nearest_barrier(offsets: ArrayLike, values: ArrayLike, at: float = 0.0) -> B
 
 
 def energy_scan(crystal: Crystal, directions: Direction | Sequence[Direction], offsets: ArrayLike,
-                calc: Any = None, slopes: bool = True,
-                ) -> Scan:
+                calc: Any = None, slopes: bool = True) -> Scan:
     """Energy (eV per atom) at crystal + t·direction for every t (1-D, one direction) or every
     (t1, t2) (2-D, two directions, ``offsets`` a pair of 1-D arrays), with the exact slope
     dE/dt along the (first) direction from forces and stress: the same

@@ -7,11 +7,10 @@ basin hopping) and many descents at once on the batched engine (:mod:`~xrdcore.o
 from xrdcore.optimize.core import METHODS, OptimizationResult, Trajectory, default_steps, optimize
 from xrdcore.optimize.remedies import (BasinHopping, CombinedGradient, Continuation,
                                        broaden_pattern, broadening_kernel_fwhm,
-                                       combined_loss_and_grad, split_budget, width_schedule,
-                                       )
+                                       combined_loss_and_grad, split_budget, width_schedule)
 
 __all__ = [
     "METHODS", "BasinHopping", "CombinedGradient", "Continuation", "OptimizationResult",
     "Trajectory", "broaden_pattern", "broadening_kernel_fwhm", "combined_loss_and_grad",
-    "default_steps", "optimize", "split_budget", "width_schedule",
+    "default_steps", "optimize", "split_budget", "width_schedule"
 ]

@@ -37,8 +37,7 @@ from xrdcore.similarity import check_options
 from xrdcore.structure.crystal import MIN_CELL_VOLUME, Crystal
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice,
-                                instance, real, real_array, whole,
-                                )
+                                instance, real, real_array, whole)
 
 #: Extra relative margin of a reflection list beyond what the current lattices need.
 MARGIN_HEADROOM = 0.05
@@ -72,13 +71,10 @@ class _BatchObjective:
     complete."""
 
     def __init__(self, parametrization: Parametrization, target: ArrayLike | Crystal,
-                 diffractometer: Diffractometer, options: dict[str, Any], starts: np.ndarray,
-                 ) -> None:
-        self.parametrization, self.target, self.diffractometer, self.options = (parametrization,
-                                                                                target,
-                                                                                diffractometer,
-                                                                                options,
-                                                                                )
+                 diffractometer: Diffractometer, options: dict[str, Any],
+                 starts: np.ndarray) -> None:
+        self.parametrization, self.target = parametrization, target
+        self.diffractometer, self.options = diffractometer, options
         self.reference = parametrization.reference.lattice
         lattices, _, valid = self._structures(starts)
         self._rebuild(required_margin(self.reference, lattices[valid]))
@@ -94,11 +90,9 @@ class _BatchObjective:
     def _rebuild(self, needed: np.ndarray) -> None:
         within = needed[needed <= MAX_MARGIN]
         margin = min(MAX_MARGIN,
-                     max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM),
-                     )
+                     max(DEFAULT_MARGIN, (within.max() if len(within) else 0.0) + MARGIN_HEADROOM))
         self.batch_loss = BatchLoss(self.parametrization.reference, self.target,
-                                    self.diffractometer, margin=margin, **self.options,
-                                    )
+                                    self.diffractometer, margin=margin, **self.options)
 
     def __call__(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Losses (B,) (NaN for an invalid structure) and gradients (B, size)."""
@@ -121,23 +115,22 @@ class _BatchObjective:
                                                                     frac_coords=frac_coords[b])
                     losses[b], d_lattice[b], d_frac[b] = loss_and_grad(
                         crystal, self.target, self.diffractometer, **self.options)
-                except (StructureError, UndefinedMetricError, ResourceLimitError,
-                        ):  # what a run reaches, not a wrong call
+                except (StructureError, UndefinedMetricError,
+                        ResourceLimitError):  # what a run reaches, not a wrong call
                     losses[b] = np.nan
         return losses, self.parametrization.gradients(d_lattice, d_frac)
 
 
 def descend_batch(parametrization: Parametrization, starts: ArrayLike, target: ArrayLike | Crystal,
                   diffractometer: Diffractometer, method: str = "adam", steps: int = 200,
-                  learning_rate: float = 1.0, tolerance: float = 1e-10, **options: Any,
-                  ) -> BatchDescent:
+                  learning_rate: float = 1.0, tolerance: float = 1e-10,
+                  **options: Any) -> BatchDescent:
     """Descend from every start (B, size) (parameter vectors of ``parametrization``) for at most
     ``steps`` evaluations each; ``options`` are BatchLoss's (metric, and fwhm: a width or a
     :class:`~xrdcore.physics.profiles.Profile`).
     Same algorithm as :func:`xrdcore.optimize.core.optimize` (see the module docstring)."""
     instance(parametrization, "parametrization", Parametrization,
-             "make one with xrdcore.structure.parametrize.p1(crystal)",
-             )
+             "make one with xrdcore.structure.parametrize.p1(crystal)")
     if method in METHODS and method not in BATCH_METHODS:
         raise ValueError(f"batched descent supports {BATCH_METHODS}, got {method!r} "
                          f"(use xrdcore.optimize for others)")

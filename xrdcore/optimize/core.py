@@ -60,15 +60,14 @@ from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.gradients import check_fixed_width, loss_and_grad, loss_setup
+from xrdcore.physics.profiles import as_profile
 from xrdcore.optimize.remedies import (BasinHopping, Continuation, broaden_pattern,
-                                       combined_loss_and_grad, split_budget, width_schedule,
-                                       )
+                                       combined_loss_and_grad, split_budget, width_schedule)
 from xrdcore.structure.crystal import Crystal
 from xrdcore.structure.matching import lattice_error, rms_displacement
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.validation import (ResourceLimitError, StructureError, UndefinedMetricError, choice,
-                                instance, real, whole,
-                                )
+                                instance, real, whole)
 
 METHODS = ("adam", "gd", "lbfgs")
 #: Default Adam step per parameter kind (see the module docstring).
@@ -119,18 +118,17 @@ def default_steps(parametrization: Parametrization) -> np.ndarray:
     lattice_step = STEP_LATTICE if parametrization.lattice_mode == "free" else STEP_STRAIN
     return np.concatenate([
         np.full(parametrization.n_lattice, lattice_step),
-        np.full(parametrization.n_coordinates, STEP_COORDINATE),
+        np.full(parametrization.n_coordinates, STEP_COORDINATE)
     ])
 
 
 class _Objective:
     """Objective and gradient in parameter space at one peak width, recording the trajectory."""
 
-    def __init__(
-            self, parametrization: Parametrization, target: ArrayLike | Crystal,
-            diffractometer: Diffractometer, truth: Crystal | None, options: dict[str, Any],
-            energy: tuple[float, Any] = (0.0, None), trajectory: Trajectory | None = None,
-    ) -> None:
+    def __init__(self, parametrization: Parametrization, target: ArrayLike | Crystal,
+                 diffractometer: Diffractometer, truth: Crystal | None, options: dict[str, Any],
+                 energy: tuple[float, Any] = (0.0, None),
+                 trajectory: Trajectory | None = None) -> None:
         self.parametrization = parametrization
         self.target = target
         self.diffractometer = diffractometer
@@ -149,8 +147,7 @@ class _Objective:
     def __call__(self, params: np.ndarray) -> tuple[float, np.ndarray]:
         crystal = self.parametrization.crystal(params)  # ValueError for an invalid structure
         result = combined_loss_and_grad(crystal, self.target, self.diffractometer,
-                                        self.energy_weight, self.calculator, **self.options,
-                                        )
+                                        self.energy_weight, self.calculator, **self.options)
         self.evaluations += 1
         self.energy_evaluations += int(not math.isnan(result.energy))
         self.last_xrd_loss = result.xrd_loss
@@ -174,11 +171,9 @@ class _Problem:
     def __init__(self, parametrization: Parametrization, target: ArrayLike | Crystal,
                  diffractometer: Diffractometer, truth: Crystal | None, options: dict[str, Any],
                  energy: tuple[float, Any], method: str, learning_rate: float, tolerance: float,
-                 continuation: Continuation | None,
-                 ) -> None:
+                 continuation: Continuation | None) -> None:
         self.parametrization, self.diffractometer, self.truth = (parametrization, diffractometer,
-                                                                 truth,
-                                                                 )
+                                                                 truth)
         self.options, self.energy = options, energy
         self.method, self.learning_rate, self.tolerance = method, learning_rate, tolerance
         self.continuation = continuation
@@ -207,8 +202,8 @@ class _Problem:
     def _target_at(self, width: float, fwhm: float, grid: np.ndarray,
                    stride: int) -> ArrayLike | Crystal:
         if width == fwhm or isinstance(self.target, Crystal):
-            return (self.target
-                    )  # loss_and_grad renders a Crystal target at the stage's width and grid
+            return (
+                self.target)  # loss_and_grad renders a Crystal target at the stage's width and grid
         if width not in self._targets:
             self._targets[width] = broaden_pattern(self.target, grid, fwhm, width)[::stride]
         return self._targets[width]
@@ -222,8 +217,7 @@ class _Problem:
             budget += (steps - evaluations - sum(b for _, _, b in stages[index:])
                        )  # unspent evaluations roll over
             objective = _Objective(self.parametrization, target, self.diffractometer, self.truth,
-                                   options, self.energy, trajectory,
-                                   )
+                                   options, self.energy, trajectory)
             result = _run(self.method, objective, params, budget, self.learning_rate,
                           self.tolerance)
             evaluations += objective.evaluations
@@ -242,8 +236,7 @@ def optimize(parametrization: Parametrization, start: Crystal, target: ArrayLike
              restart_scale: float = 5.0, seed: int = 0, truth: Crystal | None = None,
              continuation: Continuation | None = None, energy_weight: float = 0.0,
              energy_calculator: Any = None, basin_hopping: BasinHopping | None = None,
-             **options: Any,
-             ) -> OptimizationResult:
+             **options: Any) -> OptimizationResult:
     """Minimise the loss of :func:`xrdcore.gradients.loss_and_grad` over ``parametrization``,
     optionally with the remedies of the module docstring.
 
@@ -268,8 +261,7 @@ def optimize(parametrization: Parametrization, start: Crystal, target: ArrayLike
     """
     begin = time.perf_counter()
     instance(parametrization, "parametrization", Parametrization,
-             "make one with xrdcore.structure.parametrize (p1, space_group, …)",
-             )
+             "make one with xrdcore.structure.parametrize (p1, space_group, …)")
     instance(start, "start", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     if truth is not None:
         instance(truth, "truth", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
@@ -305,12 +297,11 @@ def optimize(parametrization: Parametrization, start: Crystal, target: ArrayLike
         raise TypeError(
             "optimize enumerates the reflections of every step itself; do not pass reflections=")
     loss_setup(target, diffractometer, **options)  # a wrong call fails here, not as a failed run
-    options["fwhm"] = check_fixed_width(options.get(
-        "fwhm", DEFAULT_FWHM))  # one Profile for every evaluation
+    # one Profile for every evaluation
+    options["fwhm"] = as_profile(check_fixed_width(options.get("fwhm", DEFAULT_FWHM)))
     problem = _Problem(parametrization, target, diffractometer, truth, options,
                        (energy_weight, energy_calculator if energy_weight else None), method,
-                       learning_rate, tolerance, continuation,
-                       )
+                       learning_rate, tolerance, continuation)
     if continuation is not None:
         problem.stages(steps)  # a start width below the target's fails here, not in the run
     rng = np.random.default_rng(seed)
@@ -337,8 +328,7 @@ def optimize(parametrization: Parametrization, start: Crystal, target: ArrayLike
 
 
 def _basin_hopping(problem: _Problem, first: np.ndarray, steps: int, settings: BasinHopping,
-                   scale: float, rng: np.random.Generator,
-                   ) -> OptimizationResult:
+                   scale: float, rng: np.random.Generator) -> OptimizationResult:
     """Metropolis chain of local descents sharing ``steps``; one trajectory for the whole chain
     (``settings`` checked by :func:`optimize`)."""
     kick = scale * default_steps(problem.parametrization)
@@ -363,14 +353,12 @@ def _basin_hopping(problem: _Problem, first: np.ndarray, steps: int, settings: B
             break
     assert best is not None  # split_budget gives at least one hop
     best.trajectory, best.evaluations, best.energy_evaluations = (trajectory, evaluations,
-                                                                  energy_evaluations,
-                                                                  )
+                                                                  energy_evaluations)
     return best
 
 
 def _run(method: str, objective: _Objective, params: np.ndarray, steps: int, learning_rate: float,
-         tolerance: float,
-         ) -> OptimizationResult:
+         tolerance: float) -> OptimizationResult:
     try:
         if method == "lbfgs":
             status = _lbfgs(objective, params, steps, tolerance)
@@ -385,16 +373,13 @@ def _run(method: str, objective: _Objective, params: np.ndarray, steps: int, lea
                                   objective.trajectory)
     crystal = objective.parametrization.crystal(objective.best_params)
     return OptimizationResult(crystal, objective.best_params, float(objective.best_loss), status,
-                              objective.evaluations, objective.trajectory,
-                              xrd_loss=float(objective.best_xrd_loss),
-                              energy=float(objective.best_energy),
-                              energy_evaluations=objective.energy_evaluations,
-                              )
+                              objective.evaluations, objective.trajectory, xrd_loss=float(
+                                  objective.best_xrd_loss), energy=float(objective.best_energy),
+                              energy_evaluations=objective.energy_evaluations)
 
 
 def _first_order(method: str, objective: _Objective, params: np.ndarray, steps: int,
-                 learning_rate: float, tolerance: float,
-                 ) -> str:
+                 learning_rate: float, tolerance: float) -> str:
     """Adam or plain gradient descent; returns the stopping status."""
     step_sizes = default_steps(objective.parametrization) * learning_rate
     first_moment = np.zeros_like(params)
@@ -420,9 +405,8 @@ def _first_order(method: str, objective: _Objective, params: np.ndarray, steps: 
 def _lbfgs(objective: _Objective, params: np.ndarray, steps: int, tolerance: float) -> str:
     from scipy.optimize import minimize
 
-    minimize(objective, params, jac=True, method="L-BFGS-B",
-             options=dict(maxfun=steps, maxiter=steps, ftol=0, gtol=0),
-             )
+    minimize(objective, params, jac=True, method="L-BFGS-B", options=dict(
+        maxfun=steps, maxiter=steps, ftol=0, gtol=0))
     if objective.best_xrd_loss < tolerance:
         return "converged"
     return "step budget" if objective.evaluations >= steps else "stalled"

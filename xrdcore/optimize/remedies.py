@@ -113,8 +113,7 @@ class CombinedGradient(NamedTuple):
 
 def combined_loss_and_grad(crystal: Crystal, target: ArrayLike | Crystal,
                            diffractometer: Diffractometer, energy_weight: float = 0.0,
-                           calculator: Any = None, **options: Any,
-                           ) -> CombinedGradient:
+                           calculator: Any = None, **options: Any) -> CombinedGradient:
     """XRD loss (:func:`~xrdcore.gradients.loss_and_grad` with ``options``) + ``energy_weight``
     · energy per atom (eV/atom, :func:`xrdcore.energy.energy_gradient`) and its exact gradient
     with respect to the lattice and the fractional coordinates. The energy is evaluated when
@@ -128,5 +127,4 @@ def combined_loss_and_grad(crystal: Crystal, target: ArrayLike | Crystal,
     value, d_lattice, d_frac = energy_gradient(crystal, calculator)
     return CombinedGradient(xrd.loss + energy_weight * value,
                             xrd.d_lattice + energy_weight * d_lattice,
-                            xrd.d_frac + energy_weight * d_frac, xrd.loss, value,
-                            )
+                            xrd.d_frac + energy_weight * d_frac, xrd.loss, value)

@@ -70,8 +70,7 @@ def resolve_fwhm(
                 f"got {fwhm!r}")
         return cast(
             "tuple[float, float, float]",  # three values, checked above
-            tuple(real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm)),
-        )
+            tuple(real(value, f"Caglioti {name}", unit="deg²") for name, value in zip("UVW", fwhm)))
     width = real(fwhm, "fwhm", unit="degrees")
     if width <= 0:
         raise ValueError(f"fwhm must be a positive number of degrees, got {width:g}")

@@ -34,8 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from xrdcore.validation import (LIMITS, StructureError, describe, did_you_mean, guard, instance,
-                                real_array,
-                                )
+                                real_array)
 
 if TYPE_CHECKING:
     from pymatgen.core import IStructure, Structure
@@ -209,8 +208,7 @@ class Crystal:
     __slots__ = ("lattice", "frac_coords", "atomic_numbers", "occupancies", "b_iso", "derived")
 
     def __init__(self, lattice: ArrayLike, frac_coords: ArrayLike, species: Iterable[str | int],
-                 occupancies: ArrayLike | None = None, b_iso: ArrayLike | None = None,
-                 ) -> None:
+                 occupancies: ArrayLike | None = None, b_iso: ArrayLike | None = None) -> None:
         lattice = _checked_lattice(lattice)
         frac_coords = _array(frac_coords, "frac_coords")
         if frac_coords.size == 0:
@@ -294,8 +292,7 @@ class Crystal:
         """A new Crystal with some arrays replaced (e.g. ``lattice=...``), validated again."""
         fields: dict[str, Any] = dict(lattice=self.lattice, frac_coords=self.frac_coords,
                                       species=self.atomic_numbers, occupancies=self.occupancies,
-                                      b_iso=self.b_iso,
-                                      )
+                                      b_iso=self.b_iso)
         unknown = set(changes) - set(fields)
         if unknown:
             raise TypeError(
@@ -465,8 +462,7 @@ def _read_cif_text(path: str | os.PathLike) -> tuple[str, str, list[str]]:
                     f"CIF file {name!r} is a damaged {module.__name__} archive ({error})") from None
             guard(
                 len(data) / 2**20, "max_file_mb",
-                f"CIF file {name!r} decompressed (over {limit / 2**20:g} MiB)",
-            )
+                f"CIF file {name!r} decompressed (over {limit / 2**20:g} MiB)")
     if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         raise ValueError(f"CIF file {name!r} is UTF-16 (or UTF-32) text; save it as UTF-8 or ASCII")
     text = data.decode("utf-8-sig", errors="replace")
@@ -506,8 +502,7 @@ def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
     if not with_sites:
         raise _cif_error(
             name,
-            f"none of its {len(blocks):,} data block(s) lists atom sites (_atom_site_fract_x ...)",
-        )
+            f"none of its {len(blocks):,} data block(s) lists atom sites (_atom_site_fract_x ...)")
     block_text = with_sites[0]
     notes: list[str] = []
     if len(with_sites) > 1:
@@ -548,8 +543,7 @@ def _parse_cif(text: str, name: str) -> tuple[Structure, list[str]]:
 def _listed_operations(data: dict) -> list[str] | None:
     """The symmetry operations a CIF block lists, in the order pymatgen looks for them, or None."""
     for tag in ("_symmetry_equiv_pos_as_xyz", "_symmetry_equiv_pos_as_xyz_",
-                "_space_group_symop_operation_xyz", "_space_group_symop_operation_xyz_",
-                ):
+                "_space_group_symop_operation_xyz", "_space_group_symop_operation_xyz_"):
         if data.get(tag):
             return data[tag] if isinstance(data[tag], list) else [data[tag]]
     return None
@@ -573,8 +567,7 @@ def _symmetry_order(data: dict) -> int:
         value for tag, value in data.items()
         if isinstance(value, str) and value.strip() not in ("", "?", ".") and
         re.match(r"_(symmetry|space_group)_(space_group_name|name|int_tables_number|it_number)",
-                 tag, re.I,
-                 )
+                 tag, re.I)
     ]
     return max((orders.get(re.sub(r"[\s_'\"]", "", value), 192) for value in named), default=1)
 
@@ -595,8 +588,7 @@ def _check_operations(data: dict, name: str) -> None:
         if not proper:
             raise _cif_error(
                 name,
-                f"{operation!r} is not a symmetry operation such as 'x, y, z' or '-y, x-y, z+1/3'",
-            )
+                f"{operation!r} is not a symmetry operation such as 'x, y, z' or '-y, x-y, z+1/3'")
 
 
 def _check_cif_atoms(name: str, n_sites: int, n_operations: int) -> None:
@@ -608,8 +600,7 @@ def _check_cif_atoms(name: str, n_sites: int, n_operations: int) -> None:
         (f"CIF {name!r} lists {n_sites:,} atom sites and {n_operations} "
          "symmetry operation(s): up to "
          f"{n_sites * n_operations:,} atoms, which"),
-        "pymatgen's CIF parser takes time quadratic in the atoms of the cell",
-    )
+        "pymatgen's CIF parser takes time quadratic in the atoms of the cell")
 
 
 def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
@@ -647,8 +638,7 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
         raise _cif_error(
             name, "the cell angles {:g}°, {:g}°, {:g}° describe no cell "
             "(that needs α + β + γ < 360° and each angle "
-            "below the sum of the other two)".format(*angles.values()),
-        )
+            "below the sum of the other two)".format(*angles.values()))
     for tag in _SITE_TAGS:
         if tag not in data:
             hint = " (it is in the text: inside an unclosed ';' text field?)" if tag in text else ""
@@ -660,13 +650,11 @@ def _check_cif_block(data: dict, text: str, name: str) -> list[str]:
     if not all(isinstance(column, list) for column in columns.values()):
         raise _cif_error(
             name,
-            "its atom sites are single values, not a loop_ (pymatgen reads them from a loop_ only)",
-        )
+            "its atom sites are single values, not a loop_ (pymatgen reads them from a loop_ only)")
     if len({len(column) for column in columns.values()}) > 1:
         raise _cif_error(
             name,
-            "its atom_site columns (label, type_symbol, fract_x/y/z, occupancy) differ in length",
-        )
+            "its atom_site columns (label, type_symbol, fract_x/y/z, occupancy) differ in length")
     labels = columns["_atom_site_label"]
     _check_cif_atoms(name, len(labels),
                      1)  # before reading every site; the operations are counted later
@@ -714,8 +702,7 @@ def check_crystal(crystal: object, name: str = "crystal") -> Crystal:
     refuse_pymatgen(crystal, name, "an xrdcore Crystal")
     return instance(
         crystal, name, Crystal, "use Crystal.from_pymatgen(structure) for a pymatgen Structure, "
-        "Crystal.from_cif(path) for a CIF file",
-    )
+        "Crystal.from_cif(path) for a CIF file")
 
 
 def refuse_pymatgen(value: object, name: str, wanted: str) -> None:

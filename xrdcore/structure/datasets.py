@@ -44,14 +44,12 @@ CITATIONS = ("M. J. Mehl et al., The AFLOW Library of Crystallographic Prototype
              "D. Hicks et al., The AFLOW Library of Crystallographic Prototypes: Part 2, "
              "Comput. Mater. Sci. 161, S1-S1011 (2019), doi:10.1016/j.commatsci.2018.10.043",
              "D. Hicks et al., The AFLOW Library of Crystallographic Prototypes: Part 3, "
-             "Comput. Mater. Sci. 199, 110450 (2021), doi:10.1016/j.commatsci.2021.110450",
-             )
+             "Comput. Mater. Sci. 199, 110450 (2021), doi:10.1016/j.commatsci.2021.110450")
 
 #: Crystal families in order of rising symmetry (hexagonal family = trigonal + hexagonal systems).
 CRYSTAL_FAMILIES = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "hexagonal", "cubic")
 CRYSTAL_SYSTEMS = ("triclinic", "monoclinic", "orthorhombic", "tetragonal", "trigonal", "hexagonal",
-                   "cubic",
-                   )
+                   "cubic")
 #: Highest space-group number of each crystal system (International Tables numbering).
 _LAST_SPACE_GROUP = {
     "triclinic": 2,
@@ -60,7 +58,7 @@ _LAST_SPACE_GROUP = {
     "tetragonal": 142,
     "trigonal": 167,
     "hexagonal": 194,
-    "cubic": 230,
+    "cubic": 230
 }
 #: Default largest cell of the study set (atoms), as in MP-20.
 STUDY_MAX_ATOMS = 20
@@ -138,10 +136,9 @@ def _prototype(name: str, entry: dict) -> Prototype:
     strukturbericht = tags["strukturbericht"]
     return Prototype(name=name, aflow_label=tags["aflow"], pearson=tags["pearson"],
                      strukturbericht="" if strukturbericht == "None" else strukturbericht,
-                     mineral=tags["mineral"], space_group=int(tags["aflow"].split("_")[2]),
-                     num_atoms=len(sites), formula=formula,
-                     reference=entry["snl"]["about"]["references"],
-                     )
+                     mineral=tags["mineral"], space_group=int(
+                         tags["aflow"].split("_")[2]), num_atoms=len(sites), formula=formula,
+                     reference=entry["snl"]["about"]["references"])
 
 
 @lru_cache(maxsize=1)
@@ -151,8 +148,7 @@ def _all_prototypes() -> tuple[Prototype, ...]:
 
 def list_prototypes(max_atoms: int | None = None, min_atoms: int = 1,
                     crystal_family: str | None = None, crystal_system: str | None = None,
-                    space_group: int | None = None,
-                    ) -> list[Prototype]:
+                    space_group: int | None = None) -> list[Prototype]:
     """Prototypes matching every filter given, in file order."""
     if max_atoms is not None:
         whole(max_atoms, "max_atoms", low=1)
@@ -232,8 +228,8 @@ def study_set(max_atoms: int = STUDY_MAX_ATOMS, per_family: int | None = None,
 def example_names() -> list[str]:
     """Names of pymatgen's bundled example structures (e.g. "Si", "CsCl", "LiFePO4")."""
     folder = resources.files("pymatgen.util").joinpath("structures")
-    return sorted(item.name[:-len(".json")] for item in folder.iterdir()
-                  if item.name.endswith(".json"))
+    return sorted(
+        item.name[:-len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
 
 
 def load_example(name: str) -> Crystal:
@@ -249,8 +245,8 @@ def load_example(name: str) -> Crystal:
 def book_data_names() -> list[str]:
     """File names of the result tables shipped in ``xrdcore/data/`` (tables and their records)."""
     folder = resources.files("xrdcore").joinpath("data")
-    return sorted(item.name for item in folder.iterdir()
-                  if item.name.endswith((".csv", ".parquet", ".json")))
+    return sorted(
+        item.name for item in folder.iterdir() if item.name.endswith((".csv", ".parquet", ".json")))
 
 
 def book_data(name: str) -> Path:
@@ -294,7 +290,7 @@ BPO4_NOISED_START = Cell(4.90, 4.31, 7.37, 96, 82, 85)
 BPO4_PUBLISHED = {
     "noised start": dict(cell=BPO4_NOISED_START, cosine=0.12, match=False),
     "unconstrained": dict(cell=Cell(4.72, 4.03, 7.53, 96, 81, 86), cosine=0.71, match=False),
-    "crystal family": dict(cell=Cell(4.60, 4.60, 7.31, 90, 90, 90), cosine=0.05, match=True),
+    "crystal family": dict(cell=Cell(4.60, 4.60, 7.31, 90, 90, 90), cosine=0.05, match=True)
 }
 #: The published BPO4 structure the example is built from (AFLOW prototype H0_7, I-4).
 BPO4_PROTOTYPE = "AB4C_tI12_82_c_g_a"

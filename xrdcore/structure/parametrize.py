@@ -70,8 +70,7 @@ class Parametrization:
     """Maps parameter vectors to crystals with ``template``'s species (see the module docstring)."""
 
     def __init__(self, template: Crystal, lattice: str = "free", coordinates: str = "free",
-                 reference: Crystal | None = None,
-                 ) -> None:
+                 reference: Crystal | None = None) -> None:
         check_crystal(template, "template")
         if reference is not None:
             check_crystal(reference, "reference")
@@ -191,8 +190,8 @@ class Parametrization:
     def gradients(self, d_lattice: ArrayLike, d_frac: ArrayLike) -> np.ndarray:
         """dL/d(parameters) (B, size) from dL/dA (B, 3, 3) and dL/dx (B, N, 3): :meth:`gradient`,
         batched."""
-        d_lattice, d_frac = (np.asarray(d_lattice, dtype=float), np.asarray(d_frac, dtype=float),
-                             )  # NaN passes through
+        d_lattice, d_frac = (np.asarray(d_lattice, dtype=float), np.asarray(
+            d_frac, dtype=float))  # NaN passes through
         n_atoms = len(self.template)
         if (d_lattice.ndim != 3 or d_lattice.shape[1:] != (3, 3) or
                 d_frac.shape != (len(d_lattice), n_atoms, 3)):

@@ -44,8 +44,7 @@ def random_strain(rng: np.random.Generator, magnitude: float,
 
 
 def random_deformation(rng: np.random.Generator, sigma: float, lattice: ArrayLike,
-                       symmetry: Symmetry | None = None,
-                       ) -> np.ndarray:
+                       symmetry: Symmetry | None = None) -> np.ndarray:
     """Deformation D (3, 3) of the matrix noise, A' = (I + σN) A = A (I + D); with ``symmetry``,
     the symmetric part of D projected onto the allowed strains and rescaled to its own RMS
     principal strain."""
@@ -82,8 +81,7 @@ LATTICE_NOISES = ("strain", "matrix")
 
 
 def perturb(crystal: Crystal, strain: float = 0.0, displacement: float = 0.0, seed: int = 0,
-            symmetric: bool | str = False, lattice_noise: str = "strain",
-            ) -> Crystal:
+            symmetric: bool | str = False, lattice_noise: str = "strain") -> Crystal:
     """A perturbed copy of ``crystal`` (see the module docstring for the definitions)."""
     instance(crystal, "crystal", Crystal, "convert a pymatgen Structure with Crystal.from_pymatgen")
     if not (isinstance(symmetric, (bool, np.bool_)) or

@@ -129,8 +129,8 @@ class Symmetry:
         terms = np.einsum("gil,gjl->jigl", self._inverse_rotations,
                           images)  # each term one product, no sums
         n_ops = len(self.rotations)
-        return np.array([[math.fsum(terms[j, i].ravel()) / n_ops for i in range(3)]
-                         for j in range(len(u))])
+        return np.array(
+            [[math.fsum(terms[j, i].ravel()) / n_ops for i in range(3)] for j in range(len(u))])
 
     @cached_property
     def _inverse_rotations(self) -> np.ndarray:
@@ -222,8 +222,7 @@ def find_symmetry(reference: Crystal, symprec: float = SYMPREC) -> Symmetry:
         orbit_size = len(set(permutations[:, j].tolist()))
         multiplicities.append(int(round(orbit_size * per_cell)))
     return Symmetry(reference, int(found.number), rotations, translations, permutations,
-                    tuple(found.wyckoffs), tuple(multiplicities),
-                    )
+                    tuple(found.wyckoffs), tuple(multiplicities))
 
 
 def _permutation(reference: Crystal, rotation: np.ndarray, translation: np.ndarray,
@@ -294,8 +293,8 @@ def _dot(a: np.ndarray, b: np.ndarray) -> float:
 
 def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """3×3 product with correctly rounded sums (no BLAS: the same bits on every CPU)."""
-    return np.array([[math.fsum(a[i, k] * b[k, j] for k in range(3)) for j in range(3)]
-                     for i in range(3)])
+    return np.array(
+        [[math.fsum(a[i, k] * b[k, j] for k in range(3)) for j in range(3)] for i in range(3)])
 
 
 def _adjugate(m: Sequence[Sequence[Any]]) -> list[list]:

@@ -6,15 +6,13 @@
 """
 
 from xrdcore.study.config import (PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL, WORKSHOP,
-                                  StudyConfig,
-                                  )
+                                  StudyConfig)
 from xrdcore.study.runner import ResumeWarning, read_rows, run_study
 from xrdcore.study.summary import (binned_rates, match_rates, rate_where, repair_rate,
-                                   wilson_interval,
-                                   )
+                                   wilson_interval)
 
 __all__ = [
     "PAPER", "REMEDIES", "REMEDIES_ENERGY", "SHIPPED", "SMALL", "WORKSHOP", "ResumeWarning",
     "StudyConfig", "binned_rates", "match_rates", "rate_where", "read_rows", "repair_rate",
-    "run_study", "wilson_interval",
+    "run_study", "wilson_interval"
 ]

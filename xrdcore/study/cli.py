@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import NoReturn, TextIO
 
 from xrdcore.study.config import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL,
-                                  WORKSHOP, StudyConfig,
-                                  )
+                                  WORKSHOP, StudyConfig)
 from xrdcore.study.runner import ResumeWarning, run_study
 from xrdcore.study.summary import format_rates, match_rates
 from xrdcore.validation import did_you_mean
@@ -32,7 +31,7 @@ PRESETS = {
     "paper": PAPER,
     "workshop": WORKSHOP,
     "remedies": REMEDIES,
-    "remedies-energy": REMEDIES_ENERGY,
+    "remedies-energy": REMEDIES_ENERGY
 }
 SUCCESS_COLUMNS = ["recovered", "matched", "matched_strict", "start_matched", "start_recovered"]
 
@@ -50,22 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     retrieve = commands.add_parser("retrieve", help="run (or resume) the retrieval study")
     retrieve.add_argument(
         "--config", default="small",
-        help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields",
-    )
+        help="a preset (" + ", ".join(PRESETS) + ") or a JSON file of StudyConfig fields")
     retrieve.add_argument("--output", default="retrieval.csv",
                           help="results file, .csv or .parquet (a rerun resumes)")
     retrieve.add_argument(
         "--executor", default="batched", choices=EXECUTORS,
         help=("batched: each group of seeds × magnitudes descends as one batch (default); "
-              "task: one run at a time (the reference)"),
-    )
+              "task: one run at a time (the reference)"))
     retrieve.add_argument(
         "--backend", default="cpu", choices=["cpu", "cuda", "auto"],
-        help="where the batched executor evaluates its batches (auto: CUDA when a GPU is present)",
-    )
+        help="where the batched executor evaluates its batches (auto: CUDA when a GPU is present)")
     retrieve.add_argument("--workers", type=int, default=None,
-                          help="local processes, one numba thread each (default: all cores)",
-                          )
+                          help="local processes, one numba thread each (default: all cores)")
     retrieve.add_argument("--scheduler", default=None,
                           help="dask.distributed scheduler address, e.g. tcp://host:8786")
     retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -73,11 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("results",
                          help="results file (CSV or Parquet) written by 'xrdcore retrieve'")
     summary.add_argument("--by", default="kind,parametrization,magnitude",
-                         help="comma-separated columns to group by (e.g. remedy,kind)",
-                         )
+                         help="comma-separated columns to group by (e.g. remedy,kind)")
     summary.add_argument("--column", default="recovered", choices=SUCCESS_COLUMNS,
-                         help="success column (default: recovered, tight tolerances)",
-                         )
+                         help="success column (default: recovered, tight tolerances)")
     return parser
 
 
@@ -106,8 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenProcessPool:
         print(
             "xrdcore: error: a worker process died (killed, or out of memory?); the finished "
-            "units' rows are kept: rerun the same command to resume", file=sys.stderr,
-        )
+            "units' rows are kept: rerun the same command to resume", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, ImportError, RuntimeError) as error:
         if hasattr(error, "study_unit"):  # raised inside a task: a bug, with its traceback
@@ -122,8 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(config.tasks())} tasks; configuration: {asdict(config)}", file=sys.stderr)
         path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler,
                          progress=not args.no_progress, executor=args.executor,
-                         backend=args.backend,
-                         )
+                         backend=args.backend)
         print(f"results in {path}")
         return 0
     by = tuple(column.strip() for column in args.by.split(","))
@@ -136,8 +127,7 @@ def _one_line_warning(show: Callable[..., None]) -> Callable[..., None]:
     """``warnings.showwarning`` that prints the runner's own warnings as one line."""
 
     def shown(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-              file: TextIO | None = None, line: str | None = None,
-              ) -> None:
+              file: TextIO | None = None, line: str | None = None) -> None:
         if issubclass(category, ResumeWarning):
             print(f"xrdcore: warning: {' '.join(str(message).split())}", file=sys.stderr)
         else:

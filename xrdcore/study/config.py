@@ -37,7 +37,7 @@ MODES = {
     ("coordinates", "spacegroup"): ("fixed", "spacegroup"),
     ("both", "p1"): ("free", "free"),
     ("both", "family"): ("family", "free"),
-    ("both", "spacegroup"): ("family", "spacegroup"),
+    ("both", "spacegroup"): ("family", "spacegroup")
 }
 #: Combinations identical to another one (same modes), left out of grids.
 REDUNDANT = {("lattice", "spacegroup"), ("coordinates", "family")}
@@ -50,7 +50,7 @@ REMEDY_DEFAULTS: dict[str, float | None] = {
     "continuation": 1.0,
     "multistart": 4,
     "basin": 4,
-    "energy": None,
+    "energy": None
 }
 #: Peak-width stages of the "continuation" remedy.
 CONTINUATION_STAGES = 4
@@ -93,12 +93,10 @@ def remedy_options(remedy: str, steps: int) -> dict[str, Any]:
 #: Settings that change a result but are not part of a task's key: a results file is resumed
 #: only with the settings it was computed with (:func:`run_study` compares them).
 RESULT_SETTINGS = ("steps", "wavelength", "two_theta_range", "grid_step", "fwhm", "lattice_noise",
-                   "starts",
-                   )
+                   "starts")
 #: Grid dimensions (tuples of values); a resumed run may add values to them.
 GRID_DIMENSIONS = ("structures", "kinds", "strains", "displacements", "metrics", "parametrizations",
-                   "methods", "seeds", "remedies",
-                   )
+                   "methods", "seeds", "remedies")
 
 
 @dataclass(frozen=True)
@@ -179,8 +177,7 @@ class StudyConfig:
                     "per_family draws from the default study set; give it or structures, not both")
             whole(self.per_family, "per_family", low=1)
         for name, choices in (("kinds", KINDS), ("metrics", METRICS),
-                              ("parametrizations", PARAMETRIZATIONS), ("methods", METHODS),
-                              ):
+                              ("parametrizations", PARAMETRIZATIONS), ("methods", METHODS)):
             if not getattr(self, name):
                 raise ValueError(
                     f"study setting {name} is empty; give at least one of {tuple(choices)}")
@@ -190,9 +187,9 @@ class StudyConfig:
             raise ValueError(
                 f"the grid is empty: {self.kinds} × {self.parametrizations} are all left out as "
                 f"repeats of other combinations ({sorted(REDUNDANT)})")
-        for name, unit, used in (("strains", "", {"lattice",
-                                                  "both"}), ("displacements", "Å", {"coordinates"}),
-                                 ):
+        for name, unit, used in (("strains", "", {"lattice", "both"}), ("displacements", "Å", {
+                "coordinates"
+        })):
             values = getattr(self, name)
             for index, value in enumerate(values):
                 real(value, f"{name}[{index}]", low=0, low_open=True, unit=unit)
@@ -241,8 +238,7 @@ class StudyConfig:
         tasks = []
         for name, kind, metric, parametrization, method, seed, remedy in product(
                 self.structure_names(), unique["kinds"], unique["metrics"],
-                unique["parametrizations"], unique["methods"], seeds, unique["remedies"],
-        ):
+                unique["parametrizations"], unique["methods"], seeds, unique["remedies"]):
             if (kind, parametrization) in REDUNDANT:
                 continue
             magnitudes = self.displacements if kind == "coordinates" else self.strains
@@ -290,8 +286,7 @@ def _read_text(path: Path, what: str) -> str:
 SMALL = StudyConfig(structures=("A2B_tP6_136_f_a", "AB_cF8_225_a_b"),
                     kinds=("lattice", "coordinates"), strains=(0.01, 0.05),
                     displacements=(0.05, 0.2), metrics=("cosine", ),
-                    parametrizations=("p1", "family", "spacegroup"), seeds=(0, ), steps=60,
-                    )
+                    parametrizations=("p1", "family", "spacegroup"), seeds=(0, ), steps=60)
 
 #: The run shipped with the book (xrdcore/data/retrieval_study.csv): four prototypes per crystal
 #: family from the ≤ 20-atom study set, every kind, magnitude, metric and parametrisation.
@@ -302,17 +297,14 @@ SHIPPED = StudyConfig(per_family=4, seeds=(0, 1), steps=200)
 #: every strain, cosine loss, seeds 0 and 1, and the same 200-evaluation budget for every remedy.
 REMEDIES = replace(SHIPPED, kinds=("lattice", "both"), metrics=("cosine", ),
                    parametrizations=("p1", "family"),
-                   remedies=("none", "continuation", "continuation:3", "multistart", "basin"),
-                   )
+                   remedies=("none", "continuation", "continuation:3", "multistart", "basin"))
 #: The combined objective (xrdcore/data/remedies_energy.csv), two weights. A CHGNet evaluation costs
 #: 10–100 XRD evaluations, so this arm is smaller: the first prototype of each crystal family in
 #: SHIPPED's order (all within CHGNet's elements), 2 % strain only; its "none" rows are REMEDIES'.
 REMEDIES_ENERGY = replace(
     REMEDIES, per_family=None, strains=(0.02, ), remedies=("energy:10", "energy:100"),
     structures=("A2B_aP6_2_2i_i", "A5B2_mC14_12_a2i_i", "A2B3C7D_oP13_47_t_aq_eqrs_h",
-                "AB5C_tP7_123_b_ci_a", "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c",
-                ),
-)
+                "AB5C_tP7_123_b_ci_a", "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c"))
 
 #: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with
 #: σ = 0.03 and 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å
@@ -320,8 +312,7 @@ REMEDIES_ENERGY = replace(
 #: three metrics of the paper, P1 against crystal family and space group, on the 250-prototype
 #: study set.
 PAPER = StudyConfig(kinds=("lattice", "coordinates"), lattice_noise="matrix", strains=(0.03, 0.09),
-                    displacements=(0.1, 0.3), seeds=(0, 1, 2), steps=200,
-                    )
+                    displacements=(0.1, 0.3), seeds=(0, 1, 2), steps=200)
 #: The workshop version's design (10 structures × 50 perturbations) in the paper regime, at its
 #: middle sizes: ten prototypes drawn from the study set (``numpy.random.default_rng(0).choice(250,
 #: 10, replace=False)``, sorted; a test checks the draw) and seeds 0–49.
@@ -329,9 +320,7 @@ WORKSHOP = replace(
     PAPER, strains=(0.06, ), displacements=(0.2, ), seeds=tuple(range(50)),
     structures=("A2B5_mC28_15_f_e2f", "AB3_mC16_12_g_ij", "A_mC4_12_i", "AB2_oI6_71_a_i",
                 "AB_oP8_57_d_d", "A_oP8_62_2c", "A_tP4_129_ac", "AB3C_hR10_148_c_f_c",
-                "A2B_cF24_227_d_a", "A3B2_cI40_220_d_c",
-                ),
-)
+                "A2B_cF24_227_d_a", "A3B2_cI40_220_d_c"))
 
 EXECUTORS = ("batched", "task")
 

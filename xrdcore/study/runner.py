@@ -100,14 +100,12 @@ from xrdcore.structure import datasets
 from xrdcore.structure.crystal import Crystal
 from xrdcore.structure.datasets import Prototype
 from xrdcore.structure.matching import (RECOVERY_TOLERANCES, STRICT_TOLERANCES, lattice_error,
-                                        match, rms_displacement,
-                                        )
+                                        match, rms_displacement)
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.config import (BOTH_DISPLACEMENT_PER_STRAIN, EXECUTORS, GRID_DIMENSIONS, KINDS,
                                   MODES, PARAMETRIZATIONS, RESULT_SETTINGS, StudyConfig, Task,
-                                  check_key_magnitudes, os_error, remedy_options, write_atomically,
-                                  )
+                                  check_key_magnitudes, os_error, remedy_options, write_atomically)
 from xrdcore.validation import choice, whole
 
 fcntl: ModuleType | None
@@ -124,8 +122,7 @@ RESULT_FIELDS = ("key", "structure", "crystal_family", "space_group", "atoms", "
                  "recovered", "start_matched", "start_recovered", "final_loss", "start_loss",
                  "lattice_error", "rms_displacement", "start_rms_displacement",
                  "start_lattice_error", "status", "evaluations", "seconds", "remedy",
-                 "final_energy", "energy_evaluations", "optimize_seconds", "start_angle_error",
-                 )
+                 "final_energy", "energy_evaluations", "optimize_seconds", "start_angle_error")
 #: Columns added with remedies: a results file without them is resumed for remedy-free tasks.
 REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
 
@@ -149,8 +146,7 @@ SUBSPACE: dict[str, bool | str] = {"p1": False, "family": "family", "spacegroup"
 
 @lru_cache(maxsize=256)
 def _start(structure: str, kind: str, magnitude: float, seed: int, parametrization: str,
-           config: StudyConfig,
-           ) -> tuple[Crystal, dict[str, Any]]:
+           config: StudyConfig) -> tuple[Crystal, dict[str, Any]]:
     """The start a run descends from (after any projection onto its parametrisation) and its
     verdicts and distances against the truth, shared by every metric and remedy (cached per
     process)."""
@@ -161,8 +157,7 @@ def _start(structure: str, kind: str, magnitude: float, seed: int, parametrizati
         displacement = BOTH_DISPLACEMENT_PER_STRAIN * magnitude
     symmetric = SUBSPACE[parametrization] if config.starts == "subspace" else False
     drawn = perturb(truth, strain=strain, displacement=displacement, seed=seed, symmetric=symmetric,
-                    lattice_noise=config.lattice_noise,
-                    )
+                    lattice_noise=config.lattice_noise)
     start = _parametrization(structure, kind, parametrization, config).project(drawn)
     matched = match(start, truth, first=True).matched
     lengths, angles = lattice_error(start, truth)
@@ -172,8 +167,7 @@ def _start(structure: str, kind: str, magnitude: float, seed: int, parametrizati
         start_recovered=matched and match(start, truth, first=True, **RECOVERY_TOLERANCES).matched,
         start_rms_displacement=rms_displacement(start, truth),
         start_lattice_error=lengths,
-        start_angle_error=angles,
-    )
+        start_angle_error=angles)
     return start, verdicts
 
 
@@ -209,8 +203,7 @@ def final_verdicts(found: Crystal | None, truth: Crystal, shortcut: bool = True)
     :data:`RECOVERY_VOLUME`. Tests check the verdicts equal those of asking it always."""
     if found is None:
         return dict(matched=False, rms=math.nan, matched_strict=False, recovered=False,
-                    lattice_error=math.nan, rms_displacement=math.nan,
-                    )
+                    lattice_error=math.nan, rms_displacement=math.nan)
     lengths, angles = lattice_error(found, truth)
     displacement = rms_displacement(found, truth)
     distances = dict(lattice_error=lengths, rms_displacement=displacement)
@@ -222,8 +215,7 @@ def final_verdicts(found: Crystal | None, truth: Crystal, shortcut: bool = True)
     default = match(found, truth, first=True)
     if not shortcut:
         strict, recovered = (match(found, truth, first=False, **STRICT_TOLERANCES).matched,
-                             match(found, truth, first=False, **RECOVERY_TOLERANCES).matched,
-                             )
+                             match(found, truth, first=False, **RECOVERY_TOLERANCES).matched)
     elif not default.matched:
         strict = recovered = False
     else:
@@ -231,26 +223,22 @@ def final_verdicts(found: Crystal | None, truth: Crystal, shortcut: bool = True)
         recovered = (strict and abs(found.volume / truth.volume - 1) <= RECOVERY_VOLUME and
                      match(found, truth, first=True, **RECOVERY_TOLERANCES).matched)
     return dict(matched=default.matched, rms=default.rms, matched_strict=strict,
-                recovered=recovered, **distances,
-                )
+                recovered=recovered, **distances)
 
 
 def _row(task: Task, config: StudyConfig, found: Crystal | None, status: str, evaluations: int,
          final_loss: float, start_loss: float, seconds: float, optimize_seconds: float,
-         energy: float = math.nan, energy_evaluations: int = 0,
-         ) -> dict:
+         energy: float = math.nan, energy_evaluations: int = 0) -> dict:
     prototype, truth, _, _ = _setup(task.structure, config)
     _, start_verdicts = _start(task.structure, task.kind, task.magnitude, task.seed,
                                task.parametrization, config)
     row = dict(asdict(task), key=task.key, crystal_family=prototype.crystal_family,
                space_group=prototype.space_group, atoms=len(truth), status=status,
-               evaluations=int(evaluations),
-               )
+               evaluations=int(evaluations))
     row.update(final_verdicts(found, truth))
     row.update(start_verdicts, final_loss=float(final_loss), start_loss=float(start_loss),
                final_energy=energy, energy_evaluations=energy_evaluations,
-               optimize_seconds=optimize_seconds, seconds=seconds,
-               )
+               optimize_seconds=optimize_seconds, seconds=seconds)
     return row
 
 
@@ -266,15 +254,13 @@ def run_task(task: Task, config: StudyConfig) -> dict:
     parametrization = _parametrization(task.structure, task.kind, task.parametrization, config)
     result = optimize(parametrization, start, target, diffractometer, method=task.method,
                       metric=task.metric, fwhm=config.fwhm,
-                      **remedy_options(task.remedy, config.steps),
-                      )
+                      **remedy_options(task.remedy, config.steps))
     start_loss = _start_loss(parametrization, start, target, diffractometer, task.metric,
                              config.fwhm)
     return _row(task, config, result.crystal, result.status, result.evaluations, result.xrd_loss,
                 start_loss,
                 time.perf_counter() - begin, result.seconds, result.energy,
-                result.energy_evaluations,
-                )
+                result.energy_evaluations)
 
 
 def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[dict]:
@@ -304,14 +290,12 @@ def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[di
     descent = descend_batch(parametrization,
                             [parametrization.parameters(start)
                              for start in starts], target, diffractometer, method=first.method,
-                            steps=config.steps, metric=first.metric, fwhm=config.fwhm,
-                            )
+                            steps=config.steps, metric=first.metric, fwhm=config.fwhm)
     optimize_seconds = (time.perf_counter() - begin) / len(tasks)
     rows = [
         _row(task, config, *_result(descent, parametrization, index), descent.evaluations[index],
              descent.loss[index] if np.isfinite(descent.loss[index]) else math.nan,
-             descent.start_loss[index], 0.0, optimize_seconds,
-             ) for index, task in enumerate(tasks)
+             descent.start_loss[index], 0.0, optimize_seconds) for index, task in enumerate(tasks)
     ]
     seconds = (time.perf_counter() - begin) / len(tasks)
     for row in rows:
@@ -353,8 +337,7 @@ def work_units(tasks: list) -> list[list]:
 
 
 def _start_loss(parametrization: Parametrization, start: Crystal, target: ArrayLike | Crystal,
-                diffractometer: Diffractometer, metric: str, fwhm: float | Profile,
-                ) -> float:
+                diffractometer: Diffractometer, metric: str, fwhm: float | Profile) -> float:
     try:
         return loss_value(parametrization.project(start), target, diffractometer, metric=metric,
                           fwhm=fwhm)
@@ -439,8 +422,7 @@ def journal_path(output: Path) -> Path:
 
 def run_study(config: StudyConfig, output: Path | str, workers: int | None = None,
               scheduler: str | Client | None = None, progress: bool = True,
-              executor: str = "batched", backend: str = "cpu",
-              ) -> Path:
+              executor: str = "batched", backend: str = "cpu") -> Path:
     """Run every task of ``config`` not yet in ``output``, appending rows as (structure, kind)
     units finish; a killed run resumes with no row lost or repeated.
 
@@ -606,8 +588,7 @@ def _results_file(path: Path) -> Iterator[int]:
         raise os_error(
             error,
             f"cannot write the results file {path} ({error.strerror}); choose an output you can "
-            f"write to",
-        ) from error
+            f"write to") from error
     try:
         if fcntl is not None:
             try:
@@ -616,8 +597,7 @@ def _results_file(path: Path) -> Iterator[int]:
                 raise os_error(
                     error,
                     f"another run is writing to {path}; wait for it to finish or write to another "
-                    f"output",
-                ) from None
+                    f"output") from None
         yield descriptor
     finally:
         os.close(descriptor)
@@ -640,8 +620,7 @@ def _cut_fragment(descriptor: int, path: Path) -> None:
     if size:
         warnings.warn(
             f"{path}: cut a half-written last line ({size - end} bytes) that an interrupted run "
-            f"left; its task runs again", ResumeWarning, stacklevel=3,
-        )
+            f"left; its task runs again", ResumeWarning, stacklevel=3)
 
 
 def _csv_block(rows: list[dict], columns: Sequence[str], header: bool = False) -> bytes:
@@ -668,8 +647,7 @@ def _append(descriptor: int, data: bytes, path: Path, kept: int) -> None:
         raise os_error(
             error,
             f"cannot append to the results file {path} ({error.strerror}); its {kept} rows are "
-            f"kept: fix the cause and rerun the same command to resume",
-        ) from error
+            f"kept: fix the cause and rerun the same command to resume") from error
 
 
 def _records(path: Path) -> list:
@@ -694,7 +672,7 @@ def _write_parquet(output: Path, rows: list[dict], columns: Sequence[str]) -> No
 
     text = {
         "key", "structure", "crystal_family", "space_group", "kind", "metric", "parametrization",
-        "method", "status", "remedy",
+        "method", "status", "remedy"
     }
 
     def typed(name, value):
@@ -725,14 +703,12 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
     lock = root / "requirements.lock"
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, check=True,
-                                ).stdout.strip()
+                                text=True, check=True).stdout.strip()
         dirty = bool(
             subprocess.run(
                 ["git", "-C",
                  str(root), "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                text=True, check=True,
-            ).stdout.strip())
+                text=True, check=True).stdout.strip())
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
     versions = {
@@ -756,7 +732,7 @@ def environment_record(config: StudyConfig, runs: int) -> dict:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "versions": versions,
-        "structures": config.structure_names(),
+        "structures": config.structure_names()
     }
 
 
@@ -765,8 +741,7 @@ def _cpu_model() -> str:
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")),
-                platform.processor(),
-                )
+                platform.processor())
 
 
 def _columns(output: Path, tasks: list[Task]) -> tuple:
@@ -820,9 +795,7 @@ def _execute(units, config, workers, scheduler, executor, backend):
     context = multiprocessing.get_context("spawn")
     with (_worker_environment(),
           ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
-                              initargs=(os.getpid(), ),
-                              ) as pool,
-          ):
+                              initargs=(os.getpid(), )) as pool):
         submitted = {pool.submit(run_unit, unit, config, executor, backend): unit for unit in units}
         try:
             for future in as_completed(submitted):
@@ -888,7 +861,7 @@ WORKER_ENVIRONMENT = {
     "OMP_NUM_THREADS": "1",
     "OMP_WAIT_POLICY": "PASSIVE",
     "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1"
 }
 
 
@@ -911,5 +884,4 @@ def _progress(count, enabled, initial, total):
     from tqdm import tqdm
 
     return tqdm(total=total, initial=initial, disable=not enabled or count == 0, unit="run",
-                desc="retrieval",
-                )
+                desc="retrieval")

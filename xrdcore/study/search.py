@@ -22,8 +22,7 @@ from xrdcore.landscape.scans import nearest_barrier
 from xrdcore.optimize.core import optimize
 from xrdcore.similarity import cosine
 from xrdcore.structure.crystal import Crystal
-from xrdcore.structure.matching import (RECOVERY_TOLERANCES, lattice_error, match, rms_displacement,
-                                        )
+from xrdcore.structure.matching import (RECOVERY_TOLERANCES, lattice_error, match, rms_displacement)
 from xrdcore.structure.parametrize import Parametrization, p1
 from xrdcore.structure.perturb import perturb
 from xrdcore.study.summary import RateRow, wilson_interval
@@ -57,8 +56,7 @@ SPURIOUS_COSINE = 0.8
 
 def spurious_search(truth: Crystal, diffractometer: Diffractometer, starts: int = 20,
                     strain: float = 0.05, displacement: float = 0.5, metric: str = "cosine",
-                    fwhm: float = 0.1, steps: int = 100, seed: int = 0,
-                    ) -> list[SearchResult]:
+                    fwhm: float = 0.1, steps: int = 100, seed: int = 0) -> list[SearchResult]:
     """Descend the loss (L-BFGS, P1, ``steps`` evaluations) from ``starts`` random distortions
     of the truth (RMS strain ``strain``, RMS displacement ``displacement`` Å, seeds
     ``seed`` … ``seed + starts − 1``) and report every end point, best similarity first."""
@@ -74,21 +72,18 @@ def spurious_search(truth: Crystal, diffractometer: Diffractometer, starts: int 
         for offset in range(starts):
             start = perturb(truth, strain=strain, displacement=displacement, seed=seed + offset)
             end = optimize(p1(start), start, target, diffractometer, method="lbfgs", steps=steps,
-                           metric=metric, fwhm=fwhm,
-                           )
+                           metric=metric, fwhm=fwhm)
             # None only when not even the start was valid; the calls below then raise, as before
             found = cast(Crystal, end.crystal)
             results.append(
                 SearchResult(
-                    crystal=found, start=start, loss=float(end.loss),
-                    cosine=float(cosine(diffractometer.pattern(found, fwhm=fwhm), target)[0]),
+                    crystal=found, start=start, loss=float(end.loss), cosine=float(
+                        cosine(diffractometer.pattern(found, fwhm=fwhm), target)[0]),
                     start_cosine=float(cosine(diffractometer.pattern(start, fwhm=fwhm),
                                               target)[0]), matched=match(found, truth).matched,
-                    rms_displacement=rms_displacement(found, truth),
-                    lattice_error=lattice_error(found, truth)[0],
-                    accidental_fraction=overlap_report(found, truth, diffractometer,
-                                                       fwhm=fwhm).accidental_fraction,
-                ))
+                    rms_displacement=rms_displacement(found, truth), lattice_error=lattice_error(
+                        found, truth)[0], accidental_fraction=overlap_report(
+                            found, truth, diffractometer, fwhm=fwhm).accidental_fraction))
     return sorted(results, key=lambda r: -r.cosine)
 
 
@@ -138,8 +133,7 @@ def summarize_search(results: Iterable[SearchResult], among: str = "spurious") -
         among=among, count=len(chosen), **{
             name: median_interval([getattr(r, name) for r in chosen])
             for name in ("cosine", "accidental_fraction", "lattice_error", "rms_displacement")
-        },
-    )
+        })
 
 
 # ------------------------------------------------------------------ barrier sweep
@@ -167,8 +161,7 @@ class BarrierSweep:
 def barrier_sweep(parametrization: Parametrization, truth: Crystal, target: ArrayLike | Crystal,
                   diffractometer: Diffractometer, axis: int, offsets: ArrayLike, values: ArrayLike,
                   starts_per_side: int = 12, seeds: int = 3, jitter: float = 0.005,
-                  steps: int = 200, **options: Any,
-                  ) -> BarrierSweep:
+                  steps: int = 200, **options: Any) -> BarrierSweep:
     """Find the barrier on a scan (``offsets``, ``values``) along symmetry axis ``axis`` of a
     space-group ``parametrization`` and descend from starts on both sides of it.
 
@@ -195,8 +188,7 @@ def barrier_sweep(parametrization: Parametrization, truth: Crystal, target: Arra
                 params = noise.copy()
                 params[index] = found.barrier + sign * towards * d
                 run = optimize(parametrization, parametrization.crystal(params), target,
-                               diffractometer, steps=steps, **options,
-                               )
+                               diffractometer, steps=steps, **options)
                 # None only when not even the start was valid; match then raises, as before
                 end = cast(Crystal, run.crystal)
                 starts.append(float(params[index]))
@@ -204,5 +196,4 @@ def barrier_sweep(parametrization: Parametrization, truth: Crystal, target: Arra
                 recovered.append(match(end, truth, first=False, **RECOVERY_TOLERANCES).matched)
                 finals.append(float(parametrization.parameters(end)[index]))
     return BarrierSweep(parametrization.axis_names[axis], found.wrong_minimum, found.barrier,
-                        starts, sides, recovered, finals,
-                        )
+                        starts, sides, recovered, finals)

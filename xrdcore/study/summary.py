@@ -45,10 +45,8 @@ class RateRow:
         return self.matches / self.trials if self.trials else math.nan
 
 
-def match_rates(
-    path: Path | str, by: Sequence[str] = ("kind", "parametrization", "magnitude"),
-    column: str = "recovered",
-) -> list[RateRow]:
+def match_rates(path: Path | str, by: Sequence[str] = ("kind", "parametrization", "magnitude"),
+                column: str = "recovered") -> list[RateRow]:
     """Success rate of ``column`` ("recovered", "matched", …) with a 95 % Wilson interval for
     each combination of the ``by`` columns; ``path`` a CSV or Parquet results file."""
     rows = _table(path, (*by, column))
@@ -83,13 +81,11 @@ def repair_rate(path: Path | str, column: str = "matched", **where: Any) -> Rate
         if row[f"start_{column}"] != "True"
     ]
     return RateRow(tuple(where.values()), len(outcomes), sum(outcomes),
-                   *wilson_interval(sum(outcomes), len(outcomes)),
-                   )
+                   *wilson_interval(sum(outcomes), len(outcomes)))
 
 
 def binned_rates(path: Path | str, edges: ArrayLike, measure: str = "start_lattice_error",
-                 column: str = "recovered", **where: Any,
-                 ) -> list[RateRow]:
+                 column: str = "recovered", **where: Any) -> list[RateRow]:
     """The rate of ``column`` among the runs whose columns equal ``where`` (as :func:`rate_where`),
     binned by a measured value, by default the start's largest relative lattice-length error
     after any projection: one row per bin ``edges[i] <= value < edges[i + 1]`` (group = the two

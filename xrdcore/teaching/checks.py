@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -19,9 +19,6 @@ from numpy.typing import ArrayLike
 from xrdcore.diffraction import Diffractometer
 from xrdcore.physics.scattering import bragg_two_theta, lorentz_polarization
 from xrdcore.structure.crystal import Crystal
-
-if TYPE_CHECKING:
-    from xrdcore.study.summary import RateRow
 
 #: Intensity below this fraction of the strongest reflection counts as systematically absent.
 ABSENT_FRACTION = 1e-8
@@ -65,16 +62,14 @@ def _number(answer: Any, what: str,
 
 
 def check_value(answer: Any, expected: float, rel: float = 1e-3, unit: str = "",
-                slips: Mapping[str, float] | None = None,
-                ) -> Feedback:
+                slips: Mapping[str, float] | None = None) -> Feedback:
     """Compare a number with the expected one (relative tolerance ``rel``).
 
     ``slips`` maps a description of a common mistake to the value that mistake produces;
     if the answer matches one, the feedback names it.
     """
     value, problem = _number(answer, f"a number{f' in {unit}' if unit else ''}",
-                             "check for a division by zero or arcsin of a number > 1",
-                             )
+                             "check for a division by zero or arcsin of a number > 1")
     if problem is not None:
         return problem
     assert value is not None  # _number gives a value whenever it finds no problem
@@ -99,14 +94,13 @@ def check_bragg_two_theta(answer: Any, d_spacing: float,
     slips = {
         "report θ instead of 2θ": expected / 2,
         "leave the angle in radians": 2 * theta,
-        "report θ in radians": theta,
+        "report θ in radians": theta
     }
     return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
 
 
 def check_absent_reflections(answer: Any, crystal: Crystal, candidates: Iterable[Iterable[int]],
-                             wavelength: str | float = "CuKa",
-                             ) -> Feedback:
+                             wavelength: str | float = "CuKa") -> Feedback:
     """Check which of ``candidates`` (list of hkl) are systematically absent for ``crystal``."""
     if (unanswered := _unanswered(answer)) is not None:
         return unanswered
@@ -150,7 +144,7 @@ def check_lorentz_polarization_ratio(answer: Any, two_theta_low: float,
     slips = {
         "invert the ratio": high / low,
         "use θ where the formula wants 2θ": float(
-            np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2]))),
+            np.divide(*lorentz_polarization([two_theta_low / 2, two_theta_high / 2])))
     }
     return check_value(answer, low / high, rel=1e-3, slips=slips)
 
@@ -174,13 +168,11 @@ def check_array(answer: Any, expected: ArrayLike, atol: float, what: str = "arra
     return Feedback(
         False,
         f"{len(wrong)} component(s) of the {what} differ, e.g. at {tuple(int(i) for i in index)}: "
-        f"{value[index]:.6g} instead of {expected[index]:.6g}.",
-    )
+        f"{value[index]:.6g} instead of {expected[index]:.6g}.")
 
 
 def check_similarity(answer: Any, pattern: ArrayLike, target: ArrayLike, metric: str,
-                     two_theta: ArrayLike | None = None,
-                     ) -> Feedback:
+                     two_theta: ArrayLike | None = None) -> Feedback:
     """Check a metric value (as the metric defines it, not as a loss) between two patterns."""
     from xrdcore.similarity import get_metric
 
@@ -221,8 +213,7 @@ def similarity_basin(crystal: Crystal, diffractometer: Diffractometer, fwhm: flo
 
 
 def check_similarity_basin(answer: Any, crystal: Crystal, diffractometer: Diffractometer,
-                           fwhm: float, metric: str = "cosine", level: float = 0.5,
-                           ) -> Feedback:
+                           fwhm: float, metric: str = "cosine", level: float = 0.5) -> Feedback:
     """Check the strain (%) at which the similarity first drops below ``level`` (to 0.02 %
     absolute)."""
     expected = similarity_basin(crystal, diffractometer, fwhm, metric, level)
@@ -239,8 +230,7 @@ def check_similarity_basin(answer: Any, crystal: Crystal, diffractometer: Diffra
             if value > expected else "too early")
     return Feedback(
         False,
-        f"{value:.3f} % is {side}; the similarity first falls below {level} at another strain.",
-    )
+        f"{value:.3f} % is {side}; the similarity first falls below {level} at another strain.")
 
 
 def check_bragg_slope(answer: Any, a: float, hkl: ArrayLike = (1, 0, 0),
@@ -255,7 +245,7 @@ def check_bragg_slope(answer: Any, a: float, hkl: ArrayLike = (1, 0, 0),
     slips = {
         "leave the derivative in radians": np.radians(expected),
         "drop the minus sign": -expected,
-        "differentiate θ instead of 2θ": expected / 2,
+        "differentiate θ instead of 2θ": expected / 2
     }
     return check_value(answer, expected, rel=1e-5, unit="°/Å", slips=slips)
 
@@ -278,8 +268,7 @@ def check_lattice_retrieval(answer: Any, crystal: Crystal, strain: float, seed: 
 
     def final_loss(name):
         return optimize(lattice_only(start), start, target, diffractometer, method=name,
-                        steps=steps, metric="cosine", fwhm=0.1,
-                        ).loss
+                        steps=steps, metric="cosine", fwhm=0.1).loss
 
     slips = {
         f"run {other!r} instead of {method!r}": final_loss(other)
@@ -305,7 +294,7 @@ def check_coincidence_scale(answer: Any, crystal: Crystal, moving_hkl: ArrayLike
     slips = {
         "invert the ratio (scale the fixed reflection instead)": 1 / expected,
         "compare squared d-spacings": expected**2,
-        "give the strain s − 1 instead of the scale factor s": expected - 1,
+        "give the strain s − 1 instead of the scale factor s": expected - 1
     }
     return check_value(answer, expected, rel=1e-5, slips=slips)
 
@@ -325,8 +314,7 @@ def energy_minimum_strain(crystal: Crystal, vector: int, calc: Any = None) -> fl
     step = lattice_direction(crystal, vector).d_lattice
     found = minimize_scalar(
         lambda t: energy(crystal.replace(lattice=crystal.lattice + t * step), calc),
-        bounds=(-0.1, 0.1), method="bounded", options={"xatol": 1e-4},
-    )
+        bounds=(-0.1, 0.1), method="bounded", options={"xatol": 1e-4})
     if key is not None:  # named calculators are fixed, so the answer can be remembered
         crystal.derived[key] = 100 * float(found.x)
     return 100 * float(found.x)
@@ -344,26 +332,22 @@ def check_energy_minimum(answer: Any, crystal: Crystal, vector: int = 0, calc: A
     if abs(value - expected) <= tolerance:
         return Feedback(
             True,
-            f"{value:+.3f} % agrees with {expected:+.3f} % (a bounded line search on the energy).",
-        )
+            f"{value:+.3f} % agrees with {expected:+.3f} % (a bounded line search on the energy).")
     if abs(100 * value - expected) <= tolerance:
         return Feedback(
             False,
-            f"{value:+.4f} looks like a fraction; give the strain in percent ({expected:+.3f} %).",
-        )
+            f"{value:+.4f} looks like a fraction; give the strain in percent ({expected:+.3f} %).")
     if abs(value + expected) <= tolerance:
         return Feedback(
             False, f"{value:+.3f} % has the wrong sign: the energy is lowest at {expected:+.3f} %.")
     if abs(value) <= tolerance:
         return Feedback(
             False, "0 % is the experimental cell, where the XRD loss is lowest; "
-            "the potential's minimum lies elsewhere.",
-        )
+            "the potential's minimum lies elsewhere.")
     if abs(value - round(value)) < 1e-6:
         return Feedback(
             False, f"{value:+.0f} % looks like the lowest sample of a 1 % grid; "
-            "refine it with the parabola through it and its neighbours.",
-        )
+            "refine it with the parabola through it and its neighbours.")
     side = "too large" if value > expected else "too small"
     return Feedback(False,
                     f"{value:+.3f} % is {side} by {abs(value - expected):.2f} percentage points.")
@@ -402,7 +386,7 @@ def check_bulk_modulus(answer: Any, crystal: Crystal, calc: Any = None,
         "drop the 1/9 (the volume strain of an isotropic strain ε is 3ε)": 9 * relaxed,
         "take 1/3 instead of 1/9": 3 * relaxed,
         ("divide the energy per atom by the cell's volume "
-         "(use the total energy, or the volume per atom)"): relaxed / len(crystal),
+         "(use the total energy, or the volume per atom)"): relaxed / len(crystal)
     }
     if np.isclose(slips[at_the_cell], relaxed, rtol=rel):
         del slips[at_the_cell]
@@ -414,14 +398,16 @@ def check_recovery_rate(answer: Any, path: Path | str, **where: Any) -> Feedback
     ``where`` (column name = value as written in the file)."""
     from xrdcore.study.summary import rate_where
 
-    def rate_of(column, **selection):
-        # no matching row fails here, on None (the type says the row is there)
-        return cast("RateRow", rate_where(path, column, **selection)).rate
+    def rate_of(column: str, **selection: Any) -> float:
+        row = rate_where(path, column, **selection)
+        if row is None:
+            raise ValueError(f"no run in {path} has {selection}: nothing to check the rate against")
+        return row.rate
 
     expected = rate_of("recovered", **where)
     slips = {
         "count the loose 'matched' column instead of 'recovered'": rate_of("matched", **where),
-        "give a percentage instead of a fraction": 100 * expected,
+        "give a percentage instead of a fraction": 100 * expected
     }
     pooled = {key: value for key, value in where.items() if key != "magnitude"}
     if pooled != where:
@@ -450,15 +436,14 @@ def check_width_schedule(answer: Any, start_fwhm: float, fwhm: float, stages: in
         return Feedback(
             True, f"widths {np.round(expected, 4).tolist()}° agree: "
             f"each is the previous one times {expected[1] / expected[0]:.4g}."
-            if stages > 1 else "one stage, at the target width.",
-        )
+            if stages > 1 else "one stage, at the target width.")
     slips = {
         "space the widths evenly (linearly) instead of geometrically": np.linspace(
             start_fwhm, fwhm, stages),
         "list the widths narrowest first: continuation starts broad": expected[::-1],
         ("leave out the target width (geomspace with endpoint=False): "
          "the last stage must be the target"): np.geomspace(start_fwhm, fwhm, stages,
-                                                            endpoint=False),
+                                                            endpoint=False)
     }
     for mistake, wrong in slips.items():
         if np.allclose(value, wrong, rtol=1e-4, atol=0):
@@ -478,7 +463,7 @@ def check_broadening_kernel(answer: Any, from_fwhm: float, to_fwhm: float) -> Fe
         "subtract the widths instead of their squares (Gaussian widths add in quadrature)": to_fwhm
         - from_fwhm,
         "add the squares instead of subtracting them": float(np.hypot(to_fwhm, from_fwhm)),
-        "take the target width itself: the measured peaks already have a width": to_fwhm,
+        "take the target width itself: the measured peaks already have a width": to_fwhm
     }
     return check_value(answer, expected, rel=1e-4, unit="°", slips=slips)
 
@@ -496,7 +481,7 @@ def check_remedy_rate(answer: Any, path: Path | str, remedy: str, kind: str, par
             "kind": kind,
             "parametrization": parametrization,
             "magnitude": magnitude,
-            **wanted,
+            **wanted
         }
         found = rate_where(path, column, **{name: wanted[name] for name in by})
         return None if found is None else found.rate
@@ -506,14 +491,13 @@ def check_remedy_rate(answer: Any, path: Path | str, remedy: str, kind: str, par
     if expected is None:
         return Feedback(
             False, f"{path} has no runs with remedy {remedy!r}, kind {kind!r}, "
-            f"{parametrization!r} at {magnitude:g}.",
-        )
+            f"{parametrization!r} at {magnitude:g}.")
     slips = {
         ("count 'matched' (lenient tolerances, which most distorted starts pass) "
          "instead of 'recovered'"): rate(full, "matched"),
         "pool both parametrisations": rate(("remedy", "kind", "magnitude")),
         "pool every magnitude": rate(("remedy", "kind", "parametrization")),
-        "read the plain-descent rows (remedy 'none')": rate(full, remedy="none"),
+        "read the plain-descent rows (remedy 'none')": rate(full, remedy="none")
     }
     slips = {
         mistake: value
@@ -525,8 +509,7 @@ def check_remedy_rate(answer: Any, path: Path | str, remedy: str, kind: str, par
 
 # ------------------------------------------------------------ course assignments
 def check_choice(answer: Any, options: str | Iterable[str] | Mapping[str, str],
-                 correct: str | None = None, reasons: Mapping[str, str] | None = None,
-                 ) -> Feedback:
+                 correct: str | None = None, reasons: Mapping[str, str] | None = None) -> Feedback:
     """Check a multiple-choice answer, a letter given as a string, against ``options`` (the
     letters, e.g. ``"ABCD"``, or a dict letter → statement). Without ``correct`` it only says
     whether the answer is one of the options (the public check of a choice whose right option
@@ -538,13 +521,11 @@ def check_choice(answer: Any, options: str | Iterable[str] | Mapping[str, str],
     if choice not in letters:
         return Feedback(
             False, f"expected one of the letters {', '.join(letters)} as a string, "
-            f'e.g. "{letters[0]}"; got {answer!r}.',
-        )
+            f'e.g. "{letters[0]}"; got {answer!r}.')
     if correct is None:
         return Feedback(
             True, f"({choice}) is one of the options; "
-            "whether it is the right one is graded after you submit.",
-        )
+            "whether it is the right one is graded after you submit.")
     if choice == correct:
         statement = f" {options[choice]}" if isinstance(options, dict) else ""
         return Feedback(True, f"({choice}) is right.{statement}")
@@ -599,8 +580,7 @@ def _per_cent_slip(drawn: np.ndarray, wanted: np.ndarray,
 
 
 def check_line_plot(figure: Any, expected: Mapping[str, tuple[ArrayLike, ArrayLike]],
-                    rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True,
-                    ) -> Feedback:
+                    rtol: float = 1e-6, atol: float = 1e-9, labels: bool = True) -> Feedback:
     """Check that a matplotlib figure (or Axes) draws every expected line: ``expected`` maps a
     description to the ``(x, y)`` data its line must have, in any order and any style (a
     marker-only line or a scatter counts). With ``labels`` the Axes drawing them must have an
@@ -612,8 +592,7 @@ def check_line_plot(figure: Any, expected: Mapping[str, tuple[ArrayLike, ArrayLi
     if lines is None:
         return Feedback(
             False, "expected a matplotlib Figure (fig, ax = plt.subplots()), "
-            f"got {type(figure).__name__}.",
-        )
+            f"got {type(figure).__name__}.")
     if not lines:
         return Feedback(False,
                         "the figure draws no lines: plot the data with ax.plot (or ax.scatter).")
@@ -643,28 +622,24 @@ def check_line_plot(figure: Any, expected: Mapping[str, tuple[ArrayLike, ArrayLi
                 index = int(np.flatnonzero(~np.isclose(ly, y, rtol=rtol, atol=atol))[0])
                 return Feedback(
                     False, f"a line has the x values of {name} but other y values, e.g. "
-                    f"{ly[index]:.6g} instead of {y[index]:.6g} at x = {x[index]:.6g}.",
-                )
+                    f"{ly[index]:.6g} instead of {y[index]:.6g} at x = {x[index]:.6g}.")
         lengths = sorted({len(lx) for _, lx, _ in lines})
         return Feedback(
             False,
-            f"no line draws {name} ({len(x)} points; the figure's lines have {lengths} points).",
-        )
+            f"no line draws {name} ({len(x)} points; the figure's lines have {lengths} points).")
     if labels:
         for ax in drawn_on:
             if not ax.get_xlabel().strip() or not ax.get_ylabel().strip():
                 return Feedback(
                     False, "the lines are right; now label both axes, with units "
-                    "(ax.set_xlabel, ax.set_ylabel).",
-                )
+                    "(ax.set_xlabel, ax.set_ylabel).")
     return Feedback(
         True,
         f"the figure draws {', '.join(expected)}" + (", on labelled axes." if labels else "."))
 
 
 def check_peak_ratio(answer: Any, crystal: Crystal, hkl: ArrayLike, reference_hkl: ArrayLike,
-                     diffractometer: Diffractometer,
-                     ) -> Feedback:
+                     diffractometer: Diffractometer) -> Feedback:
     """Check the intensity ratio of the peak holding reflection ``hkl`` to the peak holding
     ``reference_hkl`` in ``crystal``'s stick pattern (symmetry-equivalent reflections merged,
     :meth:`~xrdcore.Diffractometer.peaks`); names the slips of leaving out the multiplicity or the
@@ -687,14 +662,14 @@ def check_peak_ratio(answer: Any, crystal: Crystal, hkl: ArrayLike, reference_hk
          "(how many symmetry-equivalent reflections add up in each peak)"): single,
         "leave out the Lorentz-polarisation factor": expected * lp_j / lp_i,
         "leave out both the multiplicity and the Lorentz-polarisation factor": single * lp_j / lp_i,
-        "invert the ratio": 1 / expected,
+        "invert the ratio": 1 / expected
     }
     return check_value(answer, expected, rel=1e-4, slips=slips)
 
 
 def check_expansion_slope(answer: Any, crystal: Crystal, target: Crystal | ArrayLike,
-                          diffractometer: Diffractometer, metric: str = "cosine", fwhm: float = 0.1,
-                          ) -> Feedback:
+                          diffractometer: Diffractometer, metric: str = "cosine",
+                          fwhm: float = 0.1) -> Feedback:
     """Check dL/dε at ε = 0 for the isotropic expansion A → (1 + ε)A of ``crystal``'s lattice
     rows A, from the adjoint lattice gradient: dL/dε = Σ (∂L/∂A) ⊙ A."""
     from xrdcore.gradients import loss_and_grad
@@ -707,14 +682,13 @@ def check_expansion_slope(answer: Any, crystal: Crystal, target: Crystal | Array
         ("take the trace of (∂L/∂A)·A: the sum runs over matching components, "
          "the trace of (∂L/∂A)·Aᵀ"): float(np.trace(d_lattice @ lattice)),
         "flip the sign": -expected,
-        "give the slope per per cent of strain instead of per unit strain": expected / 100,
+        "give the slope per per cent of strain instead of per unit strain": expected / 100
     }
     return check_value(answer, expected, rel=1e-4, slips=slips)
 
 
 def check_accidental_fraction(answer: Any, candidate: Crystal, truth: Crystal,
-                              diffractometer: Diffractometer, fwhm: float = 0.1,
-                              ) -> Feedback:
+                              diffractometer: Diffractometer, fwhm: float = 0.1) -> Feedback:
     """Check the share of ``candidate``'s cosine overlap with ``truth`` that comes from
     accidental reflection pairs (:func:`xrdcore.landscape.overlap.overlap_report`)."""
     from xrdcore.landscape.overlap import cosine_split, overlap_report
@@ -725,14 +699,13 @@ def check_accidental_fraction(answer: Any, candidate: Crystal, truth: Crystal,
         "give the partner share instead of the accidental one": 1 - expected,
         ("give the accidental part of the cosine itself, "
          "not its share of the cosine"): accidental_part,
-        "give a percentage instead of a fraction": 100 * expected,
+        "give a percentage instead of a fraction": 100 * expected
     }
     return check_value(answer, expected, rel=1e-3, slips=slips)
 
 
 def preferred_candidate(metric: str, candidates: Mapping[str, ArrayLike], target: ArrayLike,
-                        two_theta: ArrayLike | None = None,
-                        ) -> str:
+                        two_theta: ArrayLike | None = None) -> str:
     """The name of the candidate pattern (``candidates``: name → pattern) with the lowest
     ``metric`` loss (:func:`xrdcore.similarity.loss`) against ``target``."""
     from xrdcore.similarity import loss
@@ -773,8 +746,7 @@ def check_scan_basin(answer: Any, offsets: ArrayLike, values: ArrayLike, at: flo
     if value.shape != (2, ):
         return Feedback(
             False,
-            f"expected the two ends (left, right) of the interval, got {value.size} number(s).",
-        )
+            f"expected the two ends (left, right) of the interval, got {value.size} number(s).")
     tolerance = 1e-6 * scale
     if np.allclose(value, expected, rtol=0, atol=tolerance):
         return Feedback(
@@ -790,8 +762,7 @@ def check_scan_basin(answer: Any, offsets: ArrayLike, values: ArrayLike, at: flo
     direction = "outwards" if abs(got - scale * at) > abs(wanted - scale * at) else "inwards"
     return Feedback(
         False, f"the {side} end {got:+.4g}{unit} lies too far {direction}: the basin ends at the "
-        "first sample past which the loss stops rising (a local maximum or the scan's end).",
-    )
+        "first sample past which the loss stops rising (a local maximum or the scan's end).")
 
 
 def rate_comparison(path: Path | str, first: Mapping[str, Any], second: Mapping[str, Any],

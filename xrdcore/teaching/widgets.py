@@ -37,8 +37,7 @@ from numpy.typing import ArrayLike
 
 from xrdcore.diffraction import Diffractometer
 from xrdcore.landscape.directions import (Direction, atom_direction, displaced, lattice_direction,
-                                          path_direction,
-                                          )
+                                          path_direction)
 from xrdcore.landscape.overlap import cosine_split
 from xrdcore.physics.scattering import bragg_two_theta
 from xrdcore.similarity import cosine
@@ -108,8 +107,8 @@ def _at_most(frames: int, values_for: Callable) -> np.ndarray:
 
 
 def merging_window(truth: Crystal, diffractometer: Diffractometer, direction: Direction,
-                   max_offset: float, fwhm: float = 0.1, margin: float = WINDOW_MARGIN,
-                   ) -> tuple[float, float]:
+                   max_offset: float, fwhm: float = 0.1,
+                   margin: float = WINDOW_MARGIN) -> tuple[float, float]:
     """The 2θ window (degrees) where peaks slide off their partners along ``direction``: the
     strongest peak of ``truth`` that moves by more than two FWHM at offset ±``max_offset``,
     over its whole path, with ``margin`` degrees either side (inside the instrument's range).
@@ -223,14 +222,11 @@ class Explorer:
             below = float(values[len(values) // 2] - values[0])
             gap = float(np.min(np.diff(values))) if len(values) > 1 else 1.0
             step = below / np.ceil(below / gap - 1e-9) if below > 0 else gap
-        slider = kind(value=number(values[len(values) // 2]), min=number(values[0]),
-                      max=number(values[-1]), step=step, description=self.label,
-                      style={"description_width": "initial"}, continuous_update=False,
-                      layout=ipywidgets.Layout(width="100%"),
-                      )
+        slider = kind(value=number(values[len(values) // 2]), min=number(values[0]), max=number(
+            values[-1]), step=step, description=self.label, style={"description_width": "initial"},
+                      continuous_update=False, layout=ipywidgets.Layout(width="100%"))
         choice = ipywidgets.RadioButtons(options=list(self.choices), value=self.choices[0],
-                                         layout=ipywidgets.Layout(width="100%"),
-                                         )
+                                         layout=ipywidgets.Layout(width="100%"))
         output = ipywidgets.Output(layout=ipywidgets.Layout(width="100%"))
 
         def redraw(_=None):
@@ -268,8 +264,7 @@ def _pattern_panel(ax, diffractometer, truth_pattern, pattern, label, window=Non
 
 def peak_overlap(truth: Crystal, diffractometer: Diffractometer, vector: int = 0, atom: int = 0,
                  max_strain: float = 0.05, max_shift: float = 0.5, fwhm: float = 0.1,
-                 frames: int = 15, two_theta_window: tuple[float, float] | None = None,
-                 ) -> Explorer:
+                 frames: int = 15, two_theta_window: tuple[float, float] | None = None) -> Explorer:
     """Stretch lattice vector ``vector`` by up to ±``max_strain`` or move atom ``atom`` along x
     by up to ±``max_shift`` Å (slider from −1 to 1 = the whole range, its values densest near
     0, the truth); shows both patterns and the cosine similarity of the whole patterns split
@@ -281,11 +276,9 @@ def peak_overlap(truth: Crystal, diffractometer: Diffractometer, vector: int = 0
     stretch = lattice_direction(truth, vector)
     moves = {
         f"stretch lattice vector {'abc'[vector]} (±{100 * max_strain:g} %)": (
-            stretch, max_strain, lambda offset: f"strain {100 * offset:+.2f} %",
-        ),
+            stretch, max_strain, lambda offset: f"strain {100 * offset:+.2f} %"),
         f"move atom {truth.species[atom]}{atom} along x (±{max_shift:g} Å)": (atom_direction(
-            truth, atom, 0), max_shift, lambda offset: f"shift {offset:+.3f} Å",
-                                                                              ),
+            truth, atom, 0), max_shift, lambda offset: f"shift {offset:+.3f} Å")
     }
     if two_theta_window is None:
         two_theta_window = merging_window(truth, diffractometer, stretch, max_strain, fwhm)
@@ -300,8 +293,7 @@ def peak_overlap(truth: Crystal, diffractometer: Diffractometer, vector: int = 0
                        two_theta_window)
         axes[0].set_title(
             f"cosine {partners + accidents:.3f} = "
-            f"partners {partners:.3f} + accidents {accidents:.3f}", fontsize=9,
-        )
+            f"partners {partners:.3f} + accidents {accidents:.3f}", fontsize=9)
 
     values = dense_near(-1.0, 1.0, frames, near=0.0)
     return Explorer(draw, values, "move (fraction of its range)", tuple(moves),
@@ -309,8 +301,7 @@ def peak_overlap(truth: Crystal, diffractometer: Diffractometer, vector: int = 0
 
 
 def ill_posed_pair(truth: Crystal, wrong: Crystal, diffractometer: Diffractometer,
-                   fwhm: float = 0.1, frames: int = 15,
-                   ) -> Explorer:
+                   fwhm: float = 0.1, frames: int = 15) -> Explorer:
     """Walk in a straight line (lattice and fractional coordinates, nearest images) from the
     truth (0) to a wrong structure (1), with frames densest near both ends: its pattern
     against the truth's, and the cosine similarity along the whole walk."""
@@ -342,8 +333,7 @@ def ill_posed_pair(truth: Crystal, wrong: Crystal, diffractometer: Diffractomete
 
 def constrained_retrieval(truth: Crystal, start: Crystal, diffractometer: Diffractometer,
                           steps: int = 100, metric: str = "cosine", fwhm: float = 0.1,
-                          frames: int = 13,
-                          ) -> Explorer:
+                          frames: int = 13) -> Explorer:
     """Adam from ``start`` towards ``truth``'s pattern, unconstrained (P1) and constrained to
     the truth's crystal family; the integer slider steps through the evaluations (1 to
     ``steps``), its frames densest over the first ones, where the loss changes fastest."""
@@ -352,11 +342,10 @@ def constrained_retrieval(truth: Crystal, start: Crystal, diffractometer: Diffra
 
     target = diffractometer.pattern(truth, fwhm=fwhm)
     runs = {}
-    for name, parametrization in [("P1", p1(start)),
-                                  ("crystal family", crystal_family(start, truth)), ]:
+    for name, parametrization in [("P1", p1(start)), ("crystal family", crystal_family(
+            start, truth)), ]:
         result = optimize(parametrization, start, target, diffractometer, steps=steps,
-                          metric=metric, fwhm=fwhm, truth=truth,
-                          )
+                          metric=metric, fwhm=fwhm, truth=truth)
         runs[name] = (parametrization, result.trajectory)
 
     def draw(axes, value, choice):
@@ -365,16 +354,14 @@ def constrained_retrieval(truth: Crystal, start: Crystal, diffractometer: Diffra
         evaluations = np.arange(1, len(trajectory.loss) + 1)
         axes[0].semilogy(evaluations, trajectory.loss, color="k", lw=1, label=f"{metric} loss")
         axes[0].semilogy(evaluations, trajectory.lattice_error, color="C2", lw=1,
-                         label="lattice error (relative)",
-                         )
+                         label="lattice error (relative)")
         axes[0].semilogy([index + 1], [trajectory.loss[index]], "o", color="C3")
         axes[0].set_xlabel("evaluation")
         axes[0].set_ylabel("loss; lattice error")
         axes[0].legend(fontsize=9, loc="best")
         crystal = parametrization.crystal(trajectory.params[index])
         _pattern_panel(axes[1], diffractometer, target, diffractometer.pattern(crystal, fwhm=fwhm),
-                       f"evaluation {index + 1}",
-                       )
+                       f"evaluation {index + 1}")
 
     # ratio = steps: the step grows in proportion to the evaluation number (geometric spacing)
     values = _at_most(frames,
@@ -383,8 +370,7 @@ def constrained_retrieval(truth: Crystal, start: Crystal, diffractometer: Diffra
 
 
 def energy_vs_xrd(offsets: ArrayLike, xrd_loss: ArrayLike, energy: ArrayLike, label: str,
-                  metric: str = "cosine", truth: float = 0.0, frames: int = 21,
-                  ) -> Explorer:
+                  metric: str = "cosine", truth: float = 0.0, frames: int = 21) -> Explorer:
     """Move along one direction (``offsets``, named by ``label`` with its unit) and compare
     the XRD loss with the energy (eV/atom) computed at the same points. The slider visits up
     to ``frames`` of the offsets, densest near ``truth`` (the offset of the true structure),
