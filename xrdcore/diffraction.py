@@ -355,9 +355,10 @@ class Diffractometer:
         Parameters
         ----------
         two_theta : ascending grid in degrees (default: :attr:`two_theta`).
-        fwhm : the peak profile: a FWHM in degrees or Caglioti (U, V, W) in deg² (Gaussian
-            peaks), or a :class:`~xrdcore.physics.profiles.Profile` (width, shape
-            "gaussian", "lorentzian" or "pseudo-voigt", mixing eta, evaluation window).
+        fwhm : the peak profile, a width or a Profile.
+            A FWHM in degrees or Caglioti (U, V, W) in deg² gives Gaussian peaks; a
+            :class:`~xrdcore.physics.profiles.Profile` sets the width, the shape ("gaussian",
+            "lorentzian" or "pseudo-voigt"), the mixing eta and the evaluation window.
         normalize : scale the maximum to 100; otherwise absolute |F|²·LP units per degree.
         """
         check_crystal(crystal)
