@@ -173,9 +173,8 @@ class BatchLoss:
         ``undefined="nan"`` gets loss NaN and zero gradient while the others are evaluated."""
         choice(undefined, "undefined", UNDEFINED)
         lattices, frac_coords, occupancies = self._prepare(lattices, frac_coords, occupancies)
-        on_host = functools.partial(self._host_metric, undefined=undefined)
-        metric = self._metric_on_host(undefined) if self.backend == "cuda" else on_host
-        return self.engine.loss_and_grad(lattices, frac_coords, occupancies, metric)
+        return self.engine.loss_and_grad(lattices, frac_coords, occupancies,
+                                         self._metric_on_host(undefined))
 
     def descend(self, lattices: ArrayLike, frac_coords: ArrayLike, steps: int, lattice_rate: float,
                 frac_rate: float,
@@ -206,8 +205,9 @@ class BatchLoss:
 
     # ------------------------------------------------------------------ helpers
     def _metric_on_host(self, undefined: str = "raise") -> Callable | None:
-        """None when the metric has a device kernel (cosine), else the host function."""
-        if self.metric in DEVICE_METRICS:
+        """The metric as a host function of the patterns, or None where the GPU evaluates it
+        itself (the cosine loss)."""
+        if self.backend == "cuda" and self.metric in DEVICE_METRICS:
             return None
         return functools.partial(self._host_metric, undefined=undefined)
 

@@ -196,9 +196,9 @@ def _evaluate(crystal: Crystal, calc: Any, forces: bool = False, stress: bool = 
                 results.append(np.array(calc.results["forces"], dtype=float))
             if stress:
                 values = np.array(calc.results["stress"], dtype=float)
-                results.append(
-                    voigt_6_to_full_3x3_stress(values) if values.shape == (
-                        6, ) else values.reshape(3, 3))
+                if values.shape == (6, ):  # Voigt order
+                    values = voigt_6_to_full_3x3_stress(values)
+                results.append(values.reshape(3, 3))
             calc.reset()  # the partial results must not be served to a later ASE query
         else:
             results = [float(atoms.get_potential_energy())]

@@ -57,8 +57,7 @@ def resolve_shape(shape: str, eta: float | None) -> float:
     return eta
 
 
-def resolve_fwhm(
-    fwhm: float | Sequence[float] | np.ndarray, ) -> float | tuple[float, float, float]:
+def resolve_fwhm(fwhm: float | Sequence[float] | np.ndarray) -> float | tuple[float, float, float]:
     """``fwhm`` checked: a positive number of degrees, or Caglioti (U, V, W) in deg² as three floats
     (whether these give a positive width is checked on the 2θ values, by :func:`peak_widths`)."""
     if isinstance(fwhm, np.ndarray) and fwhm.ndim == 0:
