@@ -389,7 +389,7 @@ class Diffractometer:
         if two_theta is None and profile in self._setups:
             return self._setups[profile]
         window = cast(float, profile.window)  # a float once the Profile is made
-        grid = self.two_theta if two_theta is None else _check_grid(two_theta)
+        grid = self.two_theta if two_theta is None else check_grid(two_theta)
         widths = peak_widths(profile.fwhm, grid)
         spacing = np.diff(grid)
         # what of a peak the grid must resolve, in FWHMs: itself or its window
@@ -417,7 +417,7 @@ class Diffractometer:
         return setup
 
 
-def _check_grid(two_theta: ArrayLike) -> np.ndarray:
+def check_grid(two_theta: ArrayLike) -> np.ndarray:
     """A 2θ grid (deg) given by the caller: 1-D, finite, non-empty, within the guard, strictly
     ascending and inside 0–179.9°."""
     grid = real_array(two_theta, "two_theta grid", ndim=1)  # no copy of a float64 array

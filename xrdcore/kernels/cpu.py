@@ -40,6 +40,7 @@ _reflection_factors = CPU["reflection_factors"]
 _reflection_adjoint = CPU["reflection_adjoint"]
 _peak_shape = CPU["peak_shape"]
 _peak_window_adjoint = CPU["peak_window_adjoint"]
+_peak_window_full_adjoint = CPU["peak_window_full_adjoint"]
 _gaussian_window = CPU["gaussian_window"]
 _gaussian_window_adjoint = CPU["gaussian_window_adjoint"]
 _reciprocal_metric = CPU["reciprocal_metric"]
@@ -517,6 +518,34 @@ def broadened_profile_adjoint(two_theta_grid: np.ndarray, centres: np.ndarray,
             d_intensity[p], d_centre[p] = _peak_window_adjoint(
                 d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window)
     return d_intensity, d_centre
+
+
+@njit(parallel=True, cache=True)
+def broadened_profile_parameter_adjoint(
+        two_theta_grid: np.ndarray, centres: np.ndarray, intensities: np.ndarray, fwhm: np.ndarray,
+        eta: float, window: float,
+        d_profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Pull dL/dy (K,) on ``two_theta_grid`` (K,) (deg, ascending, uniform or not) back to every
+    parameter of :func:`broadened_profile`: dL/dI_h (P,), dL/d2θ_h (P,) (deg⁻¹), dL/dw_h (P,)
+    (deg⁻¹) of the per-peak FWHM ``fwhm`` (P,) and dL/dη (float) of the shared mixing η in
+    [0, 1].
+
+    dL/dw_h = I_h Σ_k dL/dy_k ∂P/∂w(2θ_k − 2θ_h), dL/dη = Σ_h I_h Σ_k dL/dy_k (L − G)(…), over
+    each peak's window (:func:`~xrdcore.kernels.elements.peak_window_full_adjoint`; its edges
+    are not differentiated); dL/dI_h and dL/d2θ_h as :func:`broadened_profile_adjoint` with
+    ``step`` = 0 (the same digits). It complements that kernel when the widths and η are
+    refined too (Caglioti U, V, W and η). Parallel over peaks; η is summed from a per-peak
+    array, O(peaks · window points).
+    """
+    n_peaks = centres.shape[0]
+    d_intensity = np.zeros(n_peaks)
+    d_centre = np.zeros(n_peaks)
+    d_fwhm = np.zeros(n_peaks)
+    d_eta = np.zeros(n_peaks)
+    for p in prange(n_peaks):
+        d_intensity[p], d_centre[p], d_fwhm[p], d_eta[p] = _peak_window_full_adjoint(
+            d_profile, two_theta_grid, centres[p], intensities[p], fwhm[p], eta, window)
+    return d_intensity, d_centre, d_fwhm, d_eta.sum()
 
 
 @njit(cache=True)

@@ -156,6 +156,54 @@ def peak_window_adjoint(d_profile: np.ndarray, grid: np.ndarray, centre: float, 
     return d_intensity, -intensity * slope_sum
 
 
+def lorentzian_and_gaussian(offset: float, fwhm: float) -> tuple[float, float]:
+    """The unit-area Lorentzian L and Gaussian G (deg⁻¹) of FWHM ``fwhm`` (deg) at ``offset``
+    (deg), the two parts of :func:`peak_shape` (the same formulas)."""
+    half = 0.5 * fwhm
+    lorentzian = half / (math.pi * (offset * offset + half * half))
+    sigma = fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    gaussian = math.exp(-0.5 * (offset / sigma)**2) / (sigma * math.sqrt(2.0 * math.pi))
+    return lorentzian, gaussian
+
+
+def peak_width_slope(offset: float, fwhm: float, eta: float) -> float:
+    """∂/∂(fwhm) of :func:`peak_shape` (deg⁻²) at ``offset`` o (deg), w = ``fwhm``, h = w/2:
+    ∂L/∂w = L (o² − h²)/(w (o² + h²)) and ∂G/∂w = G (8 ln 2 · o²/w² − 1)/w."""
+    lorentzian, gaussian = lorentzian_and_gaussian(offset, fwhm)
+    half = 0.5 * fwhm
+    offset2 = offset * offset
+    return (eta * lorentzian * (offset2 - half * half) / (offset2 + half * half) +
+            (1.0 - eta) * gaussian * (8.0 * math.log(2.0) * offset2 / (fwhm * fwhm) - 1.0)) / fwhm
+
+
+def peak_mixing_slope(offset: float, fwhm: float) -> float:
+    """∂/∂η of :func:`peak_shape` (deg⁻¹): L − G."""
+    lorentzian, gaussian = lorentzian_and_gaussian(offset, fwhm)
+    return lorentzian - gaussian
+
+
+def peak_window_full_adjoint(d_profile: np.ndarray, grid: np.ndarray, centre: float,
+                             intensity: float, fwhm: float, eta: float,
+                             window: float) -> tuple[float, float, float, float]:
+    """dL/dI, dL/d(2θ), dL/d(fwhm) and dL/dη of one peak, from dL/dy on the grid points within
+    its window (the window of :func:`peak_window_adjoint`, whose edges are not differentiated);
+    the first two have the digits of :func:`peak_window_adjoint`."""
+    half_width = window * fwhm
+    first, last = window_bounds(centre, half_width, grid)
+    d_intensity = 0.0
+    slope_sum = 0.0
+    width_sum = 0.0
+    mixing_sum = 0.0
+    for k in range(first, last):
+        offset = grid[k] - centre
+        if abs(offset) <= half_width:
+            d_intensity += d_profile[k] * peak_shape(offset, fwhm, eta)
+            slope_sum += d_profile[k] * peak_slope(offset, fwhm, eta)
+            width_sum += d_profile[k] * peak_width_slope(offset, fwhm, eta)
+            mixing_sum += d_profile[k] * peak_mixing_slope(offset, fwhm)
+    return d_intensity, -intensity * slope_sum, intensity * width_sum, intensity * mixing_sum
+
+
 def first_at_least(value: float, grid: np.ndarray, step: float) -> int:
     """The first index k of a uniform ascending ``grid`` (spacing ``step``) with grid_k ≥ value
     (n if none): estimated from the spacing, then corrected against the grid values."""
@@ -338,8 +386,10 @@ def lattice_gradient(lattice: np.ndarray, metric: np.ndarray, hkl: np.ndarray, g
 #: Element functions in an order where every callee precedes its callers.
 ELEMENTS = ("reciprocal_metric", "g_length", "reflection_factors", "form_factor_and_slope",
             "structure_factor", "window_bounds", "peak_shape", "peak_slope", "peak_window_adjoint",
-            "first_at_least", "first_above", "uniform_window", "gaussian_start", "gaussian_window",
-            "gaussian_window_adjoint", "reflection_adjoint", "atom_gradient", "lattice_gradient")
+            "lorentzian_and_gaussian", "peak_width_slope", "peak_mixing_slope",
+            "peak_window_full_adjoint", "first_at_least", "first_above", "uniform_window",
+            "gaussian_start", "gaussian_window", "gaussian_window_adjoint", "reflection_adjoint",
+            "atom_gradient", "lattice_gradient")
 
 
 def compile_elements(decorator: Callable[[Callable[..., Any]], Any]) -> dict[str, Any]:

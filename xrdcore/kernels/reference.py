@@ -118,6 +118,29 @@ def broadened_profile_adjoint(two_theta_grid: np.ndarray, centres: np.ndarray,
     return d_intensity, d_centre
 
 
+def _peak_width_slope(offset, fwhm, eta):
+    """∂P/∂w of the pseudo-Voigt: η (o² − h²)/(2π (o² + h²)²) + (1 − η) G (o²/σ² − 1)/w."""
+    half = fwhm / 2
+    lorentzian_slope = (offset**2 - half**2) / (2 * np.pi * (offset**2 + half**2)**2)
+    sigma = fwhm / (2 * np.sqrt(2 * np.log(2)))
+    gaussian = np.exp(-0.5 * (offset / sigma)**2) / (sigma * np.sqrt(2 * np.pi))
+    return eta * lorentzian_slope + (1 - eta) * gaussian * ((offset / sigma)**2 - 1) / fwhm
+
+
+def broadened_profile_parameter_adjoint(
+        two_theta_grid: np.ndarray, centres: np.ndarray, intensities: np.ndarray, fwhm: np.ndarray,
+        eta: float, window: float,
+        d_profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Dense adjoint (no truncation): :func:`broadened_profile_adjoint`, I ⊙ ((∂P/∂w)ᵀ dL/dy)
+    and Iᵀ (L − G)ᵀ dL/dy, with L − G = P(η = 1) − P(η = 0)."""
+    offsets = two_theta_grid[:, None] - centres[None, :]
+    d_intensity, d_centre = broadened_profile_adjoint(two_theta_grid, centres, intensities, fwhm,
+                                                      eta, window, d_profile)
+    d_fwhm = intensities * (_peak_width_slope(offsets, fwhm[None, :], eta).T @ d_profile)
+    mixing = pseudo_voigt(offsets, fwhm[None, :], 1.0) - pseudo_voigt(offsets, fwhm[None, :], 0.0)
+    return d_intensity, d_centre, d_fwhm, float(intensities @ (mixing.T @ d_profile))
+
+
 def reflection_list(lattice: np.ndarray, g_min: float,
                     g_max: float) -> tuple[np.ndarray, np.ndarray]:
     index_bounds = np.floor(g_max * np.linalg.norm(lattice, axis=1)).astype(np.int64)

@@ -361,9 +361,11 @@ def _run(method: str, objective: _Objective, params: np.ndarray, steps: int, lea
          tolerance: float) -> OptimizationResult:
     try:
         if method == "lbfgs":
-            status = _lbfgs(objective, params, steps, tolerance)
+            status = lbfgs_descent(objective, params, steps, tolerance)
         else:
-            status = _first_order(method, objective, params, steps, learning_rate, tolerance)
+            status = first_order_descent(
+                method, objective, params, steps,
+                default_steps(objective.parametrization) * learning_rate, learning_rate, tolerance)
     except (StructureError, UndefinedMetricError):
         status = "invalid structure"
     except ResourceLimitError:
@@ -378,10 +380,11 @@ def _run(method: str, objective: _Objective, params: np.ndarray, steps: int, lea
                               energy_evaluations=objective.energy_evaluations)
 
 
-def _first_order(method: str, objective: _Objective, params: np.ndarray, steps: int,
-                 learning_rate: float, tolerance: float) -> str:
-    """Adam or plain gradient descent; returns the stopping status."""
-    step_sizes = default_steps(objective.parametrization) * learning_rate
+def first_order_descent(method: str, objective: Any, params: np.ndarray, steps: int,
+                        step_sizes: np.ndarray, learning_rate: float, tolerance: float) -> str:
+    """Adam (per-parameter steps ``step_sizes``) or plain gradient descent (steps of
+    ``learning_rate`` · gradient) on ``objective(params) -> (loss, gradient)``, stopping once its
+    ``last_xrd_loss`` is below ``tolerance``; returns the stopping status."""
     first_moment = np.zeros_like(params)
     second_moment = np.zeros_like(params)
     for step in range(1, steps + 1):
@@ -402,7 +405,9 @@ def _first_order(method: str, objective: _Objective, params: np.ndarray, steps: 
     return "step budget"
 
 
-def _lbfgs(objective: _Objective, params: np.ndarray, steps: int, tolerance: float) -> str:
+def lbfgs_descent(objective: Any, params: np.ndarray, steps: int, tolerance: float) -> str:
+    """scipy's L-BFGS-B on ``objective`` for at most ``steps`` evaluations (its ``evaluations``
+    and ``best_xrd_loss`` judge the status)."""
     from scipy.optimize import minimize
 
     minimize(objective, params, jac=True, method="L-BFGS-B", options=dict(

@@ -18,8 +18,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from xrdcore.study.config import (EXECUTORS, PAPER, REMEDIES, REMEDIES_ENERGY, SHIPPED, SMALL,
-                                  WORKSHOP, StudyConfig)
+from xrdcore.study.config import (EXECUTORS, PAPER, REALISM, REMEDIES, REMEDIES_ENERGY, SHIPPED,
+                                  SMALL, WORKSHOP, StudyConfig)
 from xrdcore.study.runner import ResumeWarning, run_study
 from xrdcore.study.summary import format_rates, match_rates
 from xrdcore.validation import did_you_mean
@@ -31,7 +31,8 @@ PRESETS = {
     "paper": PAPER,
     "workshop": WORKSHOP,
     "remedies": REMEDIES,
-    "remedies-energy": REMEDIES_ENERGY
+    "remedies-energy": REMEDIES_ENERGY,
+    "realism": REALISM
 }
 SUCCESS_COLUMNS = ["recovered", "matched", "matched_strict", "start_matched", "start_recovered"]
 

@@ -23,6 +23,7 @@ from xrdcore.optimize.remedies import BasinHopping, Continuation
 from xrdcore.similarity import METRICS
 from xrdcore.structure import datasets
 from xrdcore.structure.perturb import LATTICE_NOISES
+from xrdcore.study.realism import parse_target
 from xrdcore.validation import LIMITS, choice, describe, did_you_mean, guard, real, whole
 
 KINDS = ("lattice", "coordinates", "both")
@@ -50,7 +51,8 @@ REMEDY_DEFAULTS: dict[str, float | None] = {
     "continuation": 1.0,
     "multistart": 4,
     "basin": 4,
-    "energy": None
+    "energy": None,
+    "joint": None
 }
 #: Peak-width stages of the "continuation" remedy.
 CONTINUATION_STAGES = 4
@@ -63,15 +65,15 @@ def remedy_options(remedy: str, steps: int) -> dict[str, Any]:
         raise TypeError(f"a remedy must be a name such as 'continuation:3', got {describe(remedy)}")
     name, colon, value = remedy.partition(":")
     choice(name, "remedy", REMEDY_DEFAULTS)
-    if name == "none" and colon:
-        raise ValueError(f"remedy {remedy!r}: 'none' takes no parameter")
+    if name in ("none", "joint") and colon:
+        raise ValueError(f"remedy {remedy!r}: {name!r} takes no parameter")
     if name == "energy" and not value:
         raise ValueError("the energy remedy needs its weight (atoms/eV), e.g. 'energy:1'")
     try:
         parameter = float(value) if value else REMEDY_DEFAULTS[name]
     except ValueError:
         raise ValueError(f"remedy {remedy!r}: {value!r} is not a number") from None
-    if name == "none":
+    if name in ("none", "joint"):  # joint refinement: xrdcore.study.runner.run_task
         return dict(steps=steps)
     # every other remedy has a default parameter, or (energy) was refused above without one
     assert parameter is not None
@@ -96,7 +98,7 @@ RESULT_SETTINGS = ("steps", "wavelength", "two_theta_range", "grid_step", "fwhm"
                    "starts")
 #: Grid dimensions (tuples of values); a resumed run may add values to them.
 GRID_DIMENSIONS = ("structures", "kinds", "strains", "displacements", "metrics", "parametrizations",
-                   "methods", "seeds", "remedies")
+                   "methods", "seeds", "remedies", "targets")
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,7 @@ class StudyConfig:
     methods: tuple = ("adam", )
     seeds: tuple = (0, 1, 2)
     remedies: tuple = ("none", )  # see REMEDY_DEFAULTS
+    targets: tuple = ("ideal", )  # see xrdcore.study.realism
     steps: int = 200
     wavelength: str = "CuKa"
     two_theta_range: tuple = (10.0, 90.0)
@@ -206,6 +209,10 @@ class StudyConfig:
             raise ValueError("study setting remedies is empty; give at least ['none']")
         for remedy in self.remedies:
             remedy_options(remedy, steps)
+        if not self.targets:
+            raise ValueError("study setting targets is empty; give at least ['ideal']")
+        for target in self.targets:
+            parse_target(target)
         if (any(remedy.startswith("energy") for remedy in self.remedies) and
                 importlib.util.find_spec("chgnet") is None):
             raise ModuleNotFoundError(
@@ -232,19 +239,21 @@ class StudyConfig:
         self.validate()
         unique = {
             name: tuple(dict.fromkeys(getattr(self, name)))
-            for name in ("kinds", "metrics", "parametrizations", "methods", "remedies")
+            for name in ("kinds", "metrics", "parametrizations", "methods", "remedies", "targets")
         }
         seeds = tuple(dict.fromkeys(int(seed) for seed in self.seeds))
         tasks = []
-        for name, kind, metric, parametrization, method, seed, remedy in product(
+        for name, kind, metric, parametrization, method, seed, remedy, target in product(
                 self.structure_names(), unique["kinds"], unique["metrics"],
-                unique["parametrizations"], unique["methods"], seeds, unique["remedies"]):
+                unique["parametrizations"], unique["methods"], seeds, unique["remedies"],
+                unique["targets"]):
             if (kind, parametrization) in REDUNDANT:
                 continue
             magnitudes = self.displacements if kind == "coordinates" else self.strains
             for magnitude in dict.fromkeys(float(m) for m in magnitudes):
                 tasks.append(
-                    Task(name, kind, magnitude, metric, parametrization, method, seed, remedy))
+                    Task(name, kind, magnitude, metric, parametrization, method, seed, remedy,
+                         target))
         return tasks
 
 
@@ -306,6 +315,15 @@ REMEDIES_ENERGY = replace(
     structures=("A2B_aP6_2_2i_i", "A5B2_mC14_12_a2i_i", "A2B3C7D_oP13_47_t_aq_eqrs_h",
                 "AB5C_tP7_123_b_ci_a", "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c"))
 
+#: Ideal against realistic targets (xrdcore/data/realism_study.csv, :mod:`xrdcore.study.realism`):
+#: SHIPPED's 24 prototypes, strained cells (1 %, P1 and crystal family) and displaced atoms (0.1 and
+#: 0.2 Å, P1 and space group), cosine loss, seeds 0 and 1 (also the noise draws), 200 evaluations,
+#: each nuisance alone and all together, met by the ideal model and by joint refinement.
+REALISM = replace(SHIPPED, kinds=("lattice", "coordinates"), strains=(0.01, ),
+                  displacements=(0.1, 0.2), metrics=("cosine", ), remedies=("none", "joint"),
+                  targets=("ideal", "kalpha2", "background", "zero_shift", "orientation",
+                           "noise:10000", "noise:100", "realistic"))
+
 #: The paper's regime (xrdcore/data/paper_regime.parquet): lattice noise A' = (I + σN) A with
 #: σ = 0.03 and 0.09 (the RMS principal strain of the paper's BPO4 start, a 4.90 b 4.31 c 7.37 Å
 #: 96/82/85° from a = b = 4.44 c = 6.71 Å, is 0.127 ≈ √2 · 0.09), coordinate noise separately, the
@@ -345,14 +363,16 @@ class Task:
     seed: int
 
     remedy: str = "none"
+    target: str = "ideal"
 
     @property
     def key(self) -> str:
-        """Unique per task; without a remedy, the key of results files written before remedies
-        existed."""
+        """Unique per task; without a remedy and with the ideal target, the key of results files
+        written before remedies and targets existed."""
         key = (f"{self.structure}|{self.kind}|{self.magnitude:g}|{self.metric}|"
                f"{self.parametrization}|{self.method}|{self.seed}")
-        return key if self.remedy == "none" else f"{key}|{self.remedy}"
+        key = key if self.remedy == "none" else f"{key}|{self.remedy}"
+        return key if self.target == "ideal" else f"{key}|target={self.target}"
 
 
 def write_atomically(path: Path, text: str) -> None:

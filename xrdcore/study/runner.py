@@ -94,6 +94,7 @@ from xrdcore.gradients import loss_value
 from xrdcore.kernels import select_backend
 from xrdcore.optimize.batch import BATCH_METHODS, BatchDescent, descend_batch
 from xrdcore.optimize.core import optimize
+from xrdcore.optimize.joint import refine
 from xrdcore.physics.profiles import Profile
 from xrdcore.physics.scattering import resolve_wavelength
 from xrdcore.structure import datasets
@@ -103,6 +104,7 @@ from xrdcore.structure.matching import (RECOVERY_TOLERANCES, STRICT_TOLERANCES, 
                                         match, rms_displacement)
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.structure.perturb import perturb
+from xrdcore.study.realism import JOINT_FREE, joint_instrument, parse_target, realistic_target
 from xrdcore.study.config import (BOTH_DISPLACEMENT_PER_STRAIN, EXECUTORS, GRID_DIMENSIONS, KINDS,
                                   MODES, PARAMETRIZATIONS, RESULT_SETTINGS, StudyConfig, Task,
                                   check_key_magnitudes, os_error, remedy_options, write_atomically)
@@ -122,9 +124,12 @@ RESULT_FIELDS = ("key", "structure", "crystal_family", "space_group", "atoms", "
                  "recovered", "start_matched", "start_recovered", "final_loss", "start_loss",
                  "lattice_error", "rms_displacement", "start_rms_displacement",
                  "start_lattice_error", "status", "evaluations", "seconds", "remedy",
-                 "final_energy", "energy_evaluations", "optimize_seconds", "start_angle_error")
+                 "final_energy", "energy_evaluations", "optimize_seconds", "start_angle_error",
+                 "target")
 #: Columns added with remedies: a results file without them is resumed for remedy-free tasks.
 REMEDY_FIELDS = ("remedy", "final_energy", "energy_evaluations", "optimize_seconds")
+#: The column added with realistic targets: a file without it is resumed for ideal targets.
+TARGET_FIELDS = ("target", )
 
 
 @lru_cache(maxsize=16)
@@ -137,6 +142,21 @@ def _setup(structure: str,
     diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step,
                                     backend="cpu")
     return prototype, truth, diffractometer, diffractometer.pattern(truth, fwhm=config.fwhm)
+
+
+@lru_cache(maxsize=64)
+def _target(structure: str, target: str, seed: int, config: StudyConfig) -> np.ndarray:
+    """The pattern a run of ``target`` is given (:func:`~xrdcore.study.realism.realistic_target`;
+    ``seed`` draws the noise; cached per process)."""
+    _, truth, diffractometer, ideal = _setup(structure, config)
+    if target == "ideal":
+        return ideal
+    return realistic_target(truth, diffractometer, target, config.fwhm, seed)
+
+
+def noisy(target: str) -> bool:
+    """Whether a target's pattern depends on the seed (a noise draw)."""
+    return parse_target(target)[0] in ("noise", "realistic")
 
 
 #: The perturbation symmetry (:func:`xrdcore.structure.perturb.perturb`'s ``symmetric``) of a
@@ -248,10 +268,19 @@ def run_task(task: Task, config: StudyConfig) -> dict:
     if task.kind not in KINDS or task.parametrization not in PARAMETRIZATIONS:
         raise ValueError(f"unknown kind or parametrisation in {task}")
     begin = time.perf_counter()
-    _, truth, diffractometer, target = _setup(task.structure, config)
+    _, truth, diffractometer, _ = _setup(task.structure, config)
+    target = _target(task.structure, task.target, task.seed, config)
     start, _ = _start(task.structure, task.kind, task.magnitude, task.seed, task.parametrization,
                       config)
     parametrization = _parametrization(task.structure, task.kind, task.parametrization, config)
+    if task.remedy == "joint":
+        refined = refine(parametrization, start, target, diffractometer,
+                         joint_instrument(task.target, config.fwhm), free=JOINT_FREE,
+                         metric=task.metric, method=task.method, steps=config.steps)
+        start_loss = refined.losses[0] if refined.losses else math.nan
+        return _row(task, config, refined.crystal, refined.status, refined.evaluations,
+                    refined.loss, start_loss,
+                    time.perf_counter() - begin, refined.seconds)
     result = optimize(parametrization, start, target, diffractometer, method=task.method,
                       metric=task.metric, fwhm=config.fwhm,
                       **remedy_options(task.remedy, config.steps))
@@ -264,21 +293,23 @@ def run_task(task: Task, config: StudyConfig) -> dict:
 
 
 def run_group(tasks: list, config: StudyConfig, backend: str = "cpu") -> list[dict]:
-    """The runs of one (structure, kind, metric, parametrisation, method, remedy) — every seed
-    and magnitude — descended together by :func:`xrdcore.optimize.batch.descend_batch` (the
-    batched executor) on ``backend`` ("cpu", "cuda" or "auto": CUDA when a GPU is present);
-    remedies other than "none" and L-BFGS run task by task. ``seconds`` and
-    ``optimize_seconds`` of a row are the group's divided by its runs."""
+    """The runs of one (structure, kind, metric, parametrisation, method, remedy, target) — every
+    seed (of a noise-free target) and magnitude — descended together by
+    :func:`xrdcore.optimize.batch.descend_batch` (the batched executor) on ``backend`` ("cpu",
+    "cuda" or "auto": CUDA when a GPU is present); remedies other than "none" and L-BFGS run
+    task by task. ``seconds`` and ``optimize_seconds`` of a row are the group's divided by its
+    runs."""
     first = tasks[0]
-    shared = {(t.structure, t.kind, t.metric, t.parametrization, t.method, t.remedy) for t in tasks}
+    shared = {_group_of(t) + (t.structure, t.kind) for t in tasks}
     if len(shared) != 1:
         raise ValueError(
-            "a group's tasks must share structure, kind, metric, parametrisation, method and remedy"
-        )
+            "a group's tasks must share structure, kind, metric, parametrisation, method, remedy "
+            "and target (and the seed, for a noisy target)")
     if first.remedy != "none" or first.method not in BATCH_METHODS:
         return [run_task(task, config) for task in tasks]
     begin = time.perf_counter()
-    _, _, diffractometer, target = _setup(first.structure, config)
+    _, _, diffractometer, _ = _setup(first.structure, config)
+    target = _target(first.structure, first.target, first.seed, config)
     if backend != "cpu":
         diffractometer = Diffractometer(config.wavelength, config.two_theta_range, config.grid_step,
                                         backend=backend)
@@ -323,9 +354,14 @@ def run_unit(tasks: list, config: StudyConfig, executor: str = "batched",
         return [run_task(task, config) for task in tasks]
     groups: dict[tuple, list] = {}
     for task in tasks:
-        groups.setdefault((task.metric, task.parametrization, task.method, task.remedy),
-                          []).append(task)
+        groups.setdefault(_group_of(task), []).append(task)
     return [row for group in groups.values() for row in run_group(group, config, backend)]
+
+
+def _group_of(task: Task) -> tuple:
+    """What the runs of one batch share besides structure and kind: one target pattern."""
+    return (task.metric, task.parametrization, task.method, task.remedy, task.target,
+            task.seed if noisy(task.target) else None)
 
 
 def work_units(tasks: list) -> list[list]:
@@ -751,13 +787,16 @@ def _columns(output: Path, tasks: list[Task]) -> tuple:
     if header is None:  # the file starts again
         return RESULT_FIELDS
     missing = [name for name in RESULT_FIELDS if name not in header]
-    if not header or [name for name in missing if name not in REMEDY_FIELDS]:
+    if not header or [name for name in missing if name not in REMEDY_FIELDS + TARGET_FIELDS]:
         shown = "all" if len(missing) == len(RESULT_FIELDS) else ", ".join(missing)
         raise ValueError(
             f"{output} is not a results file of this version (columns missing: {shown}); "
             f"write to a new output file")
-    if missing and any(task.remedy != "none" for task in tasks):
+    if set(missing) & set(REMEDY_FIELDS) and any(task.remedy != "none" for task in tasks):
         raise ValueError(f"{output} has no remedy columns; write runs with remedies to a new file")
+    if "target" in missing and any(task.target != "ideal" for task in tasks):
+        raise ValueError(f"{output} has no target column; write runs with realistic targets to a "
+                         "new file")
     return header
 
 
