@@ -247,6 +247,24 @@ def measured_loss_and_grad(crystal: Crystal, target: Crystal | ArrayLike,
     two_theta : the grid (default: the diffractometer's).
     options : the metric's own options; any other keyword is a TypeError.
     """
+    forward, loss, d_pattern = _loss(crystal, target, diffractometer, instrument, metric,
+                                     two_theta, options)
+    d_lattice, d_frac, d_instrument, d_b_iso = forward.backward(d_pattern)
+    return MeasuredGradient(loss, d_lattice, d_frac, d_instrument, d_b_iso)
+
+
+def measured_loss(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
+                  instrument: Instrument, metric: str = "cosine",
+                  two_theta: ArrayLike | None = None, **options: Any) -> float:
+    """The loss of :func:`measured_loss_and_grad` alone (same arguments), without the backward
+    pass."""
+    return _loss(crystal, target, diffractometer, instrument, metric, two_theta, options)[1]
+
+
+def _loss(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffractometer,
+          instrument: Instrument, metric: str, two_theta: ArrayLike | None,
+          options: dict[str, Any]) -> tuple[_Forward, float, np.ndarray]:
+    """The checked forward pass, the loss and dL/dy."""
     check_crystal(crystal)
     grid = measurement_grid(diffractometer, instrument, two_theta)
     if metric == COUNTS_METRIC:
@@ -266,8 +284,7 @@ def measured_loss_and_grad(crystal: Crystal, target: Crystal | ArrayLike,
         if not np.any(forward.pattern):
             raise UndefinedMetricError(ALL_ZERO["simulated pattern"])
         loss, d_pattern = metric_loss(metric, forward.pattern, target_pattern, grid, **options)
-    d_lattice, d_frac, d_instrument, d_b_iso = forward.backward(d_pattern)
-    return MeasuredGradient(float(loss), d_lattice, d_frac, d_instrument, d_b_iso)
+    return forward, float(loss), d_pattern
 
 
 def fit_linear(crystal: Crystal, counts: ArrayLike, diffractometer: Diffractometer,

@@ -1,4 +1,5 @@
-"""Command line: ``xrdcore retrieve`` runs the retrieval study, ``xrdcore summary`` reports it.
+"""Command line: ``xrdcore retrieve`` runs the retrieval study, ``xrdcore summary`` reports it,
+``xrdcore roughness`` counts local minima on realistic targets (:mod:`xrdcore.study.roughness`).
 
 A wrong argument, study config or results file is one line on stderr, ``xrdcore: error: …``,
 with exit status 2; so is a results file that cannot be written (a full disk: rerun to resume)
@@ -20,6 +21,7 @@ from typing import NoReturn, TextIO
 
 from xrdcore.study.config import (EXECUTORS, PAPER, REALISM, REMEDIES, REMEDIES_ENERGY, SHIPPED,
                                   SMALL, WORKSHOP, StudyConfig)
+from xrdcore.study.roughness import write_roughness
 from xrdcore.study.runner import ResumeWarning, run_study
 from xrdcore.study.summary import format_rates, match_rates
 from xrdcore.validation import did_you_mean
@@ -65,6 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     retrieve.add_argument("--scheduler", default=None,
                           help="dask.distributed scheduler address, e.g. tcp://host:8786")
     retrieve.add_argument("--no-progress", action="store_true", help="no progress bar")
+    roughness = commands.add_parser(
+        "roughness", help="local minima along fixed scans, ideal against realistic targets")
+    roughness.add_argument("--config", default="realism",
+                           help="a preset or a JSON file of StudyConfig fields (its structures, "
+                           "targets and instrument)")
+    roughness.add_argument("--output", default="realism_minima.csv", help="CSV file to write")
+    roughness.add_argument("--workers", type=int, default=1, help="local processes")
+    roughness.add_argument("--no-progress", action="store_true", help="no progress bar")
     summary = commands.add_parser("summary", help="match rates with 95 %% confidence intervals")
     summary.add_argument("results",
                          help="results file (CSV or Parquet) written by 'xrdcore retrieve'")
@@ -116,6 +126,11 @@ def _run(args: argparse.Namespace) -> int:
         path = run_study(config, args.output, workers=args.workers, scheduler=args.scheduler,
                          progress=not args.no_progress, executor=args.executor,
                          backend=args.backend)
+        print(f"results in {path}")
+        return 0
+    if args.command == "roughness":
+        path = write_roughness(load_config(args.config), args.output, workers=args.workers,
+                               progress=not args.no_progress)
         print(f"results in {path}")
         return 0
     by = tuple(column.strip() for column in args.by.split(","))
