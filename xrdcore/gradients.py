@@ -15,7 +15,8 @@ and finally, with S = Σ_h (dL/d|g_h|)/(2|g_h|) h hᵀ,
 
 Cost O(N_hkl · N_atoms + N_hkl · window points), like the forward pass. Gradients are taken
 with the fractional coordinates held fixed while the lattice moves, and with a fixed peak
-width (Caglioti widths are not differentiated).
+width (Caglioti widths are differentiated by :mod:`xrdcore.measurement`, with the rest of the
+instrument).
 
 For many structures of one composition at once (CPU in parallel, or a GPU) use
 :class:`xrdcore.batch.BatchLoss`.

@@ -316,11 +316,10 @@ REMEDIES_ENERGY = replace(
                 "AB5C_tP7_123_b_ci_a", "A2B3_hR10_167_c_e", "A3B_cI32_204_g_c"))
 
 #: Ideal against realistic targets (xrdcore/data/realism_study.csv, :mod:`xrdcore.study.realism`):
-#: two prototypes per crystal family (the first two of SHIPPED's four), strained cells (1 %, P1 and
-#: crystal family) and displaced atoms (0.1 and 0.2 Å, P1 and space group), cosine loss, seeds 0 and
-#: 1 (also the noise draws), 200 evaluations, each nuisance alone and all together, met by the
-#: ideal model and by joint refinement.
-REALISM = replace(SHIPPED, per_family=2, kinds=("lattice", "coordinates"), strains=(0.01, ),
+#: SHIPPED's 24 prototypes, strained cells (1 %, P1 and crystal family) and displaced atoms (0.1 and
+#: 0.2 Å, P1 and space group), cosine loss, seeds 0 and 1 (also the noise draws), 200 evaluations,
+#: each nuisance alone and all together, met by the ideal model and by joint refinement.
+REALISM = replace(SHIPPED, kinds=("lattice", "coordinates"), strains=(0.01, ),
                   displacements=(0.1, 0.2), metrics=("cosine", ), remedies=("none", "joint"),
                   targets=("ideal", "kalpha2", "background", "zero_shift", "orientation",
                            "noise:10000", "noise:100", "realistic"))

@@ -23,7 +23,9 @@ Explorers (chapters only call these):
   pattern;
 * :func:`constrained_retrieval` — step an optimisation, with and without the crystal-family
   constraint;
-* :func:`energy_vs_xrd` — move along one direction and watch the XRD loss and the energy.
+* :func:`energy_vs_xrd` — move along one direction and watch the XRD loss and the energy;
+* :func:`measured_landscape` — add a background, a zero shift or noise to the target and watch
+  the ideal model's landscape.
 """
 
 from __future__ import annotations
@@ -393,3 +395,42 @@ def energy_vs_xrd(offsets: ArrayLike, xrd_loss: ArrayLike, energy: ArrayLike, la
         return offsets[np.argmin(np.abs(offsets[None, :] - wanted[:, None]), axis=1)]
 
     return Explorer(draw, _at_most(frames, nearest_offsets), label, columns=2)
+
+
+def measured_landscape(truth: Crystal, diffractometer: Diffractometer, fwhm: float = 0.1,
+                       max_strain: float = 0.05, frames: int = 9, seed: int = 0) -> Explorer:
+    """Make the target more realistic — a background, a zero shift or counting noise, the
+    slider from none (0) to much (1) — and watch the ideal model's loss along a stretch of the
+    first lattice vector (±``max_strain``), with its local minima: the pattern the model meets
+    (left) and the landscape it descends (right)."""
+    from xrdcore.landscape.scans import local_minima, scan
+    from xrdcore.study.realism import realistic_target
+
+    nuisances = {  # slider 1 = this target
+        "background (level 0–0.5 of the peak maximum)": lambda v: f"background:{0.5 * v:g}",
+        "zero shift (0–0.1°)": lambda v: f"zero_shift:{0.1 * v:g}",
+        "noise (peak counts 10⁵ down to 10)": lambda v: f"noise:{10**(5 - 4 * v):g}",
+    }
+    strains = np.linspace(-max_strain, max_strain, 101)
+    direction = lattice_direction(truth, 0)
+    ideal = diffractometer.pattern(truth, fwhm=fwhm)
+
+    def draw(axes, value, choice):
+        target = realistic_target(truth, diffractometer, nuisances[choice](value), fwhm, seed)
+        axes[0].plot(diffractometer.two_theta, 100 * target / target.max(), color="C3", lw=0.7,
+                     label="target")
+        axes[0].plot(diffractometer.two_theta, ideal, color="C0", lw=0.7, alpha=0.7,
+                     label="ideal pattern")
+        axes[0].set_xlabel("2θ (degrees)")
+        axes[0].set_ylabel("intensity (max 100)")
+        axes[0].legend(fontsize=8, loc="upper right")
+        loss = scan(truth, direction, strains, target, diffractometer, fwhm=fwhm).loss
+        minima = local_minima(loss, tolerance=1e-12)
+        axes[1].plot(100 * strains, loss, color="k", lw=1)
+        axes[1].plot(100 * strains[minima], loss[minima], "o", mfc="none", color="C3")
+        axes[1].set_xlabel("strain of lattice vector a (%)")
+        axes[1].set_ylabel("cosine loss, ideal model")
+        axes[1].set_title(f"{len(minima)} local minima", fontsize=9)
+
+    return Explorer(draw, np.linspace(0.0, 1.0, frames), "how much (0 = ideal target)",
+                    tuple(nuisances), columns=2)
