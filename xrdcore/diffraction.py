@@ -14,10 +14,10 @@ cross-checked peak by peak):
 
 Deliberately left out, as in pymatgen: absorption, preferred orientation, anomalous
 dispersion, Kα2, background, anisotropic displacement (:mod:`xrdcore.measurement` adds the
-Kα doublet, 2θ corrections, Caglioti widths, preferred orientation, background and scale). Broadened profiles
-(:meth:`Diffractometer.pattern`) sum unit-area peak shapes over *all* reflections in
-range (unmerged, unthresholded: merging does not change a sum, and the threshold would
-make the profile jump as structures move).
+Kα doublet, 2θ corrections, Caglioti widths, preferred orientation, background and scale).
+Broadened profiles (:meth:`Diffractometer.pattern`) sum unit-area peak shapes over *all*
+reflections in range (unmerged, unthresholded: merging does not change a sum, and the threshold
+would make the profile jump as structures move).
 """
 
 from __future__ import annotations

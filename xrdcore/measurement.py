@@ -288,16 +288,22 @@ def _loss(crystal: Crystal, target: Crystal | ArrayLike, diffractometer: Diffrac
 
 
 def fit_linear(crystal: Crystal, counts: ArrayLike, diffractometer: Diffractometer,
-               instrument: Instrument, two_theta: ArrayLike | None = None) -> Instrument:
-    """``instrument`` with the scale and the background coefficients (as many as it has) that
-    fit ``counts`` best for ``crystal`` by weighted least squares (Poisson weights 1/max(n, 1)):
-    the pattern is linear in them, so Rietveld programs solve them before a refinement."""
+               instrument: Instrument, two_theta: ArrayLike | None = None,
+               background: bool = True) -> Instrument:
+    """``instrument`` with the scale and (with ``background``) the background coefficients, as
+    many as it has, that fit ``counts`` best for ``crystal`` by weighted least squares (Poisson
+    weights 1/max(n, 1)): the pattern is linear in them, so Rietveld programs solve them before
+    a refinement. A kept background is part of the fit's model."""
     grid = measurement_grid(diffractometer, instrument, two_theta)
     counts = real_array(counts, "counts", shape=(len(grid), ))
-    bare = replace(instrument, scale=1.0, background=())
-    peaks = _Forward(crystal, diffractometer, bare, grid).pattern
-    design = np.column_stack([peaks, chebyshev_basis(grid, len(instrument.background))])
+    kept = () if background else instrument.background
+    peaks = _Forward(crystal, diffractometer, replace(instrument, scale=1.0, background=()),
+                     grid).pattern
+    basis = chebyshev_basis(grid, len(instrument.background))
+    design = np.column_stack([peaks, basis]) if background else peaks[:, None]
+    data = counts - (basis @ np.asarray(kept, dtype=float) if kept else 0.0)
     root_weight = 1 / np.sqrt(np.maximum(counts, 1.0))
-    solution, *_ = np.linalg.lstsq(design * root_weight[:, None], counts * root_weight, rcond=None)
+    solution, *_ = np.linalg.lstsq(design * root_weight[:, None], data * root_weight, rcond=None)
     scale = solution[0] if solution[0] > 0 else counts.sum() / max(peaks.sum(), 1e-300)
-    return replace(instrument, scale=float(scale), background=tuple(solution[1:]))
+    return replace(instrument, scale=float(scale),
+                   background=tuple(solution[1:]) if background else instrument.background)

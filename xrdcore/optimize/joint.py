@@ -8,8 +8,8 @@ move with it. Every parameter is optimised in units of its own step (:data:`INST
 :func:`~xrdcore.optimize.core.default_steps` for the structure): Adam then takes the same
 steps as :func:`~xrdcore.optimize.core.optimize`, and L-BFGS sees a well-scaled problem. The
 scale and the March–Dollase ratio move on a log scale (they stay positive), η is clipped to
-[0, 1]. With ``"scale"`` free, the scale and background start from their weighted
-least-squares fit to the target (:func:`~xrdcore.measurement.fit_linear`).
+[0, 1]. With ``"scale"`` free, the scale (and the background, when free too) start from
+their weighted least-squares fit to the target (:func:`~xrdcore.measurement.fit_linear`).
 
 The losses are the book's metrics, or ``metric="rwp_counts"`` against counts. A step that makes
 an invalid crystal or instrument (a non-positive Caglioti width) ends the run with
@@ -40,7 +40,8 @@ from xrdcore.validation import (ResourceLimitError, StructureError, UndefinedMet
 
 #: Step (the unit of optimisation) of each instrument setting: relative for the scale and the
 #: March–Dollase ratio (log scale), deg for the zero shift, mm for the displacement, deg² for
-#: U, V, W, Å² for B; the background's is this fraction of the target's largest value.
+#: U, V, W, Å² for B; the background's is this fraction of the target's mean (a step of the
+#: peaks' size would send the background negative wherever the pattern is near zero).
 INSTRUMENT_STEPS = dict(scale=0.01, zero_shift=0.002, displacement=0.005, u=1e-4, v=1e-4, w=1e-4,
                         eta=0.01, march_dollase=0.005, background=0.002, b_iso=0.01)
 #: Settings optimised as logarithms.
@@ -199,8 +200,9 @@ def refine(parametrization: Parametrization, start: Crystal, target: ArrayLike,
         instrument = replace(instrument, window=LORENTZIAN_WINDOW)  # fixed while η moves
     start = parametrization.project(start)
     if "scale" in free:
-        instrument = fit_linear(start, target, diffractometer, instrument, grid)
-    layout = _Layout(parametrization, instrument, free, float(np.abs(target).max()))
+        instrument = fit_linear(start, target, diffractometer, instrument, grid,
+                                background="background" in free)
+    layout = _Layout(parametrization, instrument, free, float(np.abs(target).mean()))
     objective = _JointObjective(layout, instrument, target, diffractometer, metric, two_theta,
                                 truth, options)
     vector = layout.vector(start, instrument)

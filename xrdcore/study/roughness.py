@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ from xrdcore.measurement import measured_loss
 from xrdcore.structure import datasets
 from xrdcore.study.config import StudyConfig, write_atomically
 from xrdcore.study.realism import realistic_target, target_instrument
-from xrdcore.study.runner import environment_record
+from xrdcore.study.runner import environment_record, worker_pool
 from xrdcore.validation import whole
 
 #: Random atom-displacement scans per structure, besides the three lattice stretches.
@@ -90,10 +89,17 @@ def write_roughness(config: StudyConfig, output: Path | str, workers: int = 1,
 
     output = Path(output)
     structures = config.structure_names()
-    with ProcessPoolExecutor(max_workers=whole(workers, "workers", low=1)) as pool:
+    workers = min(whole(workers, "workers", low=1), len(structures))
+    configs = [config] * len(structures)
+    if workers == 1:
         tables = list(
-            tqdm(pool.map(_structure_rows, structures, [config] * len(structures)),
-                 total=len(structures), disable=not progress, desc="structures"))
+            tqdm(map(_structure_rows, structures, configs), total=len(structures),
+                 disable=not progress, desc="structures"))
+    else:
+        with worker_pool(workers) as pool:
+            tables = list(
+                tqdm(pool.map(_structure_rows, structures, configs), total=len(structures),
+                     disable=not progress, desc="structures"))
     rows = [row for table in tables for row in table]
     pd.DataFrame(rows).to_csv(output, index=False)
     config.to_json(output.with_suffix(".config.json"))

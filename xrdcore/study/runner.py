@@ -829,12 +829,7 @@ def _execute(units, config, workers, scheduler, executor, backend):
                 rows = run_unit(unit, config, executor, backend)
             yield rows
         return
-    # "spawn": forking a process whose OpenMP threads (numba) are running is unsafe. One level
-    # of parallelism: every worker gets one numba thread, passive OpenMP waits and one BLAS thread.
-    context = multiprocessing.get_context("spawn")
-    with (_worker_environment(),
-          ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
-                              initargs=(os.getpid(), )) as pool):
+    with worker_pool(workers) as pool:
         submitted = {pool.submit(run_unit, unit, config, executor, backend): unit for unit in units}
         try:
             for future in as_completed(submitted):
@@ -845,6 +840,18 @@ def _execute(units, config, workers, scheduler, executor, backend):
                 ):  # a failed unit, an interrupt, a full disk: stop now, not after every other unit
             _stop(pool)
             raise
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """``workers`` local processes as the runner starts them: spawned ("fork" is unsafe in a
+    process whose OpenMP threads, numba's, are running), each with one numba thread, passive
+    OpenMP waits and one BLAS thread (one level of parallelism), dying with the runner."""
+    context = multiprocessing.get_context("spawn")
+    with (_worker_environment(),
+          ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start,
+                              initargs=(os.getpid(), )) as pool):
+        yield pool
 
 
 @contextmanager
