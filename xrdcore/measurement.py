@@ -114,9 +114,9 @@ class _Forward:
         self.widths = np.concatenate([line.width for line in self.lines])[self.order]
         work = len(self.centres) * len(grid)
         with cpu.threads_for(work):
-            peaks = diffractometer.kernels.broadened_profile(grid, self.centres, self.areas,
-                                                             self.widths, instrument.eta,
-                                                             instrument.window, uniform_step(grid))
+            peaks = diffractometer.kernels.broadened_profile(
+                grid, self.centres, self.areas, self.widths, instrument.eta,
+                instrument.peak_window, uniform_step(grid))
         self.basis = chebyshev_basis(grid, len(instrument.background))
         self.pattern = peaks + self.basis @ np.asarray(instrument.background, dtype=float)
 
@@ -126,7 +126,7 @@ class _Forward:
         with cpu.threads_for(len(self.centres) * len(self.grid)):
             d_area_s, d_centre_s, d_width_s, d_eta = kernels.broadened_profile_parameter_adjoint(
                 self.grid, self.centres, self.areas, self.widths, instrument.eta,
-                instrument.window, d_pattern)
+                instrument.peak_window, d_pattern)
         n_lines, count = len(self.lines), len(self.g)
         d_area, d_centre, d_width = (np.empty(n_lines * count) for _ in range(3))
         for unsorted, sorted_ in ((d_area, d_area_s), (d_centre, d_centre_s), (d_width,
@@ -198,7 +198,7 @@ def _g_window(grid: np.ndarray, instrument: Instrument, wavelength: float,
     top = min(grid[-1] + largest_shift, MAX_TWO_THETA)
     for _ in range(2):  # the widest peak that can reach the grid, at the highest angle it can have
         widest = caglioti_widths(np.radians(np.array([grid[0], top]) / 2), instrument)[0].max()
-        reach = instrument.window * widest + largest_shift
+        reach = instrument.peak_window * widest + largest_shift
         top = min(grid[-1] + reach, MAX_TWO_THETA)
     low = max(grid[0] - reach, 0.0)
     g_min = 2 * math.sin(math.radians(low / 2)) / max(lines)
@@ -304,6 +304,11 @@ def fit_linear(crystal: Crystal, counts: ArrayLike, diffractometer: Diffractomet
     data = counts - (basis @ np.asarray(kept, dtype=float) if kept else 0.0)
     root_weight = 1 / np.sqrt(np.maximum(counts, 1.0))
     solution, *_ = np.linalg.lstsq(design * root_weight[:, None], data * root_weight, rcond=None)
-    scale = solution[0] if solution[0] > 0 else counts.sum() / max(peaks.sum(), 1e-300)
-    return replace(instrument, scale=float(scale),
+    if solution[0] <= 0:  # no positive scale fits: the background alone, then the peaks' share
+        solution[1:], *_ = np.linalg.lstsq(design[:, 1:] * root_weight[:, None],
+                                           data * root_weight, rcond=None)
+        rest = data - design[:, 1:] @ solution[1:]
+        solution[0] = max(float(rest.clip(0) @ peaks) / max(float(peaks @ peaks), 1e-300),
+                          1e-300)
+    return replace(instrument, scale=float(solution[0]),
                    background=tuple(solution[1:]) if background else instrument.background)

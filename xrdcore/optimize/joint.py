@@ -196,7 +196,7 @@ def refine(parametrization: Parametrization, start: Crystal, target: ArrayLike,
     grid = measurement_grid(diffractometer, instrument, two_theta)
     measured_loss_and_grad(start, target, diffractometer, instrument, metric, two_theta,
                            **options)  # a wrong call fails here, not as a failed run
-    if "eta" in free and instrument.eta == 0.0:
+    if "eta" in free and instrument.window is None:
         instrument = replace(instrument, window=LORENTZIAN_WINDOW)  # fixed while η moves
     start = parametrization.project(start)
     if "scale" in free:

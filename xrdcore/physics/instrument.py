@@ -70,8 +70,8 @@ class Instrument:
     ``scale`` (pattern units per |F|²·LP unit), ``zero_shift`` (deg), ``displacement`` (mm),
     ``radius`` (mm, fixed), Caglioti ``u``, ``v``, ``w`` (deg²; the default is a 0.1° FWHM),
     ``eta`` (0 Gaussian … 1 Lorentzian), ``window`` (half-width of each peak's evaluation in
-    FWHMs; default by ``eta``, fixed while η is refined), ``background`` (Chebyshev
-    coefficients, pattern units), ``kalpha2`` (add the Kα2 line), ``march_dollase`` (r) and
+    FWHMs; None: the default for the current ``eta``, :attr:`peak_window`), ``background``
+    (Chebyshev coefficients, pattern units), ``kalpha2`` (add the Kα2 line), ``march_dollase`` (r) and
     ``orientation`` (the preferred reciprocal-lattice direction hkl). Checked when made.
     """
 
@@ -98,7 +98,8 @@ class Instrument:
         real(self.march_dollase, "march_dollase", low=0, low_open=True)
         if not isinstance(self.kalpha2, (bool, np.bool_)):
             raise TypeError(f"kalpha2 must be True or False, got {describe(self.kalpha2)}")
-        object.__setattr__(self, "window", resolve_window(self.window, self.eta))
+        if self.window is not None:
+            object.__setattr__(self, "window", resolve_window(self.window, self.eta))
         background = real_array(self.background, "background", ndim=1)
         object.__setattr__(self, "background", tuple(float(c) for c in background))
         orientation = tuple(whole(i, f"orientation[{n}]") for n, i in enumerate(self.orientation))
@@ -112,6 +113,11 @@ class Instrument:
         """The ideal instrument of the rest of the book (one line, Gaussian peaks of ``fwhm`` deg,
         no corrections) with ``changes``."""
         return cls(w=real(fwhm, "fwhm", low=0, low_open=True)**2, **changes)
+
+    @property
+    def peak_window(self) -> float:
+        """The evaluation window in FWHMs: ``window``, or the default for ``eta``."""
+        return resolve_window(self.window, self.eta)
 
     def lines(self, wavelength: float) -> tuple[tuple[float, float], ...]:
         """((λ, weight), …): the diffractometer's wavelength alone, or the Kα doublet."""
