@@ -71,8 +71,8 @@ class Instrument:
     ``radius`` (mm, fixed), Caglioti ``u``, ``v``, ``w`` (deg²; the default is a 0.1° FWHM),
     ``eta`` (0 Gaussian … 1 Lorentzian), ``window`` (half-width of each peak's evaluation in
     FWHMs; None: the default for the current ``eta``, :attr:`peak_window`), ``background``
-    (Chebyshev coefficients, pattern units), ``kalpha2`` (add the Kα2 line), ``march_dollase`` (r) and
-    ``orientation`` (the preferred reciprocal-lattice direction hkl). Checked when made.
+    (Chebyshev coefficients, pattern units), ``kalpha2`` (add the Kα2 line), ``march_dollase``
+    (r) and ``orientation`` (the preferred reciprocal-lattice direction hkl). Checked when made.
     """
 
     scale: float = 1.0
