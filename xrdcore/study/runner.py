@@ -708,7 +708,7 @@ def _write_parquet(output: Path, rows: list[dict], columns: Sequence[str]) -> No
 
     text = {
         "key", "structure", "crystal_family", "space_group", "kind", "metric", "parametrization",
-        "method", "status", "remedy"
+        "method", "status", "remedy", "target"
     }
 
     def typed(name, value):
