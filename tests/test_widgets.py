@@ -291,3 +291,23 @@ def test_static_frames_keep_their_text_inside(rutile, name):
     for frame in range(len(explorer.values)):
         _assert_text_fits(explorer.static_frame(frame))
         plt.close("all")
+
+
+def test_measured_landscape_draws_the_target_and_the_ideal_models_scan(rutile):
+    """Slider 0 is the ideal target (the scan's lowest point is the truth); at slider 1 the
+    zero shift moves the target's peaks by 0.1° and the truth's loss is no longer 0."""
+    explorer = widgets.measured_landscape(rutile, XRD, frames=3)
+    assert len(explorer.choices) == 3 and explorer.values[0] == 0 and explorer.values[-1] == 1
+    shift = next(choice for choice in explorer.choices if "zero shift" in choice)
+    at_zero = explorer.figure(0.0, shift)
+    strains, losses = at_zero.axes[1].lines[0].get_data()
+    assert strains[np.argmin(losses)] == 0 and losses[len(losses) // 2] < 1e-12
+    assert "local minima" in at_zero.axes[1].get_title()
+    at_one = explorer.figure(1.0, shift)
+    two_theta, target = at_one.axes[0].lines[0].get_data()
+    _, ideal = at_one.axes[0].lines[1].get_data()
+    assert abs(two_theta[np.argmax(target)] - two_theta[np.argmax(ideal)] - 0.1) < 0.021
+    assert at_one.axes[1].lines[0].get_data()[1][len(strains) // 2] > 0.01
+    for frame in range(len(explorer.values)):
+        _assert_text_fits(explorer.static_frame(frame))
+        plt.close("all")

@@ -73,9 +73,9 @@ def parse_target(target: str) -> tuple[str, float | None]:
         parameter = float(value) if value else TARGET_DEFAULTS[name]
     except ValueError:
         raise ValueError(f"target {target!r}: {value!r} is not a number") from None
-    low_open = name != "zero_shift"
+    # a shift of either sign; no background is a background of level 0; counts and r are > 0
     return name, real(parameter, f"the parameter of target {target!r}",
-                      low=None if name == "zero_shift" else 0, low_open=low_open)
+                      low=None if name == "zero_shift" else 0, low_open=name != "background")
 
 
 def target_instrument(target: str, fwhm: float, peak_max: float) -> Instrument:

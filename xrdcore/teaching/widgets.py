@@ -407,9 +407,9 @@ def measured_landscape(truth: Crystal, diffractometer: Diffractometer, fwhm: flo
     from xrdcore.study.realism import realistic_target
 
     nuisances = {  # slider 1 = this target
-        "background (level 0–0.5 of the peak maximum)": lambda v: f"background:{0.5 * v:g}",
-        "zero shift (0–0.1°)": lambda v: f"zero_shift:{0.1 * v:g}",
-        "noise (peak counts 10⁵ down to 10)": lambda v: f"noise:{10**(5 - 4 * v):g}",
+        "background (≤ 0.5 × peak max)": lambda v: f"background:{0.5 * v:g}",
+        "zero shift (≤ 0.1°)": lambda v: f"zero_shift:{0.1 * v:g}",
+        "noise (10⁵ → 10 peak counts)": lambda v: f"noise:{10**(5 - 4 * v):g}",
     }
     strains = np.linspace(-max_strain, max_strain, 101)
     direction = lattice_direction(truth, 0)
@@ -433,4 +433,4 @@ def measured_landscape(truth: Crystal, diffractometer: Diffractometer, fwhm: flo
         axes[1].set_title(f"{len(minima)} local minima", fontsize=9)
 
     return Explorer(draw, np.linspace(0.0, 1.0, frames), "how much (0 = ideal target)",
-                    tuple(nuisances), columns=2)
+                    tuple(nuisances), columns=2, panel_size=(5.0, 3.2))
