@@ -8,8 +8,10 @@ move with it. Every parameter is optimised in units of its own step (:data:`INST
 :func:`~xrdcore.optimize.core.default_steps` for the structure): Adam then takes the same
 steps as :func:`~xrdcore.optimize.core.optimize`, and L-BFGS sees a well-scaled problem. The
 scale and the March–Dollase ratio move on a log scale (they stay positive), η is clipped to
-[0, 1]. With ``"scale"`` free, the scale (and the background, when free too) start from
-their weighted least-squares fit to the target (:func:`~xrdcore.measurement.fit_linear`).
+[0, 1]. A free background starts from the target's lower envelope
+(:func:`~xrdcore.physics.instrument.background_envelope`: fitted to the start structure, a
+background would soak up the peaks the start puts in the wrong places), then a free scale from
+its weighted least-squares fit to the rest (:func:`~xrdcore.measurement.fit_linear`).
 
 The losses are the book's metrics, or ``metric="rwp_counts"`` against counts. A step that makes
 an invalid crystal or instrument (a non-positive Caglioti width) ends the run with
@@ -30,7 +32,7 @@ from numpy.typing import ArrayLike
 from xrdcore.diffraction import Diffractometer
 from xrdcore.measurement import fit_linear, measured_loss_and_grad, measurement_grid
 from xrdcore.optimize.core import METHODS, default_steps, first_order_descent, lbfgs_descent
-from xrdcore.physics.instrument import PARAMETERS, Instrument
+from xrdcore.physics.instrument import PARAMETERS, Instrument, background_envelope
 from xrdcore.physics.profiles import LORENTZIAN_WINDOW
 from xrdcore.structure.crystal import Crystal, atomic_number
 from xrdcore.structure.matching import rms_displacement
@@ -199,9 +201,12 @@ def refine(parametrization: Parametrization, start: Crystal, target: ArrayLike,
     if "eta" in free and instrument.window is None:
         instrument = replace(instrument, window=LORENTZIAN_WINDOW)  # fixed while η moves
     start = parametrization.project(start)
+    if "background" in free:  # from the data alone: a misfit start would put peaks in it
+        instrument = replace(instrument, background=tuple(
+            background_envelope(grid, target, len(instrument.background))))
     if "scale" in free:
         instrument = fit_linear(start, target, diffractometer, instrument, grid,
-                                background="background" in free)
+                                background=False)
     layout = _Layout(parametrization, instrument, free, float(np.abs(target).mean()))
     objective = _JointObjective(layout, instrument, target, diffractometer, metric, two_theta,
                                 truth, options)

@@ -227,6 +227,28 @@ def chebyshev_basis(grid: np.ndarray, order: int) -> np.ndarray:
     return np.polynomial.chebyshev.chebvander(x, order - 1) if order else np.zeros((len(grid), 0))
 
 
+#: Clipping passes of :func:`background_envelope`.
+ENVELOPE_PASSES = 30
+
+
+def background_envelope(grid: np.ndarray, pattern: ArrayLike, terms: int) -> np.ndarray:
+    """Chebyshev coefficients (``terms``,) of the lower envelope of ``pattern`` on ``grid``:
+    fit the series, clip the pattern to the fit, and fit again (:data:`ENVELOPE_PASSES` times,
+    each clipping the pattern itself), so that peaks stop pulling the fit up — the peak
+    stripping that gives a background's start without knowing the structure; the constant
+    term is raised where needed so that the background is nowhere negative."""
+    data = real_array(pattern, "pattern", shape=(len(grid), ))
+    basis = chebyshev_basis(grid, terms)
+    if terms == 0:
+        return np.zeros(0)
+    clipped = data
+    for _ in range(ENVELOPE_PASSES):
+        coefficients, *_ = np.linalg.lstsq(basis, clipped, rcond=None)
+        clipped = np.minimum(data, basis @ coefficients)
+    coefficients[0] += max(0.0, -float((basis @ coefficients).min()))
+    return coefficients
+
+
 def poisson_counts(pattern: ArrayLike, peak_counts: float, seed: int = 0) -> np.ndarray:
     """A synthetic measurement: Poisson counts of ``pattern`` scaled so that its maximum expects
     ``peak_counts`` counts (a float array; ``numpy.random.default_rng(seed)``)."""
