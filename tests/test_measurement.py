@@ -484,3 +484,27 @@ def test_measurement_rejects_bad_input():
         measured_loss_and_grad(crystal, target, XRD, instrument, COUNTS_METRIC, width=1.0)
     with pytest.raises(ValueError, match="non-negative"):
         poisson_counts(-target, 100.0)
+
+
+def test_background_envelope_lies_under_the_peaks_and_on_the_background():
+    """Peaks on a smooth background: the envelope passes under the peaks (above the pattern by at
+    most 1 % of the background, a least-squares fit to the clipped pattern), within a few per
+    cent of the background's level between them, and is nowhere negative; with no background it
+    is about zero."""
+    from xrdcore.physics.instrument import background_envelope, chebyshev_basis
+
+    xrd = Diffractometer("CuKa", (10, 90), 0.02)
+    truth = datasets.get_prototype("A2B_tP6_136_f_a").crystal()
+    peaks = measured_pattern(truth, xrd, Instrument.ideal(0.1))
+    grid = xrd.two_theta
+    true_background = (0.1 * peaks.max(), -0.06 * peaks.max(), 0.02 * peaks.max())
+    basis = chebyshev_basis(grid, 3)
+    background = basis @ np.array(true_background)
+    envelope = basis @ background_envelope(grid, peaks + background, 3)
+    quiet = peaks < 1e-6 * peaks.max()  # between the peaks
+    assert quiet.mean() > 0.5
+    assert np.all(envelope >= -1e-9 * peaks.max())
+    assert np.all(envelope <= peaks + background + 0.01 * background.max())
+    assert np.abs(envelope - background)[quiet].max() < 0.05 * background.max()
+    bare = basis @ background_envelope(grid, peaks, 3)
+    assert np.abs(bare).max() < 0.01 * peaks.max()
