@@ -89,6 +89,8 @@ def write_roughness(config: StudyConfig, output: Path | str, workers: int = 1,
 
     output = Path(output)
     structures = config.structure_names()
+    runs = len(structures) * len(config.targets) * len(MODELS) * (3 + RANDOM_SCANS)
+    record = environment_record(config, runs)  # the code as it is when the computation starts
     workers = min(whole(workers, "workers", low=1), len(structures))
     configs = [config] * len(structures)
     if workers == 1:
@@ -103,6 +105,5 @@ def write_roughness(config: StudyConfig, output: Path | str, workers: int = 1,
     rows = [row for table in tables for row in table]
     pd.DataFrame(rows).to_csv(output, index=False)
     config.to_json(output.with_suffix(".config.json"))
-    write_atomically(output.with_suffix(".env.json"),
-                     json.dumps([environment_record(config, len(rows))], indent=2))
+    write_atomically(output.with_suffix(".env.json"), json.dumps([record], indent=2))
     return output
