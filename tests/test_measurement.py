@@ -508,3 +508,35 @@ def test_background_envelope_lies_under_the_peaks_and_on_the_background():
     assert np.abs(envelope - background)[quiet].max() < 0.05 * background.max()
     bare = basis @ background_envelope(grid, peaks, 3)
     assert np.abs(bare).max() < 0.01 * peaks.max()
+
+
+def test_measured_model_on_the_numpy_reference_kernels():
+    """The whole measurement, pattern and every gradient, with the numba kernels swapped for
+    their numpy twins (``kernels.reference``, dense sums): the same numbers."""
+    from xrdcore.kernels import reference
+
+    class ReferenceDiffractometer(Diffractometer):
+        kernels = reference
+
+    numpy_xrd = ReferenceDiffractometer("CuKa", (20, 45), step=0.02)
+    truth = datasets.get_prototype("A2B_aP6_2_2i_i").crystal()
+    crystal = perturbed(truth, np.random.default_rng(4))
+    instrument = Instrument(scale=1.5, zero_shift=0.02, displacement=0.03, u=0.002, v=-0.001,
+                            w=0.008, eta=0.3, window=WIDE_WINDOW, background=(2.0, 0.5),
+                            kalpha2=True, march_dollase=0.85, orientation=(1, 0, 0))
+    target = measured_pattern(truth, XRD_FD, replace(instrument, zero_shift=0.0))
+    ours = measured_loss_and_grad(crystal, target, XRD_FD, instrument)
+    twin = measured_loss_and_grad(crystal, target, numpy_xrd, instrument)
+    np.testing.assert_allclose(measured_pattern(crystal, numpy_xrd, instrument),
+                               measured_pattern(crystal, XRD_FD, instrument), rtol=1e-9)
+    assert ours.loss == pytest.approx(twin.loss, rel=1e-9)
+    np.testing.assert_allclose(ours.d_lattice, twin.d_lattice, rtol=1e-7,
+                               atol=1e-9 * np.abs(twin.d_lattice).max())
+    np.testing.assert_allclose(ours.d_frac, twin.d_frac, rtol=1e-7,
+                               atol=1e-9 * np.abs(twin.d_frac).max())
+    for name in SCALARS:
+        assert ours.d_instrument[name] == pytest.approx(twin.d_instrument[name], rel=1e-7,
+                                                        abs=1e-12)
+    np.testing.assert_allclose(ours.d_instrument["background"], twin.d_instrument["background"],
+                               rtol=1e-7)
+    assert ours.d_b_iso == pytest.approx(twin.d_b_iso, rel=1e-7)
