@@ -75,7 +75,7 @@ class _Line:
                  instrument: Instrument) -> None:
         self.weight = weight
         self.factors = factors = line_factors(g, wavelength)
-        self.shift, self.d_shift = shift(factors.theta, instrument)
+        self.shift, self.d_shift, self.d_shift_d_displacement = shift(factors.theta, instrument)
         (self.width, self.d_width_d_theta, *self.d_width_d_uvw) = caglioti_widths(
             factors.theta, instrument)
         self.centre = factors.two_theta + self.shift
@@ -146,8 +146,7 @@ class _Forward:
             d_g += dc * (factors.d_two_theta + line.d_shift * factors.d_theta)
             d_g += dw * line.d_width_d_theta * factors.d_theta
             d_instrument["zero_shift"] += float(dc.sum())
-            d_instrument["displacement"] += float(
-                dc @ (-2 / instrument.radius * DEG_PER_RAD * np.cos(factors.theta)))
+            d_instrument["displacement"] += float(dc @ line.d_shift_d_displacement)
             for name, slope in zip("uvw", line.d_width_d_uvw):
                 d_instrument[name] += float(dw @ slope)
         d_instrument["march_dollase"] = float(d_orientation @ self.d_orientation_d_ratio)

@@ -145,9 +145,15 @@ class _JointObjective:
         self.truth, self.options = truth, options
         self.evaluations = 0
         self.best_vector: np.ndarray | None = None
-        self.best_loss = self.best_xrd_loss = self.last_xrd_loss = math.inf
+        self.best_loss = self.last_xrd_loss = math.inf
         self.losses: list[float] = []
         self.rms: list[float] = []
+
+    @property
+    def best_xrd_loss(self) -> float:
+        """The loss :func:`~xrdcore.optimize.core.lbfgs_descent` judges (there is no energy
+        term here: the best loss)."""
+        return self.best_loss
 
     def __call__(self, vector: np.ndarray) -> tuple[float, np.ndarray]:
         try:
@@ -162,7 +168,6 @@ class _JointObjective:
         self.last_xrd_loss = result.loss
         if result.loss < self.best_loss:
             self.best_vector, self.best_loss = np.array(vector, dtype=float), result.loss
-            self.best_xrd_loss = result.loss
         self.losses.append(result.loss)
         if self.truth is not None:
             self.rms.append(rms_displacement(crystal, self.truth))

@@ -173,11 +173,13 @@ def line_factors(g: np.ndarray, wavelength: float) -> LineFactors:
                        theta, d_theta)
 
 
-def shift(theta: np.ndarray, instrument: Instrument) -> tuple[np.ndarray, np.ndarray]:
-    """Δ(θ) (deg) of the peak positions and dΔ/dθ (deg/rad): zero shift plus sample
-    displacement, Δ = Δ0 − (2 s/R) cos θ · 180/π."""
+def shift(theta: np.ndarray,
+          instrument: Instrument) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Δ(θ) (deg) of the peak positions, dΔ/dθ (deg/rad) and dΔ/ds (deg/mm): zero shift plus
+    sample displacement, Δ = Δ0 − (2 s/R) cos θ · 180/π."""
     ratio = 2 * instrument.displacement / instrument.radius * DEG_PER_RAD
-    return instrument.zero_shift - ratio * np.cos(theta), ratio * np.sin(theta)
+    return (instrument.zero_shift - ratio * np.cos(theta), ratio * np.sin(theta),
+            -2 / instrument.radius * DEG_PER_RAD * np.cos(theta))
 
 
 def caglioti_widths(theta: np.ndarray, instrument: Instrument) -> tuple[np.ndarray, ...]:

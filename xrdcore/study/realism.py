@@ -52,6 +52,10 @@ BACKGROUND_SHAPE = (1.0, -0.6, 0.2)
 REALISTIC = dict(background=0.1, zero_shift=0.05, orientation=0.8)
 #: The preferred direction of the orientation targets (plates normal to c*).
 ORIENTATION = (0, 0, 1)
+#: Targets measured with the Kα doublet, and targets drawn as counts (their pattern depends on
+#: the seed).
+DOUBLET = ("kalpha2", "realistic")
+NOISY = ("noise", "realistic")
 #: What joint refinement varies besides the structure.
 JOINT_FREE = ("scale", "zero_shift", "background", "march_dollase")
 #: Chebyshev terms of the joint model's background.
@@ -78,6 +82,11 @@ def parse_target(target: str) -> tuple[str, float | None]:
                       low=None if name == "zero_shift" else 0, low_open=name != "background")
 
 
+def noisy(target: str) -> bool:
+    """Whether a target's pattern depends on the seed (a noise draw)."""
+    return parse_target(target)[0] in NOISY
+
+
 def target_instrument(target: str, fwhm: float, peak_max: float) -> Instrument:
     """The instrument that makes ``target`` from the truth (noise aside), Gaussian peaks of
     ``fwhm`` deg; ``peak_max`` (the ideal pattern's maximum) sets the background's level."""
@@ -85,8 +94,7 @@ def target_instrument(target: str, fwhm: float, peak_max: float) -> Instrument:
     settings = dict(REALISTIC) if name == "realistic" else {}
     if value is not None and name in ("background", "zero_shift", "orientation"):
         settings[name] = value
-    instrument = Instrument.ideal(fwhm, kalpha2=name in ("kalpha2", "realistic"),
-                                  orientation=ORIENTATION)
+    instrument = Instrument.ideal(fwhm, kalpha2=name in DOUBLET, orientation=ORIENTATION)
     if "background" in settings:
         level = settings["background"] * peak_max
         instrument = replace(instrument, background=tuple(level * c for c in BACKGROUND_SHAPE))
@@ -104,7 +112,7 @@ def realistic_target(truth: Crystal, diffractometer: Diffractometer, target: str
         return ideal
     instrument = target_instrument(target, fwhm, float(ideal.max()))
     pattern = measured_pattern(truth, diffractometer, instrument)
-    if name in ("noise", "realistic"):
+    if name in NOISY:
         assert value is not None  # both have a default count
         return poisson_counts(pattern, value, seed)
     return pattern
@@ -114,5 +122,5 @@ def joint_instrument(target: str, fwhm: float) -> Instrument:
     """The joint model's start: what is known of the instrument for ``target`` (its lines, the
     peak width, the preferred direction), every refined setting at its neutral value."""
     name, _ = parse_target(target)
-    return Instrument.ideal(fwhm, kalpha2=name in ("kalpha2", "realistic"),
-                            orientation=ORIENTATION, background=(0.0, ) * JOINT_BACKGROUND_TERMS)
+    return Instrument.ideal(fwhm, kalpha2=name in DOUBLET, orientation=ORIENTATION,
+                            background=(0.0, ) * JOINT_BACKGROUND_TERMS)

@@ -104,7 +104,7 @@ from xrdcore.structure.matching import (RECOVERY_TOLERANCES, STRICT_TOLERANCES, 
                                         match, rms_displacement)
 from xrdcore.structure.parametrize import Parametrization
 from xrdcore.structure.perturb import perturb
-from xrdcore.study.realism import JOINT_FREE, joint_instrument, parse_target, realistic_target
+from xrdcore.study.realism import JOINT_FREE, joint_instrument, noisy, realistic_target
 from xrdcore.study.config import (BOTH_DISPLACEMENT_PER_STRAIN, EXECUTORS, GRID_DIMENSIONS, KINDS,
                                   MODES, PARAMETRIZATIONS, RESULT_SETTINGS, StudyConfig, Task,
                                   check_key_magnitudes, os_error, remedy_options, write_atomically)
@@ -152,11 +152,6 @@ def _target(structure: str, target: str, seed: int, config: StudyConfig) -> np.n
     if target == "ideal":
         return ideal
     return realistic_target(truth, diffractometer, target, config.fwhm, seed)
-
-
-def noisy(target: str) -> bool:
-    """Whether a target's pattern depends on the seed (a noise draw)."""
-    return parse_target(target)[0] in ("noise", "realistic")
 
 
 #: The perturbation symmetry (:func:`xrdcore.structure.perturb.perturb`'s ``symmetric``) of a
